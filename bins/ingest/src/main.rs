@@ -1,0 +1,101 @@
+//! yuba-ingest: turns S3 notifications into replication jobs on the work queues.
+//!
+//! Under Lambda it accepts every shape S3 can deliver in (an SQS trigger whose bodies are S3
+//! notifications or SNS envelopes of them, a direct S3 notification, an EventBridge event).
+//! Anywhere else it long-polls `YUBA_EVENTS_QUEUE_URL` with the same handler, which is how the
+//! local stack runs the real event path.
+
+mod handler;
+
+use anyhow::Context;
+use lambda_runtime::{LambdaEvent, service_fn};
+use yuba_aws::JobSender;
+use yuba_config::Env;
+use yuba_consumer::{Consumer, ConsumerSettings, Delivery, Handler, cancel_on_termination};
+use yuba_events::{KeyFilter, Router};
+
+use crate::handler::{IngestHandler, Queues};
+
+/// Messages parsed at once: each is small, the work is sending.
+const DEFAULT_CONCURRENCY: u64 = 4;
+/// Objects up to this size are copied by the Lambda worker, larger ones by Fargate.
+const DEFAULT_ROUTE_THRESHOLD_BYTES: u64 = 256 * 1024 * 1024;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    yuba_telemetry::init().map_err(anyhow::Error::msg)?;
+    let env = Env::from_process();
+    let queues = Queues {
+        lambda: env.required(
+            "YUBA_LAMBDA_QUEUE_URL",
+            "set it to the URL of the work queue the Lambda worker consumes",
+        )?,
+        fargate: env.required(
+            "YUBA_FARGATE_QUEUE_URL",
+            "set it to the URL of the work queue the Fargate worker consumes",
+        )?,
+    };
+    let router = Router::new(env.number_in(
+        "YUBA_ROUTE_THRESHOLD_BYTES",
+        DEFAULT_ROUTE_THRESHOLD_BYTES,
+        0..=5 * 1024 * 1024 * 1024 * 1024,
+    )?);
+    let filter = KeyFilter::new(
+        env.list("YUBA_FILTER_PREFIXES"),
+        env.list("YUBA_FILTER_SUFFIXES"),
+    );
+    let concurrency = env.number_in("YUBA_CONCURRENCY", DEFAULT_CONCURRENCY, 1..=1024)?;
+    let concurrency = usize::try_from(concurrency).context("YUBA_CONCURRENCY")?;
+    let consumer_settings = if yuba_lambda::in_lambda() {
+        None
+    } else {
+        Some(ConsumerSettings::from_env(
+            &env,
+            "YUBA_EVENTS_QUEUE_URL",
+            DEFAULT_CONCURRENCY,
+        )?)
+    };
+    tracing::info!(
+        prefixes = ?filter.prefixes(),
+        suffixes = ?filter.suffixes(),
+        route_threshold_bytes = router.threshold_bytes(),
+        "ingest configured"
+    );
+
+    let sdk = yuba_aws::load_sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let handler = IngestHandler::new(JobSender::new(sqs.clone()), queues, filter, router);
+
+    match consumer_settings {
+        None => serve_lambda(handler, concurrency).await,
+        Some(settings) => {
+            let shutdown = cancel_on_termination().context("installing signal handlers")?;
+            Consumer::new(sqs, settings, handler).run(shutdown).await;
+            Ok(())
+        }
+    }
+}
+
+/// One Lambda, every trigger: an SQS batch gets a partial batch response; a direct S3 or
+/// EventBridge invocation succeeds or fails as a whole (Lambda retries asynchronous invocations,
+/// then hands them to the function's failure destination).
+async fn serve_lambda(handler: IngestHandler, concurrency: usize) -> anyhow::Result<()> {
+    let handler = &handler;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            if let Some(batch) = yuba_lambda::as_sqs_event(&event.payload) {
+                let response = yuba_lambda::answer_sqs_batch(handler, batch, concurrency).await;
+                return Ok::<_, lambda_runtime::Error>(serde_json::to_value(response)?);
+            }
+            let delivery = Delivery {
+                message_id: event.context.request_id,
+                body: event.payload.to_string(),
+                receive_count: 1,
+            };
+            handler.handle(&delivery).await?;
+            Ok(serde_json::Value::Null)
+        },
+    ))
+    .await
+    .map_err(|error| anyhow::anyhow!("the Lambda runtime stopped: {error}"))
+}

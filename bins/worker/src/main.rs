@@ -1,0 +1,60 @@
+//! yuba-worker: replicates S3 objects into GCS.
+//!
+//! One binary, two homes. Under Lambda (`AWS_LAMBDA_RUNTIME_API` set) it answers SQS-triggered
+//! batches with partial batch failures; anywhere else (Fargate, a laptop) it long-polls
+//! `YUBA_QUEUE_URL`. Either way every job goes through the same [`JobHandler`].
+
+mod handler;
+
+use anyhow::Context;
+use yuba_aws::S3Source;
+use yuba_config::Env;
+use yuba_consumer::{Consumer, ConsumerSettings, cancel_on_termination};
+use yuba_gcs::{Gcs, GcsSettings};
+use yuba_replicate::{Replicator, ReplicatorSettings};
+
+use crate::handler::JobHandler;
+
+/// Jobs worked on at once by default: replication is I/O-bound, so more than the cores.
+const DEFAULT_CONCURRENCY: u64 = 8;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    yuba_telemetry::init().map_err(anyhow::Error::msg)?;
+    let env = Env::from_process();
+    let gcs_settings = GcsSettings::from_env(&env)?;
+    let replicator_settings = ReplicatorSettings::from_env(&env, gcs_settings.upload_chunk_bytes)?;
+    let force_path_style = env.flag("YUBA_S3_FORCE_PATH_STYLE", false)?;
+    let concurrency = env.number_in("YUBA_CONCURRENCY", DEFAULT_CONCURRENCY, 1..=1024)?;
+    let concurrency = usize::try_from(concurrency).context("YUBA_CONCURRENCY")?;
+    let consumer_settings = if yuba_lambda::in_lambda() {
+        None
+    } else {
+        Some(ConsumerSettings::from_env(
+            &env,
+            "YUBA_QUEUE_URL",
+            DEFAULT_CONCURRENCY,
+        )?)
+    };
+
+    let sdk = yuba_aws::load_sdk_config().await;
+    let gcs = Gcs::connect(&gcs_settings).await?;
+    let replicator = Replicator::new(
+        S3Source::new(&sdk, force_path_style),
+        gcs,
+        replicator_settings,
+    );
+    let handler = JobHandler::new(replicator);
+
+    match consumer_settings {
+        None => yuba_lambda::serve_sqs_batches(handler, concurrency)
+            .await
+            .map_err(|error| anyhow::anyhow!("the Lambda runtime stopped: {error}")),
+        Some(settings) => {
+            let shutdown = cancel_on_termination().context("installing signal handlers")?;
+            let sqs = aws_sdk_sqs::Client::new(&sdk);
+            Consumer::new(sqs, settings, handler).run(shutdown).await;
+            Ok(())
+        }
+    }
+}

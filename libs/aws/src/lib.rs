@@ -1,0 +1,21 @@
+//! yuba's edge to AWS: reading source objects from S3 and putting jobs on SQS work queues.
+//!
+//! Endpoints, region and credentials come from the standard AWS environment (`AWS_REGION`,
+//! `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`, the credential chain), so the same code runs on
+//! Lambda, on Fargate and against the local emulators. Errors are classified into
+//! [`FailureKind`](yuba_model::FailureKind) here, at the edge, so callers never inspect SDK types.
+
+mod batch;
+mod classify;
+mod s3;
+mod sqs;
+
+pub use batch::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, pack_batches};
+pub use classify::{classify_sdk_error, describe_sdk_error};
+pub use s3::{S3Error, S3Source, SourceObject};
+pub use sqs::{JobSender, SendError};
+
+/// Loads region, credentials and endpoint overrides from the environment.
+pub async fn load_sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}

@@ -1,0 +1,213 @@
+use std::collections::HashMap;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumMode, ChecksumType, ServerSideEncryption};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+use yuba_model::{FailureKind, normalize_etag};
+
+use crate::classify::{classify_sdk_error, describe_sdk_error};
+
+/// Reads source objects from S3.
+#[derive(Debug, Clone)]
+pub struct S3Source {
+    client: aws_sdk_s3::Client,
+}
+
+/// An S3 object being read: what S3 says about it, and its body as a stream.
+#[derive(Debug)]
+pub struct SourceObject {
+    pub bucket: String,
+    pub key: String,
+    /// Bare, without quotes.
+    pub etag: String,
+    pub size: u64,
+    pub version_id: Option<String>,
+    pub last_modified: Option<DateTime<Utc>>,
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_language: Option<String>,
+    /// `x-amz-meta-*`, names lowercased by S3.
+    pub user_metadata: HashMap<String, String>,
+    /// S3's CRC32C of the whole object, when it stores one (uploads made with that checksum).
+    pub full_object_crc32c: Option<String>,
+    /// The MD5 of the content, when the ETag is one: single-part uploads without SSE-KMS/SSE-C.
+    pub content_md5: Option<[u8; 16]>,
+    body: ByteStream,
+}
+
+impl SourceObject {
+    /// The next piece of the body; `None` at the end. Errors here are the connection's, and
+    /// transient.
+    pub async fn next_chunk(&mut self) -> Option<Result<Bytes, S3Error>> {
+        self.body.next().await.map(|chunk| {
+            chunk.map_err(|error| S3Error {
+                kind: FailureKind::Transient,
+                message: format!(
+                    "reading s3://{}/{} failed mid-body: {error}",
+                    self.bucket, self.key
+                ),
+            })
+        })
+    }
+}
+
+#[derive(Debug, Error)]
+#[error("{message}")]
+pub struct S3Error {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl S3Source {
+    /// `force_path_style` is for endpoints that do not serve bucket subdomains (local emulators).
+    pub fn new(sdk: &aws_config::SdkConfig, force_path_style: bool) -> Self {
+        let config = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(force_path_style)
+            .build();
+        S3Source {
+            client: aws_sdk_s3::Client::from_conf(config),
+        }
+    }
+
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
+    /// Starts reading the current version of an object. `Ok(None)`: there is no such object
+    /// (any more).
+    pub async fn get(&self, bucket: &str, key: &str) -> Result<Option<SourceObject>, S3Error> {
+        let response = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await;
+        let output = match response {
+            Ok(output) => output,
+            Err(error) => {
+                // A 404 for the key (not for the bucket, which is a configuration error).
+                let not_found = error.as_service_error().is_some_and(|e| {
+                    e.is_no_such_key() || e.meta().code() == Some("NoSuchVersion")
+                });
+                if not_found {
+                    return Ok(None);
+                }
+                return Err(S3Error {
+                    kind: classify_sdk_error(&error),
+                    message: format!(
+                        "GET s3://{bucket}/{key} failed: {}",
+                        describe_sdk_error(&error)
+                    ),
+                });
+            }
+        };
+
+        let etag = output.e_tag().map(normalize_etag).unwrap_or_default();
+        let encrypted_with_own_keys = matches!(
+            output.server_side_encryption(),
+            Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse)
+        ) || output.sse_customer_algorithm().is_some();
+        let content_md5 = if encrypted_with_own_keys {
+            None
+        } else {
+            md5_of_single_part_etag(&etag)
+        };
+        let full_object_crc32c = match output.checksum_type() {
+            Some(ChecksumType::FullObject) | None => output.checksum_crc32_c().map(str::to_owned),
+            Some(_) => None,
+        }
+        .filter(|crc| !crc.contains('-'));
+        let size = output
+            .content_length()
+            .and_then(|length| u64::try_from(length).ok())
+            .ok_or_else(|| S3Error {
+                kind: FailureKind::Transient,
+                message: format!("GET s3://{bucket}/{key} answered without a Content-Length"),
+            })?;
+        Ok(Some(SourceObject {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            etag,
+            size,
+            version_id: output
+                .version_id()
+                .filter(|v| *v != "null")
+                .map(str::to_owned),
+            last_modified: output
+                .last_modified()
+                .and_then(|t| DateTime::from_timestamp_millis(t.to_millis().ok()?)),
+            content_type: output.content_type().map(str::to_owned),
+            cache_control: output.cache_control().map(str::to_owned),
+            content_disposition: output.content_disposition().map(str::to_owned),
+            content_encoding: output.content_encoding().map(str::to_owned),
+            content_language: output.content_language().map(str::to_owned),
+            user_metadata: output.metadata().cloned().unwrap_or_default(),
+            full_object_crc32c,
+            content_md5,
+            body: output.body,
+        }))
+    }
+}
+
+impl S3Source {
+    /// Whether the key exists now (HeadObject). Used before mirroring a delete, so that a delete
+    /// event that arrives after the key was created again does not remove the new replica.
+    pub async fn exists(&self, bucket: &str, key: &str) -> Result<bool, S3Error> {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
+            Err(error) => Err(S3Error {
+                kind: classify_sdk_error(&error),
+                message: format!(
+                    "HEAD s3://{bucket}/{key} failed: {}",
+                    describe_sdk_error(&error)
+                ),
+            }),
+        }
+    }
+}
+
+/// A single-part upload's ETag is the hex MD5 of the content; a multipart one is
+/// `<md5 of part md5s>-<parts>`, which says nothing about the content as a whole.
+fn md5_of_single_part_etag(etag: &str) -> Option<[u8; 16]> {
+    if etag.len() != 32 {
+        return None;
+    }
+    let mut md5 = [0_u8; 16];
+    hex::decode_to_slice(etag, &mut md5).ok()?;
+    Some(md5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_single_part_etags_are_md5s() {
+        assert_eq!(
+            md5_of_single_part_etag("d41d8cd98f00b204e9800998ecf8427e").map(hex::encode),
+            Some("d41d8cd98f00b204e9800998ecf8427e".to_owned())
+        );
+        assert_eq!(
+            md5_of_single_part_etag("d41d8cd98f00b204e9800998ecf8427e-3"),
+            None
+        );
+        assert_eq!(
+            md5_of_single_part_etag("not-an-md5-not-an-md5-not-an-md"),
+            None
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! Consuming an SQS queue the way a long-running service must: long polls, N messages in
+//! flight, visibility extended while a message is worked on, successes deleted in batches,
+//! failures made visible again after a backoff (transient) or at once (permanent, so that SQS
+//! moves them to the dead-letter queue after the queue's maxReceiveCount), and a clean drain on
+//! shutdown.
+//!
+//! The same [`Handler`] also serves batches that arrive pushed rather than pulled (a Lambda SQS
+//! trigger): see [`handle_batch`]. This crate knows nothing of Lambda itself.
+
+mod batch;
+mod consumer;
+mod handler;
+mod settings;
+mod signals;
+
+pub use batch::handle_batch;
+pub use consumer::{Consumer, ConsumerStats};
+pub use handler::{Delivery, Handler, HandlerError};
+pub use settings::ConsumerSettings;
+pub use signals::cancel_on_termination;
+pub use yuba_model::FailureKind;

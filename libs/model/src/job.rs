@@ -1,0 +1,202 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The version of the job message format written by this build. Readers refuse others, so a
+/// mixed deployment fails loudly (to the DLQ) instead of misreading a job.
+const JOB_FORMAT_VERSION: u32 = 1;
+
+/// One unit of work on a work queue: make the replica of one S3 key match the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Job {
+    Replicate(ReplicateJob),
+    Delete(DeleteJob),
+}
+
+/// An object was created or overwritten in S3: copy it (the version the event names, or newer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicateJob {
+    pub bucket: String,
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// Without quotes (see [`normalize_etag`]); absent when the event did not carry one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// S3's per-key ordering token (hex, compare after left-padding); not sent by every emitter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequencer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<DateTime<Utc>>,
+}
+
+/// An object was deleted in S3 (or a delete marker was put): remove the replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteJob {
+    pub bucket: String,
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequencer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+struct JobMessageOut<'a> {
+    v: u32,
+    #[serde(flatten)]
+    job: &'a Job,
+}
+
+#[derive(Deserialize)]
+struct JobMessageIn {
+    // `v` is read (and checked) separately, before the job itself.
+    #[serde(flatten)]
+    job: Job,
+}
+
+/// Why a work-queue message is not a job this build can run. Always permanent: redelivering the
+/// same bytes cannot help, so such messages belong in the DLQ.
+#[derive(Debug, Error)]
+pub enum JobDecodeError {
+    #[error("the message is not a yuba job: {0}")]
+    Malformed(#[source] serde_json::Error),
+    #[error(
+        "the job is in format version {0}, this build reads version {JOB_FORMAT_VERSION}; \
+         run a matching worker or redrive the message after upgrading"
+    )]
+    UnsupportedVersion(u32),
+}
+
+impl Job {
+    pub fn bucket(&self) -> &str {
+        match self {
+            Job::Replicate(job) => &job.bucket,
+            Job::Delete(job) => &job.bucket,
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        match self {
+            Job::Replicate(job) => &job.key,
+            Job::Delete(job) => &job.key,
+        }
+    }
+
+    pub fn event_time(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Job::Replicate(job) => job.event_time,
+            Job::Delete(job) => job.event_time,
+        }
+    }
+
+    /// The message body put on a work queue.
+    pub fn to_message(&self) -> String {
+        let message = JobMessageOut {
+            v: JOB_FORMAT_VERSION,
+            job: self,
+        };
+        // A job is plain strings and numbers: serialising it cannot fail.
+        serde_json::to_string(&message).unwrap_or_else(|error| unreachable!("{error}"))
+    }
+
+    pub fn from_message(body: &str) -> Result<Job, JobDecodeError> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            v: u32,
+        }
+        // The version is checked first so that a future format gets the right complaint even
+        // when its fields no longer parse as this one.
+        let version: VersionOnly = serde_json::from_str(body).map_err(JobDecodeError::Malformed)?;
+        if version.v != JOB_FORMAT_VERSION {
+            return Err(JobDecodeError::UnsupportedVersion(version.v));
+        }
+        let message: JobMessageIn =
+            serde_json::from_str(body).map_err(JobDecodeError::Malformed)?;
+        Ok(message.job)
+    }
+}
+
+/// ETags arrive quoted from S3's HTTP API (`"abc"`) and bare in events (`abc`); yuba stores and
+/// compares them bare.
+pub fn normalize_etag(etag: &str) -> String {
+    let trimmed = etag.trim();
+    let unquoted = trimmed
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or(trimmed);
+    unquoted.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replicate() -> Job {
+        Job::Replicate(ReplicateJob {
+            bucket: "src".into(),
+            key: "photos/a b+c.jpg".into(),
+            version_id: Some("v1".into()),
+            etag: Some("d41d8cd98f00b204e9800998ecf8427e".into()),
+            size: Some(0),
+            sequencer: Some("0055AED6DCD90281E5".into()),
+            event_time: Some("2026-11-22T10:00:00.123Z".parse().unwrap()),
+        })
+    }
+
+    #[test]
+    fn jobs_round_trip_through_the_message_format() {
+        let delete = Job::Delete(DeleteJob {
+            bucket: "src".into(),
+            key: "k".into(),
+            version_id: None,
+            sequencer: None,
+            event_time: None,
+        });
+        for job in [replicate(), delete] {
+            assert_eq!(Job::from_message(&job.to_message()).unwrap(), job);
+        }
+    }
+
+    #[test]
+    fn the_message_format_is_stable() {
+        let body = replicate().to_message();
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "v": 1, "op": "replicate", "bucket": "src", "key": "photos/a b+c.jpg",
+                "version_id": "v1", "etag": "d41d8cd98f00b204e9800998ecf8427e", "size": 0,
+                "sequencer": "0055AED6DCD90281E5", "event_time": "2026-11-22T10:00:00.123Z"
+            })
+        );
+    }
+
+    #[test]
+    fn foreign_and_future_messages_are_refused() {
+        assert!(matches!(
+            Job::from_message("not json"),
+            Err(JobDecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            Job::from_message(r#"{"v":1,"op":"replicate"}"#),
+            Err(JobDecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            Job::from_message(r#"{"v":2,"op":"teleport"}"#),
+            Err(JobDecodeError::UnsupportedVersion(2))
+        ));
+    }
+
+    #[test]
+    fn etags_compare_without_quotes() {
+        assert_eq!(normalize_etag("\"abc-2\""), "abc-2");
+        assert_eq!(normalize_etag("abc"), "abc");
+        assert_eq!(normalize_etag(" \"abc\" "), "abc");
+    }
+}

@@ -1,0 +1,297 @@
+//! The replica-metadata schema: what a GCS replica records about its S3 source.
+//!
+//! The reconciler and the delivery path read these keys, so they are a public contract: see
+//! `docs/METADATA.md`. Keys are added, never renamed; an incompatible change bumps
+//! [`SCHEMA_VERSION`].
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use thiserror::Error;
+
+use crate::checksum::{crc32c_from_base64, crc32c_to_base64};
+use crate::job::ReplicateJob;
+
+pub const SCHEMA_VERSION: &str = "1";
+
+/// Custom-metadata keys that yuba owns. S3 user metadata with this prefix is not copied, so that
+/// a source object can never forge a replica record.
+pub const RESERVED_METADATA_PREFIX: &str = "yuba-";
+
+pub mod keys {
+    pub const SCHEMA: &str = "yuba-schema";
+    pub const SOURCE_BUCKET: &str = "yuba-source-bucket";
+    pub const SOURCE_KEY: &str = "yuba-source-key";
+    pub const SOURCE_VERSION_ID: &str = "yuba-source-version-id";
+    pub const SOURCE_ETAG: &str = "yuba-source-etag";
+    pub const SOURCE_SIZE: &str = "yuba-source-size";
+    pub const SOURCE_LAST_MODIFIED: &str = "yuba-source-last-modified";
+    pub const SOURCE_SEQUENCER: &str = "yuba-source-sequencer";
+    pub const SHA256: &str = "yuba-sha256";
+    pub const CRC32C: &str = "yuba-crc32c";
+    pub const REPLICATED_AT: &str = "yuba-replicated-at";
+}
+
+/// What S3 said about the object that was copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFacts {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: Option<String>,
+    /// Bare, without quotes.
+    pub etag: String,
+    pub size: u64,
+    pub last_modified: Option<DateTime<Utc>>,
+    pub sequencer: Option<String>,
+}
+
+/// The yuba part of a replica's custom metadata.
+///
+/// A replica is *complete* once its content digests are recorded. Objects small enough to be
+/// hashed before upload are written complete; streamed ones get their digests in a metadata
+/// update right after the upload is finalised, so a crash in between leaves an incomplete record
+/// that the next delivery of the job repairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaRecord {
+    pub source: SourceFacts,
+    /// Lowercase hex.
+    pub sha256: Option<String>,
+    pub crc32c: Option<u32>,
+    pub replicated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum MetadataError {
+    #[error(
+        "the replica's metadata is in schema {found:?}; this build reads schema {SCHEMA_VERSION}"
+    )]
+    UnknownSchema { found: String },
+    #[error("the replica's metadata lacks `{0}`")]
+    Missing(&'static str),
+    #[error("the replica's metadata has an unreadable `{key}`: {value:?}")]
+    Invalid { key: &'static str, value: String },
+}
+
+impl ReplicaRecord {
+    pub fn is_complete(&self) -> bool {
+        self.sha256.is_some() && self.crc32c.is_some()
+    }
+
+    /// Whether this replica already holds what `job` asks to copy, so the job can be skipped
+    /// without reading the source. Only a complete record counts, and every identity the job
+    /// carries must agree.
+    pub fn satisfies(&self, job: &ReplicateJob) -> bool {
+        let agrees =
+            |wanted: Option<&str>, have: Option<&str>| wanted.is_none_or(|w| have == Some(w));
+        self.is_complete()
+            && self.source.bucket == job.bucket
+            && self.source.key == job.key
+            && agrees(job.etag.as_deref(), Some(self.source.etag.as_str()))
+            && agrees(job.version_id.as_deref(), self.source.version_id.as_deref())
+            && job.size.is_none_or(|size| size == self.source.size)
+    }
+
+    /// The custom-metadata entries to write, in a stable order.
+    pub fn to_metadata(&self) -> Vec<(&'static str, String)> {
+        let timestamp = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let source = &self.source;
+        let mut entries = vec![
+            (keys::SCHEMA, SCHEMA_VERSION.to_owned()),
+            (keys::SOURCE_BUCKET, source.bucket.clone()),
+            (keys::SOURCE_KEY, source.key.clone()),
+            (keys::SOURCE_ETAG, source.etag.clone()),
+            (keys::SOURCE_SIZE, source.size.to_string()),
+            (keys::REPLICATED_AT, timestamp(&self.replicated_at)),
+        ];
+        let optional = [
+            (keys::SOURCE_VERSION_ID, source.version_id.clone()),
+            (
+                keys::SOURCE_LAST_MODIFIED,
+                source.last_modified.as_ref().map(timestamp),
+            ),
+            (keys::SOURCE_SEQUENCER, source.sequencer.clone()),
+            (keys::SHA256, self.sha256.clone()),
+            (keys::CRC32C, self.crc32c.map(crc32c_to_base64)),
+        ];
+        entries.extend(
+            optional
+                .into_iter()
+                .filter_map(|(key, value)| value.map(|v| (key, v))),
+        );
+        entries
+    }
+
+    /// Reads the record back from a replica's custom metadata. `Ok(None)`: the object carries no
+    /// yuba record (it was not written by yuba).
+    pub fn from_metadata(
+        metadata: &HashMap<String, String>,
+    ) -> Result<Option<Self>, MetadataError> {
+        let Some(schema) = metadata.get(keys::SCHEMA) else {
+            return Ok(None);
+        };
+        if schema != SCHEMA_VERSION {
+            return Err(MetadataError::UnknownSchema {
+                found: schema.clone(),
+            });
+        }
+        let optional = |key: &'static str| metadata.get(key).cloned();
+        let required = |key: &'static str| optional(key).ok_or(MetadataError::Missing(key));
+        let invalid = |key: &'static str| MetadataError::Invalid {
+            key,
+            value: metadata.get(key).cloned().unwrap_or_default(),
+        };
+        let timestamp = |key: &'static str, value: String| {
+            DateTime::parse_from_rfc3339(&value)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| invalid(key))
+        };
+
+        let size = required(keys::SOURCE_SIZE)?
+            .parse()
+            .map_err(|_| invalid(keys::SOURCE_SIZE))?;
+        let last_modified = optional(keys::SOURCE_LAST_MODIFIED)
+            .map(|v| timestamp(keys::SOURCE_LAST_MODIFIED, v))
+            .transpose()?;
+        let crc32c = optional(keys::CRC32C)
+            .map(|v| crc32c_from_base64(&v).ok_or_else(|| invalid(keys::CRC32C)))
+            .transpose()?;
+        let sha256 = optional(keys::SHA256);
+        if sha256
+            .as_deref()
+            .is_some_and(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(invalid(keys::SHA256));
+        }
+        Ok(Some(ReplicaRecord {
+            source: SourceFacts {
+                bucket: required(keys::SOURCE_BUCKET)?,
+                key: required(keys::SOURCE_KEY)?,
+                version_id: optional(keys::SOURCE_VERSION_ID),
+                etag: required(keys::SOURCE_ETAG)?,
+                size,
+                last_modified,
+                sequencer: optional(keys::SOURCE_SEQUENCER),
+            },
+            sha256,
+            crc32c,
+            replicated_at: timestamp(keys::REPLICATED_AT, required(keys::REPLICATED_AT)?)?,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> ReplicaRecord {
+        ReplicaRecord {
+            source: SourceFacts {
+                bucket: "src".into(),
+                key: "a/b.jpg".into(),
+                version_id: None,
+                etag: "9a0364b9e99bb480dd25e1f0284c8555".into(),
+                size: 7,
+                last_modified: Some("2026-11-22T10:00:00Z".parse().unwrap()),
+                sequencer: Some("0055AED6DCD90281E5".into()),
+            },
+            sha256: Some("ed7002b439e9ac845f22357d822bac1444730fbdb6016d3ec9432297b9ec9f73".into()),
+            crc32c: Some(0xc994_65aa),
+            replicated_at: "2026-11-22T10:00:01.5Z".parse().unwrap(),
+        }
+    }
+
+    fn as_map(record: &ReplicaRecord) -> HashMap<String, String> {
+        record
+            .to_metadata()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
+    }
+
+    fn job() -> ReplicateJob {
+        ReplicateJob {
+            bucket: "src".into(),
+            key: "a/b.jpg".into(),
+            version_id: None,
+            etag: Some("9a0364b9e99bb480dd25e1f0284c8555".into()),
+            size: Some(7),
+            sequencer: None,
+            event_time: None,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_through_metadata() {
+        let record = record();
+        let mut map = as_map(&record);
+        map.insert("owner".into(), "user metadata is ignored".into());
+        assert_eq!(ReplicaRecord::from_metadata(&map), Ok(Some(record)));
+        assert_eq!(map["yuba-crc32c"], "yZRlqg==");
+        assert_eq!(map["yuba-replicated-at"], "2026-11-22T10:00:01.500Z");
+        assert!(!map.contains_key("yuba-source-version-id"));
+    }
+
+    #[test]
+    fn objects_without_a_record_are_not_replicas() {
+        let map = HashMap::from([("owner".to_owned(), "x".to_owned())]);
+        assert_eq!(ReplicaRecord::from_metadata(&map), Ok(None));
+    }
+
+    #[test]
+    fn damaged_records_name_the_field() {
+        let mut map = as_map(&record());
+        map.insert("yuba-source-size".into(), "seven".into());
+        assert_eq!(
+            ReplicaRecord::from_metadata(&map),
+            Err(MetadataError::Invalid {
+                key: "yuba-source-size",
+                value: "seven".into()
+            })
+        );
+        map.remove("yuba-source-size");
+        assert_eq!(
+            ReplicaRecord::from_metadata(&map),
+            Err(MetadataError::Missing("yuba-source-size"))
+        );
+        map.insert("yuba-schema".into(), "9".into());
+        assert!(matches!(
+            ReplicaRecord::from_metadata(&map),
+            Err(MetadataError::UnknownSchema { .. })
+        ));
+    }
+
+    #[test]
+    fn a_complete_record_of_the_same_object_satisfies_the_job() {
+        assert!(record().satisfies(&job()));
+        let without_identity = ReplicateJob {
+            etag: None,
+            size: None,
+            ..job()
+        };
+        assert!(record().satisfies(&without_identity));
+    }
+
+    #[test]
+    fn other_content_or_an_incomplete_record_does_not() {
+        let other_etag = ReplicateJob {
+            etag: Some("other".into()),
+            ..job()
+        };
+        let other_size = ReplicateJob {
+            size: Some(8),
+            ..job()
+        };
+        let other_version = ReplicateJob {
+            version_id: Some("v2".into()),
+            ..job()
+        };
+        for job in [other_etag, other_size, other_version] {
+            assert!(!record().satisfies(&job), "{job:?}");
+        }
+        let incomplete = ReplicaRecord {
+            sha256: None,
+            ..record()
+        };
+        assert!(!incomplete.satisfies(&job()));
+    }
+}

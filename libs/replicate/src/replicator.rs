@@ -1,0 +1,406 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use chrono::Utc;
+use thiserror::Error;
+use yuba_aws::{S3Error, S3Source, SourceObject};
+use yuba_config::{ConfigError, Env};
+use yuba_gcs::{Gcs, GcsError, ObjectInfo, UploadSpec};
+use yuba_model::{
+    Checksums, DeleteJob, FailureKind, Job, ObjectNameError, RESERVED_METADATA_PREFIX,
+    ReplicaRecord, ReplicateJob, SourceFacts, crc32c_from_base64, gcs_object_name, keys,
+};
+
+use crate::source::{ReadContent, StreamFailure, StreamReport, VerifiedStream};
+use crate::verify::{ContentVerifier, ExpectedContent, IntegrityError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicatorSettings {
+    /// The GCS bucket that holds the replicas.
+    pub replica_bucket: String,
+    /// Whether a delete in S3 removes the replica (the default), or the replica is kept.
+    pub mirror_deletes: bool,
+    /// Objects up to this size are read whole, hashed, and written in one request with their
+    /// complete record; larger ones are streamed. The upload chunk size, so that memory is
+    /// bounded by it either way.
+    pub whole_object_limit: u64,
+}
+
+impl ReplicatorSettings {
+    pub fn from_env(env: &Env, upload_chunk_bytes: usize) -> Result<Self, ConfigError> {
+        Ok(ReplicatorSettings {
+            replica_bucket: env.required(
+                "YUBA_GCS_BUCKET",
+                "set it to the name of the GCS bucket that holds the replicas",
+            )?,
+            mirror_deletes: env.flag("YUBA_MIRROR_DELETES", true)?,
+            whole_object_limit: upload_chunk_bytes as u64,
+        })
+    }
+}
+
+/// What a job did. Every variant is a success: the message can be acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The replica was written.
+    Replicated {
+        bytes: u64,
+        checksums: Checksums,
+        generation: i64,
+        /// Streamed in a resumable upload, rather than written whole.
+        streamed: bool,
+    },
+    /// The replica already holds this content; nothing was read or written.
+    AlreadyReplicated {
+        generation: i64,
+    },
+    /// The source object no longer exists; its delete event takes care of the replica.
+    SourceGone,
+    Deleted,
+    /// Asked to delete a replica that was not there.
+    AlreadyAbsent,
+    /// A delete was not mirrored, by configuration.
+    DeleteNotMirrored,
+    /// A delete was not mirrored because the key exists in S3 again: a newer create won.
+    SourceRecreated,
+}
+
+impl Outcome {
+    /// For logs and metric dimensions.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Replicated { .. } => "replicated",
+            Outcome::AlreadyReplicated { .. } => "already-replicated",
+            Outcome::SourceGone => "source-gone",
+            Outcome::Deleted => "deleted",
+            Outcome::AlreadyAbsent => "already-absent",
+            Outcome::DeleteNotMirrored => "delete-not-mirrored",
+            Outcome::SourceRecreated => "source-recreated",
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ReplicateError {
+    #[error(transparent)]
+    Source(#[from] S3Error),
+    #[error(transparent)]
+    Replica(#[from] GcsError),
+    #[error("s3://{bucket}/{key} cannot be replicated under its own name: {reason}")]
+    Name {
+        bucket: String,
+        key: String,
+        reason: ObjectNameError,
+    },
+    #[error("s3://{bucket}/{key}: {reason}")]
+    Integrity {
+        bucket: String,
+        key: String,
+        reason: IntegrityError,
+    },
+}
+
+impl ReplicateError {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            ReplicateError::Source(error) => error.kind,
+            ReplicateError::Replica(error) => error.kind,
+            ReplicateError::Name { .. } => FailureKind::Permanent,
+            ReplicateError::Integrity { .. } => FailureKind::Transient,
+        }
+    }
+}
+
+/// Runs jobs: makes the replica of one key match its source.
+#[derive(Debug, Clone)]
+pub struct Replicator {
+    s3: S3Source,
+    gcs: Gcs,
+    settings: ReplicatorSettings,
+}
+
+impl Replicator {
+    pub fn new(s3: S3Source, gcs: Gcs, settings: ReplicatorSettings) -> Self {
+        Replicator { s3, gcs, settings }
+    }
+
+    pub async fn run(&self, job: &Job) -> Result<Outcome, ReplicateError> {
+        match job {
+            Job::Replicate(job) => self.replicate(job).await,
+            Job::Delete(job) => self.delete(job).await,
+        }
+    }
+
+    async fn replicate(&self, job: &ReplicateJob) -> Result<Outcome, ReplicateError> {
+        let bucket = &self.settings.replica_bucket;
+        let name = object_name(&job.bucket, &job.key)?;
+        let existing = self.gcs.object(bucket, name).await?;
+        let record = existing.as_ref().and_then(read_record);
+        if let (Some(replica), Some(record)) = (&existing, &record)
+            && record.satisfies(job)
+        {
+            return Ok(Outcome::AlreadyReplicated {
+                generation: replica.generation,
+            });
+        }
+
+        let Some(source) = self.s3.get(&job.bucket, &job.key).await? else {
+            return Ok(Outcome::SourceGone);
+        };
+        // The event may name an older version than the one S3 holds now, and the replica may
+        // already hold the current one (written for a later event that came first).
+        if let (Some(replica), Some(record)) = (&existing, &record)
+            && record.is_complete()
+            && record.source.etag == source.etag
+            && record.source.size == source.size
+            && record.source.version_id == source.version_id
+        {
+            return Ok(Outcome::AlreadyReplicated {
+                generation: replica.generation,
+            });
+        }
+
+        let facts = SourceFacts {
+            bucket: job.bucket.clone(),
+            key: job.key.clone(),
+            version_id: source.version_id.clone(),
+            etag: source.etag.clone(),
+            size: source.size,
+            last_modified: source.last_modified,
+            sequencer: job.sequencer.clone(),
+        };
+        let expected = ExpectedContent {
+            size: source.size,
+            md5: source.content_md5,
+            crc32c: source
+                .full_object_crc32c
+                .as_deref()
+                .and_then(crc32c_from_base64),
+        };
+        if source.size <= self.settings.whole_object_limit {
+            self.write_whole(name, source, facts, expected).await
+        } else {
+            self.write_streamed(name, source, facts, expected).await
+        }
+    }
+
+    /// Small objects: read and verify everything first, so the replica is created complete
+    /// (record and digests included) in a single request that GCS checks against the digests.
+    async fn write_whole(
+        &self,
+        name: &str,
+        mut source: SourceObject,
+        facts: SourceFacts,
+        expected: ExpectedContent,
+    ) -> Result<Outcome, ReplicateError> {
+        let integrity = |reason| ReplicateError::Integrity {
+            bucket: facts.bucket.clone(),
+            key: facts.key.clone(),
+            reason,
+        };
+        let mut verifier = ContentVerifier::new(expected);
+        let mut chunks: Vec<Bytes> = Vec::new();
+        while let Some(chunk) = source.next_chunk().await {
+            let chunk = chunk?;
+            verifier.feed(&chunk).map_err(integrity)?;
+            chunks.push(chunk);
+        }
+        let checksums = verifier.finish().map_err(integrity)?;
+        let record = ReplicaRecord {
+            source: facts,
+            sha256: Some(checksums.sha256_hex()),
+            crc32c: Some(checksums.crc32c),
+            replicated_at: Utc::now(),
+        };
+        let mut spec = upload_spec(&self.settings.replica_bucket, name, &source, &record);
+        spec.known_crc32c = Some(checksums.crc32c);
+        spec.known_md5 = Some(checksums.md5);
+        let stored = self.gcs.upload(spec, ReadContent::new(chunks)).await?;
+        Ok(Outcome::Replicated {
+            bytes: stored.size,
+            checksums,
+            generation: stored.generation,
+            streamed: false,
+        })
+    }
+
+    /// Large objects: stream through a resumable upload, hashing on the way. The digests are
+    /// known only at the end, so they are added to the replica's record right after the upload
+    /// is finalised (see [`ReplicaRecord`] on complete and incomplete records).
+    async fn write_streamed(
+        &self,
+        name: &str,
+        source: SourceObject,
+        facts: SourceFacts,
+        expected: ExpectedContent,
+    ) -> Result<Outcome, ReplicateError> {
+        let bucket = &self.settings.replica_bucket;
+        let record = ReplicaRecord {
+            source: facts.clone(),
+            sha256: None,
+            crc32c: None,
+            replicated_at: Utc::now(),
+        };
+        let mut spec = upload_spec(bucket, name, &source, &record);
+        // Checksums the source vouches for are given to GCS up front, so it checks the upload
+        // end to end against S3's own record of the content.
+        spec.known_crc32c = expected.crc32c;
+        spec.known_md5 = expected.md5;
+        let (stream, report) = VerifiedStream::new(source, expected);
+        let uploaded = self.gcs.upload(spec, stream).await;
+        let (checksums, failure) = take_report(&report);
+        if let Some(failure) = failure {
+            return Err(match failure {
+                StreamFailure::Source(error) => error.into(),
+                StreamFailure::Integrity(reason) => ReplicateError::Integrity {
+                    bucket: facts.bucket,
+                    key: facts.key,
+                    reason,
+                },
+            });
+        }
+        let stored = uploaded?;
+        let checksums = checksums.ok_or_else(|| ReplicateError::Integrity {
+            bucket: facts.bucket.clone(),
+            key: facts.key.clone(),
+            reason: IntegrityError::TooShort {
+                expected: facts.size,
+                received: 0,
+            },
+        })?;
+        let completion = vec![
+            (keys::SHA256.to_owned(), checksums.sha256_hex()),
+            (keys::CRC32C.to_owned(), checksums.crc32c_base64()),
+        ];
+        self.gcs
+            .update_metadata(bucket, name, stored.generation, completion)
+            .await?;
+        Ok(Outcome::Replicated {
+            bytes: stored.size,
+            checksums,
+            generation: stored.generation,
+            streamed: true,
+        })
+    }
+
+    async fn delete(&self, job: &DeleteJob) -> Result<Outcome, ReplicateError> {
+        if !self.settings.mirror_deletes {
+            return Ok(Outcome::DeleteNotMirrored);
+        }
+        let name = object_name(&job.bucket, &job.key)?;
+        if self.s3.exists(&job.bucket, &job.key).await? {
+            return Ok(Outcome::SourceRecreated);
+        }
+        let deleted = self.gcs.delete(&self.settings.replica_bucket, name).await?;
+        Ok(if deleted {
+            Outcome::Deleted
+        } else {
+            Outcome::AlreadyAbsent
+        })
+    }
+}
+
+fn object_name<'a>(bucket: &str, key: &'a str) -> Result<&'a str, ReplicateError> {
+    gcs_object_name(key).map_err(|reason| ReplicateError::Name {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        reason,
+    })
+}
+
+/// A replica's record, if it has a readable one. An unreadable record is treated as none, so the
+/// replica is rewritten with a good one.
+fn read_record(replica: &ObjectInfo) -> Option<ReplicaRecord> {
+    ReplicaRecord::from_metadata(&replica.metadata)
+        .inspect_err(|error| {
+            tracing::warn!(object = %replica.name, %error, "replica has an unreadable record; rewriting it");
+        })
+        .ok()
+        .flatten()
+}
+
+fn take_report(report: &Arc<Mutex<StreamReport>>) -> (Option<Checksums>, Option<StreamFailure>) {
+    let mut report = report
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    (report.checksums.take(), report.failure.take())
+}
+
+/// The replica's attributes: the source's HTTP headers, its user metadata (less yuba's reserved
+/// keys) and the record.
+fn upload_spec(
+    bucket: &str,
+    name: &str,
+    source: &SourceObject,
+    record: &ReplicaRecord,
+) -> UploadSpec {
+    let mut metadata: Vec<(String, String)> = user_metadata(&source.user_metadata);
+    metadata.extend(
+        record
+            .to_metadata()
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value)),
+    );
+    UploadSpec {
+        bucket: bucket.to_owned(),
+        name: name.to_owned(),
+        content_type: source.content_type.clone(),
+        cache_control: source.cache_control.clone(),
+        content_disposition: source.content_disposition.clone(),
+        content_encoding: source.content_encoding.clone(),
+        content_language: source.content_language.clone(),
+        metadata,
+        known_crc32c: None,
+        known_md5: None,
+    }
+}
+
+fn user_metadata(source: &HashMap<String, String>) -> Vec<(String, String)> {
+    let mut entries: Vec<(String, String)> = source
+        .iter()
+        .filter(|(key, _)| {
+            let reserved = key
+                .to_ascii_lowercase()
+                .starts_with(RESERVED_METADATA_PREFIX);
+            if reserved {
+                tracing::warn!(%key, "S3 user metadata uses yuba's reserved prefix; not copied");
+            }
+            !reserved
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    entries.sort();
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_metadata_cannot_forge_a_record() {
+        let source = HashMap::from([
+            ("owner".to_owned(), "ann".to_owned()),
+            ("yuba-sha256".to_owned(), "forged".to_owned()),
+            ("Yuba-Source-Etag".to_owned(), "forged".to_owned()),
+        ]);
+        assert_eq!(
+            user_metadata(&source),
+            vec![("owner".to_owned(), "ann".to_owned())]
+        );
+    }
+
+    #[test]
+    fn settings_come_from_the_environment() {
+        let env = Env::from_pairs([
+            ("YUBA_GCS_BUCKET", "replica"),
+            ("YUBA_MIRROR_DELETES", "false"),
+        ]);
+        let settings = ReplicatorSettings::from_env(&env, 1024).unwrap();
+        assert_eq!(settings.replica_bucket, "replica");
+        assert!(!settings.mirror_deletes);
+        let missing = ReplicatorSettings::from_env(&Env::default(), 1024).unwrap_err();
+        assert!(missing.to_string().contains("YUBA_GCS_BUCKET"));
+    }
+}

@@ -1,0 +1,107 @@
+//! Tracing set-up shared by the binaries: JSON lines in the cloud (CloudWatch Logs parses them),
+//! readable colourless-or-coloured lines on a terminal.
+//!
+//! The format is chosen by `YUBA_LOG_FORMAT` (`json` or `pretty`); unset, it is JSON when running
+//! on Lambda or ECS or when stderr is not a terminal. The level comes from `RUST_LOG`
+//! (default `info`).
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+impl LogFormat {
+    /// The format an environment asks for. `Err` names the bad value.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<LogFormat, String> {
+        match get("YUBA_LOG_FORMAT").as_deref().map(str::trim) {
+            Some("json") => Ok(LogFormat::Json),
+            Some("pretty") => Ok(LogFormat::Pretty),
+            Some("") | None => {
+                let in_the_cloud = get("AWS_LAMBDA_RUNTIME_API").is_some()
+                    || get("ECS_CONTAINER_METADATA_URI_V4").is_some();
+                Ok(if in_the_cloud || !std::io::stderr().is_terminal() {
+                    LogFormat::Json
+                } else {
+                    LogFormat::Pretty
+                })
+            }
+            Some(other) => Err(format!(
+                "YUBA_LOG_FORMAT is {other:?}; set it to `json` or `pretty`, or leave it unset"
+            )),
+        }
+    }
+}
+
+/// Installs the global subscriber. Logs go to stderr so that stdout stays free for a program's
+/// own output (reports, tables).
+pub fn init() -> Result<LogFormat, String> {
+    let format = LogFormat::from_env(|name| std::env::var(name).ok())?;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Pretty => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+    installed.map_err(|error| format!("could not install the log subscriber: {error}"))?;
+    Ok(format)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn explicit_formats_win() {
+        assert_eq!(
+            LogFormat::from_env(env(&[
+                ("YUBA_LOG_FORMAT", "pretty"),
+                ("AWS_LAMBDA_RUNTIME_API", "x")
+            ])),
+            Ok(LogFormat::Pretty)
+        );
+        assert_eq!(
+            LogFormat::from_env(env(&[("YUBA_LOG_FORMAT", "json")])),
+            Ok(LogFormat::Json)
+        );
+    }
+
+    #[test]
+    fn the_cloud_gets_json() {
+        assert_eq!(
+            LogFormat::from_env(env(&[("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")])),
+            Ok(LogFormat::Json)
+        );
+    }
+
+    #[test]
+    fn a_bad_value_is_named() {
+        let error = LogFormat::from_env(env(&[("YUBA_LOG_FORMAT", "xml")])).unwrap_err();
+        assert!(
+            error.contains("\"xml\"") && error.contains("json"),
+            "{error}"
+        );
+    }
+}
