@@ -1,1 +1,359 @@
+//! The end-to-end test harness: a local stack per test (moto for S3 and SQS, fake-gcs-server
+//! for GCS, on loopback), the real `yuba-ingest` and `yuba-worker` binaries running against it,
+//! and clients to act and observe as a user would.
+//!
+//! The stack comes from `scripts/stack.py`, the same script `make demo` uses; the binaries are
+//! the ones `cargo build --bins` leaves next to the test executables (`make test` builds them).
 
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use sha2::{Digest, Sha256};
+use yuba_config::Env;
+use yuba_gcs::{Gcs, GcsSettings, ObjectInfo};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// Where cargo put the binaries: the test executable lives in `<profile>/deps/`.
+fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test executable has no profile directory")?;
+    let path = profile_dir.join(name);
+    ensure!(
+        path.exists(),
+        "{} is missing; build the binaries first (`cargo build --bins`, which `make test` does)",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// A running local stack. Dropping it stops the servers.
+#[derive(Debug)]
+pub struct Stack {
+    pub env: HashMap<String, String>,
+    pub dir: PathBuf,
+    server: Child,
+    // Held open for the life of the stack: `stack.py` stops when it closes.
+    lifeline: Option<ChildStdin>,
+}
+
+impl Stack {
+    /// Starts a fresh stack; messages go to a DLQ after `max_receives` receives.
+    pub fn start(name: &str, max_receives: u32) -> anyhow::Result<Stack> {
+        let root = repo_root();
+        let status = Command::new(root.join("scripts/bootstrap.sh"))
+            .stdout(Stdio::null())
+            .status()
+            .context("running scripts/bootstrap.sh")?;
+        ensure!(status.success(), "scripts/bootstrap.sh failed");
+        let dir = std::env::temp_dir().join(format!("yuba-e2e-{name}-{}", std::process::id()));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        std::fs::create_dir_all(&dir)?;
+        let mut server = Command::new(root.join(".venv/bin/python"))
+            .arg(root.join("scripts/stack.py"))
+            .args(["up", "--exit-on-stdin-eof", "--max-receives"])
+            .arg(max_receives.to_string())
+            .arg("--state-dir")
+            .arg(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(File::create(dir.join("stack.stderr"))?)
+            .spawn()
+            .context("starting scripts/stack.py")?;
+        let lifeline = server.stdin.take();
+        let mut line = String::new();
+        if let Some(stdout) = server.stdout.take() {
+            BufReader::new(stdout).read_line(&mut line)?;
+        }
+        if line.trim().is_empty() {
+            let log = std::fs::read_to_string(dir.join("stack.stderr")).unwrap_or_default();
+            bail!("the local stack did not start:\n{log}");
+        }
+        let env: HashMap<String, String> =
+            serde_json::from_str(&line).context("reading the stack's endpoints")?;
+        Ok(Stack {
+            env,
+            dir,
+            server,
+            lifeline,
+        })
+    }
+
+    pub fn var(&self, name: &str) -> &str {
+        self.env.get(name).map(String::as_str).unwrap_or_default()
+    }
+
+    /// Starts one of the yuba binaries against this stack, with `overrides` on top of the
+    /// stack's environment and quick test timings. Its JSON logs go to a file in the stack dir.
+    pub fn spawn(
+        &self,
+        name: &str,
+        label: &str,
+        overrides: &[(&str, &str)],
+    ) -> anyhow::Result<Process> {
+        let log_path = self.dir.join(format!("{label}.log"));
+        let mut command = Command::new(binary(name)?);
+        command
+            .envs(&self.env)
+            .env("YUBA_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .env("YUBA_RECEIVE_WAIT_SECONDS", "1")
+            .env("YUBA_GCS_RETRY_SECONDS", "10")
+            .env("YUBA_RETRY_BASE_SECONDS", "0.2")
+            .env("YUBA_RETRY_MAX_SECONDS", "2")
+            .env("YUBA_SHUTDOWN_GRACE_SECONDS", "5");
+        for (key, value) in overrides {
+            command.env(key, value);
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(File::create(&log_path)?)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Process {
+            child,
+            log_path,
+            label: label.to_owned(),
+        })
+    }
+
+    /// ingest in local mode plus one worker per work queue: the whole pipeline.
+    pub fn spawn_pipeline(
+        &self,
+        worker_overrides: &[(&str, &str)],
+    ) -> anyhow::Result<Vec<Process>> {
+        let lambda_queue = self.var("YUBA_LAMBDA_QUEUE_URL").to_owned();
+        let fargate_queue = self.var("YUBA_FARGATE_QUEUE_URL").to_owned();
+        let mut lambda_env = vec![("YUBA_QUEUE_URL", lambda_queue.as_str())];
+        lambda_env.extend_from_slice(worker_overrides);
+        let mut fargate_env = vec![("YUBA_QUEUE_URL", fargate_queue.as_str())];
+        fargate_env.extend_from_slice(worker_overrides);
+        Ok(vec![
+            self.spawn(
+                "yuba-ingest",
+                "ingest",
+                &[("YUBA_ROUTE_THRESHOLD_BYTES", "8388608")],
+            )?,
+            self.spawn("yuba-worker", "worker-lambda", &lambda_env)?,
+            self.spawn("yuba-worker", "worker-fargate", &fargate_env)?,
+        ])
+    }
+
+    pub async fn s3(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(&self.sdk_config().await)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    pub async fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk_config().await)
+    }
+
+    async fn sdk_config(&self) -> aws_config::SdkConfig {
+        let credentials = aws_sdk_s3::config::Credentials::new(
+            self.var("AWS_ACCESS_KEY_ID"),
+            self.var("AWS_SECRET_ACCESS_KEY"),
+            None,
+            None,
+            "local-stack",
+        );
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(self.var("AWS_ENDPOINT_URL"))
+            .region(aws_config::Region::new(self.var("AWS_REGION").to_owned()))
+            .credentials_provider(credentials)
+            .load()
+            .await
+    }
+
+    pub async fn gcs(&self) -> anyhow::Result<Gcs> {
+        let env = Env::from_pairs([
+            ("YUBA_GCS_ENDPOINT", self.var("YUBA_GCS_ENDPOINT")),
+            ("YUBA_GCS_RETRY_SECONDS", "10"),
+        ]);
+        Ok(Gcs::connect(&GcsSettings::from_env(&env)?).await?)
+    }
+
+    pub fn replica_bucket(&self) -> &str {
+        self.var("YUBA_GCS_BUCKET")
+    }
+
+    pub fn source_bucket(&self) -> &str {
+        self.var("YUBA_SOURCE_BUCKET")
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        drop(self.lifeline.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.server.try_wait() {
+                let _ = std::fs::remove_dir_all(&self.dir);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+/// A running yuba binary. Dropping it stops it with SIGTERM (then SIGKILL).
+#[derive(Debug)]
+pub struct Process {
+    child: Child,
+    log_path: PathBuf,
+    pub label: String,
+}
+
+impl Process {
+    /// Its log lines, parsed (lines that are not JSON are skipped).
+    pub fn log_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log_path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    pub fn raw_log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Asks it to stop (SIGTERM) and waits up to `within` for it to exit.
+    pub fn terminate(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                self.child.kill()?;
+                bail!("{} did not exit within {within:?} of SIGTERM", self.label);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.terminate(Duration::from_secs(10));
+        }
+    }
+}
+
+/// Log lines with field `field` (of the event, or of the span it was logged in) equal to
+/// `value`, in any of the processes.
+pub fn logs_where<'a>(
+    processes: &'a [Process],
+    field: &str,
+    value: &str,
+) -> Vec<(&'a str, serde_json::Value)> {
+    processes
+        .iter()
+        .flat_map(|p| {
+            p.log_lines()
+                .into_iter()
+                .map(move |line| (p.label.as_str(), line))
+        })
+        .filter(|(_, line)| {
+            let in_span = line.get("span").and_then(|span| span.get(field));
+            line.get(field).or(in_span).and_then(|v| v.as_str()) == Some(value)
+        })
+        .collect()
+}
+
+/// Everything the processes logged, for a failing assertion's message.
+pub fn dump_logs(processes: &[Process]) -> String {
+    processes
+        .iter()
+        .map(|p| format!("--- {} ---\n{}", p.label, p.raw_log()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Polls `probe` every 100 ms until it yields a value or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await? {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits for the replica of `key` to exist with a complete yuba record.
+pub async fn replica_of(
+    gcs: &Gcs,
+    bucket: &str,
+    key: &str,
+    timeout: Duration,
+) -> anyhow::Result<ObjectInfo> {
+    eventually(timeout, &format!("the replica of {key:?}"), || async {
+        let object = gcs.object(bucket, key).await?;
+        Ok(object.filter(|o| o.metadata.contains_key(yuba_model::keys::SHA256)))
+    })
+    .await
+}
+
+/// The sha256 of an object's content in GCS, read by the test itself.
+pub async fn gcs_sha256(gcs: &Gcs, bucket: &str, name: &str) -> anyhow::Result<String> {
+    let mut reader = gcs
+        .storage()
+        .read_object(format!("projects/_/buckets/{bucket}"), name)
+        .send()
+        .await?;
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = reader.next().await {
+        hasher.update(&chunk?);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Deterministic bytes that do not compress: a sha256 counter stream.
+pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 32);
+    let mut counter = 0_u64;
+    while out.len() < len {
+        let mut hasher = Sha256::new();
+        hasher.update(seed.to_le_bytes());
+        hasher.update(counter.to_le_bytes());
+        out.extend_from_slice(&hasher.finalize());
+        counter += 1;
+    }
+    out.truncate(len);
+    out
+}

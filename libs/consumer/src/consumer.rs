@@ -94,9 +94,21 @@ impl<H: Handler> Consumer<H> {
                     Err(_) => break,
                 }
             }
+            let poll = receive(&self.sqs, &settings, held.len());
+            tokio::pin!(poll);
             let received = tokio::select! {
-                received = receive(&self.sqs, &settings, held.len()) => received,
-                () = shutdown.cancelled() => break,
+                received = &mut poll => received,
+                () = shutdown.cancelled() => {
+                    // Dropping a long poll does not cancel it at SQS: the messages it returns
+                    // would stay invisible for a whole visibility timeout. Let it finish and
+                    // hand back whatever it took.
+                    if let Ok(Ok(messages)) = tokio::time::timeout(settings.shutdown_grace, poll).await {
+                        let receipts: Vec<String> =
+                            messages.into_iter().filter_map(|m| m.receipt_handle).collect();
+                        release(&self.sqs, &settings.queue_url, receipts).await;
+                    }
+                    break;
+                }
             };
             let messages = match received {
                 Ok(messages) => {

@@ -107,6 +107,14 @@ impl From<Object> for ObjectInfo {
     }
 }
 
+/// Attributes to change on a stored object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectUpdate {
+    pub content_type: Option<String>,
+    /// Custom-metadata entries to add or replace; the others are kept.
+    pub metadata: Vec<(String, String)>,
+}
+
 /// A new object's name and the attributes it is created with.
 #[derive(Debug, Clone, Default)]
 pub struct UploadSpec {
@@ -202,7 +210,7 @@ impl Gcs {
             .storage
             .write_object(bucket, spec.name.clone(), payload)
             .set_metadata(spec.metadata);
-        if let Some(v) = spec.content_type {
+        if let Some(v) = spec.content_type.clone() {
             request = request.set_content_type(v);
         }
         if let Some(v) = spec.cache_control {
@@ -225,7 +233,24 @@ impl Gcs {
         }
         let context = format!("uploading gs://{}/{}", spec.bucket, spec.name);
         match request.send_buffered().await {
-            Ok(object) => Ok(object.into()),
+            Ok(object) => {
+                let stored = ObjectInfo::from(object);
+                match spec.content_type {
+                    // GCS takes the content type from the object resource sent first; some
+                    // GCS-compatible servers (fake-gcs-server) take it from the media request
+                    // instead. Checking the answer costs nothing against GCS and puts right
+                    // what such a server got wrong.
+                    Some(wanted) if stored.content_type.as_deref() != Some(wanted.as_str()) => {
+                        let update = ObjectUpdate {
+                            content_type: Some(wanted),
+                            metadata: Vec::new(),
+                        };
+                        self.update(&spec.bucket, &spec.name, stored.generation, update)
+                            .await
+                    }
+                    _ => Ok(stored),
+                }
+            }
             Err(error) => {
                 if let Some(stored) = mismatched_upload(&error) {
                     // GCS finalised an object whose checksums differ from the bytes sent (a
@@ -250,19 +275,17 @@ impl Gcs {
         self.json.get(bucket, name).await
     }
 
-    /// Merges `entries` into the custom metadata of generation `generation` of the object, and
-    /// only that generation: if the object was replaced meanwhile, GCS refuses (412) and the
-    /// newer object keeps its own metadata.
-    pub async fn update_metadata(
+    /// Applies `update` to generation `generation` of the object, and only that generation: if
+    /// the object was replaced meanwhile, GCS refuses (412) and the newer object keeps its own
+    /// attributes.
+    pub async fn update(
         &self,
         bucket: &str,
         name: &str,
         generation: i64,
-        entries: Vec<(String, String)>,
+        update: ObjectUpdate,
     ) -> Result<ObjectInfo, GcsError> {
-        self.json
-            .patch_metadata(bucket, name, generation, entries)
-            .await
+        self.json.patch(bucket, name, generation, update).await
     }
 
     /// Deletes the object. `Ok(false)`: it was not there.

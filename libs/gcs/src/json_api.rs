@@ -10,7 +10,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 
-use crate::client::ObjectInfo;
+use crate::client::{ObjectInfo, ObjectUpdate};
 use crate::error::GcsError;
 
 /// Everything but RFC 3986's unreserved characters is escaped in a path segment, `/` included:
@@ -170,18 +170,26 @@ impl JsonApi {
         }
     }
 
-    pub(crate) async fn patch_metadata(
+    pub(crate) async fn patch(
         &self,
         bucket: &str,
         name: &str,
         generation: i64,
-        entries: Vec<(String, String)>,
+        update: ObjectUpdate,
     ) -> Result<ObjectInfo, GcsError> {
-        let context = format!("updating the metadata of gs://{bucket}/{name}#{generation}");
-        let metadata: serde_json::Map<String, serde_json::Value> = entries
-            .into_iter()
-            .map(|(k, v)| (k, serde_json::Value::String(v)))
-            .collect();
+        let context = format!("updating gs://{bucket}/{name}#{generation}");
+        let mut resource = serde_json::Map::new();
+        if let Some(content_type) = update.content_type {
+            resource.insert("contentType".into(), content_type.into());
+        }
+        if !update.metadata.is_empty() {
+            let metadata: serde_json::Map<String, serde_json::Value> = update
+                .metadata
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect();
+            resource.insert("metadata".into(), metadata.into());
+        }
         let request = self
             .request(Method::PATCH, &self.object_url(bucket, name))
             .await?
@@ -189,7 +197,7 @@ impl JsonApi {
                 ("ifGenerationMatch", generation.to_string().as_str()),
                 ("fields", OBJECT_FIELDS),
             ])
-            .json(&serde_json::json!({ "metadata": metadata }));
+            .json(&resource);
         let response = self.send(&context, request).await?;
         if response.status().is_success() {
             Self::object_from(&context, response).await

@@ -9,6 +9,6 @@ mod client;
 mod error;
 mod json_api;
 
-pub use client::{Gcs, GcsSettings, ObjectInfo, UploadSpec};
+pub use client::{Gcs, GcsSettings, ObjectInfo, ObjectUpdate, UploadSpec};
 pub use error::GcsError;
 pub use google_cloud_storage::streaming_source::{Payload, SizeHint, StreamingSource};

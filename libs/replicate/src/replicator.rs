@@ -6,7 +6,7 @@ use chrono::Utc;
 use thiserror::Error;
 use yuba_aws::{S3Error, S3Source, SourceObject};
 use yuba_config::{ConfigError, Env};
-use yuba_gcs::{Gcs, GcsError, ObjectInfo, UploadSpec};
+use yuba_gcs::{Gcs, GcsError, ObjectInfo, ObjectUpdate, UploadSpec};
 use yuba_model::{
     Checksums, DeleteJob, FailureKind, Job, ObjectNameError, RESERVED_METADATA_PREFIX,
     ReplicaRecord, ReplicateJob, SourceFacts, crc32c_from_base64, gcs_object_name, keys,
@@ -269,12 +269,15 @@ impl Replicator {
                 received: 0,
             },
         })?;
-        let completion = vec![
-            (keys::SHA256.to_owned(), checksums.sha256_hex()),
-            (keys::CRC32C.to_owned(), checksums.crc32c_base64()),
-        ];
+        let completion = ObjectUpdate {
+            content_type: None,
+            metadata: vec![
+                (keys::SHA256.to_owned(), checksums.sha256_hex()),
+                (keys::CRC32C.to_owned(), checksums.crc32c_base64()),
+            ],
+        };
         self.gcs
-            .update_metadata(bucket, name, stored.generation, completion)
+            .update(bucket, name, stored.generation, completion)
             .await?;
         Ok(Outcome::Replicated {
             bytes: stored.size,
