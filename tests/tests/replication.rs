@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use yuba_e2e::{
-    Stack, dump_logs, eventually, gcs_sha256, logs_where, pseudo_random_bytes, replica_of,
-    sha256_hex,
+    Stack, dump_logs, eventually, gcs_sha256, logs_where, pseudo_random_bytes, queue_depth,
+    replica_of, sha256_hex,
 };
 
 const REPLICA_TIMEOUT: Duration = Duration::from_secs(60);
@@ -334,25 +334,4 @@ async fn a_job_for_a_vanished_object_is_acknowledged() -> anyhow::Result<()> {
     })
     .await?;
     Ok(())
-}
-
-/// Visible plus in-flight messages on a queue.
-async fn queue_depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> anyhow::Result<u64> {
-    use aws_sdk_sqs::types::QueueAttributeName as Name;
-    let output = sqs
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(Name::ApproximateNumberOfMessages)
-        .attribute_names(Name::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await?;
-    let attributes = output.attributes().cloned().unwrap_or_default();
-    let mut depth = 0;
-    for name in [
-        Name::ApproximateNumberOfMessages,
-        Name::ApproximateNumberOfMessagesNotVisible,
-    ] {
-        depth += attributes.get(&name).map_or(Ok(0), |v| v.parse::<u64>())?;
-    }
-    Ok(depth)
 }
