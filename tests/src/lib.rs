@@ -5,6 +5,8 @@
 //! The stack comes from `scripts/stack.py`, the same script `make demo` uses; the binaries are
 //! the ones `cargo build --bins` leaves next to the test executables (`make test` builds them).
 
+pub mod lambda_api;
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};

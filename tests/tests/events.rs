@@ -33,7 +33,10 @@ async fn a_malformed_event_goes_to_the_dlq_and_spares_its_batch() -> anyhow::Res
             .message_body("{\"Records\": [this is not JSON")
             .build()?,
     ];
-    for (id, key) in ["left", "right"].iter().zip(["batch/left.jpg", "batch/right.jpg"]) {
+    for (id, key) in ["left", "right"]
+        .iter()
+        .zip(["batch/left.jpg", "batch/right.jpg"])
+    {
         let put = s3
             .put_object()
             .bucket(stack.source_bucket())

@@ -1,0 +1,214 @@
+//! A Lambda Runtime API on loopback, so the real binaries can be run "under Lambda" in tests:
+//! it hands invocations to the function through `GET /runtime/invocation/next` and collects
+//! what the function posts back, as the Lambda service does.
+//! (<https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html>)
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+/// What the function answered for one invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InvocationResult {
+    Response(serde_json::Value),
+    Error(serde_json::Value),
+}
+
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<InvocationResult>>>>;
+
+#[derive(Debug)]
+pub struct RuntimeApi {
+    /// `host:port`, the value of `AWS_LAMBDA_RUNTIME_API`.
+    pub address: String,
+    invocations: mpsc::UnboundedSender<(String, String)>,
+    pending: Pending,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl RuntimeApi {
+    pub async fn start() -> anyhow::Result<RuntimeApi> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?.to_string();
+        let (invocations, queue) = mpsc::unbounded_channel::<(String, String)>();
+        let queue = Arc::new(tokio::sync::Mutex::new(queue));
+        let pending: Pending = Arc::default();
+        let shared = Arc::clone(&pending);
+        let server = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let queue = Arc::clone(&queue);
+                let pending = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    if let Err(error) = serve(stream, queue, pending).await {
+                        eprintln!("lambda runtime api: {error:#}");
+                    }
+                });
+            }
+        });
+        Ok(RuntimeApi {
+            address,
+            invocations,
+            pending,
+            server,
+        })
+    }
+
+    /// Invokes the function with `payload` and waits for its answer.
+    pub async fn invoke(
+        &self,
+        payload: &serde_json::Value,
+        timeout: Duration,
+    ) -> anyhow::Result<InvocationResult> {
+        let request_id = format!("req-{}", rand_id());
+        let (answer, answered) = oneshot::channel();
+        self.pending
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .insert(request_id.clone(), answer);
+        self.invocations.send((request_id, payload.to_string()))?;
+        Ok(tokio::time::timeout(timeout, answered)
+            .await
+            .context("the function did not answer in time")??)
+    }
+
+    /// The environment a Lambda execution environment gives the function.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_LAMBDA_RUNTIME_API", self.address.clone()),
+            ("AWS_LAMBDA_FUNCTION_NAME", "yuba-test".to_owned()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512".to_owned()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
+        ]
+    }
+}
+
+impl Drop for RuntimeApi {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn rand_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// One keep-alive connection from the runtime client.
+async fn serve(
+    stream: TcpStream,
+    queue: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, String)>>>,
+    pending: Pending,
+) -> anyhow::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).await? == 0 {
+            return Ok(());
+        }
+        let mut parts = request_line.split_whitespace();
+        let (method, path) = (
+            parts.next().unwrap_or_default().to_owned(),
+            parts.next().unwrap_or_default().to_owned(),
+        );
+        let mut length = 0_usize;
+        let mut chunked = false;
+        loop {
+            let mut header = String::new();
+            reader.read_line(&mut header).await?;
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "content-length" => length = value.trim().parse()?,
+                    "transfer-encoding" => chunked = value.trim().eq_ignore_ascii_case("chunked"),
+                    _ => {}
+                }
+            }
+        }
+        let body = if chunked {
+            read_chunked(&mut reader).await?
+        } else {
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).await?;
+            body
+        };
+
+        if method == "GET" && path.ends_with("/runtime/invocation/next") {
+            let Some((request_id, payload)) = queue.lock().await.recv().await else {
+                return Ok(());
+            };
+            let deadline = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis()
+                + 900_000;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                 lambda-runtime-aws-request-id: {request_id}\r\nlambda-runtime-deadline-ms: {deadline}\r\n\
+                 lambda-runtime-invoked-function-arn: arn:aws:lambda:us-east-1:123456789012:function:yuba-test\r\n\
+                 lambda-runtime-trace-id: Root=1-00000000-000000000000000000000000\r\n\r\n",
+                payload.len()
+            );
+            write.write_all(head.as_bytes()).await?;
+            write.write_all(payload.as_bytes()).await?;
+            continue;
+        }
+        let answer = |ok: bool| {
+            let value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            if ok {
+                InvocationResult::Response(value)
+            } else {
+                InvocationResult::Error(value)
+            }
+        };
+        let result = if let Some(rest) = path.strip_suffix("/response") {
+            Some((
+                rest.rsplit('/').next().unwrap_or_default().to_owned(),
+                answer(true),
+            ))
+        } else if let Some(rest) = path.strip_suffix("/error") {
+            Some((
+                rest.rsplit('/').next().unwrap_or_default().to_owned(),
+                answer(false),
+            ))
+        } else {
+            None
+        };
+        if let Some((request_id, result)) = result
+            && let Some(waiter) = pending
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?
+                .remove(&request_id)
+        {
+            let _ = waiter.send(result);
+        } else if !path.ends_with("/init/error") {
+            bail!("unexpected request {method} {path}");
+        }
+        write
+            .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 16\r\ncontent-type: application/json\r\n\r\n{\"status\":\"OK\"}\n")
+            .await?;
+    }
+}
+
+async fn read_chunked<R: AsyncBufReadExt + Unpin>(reader: &mut R) -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut size_line = String::new();
+        reader.read_line(&mut size_line).await?;
+        let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16)?;
+        let mut chunk = vec![0; size + 2];
+        reader.read_exact(&mut chunk).await?;
+        if size == 0 {
+            return Ok(body);
+        }
+        chunk.truncate(size);
+        body.extend_from_slice(&chunk);
+    }
+}

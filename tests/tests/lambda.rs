@@ -1,0 +1,204 @@
+//! The binaries under Lambda: a Lambda Runtime API on loopback invokes the real `yuba-worker`
+//! and `yuba-ingest` with the payloads AWS sends, and the answers are what Lambda needs
+//! (partial batch failures for SQS triggers; success or an error for direct invocations).
+
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use serde_json::{Value, json};
+use yuba_e2e::lambda_api::{InvocationResult, RuntimeApi};
+use yuba_e2e::{Stack, dump_logs, queue_depth, replica_of};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn sqs_record(id: &str, body: &str) -> Value {
+    json!({
+        "messageId": id, "receiptHandle": format!("receipt-{id}"), "body": body,
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795300000000",
+                       "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1795300000001"},
+        "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:queue", "awsRegion": "us-east-1"
+    })
+}
+
+fn failed_ids(answer: &InvocationResult) -> Vec<String> {
+    let InvocationResult::Response(response) = answer else {
+        panic!("expected a response, got {answer:?}");
+    };
+    let mut ids: Vec<String> = response["batchItemFailures"]
+        .as_array()
+        .map(|failures| {
+            failures
+                .iter()
+                .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+fn s3_notification(bucket: &str, key_encoded: &str, size: usize, etag: &str) -> Value {
+    json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-11-22T12:00:00.000Z", "eventName": "ObjectCreated:Put",
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+               "object": {"key": key_encoded, "size": size, "eTag": etag, "sequencer": "0055AED6DCD90281E5"}}}]})
+}
+
+async fn put(stack: &Stack, key: &str, body: &'static [u8]) -> anyhow::Result<String> {
+    let output = stack
+        .s3()
+        .await
+        .put_object()
+        .bucket(stack.source_bucket())
+        .key(key)
+        .body(ByteStream::from_static(body))
+        .send()
+        .await?;
+    Ok(output
+        .e_tag()
+        .unwrap_or_default()
+        .trim_matches('"')
+        .to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_on_lambda_reports_only_the_failed_messages() -> anyhow::Result<()> {
+    let stack = Stack::start("lambda-worker", 3)?;
+    let api = RuntimeApi::start().await?;
+    let env = api.env();
+    let overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let worker = [stack.spawn("yuba-worker", "worker", &overrides)?];
+
+    let mut records = Vec::new();
+    for key in ["lambda/a.jpg", "lambda/b.jpg"] {
+        let etag = put(&stack, key, b"image bytes").await?;
+        let job = yuba_model::Job::Replicate(yuba_model::ReplicateJob {
+            bucket: stack.source_bucket().to_owned(),
+            key: key.to_owned(),
+            version_id: None,
+            etag: Some(etag),
+            size: Some(11),
+            sequencer: None,
+            event_time: None,
+        });
+        records.push(sqs_record(key, &job.to_message()));
+    }
+    records.push(sqs_record("garbage", "{\"v\":1,\"op\":\"teleport\"}"));
+    let answer = api
+        .invoke(&json!({"Records": records}), TIMEOUT)
+        .await
+        .map_err(|e| e.context(dump_logs(&worker)))?;
+    assert_eq!(
+        failed_ids(&answer),
+        vec!["garbage"],
+        "{}",
+        dump_logs(&worker)
+    );
+    let gcs = stack.gcs().await?;
+    for key in ["lambda/a.jpg", "lambda/b.jpg"] {
+        replica_of(&gcs, stack.replica_bucket(), key, Duration::from_secs(5)).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_on_lambda_accepts_every_shape_s3_delivers_in() -> anyhow::Result<()> {
+    let stack = Stack::start("lambda-ingest", 3)?;
+    let api = RuntimeApi::start().await?;
+    let env = api.env();
+    let mut overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    overrides.push(("YUBA_FILTER_PREFIXES", "photos/"));
+    let ingest = [stack.spawn("yuba-ingest", "ingest", &overrides)?];
+    let bucket = stack.source_bucket().to_owned();
+    let work_queue = stack.var("YUBA_LAMBDA_QUEUE_URL").to_owned();
+    let sqs = stack.sqs().await;
+
+    // An SQS trigger: a plain S3 notification, an SNS-wrapped one, one filtered out, garbage.
+    let plain = s3_notification(&bucket, "photos/a+b%2Bc.jpg", 3, "etag-1");
+    let wrapped = json!({
+        "Type": "Notification", "MessageId": "sns-1", "TopicArn": "arn:aws:sns:us-east-1:123456789012:uploads",
+        "Subject": "Amazon S3 Notification", "Timestamp": "2026-11-22T12:00:00.000Z",
+        "Message": s3_notification(&bucket, "photos/%E6%97%A5.jpg", 3, "etag-2").to_string()
+    });
+    let filtered = s3_notification(&bucket, "logs/x.txt", 3, "etag-3");
+    let answer = api
+        .invoke(
+            &json!({"Records": [
+                sqs_record("plain", &plain.to_string()),
+                sqs_record("wrapped", &wrapped.to_string()),
+                sqs_record("filtered", &filtered.to_string()),
+                sqs_record("garbage", "<xml/>"),
+            ]}),
+            TIMEOUT,
+        )
+        .await
+        .map_err(|e| e.context(dump_logs(&ingest)))?;
+    assert_eq!(
+        failed_ids(&answer),
+        vec!["garbage"],
+        "{}",
+        dump_logs(&ingest)
+    );
+    assert_eq!(
+        queue_depth(&sqs, &work_queue).await?,
+        2,
+        "two jobs, the filtered key none"
+    );
+
+    // A direct S3 invocation and an EventBridge event succeed as a whole.
+    let direct = s3_notification(&bucket, "photos/direct.jpg", 3, "etag-4");
+    assert_eq!(
+        api.invoke(&direct, TIMEOUT).await?,
+        InvocationResult::Response(Value::Null)
+    );
+    let eventbridge = json!({
+        "version": "0", "id": "17793124-05d4-b198-2fde-7ededc63b103", "detail-type": "Object Created",
+        "source": "aws.s3", "account": "123456789012", "time": "2026-11-22T12:00:00Z", "region": "us-east-1",
+        "resources": [format!("arn:aws:s3:::{bucket}")],
+        "detail": {"version": "0", "bucket": {"name": bucket},
+                   "object": {"key": "photos/from eventbridge.jpg", "size": 5, "etag": "etag-5", "sequencer": "00617F08299329D189"},
+                   "request-id": "N4N7GDK58NMKJ12R", "requester": "123456789012", "reason": "PutObject"}
+    });
+    assert_eq!(
+        api.invoke(&eventbridge, TIMEOUT).await?,
+        InvocationResult::Response(Value::Null)
+    );
+    assert_eq!(queue_depth(&sqs, &work_queue).await?, 4);
+
+    let received = sqs
+        .receive_message()
+        .queue_url(&work_queue)
+        .max_number_of_messages(10)
+        .send()
+        .await?;
+    let mut keys: Vec<String> = received
+        .messages()
+        .iter()
+        .filter_map(|m| yuba_model::Job::from_message(m.body().unwrap_or_default()).ok())
+        .map(|job| job.key().to_owned())
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            "photos/a b+c.jpg",
+            "photos/direct.jpg",
+            "photos/from eventbridge.jpg",
+            "photos/日.jpg"
+        ]
+    );
+
+    // A direct invocation that is not a notification fails, so Lambda retries it and then
+    // hands it to the function's failure destination.
+    let InvocationResult::Error(error) = api.invoke(&json!({"hello": "world"}), TIMEOUT).await?
+    else {
+        panic!("garbage must fail the invocation");
+    };
+    assert!(
+        error.to_string().contains("unusable notification"),
+        "{error}"
+    );
+    Ok(())
+}
