@@ -160,26 +160,12 @@ async fn serve(
             write.write_all(payload.as_bytes()).await?;
             continue;
         }
-        let answer = |ok: bool| {
-            let value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-            if ok {
-                InvocationResult::Response(value)
-            } else {
-                InvocationResult::Error(value)
-            }
-        };
-        let result = if let Some(rest) = path.strip_suffix("/response") {
-            Some((
-                rest.rsplit('/').next().unwrap_or_default().to_owned(),
-                answer(true),
-            ))
-        } else if let Some(rest) = path.strip_suffix("/error") {
-            Some((
-                rest.rsplit('/').next().unwrap_or_default().to_owned(),
-                answer(false),
-            ))
-        } else {
-            None
+        let value = || serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        let request_id = |rest: &str| rest.rsplit('/').next().unwrap_or_default().to_owned();
+        let result = match (path.strip_suffix("/response"), path.strip_suffix("/error")) {
+            (Some(rest), _) => Some((request_id(rest), InvocationResult::Response(value()))),
+            (None, Some(rest)) => Some((request_id(rest), InvocationResult::Error(value()))),
+            (None, None) => None,
         };
         if let Some((request_id, result)) = result
             && let Some(waiter) = pending
