@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use yuba_config::Env;
-use yuba_consumer::{Consumer, ConsumerSettings, Delivery, Handler, HandlerError};
+use yuba_consumer::{Consumer, ConsumerSettings, ConsumerStats, Delivery, Handler, HandlerError};
 use yuba_e2e::{Stack, eventually};
 
 /// Takes `work` per message and counts how often each was handled.
@@ -26,90 +26,104 @@ impl Handler for SlowHandler {
     }
 }
 
-fn settings(stack: &Stack, pairs: &[(&str, &str)]) -> ConsumerSettings {
-    let mut all = vec![
-        ("YUBA_QUEUE_URL", stack.var("YUBA_LAMBDA_QUEUE_URL")),
-        ("YUBA_RECEIVE_WAIT_SECONDS", "1"),
-    ];
-    all.extend_from_slice(pairs);
-    ConsumerSettings::from_env(&Env::from_pairs(all), "YUBA_QUEUE_URL", 2).expect("valid settings")
+/// A consumer of the stack's Lambda work queue with one message on it, whose handler takes
+/// `work` per message; running until the returned token is cancelled.
+struct Running {
+    calls: Arc<AtomicU32>,
+    shutdown: CancellationToken,
+    stats: tokio::task::JoinHandle<ConsumerStats>,
 }
 
-async fn send(stack: &Stack, body: &str) -> anyhow::Result<()> {
-    stack
-        .sqs()
-        .await
-        .send_message()
-        .queue_url(stack.var("YUBA_LAMBDA_QUEUE_URL"))
+async fn consume_one(
+    stack: &Stack,
+    body: &str,
+    work: Duration,
+    pairs: &[(&str, &str)],
+) -> anyhow::Result<Running> {
+    let queue = stack.var("YUBA_LAMBDA_QUEUE_URL");
+    let sqs = stack.sqs().await;
+    sqs.send_message()
+        .queue_url(queue)
         .message_body(body)
         .send()
         .await?;
-    Ok(())
+    let mut all = vec![
+        ("YUBA_QUEUE_URL", queue),
+        ("YUBA_RECEIVE_WAIT_SECONDS", "1"),
+    ];
+    all.extend_from_slice(pairs);
+    let settings = ConsumerSettings::from_env(&Env::from_pairs(all), "YUBA_QUEUE_URL", 2)?;
+    let handler = SlowHandler {
+        work,
+        calls: Arc::default(),
+    };
+    let calls = Arc::clone(&handler.calls);
+    let shutdown = CancellationToken::new();
+    let stats = tokio::spawn(Consumer::new(sqs, settings, handler).run(shutdown.clone()));
+    Ok(Running {
+        calls,
+        shutdown,
+        stats,
+    })
+}
+
+impl Running {
+    async fn started(&self) -> anyhow::Result<()> {
+        eventually(Duration::from_secs(30), "the work to start", || async {
+            Ok((self.calls.load(Ordering::SeqCst) >= 1).then_some(()))
+        })
+        .await
+    }
+
+    async fn stop(self, within: Duration) -> anyhow::Result<ConsumerStats> {
+        self.shutdown.cancel();
+        Ok(tokio::time::timeout(within, self.stats).await??)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_worked_on_past_its_visibility_timeout_is_not_redelivered() -> anyhow::Result<()>
 {
     let stack = Stack::start("visibility", 5)?;
-    send(&stack, "slow").await?;
-    let handler = SlowHandler {
-        work: Duration::from_secs(5),
-        calls: Arc::default(),
-    };
-    let calls = Arc::clone(&handler.calls);
     // Two slots, so a redelivered message would be picked up while the first run goes on.
-    let consumer = Consumer::new(
-        stack.sqs().await,
-        settings(
-            &stack,
-            &[
-                ("YUBA_VISIBILITY_TIMEOUT_SECONDS", "2"),
-                ("YUBA_CONCURRENCY", "2"),
-            ],
-        ),
-        handler,
-    );
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(consumer.run(shutdown.clone()));
+    let running = consume_one(
+        &stack,
+        "slow",
+        Duration::from_secs(5),
+        &[
+            ("YUBA_VISIBILITY_TIMEOUT_SECONDS", "2"),
+            ("YUBA_CONCURRENCY", "2"),
+        ],
+    )
+    .await?;
     eventually(
         Duration::from_secs(30),
         "the message to be handled and deleted",
         || async {
-            let depth = queue_depth(&stack).await?;
-            Ok((calls.load(Ordering::SeqCst) >= 1 && depth == 0).then_some(()))
+            let handled = running.calls.load(Ordering::SeqCst) >= 1;
+            Ok((handled && queue_depth(&stack).await? == 0).then_some(()))
         },
     )
     .await?;
-    shutdown.cancel();
-    let stats = running.await?;
+    let calls = Arc::clone(&running.calls);
+    let stats = running.stop(Duration::from_secs(15)).await?;
     assert_eq!(calls.load(Ordering::SeqCst), 1, "handled once, not twice");
-    assert_eq!(stats.received, 1);
-    assert_eq!(stats.succeeded, 1);
+    assert_eq!((stats.received, stats.succeeded), (1, 1));
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_lets_in_flight_work_finish_within_the_grace_period() -> anyhow::Result<()> {
     let stack = Stack::start("drain", 5)?;
-    send(&stack, "one second of work").await?;
-    let handler = SlowHandler {
-        work: Duration::from_secs(1),
-        calls: Arc::default(),
-    };
-    let calls = Arc::clone(&handler.calls);
-    let consumer = Consumer::new(
-        stack.sqs().await,
-        settings(&stack, &[("YUBA_SHUTDOWN_GRACE_SECONDS", "20")]),
-        handler,
-    );
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(consumer.run(shutdown.clone()));
-    eventually(Duration::from_secs(30), "the work to start", || async {
-        Ok((calls.load(Ordering::SeqCst) == 1).then_some(()))
-    })
+    let running = consume_one(
+        &stack,
+        "one second of work",
+        Duration::from_secs(1),
+        &[("YUBA_SHUTDOWN_GRACE_SECONDS", "20")],
+    )
     .await?;
-    shutdown.cancel();
-    let stats = running.await?;
+    running.started().await?;
+    let stats = running.stop(Duration::from_secs(25)).await?;
     assert_eq!((stats.succeeded, stats.released), (1, 0));
     assert_eq!(
         queue_depth(&stack).await?,
@@ -122,31 +136,18 @@ async fn a_stop_lets_in_flight_work_finish_within_the_grace_period() -> anyhow::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_that_outlasts_the_grace_period_is_released_at_once() -> anyhow::Result<()> {
     let stack = Stack::start("release", 5)?;
-    send(&stack, "a minute of work").await?;
-    let handler = SlowHandler {
-        work: Duration::from_secs(60),
-        calls: Arc::default(),
-    };
-    let calls = Arc::clone(&handler.calls);
-    let consumer = Consumer::new(
-        stack.sqs().await,
-        settings(
-            &stack,
-            &[
-                ("YUBA_SHUTDOWN_GRACE_SECONDS", "1"),
-                ("YUBA_VISIBILITY_TIMEOUT_SECONDS", "600"),
-            ],
-        ),
-        handler,
-    );
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(consumer.run(shutdown.clone()));
-    eventually(Duration::from_secs(30), "the work to start", || async {
-        Ok((calls.load(Ordering::SeqCst) == 1).then_some(()))
-    })
+    let running = consume_one(
+        &stack,
+        "a minute of work",
+        Duration::from_secs(60),
+        &[
+            ("YUBA_SHUTDOWN_GRACE_SECONDS", "1"),
+            ("YUBA_VISIBILITY_TIMEOUT_SECONDS", "600"),
+        ],
+    )
     .await?;
-    shutdown.cancel();
-    let stats = tokio::time::timeout(Duration::from_secs(15), running).await??;
+    running.started().await?;
+    let stats = running.stop(Duration::from_secs(15)).await?;
     assert_eq!((stats.succeeded, stats.released), (0, 1));
     // Released, not left invisible for its 600 s timeout: another consumer gets it now.
     let received = stack

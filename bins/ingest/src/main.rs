@@ -11,8 +11,9 @@ use anyhow::Context;
 use lambda_runtime::{LambdaEvent, service_fn};
 use yuba_aws::JobSender;
 use yuba_config::Env;
-use yuba_consumer::{Consumer, ConsumerSettings, Delivery, Handler, cancel_on_termination};
+use yuba_consumer::{Consumer, Delivery, Handler, cancel_on_termination};
 use yuba_events::{KeyFilter, Router};
+use yuba_lambda::Home;
 
 use crate::handler::{IngestHandler, Queues};
 
@@ -44,17 +45,7 @@ async fn main() -> anyhow::Result<()> {
         env.list("YUBA_FILTER_PREFIXES"),
         env.list("YUBA_FILTER_SUFFIXES"),
     );
-    let concurrency = env.number_in("YUBA_CONCURRENCY", DEFAULT_CONCURRENCY, 1..=1024)?;
-    let concurrency = usize::try_from(concurrency).context("YUBA_CONCURRENCY")?;
-    let consumer_settings = if yuba_lambda::in_lambda() {
-        None
-    } else {
-        Some(ConsumerSettings::from_env(
-            &env,
-            "YUBA_EVENTS_QUEUE_URL",
-            DEFAULT_CONCURRENCY,
-        )?)
-    };
+    let home = Home::from_env(&env, "YUBA_EVENTS_QUEUE_URL", DEFAULT_CONCURRENCY)?;
     tracing::info!(
         prefixes = ?filter.prefixes(),
         suffixes = ?filter.suffixes(),
@@ -66,9 +57,9 @@ async fn main() -> anyhow::Result<()> {
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let handler = IngestHandler::new(JobSender::new(sqs.clone()), queues, filter, router);
 
-    match consumer_settings {
-        None => serve_lambda(handler, concurrency).await,
-        Some(settings) => {
+    match home {
+        Home::Lambda { concurrency } => serve_lambda(handler, concurrency).await,
+        Home::Service(settings) => {
             let shutdown = cancel_on_termination().context("installing signal handlers")?;
             Consumer::new(sqs, settings, handler).run(shutdown).await;
             Ok(())

@@ -9,8 +9,9 @@ mod handler;
 use anyhow::Context;
 use yuba_aws::S3Source;
 use yuba_config::Env;
-use yuba_consumer::{Consumer, ConsumerSettings, cancel_on_termination};
+use yuba_consumer::{Consumer, cancel_on_termination};
 use yuba_gcs::{Gcs, GcsSettings};
+use yuba_lambda::Home;
 use yuba_replicate::{Replicator, ReplicatorSettings};
 
 use crate::handler::JobHandler;
@@ -25,17 +26,7 @@ async fn main() -> anyhow::Result<()> {
     let gcs_settings = GcsSettings::from_env(&env)?;
     let replicator_settings = ReplicatorSettings::from_env(&env, gcs_settings.upload_chunk_bytes)?;
     let force_path_style = env.flag("YUBA_S3_FORCE_PATH_STYLE", false)?;
-    let concurrency = env.number_in("YUBA_CONCURRENCY", DEFAULT_CONCURRENCY, 1..=1024)?;
-    let concurrency = usize::try_from(concurrency).context("YUBA_CONCURRENCY")?;
-    let consumer_settings = if yuba_lambda::in_lambda() {
-        None
-    } else {
-        Some(ConsumerSettings::from_env(
-            &env,
-            "YUBA_QUEUE_URL",
-            DEFAULT_CONCURRENCY,
-        )?)
-    };
+    let home = Home::from_env(&env, "YUBA_QUEUE_URL", DEFAULT_CONCURRENCY)?;
 
     let sdk = yuba_aws::load_sdk_config().await;
     let gcs = Gcs::connect(&gcs_settings).await?;
@@ -46,11 +37,11 @@ async fn main() -> anyhow::Result<()> {
     );
     let handler = JobHandler::new(replicator);
 
-    match consumer_settings {
-        None => yuba_lambda::serve_sqs_batches(handler, concurrency)
+    match home {
+        Home::Lambda { concurrency } => yuba_lambda::serve_sqs_batches(handler, concurrency)
             .await
             .map_err(|error| anyhow::anyhow!("the Lambda runtime stopped: {error}")),
-        Some(settings) => {
+        Home::Service(settings) => {
             let shutdown = cancel_on_termination().context("installing signal handlers")?;
             let sqs = aws_sdk_sqs::Client::new(&sdk);
             Consumer::new(sqs, settings, handler).run(shutdown).await;

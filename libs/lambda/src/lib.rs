@@ -3,11 +3,40 @@
 //! by [`yuba_consumer::Consumer`] from a long-polling process.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use yuba_consumer::{Delivery, Handler, handle_batch};
+use yuba_config::{ConfigError, Env};
+use yuba_consumer::{ConsumerSettings, Delivery, Handler, handle_batch};
 
-/// Whether this process runs inside a Lambda execution environment.
-pub fn in_lambda() -> bool {
-    std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
+/// Where a binary runs, and what it needs to know there.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Home {
+    /// A Lambda execution environment (`AWS_LAMBDA_RUNTIME_API` is set): messages are pushed in
+    /// batches, `concurrency` of a batch handled at once.
+    Lambda { concurrency: usize },
+    /// Anywhere else: the process long-polls the queue named by the settings.
+    Service(ConsumerSettings),
+}
+
+impl Home {
+    /// `queue_var` names the variable holding the queue a service polls.
+    pub fn from_env(
+        env: &Env,
+        queue_var: &str,
+        default_concurrency: u64,
+    ) -> Result<Home, ConfigError> {
+        if env.is_set("AWS_LAMBDA_RUNTIME_API") {
+            let concurrency = env.number_in("YUBA_CONCURRENCY", default_concurrency, 1..=1024)?;
+            Ok(Home::Lambda {
+                concurrency: usize::try_from(concurrency)
+                    .map_err(|_| env.invalid("YUBA_CONCURRENCY", "too large"))?,
+            })
+        } else {
+            Ok(Home::Service(ConsumerSettings::from_env(
+                env,
+                queue_var,
+                default_concurrency,
+            )?))
+        }
+    }
 }
 
 /// Handles an SQS-triggered invocation and lists only the failed messages, so that with
@@ -78,6 +107,7 @@ pub fn as_sqs_event(payload: &serde_json::Value) -> Option<SqsEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use yuba_config::Env;
     use yuba_consumer::{FailureKind, HandlerError};
 
     struct RejectsBad;
@@ -113,6 +143,25 @@ mod tests {
             .map(|f| f.item_identifier.as_str())
             .collect();
         assert_eq!(failed, vec!["m2"]);
+    }
+
+    #[test]
+    fn the_home_follows_the_runtime_api_variable() {
+        let lambda = Env::from_pairs([
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+            ("YUBA_CONCURRENCY", "3"),
+        ]);
+        assert_eq!(
+            Home::from_env(&lambda, "Q", 8),
+            Ok(Home::Lambda { concurrency: 3 })
+        );
+        let service = Env::from_pairs([("Q", "https://sqs.us-east-1.amazonaws.com/1/q")]);
+        assert!(matches!(
+            Home::from_env(&service, "Q", 8),
+            Ok(Home::Service(_))
+        ));
+        let unconfigured = Home::from_env(&Env::default(), "Q", 8).unwrap_err();
+        assert!(unconfigured.to_string().starts_with("Q is not set"));
     }
 
     #[test]
