@@ -24,8 +24,8 @@ const DEFAULT_ROUTE_THRESHOLD_BYTES: u64 = 256 * 1024 * 1024;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    yuba_telemetry::init().map_err(anyhow::Error::msg)?;
     let env = Env::from_process();
+    yuba_telemetry::init(&env).map_err(anyhow::Error::msg)?;
     let queues = Queues {
         lambda: env.required(
             "YUBA_LAMBDA_QUEUE_URL",

@@ -21,8 +21,8 @@ const DEFAULT_CONCURRENCY: u64 = 8;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    yuba_telemetry::init().map_err(anyhow::Error::msg)?;
     let env = Env::from_process();
+    yuba_telemetry::init(&env).map_err(anyhow::Error::msg)?;
     let gcs_settings = GcsSettings::from_env(&env)?;
     let replicator_settings = ReplicatorSettings::from_env(&env, gcs_settings.upload_chunk_bytes)?;
     let force_path_style = env.flag("YUBA_S3_FORCE_PATH_STYLE", false)?;

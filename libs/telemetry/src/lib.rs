@@ -8,6 +8,7 @@
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
+use yuba_config::{ConfigError, Env};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -16,22 +17,23 @@ pub enum LogFormat {
 }
 
 impl LogFormat {
-    /// The format an environment asks for. `Err` names the bad value.
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<LogFormat, String> {
-        match get("YUBA_LOG_FORMAT").as_deref().map(str::trim) {
+    /// The format an environment asks for.
+    pub fn from_env(env: &Env) -> Result<LogFormat, ConfigError> {
+        match env.optional("YUBA_LOG_FORMAT").as_deref() {
             Some("json") => Ok(LogFormat::Json),
             Some("pretty") => Ok(LogFormat::Pretty),
-            Some("") | None => {
-                let in_the_cloud = get("AWS_LAMBDA_RUNTIME_API").is_some()
-                    || get("ECS_CONTAINER_METADATA_URI_V4").is_some();
+            None => {
+                let in_the_cloud = env.is_set("AWS_LAMBDA_RUNTIME_API")
+                    || env.is_set("ECS_CONTAINER_METADATA_URI_V4");
                 Ok(if in_the_cloud || !std::io::stderr().is_terminal() {
                     LogFormat::Json
                 } else {
                     LogFormat::Pretty
                 })
             }
-            Some(other) => Err(format!(
-                "YUBA_LOG_FORMAT is {other:?}; set it to `json` or `pretty`, or leave it unset"
+            Some(_) => Err(env.invalid(
+                "YUBA_LOG_FORMAT",
+                "set it to `json` or `pretty`, or leave it unset",
             )),
         }
     }
@@ -39,8 +41,8 @@ impl LogFormat {
 
 /// Installs the global subscriber. Logs go to stderr so that stdout stays free for a program's
 /// own output (reports, tables).
-pub fn init() -> Result<LogFormat, String> {
-    let format = LogFormat::from_env(|name| std::env::var(name).ok())?;
+pub fn init(env: &Env) -> Result<LogFormat, String> {
+    let format = LogFormat::from_env(env).map_err(|error| error.to_string())?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -64,43 +66,30 @@ pub fn init() -> Result<LogFormat, String> {
 mod tests {
     use super::*;
 
-    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |name| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    }
-
     #[test]
     fn explicit_formats_win() {
-        assert_eq!(
-            LogFormat::from_env(env(&[
-                ("YUBA_LOG_FORMAT", "pretty"),
-                ("AWS_LAMBDA_RUNTIME_API", "x")
-            ])),
-            Ok(LogFormat::Pretty)
-        );
-        assert_eq!(
-            LogFormat::from_env(env(&[("YUBA_LOG_FORMAT", "json")])),
-            Ok(LogFormat::Json)
-        );
+        let env = Env::from_pairs([
+            ("YUBA_LOG_FORMAT", "pretty"),
+            ("AWS_LAMBDA_RUNTIME_API", "x"),
+        ]);
+        assert_eq!(LogFormat::from_env(&env), Ok(LogFormat::Pretty));
+        let env = Env::from_pairs([("YUBA_LOG_FORMAT", "json")]);
+        assert_eq!(LogFormat::from_env(&env), Ok(LogFormat::Json));
     }
 
     #[test]
     fn the_cloud_gets_json() {
-        assert_eq!(
-            LogFormat::from_env(env(&[("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")])),
-            Ok(LogFormat::Json)
-        );
+        let env = Env::from_pairs([("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")]);
+        assert_eq!(LogFormat::from_env(&env), Ok(LogFormat::Json));
     }
 
     #[test]
     fn a_bad_value_is_named() {
-        let error = LogFormat::from_env(env(&[("YUBA_LOG_FORMAT", "xml")])).unwrap_err();
+        let error =
+            LogFormat::from_env(&Env::from_pairs([("YUBA_LOG_FORMAT", "xml")])).unwrap_err();
+        let error = error.to_string();
         assert!(
-            error.contains("\"xml\"") && error.contains("json"),
+            error.contains("YUBA_LOG_FORMAT=\"xml\"") && error.contains("json"),
             "{error}"
         );
     }
