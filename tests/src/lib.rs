@@ -313,18 +313,39 @@ where
     }
 }
 
-/// Waits for the replica of `key` to exist with a complete yuba record.
+/// Waits until one of `processes` (workers) has logged a finished replication of `key`, then
+/// returns its replica, which must carry a complete record. Waiting for the worker rather than
+/// for the object matters on fake-gcs-server, which can need a second request to get the
+/// content type right after the object already exists.
 pub async fn replica_of(
+    processes: &[Process],
     gcs: &Gcs,
     bucket: &str,
     key: &str,
     timeout: Duration,
 ) -> anyhow::Result<ObjectInfo> {
-    eventually(timeout, &format!("the replica of {key:?}"), || async {
-        let object = gcs.object(bucket, key).await?;
-        Ok(object.filter(|o| o.metadata.contains_key(yuba_model::keys::SHA256)))
+    eventually(timeout, &format!("the replication of {key:?}"), || async {
+        let done = logs_where(processes, "key", key)
+            .into_iter()
+            .any(|(_, line)| {
+                line["message"] == "job done"
+                    && ["replicated", "already-replicated"]
+                        .contains(&line["outcome"].as_str().unwrap_or_default())
+            });
+        Ok(done.then_some(()))
     })
     .await
+    .map_err(|e| e.context(dump_logs(processes)))?;
+    let object = gcs
+        .object(bucket, key)
+        .await?
+        .with_context(|| format!("the worker replicated {key:?} but there is no replica"))?;
+    ensure!(
+        object.metadata.contains_key(yuba_model::keys::SHA256),
+        "the replica of {key:?} has no complete record: {:?}",
+        object.metadata
+    );
+    Ok(object)
 }
 
 /// The sha256 of an object's content in GCS, read by the test itself.

@@ -62,9 +62,7 @@ async fn a_malformed_event_goes_to_the_dlq_and_spares_its_batch() -> anyhow::Res
 
     let pipeline = stack.spawn_pipeline(&[])?;
     for key in ["batch/left.jpg", "batch/right.jpg"] {
-        replica_of(&gcs, stack.replica_bucket(), key, TIMEOUT)
-            .await
-            .map_err(|e| e.context(dump_logs(&pipeline)))?;
+        replica_of(&pipeline, &gcs, stack.replica_bucket(), key, TIMEOUT).await?;
     }
 
     let dead = eventually(TIMEOUT, "the poisoned message in the DLQ", || async {

@@ -98,7 +98,14 @@ async fn the_worker_on_lambda_reports_only_the_failed_messages() -> anyhow::Resu
     );
     let gcs = stack.gcs().await?;
     for key in ["lambda/a.jpg", "lambda/b.jpg"] {
-        replica_of(&gcs, stack.replica_bucket(), key, Duration::from_secs(5)).await?;
+        replica_of(
+            &worker,
+            &gcs,
+            stack.replica_bucket(),
+            key,
+            Duration::from_secs(5),
+        )
+        .await?;
     }
     Ok(())
 }

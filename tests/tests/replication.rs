@@ -62,9 +62,14 @@ async fn uploads_are_replicated_byte_for_byte_with_their_metadata() -> anyhow::R
         .await?;
 
     for (key, body) in &objects {
-        let replica = replica_of(&gcs, stack.replica_bucket(), key, REPLICA_TIMEOUT)
-            .await
-            .map_err(|e| e.context(dump_logs(&pipeline)))?;
+        let replica = replica_of(
+            &pipeline,
+            &gcs,
+            stack.replica_bucket(),
+            key,
+            REPLICA_TIMEOUT,
+        )
+        .await?;
         let expected_sha256 = sha256_hex(body);
         assert_eq!(
             gcs_sha256(&gcs, stack.replica_bucket(), key).await?,
@@ -142,13 +147,13 @@ async fn replicas_keep_the_http_headers_of_their_source() -> anyhow::Result<()> 
         .send()
         .await?;
     let replica = replica_of(
+        &pipeline,
         &gcs,
         stack.replica_bucket(),
         "styles/site.css.gz",
         REPLICA_TIMEOUT,
     )
-    .await
-    .map_err(|e| e.context(dump_logs(&pipeline)))?;
+    .await?;
     assert_eq!(replica.content_type.as_deref(), Some("text/css"));
     assert_eq!(replica.metadata["origin"], "build-42");
     assert_eq!(
@@ -202,6 +207,7 @@ async fn the_same_event_twice_uploads_once() -> anyhow::Result<()> {
         .send()
         .await?;
     let first = replica_of(
+        &pipeline,
         &gcs,
         stack.replica_bucket(),
         "dup/photo.jpg",
@@ -253,7 +259,7 @@ async fn deletes_are_mirrored_unless_switched_off() -> anyhow::Result<()> {
             .body(ByteStream::from_static(b"bytes"))
             .send()
             .await?;
-        replica_of(&gcs, bucket, key, REPLICA_TIMEOUT).await?;
+        replica_of(&pipeline, &gcs, bucket, key, REPLICA_TIMEOUT).await?;
     }
 
     s3.delete_object()

@@ -1,0 +1,661 @@
+#!/usr/bin/env python3
+"""yuba demo: S3 uploads replicated into GCS, end to end, on a local stack (`make demo`).
+
+What it does, all on loopback (moto for S3 + SQS, fake-gcs-server for GCS; no cloud account):
+
+1. starts a local stack with `scripts/stack.py up` in a fresh temporary state directory;
+2. starts the pipeline as it runs in AWS, as three processes: `yuba-ingest` (long-polls the
+   S3 event queue, routes objects over 8 MiB to the Fargate queue) and two `yuba-worker`s, one
+   per work queue (standing in for the Lambda and the Fargate worker);
+3. generates a handful of sample images with Pillow, deterministically (same bytes every run);
+4. uploads them through the S3 API, then polls GCS every 50 ms until each replica is complete
+   (its custom metadata carries `yuba-sha256`), downloads each replica and hashes it;
+5. prints a table (route, integrity, latency from upload to complete replica) and a summary,
+   deletes one object in S3 and times its replica's disappearance;
+6. stops everything (also on Ctrl-C or an error) and exits 0 only if every check passed.
+
+Run it with the project venv after building the binaries (that is what `make demo` does):
+
+    scripts/bootstrap.sh && cargo build --bins && .venv/bin/python scripts/demo.py
+
+Service logs (JSON lines) stay in the state directory, whose path is printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import hashlib
+import io
+import ipaddress
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN_DIR = ROOT / "target" / "debug"
+
+ROUTE_THRESHOLD_BYTES = 8 * 1024 * 1024
+DEFAULT_TIMEOUT = 60.0  # seconds from an upload (or delete) to its complete (or gone) replica
+STARTUP_TIMEOUT = 30.0  # stack and pipeline
+POLL_INTERVAL = 0.05
+STOP_TIMEOUT = 15.0  # per process, after SIGTERM (the pipeline's shutdown grace is 5 s)
+SHA256_KEY = "yuba-sha256"
+DELETE_KEY = "icons/spinner.gif"
+
+PIPELINE_ENV = {
+    "YUBA_LOG_FORMAT": "json",
+    "RUST_LOG": "info",
+    "YUBA_RECEIVE_WAIT_SECONDS": "1",
+    "YUBA_GCS_RETRY_SECONDS": "10",
+    "YUBA_SHUTDOWN_GRACE_SECONDS": "5",
+}
+
+
+class DemoError(Exception):
+    """A failure worth a clear message (and the tail of the service logs)."""
+
+
+class Stop(BaseException):
+    """Raised in the main thread on SIGTERM/SIGHUP, like KeyboardInterrupt on Ctrl-C."""
+
+
+# --------------------------------------------------------------------------------------------
+# environment: loopback only
+
+
+def isolate_environment() -> None:
+    """Drop settings that could send this process or its children anywhere but the stack:
+    proxies, and any AWS/GCP/yuba configuration of the caller's shell (AWS_ENDPOINT_URL_S3 or
+    AWS_PROFILE would beat the stack's settings)."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy") or name.startswith(("AWS_", "YUBA_", "GOOGLE_", "CLOUDSDK_")):
+            del os.environ[name]
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.0/8,localhost"
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+
+def check_loopback(env: dict[str, str]) -> None:
+    for name in ("AWS_ENDPOINT_URL", "YUBA_GCS_ENDPOINT"):
+        host = urlsplit(env[name]).hostname or ""
+        try:
+            ok = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            ok = False
+        if not ok:
+            raise DemoError(f"the stack's {name} is {env[name]!r}, not a loopback address; refusing to use it")
+
+
+# --------------------------------------------------------------------------------------------
+# processes
+
+
+def _own_session_dying_with_us() -> None:
+    """preexec_fn: a session of its own (Ctrl-C reaches only the demo, which stops things in
+    order), and SIGTERM if the demo dies without cleaning up (Linux)."""
+    os.setsid()
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except Exception:
+        pass
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "    (no log)"
+    return "\n".join("    " + line for line in text[-lines:]) or "    (empty)"
+
+
+@dataclass
+class Service:
+    """One yuba binary, its stderr (JSON lines) going to a log file."""
+
+    label: str
+    proc: subprocess.Popen
+    log_path: Path
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_lines(self) -> list[dict]:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        out = []
+        for line in text.splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+    def jobs_done(self, key: str) -> list[dict]:
+        """The worker's "job done" lines for `key`."""
+        return [
+            line
+            for line in self.log_lines()
+            if line.get("message") == "job done" and (line.get("span") or {}).get("key") == key
+        ]
+
+
+class Stack:
+    """`scripts/stack.py up --exit-on-stdin-eof`: alive while its stdin is open."""
+
+    def __init__(self, state_dir: Path):
+        self.state_dir = state_dir
+        self.stderr_path = state_dir / "stack.stderr"
+        self.proc: subprocess.Popen | None = None
+        self.env: dict[str, str] = {}
+
+    def start(self) -> None:
+        argv = [sys.executable, str(ROOT / "scripts" / "stack.py"), "up",
+                "--state-dir", str(self.state_dir), "--exit-on-stdin-eof"]
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                         preexec_fn=_own_session_dying_with_us, close_fds=True)
+        # stack.py gives up by itself after 30 s; a line or EOF always comes.
+        line = self.proc.stdout.readline()
+        if not line.strip():
+            raise DemoError(f"the local stack did not start; {self.stderr_path}:\n{tail(self.stderr_path, 30)}")
+        self.env = json.loads(line)
+        check_loopback(self.env)
+
+    def stop(self) -> int | None:
+        p = self.proc
+        if p is None:
+            return None
+        for stream in (p.stdin, p.stdout):
+            try:
+                stream.close()  # stdin EOF: the stack stops its servers and exits
+            except OSError:
+                pass
+        return wait_or_kill(p, STOP_TIMEOUT)
+
+
+def wait_or_kill(p: subprocess.Popen, timeout: float) -> int:
+    try:
+        return p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        return -signal.SIGKILL
+
+
+def check_binaries() -> None:
+    for name in ("yuba-ingest", "yuba-worker"):
+        if not (BIN_DIR / name).exists():
+            raise DemoError(f"{BIN_DIR / name} is missing; build it first with `cargo build --bins`")
+
+
+def start_service(label: str, binary: str, env: dict[str, str], state_dir: Path) -> Service:
+    exe = BIN_DIR / binary
+    log_path = state_dir / f"{label}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(exe)], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=log, preexec_fn=_own_session_dying_with_us, close_fds=True)
+    return Service(label, proc, log_path)
+
+
+def start_pipeline(stack_env: dict[str, str], state_dir: Path, services: list[Service]) -> None:
+    """ingest plus one worker per work queue, appended to `services` as they start."""
+    base = {**os.environ, **stack_env, **PIPELINE_ENV}
+    for label, binary, extra in (
+        ("ingest", "yuba-ingest", {"YUBA_ROUTE_THRESHOLD_BYTES": str(ROUTE_THRESHOLD_BYTES)}),
+        ("worker-lambda", "yuba-worker", {"YUBA_QUEUE_URL": stack_env["YUBA_LAMBDA_QUEUE_URL"]}),
+        ("worker-fargate", "yuba-worker", {"YUBA_QUEUE_URL": stack_env["YUBA_FARGATE_QUEUE_URL"]}),
+    ):
+        services.append(start_service(label, binary, {**base, **extra}, state_dir))
+
+
+def check_alive(services: list[Service]) -> None:
+    for s in services:
+        if not s.alive():
+            raise DemoError(f"{s.label} exited with code {s.proc.returncode}")
+
+
+def wait_until_consuming(services: list[Service]) -> None:
+    """Each consumer logs "consuming" once it polls its queue."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    waiting = list(services)
+    while waiting:
+        check_alive(services)
+        waiting = [s for s in waiting if not any(l.get("message") == "consuming" for l in s.log_lines())]
+        if waiting and time.monotonic() > deadline:
+            raise DemoError(f"{', '.join(s.label for s in waiting)} not polling after {STARTUP_TIMEOUT:.0f} s")
+        time.sleep(POLL_INTERVAL)
+
+
+def stop_all(services: list[Service], stack: Stack) -> str:
+    """SIGTERM the pipeline (it drains), wait, then close the stack's stdin. Returns a summary."""
+    for s in services:
+        if s.alive():
+            s.proc.send_signal(signal.SIGTERM)
+    codes = [f"{s.label} {wait_or_kill(s.proc, STOP_TIMEOUT)}" for s in services]
+    code = stack.stop()
+    if code is not None:
+        codes.append(f"stack {code}")
+    return ", ".join(codes)
+
+
+# --------------------------------------------------------------------------------------------
+# sample images
+
+
+@dataclass
+class Sample:
+    key: str
+    what: str
+    data: bytes
+    content_type: str
+    metadata: dict[str, str]
+    sha256: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sha256 = hashlib.sha256(self.data).hexdigest()
+
+
+def photo(width: int, height: int, seed: int):
+    """A photo-like RGB picture: sky gradient, sun, sea with glints, plus sensor-like noise."""
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    vertical = Image.linear_gradient("L").resize((width, height))
+    radial = Image.radial_gradient("L").resize((width, height))
+    img = Image.merge("RGB", (
+        vertical.point(lambda v: int(255 - v * 0.55)),
+        vertical.point(lambda v: int(140 + v * 0.3)),
+        radial.point(lambda v: int(255 - v * 0.6)),
+    ))
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((width * 0.6, height * 0.15, width * 0.75, height * 0.35), fill=(255, 200, 90))
+    draw.rectangle((0, height * 0.62, width, height), fill=(40, 110, 170))
+    for _ in range(300):
+        x, y = rng.uniform(0, width), rng.uniform(height * 0.62, height)
+        draw.line((x, y, x + rng.uniform(20, 200), y), fill=(200, 230, 255), width=3)
+    noise = Image.frombytes("L", (width, height), rng.randbytes(width * height))
+    return Image.blend(img, Image.merge("RGB", (noise, noise, noise)), 0.12)
+
+
+def encode(img, fmt: str, **options) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+def make_samples() -> list[Sample]:
+    from PIL import Image, ImageDraw
+
+    big = photo(4000, 3000, seed=2026)
+    meta = {"origin": "yuba-demo", "generator": "pillow"}
+
+    rgba = photo(800, 600, seed=7).convert("RGBA")
+    rgba.putalpha(Image.radial_gradient("L").resize((800, 600)).point(lambda v: 255 - v))
+
+    grey = photo(1024, 768, seed=11).convert("L")
+
+    frames = []
+    for i in range(8):
+        frame = Image.new("P", (64, 64), 0)
+        frame.putpalette([255, 255, 255, 30, 120, 200] + [0] * 762)
+        ImageDraw.Draw(frame).pieslice((4, 4, 60, 60), i * 45, i * 45 + 90, fill=1)
+        frames.append(frame)
+    gif = io.BytesIO()
+    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:], duration=80, loop=0)
+
+    return [
+        Sample("photos/2026/beach day+sunset ü.jpg", "JPEG 4000×3000",
+               encode(big, "JPEG", quality=85), "image/jpeg", {**meta, "camera": "synthetic", "seed": "2026"}),
+        Sample("photos/harbour.jpg", "JPEG progressive 1600×1200",
+               encode(photo(1600, 1200, seed=3), "JPEG", quality=85, progressive=True, optimize=True),
+               "image/jpeg", {**meta, "seed": "3"}),
+        Sample("graphics/logo alpha.png", "PNG RGBA 800×600", encode(rgba, "PNG"), "image/png", meta),
+        Sample("scans/grey+scale.png", "PNG grey 1024×768", encode(grey, "PNG"), "image/png", meta),
+        Sample(DELETE_KEY, "GIF 64×64, 8 frames", gif.getvalue(), "image/gif", meta),
+        Sample("photos/2026/café.webp", "WebP 1200×900",
+               encode(photo(1200, 900, seed=5), "WEBP", quality=80), "image/webp", meta),
+        Sample("raw/panorama 20MiB.tiff", "TIFF 3072×2304 raw",
+               encode(big.resize((3072, 2304)), "TIFF"), "image/tiff", {**meta, "note": "uncompressed"}),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# S3 and GCS clients
+
+
+def s3_client(env: dict[str, str]):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        config=Config(s3={"addressing_style": "path"}, proxies={}, retries={"max_attempts": 3}),
+    )
+
+
+class Gcs:
+    """Just enough of the GCS JSON API (as fake-gcs-server serves it)."""
+
+    def __init__(self, env: dict[str, str]):
+        self.endpoint = env["YUBA_GCS_ENDPOINT"].rstrip("/")
+        self.bucket = env["YUBA_GCS_BUCKET"]
+
+    @staticmethod
+    def session():
+        import requests
+
+        s = requests.Session()
+        s.trust_env = False  # no proxies, no netrc
+        return s
+
+    def object(self, http, name: str) -> dict | None:
+        r = http.get(f"{self.endpoint}/storage/v1/b/{self.bucket}/o/{quote(name, safe='')}", timeout=5)
+        if r.status_code == 404:
+            return None
+        r.raise_for_status()
+        return r.json()
+
+    def sha256_of(self, http, name: str) -> str:
+        url = f"{self.endpoint}/download/storage/v1/b/{self.bucket}/o/{quote(name, safe='')}"
+        h = hashlib.sha256()
+        with http.get(url, params={"alt": "media"}, stream=True, timeout=30) as r:
+            r.raise_for_status()
+            for chunk in r.iter_content(1 << 20):
+                h.update(chunk)
+        return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# the demo
+
+
+@dataclass
+class Replica:
+    sample: Sample
+    uploaded_at: float
+    complete_at: float = 0.0
+    info: dict = field(default_factory=dict)  # as first seen complete
+    final_info: dict = field(default_factory=dict)  # once the worker logged the job done
+    downloaded_sha256: str = ""
+    route: str = "?"
+    streamed: bool | None = None
+
+    @property
+    def latency_ms(self) -> float:
+        return (self.complete_at - self.uploaded_at) * 1000
+
+    @property
+    def sha_ok(self) -> bool:
+        meta = self.info.get("metadata") or {}
+        return (self.sample.sha256 == self.downloaded_sha256 == meta.get(SHA256_KEY)
+                and int(self.info.get("size", -1)) == len(self.sample.data))
+
+    @property
+    def expected_route(self) -> str:
+        return "fargate" if len(self.sample.data) > ROUTE_THRESHOLD_BYTES else "lambda"
+
+    @property
+    def attrs_ok(self) -> bool:
+        """The replica kept the source's Content-Type and user metadata."""
+        meta = self.final_info.get("metadata") or {}
+        return (self.final_info.get("contentType") == self.sample.content_type
+                and all(meta.get(k) == v for k, v in self.sample.metadata.items()))
+
+
+def poll(what: str, probe, since: float, timeout: float, cancel: threading.Event):
+    """Calls probe() every POLL_INTERVAL until it returns something: (value, time seen)."""
+    while not cancel.is_set():
+        value = probe()
+        if value is not None:
+            return value, time.monotonic()
+        if time.monotonic() > since + timeout:
+            raise DemoError(f"timed out after {timeout:g} s waiting for {what}")
+        cancel.wait(POLL_INTERVAL)
+    raise DemoError("cancelled")
+
+
+def watch_replica(gcs: Gcs, replica: Replica, timeout: float, cancel: threading.Event) -> Replica:
+    """Waits for the complete replica (its record has the sha256), then downloads and hashes it."""
+    http = gcs.session()
+    name = replica.sample.key
+
+    def complete():
+        info = gcs.object(http, name)
+        return info if info and SHA256_KEY in (info.get("metadata") or {}) else None
+
+    replica.info, replica.complete_at = poll(f"the replica of {name!r}", complete, replica.uploaded_at,
+                                             timeout, cancel)
+    replica.downloaded_sha256 = gcs.sha256_of(http, name)
+    return replica
+
+
+def wait_for(futures, services: list[Service]) -> list:
+    """Results of `futures`, in order, while checking that the pipeline stays up."""
+    pending = set(futures)
+    while pending:
+        done, pending = concurrent.futures.wait(pending, timeout=0.2, return_when=concurrent.futures.FIRST_EXCEPTION)
+        for f in done:
+            f.result()  # raises the first failure
+        check_alive(services)
+    return [f.result() for f in futures]
+
+
+def find_job(workers: list[Service], key: str, outcome: str, timeout: float = 5.0) -> tuple[str, dict | None]:
+    """Which worker logged the job for `key` (the line comes just after the replica is written)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for w in workers:
+            for line in w.jobs_done(key):
+                if line.get("outcome") == outcome:
+                    return w.label.removeprefix("worker-"), line
+        if time.monotonic() > deadline:
+            return "?", None
+        time.sleep(POLL_INTERVAL)
+
+
+def replicate_samples(samples: list[Sample], s3, gcs: Gcs, bucket: str, services: list[Service],
+                      timeout: float) -> list[Replica]:
+    """Uploads each sample (watching for its replica from the moment the upload returns)."""
+    cancel = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(samples)) as pool:
+        try:
+            futures = []
+            for sample in samples:
+                s3.put_object(Bucket=bucket, Key=sample.key, Body=sample.data,
+                              ContentType=sample.content_type, Metadata=sample.metadata)
+                replica = Replica(sample, uploaded_at=time.monotonic())
+                futures.append(pool.submit(watch_replica, gcs, replica, timeout, cancel))
+            replicas = wait_for(futures, services)
+        finally:
+            cancel.set()  # stops the other watchers on a failure; a no-op once all are done
+    # A replica is complete once its record has the sha256, but the worker may still be touching
+    # it up: against fake-gcs-server, which drops the Content-Type of a multipart upload, the
+    # worker PATCHes it back just after. So attributes are checked once the job is logged done.
+    workers, http = services[1:], gcs.session()
+    for r in replicas:
+        r.route, line = find_job(workers, r.sample.key, "replicated")
+        r.streamed = line.get("streamed") if line else None
+        r.final_info = gcs.object(http, r.sample.key) or {}
+    return replicas
+
+
+def demo_delete(s3, gcs: Gcs, bucket: str, services: list[Service], timeout: float) -> str:
+    """Deletes DELETE_KEY in S3 and waits for its replica to go (raises on a timeout)."""
+    http = gcs.session()
+    # Timed from the request: moto notifies (and the pipeline may finish) before it answers.
+    deleted_at = time.monotonic()
+    s3.delete_object(Bucket=bucket, Key=DELETE_KEY)
+    answered_ms = (time.monotonic() - deleted_at) * 1000
+
+    def gone():
+        check_alive(services)
+        return True if gcs.object(http, DELETE_KEY) is None else None
+
+    _, gone_at = poll(f"the replica of {DELETE_KEY!r} to go", gone, deleted_at, timeout, threading.Event())
+    route, _ = find_job(services[1:], DELETE_KEY, "deleted")
+    return (f"deleted s3://{bucket}/{DELETE_KEY} (S3 answered in {answered_ms:,.0f} ms) → replica gone "
+            f"{(gone_at - deleted_at) * 1000:,.0f} ms after the request (worker-{route})")
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def print_table(replicas: list[Replica]) -> None:
+    def mark(ok: bool) -> str:
+        return "✓" if ok else "✗"
+
+    rows = [("key", "image", "bytes", "route", "copy", "sha256", "attrs", "latency")]
+    for r in replicas:
+        copy = {True: "streamed", False: "whole", None: "?"}[r.streamed]
+        route = r.route if r.route == r.expected_route else f"{r.route} ✗"
+        rows.append((r.sample.key, r.sample.what, f"{len(r.sample.data):,}", route, copy,
+                     mark(r.sha_ok), mark(r.attrs_ok), f"{r.latency_ms:,.0f} ms"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    right = {2, 7}
+    for n, row in enumerate(rows):
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        print("  " + "  ".join(cells).rstrip())
+        if n == 0:
+            print("  " + "  ".join("─" * w for w in widths))
+    print(f"  (route: the worker that copied it, objects over {mib(ROUTE_THRESHOLD_BYTES)} go to fargate; copy: whole = "
+          f"one request, streamed = resumable upload;\n   sha256: source = downloaded replica = {SHA256_KEY}; "
+          f"attrs: Content-Type and user metadata kept; latency: upload returned → complete replica)")
+    for r in replicas:
+        if r.route != r.expected_route:
+            print(f"  ✗ {r.sample.key}: handled by worker-{r.route}, expected worker-{r.expected_route} "
+                  f"(objects over {ROUTE_THRESHOLD_BYTES:,} bytes go to fargate)")
+        if not r.sha_ok:
+            meta = r.info.get("metadata") or {}
+            print(f"  ✗ {r.sample.key}: source {r.sample.sha256}, replica {r.downloaded_sha256}, "
+                  f"{SHA256_KEY} {meta.get(SHA256_KEY)}, size {r.info.get('size')} (source {len(r.sample.data)})")
+        if not r.attrs_ok:
+            print(f"  ✗ {r.sample.key}: contentType {r.final_info.get('contentType')!r} "
+                  f"(source {r.sample.content_type!r}), metadata {r.final_info.get('metadata')} "
+                  f"(source user metadata {r.sample.metadata})")
+
+
+def run(state_dir: Path, stack: Stack, services: list[Service], timeout: float) -> bool:
+    print("yuba demo: S3 → GCS replication on a local stack (loopback only)")
+    print(f"  state dir  {state_dir}")
+
+    check_binaries()
+    t = time.monotonic()
+    stack.start()
+    env = stack.env
+    print(f"  stack      S3+SQS {env['AWS_ENDPOINT_URL']}, GCS {env['YUBA_GCS_ENDPOINT']} "
+          f"(up in {time.monotonic() - t:.1f} s)")
+
+    t = time.monotonic()
+    start_pipeline(env, state_dir, services)
+    wait_until_consuming(services)
+    print(f"  pipeline   yuba-ingest (objects > {mib(ROUTE_THRESHOLD_BYTES)} → fargate queue), "
+          f"yuba-worker × 2 (lambda, fargate queues), polling in {time.monotonic() - t:.1f} s")
+
+    t = time.monotonic()
+    samples = make_samples()
+    total = sum(len(s.data) for s in samples)
+    print(f"  samples    {len(samples)} images, {mib(total)}, generated in {time.monotonic() - t:.1f} s")
+
+    bucket = env["YUBA_SOURCE_BUCKET"]
+    print(f"\nuploading to s3://{bucket}, waiting for complete replicas in gs://{env['YUBA_GCS_BUCKET']} ...\n")
+    s3, gcs = s3_client(env), Gcs(env)
+    replicas = replicate_samples(samples, s3, gcs, bucket, services, timeout)
+    print_table(replicas)
+
+    sha_ok = all(r.sha_ok for r in replicas)
+    attrs_ok = all(r.attrs_ok for r in replicas)
+    routes_ok = all(r.route == r.expected_route for r in replicas)
+    latencies = [r.latency_ms for r in replicas]
+    print(f"\n{len(replicas)} objects, {mib(total)} ({total:,} bytes): "
+          + ("all sha256 match (source = downloaded replica = yuba-sha256)" if sha_ok else "SHA256 MISMATCH")
+          + (", attributes kept" if attrs_ok else ", ATTRIBUTES LOST")
+          + ("" if routes_ok else ", WRONG ROUTES")
+          + f"; latency upload → complete replica p50 {statistics.median(latencies):,.0f} ms, "
+            f"max {max(latencies):,.0f} ms")
+
+    print(demo_delete(s3, gcs, bucket, services, timeout))
+    return sha_ok and attrs_ok and routes_ok
+
+
+def log_levels(services: list[Service]) -> str:
+    """How many warnings and errors the services logged."""
+    levels = [line.get("level") for s in services for line in s.log_lines()]
+    return f"{levels.count('WARN')} warnings, {levels.count('ERROR')} errors"
+
+
+def print_log_tails(state_dir: Path, services: list[Service]) -> None:
+    for s in services:
+        print(f"\n--- {s.log_path} (tail) ---\n{tail(s.log_path)}", file=sys.stderr)
+    print(f"\n--- {state_dir / 'stack.stderr'} (tail) ---\n{tail(state_dir / 'stack.stderr')}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                    help=f"how long a replica may take to appear or go (default {DEFAULT_TIMEOUT:g})")
+    args = ap.parse_args(argv)
+    # UTF-8 whatever the locale (keys and marks are not ASCII); line-buffered so that the
+    # table and the log tails on stderr interleave in order when both go to one pipe.
+    sys.stdout.reconfigure(encoding="utf-8", line_buffering=True)
+    isolate_environment()
+
+    def on_signal(signum, _frame):
+        raise Stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    t_start = time.monotonic()
+    state_dir = Path(tempfile.mkdtemp(prefix="yuba-demo-"))
+    stack = Stack(state_dir)
+    services: list[Service] = []
+    verdict = "FAIL"
+    try:
+        if run(state_dir, stack, services, args.timeout):
+            verdict = "PASS"
+    except DemoError as e:
+        print(f"\nFAILED: {e}", file=sys.stderr)
+        print_log_tails(state_dir, services)
+    except (KeyboardInterrupt, Stop) as e:
+        verdict = "INTERRUPTED"
+        print(f"\ninterrupted ({str(e) or 'SIGINT'}); stopping", file=sys.stderr)
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        print_log_tails(state_dir, services)
+    finally:
+        # Stopping is bounded (SIGTERM, then SIGKILL after STOP_TIMEOUT): do not let a second
+        # Ctrl-C leave processes behind.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        t = time.monotonic()
+        stopped = stop_all(services, stack)
+        print(f"\nstopped in {time.monotonic() - t:.1f} s (exit codes: {stopped or 'nothing was running'})")
+        print(f"logs: {state_dir}/ — ingest.log, worker-lambda.log, worker-fargate.log (JSON lines, "
+              f"{log_levels(services)}); moto.log, fake-gcs-server.log, stack.stderr")
+    print(f"{verdict} in {time.monotonic() - t_start:.1f} s")
+    return {"PASS": 0, "FAIL": 1, "INTERRUPTED": 130}[verdict]
+
+if __name__ == "__main__":
+    sys.exit(main())
