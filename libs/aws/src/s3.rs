@@ -73,10 +73,6 @@ impl S3Source {
         }
     }
 
-    pub fn client(&self) -> &aws_sdk_s3::Client {
-        &self.client
-    }
-
     /// Starts reading the current version of an object. `Ok(None)`: there is no such object
     /// (any more).
     pub async fn get(&self, bucket: &str, key: &str) -> Result<Option<SourceObject>, S3Error> {

@@ -12,11 +12,6 @@ pub struct KeyFilter {
 }
 
 impl KeyFilter {
-    /// Admits every key.
-    pub fn everything() -> KeyFilter {
-        KeyFilter::default()
-    }
-
     /// Empty strings are dropped: an empty prefix or suffix would admit every key, which is what
     /// an empty list already means, and keeping it would hide a typo in the configuration.
     pub fn new(prefixes: Vec<String>, suffixes: Vec<String>) -> KeyFilter {
@@ -25,17 +20,6 @@ impl KeyFilter {
             prefixes: keep(prefixes),
             suffixes: keep(suffixes),
         }
-    }
-
-    /// Parses comma-separated lists as found in environment variables
-    /// (`YUBA_KEY_PREFIXES="photos/,avatars/"`, `YUBA_KEY_SUFFIXES=".jpg,.jpeg,.png"`). Entries
-    /// are trimmed and empty ones dropped, so `""` means "no constraint".
-    ///
-    /// A prefix or suffix that contains a comma, or starts or ends with whitespace, cannot be
-    /// written this way; build such a filter with [`KeyFilter::new`].
-    pub fn from_lists(prefixes: &str, suffixes: &str) -> KeyFilter {
-        let split = |list: &str| list.split(',').map(|s| s.trim().to_owned()).collect();
-        KeyFilter::new(split(prefixes), split(suffixes))
     }
 
     /// A key passes when it starts with one of the prefixes (or there are none) and ends with
@@ -47,11 +31,6 @@ impl KeyFilter {
         let suffix_ok =
             self.suffixes.is_empty() || self.suffixes.iter().any(|s| key.ends_with(s.as_str()));
         prefix_ok && suffix_ok
-    }
-
-    /// Whether the filter admits every key.
-    pub fn is_everything(&self) -> bool {
-        self.prefixes.is_empty() && self.suffixes.is_empty()
     }
 
     pub fn prefixes(&self) -> &[String] {
@@ -67,25 +46,22 @@ impl KeyFilter {
 mod tests {
     use super::*;
 
+    fn filter(prefixes: &[&str], suffixes: &[&str]) -> KeyFilter {
+        let owned = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect();
+        KeyFilter::new(owned(prefixes), owned(suffixes))
+    }
+
     #[test]
     fn an_empty_filter_admits_everything() {
-        let filter = KeyFilter::from_lists("", " , ");
-        assert!(filter.is_everything());
-        assert_eq!(filter, KeyFilter::everything());
+        let filter = filter(&[], &[""]);
+        assert_eq!(filter, KeyFilter::default());
         assert!(filter.admits("anything/at all"));
         assert!(filter.admits(""));
     }
 
     #[test]
-    fn lists_are_trimmed_and_empties_dropped() {
-        let filter = KeyFilter::from_lists(" photos/ ,, avatars/ ", ".jpg, .png ,");
-        assert_eq!(filter.prefixes(), ["photos/", "avatars/"]);
-        assert_eq!(filter.suffixes(), [".jpg", ".png"]);
-    }
-
-    #[test]
     fn a_key_needs_one_prefix_and_one_suffix() {
-        let filter = KeyFilter::from_lists("photos/,avatars/", ".jpg,.png");
+        let filter = filter(&["photos/", "avatars/"], &[".jpg", ".png"]);
         assert!(filter.admits("photos/cat.jpg"));
         assert!(filter.admits("avatars/me.png"));
         assert!(!filter.admits("photos/cat.gif"), "wrong suffix");
@@ -95,17 +71,17 @@ mod tests {
 
     #[test]
     fn either_list_alone_constrains_only_its_end() {
-        let prefixes_only = KeyFilter::from_lists("photos/", "");
+        let prefixes_only = filter(&["photos/"], &[]);
         assert!(prefixes_only.admits("photos/a.txt"));
         assert!(!prefixes_only.admits("other/a.jpg"));
-        let suffixes_only = KeyFilter::from_lists("", ".jpg");
+        let suffixes_only = filter(&[], &[".jpg"]);
         assert!(suffixes_only.admits("anywhere/a.jpg"));
         assert!(!suffixes_only.admits("anywhere/a.png"));
     }
 
     #[test]
-    fn new_keeps_what_lists_cannot_express() {
-        let filter = KeyFilter::new(vec!["a,b/".into(), String::new()], vec![" .jpg".into()]);
+    fn values_are_matched_exactly() {
+        let filter = filter(&["a,b/", ""], &[" .jpg"]);
         assert_eq!(filter.prefixes(), ["a,b/"]);
         assert!(filter.admits("a,b/x .jpg"));
         assert!(!filter.admits("a,b/x.jpg"));

@@ -13,8 +13,7 @@
 //! [`KeyFilter`] narrows the keys replicated and [`Router`] sends each job to the Lambda or the
 //! Fargate worker pool by object size.
 //!
-//! Everything here is pure (no I/O, no async), so the same code serves the ingest function,
-//! the CLI replaying a dead-letter queue, and fixture-driven tests.
+//! Everything here is pure (no I/O, no async), so it is tested with fixtures alone.
 
 mod filter;
 mod key;

@@ -32,15 +32,6 @@ pub enum RecordOutcome {
     Rejected(RecordError),
 }
 
-impl RecordOutcome {
-    pub fn into_job(self) -> Option<Job> {
-        match self {
-            RecordOutcome::Job(job) => Some(job),
-            _ => None,
-        }
-    }
-}
-
 const EXPECTED_SHAPES: &str = "expected an S3 event notification (`{\"Records\":[...]}`), \
      an `s3:TestEvent`, an SNS notification envelope (`{\"Type\":\"Notification\",\"Message\":...}`) \
      or an EventBridge event from `aws.s3`";

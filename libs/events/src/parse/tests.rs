@@ -818,10 +818,3 @@ fn untrusted_text_copied_into_errors_is_bounded() {
         error.to_string().len()
     );
 }
-
-#[test]
-fn into_job_keeps_only_jobs() {
-    let job = parse_one(S3_PUT).into_job();
-    assert!(matches!(job, Some(Job::Replicate(_))));
-    assert_eq!(parse_one(TEST_EVENT).into_job(), None);
-}
