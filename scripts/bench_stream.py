@@ -44,6 +44,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loopback import isolate_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 PYTHON = VENV_BIN / "python"
@@ -57,11 +59,7 @@ SAMPLE_EVERY = 0.05
 TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 RSS_LIMIT_MIB = 64
 
-# Loopback only: no proxies for this process or its children.
-for _k in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-    os.environ.pop(_k, None)
-os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.0/8,localhost"
-os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+isolate_environment()
 
 
 def say(msg: str) -> None:

@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from loopback import isolate_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN_DIR = ROOT / "target" / "debug"
 
@@ -72,17 +74,6 @@ class Stop(BaseException):
 
 # --------------------------------------------------------------------------------------------
 # environment: loopback only
-
-
-def isolate_environment() -> None:
-    """Drop settings that could send this process or its children anywhere but the stack:
-    proxies, and any AWS/GCP/yuba configuration of the caller's shell (AWS_ENDPOINT_URL_S3 or
-    AWS_PROFILE would beat the stack's settings)."""
-    for name in list(os.environ):
-        if name.lower().endswith("_proxy") or name.startswith(("AWS_", "YUBA_", "GOOGLE_", "CLOUDSDK_")):
-            del os.environ[name]
-    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.0/8,localhost"
-    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
 def check_loopback(env: dict[str, str]) -> None:

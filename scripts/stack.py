@@ -28,6 +28,8 @@ import threading
 import time
 from pathlib import Path
 
+from loopback import isolate_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = ROOT / ".stack"
 
@@ -44,11 +46,7 @@ VISIBILITY_TIMEOUT = 30
 READY_TIMEOUT = 30.0
 STOP_GRACE = 5.0
 
-# Never talk to anything but loopback: drop proxy settings for this process and its children.
-for _k in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-    os.environ.pop(_k, None)
-os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.0/8,localhost"
-os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+isolate_environment()
 
 
 def log(msg: str) -> None:
