@@ -53,8 +53,7 @@ impl Handler for IngestHandler {
         })?;
 
         let mut seen = HashSet::new();
-        let mut by_route: [(Route, Vec<String>); 2] =
-            [(Route::Lambda, Vec::new()), (Route::Fargate, Vec::new())];
+        let (mut for_lambda, mut for_fargate) = (Vec::new(), Vec::new());
         let (mut ignored, mut filtered, mut duplicates, mut rejected) = (0, 0, 0, 0);
         for outcome in outcomes {
             match outcome {
@@ -71,7 +70,10 @@ impl Handler for IngestHandler {
                     }
                     let route = self.router.route(&job);
                     log_job(&job, route);
-                    by_route[usize::from(route == Route::Fargate)].1.push(body);
+                    match route {
+                        Route::Lambda => for_lambda.push(body),
+                        Route::Fargate => for_fargate.push(body),
+                    }
                 }
                 RecordOutcome::Ignored { event, reason } => {
                     ignored += 1;
@@ -87,11 +89,11 @@ impl Handler for IngestHandler {
         let mut enqueued = 0;
         let mut failures: Vec<String> = Vec::new();
         let mut worst = None;
-        for (route, bodies) in &by_route {
+        for (route, bodies) in [(Route::Lambda, for_lambda), (Route::Fargate, for_fargate)] {
             if bodies.is_empty() {
                 continue;
             }
-            for result in self.sender.send(self.queue(*route), bodies).await {
+            for result in self.sender.send(self.queue(route), &bodies).await {
                 match result {
                     Ok(()) => enqueued += 1,
                     Err(error) => {
