@@ -27,7 +27,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// Where cargo put the binaries: the test executable lives in `<profile>/deps/`.
-fn binary(name: &str) -> anyhow::Result<PathBuf> {
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let profile_dir = exe
         .parent()
