@@ -161,6 +161,9 @@ impl Replicator {
             });
         }
 
+        // The event's sequencer orders the version the event was about; it is recorded only
+        // when that is the version being copied, never against newer content.
+        let event_describes_source = job.etag.as_deref().is_none_or(|etag| etag == source.etag);
         let facts = SourceFacts {
             bucket: job.bucket.clone(),
             key: job.key.clone(),
@@ -168,7 +171,7 @@ impl Replicator {
             etag: source.etag.clone(),
             size: source.size,
             last_modified: source.last_modified,
-            sequencer: job.sequencer.clone(),
+            sequencer: job.sequencer.clone().filter(|_| event_describes_source),
         };
         let expected = ExpectedContent {
             size: source.size,
