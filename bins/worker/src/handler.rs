@@ -38,20 +38,30 @@ impl Handler for JobHandler {
                 .map(|t| (Utc::now() - t).num_milliseconds().max(0));
             match result {
                 Ok(outcome) => {
-                    let (bytes, sha256, streamed) = match &outcome {
+                    let (bytes, sha256, streamed, variants, variants_error) = match &outcome {
                         Outcome::Replicated {
                             bytes,
                             checksums,
                             streamed,
+                            variants,
+                            variants_error,
                             ..
-                        } => (Some(*bytes), Some(checksums.sha256_hex()), Some(*streamed)),
-                        _ => (None, None, None),
+                        } => (
+                            Some(*bytes),
+                            Some(checksums.sha256_hex()),
+                            Some(*streamed),
+                            Some(*variants),
+                            variants_error.clone(),
+                        ),
+                        _ => (None, None, None, None, None),
                     };
                     tracing::info!(
                         outcome = outcome.as_str(),
                         bytes,
                         sha256,
                         streamed,
+                        variants,
+                        variants_error,
                         elapsed_ms,
                         lag_ms,
                         "job done"

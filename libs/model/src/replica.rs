@@ -30,6 +30,16 @@ pub mod keys {
     pub const SHA256: &str = "yuba-sha256";
     pub const CRC32C: &str = "yuba-crc32c";
     pub const REPLICATED_AT: &str = "yuba-replicated-at";
+    /// On a replica: the variants made, as `profile.extension` entries, comma-separated.
+    pub const VARIANTS: &str = "yuba-variants";
+    /// On a replica: why no variants could be made (the transform's error).
+    pub const VARIANTS_ERROR: &str = "yuba-variants-error";
+    /// On a variant: the profile that made it; the key marks an object as a variant.
+    pub const VARIANT: &str = "yuba-variant";
+    pub const VARIANT_WIDTH: &str = "yuba-variant-width";
+    pub const VARIANT_HEIGHT: &str = "yuba-variant-height";
+    /// On a variant: the sha256 of the source it was made from.
+    pub const SOURCE_SHA256: &str = "yuba-source-sha256";
 }
 
 /// What S3 said about the object that was copied.
@@ -58,6 +68,10 @@ pub struct ReplicaRecord {
     pub sha256: Option<String>,
     pub crc32c: Option<u32>,
     pub replicated_at: DateTime<Utc>,
+    /// The variants made from this source (`profile.extension`); empty when none applied.
+    pub variants: Vec<String>,
+    /// Why variants could not be made (corrupt, unsupported or over-limit image).
+    pub variants_error: Option<String>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -112,6 +126,11 @@ impl ReplicaRecord {
             (keys::SOURCE_SEQUENCER, source.sequencer.clone()),
             (keys::SHA256, self.sha256.clone()),
             (keys::CRC32C, self.crc32c.map(crc32c_to_base64)),
+            (
+                keys::VARIANTS,
+                Some(self.variants.join(",")).filter(|v| !v.is_empty()),
+            ),
+            (keys::VARIANTS_ERROR, self.variants_error.clone()),
         ];
         entries.extend(
             optional
@@ -175,7 +194,38 @@ impl ReplicaRecord {
             sha256,
             crc32c,
             replicated_at: timestamp(keys::REPLICATED_AT, required(keys::REPLICATED_AT)?)?,
+            variants: optional(keys::VARIANTS)
+                .map(|v| v.split(',').map(str::to_owned).collect())
+                .unwrap_or_default(),
+            variants_error: optional(keys::VARIANTS_ERROR),
         }))
+    }
+}
+
+/// What a variant object records about the source it was made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariantRecord {
+    pub source_bucket: String,
+    pub source_key: String,
+    pub source_etag: String,
+    /// Lowercase hex.
+    pub source_sha256: String,
+    pub profile: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl VariantRecord {
+    pub fn to_metadata(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (keys::VARIANT, self.profile.clone()),
+            (keys::VARIANT_WIDTH, self.width.to_string()),
+            (keys::VARIANT_HEIGHT, self.height.to_string()),
+            (keys::SOURCE_BUCKET, self.source_bucket.clone()),
+            (keys::SOURCE_KEY, self.source_key.clone()),
+            (keys::SOURCE_ETAG, self.source_etag.clone()),
+            (keys::SOURCE_SHA256, self.source_sha256.clone()),
+        ]
     }
 }
 
@@ -197,6 +247,8 @@ mod tests {
             sha256: Some("ed7002b439e9ac845f22357d822bac1444730fbdb6016d3ec9432297b9ec9f73".into()),
             crc32c: Some(0xc994_65aa),
             replicated_at: "2026-11-22T10:00:01.5Z".parse().unwrap(),
+            variants: vec!["large.jpg".into(), "thumb.webp".into()],
+            variants_error: None,
         }
     }
 
@@ -229,6 +281,7 @@ mod tests {
         assert_eq!(map["yuba-crc32c"], "yZRlqg==");
         assert_eq!(map["yuba-replicated-at"], "2026-11-22T10:00:01.500Z");
         assert!(!map.contains_key("yuba-source-version-id"));
+        assert_eq!(map["yuba-variants"], "large.jpg,thumb.webp");
     }
 
     #[test]

@@ -5,12 +5,15 @@ use bytes::Bytes;
 use chrono::Utc;
 use thiserror::Error;
 use yuba_aws::{S3Error, S3Source, SourceObject};
-use yuba_config::{ConfigError, Env};
+use yuba_config::Env;
 use yuba_gcs::{Gcs, GcsError, ObjectInfo, ObjectUpdate, UploadSpec};
 use yuba_model::{
     Checksums, DeleteJob, FailureKind, Job, ObjectNameError, RESERVED_METADATA_PREFIX,
-    ReplicaRecord, ReplicateJob, SourceFacts, crc32c_from_base64, gcs_object_name, keys,
+    ReplicaRecord, ReplicateJob, SourceFacts, VariantRecord, crc32c_from_base64, gcs_object_name,
+    keys,
 };
+use yuba_transform::{Limits, SourceFormat, render};
+use yuba_variants::{Profile, VariantConfig, VariantConfigError};
 
 use crate::source::{ReadContent, StreamFailure, StreamReport, VerifiedStream};
 use crate::verify::{ContentVerifier, ExpectedContent, IntegrityError};
@@ -25,10 +28,15 @@ pub struct ReplicatorSettings {
     /// complete record; larger ones are streamed. The upload chunk size, so that memory is
     /// bounded by it either way.
     pub whole_object_limit: u64,
+    /// The variants made of images, and where they go.
+    pub variants: VariantConfig,
+    /// What an image may be for variants to be made of it; larger ones are replicated only.
+    pub image_limits: Limits,
 }
 
 impl ReplicatorSettings {
-    pub fn from_env(env: &Env, upload_chunk_bytes: usize) -> Result<Self, ConfigError> {
+    pub fn from_env(env: &Env, upload_chunk_bytes: usize) -> Result<Self, VariantConfigError> {
+        let defaults = Limits::default();
         Ok(ReplicatorSettings {
             replica_bucket: env.required(
                 "YUBA_GCS_BUCKET",
@@ -36,6 +44,25 @@ impl ReplicatorSettings {
             )?,
             mirror_deletes: env.flag("YUBA_MIRROR_DELETES", true)?,
             whole_object_limit: upload_chunk_bytes as u64,
+            variants: VariantConfig::from_env(env)?,
+            image_limits: Limits {
+                max_pixels: env.number_in(
+                    "YUBA_MAX_SOURCE_PIXELS",
+                    defaults.max_pixels,
+                    1..=1_000_000_000,
+                )?,
+                max_bytes: env.number_in(
+                    "YUBA_MAX_SOURCE_BYTES",
+                    defaults.max_bytes,
+                    1..=1024 * 1024 * 1024,
+                )?,
+                max_frames: u32::try_from(env.number_in(
+                    "YUBA_MAX_SOURCE_FRAMES",
+                    u64::from(defaults.max_frames),
+                    1..=100_000,
+                )?)
+                .unwrap_or(defaults.max_frames),
+            },
         })
     }
 }
@@ -50,6 +77,10 @@ pub enum Outcome {
         generation: i64,
         /// Streamed in a resumable upload, rather than written whole.
         streamed: bool,
+        /// Variants written beside it.
+        variants: usize,
+        /// Why no variants could be made of an image that should have had them.
+        variants_error: Option<String>,
     },
     /// The replica already holds this content; nothing was read or written.
     AlreadyReplicated {
@@ -181,15 +212,42 @@ impl Replicator {
                 .as_deref()
                 .and_then(crc32c_from_base64),
         };
-        if source.size <= self.settings.whole_object_limit {
+        let variants_by_key = self.settings.variants.profiles.iter().any(|profile| {
+            profile.prefixes.is_empty()
+                || profile
+                    .prefixes
+                    .iter()
+                    .any(|p| job.key.starts_with(p.as_str()))
+        });
+        let max_image_bytes = self.settings.image_limits.max_bytes;
+        if variants_by_key && source.size <= max_image_bytes
+            || source.size <= self.settings.whole_object_limit
+        {
             self.write_whole(name, source, facts, expected).await
         } else {
-            self.write_streamed(name, source, facts, expected).await
+            // Too big to hold for a transform: streamed as an original only. When it says it is
+            // an image (unverified: its bytes are not held to sniff), the missing variants are
+            // recorded with the reason.
+            let claims_image = source
+                .content_type
+                .as_deref()
+                .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("image/"));
+            let variants_error = (variants_by_key && claims_image).then(|| {
+                format!(
+                    "too_large: source is {} bytes, more than the limit of {max_image_bytes}",
+                    source.size
+                )
+            });
+            self.write_streamed(name, source, facts, expected, variants_error)
+                .await
         }
     }
 
-    /// Small objects: read and verify everything first, so the replica is created complete
-    /// (record and digests included) in a single request that GCS checks against the digests.
+    /// Small objects and images that get variants: read and verify everything first (held once,
+    /// and bounded by the chunk size or the image byte limit), make and write the variants, then
+    /// create the replica complete (record, digests and variant state) in one upload that GCS
+    /// checks against the digests. Writing the original last means a replica whose record is
+    /// complete always has its variants, so a retried job never skips missing ones.
     async fn write_whole(
         &self,
         name: &str,
@@ -203,29 +261,115 @@ impl Replicator {
             reason,
         };
         let mut verifier = ContentVerifier::new(expected);
-        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut content = Vec::with_capacity(usize::try_from(source.size).unwrap_or_default());
         while let Some(chunk) = source.next_chunk().await {
             let chunk = chunk?;
             verifier.feed(&chunk).map_err(integrity)?;
-            chunks.push(chunk);
+            content.extend_from_slice(&chunk);
         }
         let checksums = verifier.finish().map_err(integrity)?;
+        let content = Bytes::from(content);
+        let (variants, variants_error) = self
+            .write_variants(&facts, &source, &content, &checksums)
+            .await?;
         let record = ReplicaRecord {
             source: facts,
             sha256: Some(checksums.sha256_hex()),
             crc32c: Some(checksums.crc32c),
             replicated_at: Utc::now(),
+            variants,
+            variants_error: variants_error.clone(),
         };
         let mut spec = upload_spec(&self.settings.replica_bucket, name, &source, &record);
         spec.known_crc32c = Some(checksums.crc32c);
         spec.known_md5 = Some(checksums.md5);
-        let stored = self.gcs.upload(spec, ReadContent::new(chunks)).await?;
+        let stored = self
+            .gcs
+            .upload(spec, ReadContent::new(vec![content]))
+            .await?;
         Ok(Outcome::Replicated {
             bytes: stored.size,
             checksums,
             generation: stored.generation,
             streamed: false,
+            variants: record.variants.len(),
+            variants_error,
         })
+    }
+
+    /// Makes and writes the variants of `content` that its key and (sniffed) format call for.
+    /// Returns the `profile.extension` of each written, or why none could be made: a bad image
+    /// is a fact to record, not a failure of the job. A failed upload is a failure (transient).
+    async fn write_variants(
+        &self,
+        facts: &SourceFacts,
+        source: &SourceObject,
+        content: &Bytes,
+        checksums: &Checksums,
+    ) -> Result<(Vec<String>, Option<String>), ReplicateError> {
+        let Some(format) = SourceFormat::detect(content) else {
+            return Ok((Vec::new(), None));
+        };
+        let config = &self.settings.variants;
+        let profiles: Vec<Profile> = config
+            .profiles_for(&facts.key, format.content_type())
+            .cloned()
+            .collect();
+        if profiles.is_empty() {
+            return Ok((Vec::new(), None));
+        }
+        let limits = self.settings.image_limits;
+        let image = content.clone();
+        let rendered = tokio::task::spawn_blocking(move || {
+            let profiles: Vec<&Profile> = profiles.iter().collect();
+            render(&image, &profiles, &limits)
+        })
+        .await;
+        let rendered = match rendered {
+            Ok(Ok(rendered)) => rendered,
+            Ok(Err(error)) => {
+                tracing::warn!(kind = error.kind(), %error, "no variants: the image cannot be transformed");
+                return Ok((Vec::new(), Some(format!("{}: {error}", error.kind()))));
+            }
+            Err(join) => {
+                tracing::error!(error = %join, "the transform did not finish");
+                return Ok((Vec::new(), Some(format!("panicked: {join}"))));
+            }
+        };
+        let mut made = Vec::with_capacity(rendered.variants.len());
+        for variant in rendered.variants {
+            let extension = variant.format.extension();
+            let variant_name = config
+                .key_template
+                .render(&variant.profile, &facts.key, extension);
+            let variant_name = object_name(&facts.bucket, &variant_name)?.to_owned();
+            let record = VariantRecord {
+                source_bucket: facts.bucket.clone(),
+                source_key: facts.key.clone(),
+                source_etag: facts.etag.clone(),
+                source_sha256: checksums.sha256_hex(),
+                profile: variant.profile.clone(),
+                width: variant.width,
+                height: variant.height,
+            };
+            let spec = UploadSpec {
+                bucket: self.settings.replica_bucket.clone(),
+                name: variant_name,
+                content_type: Some(variant.format.content_type().to_owned()),
+                cache_control: source.cache_control.clone(),
+                metadata: record
+                    .to_metadata()
+                    .into_iter()
+                    .map(|(key, value)| (key.to_owned(), value))
+                    .collect(),
+                ..UploadSpec::default()
+            };
+            self.gcs
+                .upload(spec, ReadContent::new(vec![Bytes::from(variant.bytes)]))
+                .await?;
+            made.push(format!("{}.{extension}", variant.profile));
+        }
+        Ok((made, None))
     }
 
     /// Large objects: stream through a resumable upload, hashing on the way. The digests are
@@ -237,6 +381,7 @@ impl Replicator {
         source: SourceObject,
         facts: SourceFacts,
         expected: ExpectedContent,
+        variants_error: Option<String>,
     ) -> Result<Outcome, ReplicateError> {
         let bucket = &self.settings.replica_bucket;
         let record = ReplicaRecord {
@@ -244,6 +389,8 @@ impl Replicator {
             sha256: None,
             crc32c: None,
             replicated_at: Utc::now(),
+            variants: Vec::new(),
+            variants_error: variants_error.clone(),
         };
         let mut spec = upload_spec(bucket, name, &source, &record);
         // Checksums the source vouches for are given to GCS up front, so it checks the upload
@@ -287,6 +434,8 @@ impl Replicator {
             checksums,
             generation: stored.generation,
             streamed: true,
+            variants: 0,
+            variants_error,
         })
     }
 
@@ -298,7 +447,27 @@ impl Replicator {
         if self.s3.exists(&job.bucket, &job.key).await? {
             return Ok(Outcome::SourceRecreated);
         }
-        let deleted = self.gcs.delete(&self.settings.replica_bucket, name).await?;
+        let bucket = &self.settings.replica_bucket;
+        // The replica's record lists its variants; they go first, so that a failure part-way
+        // leaves the record that names what is still to delete.
+        let record = self
+            .gcs
+            .object(bucket, name)
+            .await?
+            .as_ref()
+            .and_then(read_record);
+        for variant in record.iter().flat_map(|record| &record.variants) {
+            let Some((profile, extension)) = variant.rsplit_once('.') else {
+                continue;
+            };
+            let variant_name = self
+                .settings
+                .variants
+                .key_template
+                .render(profile, &job.key, extension);
+            self.gcs.delete(bucket, &variant_name).await?;
+        }
+        let deleted = self.gcs.delete(bucket, name).await?;
         Ok(if deleted {
             Outcome::Deleted
         } else {
@@ -408,5 +577,30 @@ mod tests {
         assert!(!settings.mirror_deletes);
         let missing = ReplicatorSettings::from_env(&Env::default(), 1024).unwrap_err();
         assert!(missing.to_string().contains("YUBA_GCS_BUCKET"));
+    }
+
+    #[test]
+    fn variant_settings_are_checked_at_start_up() {
+        let with = |name, value| {
+            ReplicatorSettings::from_env(
+                &Env::from_pairs([("YUBA_GCS_BUCKET", "replica"), (name, value)]),
+                1024,
+            )
+        };
+        let settings = with("YUBA_MAX_SOURCE_PIXELS", "1000").unwrap();
+        assert_eq!(settings.image_limits.max_pixels, 1000);
+        assert!(
+            settings.variants.profiles.is_empty(),
+            "no document, no variants"
+        );
+        let zero = with("YUBA_MAX_SOURCE_BYTES", "0").unwrap_err().to_string();
+        assert!(zero.starts_with("YUBA_MAX_SOURCE_BYTES=\"0\""), "{zero}");
+        let bad = with(
+            "YUBA_VARIANTS",
+            r#"{"profiles": [{"name": "t", "width": 0}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(bad.starts_with("profiles[0].width"), "{bad}");
     }
 }

@@ -23,6 +23,22 @@ impl SourceFormat {
             SourceFormat::Webp => "WebP",
         }
     }
+
+    /// The media type, for matching profiles by what the bytes are rather than what the upload
+    /// claimed.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            SourceFormat::Jpeg => "image/jpeg",
+            SourceFormat::Png => "image/png",
+            SourceFormat::Gif => "image/gif",
+            SourceFormat::Webp => "image/webp",
+        }
+    }
+
+    /// The format of `bytes`, if it is one yuba decodes.
+    pub fn detect(bytes: &[u8]) -> Option<SourceFormat> {
+        sniff(bytes).ok()
+    }
 }
 
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";

@@ -1,0 +1,202 @@
+//! Variants at replication time, end to end: an uploaded JPEG yields its original and every
+//! configured variant with the documented names and metadata; a truncated JPEG and a
+//! decompression bomb yield their original plus a recorded failure, and the worker goes on
+//! serving; a delete removes the variants with their original.
+
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use yuba_e2e::{Stack, dump_logs, eventually, gcs_sha256, replica_of, sha256_hex};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+const VARIANTS: &str = r#"{
+    "key_template": "_variants/{variant}/{key}",
+    "profiles": [
+        {"name": "large", "width": 800, "height": 800, "format": "jpeg", "quality": 80},
+        {"name": "thumb", "width": 100, "height": 100, "fit": "cover", "format": "webp", "quality": 70,
+         "prefixes": ["photos/"]}
+    ]
+}"#;
+
+/// A 1200×900 JPEG of smooth gradients.
+fn photo() -> Vec<u8> {
+    let (width, height) = (1200_u16, 900_u16);
+    let mut rgb = Vec::with_capacity(usize::from(width) * usize::from(height) * 3);
+    for y in 0..height {
+        for x in 0..width {
+            rgb.extend_from_slice(&[(x / 5) as u8, (y / 4) as u8, ((x + y) / 9) as u8]);
+        }
+    }
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, 90)
+        .encode(&rgb, width, height, jpeg_encoder::ColorType::Rgb)
+        .expect("encodes");
+    out
+}
+
+/// A JPEG header declaring 65000×65000 pixels (4.2 gigapixels) in 19 bytes.
+fn bomb() -> Vec<u8> {
+    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08];
+    bytes.extend_from_slice(&65_000_u16.to_be_bytes());
+    bytes.extend_from_slice(&65_000_u16.to_be_bytes());
+    bytes.extend_from_slice(&[3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_get_their_variants_and_bad_images_keep_their_original() -> anyhow::Result<()> {
+    let stack = Stack::start("variants", 3)?;
+    // Images over 2 MB are not transformed; objects over 1 MiB are streamed.
+    let pipeline = stack.spawn_pipeline(&[
+        ("YUBA_VARIANTS", VARIANTS),
+        ("YUBA_MAX_SOURCE_BYTES", "2000000"),
+        ("YUBA_UPLOAD_CHUNK_BYTES", "1048576"),
+    ])?;
+    let s3 = stack.s3().await;
+    let gcs = stack.gcs().await?;
+    let bucket = stack.replica_bucket();
+
+    let photo = photo();
+    let truncated = photo[..photo.len() * 2 / 3].to_vec();
+    let uploads = [
+        ("photos/sea.jpg", photo.clone(), "image/jpeg"),
+        ("photos/broken.jpg", truncated, "image/jpeg"),
+        ("photos/bomb.jpg", bomb(), "image/jpeg"),
+        // A text file that claims to be an image: sniffed, not trusted.
+        (
+            "photos/notes.png",
+            b"not an image at all".to_vec(),
+            "image/png",
+        ),
+        // Outside the thumb profile's prefix: only the large variant.
+        ("other/sea.jpg", photo.clone(), "image/jpeg"),
+        // Over the image byte limit (and streamed): the original only, and the reason.
+        (
+            "photos/huge.jpg",
+            yuba_e2e::pseudo_random_bytes(3_000_000, 9),
+            "image/jpeg",
+        ),
+    ];
+    for (key, body, content_type) in &uploads {
+        s3.put_object()
+            .bucket(stack.source_bucket())
+            .key(*key)
+            .content_type(*content_type)
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await?;
+    }
+
+    let mut records = Vec::new();
+    for (key, body, _) in &uploads {
+        let replica = replica_of(&pipeline, &gcs, bucket, key, TIMEOUT).await?;
+        assert_eq!(
+            gcs_sha256(&gcs, bucket, key).await?,
+            sha256_hex(body),
+            "original of {key}"
+        );
+        records.push(replica.metadata);
+    }
+    let variants_of = |i: usize| records[i].get("yuba-variants").cloned();
+    let error_of = |i: usize| {
+        records[i]
+            .get("yuba-variants-error")
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(variants_of(0).as_deref(), Some("large.jpg,thumb.webp"));
+    assert_eq!(variants_of(1), None);
+    assert!(
+        error_of(1).starts_with("truncated") || error_of(1).starts_with("corrupt"),
+        "{}",
+        error_of(1)
+    );
+    assert_eq!(variants_of(2), None);
+    assert!(
+        error_of(2).starts_with("too_many_pixels"),
+        "{}",
+        error_of(2)
+    );
+    assert_eq!(
+        (variants_of(3), error_of(3)),
+        (None, String::new()),
+        "not an image: no variants, no error"
+    );
+    assert_eq!(variants_of(4).as_deref(), Some("large.jpg"));
+    assert_eq!(variants_of(5), None);
+    assert!(error_of(5).starts_with("too_large"), "{}", error_of(5));
+
+    // The variants, where the key template puts them, linked to their source.
+    let large = gcs
+        .object(bucket, "_variants/large/photos/sea.jpg")
+        .await?
+        .expect("the large variant exists");
+    assert_eq!(large.content_type.as_deref(), Some("image/jpeg"));
+    let thumb = gcs
+        .object(bucket, "_variants/thumb/photos/sea.jpg.webp")
+        .await?
+        .expect("the thumb variant exists");
+    assert_eq!(thumb.content_type.as_deref(), Some("image/webp"));
+    for (variant, profile, width, height) in [
+        (&large, "large", "800", "600"),
+        (&thumb, "thumb", "100", "100"),
+    ] {
+        let meta = &variant.metadata;
+        assert_eq!(meta["yuba-variant"], profile);
+        assert_eq!(
+            (
+                meta["yuba-variant-width"].as_str(),
+                meta["yuba-variant-height"].as_str()
+            ),
+            (width, height)
+        );
+        assert_eq!(meta["yuba-source-key"], "photos/sea.jpg");
+        assert_eq!(meta["yuba-source-etag"], records[0]["yuba-source-etag"]);
+        assert_eq!(meta["yuba-source-sha256"], sha256_hex(&photo));
+        assert!(
+            !meta.contains_key("yuba-schema"),
+            "a variant is not a replica"
+        );
+    }
+    assert!(
+        gcs.object(bucket, "_variants/large/photos/broken.jpg")
+            .await?
+            .is_none()
+    );
+
+    // The worker kept serving after the bad images.
+    s3.put_object()
+        .bucket(stack.source_bucket())
+        .key("photos/after.jpg")
+        .body(ByteStream::from(photo.clone()))
+        .send()
+        .await?;
+    replica_of(&pipeline, &gcs, bucket, "photos/after.jpg", TIMEOUT).await?;
+
+    // A delete takes the variants with it.
+    s3.delete_object()
+        .bucket(stack.source_bucket())
+        .key("photos/sea.jpg")
+        .send()
+        .await?;
+    eventually(
+        TIMEOUT,
+        "the replica and its variants to be deleted",
+        || async {
+            let left = [
+                "photos/sea.jpg",
+                "_variants/large/photos/sea.jpg",
+                "_variants/thumb/photos/sea.jpg.webp",
+            ];
+            for name in left {
+                if gcs.object(bucket, name).await?.is_some() {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        },
+    )
+    .await
+    .map_err(|e| e.context(dump_logs(&pipeline)))?;
+    Ok(())
+}
