@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use yuba_e2e::{Stack, dump_logs, eventually, gcs_sha256, replica_of, sha256_hex};
+use yuba_e2e::{Stack, dump_logs, eventually, gcs_sha256, logs_where, replica_of, sha256_hex};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const VARIANTS: &str = r#"{
@@ -125,6 +125,22 @@ async fn images_get_their_variants_and_bad_images_keep_their_original() -> anyho
     assert_eq!(variants_of(4).as_deref(), Some("large.jpg"));
     assert_eq!(variants_of(5), None);
     assert!(error_of(5).starts_with("too_large"), "{}", error_of(5));
+
+    // Each failure is also a metric data point (CloudWatch Embedded Metric Format).
+    for kind in ["too_many_pixels", "too_large"] {
+        let points = logs_where(&pipeline, "VariantError", kind);
+        assert!(
+            points.iter().any(
+                |(_, line)| line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "yuba"
+                    && line["VariantFailures"] == 1.0
+            ),
+            "no VariantFailures metric for {kind}"
+        );
+    }
+    assert!(
+        !logs_where(&pipeline, "Outcome", "replicated").is_empty(),
+        "jobs are counted"
+    );
 
     // The variants, where the key template puts them, linked to their source.
     let large = gcs

@@ -5,6 +5,7 @@ use tracing::Instrument;
 use yuba_consumer::{Delivery, FailureKind, Handler, HandlerError};
 use yuba_model::Job;
 use yuba_replicate::{Outcome, Replicator};
+use yuba_telemetry::metrics::{self, Unit};
 
 /// Decodes a job message and runs it; logs one line per job with what happened.
 #[derive(Debug)]
@@ -66,9 +67,32 @@ impl Handler for JobHandler {
                         lag_ms,
                         "job done"
                     );
+                    let mut values = vec![
+                        ("Jobs", Unit::Count, 1.0),
+                        ("JobDuration", Unit::Milliseconds, elapsed_ms as f64),
+                        ("BytesReplicated", Unit::Bytes, bytes.unwrap_or(0) as f64),
+                        ("VariantsMade", Unit::Count, variants.unwrap_or(0) as f64),
+                    ];
+                    if let Some(lag_ms) = lag_ms {
+                        values.push(("ReplicationLag", Unit::Milliseconds, lag_ms as f64));
+                    }
+                    metrics::emit(&[("Outcome", outcome.as_str())], &values);
+                    if let Some(error) = &variants_error {
+                        let kind = error.split(':').next().unwrap_or("unknown");
+                        metrics::emit(
+                            &[("VariantError", kind)],
+                            &[("VariantFailures", Unit::Count, 1.0)],
+                        );
+                    }
                     Ok(())
                 }
-                Err(error) => Err(HandlerError::new(error.kind(), error.to_string())),
+                Err(error) => {
+                    metrics::emit(
+                        &[("Outcome", "failed"), ("Failure", error.kind().as_str())],
+                        &[("Jobs", Unit::Count, 1.0)],
+                    );
+                    Err(HandlerError::new(error.kind(), error.to_string()))
+                }
             }
         }
         .instrument(span)

@@ -3,7 +3,9 @@
 //!
 //! The format is chosen by `YUBA_LOG_FORMAT` (`json` or `pretty`); unset, it is JSON when running
 //! on Lambda or ECS or when stderr is not a terminal. The level comes from `RUST_LOG`
-//! (default `info`).
+//! (default `info`). Metrics ([`metrics`]) ride along in JSON mode.
+
+pub mod metrics;
 
 use std::io::IsTerminal;
 
@@ -59,6 +61,7 @@ pub fn init(env: &Env) -> Result<LogFormat, String> {
             .try_init(),
     };
     installed.map_err(|error| format!("could not install the log subscriber: {error}"))?;
+    metrics::enable(format == LogFormat::Json);
     Ok(format)
 }
 
