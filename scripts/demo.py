@@ -6,12 +6,15 @@ What it does, all on loopback (moto for S3 + SQS, fake-gcs-server for GCS; no cl
 1. starts a local stack with `scripts/stack.py up` in a fresh temporary state directory;
 2. starts the pipeline as it runs in AWS, as three processes: `yuba-ingest` (long-polls the
    S3 event queue, routes objects over 8 MiB to the Fargate queue) and two `yuba-worker`s, one
-   per work queue (standing in for the Lambda and the Fargate worker);
+   per work queue (standing in for the Lambda and the Fargate worker), both configured with
+   three image variant profiles (`YUBA_VARIANTS`: large, medium, thumb);
 3. generates a handful of sample images with Pillow, deterministically (same bytes every run);
 4. uploads them through the S3 API, then polls GCS every 50 ms until each replica is complete
    (its custom metadata carries `yuba-sha256`), downloads each replica and hashes it;
-5. prints a table (route, integrity, latency from upload to complete replica) and a summary,
-   deletes one object in S3 and times its replica's disappearance;
+5. prints a table (route, integrity, latency from upload to complete replica), then a table of
+   the variants each image got (read back from GCS and checked: content type, source sha256,
+   dimensions within the profile's box) or the reason recorded why it got none, and a summary;
+   deletes one object in S3 and times the disappearance of its replica and its variants;
 6. stops everything (also on Ctrl-C or an error) and exits 0 only if every check passed.
 
 Run it with the project venv after building the binaries (that is what `make demo` does):
@@ -54,6 +57,22 @@ POLL_INTERVAL = 0.05
 STOP_TIMEOUT = 15.0  # per process, after SIGTERM (the pipeline's shutdown grace is 5 s)
 SHA256_KEY = "yuba-sha256"
 DELETE_KEY = "icons/spinner.gif"
+
+# Image variants, as the workers are configured with them (YUBA_VARIANTS). No prefixes or
+# content types: every image the worker can decode gets all three.
+VARIANTS = {
+    "key_template": "_variants/{variant}/{key}",
+    "profiles": [
+        {"name": "large", "width": 1600, "height": 1600, "format": "jpeg", "quality": 80},
+        {"name": "medium", "width": 800, "height": 800, "format": "webp", "quality": 75},
+        {"name": "thumb", "width": 200, "height": 200, "fit": "cover", "format": "jpeg", "quality": 80},
+    ],
+}
+MAX_SOURCE_BYTES = 64 * 1024 * 1024  # the worker's default YUBA_MAX_SOURCE_BYTES
+VARIANTS_KEY = "yuba-variants"
+VARIANTS_ERROR_KEY = "yuba-variants-error"
+# A variant's file extension → its content type and the name Pillow gives its format.
+VARIANT_TYPES = {"jpg": ("image/jpeg", "JPEG"), "webp": ("image/webp", "WEBP"), "png": ("image/png", "PNG")}
 
 PIPELINE_ENV = {
     "YUBA_LOG_FORMAT": "json",
@@ -208,8 +227,10 @@ def start_pipeline(stack_env: dict[str, str], state_dir: Path, services: list[Se
     base = {**os.environ, **stack_env, **PIPELINE_ENV}
     for label, binary, extra in (
         ("ingest", "yuba-ingest", {"YUBA_ROUTE_THRESHOLD_BYTES": str(ROUTE_THRESHOLD_BYTES)}),
-        ("worker-lambda", "yuba-worker", {"YUBA_QUEUE_URL": stack_env["YUBA_LAMBDA_QUEUE_URL"]}),
-        ("worker-fargate", "yuba-worker", {"YUBA_QUEUE_URL": stack_env["YUBA_FARGATE_QUEUE_URL"]}),
+        ("worker-lambda", "yuba-worker", {"YUBA_QUEUE_URL": stack_env["YUBA_LAMBDA_QUEUE_URL"],
+                                          "YUBA_VARIANTS": json.dumps(VARIANTS)}),
+        ("worker-fargate", "yuba-worker", {"YUBA_QUEUE_URL": stack_env["YUBA_FARGATE_QUEUE_URL"],
+                                           "YUBA_VARIANTS": json.dumps(VARIANTS)}),
     ):
         services.append(start_service(label, binary, {**base, **extra}, state_dir))
 
@@ -365,6 +386,12 @@ class Gcs:
         r.raise_for_status()
         return r.json()
 
+    def content(self, http, name: str) -> bytes:
+        url = f"{self.endpoint}/download/storage/v1/b/{self.bucket}/o/{quote(name, safe='')}"
+        r = http.get(url, params={"alt": "media"}, timeout=30)
+        r.raise_for_status()
+        return r.content
+
     def sha256_of(self, http, name: str) -> str:
         url = f"{self.endpoint}/download/storage/v1/b/{self.bucket}/o/{quote(name, safe='')}"
         h = hashlib.sha256()
@@ -389,6 +416,7 @@ class Replica:
     downloaded_sha256: str = ""
     route: str = "?"
     streamed: bool | None = None
+    job: dict | None = None  # the worker's "job done" line
 
     @property
     def latency_ms(self) -> float:
@@ -483,28 +511,51 @@ def replicate_samples(samples: list[Sample], s3, gcs: Gcs, bucket: str, services
     # worker PATCHes it back just after. So attributes are checked once the job is logged done.
     workers, http = services[1:], gcs.session()
     for r in replicas:
-        r.route, line = find_job(workers, r.sample.key, "replicated")
-        r.streamed = line.get("streamed") if line else None
+        r.route, r.job = find_job(workers, r.sample.key, "replicated")
+        r.streamed = r.job.get("streamed") if r.job else None
         r.final_info = gcs.object(http, r.sample.key) or {}
     return replicas
 
 
-def demo_delete(s3, gcs: Gcs, bucket: str, services: list[Service], timeout: float) -> str:
-    """Deletes DELETE_KEY in S3 and waits for its replica to go (raises on a timeout)."""
+def demo_delete(s3, gcs: Gcs, bucket: str, services: list[Service], variant_names: list[str],
+                timeout: float) -> tuple[str, bool]:
+    """Deletes DELETE_KEY in S3 and waits for its replica and its variants (`variant_names`, as
+    found in GCS before) to go (raises on a timeout). Returns a report and whether it passed:
+    the object is expected to have had variants, so none to watch is a failure."""
     http = gcs.session()
+    for name in variant_names:  # still there just before the delete: their going means something
+        if gcs.object(http, name) is None:
+            raise DemoError(f"variant {name!r} of {DELETE_KEY!r} vanished before the delete")
     # Timed from the request: moto notifies (and the pipeline may finish) before it answers.
     deleted_at = time.monotonic()
     s3.delete_object(Bucket=bucket, Key=DELETE_KEY)
     answered_ms = (time.monotonic() - deleted_at) * 1000
 
-    def gone():
-        check_alive(services)
-        return True if gcs.object(http, DELETE_KEY) is None else None
+    remaining = [DELETE_KEY, *variant_names]
+    gone_at: dict[str, float] = {}
 
-    _, gone_at = poll(f"the replica of {DELETE_KEY!r} to go", gone, deleted_at, timeout, threading.Event())
+    def all_gone():
+        check_alive(services)
+        for name in list(remaining):
+            if gcs.object(http, name) is None:
+                gone_at[name] = time.monotonic()
+                remaining.remove(name)
+        return True if not remaining else None
+
+    try:
+        poll(f"the replica of {DELETE_KEY!r} and its {len(variant_names)} variants to go", all_gone, deleted_at,
+             timeout, threading.Event())
+    except DemoError as e:
+        raise DemoError(f"{e}; still in GCS: {', '.join(repr(n) for n in remaining)}") from None
     route, _ = find_job(services[1:], DELETE_KEY, "deleted")
-    return (f"deleted s3://{bucket}/{DELETE_KEY} (S3 answered in {answered_ms:,.0f} ms) → replica gone "
-            f"{(gone_at - deleted_at) * 1000:,.0f} ms after the request (worker-{route})")
+    ms = {name: (t - deleted_at) * 1000 for name, t in gone_at.items()}
+    report = (f"deleted s3://{bucket}/{DELETE_KEY} (S3 answered in {answered_ms:,.0f} ms) → replica gone "
+              f"{ms[DELETE_KEY]:,.0f} ms after the request (worker-{route})")
+    if variant_names:
+        report += (f", its {len(variant_names)} variants gone too "
+                   f"(by {max(ms[n] for n in variant_names):,.0f} ms)")
+        return report, True
+    return report + f"\n  ✗ {DELETE_KEY} had no variants in GCS, so their deletion could not be checked", False
 
 
 def mib(n: int) -> str:
@@ -543,6 +594,179 @@ def print_table(replicas: list[Replica]) -> None:
             print(f"  ✗ {r.sample.key}: contentType {r.final_info.get('contentType')!r} "
                   f"(source {r.sample.content_type!r}), metadata {r.final_info.get('metadata')} "
                   f"(source user metadata {r.sample.metadata})")
+
+
+def sniff(data: bytes) -> str | None:
+    """The source format the worker decodes, by magic number (as the worker sniffs it)."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    if len(data) >= 12 and data[0:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def profile_extension(profile: dict, source_format: str | None) -> str:
+    fmt = profile.get("format", "same")
+    if fmt == "same":  # the source's format when it is JPEG, PNG or WebP; PNG for any other
+        fmt = source_format if source_format in ("jpeg", "png", "webp") else "png"
+    return {"jpeg": "jpg", "webp": "webp", "png": "png"}[fmt]
+
+
+def variant_name(profile: str, key: str, extension: str) -> str:
+    """Where the worker writes a variant: the template, plus the extension unless the key has it."""
+    base = VARIANTS["key_template"].replace("{variant}", profile).replace("{key}", key)
+    current = key.rsplit("/", 1)[-1].rpartition(".")[2].lower() if "." in key.rsplit("/", 1)[-1] else ""
+    has_it = current == extension or (extension == "jpg" and current == "jpeg")
+    return base if has_it else f"{base}.{extension}"
+
+
+@dataclass
+class Variant:
+    profile: str
+    extension: str
+    name: str
+    info: dict | None = None  # its GCS object, None if missing
+    width: int | None = None  # measured in the downloaded bytes
+    height: int | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Variants:
+    """What a replica records about its variants, and the variant objects, checked."""
+
+    replica: Replica
+    variants: list[Variant] = field(default_factory=list)
+    error: str | None = None  # yuba-variants-error as recorded
+    problems: list[str] = field(default_factory=list)  # about the record itself
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(not v.problems for v in self.variants)
+
+    @property
+    def error_kind(self) -> str | None:
+        return self.error.split(":", 1)[0].strip() if self.error is not None else None
+
+
+def check_variants(gcs: Gcs, replica: Replica) -> Variants:
+    """Reads the replica's record of its variants, then each variant object, and checks them
+    against the profiles and the source."""
+    from PIL import Image
+
+    http = gcs.session()
+    sample = replica.sample
+    meta = replica.final_info.get("metadata") or {}
+    out = Variants(replica, error=meta.get(VARIANTS_ERROR_KEY))
+    recorded = [e for e in meta.get(VARIANTS_KEY, "").split(",") if e]
+    profiles = {p["name"]: p for p in VARIANTS["profiles"]}
+
+    # What the worker should have recorded, from the demo's own reading of the source.
+    source_format = sniff(sample.data)
+    if source_format is not None and len(sample.data) <= MAX_SOURCE_BYTES:
+        expected = sorted(f"{p['name']}.{profile_extension(p, source_format)}" for p in VARIANTS["profiles"])
+        if sorted(recorded) != expected:
+            out.problems.append(f"{VARIANTS_KEY} is {meta.get(VARIANTS_KEY)!r}, expected {','.join(expected)}")
+        if out.error is not None:
+            out.problems.append(f"{VARIANTS_ERROR_KEY} recorded for an image the worker decodes: {out.error!r}")
+    else:
+        if recorded:
+            out.problems.append(f"variants recorded for an image the worker cannot decode: {recorded}")
+        if out.error is None:
+            out.problems.append(f"neither {VARIANTS_KEY} nor {VARIANTS_ERROR_KEY} recorded, though it is an image "
+                                f"no variant could be made of (expected an `unsupported` error)")
+        elif source_format is None and out.error_kind != "unsupported":
+            out.problems.append(f"the format is not one the worker decodes, yet the error recorded is "
+                                f"{out.error_kind!r}, not 'unsupported'")
+    job = replica.job or {}
+    if replica.job is not None and (job.get("variants") != len(recorded) or job.get("variants_error") != out.error):
+        out.problems.append(f"the worker logged variants={job.get('variants')!r}, "
+                            f"variants_error={job.get('variants_error')!r}; the record says otherwise")
+
+    for entry in recorded:
+        profile_name, _, extension = entry.rpartition(".")
+        v = Variant(profile_name, extension, variant_name(profile_name, sample.key, extension))
+        out.variants.append(v)
+        profile = profiles.get(profile_name)
+        if profile is None:
+            v.problems.append(f"no profile is named {profile_name!r}")
+        elif extension != profile_extension(profile, source_format):
+            v.problems.append(f"extension .{extension}, the profile makes "
+                              f".{profile_extension(profile, source_format)}")
+        v.info = gcs.object(http, v.name)
+        if v.info is None:
+            v.problems.append("missing from GCS")
+            continue
+        vmeta = v.info.get("metadata") or {}
+        want_type, want_pillow = VARIANT_TYPES.get(extension, ("?", "?"))
+        if v.info.get("contentType") != want_type:
+            v.problems.append(f"contentType {v.info.get('contentType')!r}, expected {want_type!r} for .{extension}")
+        if vmeta.get("yuba-source-sha256") != sample.sha256:
+            v.problems.append(f"yuba-source-sha256 {vmeta.get('yuba-source-sha256')!r}, source {sample.sha256}")
+        if vmeta.get("yuba-variant") != profile_name or vmeta.get("yuba-source-key") != sample.key:
+            v.problems.append(f"yuba-variant {vmeta.get('yuba-variant')!r}, yuba-source-key "
+                              f"{vmeta.get('yuba-source-key')!r}")
+        data = gcs.content(http, v.name)
+        if int(v.info.get("size", -1)) != len(data):
+            v.problems.append(f"size {v.info.get('size')} but {len(data)} bytes downloaded")
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                v.width, v.height = img.size
+                pillow_format = img.format
+        except Exception as e:  # noqa: BLE001 - anything Pillow cannot read is the finding
+            v.problems.append(f"not a readable image: {e}")
+            continue
+        if pillow_format != want_pillow:
+            v.problems.append(f"the bytes are {pillow_format}, not {want_pillow}")
+        recorded_size = (vmeta.get("yuba-variant-width"), vmeta.get("yuba-variant-height"))
+        if recorded_size != (str(v.width), str(v.height)):
+            v.problems.append(f"yuba-variant-width/height {'×'.join(map(str, recorded_size))}, "
+                              f"the image is {v.width}×{v.height}")
+        if profile is not None:
+            box_w, box_h = profile.get("width"), profile.get("height")
+            if not (0 < v.width <= (box_w or v.width) and 0 < v.height <= (box_h or v.height)):
+                v.problems.append(f"{v.width}×{v.height} does not fit the {box_w or '∞'}×{box_h or '∞'} box")
+    return out
+
+
+def print_variants_table(checked: list[Variants]) -> None:
+    def mark(ok: bool) -> str:
+        return "✓" if ok else "✗"
+
+    rows = [("key", "variant", "format", "size", "bytes", "object", "ok")]
+    for c in checked:
+        key = c.replica.sample.key
+        for v in c.variants:
+            size = f"{v.width}×{v.height}" if v.width is not None else "?"
+            nbytes = f"{int(v.info['size']):,}" if v.info else "—"
+            rows.append((key, v.profile, v.extension, size, nbytes, v.name, mark(not v.problems)))
+            key = ""
+        if c.error is not None:
+            rows.append((key, "—", "", "", "", f"{VARIANTS_ERROR_KEY}: {c.error}", mark(not c.problems)))
+        elif not c.variants:
+            rows.append((key, "—", "", "", "", "(nothing recorded)", mark(not c.problems)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    right = {3, 4}
+    for n, row in enumerate(rows):
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        print("  " + "  ".join(cells).rstrip())
+        if n == 0:
+            print("  " + "  ".join("─" * w for w in widths))
+    boxes = ", ".join(f"{p['name']} {p.get('width', '∞')}×{p.get('height', '∞')} {p.get('fit', 'inside')} "
+                      f"{p.get('format', 'same')}" for p in VARIANTS["profiles"])
+    print(f"  (profiles: {boxes}; size: measured in the downloaded variant; ok: exists, content type matches "
+          f"its extension,\n   yuba-source-sha256 = source sha256, yuba-variant-width/height = measured, fits the "
+          f"profile's box; {VARIANTS_ERROR_KEY}: why the worker made none)")
+    for c in checked:
+        for problem in c.problems:
+            print(f"  ✗ {c.replica.sample.key}: {problem}")
+        for v in c.variants:
+            for problem in v.problems:
+                print(f"  ✗ {v.name}: {problem}")
 
 
 def run(state_dir: Path, stack: Stack, services: list[Service], timeout: float) -> bool:
@@ -584,8 +808,25 @@ def run(state_dir: Path, stack: Stack, services: list[Service], timeout: float) 
           + f"; latency upload → complete replica p50 {statistics.median(latencies):,.0f} ms, "
             f"max {max(latencies):,.0f} ms")
 
-    print(demo_delete(s3, gcs, bucket, services, timeout))
-    return sha_ok and attrs_ok and routes_ok
+    print("\nvariants made by the workers (read back from GCS):\n")
+    checked = [check_variants(gcs, r) for r in replicas]
+    print_variants_table(checked)
+
+    variants_ok = all(c.ok for c in checked)
+    n_variants = sum(len(c.variants) for c in checked)
+    n_images = sum(1 for c in checked if c.variants)
+    kinds = sorted({c.error_kind for c in checked if c.error_kind is not None})
+    n_failed = sum(1 for c in checked for v in c.variants if v.problems) + sum(1 for c in checked if c.problems)
+    print(f"\n{n_variants} variants from {n_images} images ({len(kinds)} "
+          f"{'kind' if len(kinds) == 1 else 'kinds'} of failure recorded{': ' + ', '.join(kinds) if kinds else ''})"
+          + ("; all checked: present, content types match, made from the source (sha256), within their boxes"
+             if variants_ok else f"; VARIANT CHECKS FAILED for {n_failed} {'entry' if n_failed == 1 else 'entries'}"))
+
+    delete_variants = next((c for c in checked if c.replica.sample.key == DELETE_KEY), None)
+    names = [v.name for v in delete_variants.variants if v.info is not None] if delete_variants else []
+    report, delete_ok = demo_delete(s3, gcs, bucket, services, names, timeout)
+    print(report)
+    return sha_ok and attrs_ok and routes_ok and variants_ok and delete_ok
 
 
 def log_levels(services: list[Service]) -> str:

@@ -27,9 +27,20 @@ fn photo() -> Vec<u8> {
             rgb.extend_from_slice(&[(x / 5) as u8, (y / 4) as u8, ((x + y) / 9) as u8]);
         }
     }
+    jpeg(&rgb, width, height)
+}
+
+/// A 1400×1000 JPEG of noise: about 3 MB, however well it is compressed.
+fn noisy_photo() -> Vec<u8> {
+    let (width, height) = (1400_u16, 1000_u16);
+    let rgb = yuba_e2e::pseudo_random_bytes(usize::from(width) * usize::from(height) * 3, 10);
+    jpeg(&rgb, width, height)
+}
+
+fn jpeg(rgb: &[u8], width: u16, height: u16) -> Vec<u8> {
     let mut out = Vec::new();
-    jpeg_encoder::Encoder::new(&mut out, 90)
-        .encode(&rgb, width, height, jpeg_encoder::ColorType::Rgb)
+    jpeg_encoder::Encoder::new(&mut out, 95)
+        .encode(rgb, width, height, jpeg_encoder::ColorType::Rgb)
         .expect("encodes");
     out
 }
@@ -70,9 +81,17 @@ async fn images_get_their_variants_and_bad_images_keep_their_original() -> anyho
         ),
         // Outside the thumb profile's prefix: only the large variant.
         ("other/sea.jpg", photo.clone(), "image/jpeg"),
-        // Over the image byte limit (and streamed): the original only, and the reason.
+        // An image format yuba does not decode: the original, and the reason.
         (
-            "photos/huge.jpg",
+            "photos/scan.tiff",
+            b"II*\0 the rest of a TIFF".to_vec(),
+            "image/tiff",
+        ),
+        // Over the image byte limit (and streamed): the original only, and the reason.
+        ("photos/huge.jpg", noisy_photo(), "image/jpeg"),
+        // Not an image, whatever it claims, and streamed: no variants and nothing to record.
+        (
+            "photos/fake.jpg",
             yuba_e2e::pseudo_random_bytes(3_000_000, 9),
             "image/jpeg",
         ),
@@ -124,7 +143,18 @@ async fn images_get_their_variants_and_bad_images_keep_their_original() -> anyho
     );
     assert_eq!(variants_of(4).as_deref(), Some("large.jpg"));
     assert_eq!(variants_of(5), None);
-    assert!(error_of(5).starts_with("too_large"), "{}", error_of(5));
+    assert!(
+        error_of(5).starts_with("unsupported: TIFF"),
+        "{}",
+        error_of(5)
+    );
+    assert_eq!(variants_of(6), None);
+    assert!(
+        error_of(6).starts_with("too_large"),
+        "{:?}",
+        logs_where(&pipeline, "key", "photos/huge.jpg")
+    );
+    assert_eq!((variants_of(7), error_of(7)), (None, String::new()));
 
     // Each failure is also a metric data point (CloudWatch Embedded Metric Format).
     for kind in ["too_many_pixels", "too_large"] {

@@ -37,12 +37,17 @@ pub struct SourceObject {
     /// The MD5 of the content, when the ETag is one: single-part uploads without SSE-KMS/SSE-C.
     pub content_md5: Option<[u8; 16]>,
     body: ByteStream,
+    /// The start of the body, read ahead by [`SourceObject::peek`] and not yet handed out.
+    peeked: Option<Bytes>,
 }
 
 impl SourceObject {
     /// The next piece of the body; `None` at the end. Errors here are the connection's, and
     /// transient.
     pub async fn next_chunk(&mut self) -> Option<Result<Bytes, S3Error>> {
+        if let Some(peeked) = self.peeked.take() {
+            return Some(Ok(peeked));
+        }
         self.body.next().await.map(|chunk| {
             chunk.map_err(|error| S3Error {
                 kind: FailureKind::Transient,
@@ -52,6 +57,22 @@ impl SourceObject {
                 ),
             })
         })
+    }
+
+    /// The first `at_least` bytes of the body (fewer if the body is shorter), without consuming
+    /// them: the next [`next_chunk`](SourceObject::next_chunk) starts from the beginning. For
+    /// deciding what the content is before deciding how to copy it.
+    pub async fn peek(&mut self, at_least: usize) -> Result<Bytes, S3Error> {
+        let mut start = self.peeked.take().map(Vec::from).unwrap_or_default();
+        while start.len() < at_least {
+            match self.next_chunk().await {
+                Some(chunk) => start.extend_from_slice(&chunk?),
+                None => break,
+            }
+        }
+        let start = Bytes::from(start);
+        self.peeked = Some(start.clone()).filter(|b| !b.is_empty());
+        Ok(start)
     }
 }
 
@@ -147,6 +168,7 @@ impl S3Source {
             full_object_crc32c,
             content_md5,
             body: output.body,
+            peeked: None,
         }))
     }
 }

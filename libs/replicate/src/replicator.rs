@@ -12,11 +12,14 @@ use yuba_model::{
     ReplicaRecord, ReplicateJob, SourceFacts, VariantRecord, crc32c_from_base64, gcs_object_name,
     keys,
 };
-use yuba_transform::{Limits, SourceFormat, render};
+use yuba_transform::{Identified, Limits, identify, render};
 use yuba_variants::{Profile, VariantConfig, VariantConfigError};
 
 use crate::source::{ReadContent, StreamFailure, StreamReport, VerifiedStream};
 use crate::verify::{ContentVerifier, ExpectedContent, IntegrityError};
+
+/// Enough of the start of an object to tell an image format by its magic number.
+const SNIFF_BYTES: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicatorSettings {
@@ -220,27 +223,30 @@ impl Replicator {
                     .any(|p| job.key.starts_with(p.as_str()))
         });
         let max_image_bytes = self.settings.image_limits.max_bytes;
-        if variants_by_key && source.size <= max_image_bytes
-            || source.size <= self.settings.whole_object_limit
-        {
-            self.write_whole(name, source, facts, expected).await
-        } else {
-            // Too big to hold for a transform: streamed as an original only. When it says it is
-            // an image (unverified: its bytes are not held to sniff), the missing variants are
-            // recorded with the reason.
-            let claims_image = source
-                .content_type
-                .as_deref()
-                .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("image/"));
-            let variants_error = (variants_by_key && claims_image).then(|| {
-                format!(
-                    "too_large: source is {} bytes, more than the limit of {max_image_bytes}",
-                    source.size
-                )
-            });
-            self.write_streamed(name, source, facts, expected, variants_error)
-                .await
+        let mut source = source;
+        if source.size <= self.settings.whole_object_limit {
+            return self.write_whole(name, source, facts, expected).await;
         }
+        if !variants_by_key {
+            return self
+                .write_streamed(name, source, facts, expected, None)
+                .await;
+        }
+        // Only images yuba decodes are held whole for variants; anything else larger than a
+        // chunk streams. What the bytes are decides, not what the upload claimed.
+        let variants_error = match identify(&source.peek(SNIFF_BYTES).await?) {
+            Identified::Decodable(_) if source.size <= max_image_bytes => {
+                return self.write_whole(name, source, facts, expected).await;
+            }
+            Identified::Decodable(_) => Some(format!(
+                "too_large: source is {} bytes, more than the limit of {max_image_bytes}",
+                source.size
+            )),
+            Identified::UnsupportedImage(format) => Some(unsupported(format)),
+            Identified::NotAnImage => None,
+        };
+        self.write_streamed(name, source, facts, expected, variants_error)
+            .await
     }
 
     /// Small objects and images that get variants: read and verify everything first (held once,
@@ -307,8 +313,12 @@ impl Replicator {
         content: &Bytes,
         checksums: &Checksums,
     ) -> Result<(Vec<String>, Option<String>), ReplicateError> {
-        let Some(format) = SourceFormat::detect(content) else {
-            return Ok((Vec::new(), None));
+        let format = match identify(content) {
+            Identified::Decodable(format) => format,
+            Identified::UnsupportedImage(format) => {
+                return Ok((Vec::new(), Some(unsupported(format))));
+            }
+            Identified::NotAnImage => return Ok((Vec::new(), None)),
         };
         let config = &self.settings.variants;
         let profiles: Vec<Profile> = config
@@ -474,6 +484,12 @@ impl Replicator {
             Outcome::AlreadyAbsent
         })
     }
+}
+
+/// The recorded reason for an image in a format the transform does not decode, in the same
+/// `kind: message` form as the transform's own errors.
+fn unsupported(format: &str) -> String {
+    format!("unsupported: {format} images are replicated without variants")
 }
 
 fn object_name<'a>(bucket: &str, key: &'a str) -> Result<&'a str, ReplicateError> {

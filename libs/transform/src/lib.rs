@@ -43,7 +43,7 @@ use fast_image_resize as fr;
 use yuba_variants::{Format, Plan, Profile};
 
 pub use colour::IccHandling;
-pub use sniff::SourceFormat;
+pub use sniff::{Identified, SourceFormat, identify};
 
 /// Safety limits, imgproxy style, checked before any pixel buffer is allocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

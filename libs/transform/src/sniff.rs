@@ -34,11 +34,6 @@ impl SourceFormat {
             SourceFormat::Webp => "image/webp",
         }
     }
-
-    /// The format of `bytes`, if it is one yuba decodes.
-    pub fn detect(bytes: &[u8]) -> Option<SourceFormat> {
-        sniff(bytes).ok()
-    }
 }
 
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
@@ -57,29 +52,60 @@ pub(crate) fn sniff(bytes: &[u8]) -> Result<SourceFormat, TransformError> {
     if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
         return Ok(SourceFormat::Webp);
     }
-    // Name the formats people actually upload, so that the recorded reason is useful.
-    let known = if bytes.is_empty() {
-        "empty file"
+    Err(TransformError::Unsupported(
+        other_format(bytes).0.to_owned(),
+    ))
+}
+
+/// A name for bytes that are not a format yuba decodes, and whether they are an image at all.
+/// The formats people actually upload are named, so that a recorded reason is useful.
+fn other_format(bytes: &[u8]) -> (&'static str, bool) {
+    if bytes.is_empty() {
+        ("empty file", false)
     } else if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
-        "TIFF"
+        ("TIFF", true)
     } else if bytes.starts_with(b"BM") {
-        "BMP"
+        ("BMP", true)
     } else if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
         match &bytes[8..12] {
-            b"avif" | b"avis" => "AVIF",
-            b"heic" | b"heix" | b"mif1" | b"msf1" | b"hevc" => "HEIF/HEIC",
-            _ => "ISO media (not an image yuba decodes)",
+            b"avif" | b"avis" => ("AVIF", true),
+            b"heic" | b"heix" | b"mif1" | b"msf1" | b"hevc" => ("HEIF/HEIC", true),
+            _ => ("ISO media (not an image yuba decodes)", false),
         }
-    } else if bytes.starts_with(b"<svg") || bytes.starts_with(b"<?xml") {
-        "SVG/XML"
+    } else if bytes.starts_with(b"<svg") {
+        ("SVG", true)
+    } else if bytes.starts_with(b"<?xml") {
+        ("XML", false)
     } else if bytes.starts_with(b"%PDF") {
-        "PDF"
+        ("PDF", false)
     } else if bytes.starts_with(&[0xFF, 0x0A]) || bytes.starts_with(b"\0\0\0\x0CJXL ") {
-        "JPEG XL"
+        ("JPEG XL", true)
     } else {
-        "unrecognised (no known magic number)"
-    };
-    Err(TransformError::Unsupported(known.to_owned()))
+        ("unrecognised (no known magic number)", false)
+    }
+}
+
+/// What the start of a file is, for deciding whether it should get variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identified {
+    /// An image yuba decodes.
+    Decodable(SourceFormat),
+    /// An image in a format yuba does not decode (TIFF, BMP, AVIF, HEIC, SVG, JPEG XL): its
+    /// missing variants are worth recording.
+    UnsupportedImage(&'static str),
+    /// Not an image (text, PDF, an archive, nothing recognisable).
+    NotAnImage,
+}
+
+/// Identifies `bytes` (the first few dozen are enough) by magic number.
+pub fn identify(bytes: &[u8]) -> Identified {
+    match sniff(bytes) {
+        Ok(format) => Identified::Decodable(format),
+        Err(_) => match other_format(bytes) {
+            (name, true) => Identified::UnsupportedImage(name),
+            (_, false) => Identified::NotAnImage,
+        },
+    }
 }
 
 /// How many frames the source declares, read from its container structure alone. Only the first
@@ -257,5 +283,24 @@ mod tests {
             webp.extend_from_slice(&[0; 4]);
         }
         assert_eq!(frame_count(SourceFormat::Webp, &webp), 3);
+    }
+
+    #[test]
+    fn images_yuba_cannot_decode_are_told_from_other_files() {
+        assert_eq!(
+            identify(b"\x89PNG\r\n\x1a\n...."),
+            Identified::Decodable(SourceFormat::Png)
+        );
+        assert_eq!(
+            identify(b"II*\0rest of a tiff"),
+            Identified::UnsupportedImage("TIFF")
+        );
+        assert_eq!(
+            identify(b"<svg xmlns=..."),
+            Identified::UnsupportedImage("SVG")
+        );
+        assert_eq!(identify(b"%PDF-1.7"), Identified::NotAnImage);
+        assert_eq!(identify(b"hello, world"), Identified::NotAnImage);
+        assert_eq!(identify(b""), Identified::NotAnImage);
     }
 }
