@@ -39,6 +39,22 @@ fn the_worker_names_what_is_missing_or_wrong() {
         "yuba-worker",
         &[
             ("YUBA_GCS_BUCKET", "replica"),
+            (
+                "YUBA_VARIANTS",
+                r#"{"profiles": [{"name": "t", "width": 90, "fit": "contain"}]}"#,
+            ),
+        ],
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("profiles[0].fit") && stderr.contains("contain"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = start(
+        "yuba-worker",
+        &[
+            ("YUBA_GCS_BUCKET", "replica"),
             ("YUBA_QUEUE_URL", "work-queue"),
         ],
     );
