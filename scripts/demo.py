@@ -95,6 +95,16 @@ class Stop(BaseException):
 # environment: loopback only
 
 
+def print_grid(rows: list[tuple[str, ...]], right: set[int]) -> None:
+    """Rows of cells, the first a header underlined; columns in `right` are right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        print("  " + "  ".join(cells).rstrip())
+        if n == 0:
+            print("  " + "  ".join("─" * w for w in widths))
+
+
 def check_loopback(env: dict[str, str]) -> None:
     for name in ("AWS_ENDPOINT_URL", "YUBA_GCS_ENDPOINT"):
         host = urlsplit(env[name]).hostname or ""
@@ -572,13 +582,7 @@ def print_table(replicas: list[Replica]) -> None:
         route = r.route if r.route == r.expected_route else f"{r.route} ✗"
         rows.append((r.sample.key, r.sample.what, f"{len(r.sample.data):,}", route, copy,
                      mark(r.sha_ok), mark(r.attrs_ok), f"{r.latency_ms:,.0f} ms"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    right = {2, 7}
-    for n, row in enumerate(rows):
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
-        print("  " + "  ".join(cells).rstrip())
-        if n == 0:
-            print("  " + "  ".join("─" * w for w in widths))
+    print_grid(rows, right={2, 7})
     print(f"  (route: the worker that copied it, objects over {mib(ROUTE_THRESHOLD_BYTES)} go to fargate; copy: whole = "
           f"one request, streamed = resumable upload;\n   sha256: source = downloaded replica = {SHA256_KEY}; "
           f"attrs: Content-Type and user metadata kept; latency: upload returned → complete replica)")
@@ -749,13 +753,7 @@ def print_variants_table(checked: list[Variants]) -> None:
             rows.append((key, "—", "", "", "", f"{VARIANTS_ERROR_KEY}: {c.error}", mark(not c.problems)))
         elif not c.variants:
             rows.append((key, "—", "", "", "", "(nothing recorded)", mark(not c.problems)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    right = {3, 4}
-    for n, row in enumerate(rows):
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
-        print("  " + "  ".join(cells).rstrip())
-        if n == 0:
-            print("  " + "  ".join("─" * w for w in widths))
+    print_grid(rows, right={3, 4})
     boxes = ", ".join(f"{p['name']} {p.get('width', '∞')}×{p.get('height', '∞')} {p.get('fit', 'inside')} "
                       f"{p.get('format', 'same')}" for p in VARIANTS["profiles"])
     print(f"  (profiles: {boxes}; size: measured in the downloaded variant; ok: exists, content type matches "
