@@ -96,6 +96,12 @@ async fn images_get_their_variants_and_bad_images_keep_their_original() -> anyho
             "image/jpeg",
         ),
     ];
+    // A key so long that no variant name fits in GCS's 1,024 bytes: the original still does.
+    let long_key = format!("photos/{}.jpg", "a".repeat(1010));
+    let uploads: Vec<(&str, Vec<u8>, &str)> = uploads
+        .into_iter()
+        .chain([(long_key.as_str(), photo.clone(), "image/jpeg")])
+        .collect();
     for (key, body, content_type) in &uploads {
         s3.put_object()
             .bucket(stack.source_bucket())
@@ -155,6 +161,8 @@ async fn images_get_their_variants_and_bad_images_keep_their_original() -> anyho
         logs_where(&pipeline, "key", "photos/huge.jpg")
     );
     assert_eq!((variants_of(7), error_of(7)), (None, String::new()));
+    assert_eq!(variants_of(8), None);
+    assert!(error_of(8).starts_with("name: "), "{}", error_of(8));
 
     // Each failure is also a metric data point (CloudWatch Embedded Metric Format).
     for kind in ["too_many_pixels", "too_large"] {

@@ -346,13 +346,25 @@ impl Replicator {
                 return Ok((Vec::new(), Some(format!("panicked: {join}"))));
             }
         };
-        let mut made = Vec::with_capacity(rendered.variants.len());
+        let mut named = Vec::with_capacity(rendered.variants.len());
         for variant in rendered.variants {
-            let extension = variant.format.extension();
-            let variant_name = config
-                .key_template
-                .render(&variant.profile, &facts.key, extension);
-            let variant_name = object_name(&facts.bucket, &variant_name)?.to_owned();
+            let name = config.key_template.render(
+                &variant.profile,
+                &facts.key,
+                variant.format.extension(),
+            );
+            // A long key plus the template's prefix can outgrow GCS's name limit: that costs
+            // the variants (all of them, none is written), never the original.
+            if let Err(reason) = gcs_object_name(&name) {
+                return Ok((
+                    Vec::new(),
+                    Some(format!("name: variant {name:?}: {reason}")),
+                ));
+            }
+            named.push((name, variant));
+        }
+        let mut made = Vec::with_capacity(named.len());
+        for (name, variant) in named {
             let record = VariantRecord {
                 source_bucket: facts.bucket.clone(),
                 source_key: facts.key.clone(),
@@ -364,7 +376,7 @@ impl Replicator {
             };
             let spec = UploadSpec {
                 bucket: self.settings.replica_bucket.clone(),
-                name: variant_name,
+                name,
                 content_type: Some(variant.format.content_type().to_owned()),
                 cache_control: source.cache_control.clone(),
                 metadata: record
@@ -377,7 +389,11 @@ impl Replicator {
             self.gcs
                 .upload(spec, ReadContent::new(vec![Bytes::from(variant.bytes)]))
                 .await?;
-            made.push(format!("{}.{extension}", variant.profile));
+            made.push(format!(
+                "{}.{}",
+                variant.profile,
+                variant.format.extension()
+            ));
         }
         Ok((made, None))
     }
