@@ -85,13 +85,15 @@ impl Running {
 async fn a_message_worked_on_past_its_visibility_timeout_is_not_redelivered() -> anyhow::Result<()>
 {
     let stack = Stack::start("visibility", 5)?;
-    // Two slots, so a redelivered message would be picked up while the first run goes on.
+    // Two slots, so a redelivered message would be picked up while the first run goes on. The
+    // work lasts over twice the timeout; renewals come every half timeout, which leaves a loaded
+    // machine two seconds of slack per renewal.
     let running = consume_one(
         &stack,
         "slow",
-        Duration::from_secs(5),
+        Duration::from_secs(9),
         &[
-            ("YUBA_VISIBILITY_TIMEOUT_SECONDS", "2"),
+            ("YUBA_VISIBILITY_TIMEOUT_SECONDS", "4"),
             ("YUBA_CONCURRENCY", "2"),
         ],
     )
