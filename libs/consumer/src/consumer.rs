@@ -73,6 +73,7 @@ impl<H: Handler> Consumer<H> {
         ));
         let mut tasks = JoinSet::new();
         let mut receive_failures = 0_u32;
+        let mut stop_deadline = None;
 
         tracing::info!(
             queue = %settings.queue_url,
@@ -102,7 +103,9 @@ impl<H: Handler> Consumer<H> {
                     // Dropping a long poll does not cancel it at SQS: the messages it returns
                     // would stay invisible for a whole visibility timeout. Let it finish and
                     // hand back whatever it took.
-                    if let Ok(Ok(messages)) = tokio::time::timeout(settings.shutdown_grace, poll).await {
+                    let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
+                    stop_deadline = Some(deadline);
+                    if let Ok(Ok(messages)) = tokio::time::timeout_at(deadline, poll).await {
                         let receipts: Vec<String> =
                             messages.into_iter().filter_map(|m| m.receipt_handle).collect();
                         release(&self.sqs, &settings.queue_url, receipts).await;
@@ -159,7 +162,10 @@ impl<H: Handler> Consumer<H> {
                 "stopped receiving; waiting for in-flight messages"
             );
         }
-        let drained = tokio::time::timeout(settings.shutdown_grace, async {
+        // One grace period from the stop signal, however it was spent (a long poll, the drain).
+        let deadline =
+            stop_deadline.unwrap_or_else(|| tokio::time::Instant::now() + settings.shutdown_grace);
+        let drained = tokio::time::timeout_at(deadline, async {
             while tasks.join_next().await.is_some() {}
         })
         .await
