@@ -215,13 +215,12 @@ impl Replicator {
                 .as_deref()
                 .and_then(crc32c_from_base64),
         };
-        let variants_by_key = self.settings.variants.profiles.iter().any(|profile| {
-            profile.prefixes.is_empty()
-                || profile
-                    .prefixes
-                    .iter()
-                    .any(|p| job.key.starts_with(p.as_str()))
-        });
+        let variants_by_key = self
+            .settings
+            .variants
+            .profiles
+            .iter()
+            .any(|profile| profile.covers_key(&job.key));
         let max_image_bytes = self.settings.image_limits.max_bytes;
         let mut source = source;
         if source.size <= self.settings.whole_object_limit {

@@ -58,8 +58,6 @@ impl Profile {
             .unwrap_or_default()
             .trim()
             .to_ascii_lowercase();
-        let prefix_ok =
-            self.prefixes.is_empty() || self.prefixes.iter().any(|p| key.starts_with(p.as_str()));
         let type_ok = self.content_types.is_empty()
             || self.content_types.iter().any(|wanted| {
                 wanted == &content_type
@@ -67,7 +65,12 @@ impl Profile {
                         .strip_suffix("/*")
                         .is_some_and(|family| content_type.split('/').next() == Some(family))
             });
-        prefix_ok && type_ok
+        self.covers_key(key) && type_ok
+    }
+
+    /// Whether the profile's prefixes admit this key (what can be known before the bytes are).
+    pub fn covers_key(&self, key: &str) -> bool {
+        self.prefixes.is_empty() || self.prefixes.iter().any(|p| key.starts_with(p.as_str()))
     }
 
     /// The largest side the variant can have, for ordering (largest first).
