@@ -88,6 +88,7 @@ async fn the_worker_on_lambda_reports_only_the_failed_messages() -> anyhow::Resu
             size: Some(11),
             sequencer: Some("0055AED6DCD90281E5".to_owned()),
             event_time: None,
+            force: false,
         });
         records.push(sqs_record(key, &job.to_message()));
     }

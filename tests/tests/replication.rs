@@ -319,6 +319,7 @@ async fn a_job_for_a_vanished_object_is_acknowledged() -> anyhow::Result<()> {
         size: Some(10),
         sequencer: None,
         event_time: None,
+        force: false,
     });
     sqs.send_message()
         .queue_url(stack.var("YUBA_LAMBDA_QUEUE_URL"))

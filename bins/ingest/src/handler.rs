@@ -2,14 +2,8 @@ use std::collections::HashSet;
 
 use yuba_aws::JobSender;
 use yuba_consumer::{Delivery, FailureKind, Handler, HandlerError};
-use yuba_events::{KeyFilter, RecordOutcome, Route, Router, parse_notification};
+use yuba_events::{KeyFilter, RecordOutcome, Route, Router, WorkQueues, parse_notification};
 use yuba_model::Job;
-
-#[derive(Debug, Clone)]
-pub struct Queues {
-    pub lambda: String,
-    pub fargate: String,
-}
 
 /// Parses one notification, filters and routes its jobs, and enqueues them.
 ///
@@ -20,13 +14,13 @@ pub struct Queues {
 #[derive(Debug)]
 pub struct IngestHandler {
     sender: JobSender,
-    queues: Queues,
+    queues: WorkQueues,
     filter: KeyFilter,
     router: Router,
 }
 
 impl IngestHandler {
-    pub fn new(sender: JobSender, queues: Queues, filter: KeyFilter, router: Router) -> Self {
+    pub fn new(sender: JobSender, queues: WorkQueues, filter: KeyFilter, router: Router) -> Self {
         IngestHandler {
             sender,
             queues,
@@ -36,10 +30,7 @@ impl IngestHandler {
     }
 
     fn queue(&self, route: Route) -> &str {
-        match route {
-            Route::Lambda => &self.queues.lambda,
-            Route::Fargate => &self.queues.fargate,
-        }
+        self.queues.url(route)
     }
 }
 

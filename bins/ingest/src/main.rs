@@ -12,35 +12,20 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use yuba_aws::JobSender;
 use yuba_config::Env;
 use yuba_consumer::{Consumer, Delivery, Handler, cancel_on_termination};
-use yuba_events::{KeyFilter, Router};
+use yuba_events::{KeyFilter, Router, WorkQueues};
 use yuba_lambda::Home;
 
-use crate::handler::{IngestHandler, Queues};
+use crate::handler::IngestHandler;
 
 /// Messages parsed at once: each is small, the work is sending.
 const DEFAULT_CONCURRENCY: u64 = 4;
-/// Objects up to this size are copied by the Lambda worker, larger ones by Fargate.
-const DEFAULT_ROUTE_THRESHOLD_BYTES: u64 = 256 * 1024 * 1024;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let env = Env::from_process();
     yuba_telemetry::init(&env).map_err(anyhow::Error::msg)?;
-    let queues = Queues {
-        lambda: env.required(
-            "YUBA_LAMBDA_QUEUE_URL",
-            "set it to the URL of the work queue the Lambda worker consumes",
-        )?,
-        fargate: env.required(
-            "YUBA_FARGATE_QUEUE_URL",
-            "set it to the URL of the work queue the Fargate worker consumes",
-        )?,
-    };
-    let router = Router::new(env.number_in(
-        "YUBA_ROUTE_THRESHOLD_BYTES",
-        DEFAULT_ROUTE_THRESHOLD_BYTES,
-        0..=5 * 1024 * 1024 * 1024 * 1024,
-    )?);
+    let queues = WorkQueues::from_env(&env)?;
+    let router = Router::from_env(&env)?;
     let filter = KeyFilter::new(
         env.list("YUBA_FILTER_PREFIXES"),
         env.list("YUBA_FILTER_SUFFIXES"),

@@ -126,20 +126,13 @@ impl S3Source {
         };
 
         let etag = output.e_tag().map(normalize_etag).unwrap_or_default();
-        let encrypted_with_own_keys = matches!(
+        let content_md5 = content_md5(
+            &etag,
             output.server_side_encryption(),
-            Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse)
-        ) || output.sse_customer_algorithm().is_some();
-        let content_md5 = if encrypted_with_own_keys {
-            None
-        } else {
-            md5_of_single_part_etag(&etag)
-        };
-        let full_object_crc32c = match output.checksum_type() {
-            Some(ChecksumType::FullObject) | None => output.checksum_crc32_c().map(str::to_owned),
-            Some(_) => None,
-        }
-        .filter(|crc| !crc.contains('-'));
+            output.sse_customer_algorithm(),
+        );
+        let full_object_crc32c =
+            full_object_crc32c(output.checksum_type(), output.checksum_crc32_c());
         let size = output
             .content_length()
             .and_then(|length| u64::try_from(length).ok())
@@ -173,7 +166,142 @@ impl S3Source {
     }
 }
 
+/// One entry of a bucket listing: what ListObjectsV2 tells without reading the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub size: u64,
+    /// Bare, without quotes.
+    pub etag: String,
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+/// Keys in UTF-8 byte order, as ListObjectsV2 returns them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedPage {
+    pub objects: Vec<ListedObject>,
+    /// `None`: this was the last page.
+    pub continuation: Option<String>,
+}
+
+/// What HeadObject tells about the current version of an object, checksums included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceHead {
+    pub etag: String,
+    pub size: u64,
+    pub version_id: Option<String>,
+    pub last_modified: Option<DateTime<Utc>>,
+    /// Base64, as S3 reports it.
+    pub full_object_crc32c: Option<String>,
+    pub content_md5: Option<[u8; 16]>,
+}
+
 impl S3Source {
+    /// One page of the keys under `prefix`: after `start_after` for the first page, then from
+    /// the previous page's `continuation`.
+    pub async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        continuation: Option<&str>,
+        page_size: u32,
+    ) -> Result<ListedPage, S3Error> {
+        let response = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_start_after(start_after.map(str::to_owned))
+            .set_continuation_token(continuation.map(str::to_owned))
+            .max_keys(i32::try_from(page_size).unwrap_or(1000))
+            .send()
+            .await
+            .map_err(|error| S3Error {
+                kind: classify_sdk_error(&error),
+                message: format!(
+                    "listing s3://{bucket}/{prefix} failed: {}",
+                    describe_sdk_error(&error)
+                ),
+            })?;
+        let objects = response
+            .contents()
+            .iter()
+            .filter_map(|object| {
+                Some(ListedObject {
+                    key: object.key()?.to_owned(),
+                    size: object
+                        .size()
+                        .and_then(|size| u64::try_from(size).ok())
+                        .unwrap_or_default(),
+                    etag: object.e_tag().map(normalize_etag).unwrap_or_default(),
+                    last_modified: object
+                        .last_modified()
+                        .and_then(|t| DateTime::from_timestamp_millis(t.to_millis().ok()?)),
+                })
+            })
+            .collect();
+        let continuation = response
+            .next_continuation_token()
+            .filter(|_| response.is_truncated() == Some(true))
+            .map(str::to_owned);
+        Ok(ListedPage {
+            objects,
+            continuation,
+        })
+    }
+
+    /// The current version's attributes and checksums. `Ok(None)`: no such key.
+    pub async fn head(&self, bucket: &str, key: &str) -> Result<Option<SourceHead>, S3Error> {
+        let response = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await;
+        let output = match response {
+            Ok(output) => output,
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {
+                return Ok(None);
+            }
+            Err(error) => {
+                return Err(S3Error {
+                    kind: classify_sdk_error(&error),
+                    message: format!(
+                        "HEAD s3://{bucket}/{key} failed: {}",
+                        describe_sdk_error(&error)
+                    ),
+                });
+            }
+        };
+        let etag = output.e_tag().map(normalize_etag).unwrap_or_default();
+        Ok(Some(SourceHead {
+            content_md5: content_md5(
+                &etag,
+                output.server_side_encryption(),
+                output.sse_customer_algorithm(),
+            ),
+            full_object_crc32c: full_object_crc32c(
+                output.checksum_type(),
+                output.checksum_crc32_c(),
+            ),
+            size: output
+                .content_length()
+                .and_then(|length| u64::try_from(length).ok())
+                .unwrap_or_default(),
+            version_id: output
+                .version_id()
+                .filter(|v| *v != "null")
+                .map(str::to_owned),
+            last_modified: output
+                .last_modified()
+                .and_then(|t| DateTime::from_timestamp_millis(t.to_millis().ok()?)),
+            etag,
+        }))
+    }
+
     /// Whether the key exists now (HeadObject). Used before mirroring a delete, so that a delete
     /// event that arrives after the key was created again does not remove the new replica.
     pub async fn exists(&self, bucket: &str, key: &str) -> Result<bool, S3Error> {
@@ -196,6 +324,33 @@ impl S3Source {
             }),
         }
     }
+}
+
+/// The MD5 of the content, when the ETag is one: not for objects encrypted with KMS or customer
+/// keys, whose ETags are not digests of the plaintext.
+fn content_md5(
+    etag: &str,
+    encryption: Option<&ServerSideEncryption>,
+    customer_algorithm: Option<&str>,
+) -> Option<[u8; 16]> {
+    let encrypted_with_own_keys = matches!(
+        encryption,
+        Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse)
+    ) || customer_algorithm.is_some();
+    if encrypted_with_own_keys {
+        None
+    } else {
+        md5_of_single_part_etag(etag)
+    }
+}
+
+/// S3's CRC32C of the whole object; a composite one (of parts, `xxx-3`) is not comparable.
+fn full_object_crc32c(kind: Option<&ChecksumType>, crc32c: Option<&str>) -> Option<String> {
+    match kind {
+        Some(ChecksumType::FullObject) | None => crc32c.map(str::to_owned),
+        Some(_) => None,
+    }
+    .filter(|crc| !crc.contains('-'))
 }
 
 /// A single-part upload's ETag is the hex MD5 of the content; a multipart one is

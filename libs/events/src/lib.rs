@@ -26,4 +26,4 @@ pub use parse::{
     MAX_BODY_BYTES, MAX_ENVELOPE_DEPTH, MAX_RECORDS, NotificationError, RecordError, RecordOutcome,
     parse_notification,
 };
-pub use route::{Route, Router};
+pub use route::{Route, Router, WorkQueues};

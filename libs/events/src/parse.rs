@@ -340,6 +340,7 @@ impl ObjectEvent {
                 size: self.size,
                 sequencer: self.sequencer,
                 event_time: self.event_time,
+                force: false,
             }),
             // For a delete marker the version is the marker's; the worker decides what a
             // versioned delete means for the replica.

@@ -1,4 +1,8 @@
+use yuba_config::{ConfigError, Env};
 use yuba_model::Job;
+
+/// Objects up to this size are copied by the Lambda worker, larger ones by Fargate.
+const DEFAULT_ROUTE_THRESHOLD_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Which worker pool a job goes to (each has its own work queue).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -19,6 +23,35 @@ impl Route {
     }
 }
 
+/// The work queue of each worker pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkQueues {
+    pub lambda: String,
+    pub fargate: String,
+}
+
+impl WorkQueues {
+    pub fn from_env(env: &Env) -> Result<WorkQueues, ConfigError> {
+        Ok(WorkQueues {
+            lambda: env.required(
+                "YUBA_LAMBDA_QUEUE_URL",
+                "set it to the URL of the work queue the Lambda worker consumes",
+            )?,
+            fargate: env.required(
+                "YUBA_FARGATE_QUEUE_URL",
+                "set it to the URL of the work queue the Fargate worker consumes",
+            )?,
+        })
+    }
+
+    pub fn url(&self, route: Route) -> &str {
+        match route {
+            Route::Lambda => &self.lambda,
+            Route::Fargate => &self.fargate,
+        }
+    }
+}
+
 /// Sends each job to the worker pool that can finish it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Router {
@@ -30,6 +63,16 @@ impl Router {
     /// copy of an object that size (and its variants) ends well inside Lambda's 15 minutes.
     pub fn new(threshold_bytes: u64) -> Router {
         Router { threshold_bytes }
+    }
+
+    /// `YUBA_ROUTE_THRESHOLD_BYTES`, 256 MiB by default.
+    pub fn from_env(env: &Env) -> Result<Router, ConfigError> {
+        env.number_in(
+            "YUBA_ROUTE_THRESHOLD_BYTES",
+            DEFAULT_ROUTE_THRESHOLD_BYTES,
+            0..=5 * 1024 * 1024 * 1024 * 1024,
+        )
+        .map(Router::new)
     }
 
     pub fn threshold_bytes(&self) -> u64 {
@@ -64,6 +107,7 @@ mod tests {
             size,
             sequencer: None,
             event_time: None,
+            force: false,
         })
     }
 

@@ -107,6 +107,41 @@ impl From<Object> for ObjectInfo {
     }
 }
 
+/// One page of a listing request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListQuery<'a> {
+    pub prefix: &'a str,
+    /// List names from this one on (inclusive), to resume a listing without its token.
+    pub start_offset: Option<&'a str>,
+    /// The previous page's `next_page_token`.
+    pub page_token: Option<&'a str>,
+    /// At most 1,000 (GCS's own cap).
+    pub page_size: u32,
+}
+
+/// Objects in name order (UTF-8 byte order, as S3 lists keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPage {
+    pub objects: Vec<ObjectInfo>,
+    /// `None`: this was the last page.
+    pub next_page_token: Option<String>,
+}
+
+/// An object's content being read, chunk by chunk.
+#[derive(Debug)]
+pub struct ObjectReader {
+    response: google_cloud_storage::read_object::ReadObjectResponse,
+    context: String,
+}
+
+impl ObjectReader {
+    /// The next piece of the content; `None` at the end.
+    pub async fn next_chunk(&mut self) -> Option<Result<bytes::Bytes, GcsError>> {
+        let chunk = self.response.next().await?;
+        Some(chunk.map_err(|error| GcsError::from_storage(&self.context, error)))
+    }
+}
+
 /// Attributes to change on a stored object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectUpdate {
@@ -286,6 +321,30 @@ impl Gcs {
         update: ObjectUpdate,
     ) -> Result<ObjectInfo, GcsError> {
         self.json.patch(bucket, name, generation, update).await
+    }
+
+    /// One page of the objects in `bucket`, in name order, with their custom metadata.
+    pub async fn list(&self, bucket: &str, query: &ListQuery<'_>) -> Result<ListPage, GcsError> {
+        self.json.list(bucket, query).await
+    }
+
+    /// Starts reading generation `generation` of an object (so a replacement midway cannot mix
+    /// two contents). The client checks the bytes against the object's crc32c as they arrive.
+    pub async fn read(
+        &self,
+        bucket: &str,
+        name: &str,
+        generation: i64,
+    ) -> Result<ObjectReader, GcsError> {
+        let context = format!("reading gs://{bucket}/{name}#{generation}");
+        let response = self
+            .storage
+            .read_object(format!("projects/_/buckets/{bucket}"), name)
+            .set_generation(generation)
+            .send()
+            .await
+            .map_err(|error| GcsError::from_storage(&context, error))?;
+        Ok(ObjectReader { response, context })
     }
 
     /// Deletes the object. `Ok(false)`: it was not there.

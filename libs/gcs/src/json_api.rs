@@ -10,7 +10,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 
-use crate::client::{ObjectInfo, ObjectUpdate};
+use crate::client::{ListPage, ListQuery, ObjectInfo, ObjectUpdate};
 use crate::error::GcsError;
 
 /// Everything but RFC 3986's unreserved characters is escaped in a path segment, `/` included:
@@ -23,6 +23,10 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 
 const OBJECT_FIELDS: &str =
     "name,generation,metageneration,size,crc32c,md5Hash,contentType,metadata";
+/// A listing asks for the same fields of each object, and nothing else: the ACLs, links and
+/// timestamps GCS would add by default are most of a page's bytes.
+const LIST_FIELDS: &str =
+    "items(name,generation,metageneration,size,crc32c,md5Hash,contentType,metadata),nextPageToken";
 
 #[derive(Debug, Clone)]
 pub(crate) struct JsonApi {
@@ -50,6 +54,15 @@ struct ObjectResource {
     content_type: Option<String>,
     #[serde(default)]
     metadata: Option<HashMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListResource {
+    #[serde(default)]
+    items: Vec<ObjectResource>,
+    #[serde(default)]
+    next_page_token: Option<String>,
 }
 
 impl ObjectResource {
@@ -168,6 +181,54 @@ impl JsonApi {
                 .map(|()| None),
             _ => Err(Self::fail(&context, response).await),
         }
+    }
+
+    pub(crate) async fn list(
+        &self,
+        bucket: &str,
+        query: &ListQuery<'_>,
+    ) -> Result<ListPage, GcsError> {
+        let context = format!("listing gs://{bucket}/{}", query.prefix);
+        let url = format!(
+            "{}/storage/v1/b/{}/o",
+            self.endpoint,
+            utf8_percent_encode(bucket, SEGMENT)
+        );
+        let mut parameters = vec![
+            ("fields", LIST_FIELDS.to_owned()),
+            ("maxResults", query.page_size.to_string()),
+        ];
+        if !query.prefix.is_empty() {
+            parameters.push(("prefix", query.prefix.to_owned()));
+        }
+        if let Some(start) = query.start_offset {
+            parameters.push(("startOffset", start.to_owned()));
+        }
+        if let Some(token) = query.page_token {
+            parameters.push(("pageToken", token.to_owned()));
+        }
+        let request = self.request(Method::GET, &url).await?.query(&parameters);
+        let response = self.send(&context, request).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(GcsError::permanent(format!(
+                "{context}: the bucket does not exist; check YUBA_GCS_BUCKET"
+            )));
+        }
+        if !response.status().is_success() {
+            return Err(Self::fail(&context, response).await);
+        }
+        let page: ListResource = response
+            .json()
+            .await
+            .map_err(|error| GcsError::from_http(&context, error))?;
+        Ok(ListPage {
+            objects: page
+                .items
+                .into_iter()
+                .map(ObjectResource::into_info)
+                .collect::<Result<_, _>>()?,
+            next_page_token: page.next_page_token.filter(|t| !t.is_empty()),
+        })
     }
 
     pub(crate) async fn patch(

@@ -9,6 +9,8 @@ mod client;
 mod error;
 mod json_api;
 
-pub use client::{Gcs, GcsSettings, ObjectInfo, ObjectUpdate, UploadSpec};
+pub use client::{
+    Gcs, GcsSettings, ListPage, ListQuery, ObjectInfo, ObjectReader, ObjectUpdate, UploadSpec,
+};
 pub use error::GcsError;
 pub use google_cloud_storage::streaming_source::{Payload, SizeHint, StreamingSource};

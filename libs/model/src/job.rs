@@ -31,6 +31,10 @@ pub struct ReplicateJob {
     pub sequencer: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_time: Option<DateTime<Utc>>,
+    /// Copy even if the replica's record says it is up to date: the reconciler proved its
+    /// content wrong by a means the record cannot show (a source checksum, a deep compare).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// An object was deleted in S3 (or a delete marker was put): remove the replica.
@@ -146,6 +150,7 @@ mod tests {
             size: Some(0),
             sequencer: Some("0055AED6DCD90281E5".into()),
             event_time: Some("2026-11-22T10:00:00.123Z".parse().unwrap()),
+            force: true,
         })
     }
 
@@ -172,7 +177,8 @@ mod tests {
             serde_json::json!({
                 "v": 1, "op": "replicate", "bucket": "src", "key": "photos/a b+c.jpg",
                 "version_id": "v1", "etag": "d41d8cd98f00b204e9800998ecf8427e", "size": 0,
-                "sequencer": "0055AED6DCD90281E5", "event_time": "2026-11-22T10:00:00.123Z"
+                "sequencer": "0055AED6DCD90281E5", "event_time": "2026-11-22T10:00:00.123Z",
+                "force": true
             })
         );
     }

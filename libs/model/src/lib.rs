@@ -16,6 +16,6 @@ pub use failure::FailureKind;
 pub use job::{DeleteJob, Job, JobDecodeError, ReplicateJob, normalize_etag};
 pub use name::{ObjectNameError, gcs_object_name};
 pub use replica::{
-    MetadataError, RESERVED_METADATA_PREFIX, ReplicaRecord, SCHEMA_VERSION, SourceFacts,
-    VariantRecord, keys,
+    ContentDrift, MetadataError, RESERVED_METADATA_PREFIX, ReplicaRecord, SCHEMA_VERSION,
+    SourceFacts, VariantRecord, keys,
 };

@@ -34,6 +34,9 @@ pub mod keys {
     pub const VARIANTS: &str = "yuba-variants";
     /// On a replica: why no variants could be made (the transform's error).
     pub const VARIANTS_ERROR: &str = "yuba-variants-error";
+    /// On a replica: the image format identified from the source's bytes (a content type such
+    /// as `image/jpeg`); absent when the bytes are not an image yuba decodes.
+    pub const IMAGE_FORMAT: &str = "yuba-image-format";
     /// On a variant: the profile that made it; the key marks an object as a variant.
     pub const VARIANT: &str = "yuba-variant";
     pub const VARIANT_WIDTH: &str = "yuba-variant-width";
@@ -72,6 +75,22 @@ pub struct ReplicaRecord {
     pub variants: Vec<String>,
     /// Why variants could not be made (corrupt, unsupported or over-limit image).
     pub variants_error: Option<String>,
+    /// The decodable image format the bytes were identified as (`image/png`), whatever the
+    /// source's declared content type: what decides which variant profiles apply.
+    pub image_format: Option<String>,
+}
+
+/// How a stored replica's content differs from what its record says was written.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ContentDrift {
+    #[error("the record lacks the content digests (the copy did not finish)")]
+    Incomplete,
+    #[error("the replica holds {stored} bytes, its record says {recorded}")]
+    Size { recorded: u64, stored: u64 },
+    #[error(
+        "the replica's crc32c is {stored}, its record says {recorded}: the bytes changed after the copy"
+    )]
+    Crc32c { recorded: String, stored: String },
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -92,17 +111,45 @@ impl ReplicaRecord {
     }
 
     /// Whether this replica already holds what `job` asks to copy, so the job can be skipped
-    /// without reading the source. Only a complete record counts, and every identity the job
-    /// carries must agree.
+    /// without reading the source. Only a complete record counts, every identity the job
+    /// carries must agree, and a forced job is never satisfied.
     pub fn satisfies(&self, job: &ReplicateJob) -> bool {
         let agrees =
             |wanted: Option<&str>, have: Option<&str>| wanted.is_none_or(|w| have == Some(w));
-        self.is_complete()
+        !job.force
+            && self.is_complete()
             && self.source.bucket == job.bucket
             && self.source.key == job.key
             && agrees(job.etag.as_deref(), Some(self.source.etag.as_str()))
             && agrees(job.version_id.as_deref(), self.source.version_id.as_deref())
             && job.size.is_none_or(|size| size == self.source.size)
+    }
+
+    /// Whether the stored object still holds what this record says was written: the digests
+    /// are recorded, and the size and crc32c GCS reports for the object agree with them. A
+    /// replica whose bytes were replaced or damaged after the copy fails this even though its
+    /// record still names the right source.
+    pub fn check_stored(
+        &self,
+        stored_size: u64,
+        stored_crc32c: Option<u32>,
+    ) -> Result<(), ContentDrift> {
+        let Some(recorded_crc32c) = self.crc32c.filter(|_| self.sha256.is_some()) else {
+            return Err(ContentDrift::Incomplete);
+        };
+        if stored_size != self.source.size {
+            return Err(ContentDrift::Size {
+                recorded: self.source.size,
+                stored: stored_size,
+            });
+        }
+        match stored_crc32c {
+            Some(stored) if stored != recorded_crc32c => Err(ContentDrift::Crc32c {
+                recorded: crc32c_to_base64(recorded_crc32c),
+                stored: crc32c_to_base64(stored),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The custom-metadata entries to write, in a stable order.
@@ -131,6 +178,7 @@ impl ReplicaRecord {
                 Some(self.variants.join(",")).filter(|v| !v.is_empty()),
             ),
             (keys::VARIANTS_ERROR, self.variants_error.clone()),
+            (keys::IMAGE_FORMAT, self.image_format.clone()),
         ];
         entries.extend(
             optional
@@ -198,6 +246,7 @@ impl ReplicaRecord {
                 .map(|v| v.split(',').map(str::to_owned).collect())
                 .unwrap_or_default(),
             variants_error: optional(keys::VARIANTS_ERROR),
+            image_format: optional(keys::IMAGE_FORMAT),
         }))
     }
 }
@@ -249,6 +298,7 @@ mod tests {
             replicated_at: "2026-11-22T10:00:01.5Z".parse().unwrap(),
             variants: vec!["large.jpg".into(), "thumb.webp".into()],
             variants_error: None,
+            image_format: Some("image/jpeg".into()),
         }
     }
 
@@ -269,6 +319,7 @@ mod tests {
             size: Some(7),
             sequencer: None,
             event_time: None,
+            force: false,
         }
     }
 
@@ -338,7 +389,11 @@ mod tests {
             version_id: Some("v2".into()),
             ..job()
         };
-        for job in [other_etag, other_size, other_version] {
+        let forced = ReplicateJob {
+            force: true,
+            ..job()
+        };
+        for job in [other_etag, other_size, other_version, forced] {
             assert!(!record().satisfies(&job), "{job:?}");
         }
         let incomplete = ReplicaRecord {
@@ -346,5 +401,59 @@ mod tests {
             ..record()
         };
         assert!(!incomplete.satisfies(&job()));
+    }
+}
+
+#[cfg(test)]
+mod stored_content_tests {
+    use super::*;
+
+    fn record() -> ReplicaRecord {
+        ReplicaRecord {
+            source: SourceFacts {
+                bucket: "src".into(),
+                key: "k".into(),
+                version_id: None,
+                etag: "e".into(),
+                size: 7,
+                last_modified: None,
+                sequencer: None,
+            },
+            sha256: Some("0".repeat(64)),
+            crc32c: Some(1),
+            replicated_at: "2026-11-22T10:00:00Z".parse().unwrap(),
+            variants: Vec::new(),
+            variants_error: None,
+            image_format: None,
+        }
+    }
+
+    #[test]
+    fn a_replica_matches_its_record_by_size_and_crc32c() {
+        assert_eq!(record().check_stored(7, Some(1)), Ok(()));
+        assert_eq!(
+            record().check_stored(7, None),
+            Ok(()),
+            "a server that reports no crc32c cannot contradict the record"
+        );
+        assert_eq!(
+            record().check_stored(8, Some(1)),
+            Err(ContentDrift::Size {
+                recorded: 7,
+                stored: 8
+            })
+        );
+        assert!(matches!(
+            record().check_stored(7, Some(2)),
+            Err(ContentDrift::Crc32c { .. })
+        ));
+        let incomplete = ReplicaRecord {
+            sha256: None,
+            ..record()
+        };
+        assert_eq!(
+            incomplete.check_stored(7, Some(1)),
+            Err(ContentDrift::Incomplete)
+        );
     }
 }

@@ -171,28 +171,26 @@ impl Replicator {
         let name = object_name(&job.bucket, &job.key)?;
         let existing = self.gcs.object(bucket, name).await?;
         let record = existing.as_ref().and_then(read_record);
-        if let (Some(replica), Some(record)) = (&existing, &record)
-            && record.satisfies(job)
-        {
-            return Ok(Outcome::AlreadyReplicated {
-                generation: replica.generation,
-            });
+        let current = |describes: &dyn Fn(&ReplicaRecord) -> bool| {
+            self.holds(existing.as_ref(), record.as_ref(), describes)
+        };
+        if let Some(generation) = current(&|record| record.satisfies(job)) {
+            return Ok(Outcome::AlreadyReplicated { generation });
         }
 
-        let Some(source) = self.s3.get(&job.bucket, &job.key).await? else {
+        let Some(mut source) = self.s3.get(&job.bucket, &job.key).await? else {
             return Ok(Outcome::SourceGone);
         };
         // The event may name an older version than the one S3 holds now, and the replica may
         // already hold the current one (written for a later event that came first).
-        if let (Some(replica), Some(record)) = (&existing, &record)
-            && record.is_complete()
-            && record.source.etag == source.etag
-            && record.source.size == source.size
-            && record.source.version_id == source.version_id
-        {
-            return Ok(Outcome::AlreadyReplicated {
-                generation: replica.generation,
-            });
+        let describes_source = |record: &ReplicaRecord| {
+            !job.force
+                && record.source.etag == source.etag
+                && record.source.size == source.size
+                && record.source.version_id == source.version_id
+        };
+        if let Some(generation) = current(&describes_source) {
+            return Ok(Outcome::AlreadyReplicated { generation });
         }
 
         // The event's sequencer orders the version the event was about; it is recorded only
@@ -222,30 +220,51 @@ impl Replicator {
             .iter()
             .any(|profile| profile.covers_key(&job.key));
         let max_image_bytes = self.settings.image_limits.max_bytes;
-        let mut source = source;
+        // What the bytes are decides, not what the upload claimed; the format is recorded so
+        // that the variants a replica should have can be told from its record alone.
+        let identified = identify(&source.peek(SNIFF_BYTES).await?);
         if source.size <= self.settings.whole_object_limit {
-            return self.write_whole(name, source, facts, expected).await;
-        }
-        if !variants_by_key {
             return self
-                .write_streamed(name, source, facts, expected, None)
+                .write_whole(name, source, facts, expected, identified)
                 .await;
         }
         // Only images yuba decodes are held whole for variants; anything else larger than a
-        // chunk streams. What the bytes are decides, not what the upload claimed.
-        let variants_error = match identify(&source.peek(SNIFF_BYTES).await?) {
-            Identified::Decodable(_) if source.size <= max_image_bytes => {
-                return self.write_whole(name, source, facts, expected).await;
+        // chunk streams.
+        let variants_error = match identified {
+            Identified::Decodable(_) if variants_by_key && source.size <= max_image_bytes => {
+                return self
+                    .write_whole(name, source, facts, expected, identified)
+                    .await;
             }
-            Identified::Decodable(_) => Some(format!(
+            Identified::Decodable(_) if variants_by_key => Some(format!(
                 "too_large: source is {} bytes, more than the limit of {max_image_bytes}",
                 source.size
             )),
-            Identified::UnsupportedImage(format) => Some(unsupported(format)),
-            Identified::NotAnImage => None,
+            Identified::UnsupportedImage(format) if variants_by_key => Some(unsupported(format)),
+            _ => None,
         };
-        self.write_streamed(name, source, facts, expected, variants_error)
+        let streamed = Streamed {
+            variants_error,
+            image_format: image_format(identified),
+        };
+        self.write_streamed(name, source, facts, expected, streamed)
             .await
+    }
+
+    /// The replica's generation if it already holds what `describes` asks for: a record that
+    /// describes it, the bytes that record says were written, and every variant the
+    /// configuration calls for. Otherwise the job has work to do.
+    fn holds(
+        &self,
+        replica: Option<&ObjectInfo>,
+        record: Option<&ReplicaRecord>,
+        describes: &dyn Fn(&ReplicaRecord) -> bool,
+    ) -> Option<i64> {
+        let (replica, record) = (replica?, record?);
+        let whole = describes(record)
+            && record.check_stored(replica.size, replica.crc32c).is_ok()
+            && self.settings.variants.missing_for(record).is_empty();
+        whole.then_some(replica.generation)
     }
 
     /// Small objects and images that get variants: read and verify everything first (held once,
@@ -259,6 +278,7 @@ impl Replicator {
         mut source: SourceObject,
         facts: SourceFacts,
         expected: ExpectedContent,
+        identified: Identified,
     ) -> Result<Outcome, ReplicateError> {
         let integrity = |reason| ReplicateError::Integrity {
             bucket: facts.bucket.clone(),
@@ -275,7 +295,7 @@ impl Replicator {
         let checksums = verifier.finish().map_err(integrity)?;
         let content = Bytes::from(content);
         let (variants, variants_error) = self
-            .write_variants(&facts, &source, &content, &checksums)
+            .write_variants(&facts, &source, &content, &checksums, identified)
             .await?;
         let record = ReplicaRecord {
             source: facts,
@@ -284,6 +304,7 @@ impl Replicator {
             replicated_at: Utc::now(),
             variants,
             variants_error: variants_error.clone(),
+            image_format: image_format(identified),
         };
         let mut spec = upload_spec(&self.settings.replica_bucket, name, &source, &record);
         spec.known_crc32c = Some(checksums.crc32c);
@@ -311,8 +332,9 @@ impl Replicator {
         source: &SourceObject,
         content: &Bytes,
         checksums: &Checksums,
+        identified: Identified,
     ) -> Result<(Vec<String>, Option<String>), ReplicateError> {
-        let format = match identify(content) {
+        let format = match identified {
             Identified::Decodable(format) => format,
             Identified::UnsupportedImage(format) => {
                 return Ok((Vec::new(), Some(unsupported(format))));
@@ -406,9 +428,13 @@ impl Replicator {
         source: SourceObject,
         facts: SourceFacts,
         expected: ExpectedContent,
-        variants_error: Option<String>,
+        streamed: Streamed,
     ) -> Result<Outcome, ReplicateError> {
         let bucket = &self.settings.replica_bucket;
+        let Streamed {
+            variants_error,
+            image_format,
+        } = streamed;
         let record = ReplicaRecord {
             source: facts.clone(),
             sha256: None,
@@ -416,6 +442,7 @@ impl Replicator {
             replicated_at: Utc::now(),
             variants: Vec::new(),
             variants_error: variants_error.clone(),
+            image_format,
         };
         let mut spec = upload_spec(bucket, name, &source, &record);
         // Checksums the source vouches for are given to GCS up front, so it checks the upload
@@ -498,6 +525,20 @@ impl Replicator {
         } else {
             Outcome::AlreadyAbsent
         })
+    }
+}
+
+/// What a streamed replica records about its content's format and variants.
+struct Streamed {
+    variants_error: Option<String>,
+    image_format: Option<String>,
+}
+
+/// The `yuba-image-format` of a source: set for the images yuba decodes.
+fn image_format(identified: Identified) -> Option<String> {
+    match identified {
+        Identified::Decodable(format) => Some(format.content_type().to_owned()),
+        Identified::UnsupportedImage(_) | Identified::NotAnImage => None,
     }
 }
 

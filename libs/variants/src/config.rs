@@ -3,6 +3,7 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use thiserror::Error;
 use yuba_config::{ConfigError, Env};
+use yuba_model::ReplicaRecord;
 
 use crate::naming::KeyTemplate;
 
@@ -291,12 +292,38 @@ impl VariantConfig {
         })
     }
 
+    /// The profiles this configuration calls for that `record`'s replica lacks: what a
+    /// configuration change (or a lost update) left undone. Read from the record alone, so a
+    /// listing tells it: images are matched by the format their bytes were identified as, and
+    /// a source recorded as impossible to transform (`variants_error`) expects none.
+    pub fn missing_for<'a>(&'a self, record: &ReplicaRecord) -> Vec<&'a str> {
+        let Some(format) = record
+            .image_format
+            .as_deref()
+            .filter(|_| record.variants_error.is_none())
+        else {
+            return Vec::new();
+        };
+        let made = |profile: &str| {
+            record.variants.iter().any(|variant| {
+                variant
+                    .rsplit_once('.')
+                    .map_or(variant.as_str(), |(name, _)| name)
+                    == profile
+            })
+        };
+        self.profiles_for(&record.source.key, format)
+            .filter(|profile| !made(&profile.name))
+            .map(|profile| profile.name.as_str())
+            .collect()
+    }
+
     /// The profiles that apply to a source, largest first.
-    pub fn profiles_for<'a>(
-        &'a self,
-        key: &'a str,
-        content_type: &'a str,
-    ) -> impl Iterator<Item = &'a Profile> + 'a {
+    pub fn profiles_for<'s, 'k>(
+        &'s self,
+        key: &'k str,
+        content_type: &'k str,
+    ) -> impl Iterator<Item = &'s Profile> + use<'s, 'k> {
         self.profiles
             .iter()
             .filter(move |profile| profile.applies_to(key, content_type))
@@ -436,6 +463,66 @@ mod tests {
         assert!(
             error.starts_with("YUBA_VARIANTS_FILE=") && error.contains("cannot read"),
             "{error}"
+        );
+    }
+    #[test]
+    fn missing_variants_are_read_from_the_record() {
+        let config = VariantConfig::from_json(EXAMPLE).unwrap();
+        let record = |key: &str, format: Option<&str>, made: &[&str], error: Option<&str>| {
+            yuba_model::ReplicaRecord {
+                source: yuba_model::SourceFacts {
+                    bucket: "src".into(),
+                    key: key.into(),
+                    version_id: None,
+                    etag: "e".into(),
+                    size: 1,
+                    last_modified: None,
+                    sequencer: None,
+                },
+                sha256: None,
+                crc32c: None,
+                replicated_at: "2026-11-22T10:00:00Z".parse().unwrap(),
+                variants: made.iter().map(|v| (*v).to_owned()).collect(),
+                variants_error: error.map(str::to_owned),
+                image_format: format.map(str::to_owned),
+            }
+        };
+        let all = ["large.jpg", "medium.png", "thumb.webp"];
+        assert!(
+            config
+                .missing_for(&record("photos/a.png", Some("image/png"), &all, None))
+                .is_empty()
+        );
+        assert_eq!(
+            config.missing_for(&record(
+                "photos/a.png",
+                Some("image/png"),
+                &["large.jpg"],
+                None
+            )),
+            ["medium", "thumb"]
+        );
+        assert_eq!(
+            config.missing_for(&record("other/a.gif", Some("image/gif"), &[], None)),
+            ["large", "medium"],
+            "thumb applies to photos/ jpeg and png only"
+        );
+        assert!(
+            config
+                .missing_for(&record("photos/a.png", None, &[], None))
+                .is_empty(),
+            "not an image"
+        );
+        assert!(
+            config
+                .missing_for(&record(
+                    "photos/a.png",
+                    Some("image/png"),
+                    &[],
+                    Some("corrupt: x")
+                ))
+                .is_empty(),
+            "an image that cannot be transformed expects no variants"
         );
     }
 }

@@ -224,6 +224,7 @@ fn an_s3_put_becomes_a_replicate_job() {
             size: Some(1024),
             sequencer: Some("0055AED6DCD90281E5".into()),
             event_time: time("1970-01-01T00:00:00Z"),
+            force: false,
         }
     );
 }
@@ -420,6 +421,7 @@ fn an_eventbridge_object_created_becomes_a_replicate_job() {
             size: Some(5),
             sequencer: Some("617f08299329d189".into()),
             event_time: time("2021-11-12T00:00:00Z"),
+            force: false,
         }
     );
 }
