@@ -1,0 +1,210 @@
+//! The command line: three commands sharing one set of options.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Args, Parser, Subcommand};
+
+/// Finds and repairs every way the GCS replica differs from the S3 bucket.
+///
+/// Buckets, endpoints and credentials come from the environment, as for the worker:
+/// YUBA_SOURCE_BUCKET, YUBA_GCS_BUCKET, AWS_* and YUBA_GCS_ENDPOINT (see README.md).
+///
+/// Exit codes: 0 in sync (or everything repaired), 1 drift found (diff, verify, a dry run) or
+/// left unrepaired (backfill), 2 error, 130 interrupted (resume with --resume).
+#[derive(Debug, Parser)]
+#[command(name = "yuba-reconciler", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List both buckets and report each key that is missing, stale, mismatched, lacks
+    /// variants, or is an orphan. Reads listings only, no object.
+    Diff {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Like diff, and also prove the content of what looks in sync: by checksums (S3's CRC32C
+    /// or MD5 ETag against GCS's, else the digests the worker recorded), or with --deep by
+    /// streaming both sides and comparing sha256.
+    Verify {
+        /// Stream both objects and compare sha256, instead of checksums.
+        #[arg(long)]
+        deep: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Repair what diff (or verify) finds: enqueue jobs for the workers (default) or copy
+    /// in-process with --inline.
+    Backfill {
+        /// Copy in this process with the worker's code, instead of enqueuing jobs.
+        #[arg(long, env = "YUBA_RECONCILE_INLINE")]
+        inline: bool,
+        /// Prove content as verify does, and repair what fails.
+        #[arg(long)]
+        verify: bool,
+        /// With --verify: compare sha256 of both streams.
+        #[arg(long, requires = "verify")]
+        deep: bool,
+        /// Delete replicas whose source is gone (and their variants).
+        #[arg(long, env = "YUBA_RECONCILE_DELETE_ORPHANS")]
+        delete_orphans: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Only keys under this prefix.
+    #[arg(long, default_value = "", env = "YUBA_RECONCILE_PREFIX")]
+    pub prefix: String,
+    /// Only the keys in this file, one per line, instead of listing the buckets.
+    #[arg(long, conflicts_with = "prefix")]
+    pub manifest: Option<PathBuf>,
+    /// Only sources last modified at or after this time (RFC 3339, or a date: 2026-11-01).
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<DateTime<Utc>>,
+    /// Only sources last modified before this time.
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<DateTime<Utc>>,
+    /// One JSON object per line on stdout: each finding, then a summary.
+    #[arg(long, env = "YUBA_RECONCILE_JSON")]
+    pub json: bool,
+    /// Report what would be repaired; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Objects worked on at once (content checks, copies).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024), env = "YUBA_RECONCILE_CONCURRENCY")]
+    pub concurrency: u16,
+    /// At most this many objects per second.
+    #[arg(long, value_parser = parse_rate, env = "YUBA_RECONCILE_MAX_RATE")]
+    pub max_rate: Option<f64>,
+    /// Keys per listing request and per checkpoint.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub page_size: u32,
+    /// Where to save progress after each page [default: .yuba-reconciler-<command>.json].
+    #[arg(long, env = "YUBA_RECONCILE_CHECKPOINT")]
+    pub checkpoint: Option<PathBuf>,
+    /// Save no progress (the run cannot be resumed).
+    #[arg(long, conflicts_with_all = ["checkpoint", "resume"])]
+    pub no_checkpoint: bool,
+    /// Continue an interrupted run from its checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+impl Command {
+    pub fn common(&self) -> &Common {
+        match self {
+            Command::Diff { common }
+            | Command::Verify { common, .. }
+            | Command::Backfill { common, .. } => common,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Diff { .. } => "diff",
+            Command::Verify { .. } => "verify",
+            Command::Backfill { .. } => "backfill",
+        }
+    }
+}
+
+impl Common {
+    pub fn checkpoint_path(&self, command: &str) -> Option<PathBuf> {
+        if self.no_checkpoint {
+            return None;
+        }
+        Some(
+            self.checkpoint
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!(".yuba-reconciler-{command}.json"))),
+        )
+    }
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
+        .map(|time| time.and_utc())
+        .ok_or_else(|| {
+            format!("{text:?} is not a time: use RFC 3339 (2026-11-01T12:00:00Z) or a date (2026-11-01, midnight UTC)")
+        })
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|rate| rate.is_finite() && *rate > 0.0)
+        .ok_or_else(|| format!("{text:?}: give a positive number of objects per second"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_dates() {
+        assert_eq!(
+            parse_time("2026-11-01").unwrap(),
+            "2026-11-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(
+            parse_time("2026-11-01T01:00:00+01:00").unwrap(),
+            "2026-11-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("-1").is_err());
+        assert_eq!(parse_rate("2.5"), Ok(2.5));
+    }
+
+    #[test]
+    fn backfill_options_parse() {
+        let cli = Cli::try_parse_from([
+            "yuba-reconciler",
+            "backfill",
+            "--inline",
+            "--verify",
+            "--deep",
+            "--prefix",
+            "photos/",
+            "--since",
+            "2026-11-01",
+        ])
+        .unwrap();
+        let Command::Backfill {
+            inline,
+            verify,
+            deep,
+            common,
+            ..
+        } = &cli.command
+        else {
+            panic!("{cli:?}");
+        };
+        assert!(*inline && *verify && *deep);
+        assert_eq!(common.prefix, "photos/");
+        assert!(Cli::try_parse_from(["yuba-reconciler", "backfill", "--deep"]).is_err());
+        assert!(
+            Cli::try_parse_from(["yuba-reconciler", "diff", "--no-checkpoint", "--resume"])
+                .is_err()
+        );
+    }
+}

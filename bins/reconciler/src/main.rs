@@ -1,0 +1,172 @@
+//! yuba-reconciler: the backfill CLI and the scheduled repair task.
+//!
+//! Glue only: the command line and environment become a [`Task`] for
+//! [`yuba_reconcile::Reconciler`], whose findings [`output::Report`] prints.
+
+mod cli;
+mod output;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use yuba_aws::{JobSender, S3Source};
+use yuba_config::Env;
+use yuba_consumer::cancel_on_termination;
+use yuba_events::{Router, WorkQueues};
+use yuba_gcs::{Gcs, GcsSettings};
+use yuba_reconcile::{
+    Buckets, Depth, Live, ReconcileError, Reconciler, Repair, RunOptions, Selection, Summary, Task,
+};
+use yuba_replicate::{Replicator, ReplicatorSettings};
+use yuba_telemetry::metrics::{self, Unit};
+
+use crate::cli::{Cli, Command};
+use crate::output::Report;
+
+/// Exit codes besides the run's own 0 (in sync) and 1 (drift).
+const EXIT_ERROR: u8 = 2;
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("yuba-reconciler: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(summary) => ExitCode::from(u8::try_from(summary.exit_code).unwrap_or(EXIT_ERROR)),
+        Err(error) => {
+            let interrupted = matches!(
+                error.downcast_ref::<ReconcileError>(),
+                Some(ReconcileError::Interrupted { .. })
+            );
+            tracing::error!("{error:#}");
+            eprintln!("yuba-reconciler: {error:#}");
+            ExitCode::from(if interrupted {
+                EXIT_INTERRUPTED
+            } else {
+                EXIT_ERROR
+            })
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<Summary> {
+    let env = Env::from_process();
+    yuba_telemetry::init(&env).map_err(anyhow::Error::msg)?;
+    let command = &cli.command;
+    let common = command.common();
+    let gcs_settings = GcsSettings::from_env(&env)?;
+    let replicator_settings = ReplicatorSettings::from_env(&env, gcs_settings.upload_chunk_bytes)?;
+    let buckets = Buckets {
+        source: env.required(
+            "YUBA_SOURCE_BUCKET",
+            "set it to the name of the S3 bucket that is replicated",
+        )?,
+        replica: replicator_settings.replica_bucket.clone(),
+    };
+    let force_path_style = env.flag("YUBA_S3_FORCE_PATH_STYLE", false)?;
+    let progress_every = env.seconds_in(
+        "YUBA_RECONCILE_PROGRESS_SECONDS",
+        Duration::from_secs(10),
+        0.1..=3600.0,
+    )?;
+    let sdk = yuba_aws::load_sdk_config().await;
+    let s3 = S3Source::new(&sdk, force_path_style);
+    let gcs = Gcs::connect(&gcs_settings).await?;
+
+    let task = match command {
+        Command::Diff { .. } => Task::Diff,
+        Command::Verify { deep, .. } => {
+            Task::Verify(if *deep { Depth::Deep } else { Depth::Checksums })
+        }
+        Command::Backfill {
+            inline,
+            verify,
+            deep,
+            delete_orphans,
+            ..
+        } => Task::Backfill {
+            verify: verify.then_some(if *deep { Depth::Deep } else { Depth::Checksums }),
+            repair: if *inline {
+                Repair::Inline(Box::new(Replicator::new(
+                    s3.clone(),
+                    gcs.clone(),
+                    replicator_settings.clone(),
+                )))
+            } else {
+                Repair::Enqueue {
+                    sender: JobSender::new(aws_sdk_sqs::Client::new(&sdk)),
+                    queues: WorkQueues::from_env(&env)
+                        .context("backfill enqueues jobs (or use --inline)")?,
+                    router: Router::from_env(&env)?,
+                }
+            },
+            delete_orphans: *delete_orphans,
+        },
+    };
+    let selection = Selection {
+        prefix: common.prefix.clone(),
+        manifest: common.manifest.clone(),
+        since: common.since,
+        until: common.until,
+    };
+    let options = RunOptions {
+        concurrency: usize::from(common.concurrency),
+        max_rate: common.max_rate,
+        page_size: common.page_size,
+        dry_run: common.dry_run,
+        checkpoint: common.checkpoint_path(command.name()),
+        resume: common.resume,
+    };
+    let reconciler = Reconciler::new(s3, gcs, buckets, replicator_settings.variants);
+    tracing::info!(run = %reconciler.run_identity(&task, &selection), "starting");
+
+    let report = Arc::new(Report::new(common.json));
+    let live = Arc::new(Live::default());
+    let stop_watching = tokio_util::sync::CancellationToken::new();
+    report.watch(Arc::clone(&live), progress_every, stop_watching.clone());
+    let interrupt = cancel_on_termination().context("installing signal handlers")?;
+    let result = reconciler
+        .run(
+            &task,
+            &selection,
+            &options,
+            report.as_ref(),
+            &live,
+            interrupt,
+        )
+        .await;
+    stop_watching.cancel();
+    let summary = result?;
+    report.summary(&summary);
+    emit_metrics(&summary);
+    Ok(summary)
+}
+
+/// The run's figures as CloudWatch metrics (EMF), for the scheduled task's alarm and dashboard.
+fn emit_metrics(summary: &Summary) {
+    let c = &summary.counts;
+    let count = |value: u64| value as f64;
+    metrics::emit(
+        &[("Command", summary.command)],
+        &[
+            ("ReconcileExamined", Unit::Count, count(c.listed_source)),
+            ("ReconcileDrift", Unit::Count, count(c.drift())),
+            ("ReconcileRepaired", Unit::Count, count(c.repaired)),
+            ("ReconcileFailed", Unit::Count, count(c.failed)),
+            ("ReconcileBytesCopied", Unit::Bytes, count(c.bytes_copied)),
+            (
+                "ReconcileDuration",
+                Unit::Milliseconds,
+                count(summary.elapsed_ms),
+            ),
+        ],
+    );
+}

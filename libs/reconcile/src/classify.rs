@@ -1,0 +1,293 @@
+//! What one key's pair of listing entries says about its replica: pure, listing metadata only.
+
+use serde::Serialize;
+use yuba_aws::ListedObject;
+use yuba_gcs::ObjectInfo;
+use yuba_model::{ReplicaRecord, keys};
+use yuba_variants::VariantConfig;
+
+/// A key as the two listings see it: the S3 object, its GCS replica, or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    pub key: String,
+    pub source: Option<ListedObject>,
+    pub replica: Option<ObjectInfo>,
+}
+
+/// How a replica differs from its source; `InSync` when it does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    InSync,
+    /// No replica.
+    Missing,
+    /// The replica records another source object (ETag), or no yuba record at all.
+    Stale,
+    /// The replica's size or checksum differs from its record or from the source.
+    Mismatch,
+    /// Variants the configuration calls for are not there.
+    VariantsMissing,
+    /// A replica whose source is gone.
+    Orphan,
+    /// Content that `verify` could not prove either way.
+    Unverified,
+}
+
+impl Kind {
+    pub const DRIFT: [Kind; 6] = [
+        Kind::Missing,
+        Kind::Stale,
+        Kind::Mismatch,
+        Kind::VariantsMissing,
+        Kind::Orphan,
+        Kind::Unverified,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::InSync => "in-sync",
+            Kind::Missing => "missing",
+            Kind::Stale => "stale",
+            Kind::Mismatch => "mismatch",
+            Kind::VariantsMissing => "variants-missing",
+            Kind::Orphan => "orphan",
+            Kind::Unverified => "unverified",
+        }
+    }
+
+    /// Whether copying the source again repairs it.
+    pub fn needs_copy(self) -> bool {
+        matches!(
+            self,
+            Kind::Missing | Kind::Stale | Kind::Mismatch | Kind::VariantsMissing
+        )
+    }
+}
+
+/// The classification of one key, with the reason when it is drift.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub kind: Kind,
+    pub detail: Option<String>,
+}
+
+impl Verdict {
+    pub fn in_sync() -> Verdict {
+        Verdict {
+            kind: Kind::InSync,
+            detail: None,
+        }
+    }
+
+    pub fn drift(kind: Kind, detail: impl Into<String>) -> Verdict {
+        Verdict {
+            kind,
+            detail: Some(detail.into()),
+        }
+    }
+}
+
+/// Whether a GCS object is a variant (which lives beside the replicas, not as one).
+pub fn is_variant(object: &ObjectInfo) -> bool {
+    object.metadata.contains_key(keys::VARIANT)
+}
+
+/// Classifies a pair from what the listings say, reading no object.
+pub fn classify(pair: &Pair, source_bucket: &str, variants: &VariantConfig) -> Verdict {
+    let (source, replica) = match (&pair.source, &pair.replica) {
+        (None, None) => return Verdict::in_sync(),
+        (Some(_), None) => return Verdict::drift(Kind::Missing, "no replica"),
+        (None, Some(replica)) => {
+            let detail = match ReplicaRecord::from_metadata(&replica.metadata) {
+                Ok(Some(_)) => "the source object is gone",
+                _ => "no source object, and not written by yuba",
+            };
+            return Verdict::drift(Kind::Orphan, detail);
+        }
+        (Some(source), Some(replica)) => (source, replica),
+    };
+    if is_variant(replica) {
+        return Verdict::drift(
+            Kind::Stale,
+            "a variant occupies the replica's name (the source key collides with the variant key template)",
+        );
+    }
+    let record = match ReplicaRecord::from_metadata(&replica.metadata) {
+        Ok(Some(record)) => record,
+        Ok(None) => return Verdict::drift(Kind::Stale, "the replica has no yuba record"),
+        Err(error) => return Verdict::drift(Kind::Stale, error.to_string()),
+    };
+    if record.source.bucket != source_bucket || record.source.key != pair.key {
+        return Verdict::drift(
+            Kind::Stale,
+            format!(
+                "the replica records s3://{}/{}",
+                record.source.bucket, record.source.key
+            ),
+        );
+    }
+    if record.source.etag != source.etag {
+        return Verdict::drift(
+            Kind::Stale,
+            format!(
+                "the replica records ETag {}, the source has {}",
+                record.source.etag, source.etag
+            ),
+        );
+    }
+    if record.source.size != source.size {
+        return Verdict::drift(
+            Kind::Mismatch,
+            format!(
+                "the replica records {} bytes, the source has {}",
+                record.source.size, source.size
+            ),
+        );
+    }
+    if let Err(drift) = record.check_stored(replica.size, replica.crc32c) {
+        return Verdict::drift(Kind::Mismatch, drift.to_string());
+    }
+    let missing = variants.missing_for(&record);
+    if !missing.is_empty() {
+        return Verdict::drift(
+            Kind::VariantsMissing,
+            format!("no {} variant", missing.join(", ")),
+        );
+    }
+    Verdict::in_sync()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::HashMap;
+
+    use yuba_model::SourceFacts;
+
+    use super::*;
+
+    pub(crate) fn listed(key: &str, etag: &str, size: u64) -> ListedObject {
+        ListedObject {
+            key: key.into(),
+            size,
+            etag: etag.into(),
+            last_modified: Some("2026-11-22T10:00:00Z".parse().unwrap()),
+        }
+    }
+
+    pub(crate) fn record(key: &str, etag: &str, size: u64, crc32c: u32) -> ReplicaRecord {
+        ReplicaRecord {
+            source: SourceFacts {
+                bucket: "src".into(),
+                key: key.into(),
+                version_id: None,
+                etag: etag.into(),
+                size,
+                last_modified: Some("2026-11-22T10:00:00Z".parse().unwrap()),
+                sequencer: None,
+            },
+            sha256: Some("ab".repeat(32)),
+            crc32c: Some(crc32c),
+            replicated_at: "2026-11-22T10:00:01Z".parse().unwrap(),
+            variants: Vec::new(),
+            variants_error: None,
+            image_format: None,
+        }
+    }
+
+    pub(crate) fn stored(record: &ReplicaRecord, size: u64, crc32c: u32) -> ObjectInfo {
+        ObjectInfo {
+            name: record.source.key.clone(),
+            generation: 7,
+            metageneration: 1,
+            size,
+            crc32c: Some(crc32c),
+            md5: None,
+            content_type: None,
+            metadata: record
+                .to_metadata()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        }
+    }
+
+    fn pair(source: Option<ListedObject>, replica: Option<ObjectInfo>) -> Pair {
+        Pair {
+            key: "k".into(),
+            source,
+            replica,
+        }
+    }
+
+    fn kind(pair: &Pair) -> Kind {
+        classify(pair, "src", &VariantConfig::none()).kind
+    }
+
+    #[test]
+    fn every_kind_of_drift_is_told_from_the_listings() {
+        let good = record("k", "e1", 5, 9);
+        assert_eq!(
+            kind(&pair(Some(listed("k", "e1", 5)), Some(stored(&good, 5, 9)))),
+            Kind::InSync
+        );
+        assert_eq!(kind(&pair(Some(listed("k", "e1", 5)), None)), Kind::Missing);
+        assert_eq!(kind(&pair(None, Some(stored(&good, 5, 9)))), Kind::Orphan);
+        assert_eq!(
+            kind(&pair(Some(listed("k", "e2", 5)), Some(stored(&good, 5, 9)))),
+            Kind::Stale,
+            "overwritten in S3"
+        );
+        assert_eq!(
+            kind(&pair(
+                Some(listed("k", "e1", 5)),
+                Some(stored(&good, 5, 10))
+            )),
+            Kind::Mismatch,
+            "bytes replaced under the old record"
+        );
+        assert_eq!(
+            kind(&pair(Some(listed("k", "e1", 5)), Some(stored(&good, 6, 9)))),
+            Kind::Mismatch
+        );
+        let foreign = ObjectInfo {
+            metadata: HashMap::new(),
+            ..stored(&good, 5, 9)
+        };
+        assert_eq!(
+            kind(&pair(Some(listed("k", "e1", 5)), Some(foreign))),
+            Kind::Stale
+        );
+        let other_key = record("other", "e1", 5, 9);
+        assert_eq!(
+            kind(&pair(
+                Some(listed("k", "e1", 5)),
+                Some(stored(&other_key, 5, 9))
+            )),
+            Kind::Stale
+        );
+    }
+
+    #[test]
+    fn variants_are_expected_by_the_recorded_image_format() {
+        let config = VariantConfig::from_json(
+            r#"{"profiles": [{"name": "thumb", "width": 100, "format": "webp"}]}"#,
+        )
+        .unwrap();
+        let mut image = record("k", "e1", 5, 9);
+        image.image_format = Some("image/png".into());
+        let verdict = classify(
+            &pair(Some(listed("k", "e1", 5)), Some(stored(&image, 5, 9))),
+            "src",
+            &config,
+        );
+        assert_eq!(verdict.kind, Kind::VariantsMissing);
+        assert_eq!(verdict.detail.as_deref(), Some("no thumb variant"));
+        image.variants = vec!["thumb.webp".into()];
+        let verdict = classify(
+            &pair(Some(listed("k", "e1", 5)), Some(stored(&image, 5, 9))),
+            "src",
+            &config,
+        );
+        assert_eq!(verdict.kind, Kind::InSync);
+    }
+}

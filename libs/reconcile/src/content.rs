@@ -1,0 +1,236 @@
+//! `verify`: proving that a replica's bytes are its source's, cheaply by checksums or deeply by
+//! streaming both.
+
+use sha2::{Digest, Sha256};
+use yuba_aws::{ListedObject, S3Source, SourceHead};
+use yuba_gcs::{Gcs, ObjectInfo};
+use yuba_model::{ReplicaRecord, crc32c_from_base64, crc32c_to_base64};
+
+use crate::classify::{Kind, Verdict};
+use crate::report::Basis;
+
+/// The result of checking one replica's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentCheck {
+    Verified(Basis),
+    Drift(Verdict),
+}
+
+/// Compares checksums only: the source's own (S3 CRC32C, else a single-part ETag's MD5) with
+/// what GCS computed of the replica, else the digest the worker recorded. `listed` is the
+/// source as the listing saw it, `head` as it is now.
+pub fn judge(
+    listed: &ListedObject,
+    head: Option<&SourceHead>,
+    replica: &ObjectInfo,
+    record: &ReplicaRecord,
+) -> ContentCheck {
+    let Some(head) = head else {
+        return ContentCheck::Drift(Verdict::drift(
+            Kind::Orphan,
+            "the source object was deleted during the run",
+        ));
+    };
+    if head.etag != listed.etag {
+        return ContentCheck::Drift(Verdict::drift(
+            Kind::Stale,
+            "the source object was overwritten during the run",
+        ));
+    }
+    let Some(stored_crc32c) = replica.crc32c else {
+        return ContentCheck::Drift(Verdict::drift(
+            Kind::Unverified,
+            "GCS reports no crc32c for the replica; use --deep",
+        ));
+    };
+    if let Some(source_crc32c) = head.full_object_crc32c.as_deref() {
+        return match crc32c_from_base64(source_crc32c) {
+            Some(source) if source == stored_crc32c => ContentCheck::Verified(Basis::S3Crc32c),
+            Some(_) => ContentCheck::Drift(Verdict::drift(
+                Kind::Mismatch,
+                format!(
+                    "S3's CRC32C is {source_crc32c}, the replica's is {}",
+                    crc32c_to_base64(stored_crc32c)
+                ),
+            )),
+            None => ContentCheck::Drift(Verdict::drift(
+                Kind::Unverified,
+                format!("S3 reports an unreadable CRC32C {source_crc32c:?}; use --deep"),
+            )),
+        };
+    }
+    if let (Some(source_md5), Some(stored_md5)) = (head.content_md5, replica.md5) {
+        return if source_md5 == stored_md5 {
+            ContentCheck::Verified(Basis::EtagMd5)
+        } else {
+            ContentCheck::Drift(Verdict::drift(
+                Kind::Mismatch,
+                format!(
+                    "the source's MD5 (its ETag) is {}, the replica's is {}",
+                    hex::encode(source_md5),
+                    hex::encode(stored_md5)
+                ),
+            ))
+        };
+    }
+    // `classify` already found the recorded crc32c equal to the stored one.
+    if record.crc32c == Some(stored_crc32c) {
+        return ContentCheck::Verified(Basis::RecordedCrc32c);
+    }
+    ContentCheck::Drift(Verdict::drift(
+        Kind::Unverified,
+        "no checksum to compare: S3 has no CRC32C or MD5 ETag for the source and the replica \
+         records no crc32c; use --deep",
+    ))
+}
+
+/// Streams the source and the replica (the generation listed) and compares their sha256 with
+/// each other and with the recorded one. Errors reading either side leave it unverified.
+pub async fn compare_deep(
+    s3: &S3Source,
+    gcs: &Gcs,
+    source_bucket: &str,
+    replica_bucket: &str,
+    listed: &ListedObject,
+    replica: &ObjectInfo,
+    record: &ReplicaRecord,
+) -> ContentCheck {
+    let (source, stored) = tokio::join!(
+        source_sha256(s3, source_bucket, listed),
+        replica_sha256(gcs, replica_bucket, replica)
+    );
+    let unverified = |error: String| {
+        ContentCheck::Drift(Verdict::drift(
+            Kind::Unverified,
+            format!("could not read it: {error}"),
+        ))
+    };
+    let source = match source {
+        Ok(Some(digest)) => digest,
+        Ok(None) => {
+            return ContentCheck::Drift(Verdict::drift(
+                Kind::Stale,
+                "the source object changed or was deleted during the run",
+            ));
+        }
+        Err(error) => return unverified(error),
+    };
+    let stored = match stored {
+        Ok(digest) => digest,
+        Err(error) => return unverified(error),
+    };
+    if source != stored {
+        return ContentCheck::Drift(Verdict::drift(
+            Kind::Mismatch,
+            format!("sha256 differs: source {source}, replica {stored}"),
+        ));
+    }
+    if record.sha256.as_deref() != Some(source.as_str()) {
+        return ContentCheck::Drift(Verdict::drift(
+            Kind::Mismatch,
+            format!(
+                "the contents agree (sha256 {source}) but the record says {}",
+                record.sha256.as_deref().unwrap_or("nothing")
+            ),
+        ));
+    }
+    ContentCheck::Verified(Basis::Sha256)
+}
+
+/// `Ok(None)`: the object is gone or is no longer the version listed.
+async fn source_sha256(
+    s3: &S3Source,
+    bucket: &str,
+    listed: &ListedObject,
+) -> Result<Option<String>, String> {
+    let Some(mut object) = s3
+        .get(bucket, &listed.key)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    if object.etag != listed.etag {
+        return Ok(None);
+    }
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = object.next_chunk().await {
+        hasher.update(chunk.map_err(|e| e.to_string())?);
+    }
+    Ok(Some(hex::encode(hasher.finalize())))
+}
+
+async fn replica_sha256(gcs: &Gcs, bucket: &str, replica: &ObjectInfo) -> Result<String, String> {
+    let mut reader = gcs
+        .read(bucket, &replica.name, replica.generation)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = reader.next_chunk().await {
+        hasher.update(chunk.map_err(|e| e.to_string())?);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::tests::{listed, record, stored};
+
+    fn head(etag: &str, crc32c: Option<u32>, md5: Option<[u8; 16]>) -> SourceHead {
+        SourceHead {
+            etag: etag.into(),
+            size: 5,
+            version_id: None,
+            last_modified: None,
+            full_object_crc32c: crc32c.map(crc32c_to_base64),
+            content_md5: md5,
+        }
+    }
+
+    fn kind(check: ContentCheck) -> Result<Basis, Kind> {
+        match check {
+            ContentCheck::Verified(basis) => Ok(basis),
+            ContentCheck::Drift(verdict) => Err(verdict.kind),
+        }
+    }
+
+    #[test]
+    fn the_strongest_available_checksum_decides() {
+        let source = listed("k", "e1", 5);
+        let rec = record("k", "e1", 5, 9);
+        let mut replica = stored(&rec, 5, 9);
+        replica.md5 = Some([1; 16]);
+        let check = |head: Option<SourceHead>| kind(judge(&source, head.as_ref(), &replica, &rec));
+        assert_eq!(check(Some(head("e1", Some(9), None))), Ok(Basis::S3Crc32c));
+        assert_eq!(
+            check(Some(head("e1", Some(8), Some([1; 16])))),
+            Err(Kind::Mismatch),
+            "S3's CRC32C outranks an agreeing MD5"
+        );
+        assert_eq!(
+            check(Some(head("e1", None, Some([1; 16])))),
+            Ok(Basis::EtagMd5)
+        );
+        assert_eq!(
+            check(Some(head("e1", None, Some([2; 16])))),
+            Err(Kind::Mismatch)
+        );
+        assert_eq!(
+            check(Some(head("e1", None, None))),
+            Ok(Basis::RecordedCrc32c)
+        );
+        assert_eq!(check(Some(head("e2", Some(9), None))), Err(Kind::Stale));
+        assert_eq!(check(None), Err(Kind::Orphan));
+    }
+
+    #[test]
+    fn without_any_checksum_the_replica_is_unverified_not_passed() {
+        let source = listed("k", "e1", 5);
+        let rec = record("k", "e1", 5, 9);
+        let mut replica = stored(&rec, 5, 9);
+        replica.crc32c = None;
+        let check = judge(&source, Some(&head("e1", None, None)), &replica, &rec);
+        assert_eq!(kind(check), Err(Kind::Unverified));
+    }
+}

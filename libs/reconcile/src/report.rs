@@ -1,0 +1,271 @@
+//! What a run found and did: one [`Finding`] per drifting key, [`Counts`] for the summary.
+
+use serde::{Deserialize, Serialize};
+use yuba_events::Route;
+
+use crate::classify::Kind;
+
+/// How `verify` proved a replica's content equal to its source's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Basis {
+    /// GCS's crc32c equals S3's full-object CRC32C.
+    S3Crc32c,
+    /// GCS's MD5 equals the source's single-part ETag.
+    EtagMd5,
+    /// GCS's crc32c equals the crc32c the worker recorded while copying a source whose ETag
+    /// is unchanged: neither side changed since a verified copy.
+    RecordedCrc32c,
+    /// Both contents streamed and their sha256 compared (`--deep`).
+    Sha256,
+}
+
+/// What was done about a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A job is on this pool's work queue.
+    Enqueued(Route),
+    /// Copied in-process (`--inline`).
+    Replicated,
+    /// The orphan was deleted (`--delete-orphans`).
+    Deleted,
+    /// The worker's code found nothing to do after all (someone repaired it meanwhile).
+    AlreadyDone,
+    /// The repair failed (the finding's `error` says why).
+    Failed,
+    WouldCopy,
+    WouldDelete,
+    /// An orphan left in place: deleting needs `--delete-orphans`.
+    Kept,
+    /// Nothing can repair this by copying (content that could not be verified).
+    None,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Enqueued(Route::Lambda) => "enqueued:lambda",
+            Action::Enqueued(Route::Fargate) => "enqueued:fargate",
+            Action::Replicated => "replicated",
+            Action::Deleted => "deleted",
+            Action::AlreadyDone => "already-done",
+            Action::Failed => "failed",
+            Action::WouldCopy => "would-copy",
+            Action::WouldDelete => "would-delete",
+            Action::Kept => "kept",
+            Action::None => "none",
+        }
+    }
+
+    pub fn is_repair(self) -> bool {
+        matches!(
+            self,
+            Action::Enqueued(_) | Action::Replicated | Action::Deleted | Action::AlreadyDone
+        )
+    }
+}
+
+/// One key that is not in sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub kind: Kind,
+    pub key: String,
+    /// The source's size, or the replica's for an orphan.
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Set by `backfill`.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_action"
+    )]
+    pub action: Option<Action>,
+    /// Why the repair failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn serialize_action<S: serde::Serializer>(
+    action: &Option<Action>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match action {
+        Some(action) => serializer.serialize_str(action.as_str()),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Running totals, saved in checkpoints so that a resumed run reports the whole job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Counts {
+    /// Source objects listed (or named by the manifest and found).
+    pub listed_source: u64,
+    pub listed_source_bytes: u64,
+    /// Replicas listed (variants not included).
+    pub listed_replica: u64,
+    /// Variant objects seen in the replica listing.
+    pub listed_variants: u64,
+    /// Keys outside `--since`/`--until`.
+    pub skipped: u64,
+    pub in_sync: u64,
+    /// In sync and their content proved by `verify`.
+    pub verified: u64,
+    pub missing: u64,
+    pub stale: u64,
+    pub mismatch: u64,
+    pub variants_missing: u64,
+    pub orphan: u64,
+    pub unverified: u64,
+    /// Findings repaired (enqueued, replicated, deleted).
+    pub repaired: u64,
+    pub failed: u64,
+    /// Orphans left in place.
+    pub kept: u64,
+    /// Bytes copied by `--inline` repairs.
+    pub bytes_copied: u64,
+}
+
+impl Counts {
+    pub fn count(&mut self, kind: Kind) {
+        *match kind {
+            Kind::InSync => &mut self.in_sync,
+            Kind::Missing => &mut self.missing,
+            Kind::Stale => &mut self.stale,
+            Kind::Mismatch => &mut self.mismatch,
+            Kind::VariantsMissing => &mut self.variants_missing,
+            Kind::Orphan => &mut self.orphan,
+            Kind::Unverified => &mut self.unverified,
+        } += 1;
+    }
+
+    pub fn count_action(&mut self, action: Action) {
+        match action {
+            action if action.is_repair() => self.repaired += 1,
+            Action::Failed => self.failed += 1,
+            Action::Kept => self.kept += 1,
+            _ => {}
+        }
+    }
+
+    /// Keys found not in sync (unverified ones included: they are not known to be).
+    pub fn drift(&self) -> u64 {
+        self.missing
+            + self.stale
+            + self.mismatch
+            + self.variants_missing
+            + self.orphan
+            + self.unverified
+    }
+
+    pub fn add(&mut self, other: &Counts) {
+        let Counts {
+            listed_source,
+            listed_source_bytes,
+            listed_replica,
+            listed_variants,
+            skipped,
+            in_sync,
+            verified,
+            missing,
+            stale,
+            mismatch,
+            variants_missing,
+            orphan,
+            unverified,
+            repaired,
+            failed,
+            kept,
+            bytes_copied,
+        } = other;
+        self.listed_source += listed_source;
+        self.listed_source_bytes += listed_source_bytes;
+        self.listed_replica += listed_replica;
+        self.listed_variants += listed_variants;
+        self.skipped += skipped;
+        self.in_sync += in_sync;
+        self.verified += verified;
+        self.missing += missing;
+        self.stale += stale;
+        self.mismatch += mismatch;
+        self.variants_missing += variants_missing;
+        self.orphan += orphan;
+        self.unverified += unverified;
+        self.repaired += repaired;
+        self.failed += failed;
+        self.kept += kept;
+        self.bytes_copied += bytes_copied;
+    }
+}
+
+/// The outcome of a run, and the exit code scripts see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub command: &'static str,
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Continued from a checkpoint; the counts include the earlier run's.
+    pub resumed: bool,
+    pub dry_run: bool,
+    pub elapsed_ms: u64,
+    pub exit_code: i32,
+}
+
+/// 0: in sync (or everything repaired), 1: drift found (`diff`, `verify`, a dry run) or left
+/// unrepaired (`backfill`), 2 is for errors and never comes from a finished run.
+pub fn exit_code(counts: &Counts, repairs: bool) -> i32 {
+    let unresolved = if repairs {
+        counts.failed
+    } else {
+        counts.drift()
+    };
+    i32::from(unresolved > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_tell_drift_from_sync() {
+        let mut counts = Counts::default();
+        counts.count(Kind::InSync);
+        assert_eq!(exit_code(&counts, false), 0);
+        counts.count(Kind::Missing);
+        assert_eq!(exit_code(&counts, false), 1, "diff found drift");
+        counts.count_action(Action::Replicated);
+        assert_eq!(exit_code(&counts, true), 0, "backfill repaired it");
+        counts.count_action(Action::Failed);
+        assert_eq!(exit_code(&counts, true), 1, "backfill left drift");
+    }
+
+    #[test]
+    fn findings_are_one_flat_json_object() {
+        let finding = Finding {
+            kind: Kind::VariantsMissing,
+            key: "a.jpg".into(),
+            size: 3,
+            detail: Some("no thumb variant".into()),
+            action: Some(Action::Enqueued(Route::Lambda)),
+            error: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&finding).unwrap(),
+            serde_json::json!({
+                "kind": "variants-missing", "key": "a.jpg", "size": 3,
+                "detail": "no thumb variant", "action": "enqueued:lambda"
+            })
+        );
+    }
+
+    #[test]
+    fn counts_add_up_across_a_resume() {
+        let mut first = Counts::default();
+        first.count(Kind::Missing);
+        first.listed_source = 10;
+        let mut total = Counts::default();
+        total.add(&first);
+        total.add(&first);
+        assert_eq!((total.missing, total.listed_source), (2, 20));
+    }
+}
