@@ -15,7 +15,11 @@ What it does, all on loopback (moto for S3 + SQS, fake-gcs-server for GCS; no cl
    the variants each image got (read back from GCS and checked: content type, source sha256,
    dimensions within the profile's box) or the reason recorded why it got none, and a summary;
    deletes one object in S3 and times the disappearance of its replica and its variants;
-6. stops everything (also on Ctrl-C or an error) and exits 0 only if every check passed.
+6. backfill: objects put in S3 before the pipeline existed (their notifications dropped, as
+   for a bucket that predates yuba) are found by `yuba-reconciler diff`, repaired by
+   `yuba-reconciler backfill` (jobs on the work queues, copied by the running workers), and
+   `yuba-reconciler verify` then proves the whole bucket in sync;
+7. stops everything (also on Ctrl-C or an error) and exits 0 only if every check passed.
 
 Run it with the project venv after building the binaries (that is what `make demo` does):
 
@@ -57,6 +61,9 @@ POLL_INTERVAL = 0.05
 STOP_TIMEOUT = 15.0  # per process, after SIGTERM (the pipeline's shutdown grace is 5 s)
 SHA256_KEY = "yuba-sha256"
 DELETE_KEY = "icons/spinner.gif"
+# Objects that were in the bucket before yuba was deployed: only the reconciler finds them.
+ARCHIVE_PREFIX = "archive/"
+ARCHIVE_OBJECTS = 12
 
 # Image variants, as the workers are configured with them (YUBA_VARIANTS). No prefixes or
 # content types: every image the worker can decode gets all three.
@@ -218,7 +225,7 @@ def wait_or_kill(p: subprocess.Popen, timeout: float) -> int:
 
 
 def check_binaries() -> None:
-    for name in ("yuba-ingest", "yuba-worker"):
+    for name in ("yuba-ingest", "yuba-worker", "yuba-reconciler"):
         if not (BIN_DIR / name).exists():
             raise DemoError(f"{BIN_DIR / name} is missing; build it first with `cargo build --bins`")
 
@@ -361,11 +368,15 @@ def make_samples() -> list[Sample]:
 
 
 def s3_client(env: dict[str, str]):
+    return boto3_client("s3", env)
+
+
+def boto3_client(service: str, env: dict[str, str]):
     import boto3
     from botocore.config import Config
 
     return boto3.session.Session().client(
-        "s3",
+        service,
         endpoint_url=env["AWS_ENDPOINT_URL"],
         region_name=env["AWS_REGION"],
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
@@ -778,6 +789,11 @@ def run(state_dir: Path, stack: Stack, services: list[Service], timeout: float) 
     print(f"  stack      S3+SQS {env['AWS_ENDPOINT_URL']}, GCS {env['YUBA_GCS_ENDPOINT']} "
           f"(up in {time.monotonic() - t:.1f} s)")
 
+    s3, gcs = s3_client(env), Gcs(env)
+    archive = seed_archive(s3, env)
+    print(f"  archive    {len(archive)} objects put under s3://{env['YUBA_SOURCE_BUCKET']}/{ARCHIVE_PREFIX} "
+          f"before the pipeline exists (their notifications dropped, as for a bucket older than yuba)")
+
     t = time.monotonic()
     start_pipeline(env, state_dir, services)
     wait_until_consuming(services)
@@ -791,7 +807,6 @@ def run(state_dir: Path, stack: Stack, services: list[Service], timeout: float) 
 
     bucket = env["YUBA_SOURCE_BUCKET"]
     print(f"\nuploading to s3://{bucket}, waiting for complete replicas in gs://{env['YUBA_GCS_BUCKET']} ...\n")
-    s3, gcs = s3_client(env), Gcs(env)
     replicas = replicate_samples(samples, s3, gcs, bucket, services, timeout)
     print_table(replicas)
 
@@ -824,7 +839,79 @@ def run(state_dir: Path, stack: Stack, services: list[Service], timeout: float) 
     names = [v.name for v in delete_variants.variants if v.info is not None] if delete_variants else []
     report, delete_ok = demo_delete(s3, gcs, bucket, services, names, timeout)
     print(report)
-    return sha_ok and attrs_ok and routes_ok and variants_ok and delete_ok
+    backfill_ok = demo_backfill(env, archive, gcs, services, timeout)
+    return sha_ok and attrs_ok and routes_ok and variants_ok and delete_ok and backfill_ok
+
+
+# --------------------------------------------------------------------------------------------
+# backfill: what only the reconciler can find
+
+
+def seed_archive(s3, env: dict[str, str]) -> dict[str, str]:
+    """Puts objects in S3 and drops their notifications; returns key → sha256."""
+    archive = {}
+    for i in range(ARCHIVE_OBJECTS):
+        key = f"{ARCHIVE_PREFIX}{2019 + i // 4}/photo-{i:02d}.jpg" if i % 3 else f"{ARCHIVE_PREFIX}notes/{i:02d}.txt"
+        if key.endswith(".jpg"):
+            data = encode(photo(640 + 16 * i, 480, seed=100 + i), "JPEG", quality=85)
+        else:
+            data = f"archived note {i}\n".encode() * (i + 1)
+        s3.put_object(Bucket=env["YUBA_SOURCE_BUCKET"], Key=key, Body=data)
+        archive[key] = hashlib.sha256(data).hexdigest()
+    sqs = boto3_client("sqs", env)
+    sqs.purge_queue(QueueUrl=env["YUBA_EVENTS_QUEUE_URL"])
+    return archive
+
+
+def reconciler(env: dict[str, str], *args: str, timeout: float) -> tuple[int, list[str]]:
+    """Runs yuba-reconciler to completion; returns its exit code and its report (stdout)."""
+    proc = subprocess.run([str(BIN_DIR / "yuba-reconciler"), *args, "--no-checkpoint"],
+                          env={**os.environ, **env, **PIPELINE_ENV, "YUBA_VARIANTS": json.dumps(VARIANTS),
+                               "YUBA_ROUTE_THRESHOLD_BYTES": str(ROUTE_THRESHOLD_BYTES)},
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode not in (0, 1):
+        raise DemoError(f"yuba-reconciler {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+    return proc.returncode, [line for line in proc.stdout.splitlines() if line.strip()]
+
+
+def demo_backfill(env: dict[str, str], archive: dict[str, str], gcs: Gcs, services: list[Service],
+                  timeout: float) -> bool:
+    print(f"\nbackfill: the {len(archive)} archived objects were never announced; the reconciler lists both "
+          "buckets and merge-joins them:\n")
+    t = time.monotonic()
+    code, lines = reconciler(env, "diff", timeout=timeout)
+    print(f"  $ yuba-reconciler diff          (exit {code}, {time.monotonic() - t:.1f} s)")
+    for line in lines:
+        print(f"    {line}")
+    found = {line.split()[1] for line in lines if line.startswith("missing ")}
+    t = time.monotonic()
+    code_backfill, lines = reconciler(env, "backfill", "--json", timeout=timeout)
+    summary = json.loads(lines[-1]) if lines else {}
+    routes = sorted({json.loads(l).get("action", "") for l in lines[:-1]})
+    print(f"\n  $ yuba-reconciler backfill      (exit {code_backfill}, {time.monotonic() - t:.1f} s): "
+          f"{summary.get('repaired', 0)} jobs enqueued ({', '.join(routes)}); the running workers copy them")
+    t = time.monotonic()
+    http = Gcs.session()
+    pending = dict(archive)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        check_alive(services)
+        for key in list(pending):
+            info = gcs.object(http, key)
+            if info and SHA256_KEY in (info.get("metadata") or {}):
+                pending.pop(key)
+        time.sleep(0.2)
+    print(f"    replicas complete in {time.monotonic() - t:.1f} s" + (f"; STILL MISSING: {sorted(pending)}" if pending else ""))
+    shas_ok = all(gcs.sha256_of(http, key) == sha for key, sha in archive.items() if key not in pending)
+    t = time.monotonic()
+    code_verify, lines = reconciler(env, "verify", timeout=timeout)
+    print(f"\n  $ yuba-reconciler verify        (exit {code_verify}, {time.monotonic() - t:.1f} s)")
+    for line in lines:
+        print(f"    {line}")
+    ok = (code == 1 and found == set(archive) and code_backfill == 0 and not pending and shas_ok and code_verify == 0)
+    print(f"\n  backfill: {'diff found exactly the archived objects' if found == set(archive) else 'DIFF FOUND ' + str(sorted(found))}, "
+          f"{'all repaired, replica sha256 = source sha256, verify in sync' if ok else 'BACKFILL CHECKS FAILED'}")
+    return ok
 
 
 def log_levels(services: list[Service]) -> str:

@@ -101,9 +101,9 @@ impl Report {
         }
         let c = &summary.counts;
         let mut text = format!(
-            "\n{} {}: {} source objects ({}), {} replicas, {} variants",
+            "\n{}{}: {} source objects ({}), {} replicas, {} variants",
             summary.command,
-            if summary.dry_run { "(dry run)" } else { "" },
+            if summary.dry_run { " (dry run)" } else { "" },
             HumanCount(c.listed_source),
             HumanBytes(c.listed_source_bytes),
             HumanCount(c.listed_replica),
