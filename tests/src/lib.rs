@@ -109,6 +109,23 @@ impl Stack {
         overrides: &[(&str, &str)],
     ) -> anyhow::Result<Process> {
         let log_path = self.dir.join(format!("{label}.log"));
+        let child = self
+            .command(name, overrides)?
+            .stdout(Stdio::null())
+            .stderr(File::create(&log_path)?)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Process {
+            child,
+            log_path,
+            label: label.to_owned(),
+        })
+    }
+
+    /// The command that starts one of the yuba binaries against this stack, as [`Stack::spawn`]
+    /// does (the stack's environment, quick test timings, JSON logs, then `overrides`), for a
+    /// test to add arguments or remove variables before running it.
+    pub fn command(&self, name: &str, overrides: &[(&str, &str)]) -> anyhow::Result<Command> {
         let mut command = Command::new(binary(name)?);
         command
             .envs(&self.env)
@@ -122,16 +139,21 @@ impl Stack {
         for (key, value) in overrides {
             command.env(key, value);
         }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(File::create(&log_path)?)
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
-        Ok(Process {
-            child,
-            log_path,
-            label: label.to_owned(),
-        })
+        Ok(command)
+    }
+
+    /// Runs one of the yuba binaries against this stack with `args` to its end (killed after
+    /// `timeout`), and returns its exit code and output.
+    pub async fn run(
+        &self,
+        name: &str,
+        args: &[&str],
+        overrides: &[(&str, &str)],
+        timeout: Duration,
+    ) -> anyhow::Result<Finished> {
+        let mut command = self.command(name, overrides)?;
+        command.args(args);
+        run_to_end(command, timeout).await
     }
 
     /// ingest in local mode plus one worker per work queue: the whole pipeline.
@@ -263,6 +285,74 @@ impl Drop for Process {
             let _ = self.terminate(Duration::from_secs(10));
         }
     }
+}
+
+/// A program run to its end: how it exited and what it printed.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// `None`: killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    /// The lines of stdout that are JSON, parsed (others are skipped).
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+}
+
+/// Runs `command` to its end with its stdout and stderr captured (stdin closed); kills it and
+/// fails if it is still running after `timeout`.
+pub async fn run_to_end(mut command: Command, timeout: Duration) -> anyhow::Result<Finished> {
+    tokio::task::spawn_blocking(move || {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {command:?}"))?;
+        let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut text = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut text);
+                }
+                String::from_utf8_lossy(&text).into_owned()
+            })
+        };
+        let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let finished = Finished {
+            code: status.and_then(|status| status.code()),
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        };
+        ensure!(
+            status.is_some(),
+            "{command:?} did not finish within {timeout:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            finished.stdout,
+            finished.stderr
+        );
+        Ok(finished)
+    })
+    .await?
 }
 
 /// Log lines with field `field` (of the event, or of the span it was logged in) equal to

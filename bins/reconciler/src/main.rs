@@ -28,7 +28,6 @@ use crate::output::Report;
 
 /// Exit codes besides the run's own 0 (in sync) and 1 (drift).
 const EXIT_ERROR: u8 = 2;
-const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -49,7 +48,7 @@ fn main() -> ExitCode {
             tracing::error!("{error:#}");
             eprintln!("yuba-reconciler: {error:#}");
             ExitCode::from(if interrupted {
-                EXIT_INTERRUPTED
+                u8::try_from(yuba_reconcile::EXIT_INTERRUPTED).unwrap_or(EXIT_ERROR)
             } else {
                 EXIT_ERROR
             })
@@ -144,7 +143,15 @@ async fn run(cli: Cli) -> anyhow::Result<Summary> {
         )
         .await;
     stop_watching.cancel();
-    let summary = result?;
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(error) => {
+            if let ReconcileError::Interrupted { summary, .. } = &error {
+                report.summary(summary);
+            }
+            return Err(error.into());
+        }
+    };
     report.summary(&summary);
     emit_metrics(&summary);
     Ok(summary)

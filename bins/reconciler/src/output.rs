@@ -121,7 +121,9 @@ impl Report {
             ("repaired", c.repaired),
             ("failed", c.failed),
             ("orphans kept", c.kept),
+            ("left unrepaired", c.left),
             ("outside --since/--until", c.skipped),
+            ("not in either bucket", c.not_found),
         ];
         for (name, count) in rows {
             if count > 0 || name == "in sync" {

@@ -42,12 +42,29 @@ where
     }
 }
 
-/// The whole chain of an SDK error on one line: the SDK's own `Display` says only "service
-/// error", which helps nobody reading a log.
-pub fn describe_sdk_error<E, R>(error: &SdkError<E, R>) -> String
+/// An SDK error on one line. A service's answer is its status, code and message (`404
+/// NoSuchBucket: The specified bucket does not exist`), with a hint for the codes that mean
+/// the configuration is wrong; anything else is the whole error chain (the SDK's own `Display`
+/// says only "service error", which helps nobody reading a log).
+pub fn describe_sdk_error<E>(error: &SdkError<E, HttpResponse>) -> String
 where
-    E: std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: std::error::Error + ProvideErrorMetadata + 'static,
 {
-    DisplayErrorContext(error).to_string()
+    let SdkError::ServiceError(service) = error else {
+        return DisplayErrorContext(error).to_string();
+    };
+    let status = service.raw().status().as_u16();
+    let code = service.err().code().unwrap_or("no error code");
+    let message = service.err().message().unwrap_or_default();
+    let hint = match code {
+        "NoSuchBucket" => "; check the bucket name (YUBA_SOURCE_BUCKET for the source)",
+        "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" => {
+            "; check the credentials and the role's permissions"
+        }
+        "AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist" => {
+            "; check the queue URL (YUBA_*_QUEUE_URL)"
+        }
+        _ => "",
+    };
+    format!("HTTP {status} {code}: {message}{hint}")
 }

@@ -2,6 +2,7 @@
 //! classification, optional content checks and repairs, with bounded concurrency, and are
 //! reported and checkpointed in key order.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -30,6 +31,8 @@ use crate::report::{Action, Counts, Finding, Summary, exit_code};
 /// Pages worked on at once: one finishing while the next starts, so a slow object at the end
 /// of a page does not idle the others.
 const PAGES_IN_FLIGHT: usize = 2;
+/// The conventional exit code of a program stopped by SIGINT.
+pub const EXIT_INTERRUPTED: i32 = 130;
 /// Attempts at one listing page before the run fails (the SDKs retry inside each attempt too).
 const LISTING_ATTEMPTS: u32 = 5;
 
@@ -185,7 +188,11 @@ pub enum ReconcileError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error("interrupted{}", .checkpoint.as_ref().map(|p| format!("; the finished pages are saved in {}: run the same command with --resume to continue", p.display())).unwrap_or_default())]
-    Interrupted { checkpoint: Option<PathBuf> },
+    Interrupted {
+        checkpoint: Option<PathBuf>,
+        /// What the finished pages found.
+        summary: Box<Summary>,
+    },
 }
 
 /// The two buckets and what the replica bucket should hold.
@@ -279,8 +286,19 @@ impl Reconciler {
             .clone()
             .filter(|_| !options.dry_run)
             .map(|path| CheckpointFile::new(path, self.run_identity(task, selection)));
+        if options.dry_run && options.resume {
+            tracing::warn!(
+                "a dry run neither reads nor writes checkpoints: starting from the beginning"
+            );
+        }
         let resumed = match (&checkpoint, options.resume) {
             (Some(file), true) => file.load()?,
+            (Some(file), false) => {
+                if file.path().exists() {
+                    tracing::warn!(path = %file.path().display(), "a checkpoint of an earlier run is there; starting over (it is replaced): pass --resume to continue it instead");
+                }
+                None
+            }
             _ => None,
         };
         let (position, mut totals) = match resumed.clone() {
@@ -325,8 +343,11 @@ impl Reconciler {
         loop {
             let next = tokio::select! {
                 () = cancel.cancelled() => {
+                    let mut summary = summary(task, options, totals, resumed.is_some(), started);
+                    summary.exit_code = EXIT_INTERRUPTED;
                     return Err(ReconcileError::Interrupted {
                         checkpoint: checkpoint_writable.map(|file| file.path().to_owned()),
+                        summary: Box::new(summary),
                     });
                 }
                 next = processed.next() => next,
@@ -348,15 +369,7 @@ impl Reconciler {
         if let Some(file) = &checkpoint {
             file.remove()?;
         }
-        let repairs = matches!(task, Task::Backfill { .. }) && !options.dry_run;
-        Ok(Summary {
-            command: task.name(),
-            exit_code: exit_code(&totals, repairs),
-            counts: totals,
-            resumed: resumed.is_some(),
-            dry_run: options.dry_run,
-            elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        })
+        Ok(summary(task, options, totals, resumed.is_some(), started))
     }
 
     /// Lists both buckets concurrently and merge-joins them into pages.
@@ -566,6 +579,9 @@ impl Reconciler {
                     }
                 }
                 let last = keys.len() < page_size;
+                // The same key twice in one page would be repaired twice, at once.
+                let mut seen = HashSet::new();
+                keys.retain(|key| seen.insert(key.clone()));
                 let looked_up: Vec<Result<Pair, ReconcileError>> = stream::iter(keys)
                     .map(|key| this.look_up(key))
                     .buffered(concurrency)
@@ -577,6 +593,14 @@ impl Reconciler {
                 };
                 for pair in looked_up {
                     match pair {
+                        // A manifest made from a replica listing names variants too: they
+                        // live beside the replicas, as in a listing run.
+                        Ok(pair)
+                            if pair.source.is_none()
+                                && pair.replica.as_ref().is_some_and(is_variant) =>
+                        {
+                            page.listed.listed_variants += 1;
+                        }
                         Ok(pair) => {
                             if let Some(source) = &pair.source {
                                 page.listed.listed_source += 1;
@@ -639,6 +663,11 @@ impl Reconciler {
                 counts.skipped += 1;
                 continue;
             };
+            if judged.pair.source.is_none() && judged.pair.replica.is_none() {
+                tracing::warn!(key = %judged.pair.key, "the manifest names a key that is in neither bucket");
+                counts.not_found += 1;
+                continue;
+            }
             counts.count(judged.verdict.kind);
             if judged.verified {
                 counts.verified += 1;
@@ -847,13 +876,16 @@ impl Reconciler {
                 event_time: None,
                 force: judged.forced,
             })),
-            (Kind::Orphan, _) if delete_orphans => Some(Job::Delete(DeleteJob {
-                bucket: self.buckets.source.clone(),
-                key,
-                version_id: None,
-                sequencer: None,
-                event_time: None,
-            })),
+            // Only what yuba wrote is deleted: other objects in the replica bucket are someone's.
+            (Kind::Orphan, _) if delete_orphans && written_by_yuba(judged) => {
+                Some(Job::Delete(DeleteJob {
+                    bucket: self.buckets.source.clone(),
+                    key,
+                    version_id: None,
+                    sequencer: None,
+                    event_time: None,
+                }))
+            }
             _ => None,
         }
     }
@@ -891,6 +923,30 @@ impl Reconciler {
             Err(error) => (Action::Failed, Some(error.to_string())),
         }
     }
+}
+
+fn summary(
+    task: &Task,
+    options: &RunOptions,
+    counts: Counts,
+    resumed: bool,
+    started: Instant,
+) -> Summary {
+    let repairs = matches!(task, Task::Backfill { .. }) && !options.dry_run;
+    Summary {
+        command: task.name(),
+        exit_code: exit_code(&counts, repairs),
+        counts,
+        resumed,
+        dry_run: options.dry_run,
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+fn written_by_yuba(judged: &Judged) -> bool {
+    judged.pair.replica.as_ref().is_some_and(|replica| {
+        matches!(ReplicaRecord::from_metadata(&replica.metadata), Ok(Some(_)))
+    })
 }
 
 /// What a dry run would do, or what is done about a finding no job repairs.

@@ -108,6 +108,8 @@ pub struct Counts {
     pub listed_variants: u64,
     /// Keys outside `--since`/`--until`.
     pub skipped: u64,
+    /// Manifest keys in neither bucket.
+    pub not_found: u64,
     pub in_sync: u64,
     /// In sync and their content proved by `verify`.
     pub verified: u64,
@@ -120,8 +122,10 @@ pub struct Counts {
     /// Findings repaired (enqueued, replicated, deleted).
     pub repaired: u64,
     pub failed: u64,
-    /// Orphans left in place.
+    /// Orphans left in place (`--delete-orphans` not given, or not written by yuba).
     pub kept: u64,
+    /// Findings no repair applies to (content that could not be verified).
+    pub left: u64,
     /// Bytes copied by `--inline` repairs.
     pub bytes_copied: u64,
 }
@@ -144,6 +148,7 @@ impl Counts {
             action if action.is_repair() => self.repaired += 1,
             Action::Failed => self.failed += 1,
             Action::Kept => self.kept += 1,
+            Action::None => self.left += 1,
             _ => {}
         }
     }
@@ -165,6 +170,7 @@ impl Counts {
             listed_replica,
             listed_variants,
             skipped,
+            not_found,
             in_sync,
             verified,
             missing,
@@ -176,6 +182,7 @@ impl Counts {
             repaired,
             failed,
             kept,
+            left,
             bytes_copied,
         } = other;
         self.listed_source += listed_source;
@@ -183,6 +190,7 @@ impl Counts {
         self.listed_replica += listed_replica;
         self.listed_variants += listed_variants;
         self.skipped += skipped;
+        self.not_found += not_found;
         self.in_sync += in_sync;
         self.verified += verified;
         self.missing += missing;
@@ -194,6 +202,7 @@ impl Counts {
         self.repaired += repaired;
         self.failed += failed;
         self.kept += kept;
+        self.left += left;
         self.bytes_copied += bytes_copied;
     }
 }
@@ -212,10 +221,11 @@ pub struct Summary {
 }
 
 /// 0: in sync (or everything repaired), 1: drift found (`diff`, `verify`, a dry run) or left
-/// unrepaired (`backfill`), 2 is for errors and never comes from a finished run.
+/// unrepaired (`backfill`: failed, orphans kept, content unverified), 2 is for errors and never
+/// comes from a finished run.
 pub fn exit_code(counts: &Counts, repairs: bool) -> i32 {
     let unresolved = if repairs {
-        counts.failed
+        counts.failed + counts.kept + counts.left
     } else {
         counts.drift()
     };
@@ -237,6 +247,13 @@ mod tests {
         assert_eq!(exit_code(&counts, true), 0, "backfill repaired it");
         counts.count_action(Action::Failed);
         assert_eq!(exit_code(&counts, true), 1, "backfill left drift");
+        let mut kept = Counts::default();
+        kept.count_action(Action::Kept);
+        assert_eq!(
+            exit_code(&kept, true),
+            1,
+            "an orphan left in place is drift left"
+        );
     }
 
     #[test]

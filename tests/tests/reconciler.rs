@@ -1,0 +1,1167 @@
+//! The reconciler (`yuba-reconciler`) end to end, against moto and fake-gcs-server: `diff` and
+//! `verify` find every kind of drift (and `verify` what a listing cannot see: lost or outdated
+//! variants, content under a forged record), `backfill` repairs it inline or through the work
+//! queues (routed by size, forced where the worker's own check would skip), an interrupted
+//! backfill (SIGTERM, then SIGKILL) resumes from its checkpoint without copying anything twice,
+//! the selection options (`--manifest`, `--since`) and the safety ones (`--dry-run`, orphans
+//! kept without `--delete-orphans`) do what they say, errors exit with 2 and a message that
+//! names the problem, and a repair that fails is a finding and exit code 1.
+//!
+//! Every run gets `--checkpoint` in the stack's own temporary directory or `--no-checkpoint`,
+//! so nothing is written into the repository.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use serde_json::Value;
+use yuba_e2e::{
+    Finished, Stack, dump_logs, eventually, gcs_sha256, logs_where, pseudo_random_bytes,
+    queue_depth, replica_of, sha256_hex,
+};
+use yuba_gcs::{Gcs, ListQuery, ObjectUpdate, UploadSpec};
+
+const RECONCILER: &str = "yuba-reconciler";
+/// One reconciler run over a few hundred objects at most.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+const REPLICA_TIMEOUT: Duration = Duration::from_secs(60);
+const VARIANTS: &str = r#"{"profiles": [{"name": "thumb", "width": 64, "format": "webp"}]}"#;
+
+/// Runs the reconciler with `args`, JSON output and its checkpoint at `checkpoint`.
+async fn reconcile(
+    stack: &Stack,
+    args: &[&str],
+    overrides: &[(&str, &str)],
+    checkpoint: &Path,
+) -> anyhow::Result<Finished> {
+    let mut all = args.to_vec();
+    all.extend([
+        "--json",
+        "--checkpoint",
+        checkpoint.to_str().unwrap_or_default(),
+    ]);
+    stack.run(RECONCILER, &all, overrides, RUN_TIMEOUT).await
+}
+
+/// (kind, key) of each finding, the way the assertions compare them.
+type Findings = BTreeSet<(String, String)>;
+
+fn expected(pairs: &[(&str, &str)]) -> Findings {
+    pairs
+        .iter()
+        .map(|(kind, key)| ((*kind).to_owned(), (*key).to_owned()))
+        .collect()
+}
+
+/// The run's findings and its summary, checked for shape: every JSON line is a finding or
+/// the one summary, which comes last and repeats the exit code.
+fn parse(run: &Finished) -> (Vec<Value>, Value) {
+    let lines = run.json_lines();
+    let (summary, findings) = lines
+        .split_last()
+        .unwrap_or_else(|| panic!("no JSON output:\n{}\n{}", run.stdout, run.stderr));
+    assert_eq!(summary["type"], "summary", "{}", run.stdout);
+    for finding in findings {
+        assert_eq!(finding["type"], "finding", "{}", run.stdout);
+    }
+    assert_eq!(
+        summary["exit_code"].as_i64().map(|code| code as i32),
+        run.code,
+        "the summary's exit code is the process's\n{}",
+        run.stderr
+    );
+    (findings.to_vec(), summary.clone())
+}
+
+fn kinds_and_keys(findings: &[Value]) -> Findings {
+    findings
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap_or_default().to_owned(),
+                f["key"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// key → action of a backfill's findings.
+fn actions(findings: &[Value]) -> HashMap<String, String> {
+    findings
+        .iter()
+        .map(|f| {
+            (
+                f["key"].as_str().unwrap_or_default().to_owned(),
+                f["action"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn count(summary: &Value, field: &str) -> u64 {
+    summary[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {field} in {summary}"))
+}
+
+async fn put(s3: &aws_sdk_s3::Client, stack: &Stack, key: &str, body: &[u8]) -> anyhow::Result<()> {
+    s3.put_object()
+        .bucket(stack.source_bucket())
+        .key(key)
+        .body(ByteStream::from(body.to_vec()))
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// A small JPEG of gradients, different for each `seed`.
+fn photo(seed: u8) -> Vec<u8> {
+    let (width, height) = (160_u16, 120_u16);
+    let mut rgb = Vec::with_capacity(usize::from(width) * usize::from(height) * 3);
+    for y in 0..height {
+        for x in 0..width {
+            rgb.extend_from_slice(&[x as u8, y as u8, (x as u8 / 2).wrapping_add(seed)]);
+        }
+    }
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, 90)
+        .encode(&rgb, width, height, jpeg_encoder::ColorType::Rgb)
+        .expect("encodes");
+    out
+}
+
+/// Every object in the replica bucket and its generation.
+async fn generations(gcs: &Gcs, bucket: &str) -> anyhow::Result<HashMap<String, i64>> {
+    let mut all = HashMap::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = gcs
+            .list(
+                bucket,
+                &ListQuery {
+                    page_token: token.as_deref(),
+                    page_size: 1000,
+                    ..ListQuery::default()
+                },
+            )
+            .await?;
+        all.extend(page.objects.into_iter().map(|o| (o.name, o.generation)));
+        match page.next_page_token {
+            Some(next) => token = Some(next),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// Starts the reconciler with `args`, its output (but for stderr, in `label.log`) discarded.
+fn start(stack: &Stack, args: &[&str], label: &str) -> anyhow::Result<Child> {
+    let mut command = stack.command(RECONCILER, &[])?;
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(
+            stack.dir.join(format!("{label}.log")),
+        )?);
+    Ok(command.spawn()?)
+}
+
+/// Waits until the run's checkpoint counts at least `repaired` repairs, and returns it. The
+/// run must still be going.
+async fn wait_for_progress(
+    run: &mut Child,
+    checkpoint: &Path,
+    repaired: u64,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(checkpoint)
+            && let Ok(saved) = serde_json::from_str::<Value>(&text)
+            && saved["counts"]["repaired"].as_u64().unwrap_or_default() >= repaired
+        {
+            return Ok(saved);
+        }
+        anyhow::ensure!(
+            run.try_wait()?.is_none(),
+            "the run ended before it could be interrupted"
+        );
+        if Instant::now() > deadline {
+            run.kill()?;
+            anyhow::bail!("no checkpoint with {repaired} repairs after {RUN_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn wait_for_exit(run: &mut Child, within: Duration) -> anyhow::Result<ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = run.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            run.kill()?;
+            anyhow::bail!("the run did not exit within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asserts that each key's replica holds exactly its source's bytes.
+async fn assert_replicas_equal_sources(
+    stack: &Stack,
+    gcs: &Gcs,
+    objects: &[(&str, Vec<u8>)],
+) -> anyhow::Result<()> {
+    for (key, body) in objects {
+        assert_eq!(
+            gcs_sha256(gcs, stack.replica_bucket(), key).await?,
+            sha256_hex(body),
+            "the replica of {key:?} holds its source's bytes"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_drift_is_found_and_repaired() -> anyhow::Result<()> {
+    let stack = Stack::start("reconcile-drift", 3)?;
+    let s3 = stack.s3().await;
+    let gcs = stack.gcs().await?;
+    let bucket = stack.replica_bucket();
+    let checkpoint = stack.dir.join("drift.checkpoint.json");
+    // Objects over 256 KiB are streamed (their digests recorded by a second request).
+    let variants = [
+        ("YUBA_VARIANTS", VARIANTS),
+        ("YUBA_UPLOAD_CHUNK_BYTES", "262144"),
+    ];
+
+    // Replicated in sync first, with the thumb profile configured.
+    let unicode_key = "in sync/ünïcödé 日本語 file.txt";
+    let mut objects: Vec<(&str, Vec<u8>)> = vec![
+        ("in sync/plain.bin", pseudo_random_bytes(3_000, 1)),
+        ("in sync/streamed.bin", pseudo_random_bytes(600_000, 3)),
+        (unicode_key, b"spaces and unicode".to_vec()),
+        ("in sync/sea side.jpg", photo(1)),
+        ("forged.txt", b"what the source holds".to_vec()),
+        ("mismatch.txt", b"the original replica content".to_vec()),
+        ("orphan.jpg", photo(2)),
+        ("stale.txt", b"version one".to_vec()),
+        ("variant-deleted.jpg", photo(3)),
+        ("variant-outdated.jpg", photo(7)),
+    ];
+    for (key, body) in &objects {
+        put(&s3, &stack, key, body).await?;
+    }
+    let first = reconcile(&stack, &["backfill", "--inline"], &variants, &checkpoint).await?;
+    let (findings, summary) = parse(&first);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    assert_eq!(findings.len(), objects.len(), "{}", first.stdout);
+    assert_eq!(count(&summary, "repaired"), objects.len() as u64);
+    for (key, _) in &objects {
+        assert!(
+            gcs.object(bucket, key).await?.is_some(),
+            "{key:?} replicated"
+        );
+    }
+    for image in [
+        "in sync/sea side.jpg",
+        "orphan.jpg",
+        "variant-deleted.jpg",
+        "variant-outdated.jpg",
+    ] {
+        let variant = format!("_variants/thumb/{image}.webp");
+        assert!(gcs.object(bucket, &variant).await?.is_some(), "{variant}");
+    }
+
+    // An image replicated while no profile was configured: its record lists no variant.
+    let no_variants = ("no-variants.jpg", photo(4));
+    put(&s3, &stack, no_variants.0, &no_variants.1).await?;
+    let plain = reconcile(&stack, &["backfill", "--inline"], &[], &checkpoint).await?;
+    assert_eq!(
+        kinds_and_keys(&parse(&plain).0),
+        expected(&[("missing", "no-variants.jpg")]),
+        "{}",
+        plain.stderr
+    );
+    assert_eq!(plain.code, Some(0));
+    let record = gcs
+        .object(bucket, no_variants.0)
+        .await?
+        .expect("replicated");
+    assert!(
+        !record.metadata.contains_key("yuba-variants"),
+        "{:?}",
+        record.metadata
+    );
+    objects.push(no_variants);
+
+    // The drift.
+    let missing = ("missing.txt", pseudo_random_bytes(500, 2));
+    put(&s3, &stack, missing.0, &missing.1).await?;
+    objects.push(missing);
+    let stale_bytes = b"version two, longer".to_vec();
+    put(&s3, &stack, "stale.txt", &stale_bytes).await?;
+    objects.retain(|(key, _)| *key != "stale.txt");
+    objects.push(("stale.txt", stale_bytes));
+    // Other bytes of the same length under the old record, as a botched manual copy would.
+    let replica = gcs.object(bucket, "mismatch.txt").await?.expect("replica");
+    gcs.upload(
+        UploadSpec {
+            bucket: bucket.to_owned(),
+            name: "mismatch.txt".to_owned(),
+            content_type: replica.content_type.clone(),
+            metadata: replica.metadata.clone().into_iter().collect(),
+            ..UploadSpec::default()
+        },
+        "THE ORIGINAL REPLICA CONTENT".to_owned(),
+    )
+    .await?;
+    let tampered = gcs.object(bucket, "mismatch.txt").await?.expect("replica");
+    assert_eq!(tampered.metadata, replica.metadata);
+    assert_ne!(tampered.crc32c, replica.crc32c);
+    // Other bytes under a record rewritten to match them: the listing cannot tell, only the
+    // content (S3's checksum, or both streams) can, and only a forced job repairs it.
+    let replica = gcs.object(bucket, "forged.txt").await?.expect("replica");
+    let forged = gcs
+        .upload(
+            UploadSpec {
+                bucket: bucket.to_owned(),
+                name: "forged.txt".to_owned(),
+                content_type: replica.content_type.clone(),
+                metadata: replica.metadata.clone().into_iter().collect(),
+                ..UploadSpec::default()
+            },
+            "what the replica held".to_owned(),
+        )
+        .await?;
+    let crc32c = yuba_model::crc32c_to_base64(forged.crc32c.expect("GCS computes a crc32c"));
+    gcs.update(
+        bucket,
+        "forged.txt",
+        forged.generation,
+        ObjectUpdate {
+            content_type: None,
+            metadata: vec![("yuba-crc32c".to_owned(), crc32c)],
+        },
+    )
+    .await?;
+    s3.delete_object()
+        .bucket(stack.source_bucket())
+        .key("orphan.jpg")
+        .send()
+        .await?;
+    objects.retain(|(key, _)| *key != "orphan.jpg");
+    assert!(
+        gcs.delete(bucket, "_variants/thumb/variant-deleted.jpg.webp")
+            .await?
+    );
+    // A variant left from other content (a lost update): there, but not of these bytes.
+    let outdated = "_variants/thumb/variant-outdated.jpg.webp";
+    let variant = gcs.object(bucket, outdated).await?.expect("variant");
+    gcs.update(
+        bucket,
+        outdated,
+        variant.generation,
+        ObjectUpdate {
+            content_type: None,
+            metadata: vec![("yuba-source-sha256".to_owned(), sha256_hex(b"other"))],
+        },
+    )
+    .await?;
+
+    let listing_drift = [
+        ("missing", "missing.txt"),
+        ("stale", "stale.txt"),
+        ("mismatch", "mismatch.txt"),
+        ("orphan", "orphan.jpg"),
+        ("variants-missing", "no-variants.jpg"),
+    ];
+    let diff = reconcile(&stack, &["diff"], &variants, &checkpoint).await?;
+    let (findings, summary) = parse(&diff);
+    assert_eq!(
+        kinds_and_keys(&findings),
+        expected(&listing_drift),
+        "diff sees what the listings show: not the variants' state, not the forged content\n{}",
+        diff.stdout
+    );
+    assert_eq!(diff.code, Some(1), "{}", diff.stderr);
+    assert_eq!(count(&summary, "in_sync"), 7, "{summary}");
+    assert_eq!(count(&summary, "listed_source"), 11, "{summary}");
+    assert_eq!(count(&summary, "listed_replica"), 11, "{summary}");
+    assert_eq!(
+        count(&summary, "listed_variants"),
+        3,
+        "the thumbs of sea side.jpg, orphan.jpg and variant-outdated.jpg: {summary}"
+    );
+    assert!(
+        findings.iter().all(|f| f.get("action").is_none()),
+        "diff repairs nothing: {}",
+        diff.stdout
+    );
+
+    let verify = reconcile(&stack, &["verify"], &variants, &checkpoint).await?;
+    let (findings, summary) = parse(&verify);
+    let mut content_drift = listing_drift.to_vec();
+    content_drift.push(("variants-missing", "variant-deleted.jpg"));
+    content_drift.push(("variants-missing", "variant-outdated.jpg"));
+    content_drift.push(("mismatch", "forged.txt"));
+    assert_eq!(
+        kinds_and_keys(&findings),
+        expected(&content_drift),
+        "verify also finds the deleted and the outdated variant, and the forged content\n{}",
+        verify.stdout
+    );
+    assert_eq!(verify.code, Some(1), "{}", verify.stderr);
+    assert_eq!(count(&summary, "verified"), 4, "{summary}");
+    let deep = reconcile(&stack, &["verify", "--deep"], &variants, &checkpoint).await?;
+    assert_eq!(
+        kinds_and_keys(&parse(&deep).0),
+        expected(&content_drift),
+        "{}",
+        deep.stdout
+    );
+    assert_eq!(deep.code, Some(1), "{}", deep.stderr);
+    let detail = |key: &str| {
+        findings
+            .iter()
+            .find(|f| f["key"] == key)
+            .and_then(|f| f["detail"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let deleted_variant = detail("variant-deleted.jpg");
+    assert!(
+        deleted_variant.contains("_variants/thumb/variant-deleted.jpg.webp"),
+        "{deleted_variant}"
+    );
+    let outdated_variant = detail("variant-outdated.jpg");
+    assert!(
+        outdated_variant.contains(outdated) && outdated_variant.contains("other content"),
+        "{outdated_variant}"
+    );
+
+    let before_repair = generations(&gcs, bucket).await?;
+    let repair = reconcile(
+        &stack,
+        &["backfill", "--inline", "--verify", "--delete-orphans"],
+        &variants,
+        &checkpoint,
+    )
+    .await?;
+    let (findings, summary) = parse(&repair);
+    assert_eq!(repair.code, Some(0), "{}\n{}", repair.stdout, repair.stderr);
+    assert_eq!(kinds_and_keys(&findings), expected(&content_drift));
+    let done = actions(&findings);
+    for (_, key) in &content_drift {
+        let wanted = if *key == "orphan.jpg" {
+            "deleted"
+        } else {
+            "replicated"
+        };
+        assert_eq!(done[*key], wanted, "{key}: {}", repair.stdout);
+    }
+    assert_eq!(count(&summary, "repaired"), content_drift.len() as u64);
+    assert_eq!(count(&summary, "failed"), 0);
+    assert!(!checkpoint.exists(), "a finished run leaves no checkpoint");
+    let after_repair = generations(&gcs, bucket).await?;
+    for untouched in [
+        "in sync/plain.bin",
+        unicode_key,
+        "in sync/streamed.bin",
+        "in sync/sea side.jpg",
+        "_variants/thumb/in sync/sea side.jpg.webp",
+    ] {
+        assert_eq!(
+            after_repair.get(untouched),
+            before_repair.get(untouched),
+            "{untouched} was in sync and is not rewritten"
+        );
+    }
+
+    // In sync, deeply.
+    let again = reconcile(&stack, &["verify"], &variants, &checkpoint).await?;
+    let (findings, summary) = parse(&again);
+    assert!(findings.is_empty(), "{}", again.stdout);
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert_eq!(count(&summary, "verified"), objects.len() as u64);
+    assert_replicas_equal_sources(&stack, &gcs, &objects).await?;
+    for gone in ["orphan.jpg", "_variants/thumb/orphan.jpg.webp"] {
+        assert!(
+            gcs.object(bucket, gone).await?.is_none(),
+            "{gone} deleted with the orphan"
+        );
+    }
+    for image in [
+        "variant-deleted.jpg",
+        "variant-outdated.jpg",
+        "no-variants.jpg",
+    ] {
+        let record = gcs.object(bucket, image).await?.expect("replica");
+        let variant = gcs
+            .object(bucket, &format!("_variants/thumb/{image}.webp"))
+            .await?
+            .unwrap_or_else(|| panic!("the thumb of {image} was made again"));
+        assert_eq!(
+            variant.metadata["yuba-source-sha256"],
+            record.metadata["yuba-sha256"]
+        );
+        assert_eq!(record.metadata["yuba-variants"], "thumb.webp");
+    }
+    let deep = reconcile(&stack, &["verify", "--deep"], &variants, &checkpoint).await?;
+    let (findings, summary) = parse(&deep);
+    assert!(findings.is_empty(), "{}", deep.stdout);
+    assert_eq!(deep.code, Some(0), "{}", deep.stderr);
+    assert_eq!(count(&summary, "verified"), objects.len() as u64);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_backfill_resumes_without_copying_twice() -> anyhow::Result<()> {
+    const OBJECTS: usize = 300;
+    let stack = Stack::start("reconcile-resume", 3)?;
+    let s3 = stack.s3().await;
+    let gcs = stack.gcs().await?;
+    let bucket = stack.replica_bucket();
+    let keys: Vec<String> = (0..OBJECTS).map(|i| format!("batch/{i:04}.bin")).collect();
+    for (chunk_index, chunk) in keys.chunks(16).enumerate() {
+        let mut puts = tokio::task::JoinSet::new();
+        for (index, key) in chunk.iter().enumerate() {
+            let (s3, source, key) = (s3.clone(), stack.source_bucket().to_owned(), key.clone());
+            let seed = (chunk_index * 16 + index) as u64;
+            let body = pseudo_random_bytes(64 + seed as usize, seed);
+            puts.spawn(async move {
+                s3.put_object()
+                    .bucket(source)
+                    .key(key)
+                    .body(ByteStream::from(body))
+                    .send()
+                    .await
+            });
+        }
+        while let Some(put) = puts.join_next().await {
+            put??;
+        }
+    }
+
+    let checkpoint = stack.dir.join("resume.checkpoint.json");
+    let checkpoint_arg = checkpoint.to_str().unwrap_or_default().to_owned();
+    let args = [
+        "backfill",
+        "--inline",
+        "--json",
+        "--page-size",
+        "10",
+        "--concurrency",
+        "2",
+        "--max-rate",
+        "40",
+        "--checkpoint",
+        &checkpoint_arg,
+    ];
+    // Stopped (SIGTERM) once a few pages are saved: it says how to go on, and exits 130.
+    let mut first = start(&stack, &args, "backfill-terminated")?;
+    wait_for_progress(&mut first, &checkpoint, 30).await?;
+    std::process::Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()?;
+    let status = wait_for_exit(&mut first, Duration::from_secs(15)).await?;
+    let log = std::fs::read_to_string(stack.dir.join("backfill-terminated.log"))?;
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(
+        log.contains(&checkpoint_arg) && log.contains("--resume"),
+        "{log}"
+    );
+    assert!(
+        checkpoint.exists(),
+        "an interrupted run keeps its checkpoint"
+    );
+    let after_term = generations(&gcs, bucket).await?;
+    assert!(
+        after_term.len() < OBJECTS / 2,
+        "stopped well before the end: {} replicas",
+        after_term.len()
+    );
+
+    // Resumed, then killed (SIGKILL: no chance to tidy up) a few pages further on.
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let mut second = start(&stack, &resume, "backfill-killed")?;
+    let saved = wait_for_progress(&mut second, &checkpoint, after_term.len() as u64 + 30).await?;
+    second.kill()?;
+    second.wait()?;
+    let after_kill = generations(&gcs, bucket).await?;
+    assert!(
+        after_kill.len() < OBJECTS * 3 / 4,
+        "interrupted well before the end: {} replicas, checkpoint {saved}",
+        after_kill.len()
+    );
+    for (name, generation) in &after_term {
+        assert_eq!(
+            after_kill.get(name),
+            Some(generation),
+            "{name} was not copied again by the first resume"
+        );
+    }
+    assert!(checkpoint.exists(), "the checkpoint survives the kill");
+    let saved_text = std::fs::read_to_string(&checkpoint)?;
+
+    // The checkpoint continues only the run that wrote it.
+    let mut other = args.to_vec();
+    other.extend(["--resume", "--prefix", "other/"]);
+    let refused = stack.run(RECONCILER, &other, &[], RUN_TIMEOUT).await?;
+    assert_eq!(refused.code, Some(2), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(&checkpoint_arg) && refused.stderr.contains("another run"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&checkpoint)?,
+        saved_text,
+        "a refused resume leaves the checkpoint alone"
+    );
+
+    let resumed = stack.run(RECONCILER, &resume, &[], RUN_TIMEOUT).await?;
+    let (findings, summary) = parse(&resumed);
+    assert_eq!(resumed.code, Some(0), "{}", resumed.stderr);
+    assert_eq!(summary["resumed"], true, "{summary}");
+    assert!(
+        !checkpoint.exists(),
+        "a finished run removes its checkpoint"
+    );
+    assert!(
+        findings.iter().all(|f| f["action"] == "replicated"),
+        "{}",
+        resumed.stdout
+    );
+    // Counted once each across the three runs: the keys before a checkpoint were not listed
+    // again, and the ones copied after it were found in sync.
+    assert_eq!(
+        count(&summary, "listed_source"),
+        OBJECTS as u64,
+        "{summary}"
+    );
+    assert_eq!(
+        count(&summary, "missing") + count(&summary, "in_sync"),
+        OBJECTS as u64,
+        "{summary}"
+    );
+    assert_eq!(count(&summary, "repaired"), count(&summary, "missing"));
+    assert!(
+        findings
+            .iter()
+            .all(|f| !after_kill.contains_key(f["key"].as_str().unwrap_or_default())),
+        "nothing replicated before the kill is copied again: {}",
+        resumed.stdout
+    );
+
+    let after_resume = generations(&gcs, bucket).await?;
+    assert_eq!(after_resume.len(), OBJECTS);
+    for (name, generation) in &after_kill {
+        assert_eq!(
+            after_resume.get(name),
+            Some(generation),
+            "{name} was written once, not again by the resumed run"
+        );
+    }
+    let verify = stack
+        .run(
+            RECONCILER,
+            &["verify", "--json", "--no-checkpoint"],
+            &[],
+            RUN_TIMEOUT,
+        )
+        .await?;
+    let (findings, summary) = parse(&verify);
+    assert!(findings.is_empty(), "{}", verify.stdout);
+    assert_eq!(verify.code, Some(0));
+    assert_eq!(count(&summary, "verified"), OBJECTS as u64);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_enqueues_jobs_routed_by_size_for_the_workers() -> anyhow::Result<()> {
+    let stack = Stack::start("reconcile-enqueue", 3)?;
+    let s3 = stack.s3().await;
+    let sqs = stack.sqs().await;
+    let gcs = stack.gcs().await?;
+    let bucket = stack.replica_bucket();
+    let variants = [("YUBA_VARIANTS", VARIANTS)];
+    let threshold = [
+        ("YUBA_ROUTE_THRESHOLD_BYTES", "1000"),
+        ("YUBA_VARIANTS", VARIANTS),
+    ];
+    let small = [
+        ("small/a.txt", pseudo_random_bytes(10, 1)),
+        ("small/b c.txt", pseudo_random_bytes(999, 2)),
+        ("small/edge.bin", pseudo_random_bytes(1000, 3)),
+    ];
+    let large = [
+        ("large/d.bin", pseudo_random_bytes(1001, 4)),
+        ("large/e.bin", pseudo_random_bytes(300_000, 5)),
+    ];
+    // A replica whose source is deleted: its delete job moves no bytes and goes to Lambda.
+    put(&s3, &stack, "gone.txt", b"soon gone").await?;
+    // An image whose variant is lost: only a content check sees it, and only a forced job
+    // (the worker would skip an unforced one: the record is complete) makes it again.
+    let image = photo(5);
+    assert!(image.len() > 1000);
+    put(&s3, &stack, "photos/p.jpg", &image).await?;
+    let seeded = stack
+        .run(
+            RECONCILER,
+            &["backfill", "--inline", "--no-checkpoint"],
+            &variants,
+            RUN_TIMEOUT,
+        )
+        .await?;
+    assert_eq!(seeded.code, Some(0), "{}", seeded.stderr);
+    s3.delete_object()
+        .bucket(stack.source_bucket())
+        .key("gone.txt")
+        .send()
+        .await?;
+    let thumb = "_variants/thumb/photos/p.jpg.webp";
+    assert!(gcs.delete(bucket, thumb).await?);
+    for (key, body) in small.iter().chain(&large) {
+        put(&s3, &stack, key, body).await?;
+    }
+
+    let checkpoint = stack.dir.join("enqueue.checkpoint.json");
+    let enqueue = stack
+        .run(
+            RECONCILER,
+            &[
+                "backfill",
+                "--verify",
+                "--delete-orphans",
+                "--json",
+                "--checkpoint",
+                checkpoint.to_str().unwrap_or_default(),
+            ],
+            &threshold,
+            RUN_TIMEOUT,
+        )
+        .await?;
+    let (findings, summary) = parse(&enqueue);
+    assert_eq!(enqueue.code, Some(0), "{}", enqueue.stderr);
+    let done = actions(&findings);
+    let mut wanted: HashMap<String, String> = small
+        .iter()
+        .map(|(key, _)| ((*key).to_owned(), "enqueued:lambda".to_owned()))
+        .chain(
+            large
+                .iter()
+                .map(|(key, _)| ((*key).to_owned(), "enqueued:fargate".to_owned())),
+        )
+        .collect();
+    wanted.insert("gone.txt".to_owned(), "enqueued:lambda".to_owned());
+    wanted.insert("photos/p.jpg".to_owned(), "enqueued:fargate".to_owned());
+    assert_eq!(done, wanted, "{}", enqueue.stdout);
+    assert_eq!(count(&summary, "repaired"), 7);
+    assert_eq!(count(&summary, "variants_missing"), 1, "{summary}");
+    assert!(!checkpoint.exists());
+    let lambda_queue = stack.var("YUBA_LAMBDA_QUEUE_URL");
+    let fargate_queue = stack.var("YUBA_FARGATE_QUEUE_URL");
+    assert_eq!(queue_depth(&sqs, lambda_queue).await?, 4);
+    assert_eq!(queue_depth(&sqs, fargate_queue).await?, 3);
+    assert!(
+        gcs.object(bucket, "gone.txt").await?.is_some(),
+        "enqueuing changes nothing by itself"
+    );
+
+    let workers = [
+        stack.spawn(
+            "yuba-worker",
+            "worker-lambda",
+            &[
+                ("YUBA_QUEUE_URL", lambda_queue),
+                ("YUBA_VARIANTS", VARIANTS),
+            ],
+        )?,
+        stack.spawn(
+            "yuba-worker",
+            "worker-fargate",
+            &[
+                ("YUBA_QUEUE_URL", fargate_queue),
+                ("YUBA_VARIANTS", VARIANTS),
+            ],
+        )?,
+    ];
+    let photos = [("photos/p.jpg", image)];
+    for (key, body) in small.iter().chain(&large).chain(&photos) {
+        replica_of(&workers, &gcs, bucket, key, REPLICA_TIMEOUT).await?;
+        assert_eq!(gcs_sha256(&gcs, bucket, key).await?, sha256_hex(body));
+    }
+    for (key, _) in large.iter().chain(&photos) {
+        let by = logs_where(&workers, "key", key);
+        assert!(
+            by.iter().all(|(label, _)| *label == "worker-fargate"),
+            "{key} is worked on by the Fargate worker: {by:?}"
+        );
+    }
+    let record = gcs.object(bucket, "photos/p.jpg").await?.expect("replica");
+    let variant = gcs
+        .object(bucket, thumb)
+        .await?
+        .expect("the forced job made the lost variant again");
+    assert_eq!(
+        variant.metadata["yuba-source-sha256"],
+        record.metadata["yuba-sha256"]
+    );
+    eventually(REPLICA_TIMEOUT, "the orphan to be deleted", || async {
+        Ok(gcs
+            .object(bucket, "gone.txt")
+            .await?
+            .is_none()
+            .then_some(()))
+    })
+    .await
+    .map_err(|e| e.context(dump_logs(&workers)))?;
+
+    for command in ["diff", "verify"] {
+        let check = stack
+            .run(
+                RECONCILER,
+                &[command, "--json", "--no-checkpoint"],
+                &variants,
+                RUN_TIMEOUT,
+            )
+            .await?;
+        let (findings, summary) = parse(&check);
+        assert!(findings.is_empty(), "{command}: {}", check.stdout);
+        assert_eq!(check.code, Some(0), "{command}: {}", check.stderr);
+        assert_eq!(count(&summary, "in_sync"), 6, "{command}: {summary}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selection_and_safety_options_limit_what_is_touched() -> anyhow::Result<()> {
+    let stack = Stack::start("reconcile-select", 3)?;
+    let s3 = stack.s3().await;
+    let gcs = stack.gcs().await?;
+    let bucket = stack.replica_bucket();
+    let checkpoint = stack.dir.join("select.checkpoint.json");
+
+    for key in ["synced/1.txt", "synced/2.txt", "orphan.txt"] {
+        put(&s3, &stack, key, key.as_bytes()).await?;
+    }
+    assert_eq!(
+        reconcile(&stack, &["backfill", "--inline"], &[], &checkpoint)
+            .await?
+            .code,
+        Some(0)
+    );
+    s3.delete_object()
+        .bucket(stack.source_bucket())
+        .key("orphan.txt")
+        .send()
+        .await?;
+    for key in ["missing/a.txt", "missing/b.txt"] {
+        put(&s3, &stack, key, key.as_bytes()).await?;
+    }
+    let all_drift = expected(&[
+        ("missing", "missing/a.txt"),
+        ("missing", "missing/b.txt"),
+        ("orphan", "orphan.txt"),
+    ]);
+
+    // --manifest: only the keys it names; a key found nowhere is no finding.
+    let manifest = stack.dir.join("manifest.txt");
+    std::fs::write(
+        &manifest,
+        "missing/a.txt\nsynced/1.txt\nnowhere/at-all.txt\n",
+    )?;
+    let manifest = manifest.to_str().unwrap_or_default();
+    let diff = reconcile(&stack, &["diff", "--manifest", manifest], &[], &checkpoint).await?;
+    let (findings, summary) = parse(&diff);
+    assert_eq!(
+        kinds_and_keys(&findings),
+        expected(&[("missing", "missing/a.txt")]),
+        "{}",
+        diff.stdout
+    );
+    assert_eq!(diff.code, Some(1));
+    assert_eq!(count(&summary, "listed_source"), 2, "{summary}");
+    assert_eq!(count(&summary, "listed_replica"), 1, "{summary}");
+    assert_eq!(count(&summary, "not_found"), 1, "{summary}");
+    assert_eq!(
+        count(&summary, "in_sync"),
+        1,
+        "a key found nowhere is not in sync: {summary}"
+    );
+    let backfill = reconcile(
+        &stack,
+        &["backfill", "--inline", "--manifest", manifest],
+        &[],
+        &checkpoint,
+    )
+    .await?;
+    let (findings, _) = parse(&backfill);
+    assert_eq!(backfill.code, Some(0), "{}", backfill.stderr);
+    assert_eq!(
+        actions(&findings),
+        HashMap::from([("missing/a.txt".to_owned(), "replicated".to_owned())])
+    );
+    assert!(gcs.object(bucket, "missing/a.txt").await?.is_some());
+    assert!(
+        gcs.object(bucket, "missing/b.txt").await?.is_none(),
+        "a key outside the manifest is not touched"
+    );
+    let mut drift = all_drift;
+    drift.remove(&("missing".to_owned(), "missing/a.txt".to_owned()));
+
+    // --since: sources last modified since then (orphans: as their record says).
+    let past = reconcile(&stack, &["diff", "--since", "2000-01-01"], &[], &checkpoint).await?;
+    assert_eq!(kinds_and_keys(&parse(&past).0), drift, "{}", past.stdout);
+    // In the future: every key is outside the window, so nothing is done.
+    let future = reconcile(
+        &stack,
+        &[
+            "backfill",
+            "--inline",
+            "--delete-orphans",
+            "--since",
+            "2999-01-01",
+        ],
+        &[],
+        &checkpoint,
+    )
+    .await?;
+    let (findings, summary) = parse(&future);
+    assert!(findings.is_empty(), "{}", future.stdout);
+    assert_eq!(future.code, Some(0), "{}", future.stderr);
+    assert_eq!(count(&summary, "skipped"), 5, "{summary}");
+    assert_eq!(count(&summary, "repaired"), 0, "{summary}");
+    assert!(gcs.object(bucket, "missing/b.txt").await?.is_none());
+    assert!(gcs.object(bucket, "orphan.txt").await?.is_some());
+
+    // --dry-run: says what it would do, does nothing, and leaves the checkpoint file alone.
+    std::fs::write(&checkpoint, "another run's checkpoint")?;
+    let dry = reconcile(
+        &stack,
+        &["backfill", "--inline", "--delete-orphans", "--dry-run"],
+        &[],
+        &checkpoint,
+    )
+    .await?;
+    let (findings, summary) = parse(&dry);
+    assert_eq!(dry.code, Some(1), "a dry run that finds drift exits 1");
+    assert_eq!(summary["dry_run"], true);
+    assert_eq!(
+        actions(&findings),
+        HashMap::from([
+            ("missing/b.txt".to_owned(), "would-copy".to_owned()),
+            ("orphan.txt".to_owned(), "would-delete".to_owned()),
+        ])
+    );
+    assert_eq!(
+        std::fs::read_to_string(&checkpoint)?,
+        "another run's checkpoint"
+    );
+    std::fs::remove_file(&checkpoint)?;
+    let diff = reconcile(&stack, &["diff"], &[], &checkpoint).await?;
+    assert_eq!(kinds_and_keys(&parse(&diff).0), drift, "{}", diff.stdout);
+    assert!(gcs.object(bucket, "orphan.txt").await?.is_some());
+
+    // Without --delete-orphans an orphan is kept, and said to be: drift left unrepaired (exit 1).
+    let keep = reconcile(&stack, &["backfill", "--inline"], &[], &checkpoint).await?;
+    let (findings, summary) = parse(&keep);
+    assert_eq!(keep.code, Some(1), "{}", keep.stderr);
+    assert_eq!(
+        actions(&findings),
+        HashMap::from([
+            ("missing/b.txt".to_owned(), "replicated".to_owned()),
+            ("orphan.txt".to_owned(), "kept".to_owned()),
+        ])
+    );
+    assert_eq!(count(&summary, "kept"), 1);
+    assert!(gcs.object(bucket, "orphan.txt").await?.is_some());
+    let diff = reconcile(&stack, &["diff"], &[], &checkpoint).await?;
+    assert_eq!(
+        kinds_and_keys(&parse(&diff).0),
+        expected(&[("orphan", "orphan.txt")])
+    );
+
+    // --delete-orphans deletes what yuba wrote, never an object someone else put there.
+    gcs.upload(
+        UploadSpec {
+            bucket: bucket.to_owned(),
+            name: "someone-elses.txt".to_owned(),
+            ..UploadSpec::default()
+        },
+        "not a replica".to_owned(),
+    )
+    .await?;
+    let delete = reconcile(
+        &stack,
+        &["backfill", "--inline", "--delete-orphans"],
+        &[],
+        &checkpoint,
+    )
+    .await?;
+    assert_eq!(
+        actions(&parse(&delete).0),
+        HashMap::from([
+            ("orphan.txt".to_owned(), "deleted".to_owned()),
+            ("someone-elses.txt".to_owned(), "kept".to_owned()),
+        ])
+    );
+    assert_eq!(
+        delete.code,
+        Some(1),
+        "a kept orphan is drift left: {}",
+        delete.stdout
+    );
+    assert!(gcs.object(bucket, "orphan.txt").await?.is_none());
+    assert!(gcs.object(bucket, "someone-elses.txt").await?.is_some());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_exit_2_with_a_message_and_failed_repairs_exit_1() -> anyhow::Result<()> {
+    let stack = Stack::start("reconcile-errors", 3)?;
+    let mut command = stack.command(RECONCILER, &[])?;
+    command
+        .args(["diff", "--json", "--no-checkpoint"])
+        .env_remove("YUBA_SOURCE_BUCKET");
+    let unset = yuba_e2e::run_to_end(command, RUN_TIMEOUT).await?;
+    assert_eq!(unset.code, Some(2), "{}", unset.stderr);
+    assert!(
+        unset.stderr.contains("YUBA_SOURCE_BUCKET is not set"),
+        "{}",
+        unset.stderr
+    );
+    assert!(
+        unset.json_lines().is_empty(),
+        "no summary for a run that never started: {}",
+        unset.stdout
+    );
+
+    let no_bucket = stack
+        .run(
+            RECONCILER,
+            &["verify", "--json", "--no-checkpoint"],
+            &[("YUBA_GCS_BUCKET", "no-such-replica-bucket")],
+            RUN_TIMEOUT,
+        )
+        .await?;
+    assert_eq!(no_bucket.code, Some(2), "{}", no_bucket.stderr);
+    assert!(
+        no_bucket.stderr.contains("no-such-replica-bucket")
+            && no_bucket.stderr.contains("does not exist")
+            && no_bucket.stderr.contains("YUBA_GCS_BUCKET"),
+        "{}",
+        no_bucket.stderr
+    );
+
+    // A source bucket that does not exist: an error, not an empty bucket.
+    let no_source = stack
+        .run(
+            RECONCILER,
+            &["diff", "--json", "--no-checkpoint"],
+            &[("YUBA_SOURCE_BUCKET", "no-such-source-bucket")],
+            RUN_TIMEOUT,
+        )
+        .await?;
+    assert_eq!(no_source.code, Some(2), "{}", no_source.stderr);
+    assert!(
+        no_source.stderr.contains("no-such-source-bucket")
+            && no_source.stderr.contains("does not exist"),
+        "{}",
+        no_source.stderr
+    );
+
+    let bad_time = stack
+        .run(
+            RECONCILER,
+            &["diff", "--since", "yesterday", "--no-checkpoint"],
+            &[],
+            RUN_TIMEOUT,
+        )
+        .await?;
+    assert_eq!(bad_time.code, Some(2), "{}", bad_time.stderr);
+    assert!(bad_time.stderr.contains("RFC 3339"), "{}", bad_time.stderr);
+
+    // A repair that cannot be made is a finding that failed, and exit code 1, not an error.
+    let s3 = stack.s3().await;
+    put(&s3, &stack, "unrepaired.txt", b"no queue for me").await?;
+    let lambda_queue = stack.var("YUBA_LAMBDA_QUEUE_URL");
+    let no_queue = format!(
+        "{}/no-such-queue",
+        lambda_queue.rsplit_once('/').map_or("", |(base, _)| base)
+    );
+    let failed = stack
+        .run(
+            RECONCILER,
+            &["backfill", "--json", "--no-checkpoint"],
+            &[("YUBA_LAMBDA_QUEUE_URL", &no_queue)],
+            RUN_TIMEOUT,
+        )
+        .await?;
+    let (findings, summary) = parse(&failed);
+    assert_eq!(failed.code, Some(1), "{}", failed.stderr);
+    assert_eq!(findings.len(), 1, "{}", failed.stdout);
+    assert_eq!(findings[0]["action"], "failed");
+    assert!(
+        findings[0]["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("no-such-queue")),
+        "{}",
+        failed.stdout
+    );
+    assert_eq!(count(&summary, "failed"), 1);
+    Ok(())
+}
+
+/// A manifest may be made from a listing of the replica bucket, variants included. A variant is
+/// not a replica: listing runs leave variants out of the join, and a manifest run must not
+/// take one for an orphan (and delete it with `--delete-orphans`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_that_names_a_variant_does_not_make_it_an_orphan() -> anyhow::Result<()> {
+    let stack = Stack::start("reconcile-manifest-variant", 3)?;
+    let s3 = stack.s3().await;
+    let gcs = stack.gcs().await?;
+    let bucket = stack.replica_bucket();
+    let checkpoint = stack.dir.join("manifest-variant.checkpoint.json");
+    let variants = [("YUBA_VARIANTS", VARIANTS)];
+    put(&s3, &stack, "photos/a.jpg", &photo(6)).await?;
+    let seeded = reconcile(&stack, &["backfill", "--inline"], &variants, &checkpoint).await?;
+    assert_eq!(seeded.code, Some(0), "{}", seeded.stderr);
+    let thumb = "_variants/thumb/photos/a.jpg.webp";
+    assert!(gcs.object(bucket, thumb).await?.is_some());
+    let manifest = stack.dir.join("manifest.txt");
+    std::fs::write(&manifest, format!("photos/a.jpg\n{thumb}\n"))?;
+    let manifest = manifest.to_str().unwrap_or_default();
+
+    let backfill = reconcile(
+        &stack,
+        &[
+            "backfill",
+            "--inline",
+            "--delete-orphans",
+            "--manifest",
+            manifest,
+        ],
+        &variants,
+        &checkpoint,
+    )
+    .await?;
+    let (findings, _) = parse(&backfill);
+    // A variant named by a manifest is counted as a variant, never an orphan to delete.
+    assert!(
+        findings.is_empty(),
+        "a variant named by a manifest is no orphan: {}",
+        backfill.stdout
+    );
+    assert!(
+        gcs.object(bucket, thumb).await?.is_some(),
+        "--delete-orphans --manifest deleted the variant {thumb}"
+    );
+    assert_eq!(backfill.code, Some(0), "{}", backfill.stderr);
+    Ok(())
+}
