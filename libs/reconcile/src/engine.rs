@@ -901,7 +901,7 @@ impl Reconciler {
             return (planned(judged, None), None);
         };
         let _permit = context.io.acquire().await.ok();
-        match replicator.run(job).await {
+        match replicator.run_listed(job, judged.pair.replica.clone()).await {
             Ok(Outcome::Replicated { bytes, .. }) => {
                 context
                     .live

@@ -161,15 +161,36 @@ impl Replicator {
 
     pub async fn run(&self, job: &Job) -> Result<Outcome, ReplicateError> {
         match job {
-            Job::Replicate(job) => self.replicate(job).await,
+            Job::Replicate(job) => {
+                let name = object_name(&job.bucket, &job.key)?;
+                let existing = self.gcs.object(&self.settings.replica_bucket, name).await?;
+                self.replicate(job, existing).await
+            }
             Job::Delete(job) => self.delete(job).await,
         }
     }
 
-    async fn replicate(&self, job: &ReplicateJob) -> Result<Outcome, ReplicateError> {
-        let bucket = &self.settings.replica_bucket;
+    /// [`run`](Replicator::run) for a caller that has just listed the replica bucket (the
+    /// reconciler): the listing's entry for the replica (`None`: there was none) stands in for
+    /// the metadata read a job starts with. A replica written since the listing costs at most
+    /// a copy made again, never a skipped one: a stale entry is the reason the job exists.
+    pub async fn run_listed(
+        &self,
+        job: &Job,
+        listed: Option<ObjectInfo>,
+    ) -> Result<Outcome, ReplicateError> {
+        match job {
+            Job::Replicate(job) => self.replicate(job, listed).await,
+            Job::Delete(job) => self.delete(job).await,
+        }
+    }
+
+    async fn replicate(
+        &self,
+        job: &ReplicateJob,
+        existing: Option<ObjectInfo>,
+    ) -> Result<Outcome, ReplicateError> {
         let name = object_name(&job.bucket, &job.key)?;
-        let existing = self.gcs.object(bucket, name).await?;
         let record = existing.as_ref().and_then(read_record);
         let current = |describes: &dyn Fn(&ReplicaRecord) -> bool| {
             self.holds(existing.as_ref(), record.as_ref(), describes)
