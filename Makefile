@@ -4,7 +4,7 @@
 CARGO ?= cargo
 PYTHON := .venv/bin/python
 
-.PHONY: demo test bootstrap build fmt-check clippy bench-stream bench-variants clean-stack
+.PHONY: demo test bootstrap build fmt-check clippy bench-stream bench-reconcile bench-variants clean-stack
 
 ## demo: bring up the local stack, run ingest and workers, replicate sample images, show the result
 demo: bootstrap build
@@ -34,6 +34,11 @@ clippy:
 bench-stream: bootstrap
 	$(CARGO) build --release --bins
 	$(PYTHON) scripts/bench_stream.py --size-gib 2
+
+## bench-reconcile: yuba-reconciler diff / backfill --inline beside rclone check / copy (hours: see scripts/README.md)
+bench-reconcile: bootstrap
+	$(CARGO) build --release -p yuba-reconciler
+	$(PYTHON) scripts/bench_reconcile.py
 
 ## bench-variants: three JPEG variants of real photos, yuba's transform beside vipsthumbnail
 bench-variants: bootstrap

@@ -704,7 +704,8 @@ def report(args, size: int, upload_s: float, probes: dict, runs: list[Run], head
     return "\n".join(out)
 
 
-def versions() -> list[str]:
+def build_line(binary: Path) -> str:
+    """Which yuba binary (and work tree) and which rclone a benchmark ran."""
     def run(argv: list[str]) -> str:
         try:
             return subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=ROOT).stdout.strip()
@@ -713,10 +714,18 @@ def versions() -> list[str]:
 
     head = run(["git", "rev-parse", "--short", "HEAD"]) or "?"
     dirty = " + uncommitted changes" if run(["git", "status", "--porcelain", "--untracked-files=no"]) else ""
-    built = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(WORKER.stat().st_mtime))
+    if binary.exists():
+        built = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(binary.stat().st_mtime))
+        yuba = f"{binary.relative_to(ROOT)} built {built}"
+    else:
+        yuba = f"{binary.relative_to(ROOT)} not built"
     rclone = VENV_BIN / "rclone"
     rclone_v = (run([str(rclone), "version"]).splitlines() or ["?"])[0] if rclone.exists() else "rclone not installed"
-    return [f"yuba: {WORKER.relative_to(ROOT)} built {built} (work tree now at {head}{dirty}); {rclone_v}"]
+    return f"yuba: {yuba} (work tree now at {head}{dirty}); {rclone_v}"
+
+
+def versions() -> list[str]:
+    return [build_line(WORKER)]
 
 
 # --------------------------------------------------------------------------------------------

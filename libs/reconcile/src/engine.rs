@@ -292,7 +292,13 @@ impl Reconciler {
             );
         }
         let resumed = match (&checkpoint, options.resume) {
-            (Some(file), true) => file.load()?,
+            (Some(file), true) => {
+                let saved = file.load()?;
+                if saved.is_none() {
+                    tracing::info!(path = %file.path().display(), "no checkpoint to resume: starting from the beginning");
+                }
+                saved
+            }
             (Some(file), false) => {
                 if file.path().exists() {
                     tracing::warn!(path = %file.path().display(), "a checkpoint of an earlier run is there; starting over (it is replaced): pass --resume to continue it instead");
@@ -901,7 +907,10 @@ impl Reconciler {
             return (planned(judged, None), None);
         };
         let _permit = context.io.acquire().await.ok();
-        match replicator.run_listed(job, judged.pair.replica.clone()).await {
+        match replicator
+            .run_listed(job, judged.pair.replica.clone())
+            .await
+        {
             Ok(Outcome::Replicated { bytes, .. }) => {
                 context
                     .live
