@@ -1384,8 +1384,12 @@ def main() -> int:
     ap.add_argument("--scenario", action="append", help="diff, copy-many, copy-big or all (default), comma-separated or repeated; 1, 2, 3 work too")
     ap.add_argument("--s3", choices=["moto", "rclone-serve", "both"], default="both", help="S3 server(s) to run against (default both)")
     ap.add_argument("--quick", action="store_true", help="tiny scale: diff 2,000 objects, copy-many 200 x 1 MiB, copy-big 64 MiB (a few minutes)")
-    ap.add_argument("--objects", type=int, help="object count of the selected diff / copy-many scenarios (default 100,000 / 2,000)")
-    ap.add_argument("--size", type=parse_size, help="object size of the selected copy-many / copy-big scenarios (default 1MiB / 2GiB)")
+    ap.add_argument("--objects", type=int, help="object count of the selected scenario: diff (default 100,000) or copy-many (2,000)")
+    ap.add_argument("--size", type=parse_size, help="object size of the selected scenario: copy-many (default 1MiB) or copy-big (2GiB)")
+    ap.add_argument("--diff-objects", type=int, help="diff: object count (with several scenarios selected)")
+    ap.add_argument("--many-objects", type=int, help="copy-many: object count")
+    ap.add_argument("--many-size", type=parse_size, help="copy-many: object size")
+    ap.add_argument("--big-size", type=parse_size, help="copy-big: object size")
     ap.add_argument("--missing", type=int, default=5, help="diff: objects left out of GCS, which both tools must find (default 5)")
     ap.add_argument("--concurrency", type=int, default=16, help="yuba --concurrency and rclone --checkers/--transfers (default 16)")
     ap.add_argument("--page-size", type=int, help="yuba --page-size (default: yuba's, 1000)")
@@ -1411,10 +1415,24 @@ def main() -> int:
         ap.error(str(e))
     args.servers = list(SERVERS) if args.s3 == "both" else [args.s3]
     scale = QUICK if args.quick else FULL
-    args.diff_objects = args.objects if args.objects is not None else scale["diff"]
-    args.many_objects = args.objects if args.objects is not None else scale["copy-many"][0]
-    args.many_size = args.size if args.size is not None else scale["copy-many"][1]
-    args.big_size = args.size if args.size is not None else scale["copy-big"]
+    # --objects / --size: shorthands for the one selected scenario they can mean
+    for flag, value, owners in (("--objects", args.objects, ("diff", "copy-many")), ("--size", args.size, ("copy-many", "copy-big"))):
+        meant = [s for s in owners if s in args.scenarios]
+        if value is not None and len(meant) != 1:
+            ap.error(
+                f"{flag} applies to {' or '.join(owners)}, and {'both are' if meant else 'neither is'} selected: "
+                "use --scenario to pick one, or --diff-objects / --many-objects / --many-size / --big-size"
+            )
+
+    def pick(own, shorthand, owner: str, default):
+        if own is not None:
+            return own
+        return shorthand if shorthand is not None and owner in args.scenarios else default
+
+    args.diff_objects = pick(args.diff_objects, args.objects, "diff", scale["diff"])
+    args.many_objects = pick(args.many_objects, args.objects, "copy-many", scale["copy-many"][0])
+    args.many_size = pick(args.many_size, args.size, "copy-many", scale["copy-many"][1])
+    args.big_size = pick(args.big_size, args.size, "copy-big", scale["copy-big"])
     if args.diff_objects < 1 or args.many_objects < 1 or args.many_size < 1 or args.big_size < 1:
         ap.error("--objects and --size must be positive")
     if args.missing < 0 or args.concurrency < 1 or args.seed_threads < 1:
