@@ -145,13 +145,8 @@ impl S3Source {
             key: key.to_owned(),
             etag,
             size,
-            version_id: output
-                .version_id()
-                .filter(|v| *v != "null")
-                .map(str::to_owned),
-            last_modified: output
-                .last_modified()
-                .and_then(|t| DateTime::from_timestamp_millis(t.to_millis().ok()?)),
+            version_id: version_id(output.version_id()),
+            last_modified: timestamp(output.last_modified()),
             content_type: output.content_type().map(str::to_owned),
             cache_control: output.cache_control().map(str::to_owned),
             content_disposition: output.content_disposition().map(str::to_owned),
@@ -235,9 +230,7 @@ impl S3Source {
                         .and_then(|size| u64::try_from(size).ok())
                         .unwrap_or_default(),
                     etag: object.e_tag().map(normalize_etag).unwrap_or_default(),
-                    last_modified: object
-                        .last_modified()
-                        .and_then(|t| DateTime::from_timestamp_millis(t.to_millis().ok()?)),
+                    last_modified: timestamp(object.last_modified()),
                 })
             })
             .collect();
@@ -291,13 +284,8 @@ impl S3Source {
                 .content_length()
                 .and_then(|length| u64::try_from(length).ok())
                 .unwrap_or_default(),
-            version_id: output
-                .version_id()
-                .filter(|v| *v != "null")
-                .map(str::to_owned),
-            last_modified: output
-                .last_modified()
-                .and_then(|t| DateTime::from_timestamp_millis(t.to_millis().ok()?)),
+            version_id: version_id(output.version_id()),
+            last_modified: timestamp(output.last_modified()),
             etag,
         }))
     }
@@ -305,25 +293,17 @@ impl S3Source {
     /// Whether the key exists now (HeadObject). Used before mirroring a delete, so that a delete
     /// event that arrives after the key was created again does not remove the new replica.
     pub async fn exists(&self, bucket: &str, key: &str) -> Result<bool, S3Error> {
-        match self
-            .client
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
-            Err(error) => Err(S3Error {
-                kind: classify_sdk_error(&error),
-                message: format!(
-                    "HEAD s3://{bucket}/{key} failed: {}",
-                    describe_sdk_error(&error)
-                ),
-            }),
-        }
+        Ok(self.head(bucket, key).await?.is_some())
     }
+}
+
+/// S3 says `null` for the version of an object put while versioning was off.
+fn version_id(version: Option<&str>) -> Option<String> {
+    version.filter(|v| *v != "null").map(str::to_owned)
+}
+
+fn timestamp(time: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
+    time.and_then(|t| DateTime::from_timestamp_millis(t.to_millis().ok()?))
 }
 
 /// The MD5 of the content, when the ETag is one: not for objects encrypted with KMS or customer

@@ -93,31 +93,28 @@ impl Task {
 
     /// What the task does, for the checkpoint's run identity.
     fn describe(&self) -> String {
-        let depth = |depth: Option<Depth>| match depth {
-            None => "",
-            Some(Depth::Checksums) => " --verify",
-            Some(Depth::Deep) => " --verify --deep",
-        };
+        let deep = |depth: Depth| if depth == Depth::Deep { " --deep" } else { "" };
         match self {
             Task::Diff => "diff".to_owned(),
-            Task::Verify(d) => format!("verify{}", depth(Some(*d)).replace(" --verify", "")),
+            Task::Verify(depth) => format!("verify{}", deep(*depth)),
             Task::Backfill {
                 verify,
                 repair,
                 delete_orphans,
-            } => format!(
-                "backfill{}{}{}",
-                match repair {
-                    Repair::Enqueue { .. } => "",
-                    Repair::Inline(_) => " --inline",
-                },
-                depth(*verify),
-                if *delete_orphans {
-                    " --delete-orphans"
-                } else {
-                    ""
+            } => {
+                let mut text = "backfill".to_owned();
+                if matches!(repair, Repair::Inline(_)) {
+                    text.push_str(" --inline");
                 }
-            ),
+                if let Some(depth) = verify {
+                    text.push_str(" --verify");
+                    text.push_str(deep(*depth));
+                }
+                if *delete_orphans {
+                    text.push_str(" --delete-orphans");
+                }
+                text
+            }
         }
     }
 }
@@ -211,6 +208,20 @@ struct PairPage {
     listed: Counts,
     /// Where the run is once this page is done; `None` for a page that adds only counts.
     position: Option<Position>,
+}
+
+impl PairPage {
+    /// Adds a pair, counting what the listings held.
+    fn push(&mut self, pair: Pair) {
+        if let Some(source) = &pair.source {
+            self.listed.listed_source += 1;
+            self.listed.listed_source_bytes += source.size;
+        }
+        if pair.replica.is_some() {
+            self.listed.listed_replica += 1;
+        }
+        self.pairs.push(pair);
+    }
 }
 
 /// One page done: its findings in key order and its counts.
@@ -400,16 +411,8 @@ impl Reconciler {
                 loop {
                     match join.next_step() {
                         Step::Pair(pair) => {
-                            let pair = *pair;
-                            if let Some(source) = &pair.source {
-                                page.listed.listed_source += 1;
-                                page.listed.listed_source_bytes += source.size;
-                            }
-                            if pair.replica.is_some() {
-                                page.listed.listed_replica += 1;
-                            }
                             page.position = Some(Position::AfterKey(pair.key.clone()));
-                            page.pairs.push(pair);
+                            page.push(*pair);
                             if page.pairs.len() >= page_size
                                 && pages.send(Ok(std::mem::take(&mut page))).await.is_err()
                             {
@@ -455,40 +458,28 @@ impl Reconciler {
         after: Option<String>,
         page_size: u32,
     ) -> mpsc::Receiver<Result<(Vec<ListedObject>, bool), ReconcileError>> {
-        let (pages, receiver) = mpsc::channel(1);
         let s3 = self.s3.clone();
         let bucket = self.buckets.source.clone();
-        tokio::spawn(async move {
-            let mut continuation: Option<String> = None;
-            loop {
-                let start_after = after.as_deref().filter(|_| continuation.is_none());
-                let page = with_retries(&format!("listing s3://{bucket}/{prefix}"), || async {
-                    s3.list(
+        let what = format!("listing s3://{bucket}/{prefix}");
+        spawn_listing(what, move |continuation| {
+            let (s3, bucket, prefix, after) =
+                (s3.clone(), bucket.clone(), prefix.clone(), after.clone());
+            async move {
+                // S3 ignores StartAfter once it continues a listing.
+                let start_after = after.filter(|_| continuation.is_none());
+                let page = s3
+                    .list(
                         &bucket,
                         &prefix,
-                        start_after,
+                        start_after.as_deref(),
                         continuation.as_deref(),
                         page_size,
                     )
                     .await
-                    .map_err(|e| (e.kind, e.message))
-                })
-                .await;
-                let page = match page {
-                    Ok(page) => page,
-                    Err(error) => {
-                        let _ = pages.send(Err(error)).await;
-                        return;
-                    }
-                };
-                let last = page.continuation.is_none();
-                if pages.send(Ok((page.objects, last))).await.is_err() || last {
-                    return;
-                }
-                continuation = page.continuation;
+                    .map_err(|e| (e.kind, e.message))?;
+                Ok((page.objects, page.continuation))
             }
-        });
-        receiver
+        })
     }
 
     fn list_replicas(
@@ -497,45 +488,32 @@ impl Reconciler {
         after: Option<String>,
         page_size: u32,
     ) -> mpsc::Receiver<Result<(Vec<ObjectInfo>, bool), ReconcileError>> {
-        let (pages, receiver) = mpsc::channel(1);
         let gcs = self.gcs.clone();
         let bucket = self.buckets.replica.clone();
-        tokio::spawn(async move {
-            let mut token: Option<String> = None;
-            loop {
+        let what = format!("listing gs://{bucket}/{prefix}");
+        spawn_listing(what, move |token| {
+            let (gcs, bucket, prefix, after) =
+                (gcs.clone(), bucket.clone(), prefix.clone(), after.clone());
+            async move {
                 let query = ListQuery {
                     prefix: &prefix,
                     start_offset: after.as_deref().filter(|_| token.is_none()),
                     page_token: token.as_deref(),
                     page_size,
                 };
-                let page = with_retries(&format!("listing gs://{bucket}/{prefix}"), || async {
-                    gcs.list(&bucket, &query)
-                        .await
-                        .map_err(|e| (e.kind, e.message))
-                })
-                .await;
-                let page = match page {
-                    Ok(page) => page,
-                    Err(error) => {
-                        let _ = pages.send(Err(error)).await;
-                        return;
-                    }
-                };
-                let last = page.next_page_token.is_none();
+                let page = gcs
+                    .list(&bucket, &query)
+                    .await
+                    .map_err(|e| (e.kind, e.message))?;
                 // GCS's startOffset is inclusive: the key it names is already done.
                 let objects = page
                     .objects
                     .into_iter()
                     .filter(|o| after.as_deref().is_none_or(|after| o.name.as_str() > after))
                     .collect();
-                if pages.send(Ok((objects, last))).await.is_err() || last {
-                    return;
-                }
-                token = page.next_page_token;
+                Ok((objects, page.next_page_token))
             }
-        });
-        receiver
+        })
     }
 
     /// Pages of the keys a manifest names, looked up in both buckets.
@@ -607,16 +585,7 @@ impl Reconciler {
                         {
                             page.listed.listed_variants += 1;
                         }
-                        Ok(pair) => {
-                            if let Some(source) = &pair.source {
-                                page.listed.listed_source += 1;
-                                page.listed.listed_source_bytes += source.size;
-                            }
-                            if pair.replica.is_some() {
-                                page.listed.listed_replica += 1;
-                            }
-                            page.pairs.push(pair);
-                        }
+                        Ok(pair) => page.push(pair),
                         Err(error) => {
                             let _ = pages.send(Err(error)).await;
                             return;
@@ -1018,6 +987,40 @@ fn finding(judged: Judged, action: Option<Action>, error: Option<String>) -> Fin
         action,
         error,
     }
+}
+
+/// Runs a listing in a task, a page at a time into a channel of one page (so it runs ahead of
+/// the join by one page, no more). `fetch` gets the previous page's token (`None` first) and
+/// returns a page and the next token; the channel carries each page and whether it was the last.
+fn spawn_listing<T, F, Fut>(
+    what: String,
+    mut fetch: F,
+) -> mpsc::Receiver<Result<(Vec<T>, bool), ReconcileError>>
+where
+    T: Send + 'static,
+    F: FnMut(Option<String>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(Vec<T>, Option<String>), (FailureKind, String)>> + Send,
+{
+    let (pages, receiver) = mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut token: Option<String> = None;
+        loop {
+            match with_retries(&what, || fetch(token.clone())).await {
+                Ok((objects, next)) => {
+                    let last = next.is_none();
+                    if pages.send(Ok((objects, last))).await.is_err() || last {
+                        return;
+                    }
+                    token = next;
+                }
+                Err(error) => {
+                    let _ = pages.send(Err(error)).await;
+                    return;
+                }
+            }
+        }
+    });
+    receiver
 }
 
 /// Runs one listing request, retrying transient failures with exponential backoff.
