@@ -213,6 +213,21 @@ impl Stack {
         Ok(Gcs::connect(&GcsSettings::from_env(&env)?).await?)
     }
 
+    /// The requests fake-gcs-server has answered so far, `METHOD /path?query` from its access
+    /// log: how many a copy cost, which the objects cannot tell (fake-gcs-server keeps an
+    /// object's metageneration at 1 through a PATCH).
+    pub fn gcs_requests(&self) -> anyhow::Result<Vec<String>> {
+        let log = std::fs::read_to_string(self.dir.join("fake-gcs-server.log"))?;
+        Ok(log
+            .lines()
+            .filter_map(|line| {
+                let (_, request) = line.split_once("\\\"")?;
+                let (request, _) = request.split_once(" HTTP/")?;
+                Some(request.to_owned())
+            })
+            .collect())
+    }
+
     pub fn replica_bucket(&self) -> &str {
         self.var("YUBA_GCS_BUCKET")
     }

@@ -14,7 +14,10 @@ const REPLICA_TIMEOUT: Duration = Duration::from_secs(60);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_are_replicated_byte_for_byte_with_their_metadata() -> anyhow::Result<()> {
     let stack = Stack::start("bytes", 3)?;
-    let pipeline = stack.spawn_pipeline(&[("YUBA_UPLOAD_CHUNK_BYTES", "1048576")])?;
+    let pipeline = stack.spawn_pipeline(&[
+        ("YUBA_UPLOAD_CHUNK_BYTES", "1048576"),
+        ("YUBA_GCS_COMPOSE_THRESHOLD_BYTES", "16777216"),
+    ])?;
     let s3 = stack.s3().await;
     let gcs = stack.gcs().await?;
 
@@ -32,7 +35,14 @@ async fn uploads_are_replicated_byte_for_byte_with_their_metadata() -> anyhow::R
         ),
         (long_key.clone(), pseudo_random_bytes(10, 5)),
         ("empty".into(), Vec::new()),
-        // Larger than the 1 MiB chunk: streamed through a resumable upload, on the Fargate queue.
+        // Larger than the 1 MiB chunk, smaller than the 16 MiB compose threshold: streamed
+        // through a resumable upload.
+        (
+            "large/five.bin".into(),
+            pseudo_random_bytes(5 * 1024 * 1024, 9),
+        ),
+        // Over the threshold: uploaded in 50 parts composed into the replica, on the Fargate
+        // queue.
         (
             "large/fifty.bin".into(),
             pseudo_random_bytes(50 * 1024 * 1024, 6),
@@ -104,6 +114,36 @@ async fn uploads_are_replicated_byte_for_byte_with_their_metadata() -> anyhow::R
         }
     }
 
+    // One request per object held in memory, the content type in it; the resumable upload gets
+    // a single update after it, for its digests; the composed object is made with its complete
+    // record and never updated.
+    let requests = stack.gcs_requests()?;
+    let patches: Vec<&String> = requests
+        .iter()
+        .filter(|request| request.starts_with("PATCH "))
+        .collect();
+    assert!(
+        patches.len() == 1 && patches[0].contains("/o/large%2Ffive.bin?"),
+        "only the resumable upload is updated, once: {patches:?}"
+    );
+    let composes: Vec<&String> = requests
+        .iter()
+        .filter(|request| request.contains("/compose"))
+        .collect();
+    assert!(
+        composes.len() == 2
+            && composes.iter().all(|r| r.starts_with("POST "))
+            && composes[1].contains("/o/large%2Ffifty.bin/compose"),
+        "19 of the 50 parts into one, then that and the other 31 into the replica: {composes:?}"
+    );
+    let query = yuba_gcs::ListQuery {
+        prefix: yuba_gcs::PARTS_PREFIX,
+        page_size: 10,
+        ..yuba_gcs::ListQuery::default()
+    };
+    let left = gcs.list(stack.replica_bucket(), &query).await?.objects;
+    assert!(left.is_empty(), "temporaries left: {left:?}");
+
     let fargate_jobs = logs_where(&pipeline, "outcome", "replicated")
         .into_iter()
         .filter(|(label, _)| *label == "worker-fargate")
@@ -112,13 +152,15 @@ async fn uploads_are_replicated_byte_for_byte_with_their_metadata() -> anyhow::R
         fargate_jobs, 1,
         "only the 50 MiB object is routed to Fargate"
     );
-    let streamed = logs_where(&pipeline, "key", "large/fifty.bin");
-    assert!(
-        streamed
-            .iter()
-            .any(|(_, line)| line.get("streamed") == Some(&serde_json::Value::Bool(true))),
-        "the 50 MiB object was streamed: {streamed:?}"
-    );
+    for key in ["large/five.bin", "large/fifty.bin"] {
+        let streamed = logs_where(&pipeline, "key", key);
+        assert!(
+            streamed
+                .iter()
+                .any(|(_, line)| line.get("streamed") == Some(&serde_json::Value::Bool(true))),
+            "{key} was streamed: {streamed:?}"
+        );
+    }
     Ok(())
 }
 

@@ -113,15 +113,33 @@ async fn images_get_their_variants_and_bad_images_keep_their_original() -> anyho
     }
 
     let mut records = Vec::new();
-    for (key, body, _) in &uploads {
+    for (key, body, content_type) in &uploads {
         let replica = replica_of(&pipeline, &gcs, bucket, key, TIMEOUT).await?;
         assert_eq!(
             gcs_sha256(&gcs, bucket, key).await?,
             sha256_hex(body),
             "original of {key}"
         );
+        assert_eq!(
+            replica.content_type.as_deref(),
+            Some(*content_type),
+            "{key}"
+        );
         records.push(replica.metadata);
     }
+    // Originals and variants held in memory are written in one request each; only the two
+    // streamed originals get an update after their upload, for their digests.
+    let mut patched: Vec<String> = stack
+        .gcs_requests()?
+        .into_iter()
+        .filter_map(|request| {
+            let path = request.strip_prefix("PATCH ")?;
+            let (path, _) = path.split_once('?').unwrap_or((path, ""));
+            Some(path.rsplit('/').next().unwrap_or_default().to_owned())
+        })
+        .collect();
+    patched.sort();
+    assert_eq!(patched, ["photos%2Ffake.jpg", "photos%2Fhuge.jpg"]);
     let variants_of = |i: usize| records[i].get("yuba-variants").cloned();
     let error_of = |i: usize| {
         records[i]

@@ -1,6 +1,7 @@
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use google_cloud_auth::credentials::{self, Credentials};
 use google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder;
 use google_cloud_gax::retry_policy::RetryPolicyExt;
@@ -9,13 +10,21 @@ use google_cloud_storage::model::Object;
 use google_cloud_storage::retry_policy::RetryableErrors;
 use google_cloud_storage::streaming_source::{Payload, StreamingSource};
 use yuba_config::{ConfigError, Env};
+use yuba_model::FailureKind;
 
+use crate::composite::{CompositeUpload, MAX_PARTS};
 use crate::error::GcsError;
 use crate::json_api::JsonApi;
 
 const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 /// GCS wants resumable-upload chunks in multiples of 256 KiB.
 const UPLOAD_QUANTUM: u64 = 256 * 1024;
+/// The pause after a first failed request, doubled after each further one up to the maximum.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Large enough that the compose requests and deletes a composite upload adds are few next to
+/// its bytes; small enough that objects a single stream uploads quickly are not cut up.
+const DEFAULT_COMPOSE_THRESHOLD: u64 = 32 * 1024 * 1024;
 
 /// How to reach GCS, read from the environment by [`GcsSettings::from_env`].
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +36,12 @@ pub struct GcsSettings {
     /// Bytes buffered per resumable-upload chunk, and the size up to which an object is sent in
     /// one request instead: what bounds an upload's memory.
     pub upload_chunk_bytes: usize,
+    /// Parts of one composite upload sent at once: such an upload holds this many chunks, plus
+    /// the one being read.
+    pub parallel_uploads: usize,
+    /// Streamed objects at least this large are uploaded as parts composed into the object
+    /// ([`CompositeUpload`]) rather than in one resumable upload; `None`: never.
+    pub compose_threshold_bytes: Option<u64>,
     pub request_attempts: u32,
     pub request_time_limit: Duration,
 }
@@ -53,10 +68,29 @@ impl GcsSettings {
                 "must be a multiple of 262144 (256 KiB), as GCS requires of resumable chunks",
             ));
         }
+        // 0 switches composite uploads off; any other threshold below the chunk size would
+        // only mean "every streamed object", so it is refused as a likely mistake.
+        let compose_threshold = env.parsed(
+            "YUBA_GCS_COMPOSE_THRESHOLD_BYTES",
+            DEFAULT_COMPOSE_THRESHOLD.max(chunk),
+        )?;
+        if compose_threshold != 0 && compose_threshold < chunk {
+            return Err(env.invalid(
+                "YUBA_GCS_COMPOSE_THRESHOLD_BYTES",
+                format!("must be 0 (off) or at least YUBA_UPLOAD_CHUNK_BYTES ({chunk})"),
+            ));
+        }
         Ok(GcsSettings {
             endpoint: endpoint.map(|e| e.trim_end_matches('/').to_owned()),
             upload_chunk_bytes: usize::try_from(chunk)
                 .map_err(|_| env.invalid("YUBA_UPLOAD_CHUNK_BYTES", "too large"))?,
+            parallel_uploads: usize::try_from(env.number_in(
+                "YUBA_GCS_PARALLEL_UPLOADS",
+                4,
+                1..=32,
+            )?)
+            .unwrap_or(4),
+            compose_threshold_bytes: Some(compose_threshold).filter(|&t| t != 0),
             request_attempts: u32::try_from(env.number_in(
                 "YUBA_GCS_RETRY_ATTEMPTS",
                 6,
@@ -69,6 +103,15 @@ impl GcsSettings {
                 0.1..=3600.0,
             )?,
         })
+    }
+
+    /// Whether a streamed object of `size` bytes goes up as a [`CompositeUpload`]: at least the
+    /// threshold, and few enough chunks for one composite object (GCS allows 1,024
+    /// components; a larger object streams in one resumable upload instead).
+    pub fn composes(&self, size: u64) -> bool {
+        self.compose_threshold_bytes
+            .is_some_and(|threshold| size >= threshold)
+            && size.div_ceil(self.upload_chunk_bytes as u64) <= MAX_PARTS
     }
 
     fn is_emulator(&self) -> bool {
@@ -111,6 +154,9 @@ impl From<Object> for ObjectInfo {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ListQuery<'a> {
     pub prefix: &'a str,
+    /// Group the names that continue past the prefix up to this string into
+    /// [`ListPage::prefixes`] instead of listing them: one level of a hierarchy.
+    pub delimiter: Option<&'a str>,
     /// List names from this one on (inclusive), to resume a listing without its token.
     pub start_offset: Option<&'a str>,
     /// The previous page's `next_page_token`.
@@ -123,6 +169,8 @@ pub struct ListQuery<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListPage {
     pub objects: Vec<ObjectInfo>,
+    /// With a delimiter: the distinct name prefixes up to and including it, sorted.
+    pub prefixes: Vec<String>,
     /// `None`: this was the last page.
     pub next_page_token: Option<String>,
 }
@@ -167,6 +215,15 @@ pub struct UploadSpec {
     pub known_md5: Option<[u8; 16]>,
 }
 
+/// The pause before the attempt after `attempt` failed ones: exponential and capped, with full
+/// jitter, so uploads that failed together do not come back together.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = FIRST_BACKOFF
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF);
+    ceiling.mul_f64(rand::random::<f64>())
+}
+
 /// The object GCS stored when the client found its checksums differ from what was sent.
 fn mismatched_upload(error: &google_cloud_storage::Error) -> Option<&Object> {
     use google_cloud_storage::error::WriteError;
@@ -177,11 +234,15 @@ fn mismatched_upload(error: &google_cloud_storage::Error) -> Option<&Object> {
     }
 }
 
-/// A GCS connection: the official client for uploads, the JSON API for the rest.
+/// A GCS connection: the official client for streamed uploads and reads, the JSON API for the
+/// rest.
 #[derive(Debug, Clone)]
 pub struct Gcs {
     storage: Storage,
     json: JsonApi,
+    /// For the retry limits of the requests made here (the official client's own) and the
+    /// upload sizes.
+    settings: GcsSettings,
 }
 
 impl Gcs {
@@ -205,8 +266,8 @@ impl Gcs {
             .with_attempt_limit(settings.request_attempts)
             .with_time_limit(settings.request_time_limit);
         let backoff = ExponentialBackoffBuilder::new()
-            .with_initial_delay(Duration::from_millis(100))
-            .with_maximum_delay(Duration::from_secs(10))
+            .with_initial_delay(FIRST_BACKOFF)
+            .with_maximum_delay(MAX_BACKOFF)
             .build()
             .map_err(|error| GcsError::permanent(format!("bad backoff policy: {error}")))?;
         let chunk = settings.upload_chunk_bytes;
@@ -223,7 +284,11 @@ impl Gcs {
                 GcsError::permanent(format!("could not build the GCS client: {error}"))
             })?;
         let json = JsonApi::new(endpoint, credentials, settings.request_time_limit)?;
-        Ok(Gcs { storage, json })
+        Ok(Gcs {
+            storage,
+            json,
+            settings: settings.clone(),
+        })
     }
 
     /// The official client, for what this adapter does not wrap.
@@ -231,10 +296,133 @@ impl Gcs {
         &self.storage
     }
 
-    /// Creates or replaces `spec.name` with the bytes of `payload`. Objects smaller than the
-    /// chunk size go in one request; larger ones in a resumable upload that buffers one chunk
-    /// at a time. Either way the client computes the crc32c as the bytes go by and sends it
-    /// with the last request, so GCS refuses to finalise a corrupted upload.
+    /// Creates or replaces `spec.name` with `content`, held in memory, in one request that
+    /// carries the attributes and the checksums (the crc32c is computed here unless known), so
+    /// GCS validates the bytes before it creates the object. Transient failures are retried
+    /// within the settings' attempts and time limit: the same bytes sent again to the same
+    /// name make the same object.
+    pub async fn upload_bytes(
+        &self,
+        mut spec: UploadSpec,
+        content: Bytes,
+    ) -> Result<ObjectInfo, GcsError> {
+        spec.known_crc32c
+            .get_or_insert_with(|| crc32c::crc32c(&content));
+        self.retrying(|| self.insert_checked(&spec, content.clone()))
+            .await
+    }
+
+    /// Runs `request` until it succeeds, fails permanently, or the settings' attempts or time
+    /// limit are spent, with backoff in between. For requests that make the same object
+    /// however often they are sent.
+    async fn retrying<T, F, R>(&self, mut request: F) -> Result<T, GcsError>
+    where
+        F: FnMut() -> R,
+        R: Future<Output = Result<T, GcsError>>,
+    {
+        let started = Instant::now();
+        let mut attempt = 1;
+        loop {
+            let error = match request().await {
+                Ok(done) => return Ok(done),
+                Err(error) => error,
+            };
+            let pause = backoff(attempt);
+            if error.kind != FailureKind::Transient
+                || attempt >= self.settings.request_attempts
+                || started.elapsed() + pause > self.settings.request_time_limit
+            {
+                return Err(error);
+            }
+            tracing::warn!(attempt, %error, "GCS request failed; retrying");
+            tokio::time::sleep(pause).await;
+            attempt += 1;
+        }
+    }
+
+    /// One upload attempt, and the check that the object stored is the one sent.
+    async fn insert_checked(
+        &self,
+        spec: &UploadSpec,
+        content: Bytes,
+    ) -> Result<ObjectInfo, GcsError> {
+        let stored = self.json.insert(spec, content).await?;
+        let crc32c_differs = spec
+            .known_crc32c
+            .is_some_and(|known| stored.crc32c.is_some_and(|crc32c| crc32c != known));
+        let md5_differs = spec
+            .known_md5
+            .is_some_and(|known| stored.md5.is_some_and(|md5| md5 != known));
+        if !(crc32c_differs || md5_differs) {
+            return Ok(stored);
+        }
+        let error = GcsError::transient(format!(
+            "uploading gs://{}/{}: GCS stored generation {} with other checksums than the \
+             bytes sent",
+            spec.bucket, spec.name, stored.generation
+        ));
+        Err(self
+            .discard_corrupted(&spec.bucket, &spec.name, stored.generation, error)
+            .await)
+    }
+
+    /// Makes `destination` from `sources` (at most 32, in order), retried like an upload: the
+    /// same sources make the same object.
+    pub(crate) async fn compose(
+        &self,
+        destination: &UploadSpec,
+        sources: &[(String, i64)],
+    ) -> Result<ObjectInfo, GcsError> {
+        self.retrying(|| self.json.compose(destination, sources))
+            .await
+    }
+
+    /// Whether a streamed object of `size` bytes goes up as a [`CompositeUpload`]
+    /// ([`GcsSettings::composes`]).
+    pub fn composes(&self, size: u64) -> bool {
+        self.settings.composes(size)
+    }
+
+    /// Starts uploading `bucket/name` in parts of [`CompositeUpload::part_bytes`], to be
+    /// composed into it at the end.
+    pub fn composite_upload(&self, bucket: &str, name: &str) -> CompositeUpload {
+        CompositeUpload::new(
+            self.clone(),
+            bucket,
+            name,
+            self.settings.upload_chunk_bytes,
+            self.settings.parallel_uploads,
+        )
+    }
+
+    /// GCS finalised generation `generation` with checksums that differ from the bytes sent (a
+    /// service that did not validate them, or damage after validation). It must not stand as
+    /// a replica: that generation, and only it, is removed, and `error` (transient) returned so
+    /// the job is redone.
+    pub(crate) async fn discard_corrupted(
+        &self,
+        bucket: &str,
+        name: &str,
+        generation: i64,
+        error: GcsError,
+    ) -> GcsError {
+        if let Err(cleanup) = self.json.delete_generation(bucket, name, generation).await {
+            tracing::error!(%cleanup, "could not remove a corrupted upload");
+        }
+        error
+    }
+
+    /// Creates or replaces `spec.name` with the bytes of a stream (content already in memory
+    /// goes through [`upload_bytes`](Gcs::upload_bytes)). Objects smaller than the chunk size
+    /// go in one request; larger ones in a resumable upload that buffers one chunk at a time.
+    /// Either way the client computes the crc32c as the bytes go by and sends it with the last
+    /// request, so GCS refuses to finalise a corrupted upload.
+    ///
+    /// GCS takes the content type from the object resource; servers that take it from the
+    /// media request (fake-gcs-server) store `application/octet-stream`, which is what this
+    /// client sends the media as. The answer's `content_type` says which: a caller that cares
+    /// corrects it in the metadata update it makes anyway, rather than here in one of its own
+    /// (a PATCH rewrites the whole object on such a server).
     pub async fn upload<T, S>(&self, spec: UploadSpec, payload: T) -> Result<ObjectInfo, GcsError>
     where
         T: Into<Payload<S>>,
@@ -245,7 +433,7 @@ impl Gcs {
             .storage
             .write_object(bucket, spec.name.clone(), payload)
             .set_metadata(spec.metadata);
-        if let Some(v) = spec.content_type.clone() {
+        if let Some(v) = spec.content_type {
             request = request.set_content_type(v);
         }
         if let Some(v) = spec.cache_control {
@@ -268,39 +456,16 @@ impl Gcs {
         }
         let context = format!("uploading gs://{}/{}", spec.bucket, spec.name);
         match request.send_buffered().await {
-            Ok(object) => {
-                let stored = ObjectInfo::from(object);
-                match spec.content_type {
-                    // GCS takes the content type from the object resource sent first; some
-                    // GCS-compatible servers (fake-gcs-server) take it from the media request
-                    // instead. Checking the answer costs nothing against GCS and puts right
-                    // what such a server got wrong.
-                    Some(wanted) if stored.content_type.as_deref() != Some(wanted.as_str()) => {
-                        let update = ObjectUpdate {
-                            content_type: Some(wanted),
-                            metadata: Vec::new(),
-                        };
-                        self.update(&spec.bucket, &spec.name, stored.generation, update)
-                            .await
-                    }
-                    _ => Ok(stored),
-                }
-            }
+            Ok(object) => Ok(ObjectInfo::from(object)),
             Err(error) => {
-                if let Some(stored) = mismatched_upload(&error) {
-                    // GCS finalised an object whose checksums differ from the bytes sent (a
-                    // service that did not validate them, or damage after validation). It must
-                    // not stand as a replica: remove that generation, then report a transient
-                    // failure so the job is redone.
-                    let removed = self
-                        .json
-                        .delete_generation(&spec.bucket, &spec.name, stored.generation)
-                        .await;
-                    if let Err(cleanup) = removed {
-                        tracing::error!(%cleanup, "could not remove a corrupted upload");
-                    }
+                let corrupted = mismatched_upload(&error).map(|stored| stored.generation);
+                let error = GcsError::from_storage(&context, error);
+                match corrupted {
+                    Some(generation) => Err(self
+                        .discard_corrupted(&spec.bucket, &spec.name, generation, error)
+                        .await),
+                    None => Err(error),
                 }
-                Err(GcsError::from_storage(&context, error))
             }
         }
     }
@@ -350,5 +515,52 @@ impl Gcs {
     /// Deletes the object. `Ok(false)`: it was not there.
     pub async fn delete(&self, bucket: &str, name: &str) -> Result<bool, GcsError> {
         self.json.delete(bucket, name).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<GcsSettings, ConfigError> {
+        GcsSettings::from_env(&Env::from_pairs(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn large_streams_are_composed_by_default() {
+        let defaults = settings(&[]).unwrap();
+        assert_eq!(defaults.parallel_uploads, 4);
+        assert_eq!(defaults.compose_threshold_bytes, Some(32 * MIB));
+        assert!(!defaults.composes(32 * MIB - 1));
+        assert!(defaults.composes(32 * MIB));
+        // 1,024 parts of 8 MiB is all one composite object can hold.
+        assert!(defaults.composes(8 * 1024 * MIB));
+        assert!(!defaults.composes(8 * 1024 * MIB + 1));
+        // A chunk above the default threshold raises it: objects up to a chunk are not streamed.
+        let large_chunks = settings(&[("YUBA_UPLOAD_CHUNK_BYTES", "67108864")]).unwrap();
+        assert_eq!(large_chunks.compose_threshold_bytes, Some(64 * MIB));
+    }
+
+    #[test]
+    fn composite_upload_settings_are_checked() {
+        let off = settings(&[("YUBA_GCS_COMPOSE_THRESHOLD_BYTES", "0")]).unwrap();
+        assert_eq!(off.compose_threshold_bytes, None);
+        assert!(!off.composes(u64::MAX));
+        let problem = |pairs: &[(&str, &str)]| settings(pairs).unwrap_err().to_string();
+        let below_chunk = problem(&[
+            ("YUBA_UPLOAD_CHUNK_BYTES", "1048576"),
+            ("YUBA_GCS_COMPOSE_THRESHOLD_BYTES", "524288"),
+        ]);
+        assert!(
+            below_chunk.starts_with("YUBA_GCS_COMPOSE_THRESHOLD_BYTES=\"524288\"")
+                && below_chunk.contains("1048576"),
+            "{below_chunk}"
+        );
+        for parallel in ["0", "33", "many"] {
+            let error = problem(&[("YUBA_GCS_PARALLEL_UPLOADS", parallel)]);
+            assert!(error.starts_with("YUBA_GCS_PARALLEL_UPLOADS="), "{error}");
+        }
     }
 }

@@ -19,6 +19,14 @@ impl GcsError {
         }
     }
 
+    pub(crate) fn transient(message: impl Into<String>) -> Self {
+        GcsError {
+            kind: FailureKind::Transient,
+            status: None,
+            message: message.into(),
+        }
+    }
+
     /// 408, 429 and 5xx clear up by themselves; other answers are refusals. A checksum refusal
     /// (400 naming a hash) means bytes were damaged on the way, so sending them again can work.
     pub(crate) fn from_status(status: u16, message: String) -> Self {

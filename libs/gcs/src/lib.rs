@@ -1,16 +1,22 @@
 //! yuba's edge to Google Cloud Storage.
 //!
-//! Uploads go through the official `google-cloud-storage` crate (resumable uploads, checksum
-//! validation by the service). Everything else this crate does (read an object's metadata,
-//! update it, delete, list) uses the JSON API directly with the same credentials, because the
-//! crate offers those operations only over gRPC, which no local emulator speaks.
+//! Streamed uploads go through the official `google-cloud-storage` crate (resumable uploads,
+//! checksum validation by the service), or, for large objects, as parts composed into the
+//! object at the end (`CompositeUpload`). Content already in memory goes up in one JSON API
+//! multipart request instead, which carries the content type in the media part as well (the
+//! crate sends `application/octet-stream` there, which some servers store). Everything else
+//! this crate does (read an object's metadata, update it, delete, list) uses the JSON API
+//! directly with the same credentials, because the crate offers those operations only over
+//! gRPC, which no local emulator speaks.
 
 mod client;
+mod composite;
 mod error;
 mod json_api;
 
 pub use client::{
     Gcs, GcsSettings, ListPage, ListQuery, ObjectInfo, ObjectReader, ObjectUpdate, UploadSpec,
 };
+pub use composite::{CompositeUpload, PARTS_PREFIX};
 pub use error::GcsError;
 pub use google_cloud_storage::streaming_source::{Payload, SizeHint, StreamingSource};

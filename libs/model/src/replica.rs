@@ -43,6 +43,8 @@ pub mod keys {
     pub const VARIANT_HEIGHT: &str = "yuba-variant-height";
     /// On a variant: the sha256 of the source it was made from.
     pub const SOURCE_SHA256: &str = "yuba-source-sha256";
+    /// On a temporary part of a composite upload: the name of the object it is part of.
+    pub const PART_OF: &str = "yuba-part-of";
 }
 
 /// What S3 said about the object that was copied.
@@ -61,9 +63,9 @@ pub struct SourceFacts {
 /// The yuba part of a replica's custom metadata.
 ///
 /// A replica is *complete* once its content digests are recorded. Objects small enough to be
-/// hashed before upload are written complete; streamed ones get their digests in a metadata
-/// update right after the upload is finalised, so a crash in between leaves an incomplete record
-/// that the next delivery of the job repairs.
+/// hashed before upload, and those composed from parts, are written complete; ones streamed in
+/// a single upload get their digests in a metadata update right after the upload is finalised,
+/// so a crash in between leaves an incomplete record that the next delivery of the job repairs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaRecord {
     pub source: SourceFacts,

@@ -3,8 +3,9 @@
 //! A replicate job streams the object from S3 into GCS while computing sha256, crc32c and md5,
 //! proves the bytes are the ones S3 announced (length, single-part ETag, S3's CRC32C), lets GCS
 //! check them again on arrival, and records the source's identity and digests in the replica's
-//! metadata. Memory is bounded by the upload chunk size whatever the object size. A delete job
-//! removes the replica unless the key exists again in S3.
+//! metadata. Memory is bounded by a few upload chunks whatever the object size (large objects go
+//! up in parts, several at once). A delete job removes the replica unless the key exists again
+//! in S3.
 //!
 //! Used by the worker and by the reconciler's inline backfill, so both copy the same way.
 

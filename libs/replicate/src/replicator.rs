@@ -1,12 +1,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chrono::Utc;
 use thiserror::Error;
 use yuba_aws::{S3Error, S3Source, SourceObject};
 use yuba_config::Env;
-use yuba_gcs::{Gcs, GcsError, ObjectInfo, ObjectUpdate, UploadSpec};
+use yuba_gcs::{CompositeUpload, Gcs, GcsError, ObjectInfo, ObjectUpdate, UploadSpec};
 use yuba_model::{
     Checksums, DeleteJob, FailureKind, Job, ObjectNameError, RESERVED_METADATA_PREFIX,
     ReplicaRecord, ReplicateJob, SourceFacts, VariantRecord, crc32c_from_base64, gcs_object_name,
@@ -15,7 +15,7 @@ use yuba_model::{
 use yuba_transform::{Identified, Limits, identify, render};
 use yuba_variants::{Profile, VariantConfig, VariantConfigError};
 
-use crate::source::{ReadContent, StreamFailure, StreamReport, VerifiedStream};
+use crate::source::{StreamFailure, StreamReport, VerifiedStream};
 use crate::verify::{ContentVerifier, ExpectedContent, IntegrityError};
 
 /// Enough of the start of an object to tell an image format by its magic number.
@@ -78,7 +78,8 @@ pub enum Outcome {
         bytes: u64,
         checksums: Checksums,
         generation: i64,
-        /// Streamed in a resumable upload, rather than written whole.
+        /// Streamed (in a resumable upload, or in parts composed at the end), rather than
+        /// written whole.
         streamed: bool,
         /// Variants written beside it.
         variants: usize,
@@ -268,6 +269,11 @@ impl Replicator {
             variants_error,
             image_format: image_format(identified),
         };
+        if self.gcs.composes(source.size) {
+            return self
+                .write_composed(name, source, facts, expected, streamed)
+                .await;
+        }
         self.write_streamed(name, source, facts, expected, streamed)
             .await
     }
@@ -330,10 +336,7 @@ impl Replicator {
         let mut spec = upload_spec(&self.settings.replica_bucket, name, &source, &record);
         spec.known_crc32c = Some(checksums.crc32c);
         spec.known_md5 = Some(checksums.md5);
-        let stored = self
-            .gcs
-            .upload(spec, ReadContent::new(vec![content]))
-            .await?;
+        let stored = self.gcs.upload_bytes(spec, content).await?;
         Ok(Outcome::Replicated {
             bytes: stored.size,
             checksums,
@@ -429,7 +432,7 @@ impl Replicator {
                 ..UploadSpec::default()
             };
             self.gcs
-                .upload(spec, ReadContent::new(vec![Bytes::from(variant.bytes)]))
+                .upload_bytes(spec, Bytes::from(variant.bytes))
                 .await?;
             made.push(format!(
                 "{}.{}",
@@ -442,7 +445,8 @@ impl Replicator {
 
     /// Large objects: stream through a resumable upload, hashing on the way. The digests are
     /// known only at the end, so they are added to the replica's record right after the upload
-    /// is finalised (see [`ReplicaRecord`] on complete and incomplete records).
+    /// is finalised (see [`ReplicaRecord`] on complete and incomplete records), in the one
+    /// metadata update that also puts right a content type the server did not store.
     async fn write_streamed(
         &self,
         name: &str,
@@ -470,18 +474,12 @@ impl Replicator {
         // end to end against S3's own record of the content.
         spec.known_crc32c = expected.crc32c;
         spec.known_md5 = expected.md5;
+        let content_type = spec.content_type.clone();
         let (stream, report) = VerifiedStream::new(source, expected);
         let uploaded = self.gcs.upload(spec, stream).await;
         let (checksums, failure) = take_report(&report);
         if let Some(failure) = failure {
-            return Err(match failure {
-                StreamFailure::Source(error) => error.into(),
-                StreamFailure::Integrity(reason) => ReplicateError::Integrity {
-                    bucket: facts.bucket,
-                    key: facts.key,
-                    reason,
-                },
-            });
+            return Err(stream_failed(failure, facts));
         }
         let stored = uploaded?;
         let checksums = checksums.ok_or_else(|| ReplicateError::Integrity {
@@ -493,7 +491,10 @@ impl Replicator {
             },
         })?;
         let completion = ObjectUpdate {
-            content_type: None,
+            // GCS stores the type the upload asked for; fake-gcs-server the type of the media,
+            // which the streaming client sends as application/octet-stream.
+            content_type: content_type
+                .filter(|wanted| stored.content_type.as_deref() != Some(wanted.as_str())),
             metadata: vec![
                 (keys::SHA256.to_owned(), checksums.sha256_hex()),
                 (keys::CRC32C.to_owned(), checksums.crc32c_base64()),
@@ -502,6 +503,56 @@ impl Replicator {
         self.gcs
             .update(bucket, name, stored.generation, completion)
             .await?;
+        Ok(Outcome::Replicated {
+            bytes: stored.size,
+            checksums,
+            generation: stored.generation,
+            streamed: true,
+            variants: 0,
+            variants_error,
+        })
+    }
+
+    /// Large objects, the fast way: read once, verified and hashed on the way, in parts that
+    /// upload several at once and are composed into the replica when the content is proven.
+    /// The compose names the complete record, so no replica is ever without one, and no
+    /// metadata update follows. A failed source or a failed part stops the upload and
+    /// removes its parts.
+    async fn write_composed(
+        &self,
+        name: &str,
+        mut source: SourceObject,
+        facts: SourceFacts,
+        expected: ExpectedContent,
+        streamed: Streamed,
+    ) -> Result<Outcome, ReplicateError> {
+        let bucket = &self.settings.replica_bucket;
+        let mut upload = self.gcs.composite_upload(bucket, name);
+        let checksums = match send_parts(&mut source, expected, &mut upload).await {
+            Ok(checksums) => checksums,
+            Err(failure) => {
+                upload.abort().await;
+                return Err(match failure {
+                    PartsFailure::Stream(failure) => stream_failed(failure, facts),
+                    PartsFailure::Upload(error) => error.into(),
+                });
+            }
+        };
+        let Streamed {
+            variants_error,
+            image_format,
+        } = streamed;
+        let record = ReplicaRecord {
+            source: facts,
+            sha256: Some(checksums.sha256_hex()),
+            crc32c: Some(checksums.crc32c),
+            replicated_at: Utc::now(),
+            variants: Vec::new(),
+            variants_error: variants_error.clone(),
+            image_format,
+        };
+        let spec = upload_spec(bucket, name, &source, &record);
+        let stored = upload.finish(spec, checksums.crc32c).await?;
         Ok(Outcome::Replicated {
             bytes: stored.size,
             checksums,
@@ -547,6 +598,66 @@ impl Replicator {
             Outcome::AlreadyAbsent
         })
     }
+}
+
+fn stream_failed(failure: StreamFailure, facts: SourceFacts) -> ReplicateError {
+    match failure {
+        StreamFailure::Source(error) => error.into(),
+        StreamFailure::Integrity(reason) => ReplicateError::Integrity {
+            bucket: facts.bucket,
+            key: facts.key,
+            reason,
+        },
+    }
+}
+
+/// Why the parts of a composite upload stopped before the content was complete.
+enum PartsFailure {
+    Stream(StreamFailure),
+    Upload(GcsError),
+}
+
+/// Reads the source to its end through the verifier, cutting it into parts of the upload's
+/// size and pushing each as it fills (the last one once the content is proven). Holds one
+/// part besides those uploading.
+async fn send_parts(
+    source: &mut SourceObject,
+    expected: ExpectedContent,
+    upload: &mut CompositeUpload,
+) -> Result<Checksums, PartsFailure> {
+    let part_bytes = upload.part_bytes();
+    let mut verifier = ContentVerifier::new(expected);
+    let mut part = BytesMut::with_capacity(part_bytes);
+    while let Some(chunk) = source.next_chunk().await {
+        let mut chunk =
+            chunk.map_err(|error| PartsFailure::Stream(StreamFailure::Source(error)))?;
+        verifier
+            .feed(&chunk)
+            .map_err(|error| PartsFailure::Stream(StreamFailure::Integrity(error)))?;
+        while !chunk.is_empty() {
+            let take = chunk.len().min(part_bytes - part.len());
+            part.extend_from_slice(&chunk.split_to(take));
+            if part.len() == part_bytes {
+                // The next part's buffer only once this one is on its way: while `push` waits
+                // for a free slot, one full part is held, not two.
+                upload
+                    .push(std::mem::take(&mut part).freeze())
+                    .await
+                    .map_err(PartsFailure::Upload)?;
+                part.reserve(part_bytes);
+            }
+        }
+    }
+    let checksums = verifier
+        .finish()
+        .map_err(|error| PartsFailure::Stream(StreamFailure::Integrity(error)))?;
+    if !part.is_empty() {
+        upload
+            .push(part.freeze())
+            .await
+            .map_err(PartsFailure::Upload)?;
+    }
+    Ok(checksums)
 }
 
 /// What a streamed replica records about its content's format and variants.

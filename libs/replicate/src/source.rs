@@ -7,8 +7,8 @@ use yuba_model::Checksums;
 
 use crate::verify::{ContentVerifier, ExpectedContent, IntegrityError};
 
-/// Why the stream handed to the upload stopped early. Kept beside the stream because the upload
-/// client reports source errors only as opaque text.
+/// Why reading the source for an upload stopped early. A resumable upload's stream keeps it
+/// beside itself, because the upload client reports source errors only as opaque text.
 #[derive(Debug)]
 pub(crate) enum StreamFailure {
     Source(S3Error),
@@ -96,34 +96,5 @@ impl StreamingSource for VerifiedStream {
 
     async fn size_hint(&self) -> Result<SizeHint, Self::Error> {
         Ok(SizeHint::with_exact(self.source.size))
-    }
-}
-
-/// Content already read and verified, handed to the upload as it is (no copy into one buffer).
-#[derive(Debug)]
-pub(crate) struct ReadContent {
-    chunks: std::collections::VecDeque<Bytes>,
-    size: u64,
-}
-
-impl ReadContent {
-    pub(crate) fn new(chunks: Vec<Bytes>) -> Self {
-        let size = chunks.iter().map(|c| c.len() as u64).sum();
-        ReadContent {
-            chunks: chunks.into(),
-            size,
-        }
-    }
-}
-
-impl StreamingSource for ReadContent {
-    type Error = std::convert::Infallible;
-
-    async fn next(&mut self) -> Option<Result<Bytes, Self::Error>> {
-        self.chunks.pop_front().map(Ok)
-    }
-
-    async fn size_hint(&self) -> Result<SizeHint, Self::Error> {
-        Ok(SizeHint::with_exact(self.size))
     }
 }
