@@ -525,7 +525,14 @@ async fn an_interrupted_backfill_resumes_without_copying_twice() -> anyhow::Resu
     let s3 = stack.s3().await;
     let gcs = stack.gcs().await?;
     let bucket = stack.replica_bucket();
-    let keys: Vec<String> = (0..OBJECTS).map(|i| format!("batch/{i:04}.bin")).collect();
+    // Directories and keys between them: the listing is split into ranges listed at once, and
+    // the checkpoint must still mean "every key up to here is done".
+    let keys: Vec<String> = (0..OBJECTS)
+        .map(|i| match i % 60 {
+            0 => format!("batch/{i:04}.bin"),
+            _ => format!("batch/{}/{i:04}.bin", i % 4),
+        })
+        .collect();
     for (chunk_index, chunk) in keys.chunks(16).enumerate() {
         let mut puts = tokio::task::JoinSet::new();
         for (index, key) in chunk.iter().enumerate() {
@@ -570,6 +577,8 @@ async fn an_interrupted_backfill_resumes_without_copying_twice() -> anyhow::Resu
     let status = wait_for_exit(&mut first, Duration::from_secs(15)).await?;
     let log = std::fs::read_to_string(stack.dir.join("backfill-terminated.log"))?;
     assert_eq!(status.code(), Some(130), "{log}");
+    // batch/0/, the keys directly under batch/, then batch/1/ to batch/3/.
+    assert!(log.contains(r#""ranges":5"#), "{log}");
     assert!(
         log.contains(&checkpoint_arg) && log.contains("--resume"),
         "{log}"
@@ -987,7 +996,8 @@ async fn selection_and_safety_options_limit_what_is_touched() -> anyhow::Result<
         expected(&[("orphan", "orphan.txt")])
     );
 
-    // --delete-orphans deletes what yuba wrote, never an object someone else put there.
+    // --delete-orphans deletes what yuba wrote, never an object someone else put there, nor a
+    // part of a composite upload (which may still be going on).
     gcs.upload(
         UploadSpec {
             bucket: bucket.to_owned(),
@@ -995,6 +1005,17 @@ async fn selection_and_safety_options_limit_what_is_touched() -> anyhow::Result<
             ..UploadSpec::default()
         },
         "not a replica".to_owned(),
+    )
+    .await?;
+    let part = "_yuba-parts/00112233445566778899aabbccddeeff/00000";
+    gcs.upload_bytes(
+        UploadSpec {
+            bucket: bucket.to_owned(),
+            name: part.to_owned(),
+            metadata: vec![(yuba_model::keys::PART_OF.to_owned(), "big.bin".to_owned())],
+            ..UploadSpec::default()
+        },
+        bytes::Bytes::from_static(b"the first part"),
     )
     .await?;
     let delete = reconcile(
@@ -1019,6 +1040,13 @@ async fn selection_and_safety_options_limit_what_is_touched() -> anyhow::Result<
     );
     assert!(gcs.object(bucket, "orphan.txt").await?.is_none());
     assert!(gcs.object(bucket, "someone-elses.txt").await?.is_some());
+    assert!(gcs.object(bucket, part).await?.is_some());
+    assert_eq!(
+        count(&parse(&delete).1, "listed_upload_parts"),
+        1,
+        "{}",
+        delete.stdout
+    );
     Ok(())
 }
 

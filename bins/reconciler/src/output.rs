@@ -123,6 +123,7 @@ impl Report {
             ("orphans kept", c.kept),
             ("left unrepaired", c.left),
             ("outside --since/--until", c.skipped),
+            ("upload parts (temporary)", c.listed_upload_parts),
             ("not in either bucket", c.not_found),
         ];
         for (name, count) in rows {

@@ -12,7 +12,7 @@ mod sqs;
 
 pub use batch::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, pack_batches};
 pub use classify::{classify_sdk_error, describe_sdk_error};
-pub use s3::{ListedObject, ListedPage, S3Error, S3Source, SourceHead, SourceObject};
+pub use s3::{ListQuery, ListedObject, ListedPage, S3Error, S3Source, SourceHead, SourceObject};
 pub use sqs::{JobSender, SendError};
 
 /// Loads region, credentials and endpoint overrides from the environment.

@@ -171,10 +171,27 @@ pub struct ListedObject {
     pub last_modified: Option<DateTime<Utc>>,
 }
 
+/// One ListObjectsV2 request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListQuery<'a> {
+    pub prefix: &'a str,
+    /// Group the keys that continue past the prefix up to this string into
+    /// [`ListedPage::prefixes`] instead of listing them: one level of a hierarchy.
+    pub delimiter: Option<&'a str>,
+    /// Keys after this one, for the first page (S3 ignores it once a listing continues).
+    pub start_after: Option<&'a str>,
+    /// The previous page's `continuation`.
+    pub continuation: Option<&'a str>,
+    /// At most 1,000 (S3's own cap).
+    pub page_size: u32,
+}
+
 /// Keys in UTF-8 byte order, as ListObjectsV2 returns them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedPage {
     pub objects: Vec<ListedObject>,
+    /// With a delimiter: the distinct key prefixes up to and including it, sorted.
+    pub prefixes: Vec<String>,
     /// `None`: this was the last page.
     pub continuation: Option<String>,
 }
@@ -192,24 +209,18 @@ pub struct SourceHead {
 }
 
 impl S3Source {
-    /// One page of the keys under `prefix`: after `start_after` for the first page, then from
-    /// the previous page's `continuation`.
-    pub async fn list(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        start_after: Option<&str>,
-        continuation: Option<&str>,
-        page_size: u32,
-    ) -> Result<ListedPage, S3Error> {
+    /// One page of the keys under `query.prefix`.
+    pub async fn list(&self, bucket: &str, query: &ListQuery<'_>) -> Result<ListedPage, S3Error> {
+        let prefix = query.prefix;
         let response = self
             .client
             .list_objects_v2()
             .bucket(bucket)
             .prefix(prefix)
-            .set_start_after(start_after.map(str::to_owned))
-            .set_continuation_token(continuation.map(str::to_owned))
-            .max_keys(i32::try_from(page_size).unwrap_or(1000))
+            .set_delimiter(query.delimiter.map(str::to_owned))
+            .set_start_after(query.start_after.map(str::to_owned))
+            .set_continuation_token(query.continuation.map(str::to_owned))
+            .max_keys(i32::try_from(query.page_size).unwrap_or(1000))
             .send()
             .await
             .map_err(|error| S3Error {
@@ -238,8 +249,14 @@ impl S3Source {
             .next_continuation_token()
             .filter(|_| response.is_truncated() == Some(true))
             .map(str::to_owned);
+        let prefixes = response
+            .common_prefixes()
+            .iter()
+            .filter_map(|common| common.prefix().map(str::to_owned))
+            .collect();
         Ok(ListedPage {
             objects,
+            prefixes,
             continuation,
         })
     }

@@ -87,9 +87,27 @@ impl Verdict {
     }
 }
 
-/// Whether a GCS object is a variant (which lives beside the replicas, not as one).
-pub fn is_variant(object: &ObjectInfo) -> bool {
-    object.metadata.contains_key(keys::VARIANT)
+/// What yuba keeps beside the replicas in the replica bucket, which is not a replica itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Companion {
+    /// A resized variant of a replica.
+    Variant,
+    /// A temporary part of a composite upload: removed when the upload ends, or by the
+    /// bucket's lifecycle rule after a crash. It is never an orphan to repair: the upload it
+    /// belongs to may still be going on.
+    UploadPart,
+}
+
+impl Companion {
+    pub fn of(object: &ObjectInfo) -> Option<Companion> {
+        if object.metadata.contains_key(keys::VARIANT) {
+            Some(Companion::Variant)
+        } else if object.metadata.contains_key(keys::PART_OF) {
+            Some(Companion::UploadPart)
+        } else {
+            None
+        }
+    }
 }
 
 /// Classifies a pair from what the listings say, reading no object.
@@ -106,7 +124,7 @@ pub fn classify(pair: &Pair, source_bucket: &str, variants: &VariantConfig) -> V
         }
         (Some(source), Some(replica)) => (source, replica),
     };
-    if is_variant(replica) {
+    if Companion::of(replica) == Some(Companion::Variant) {
         return Verdict::drift(
             Kind::Stale,
             "a variant occupies the replica's name (the source key collides with the variant key template)",
@@ -209,6 +227,16 @@ pub(crate) mod tests {
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn variants_and_upload_parts_are_companions_not_replicas() {
+        let mut object = stored(&record("k", "e", 1, 1), 1, 1);
+        assert_eq!(Companion::of(&object), None);
+        object.metadata.insert(keys::PART_OF.into(), "k".into());
+        assert_eq!(Companion::of(&object), Some(Companion::UploadPart));
+        object.metadata.insert(keys::VARIANT.into(), "thumb".into());
+        assert_eq!(Companion::of(&object), Some(Companion::Variant));
     }
 
     fn pair(source: Option<ListedObject>, replica: Option<ObjectInfo>) -> Pair {

@@ -2,7 +2,7 @@
 //! classification, optional content checks and repairs, with bounded concurrency, and are
 //! reported and checkpointed in key order.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures::{StreamExt, stream};
+use futures::{StreamExt, TryStreamExt, stream};
 use thiserror::Error;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -22,10 +22,11 @@ use yuba_replicate::{Outcome, Replicator};
 use yuba_variants::VariantConfig;
 
 use crate::checkpoint::{CheckpointError, CheckpointFile, Position};
-use crate::classify::{Kind, Pair, Verdict, classify, is_variant};
+use crate::classify::{Companion, Kind, Pair, Verdict, classify};
 use crate::content::{ContentCheck, compare_deep, judge};
 use crate::join::{Join, OrderError, Step};
 use crate::pace::Pacer;
+use crate::ranges::{self, Level, Range};
 use crate::report::{Action, Counts, Finding, Summary, exit_code};
 
 /// Pages worked on at once: one finishing while the next starts, so a slow object at the end
@@ -33,6 +34,13 @@ use crate::report::{Action, Counts, Finding, Summary, exit_code};
 const PAGES_IN_FLIGHT: usize = 2;
 /// The conventional exit code of a program stopped by SIGINT.
 pub const EXIT_INTERRUPTED: i32 = 130;
+/// Ranges listed at once, at most (each holds a few pages of both listings).
+const MAX_RANGES_IN_FLIGHT: usize = 8;
+/// A level with fewer directories than this is split further, to have ranges enough to list
+/// at once...
+const RANGES_WANTED: usize = 16;
+/// ...down to this many levels under the prefix, so that planning stays a handful of requests.
+const EXPLORE_DEPTH: u32 = 3;
 /// Attempts at one listing page before the run fails (the SDKs retry inside each attempt too).
 const LISTING_ATTEMPTS: u32 = 5;
 
@@ -222,6 +230,26 @@ impl PairPage {
         }
         self.pairs.push(pair);
     }
+
+    /// Whether `object` is a companion of the replicas rather than one, counting it if so.
+    fn count_companion(&mut self, object: &ObjectInfo) -> bool {
+        let counter = match Companion::of(object) {
+            Some(Companion::Variant) => &mut self.listed.listed_variants,
+            Some(Companion::UploadPart) => &mut self.listed.listed_upload_parts,
+            None => return false,
+        };
+        *counter += 1;
+        true
+    }
+
+    /// Appends the next page (in key order): its pairs, its counts and its position.
+    fn absorb(&mut self, page: PairPage) {
+        self.pairs.extend(page.pairs);
+        self.listed.add(&page.listed);
+        if page.position.is_some() {
+            self.position = page.position;
+        }
+    }
 }
 
 /// One page done: its findings in key order and its counts.
@@ -329,7 +357,12 @@ impl Reconciler {
 
         let pages = match &selection.manifest {
             Some(path) => self.manifest_pages(path.clone(), position, options)?,
-            None => self.listing_pages(selection.prefix.clone(), position, options.page_size),
+            None => self.listing_pages(
+                selection.prefix.clone(),
+                position,
+                options.page_size,
+                options.concurrency.clamp(1, MAX_RANGES_IN_FLIGHT),
+            ),
         };
         let context = RunContext {
             task,
@@ -389,21 +422,175 @@ impl Reconciler {
         Ok(summary(task, options, totals, resumed.is_some(), started))
     }
 
-    /// Lists both buckets concurrently and merge-joins them into pages.
+    /// Lists both buckets and merge-joins them into pages, in key order. The key space is split
+    /// at its directories (see [`ranges`](crate::ranges)) and up to `ranges_in_flight` ranges
+    /// are listed at once; their pages are passed on one range after another, small ones merged
+    /// up to `page_size` pairs.
     fn listing_pages(
         &self,
         prefix: String,
         position: Option<Position>,
         page_size: u32,
+        ranges_in_flight: usize,
     ) -> mpsc::Receiver<Result<PairPage, ReconcileError>> {
         let after = match position {
             Some(Position::AfterKey(key)) => Some(key),
             _ => None,
         };
-        let mut sources = self.list_sources(prefix.clone(), after.clone(), page_size);
-        let mut replicas = self.list_replicas(prefix, after, page_size);
         let (pages, receiver) = mpsc::channel(1);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let result: Result<(), ReconcileError> = async {
+                let mut ranges = this.explore(prefix, 0, page_size, ranges_in_flight).await?;
+                if let Some(after) = &after {
+                    ranges = ranges::after(ranges, after);
+                }
+                tracing::info!(
+                    ranges = ranges.len(),
+                    at_once = ranges_in_flight,
+                    "listing the key space in ranges"
+                );
+                let pairs_per_page = usize::try_from(page_size).unwrap_or(1000);
+                let mut ranges = ranges.into_iter();
+                let mut listing = VecDeque::with_capacity(ranges_in_flight);
+                let mut pending = PairPage::default();
+                loop {
+                    while listing.len() < ranges_in_flight
+                        && let Some(range) = ranges.next()
+                    {
+                        listing.push_back(this.range_pages(range, after.clone(), page_size));
+                    }
+                    let Some(head) = listing.front_mut() else {
+                        break;
+                    };
+                    let Some(page) = head.recv().await else {
+                        listing.pop_front();
+                        continue;
+                    };
+                    let page = page?;
+                    if !pending.pairs.is_empty()
+                        && pending.pairs.len() + page.pairs.len() > pairs_per_page
+                        && pages.send(Ok(std::mem::take(&mut pending))).await.is_err()
+                    {
+                        return Ok(());
+                    }
+                    pending.absorb(page);
+                    if pending.pairs.len() >= pairs_per_page
+                        && pages.send(Ok(std::mem::take(&mut pending))).await.is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+                let _ = pages.send(Ok(pending)).await;
+                Ok(())
+            }
+            .await;
+            if let Err(error) = result {
+                let _ = pages.send(Err(error)).await;
+            }
+        });
+        receiver
+    }
+
+    /// The ranges under `prefix`: its directories and the keys between them, descending into
+    /// the directories while a level has fewer than [`RANGES_WANTED`]. A level too large for
+    /// one page of a delimiter listing is listed flat, as one range.
+    fn explore(
+        &self,
+        prefix: String,
+        depth: u32,
+        page_size: u32,
+        in_flight: usize,
+    ) -> futures::future::BoxFuture<'_, Result<Vec<Range>, ReconcileError>> {
+        Box::pin(async move {
+            let Some(level) = self.level(&prefix, page_size).await? else {
+                return Ok(vec![Range::Prefix(prefix)]);
+            };
+            let ranges = level.into_ranges();
+            let directories = ranges
+                .iter()
+                .filter(|range| matches!(range, Range::Prefix(_)))
+                .count();
+            if depth + 1 >= EXPLORE_DEPTH || directories == 0 || directories >= RANGES_WANTED {
+                return Ok(ranges);
+            }
+            let expanded: Vec<Vec<Range>> = stream::iter(ranges)
+                .map(|range| async move {
+                    match range {
+                        Range::Prefix(prefix) => {
+                            self.explore(prefix, depth + 1, page_size, in_flight).await
+                        }
+                        listed @ Range::Listed { .. } => Ok(vec![listed]),
+                    }
+                })
+                .buffered(in_flight)
+                .try_collect()
+                .await?;
+            Ok(expanded.into_iter().flatten().collect())
+        })
+    }
+
+    /// One level under `prefix` from both buckets, if it fits in one page on each side.
+    async fn level(&self, prefix: &str, page_size: u32) -> Result<Option<Level>, ReconcileError> {
+        let s3_query = yuba_aws::ListQuery {
+            prefix,
+            delimiter: Some(ranges::DELIMITER),
+            page_size,
+            ..yuba_aws::ListQuery::default()
+        };
+        let gcs_query = ListQuery {
+            prefix,
+            delimiter: Some(ranges::DELIMITER),
+            page_size,
+            ..ListQuery::default()
+        };
+        let (source_what, replica_what) = (
+            format!("listing s3://{}/{prefix}", self.buckets.source),
+            format!("listing gs://{}/{prefix}", self.buckets.replica),
+        );
+        let (sources, replicas) = tokio::join!(
+            with_retries(&source_what, || async {
+                self.s3
+                    .list(&self.buckets.source, &s3_query)
+                    .await
+                    .map_err(|e| (e.kind, e.message))
+            }),
+            with_retries(&replica_what, || async {
+                self.gcs
+                    .list(&self.buckets.replica, &gcs_query)
+                    .await
+                    .map_err(|e| (e.kind, e.message))
+            }),
+        );
+        let (sources, replicas) = (sources?, replicas?);
+        if sources.continuation.is_some() || replicas.next_page_token.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(Level {
+            sources: sources.objects,
+            source_prefixes: sources.prefixes,
+            replicas: replicas.objects,
+            replica_prefixes: replicas.prefixes,
+        }))
+    }
+
+    /// The pages of one range: listed (past `after`, the position a run resumes from) and
+    /// merge-joined.
+    fn range_pages(
+        &self,
+        range: Range,
+        after: Option<String>,
+        page_size: u32,
+    ) -> mpsc::Receiver<Result<PairPage, ReconcileError>> {
+        let (mut sources, mut replicas) = match range {
+            Range::Prefix(prefix) => (
+                self.list_sources(prefix.clone(), after.clone(), page_size),
+                self.list_replicas(prefix, after, page_size),
+            ),
+            Range::Listed { sources, replicas } => (listed(sources), listed(replicas)),
+        };
         let page_size = usize::try_from(page_size).unwrap_or(1000);
+        let (pages, receiver) = mpsc::channel(1);
         tokio::spawn(async move {
             let mut join = Join::new();
             let mut page = PairPage::default();
@@ -429,10 +616,10 @@ impl Reconciler {
                         Step::NeedReplicas => match replicas.recv().await {
                             Some(listed) => {
                                 let (objects, last) = listed?;
-                                let before = objects.len();
-                                let replicas: Vec<ObjectInfo> =
-                                    objects.into_iter().filter(|o| !is_variant(o)).collect();
-                                page.listed.listed_variants += (before - replicas.len()) as u64;
+                                let replicas: Vec<ObjectInfo> = objects
+                                    .into_iter()
+                                    .filter(|object| !page.count_companion(object))
+                                    .collect();
                                 join.feed_replicas(replicas, last)?;
                             }
                             None => return Ok(()),
@@ -467,14 +654,15 @@ impl Reconciler {
             async move {
                 // S3 ignores StartAfter once it continues a listing.
                 let start_after = after.filter(|_| continuation.is_none());
+                let query = yuba_aws::ListQuery {
+                    prefix: &prefix,
+                    delimiter: None,
+                    start_after: start_after.as_deref(),
+                    continuation: continuation.as_deref(),
+                    page_size,
+                };
                 let page = s3
-                    .list(
-                        &bucket,
-                        &prefix,
-                        start_after.as_deref(),
-                        continuation.as_deref(),
-                        page_size,
-                    )
+                    .list(&bucket, &query)
                     .await
                     .map_err(|e| (e.kind, e.message))?;
                 Ok((page.objects, page.continuation))
@@ -497,6 +685,7 @@ impl Reconciler {
             async move {
                 let query = ListQuery {
                     prefix: &prefix,
+                    delimiter: None,
                     start_offset: after.as_deref().filter(|_| token.is_none()),
                     page_token: token.as_deref(),
                     page_size,
@@ -577,14 +766,14 @@ impl Reconciler {
                 };
                 for pair in looked_up {
                     match pair {
-                        // A manifest made from a replica listing names variants too: they
-                        // live beside the replicas, as in a listing run.
+                        // A manifest made from a replica listing names variants and upload
+                        // parts too: they live beside the replicas, as in a listing run.
                         Ok(pair)
                             if pair.source.is_none()
-                                && pair.replica.as_ref().is_some_and(is_variant) =>
-                        {
-                            page.listed.listed_variants += 1;
-                        }
+                                && pair
+                                    .replica
+                                    .as_ref()
+                                    .is_some_and(|replica| page.count_companion(replica)) => {}
                         Ok(pair) => page.push(pair),
                         Err(error) => {
                             let _ = pages.send(Err(error)).await;
@@ -1020,6 +1209,16 @@ where
             }
         }
     });
+    receiver
+}
+
+/// A listing already made, as the one page of a listing.
+fn listed<T: Send + 'static>(
+    objects: Vec<T>,
+) -> mpsc::Receiver<Result<(Vec<T>, bool), ReconcileError>> {
+    let (page, receiver) = mpsc::channel(1);
+    // Cannot fail: the channel is new, with room for one.
+    let _ = page.try_send(Ok((objects, true)));
     receiver
 }
 

@@ -2,6 +2,8 @@
 //! content where asked, and repair.
 //!
 //! - [`join`] merge-joins the two listings (both in UTF-8 byte order) a page at a time;
+//! - [`ranges`] splits a listing at its directories, so ranges are listed at once and still
+//!   joined in key order;
 //! - [`classify`] tells each key's state from listing metadata alone (missing, stale, mismatch,
 //!   variants-missing, orphan, in-sync), with the same rules the worker uses to skip a job;
 //! - [`content`] proves content for `verify` (checksums, or sha256 of both streams);
@@ -17,6 +19,7 @@ pub mod content;
 pub mod engine;
 pub mod join;
 mod pace;
+pub mod ranges;
 pub mod report;
 
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointFile, Position};

@@ -106,6 +106,8 @@ pub struct Counts {
     pub listed_replica: u64,
     /// Variant objects seen in the replica listing.
     pub listed_variants: u64,
+    /// Temporary parts of composite uploads seen in the replica listing.
+    pub listed_upload_parts: u64,
     /// Keys outside `--since`/`--until`.
     pub skipped: u64,
     /// Manifest keys in neither bucket.
@@ -169,6 +171,7 @@ impl Counts {
             listed_source_bytes,
             listed_replica,
             listed_variants,
+            listed_upload_parts,
             skipped,
             not_found,
             in_sync,
@@ -189,6 +192,7 @@ impl Counts {
         self.listed_source_bytes += listed_source_bytes;
         self.listed_replica += listed_replica;
         self.listed_variants += listed_variants;
+        self.listed_upload_parts += listed_upload_parts;
         self.skipped += skipped;
         self.not_found += not_found;
         self.in_sync += in_sync;
