@@ -14,7 +14,9 @@ Three scenarios (see scripts/README.md and docs/BENCHMARKS.md):
 - copy-many: `yuba-reconciler backfill --inline` vs `rclone copy` of N objects of SIZE
              (default 2,000 x 1 MiB) into an empty GCS bucket (one per tool and S3 server).
 - copy-big:  the same over one object of SIZE (default 2 GiB), once per yuba upload chunk size
-             (--yuba-chunk-mib, default 8 and 16: yuba's default and rclone's fixed GCS chunk).
+             (--yuba-chunk-mib, default 8: yuba's default; objects of 32 MiB or more go up as
+             parallel parts, and fake-gcs-server's memory backend keeps every byte it is sent, so
+             a second 2 GiB run in the same server can exhaust 24 GiB: one size per invocation).
 
 Each scenario runs against one or both S3 servers (--s3): moto from the stack, and
 `rclone serve s3` over a local directory (seeded by writing files into DIR/<bucket>/). GCS is
@@ -1406,7 +1408,7 @@ def main() -> int:
     ap.add_argument("--missing", type=int, default=5, help="diff: objects left out of GCS, which both tools must find (default 5)")
     ap.add_argument("--concurrency", type=int, default=16, help="yuba --concurrency and rclone --checkers/--transfers (default 16)")
     ap.add_argument("--page-size", type=int, help="yuba --page-size (default: yuba's, 1000)")
-    ap.add_argument("--yuba-chunk-mib", type=int, nargs="+", default=[8, 16], help="copy-big: one yuba run per YUBA_UPLOAD_CHUNK_BYTES in MiB (default 8 16)")
+    ap.add_argument("--yuba-chunk-mib", type=int, nargs="+", default=[8], help="copy-big: one yuba run per YUBA_UPLOAD_CHUNK_BYTES in MiB (default 8; more than one at 2 GiB can exhaust fake-gcs-server's memory)")
     ap.add_argument("--part-mib", type=int, default=64, help="copy-big: part size of the multipart upload to moto (default 64)")
     ap.add_argument("--samples", type=int, default=5, help="copy-many: copies downloaded and sha256-checked per run (default 5; all are MD5-checked)")
     ap.add_argument("--seed-threads", type=int, default=8, help="concurrent uploads while seeding (default 8)")

@@ -479,6 +479,8 @@ def run_yuba(stack: LocalStack, work: Path, args, chunk_mib: int, size: int, eta
             "RUST_LOG": "info",
         }
     )
+    if args.resumable:
+        worker_env["YUBA_GCS_COMPOSE_THRESHOLD_BYTES"] = "0"
     log_path = work / f"worker-{chunk_mib}MiB.log"
     done = threading.Event()
     result: dict = {}
@@ -743,6 +745,11 @@ def main() -> int:
         "default, and rclone's GCS chunk for a like-for-like comparison)",
     )
     ap.add_argument("--part-mib", type=int, default=64, help="part size of the source upload (default 64)")
+    ap.add_argument(
+        "--resumable",
+        action="store_true",
+        help="yuba streams through one resumable upload (YUBA_GCS_COMPOSE_THRESHOLD_BYTES=0) instead of parallel composed parts",
+    )
     ap.add_argument("--skip-rclone", action="store_true", help="run yuba only")
     ap.add_argument("--skip-probes", action="store_true", help="skip the source/sink ceiling measurements")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds allowed per tool run (default 3600)")
