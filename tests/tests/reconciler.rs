@@ -355,7 +355,7 @@ async fn every_kind_of_drift_is_found_and_repaired() -> anyhow::Result<()> {
         .await?;
     objects.retain(|(key, _)| *key != "orphan.jpg");
     assert!(
-        gcs.delete(bucket, "_variants/thumb/variant-deleted.jpg.webp")
+        gcs.delete(bucket, "_variants/thumb/variant-deleted.jpg.webp", None)
             .await?
     );
     // A variant left from other content (a lost update): there, but not of these bytes.
@@ -734,7 +734,7 @@ async fn backfill_enqueues_jobs_routed_by_size_for_the_workers() -> anyhow::Resu
         .send()
         .await?;
     let thumb = "_variants/thumb/photos/p.jpg.webp";
-    assert!(gcs.delete(bucket, thumb).await?);
+    assert!(gcs.delete(bucket, thumb, None).await?);
     for (key, body) in small.iter().chain(&large) {
         put(&s3, &stack, key, body).await?;
     }

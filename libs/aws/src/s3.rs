@@ -9,6 +9,10 @@ use yuba_model::{FailureKind, normalize_etag};
 
 use crate::classify::{classify_sdk_error, describe_sdk_error};
 
+/// How often one read of an object picks up where a cut connection left it, before the cut
+/// fails the read (and the job, which then starts over).
+const MAX_RESUMES: u32 = 3;
+
 /// Reads source objects from S3.
 #[derive(Debug, Clone)]
 pub struct S3Source {
@@ -39,24 +43,102 @@ pub struct SourceObject {
     body: ByteStream,
     /// The start of the body, read ahead by [`SourceObject::peek`] and not yet handed out.
     peeked: Option<Bytes>,
+    /// Bytes taken from `body` (and the bodies before it): where a resumed read starts.
+    received: u64,
+    resumes_left: u32,
+    client: aws_sdk_s3::Client,
 }
 
 impl SourceObject {
     /// The next piece of the body; `None` at the end. Errors here are the connection's, and
     /// transient.
+    ///
+    /// A body cut short (an error, or an end before `size` bytes) is resumed where it stopped
+    /// with a ranged GET on the same ETag (`If-Match`) and version, up to [`MAX_RESUMES`]
+    /// times: the bytes that follow are of the same object or the read fails, so a copy is
+    /// never assembled from two versions.
     pub async fn next_chunk(&mut self) -> Option<Result<Bytes, S3Error>> {
         if let Some(peeked) = self.peeked.take() {
             return Some(Ok(peeked));
         }
-        self.body.next().await.map(|chunk| {
-            chunk.map_err(|error| S3Error {
-                kind: FailureKind::Transient,
-                message: format!(
-                    "reading s3://{}/{} failed mid-body: {error}",
-                    self.bucket, self.key
+        loop {
+            let cut = match self.body.next().await {
+                Some(Ok(chunk)) => {
+                    self.received += chunk.len() as u64;
+                    return Some(Ok(chunk));
+                }
+                None if self.received >= self.size => return None,
+                None => format!(
+                    "the body ended after {} of {} bytes",
+                    self.received, self.size
                 ),
-            })
-        })
+                Some(Err(error)) => error.to_string(),
+            };
+            let message = format!(
+                "reading s3://{}/{} failed mid-body: {cut}",
+                self.bucket, self.key
+            );
+            // Past the end there is nothing to resume (an error there is not the connection's),
+            // and without an ETag nothing to pin the resumed read to.
+            if self.resumes_left == 0 || self.received >= self.size || self.etag.is_empty() {
+                return Some(Err(S3Error {
+                    kind: FailureKind::Transient,
+                    message,
+                }));
+            }
+            self.resumes_left -= 1;
+            tracing::warn!(
+                bucket = %self.bucket,
+                key = %self.key,
+                offset = self.received,
+                error = %cut,
+                "source read cut short; resuming at the offset"
+            );
+            match self.resume().await {
+                Ok(body) => self.body = body,
+                Err(error) => return Some(Err(error)),
+            }
+        }
+    }
+
+    /// The rest of the body from `received` on, of this very object.
+    async fn resume(&self) -> Result<ByteStream, S3Error> {
+        let location = format!("s3://{}/{}", self.bucket, self.key);
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .set_version_id(self.version_id.clone())
+            .if_match(format!("\"{}\"", self.etag))
+            .range(format!("bytes={}-", self.received))
+            .send()
+            .await
+            .map_err(|error| {
+                let changed = error
+                    .raw_response()
+                    .is_some_and(|response| response.status().as_u16() == 412);
+                if changed {
+                    S3Error {
+                        kind: FailureKind::Transient,
+                        message: format!(
+                            "{location} changed while it was being read (its ETag is no longer \
+                             {}); the copy starts over with the new version",
+                            self.etag
+                        ),
+                    }
+                } else {
+                    S3Error {
+                        kind: classify_sdk_error(&error),
+                        message: format!(
+                            "resuming the read of {location} at byte {} failed: {}",
+                            self.received,
+                            describe_sdk_error(&error)
+                        ),
+                    }
+                }
+            })?;
+        Ok(output.body)
     }
 
     /// The first `at_least` bytes of the body (fewer if the body is shorter), without consuming
@@ -157,6 +239,9 @@ impl S3Source {
             content_md5,
             body: output.body,
             peeked: None,
+            received: 0,
+            resumes_left: MAX_RESUMES,
+            client: self.client.clone(),
         }))
     }
 }

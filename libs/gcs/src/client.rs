@@ -1,16 +1,17 @@
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use google_cloud_auth::credentials::{self, Credentials};
 use google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder;
 use google_cloud_gax::retry_policy::RetryPolicyExt;
+use google_cloud_gax::retry_throttler::CircuitBreaker;
 use google_cloud_storage::client::Storage;
 use google_cloud_storage::model::Object;
 use google_cloud_storage::retry_policy::RetryableErrors;
 use google_cloud_storage::streaming_source::{Payload, StreamingSource};
 use yuba_config::{ConfigError, Env};
-use yuba_model::FailureKind;
+use yuba_retry::{RetryBudget, RetryPolicy};
 
 use crate::composite::{CompositeUpload, MAX_PARTS};
 use crate::error::GcsError;
@@ -213,15 +214,10 @@ pub struct UploadSpec {
     /// it receives do not match them.
     pub known_crc32c: Option<u32>,
     pub known_md5: Option<[u8; 16]>,
-}
-
-/// The pause before the attempt after `attempt` failed ones: exponential and capped, with full
-/// jitter, so uploads that failed together do not come back together.
-fn backoff(attempt: u32) -> Duration {
-    let ceiling = FIRST_BACKOFF
-        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-        .min(MAX_BACKOFF);
-    ceiling.mul_f64(rand::random::<f64>())
+    /// Write only if this generation is the live one (`Some(0)`: only if there is no object of
+    /// that name), so that two writers of one name cannot both win: the one that finds the
+    /// object changed since it looked gets a conflict ([`GcsError::is_conflict`]).
+    pub if_generation_match: Option<i64>,
 }
 
 /// The object GCS stored when the client found its checksums differ from what was sent.
@@ -243,6 +239,9 @@ pub struct Gcs {
     /// For the retry limits of the requests made here (the official client's own) and the
     /// upload sizes.
     settings: GcsSettings,
+    /// Shared by every clone, so that when GCS fails, this process as a whole stops retrying
+    /// rather than each request spending its own attempts.
+    budget: RetryBudget,
 }
 
 impl Gcs {
@@ -276,6 +275,10 @@ impl Gcs {
             .with_credentials(credentials.clone())
             .with_retry_policy(retry)
             .with_backoff_policy(backoff)
+            // The official client's own retry budget for the streams it uploads and reads (gRPC's
+            // throttling, as in `yuba_retry`: each failed retry costs 10 tokens, each success
+            // returns one, and no retries below 250 of 1,000).
+            .with_retry_throttler(CircuitBreaker::clamp(1000, 250, 10))
             .with_resumable_upload_threshold(chunk)
             .with_resumable_upload_buffer_size(chunk)
             .build()
@@ -288,6 +291,7 @@ impl Gcs {
             storage,
             json,
             settings: settings.clone(),
+            budget: RetryBudget::default(),
         })
     }
 
@@ -308,36 +312,26 @@ impl Gcs {
     ) -> Result<ObjectInfo, GcsError> {
         spec.known_crc32c
             .get_or_insert_with(|| crc32c::crc32c(&content));
-        self.retrying(|| self.insert_checked(&spec, content.clone()))
+        let what = format!("uploading gs://{}/{}", spec.bucket, spec.name);
+        self.retrying(&what, || self.insert_checked(&spec, content.clone()))
             .await
     }
 
     /// Runs `request` until it succeeds, fails permanently, or the settings' attempts or time
-    /// limit are spent, with backoff in between. For requests that make the same object
-    /// however often they are sent.
-    async fn retrying<T, F, R>(&self, mut request: F) -> Result<T, GcsError>
+    /// limit or the process's retry budget are spent, with backoff in between. For requests
+    /// that make the same object however often they are sent.
+    async fn retrying<T, F, R>(&self, what: &str, request: F) -> Result<T, GcsError>
     where
         F: FnMut() -> R,
         R: Future<Output = Result<T, GcsError>>,
     {
-        let started = Instant::now();
-        let mut attempt = 1;
-        loop {
-            let error = match request().await {
-                Ok(done) => return Ok(done),
-                Err(error) => error,
-            };
-            let pause = backoff(attempt);
-            if error.kind != FailureKind::Transient
-                || attempt >= self.settings.request_attempts
-                || started.elapsed() + pause > self.settings.request_time_limit
-            {
-                return Err(error);
-            }
-            tracing::warn!(attempt, %error, "GCS request failed; retrying");
-            tokio::time::sleep(pause).await;
-            attempt += 1;
-        }
+        let policy = RetryPolicy {
+            first_backoff: FIRST_BACKOFF,
+            max_backoff: MAX_BACKOFF,
+            max_attempts: self.settings.request_attempts,
+            time_limit: self.settings.request_time_limit,
+        };
+        yuba_retry::run(&policy, &self.budget, what, request).await
     }
 
     /// One upload attempt, and the check that the object stored is the one sent.
@@ -373,7 +367,8 @@ impl Gcs {
         destination: &UploadSpec,
         sources: &[(String, i64)],
     ) -> Result<ObjectInfo, GcsError> {
-        self.retrying(|| self.json.compose(destination, sources))
+        let what = format!("composing gs://{}/{}", destination.bucket, destination.name);
+        self.retrying(&what, || self.json.compose(destination, sources))
             .await
     }
 
@@ -406,7 +401,7 @@ impl Gcs {
         generation: i64,
         error: GcsError,
     ) -> GcsError {
-        if let Err(cleanup) = self.json.delete_generation(bucket, name, generation).await {
+        if let Err(cleanup) = self.json.delete(bucket, name, Some(generation)).await {
             tracing::error!(%cleanup, "could not remove a corrupted upload");
         }
         error
@@ -454,6 +449,9 @@ impl Gcs {
         if let Some(md5) = spec.known_md5 {
             request = request.with_known_md5_hash(md5);
         }
+        if let Some(generation) = spec.if_generation_match {
+            request = request.set_if_generation_match(generation);
+        }
         let context = format!("uploading gs://{}/{}", spec.bucket, spec.name);
         match request.send_buffered().await {
             Ok(object) => Ok(ObjectInfo::from(object)),
@@ -476,8 +474,8 @@ impl Gcs {
     }
 
     /// Applies `update` to generation `generation` of the object, and only that generation: if
-    /// the object was replaced meanwhile, GCS refuses (412) and the newer object keeps its own
-    /// attributes.
+    /// the object was replaced or removed meanwhile, the answer is a conflict
+    /// ([`GcsError::is_conflict`]) and the newer object keeps its own attributes.
     pub async fn update(
         &self,
         bucket: &str,
@@ -512,9 +510,16 @@ impl Gcs {
         Ok(ObjectReader { response, context })
     }
 
-    /// Deletes the object. `Ok(false)`: it was not there.
-    pub async fn delete(&self, bucket: &str, name: &str) -> Result<bool, GcsError> {
-        self.json.delete(bucket, name).await
+    /// Deletes the object; with `if_generation_match`, only if that generation is the live one
+    /// (a conflict otherwise), so a newer object under the same name survives. `Ok(false)`: it
+    /// was not there.
+    pub async fn delete(
+        &self,
+        bucket: &str,
+        name: &str,
+        if_generation_match: Option<i64>,
+    ) -> Result<bool, GcsError> {
+        self.json.delete(bucket, name, if_generation_match).await
     }
 }
 

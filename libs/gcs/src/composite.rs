@@ -240,7 +240,7 @@ impl CompositeUpload {
         let failed: Vec<(String, GcsError)> =
             futures::stream::iter(std::mem::take(&mut self.temporaries))
                 .map(|name| async move {
-                    gcs.delete(bucket, &name)
+                    gcs.delete(bucket, &name, None)
                         .await
                         .err()
                         .map(|error| (name, error))

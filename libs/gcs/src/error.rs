@@ -11,6 +11,12 @@ pub struct GcsError {
 }
 
 impl GcsError {
+    /// The request's generation precondition failed: another write or delete of the object
+    /// came first. Not an error of the request, but news that the caller's view is stale.
+    pub fn is_conflict(&self) -> bool {
+        self.status == Some(412)
+    }
+
     pub(crate) fn permanent(message: impl Into<String>) -> Self {
         GcsError {
             kind: FailureKind::Permanent,
@@ -76,6 +82,18 @@ impl GcsError {
                 message,
             },
         }
+    }
+}
+
+impl yuba_retry::Retryable for GcsError {
+    fn kind(&self) -> FailureKind {
+        self.kind
+    }
+
+    /// No answer (a timeout, a connection refused or reset): the costlier kind of failure for
+    /// the retry budget, as the request may have held a connection for its whole timeout.
+    fn is_timeout(&self) -> bool {
+        self.status.is_none()
     }
 }
 

@@ -267,6 +267,7 @@ impl JsonApi {
             .request(Method::POST, &url)
             .await?
             .query(&[("uploadType", "multipart"), ("fields", OBJECT_FIELDS)])
+            .query(&precondition(spec.if_generation_match))
             .header(CONTENT_TYPE, body.content_type.clone())
             .body(reqwest::Body::wrap(body));
         let response = self.send(&context, request).await?;
@@ -300,6 +301,7 @@ impl JsonApi {
             .request(Method::POST, &url)
             .await?
             .query(&[("fields", OBJECT_FIELDS)])
+            .query(&precondition(destination.if_generation_match))
             .json(&body);
         let response = self.send(&context, request).await?;
         if response.status().is_success() {
@@ -333,46 +335,52 @@ impl JsonApi {
             ])
             .json(&resource);
         let response = self.send(&context, request).await?;
-        if response.status().is_success() {
-            Self::object_from(&context, response).await
-        } else {
-            Err(Self::fail(&context, response).await)
+        match response.status() {
+            status if status.is_success() => Self::object_from(&context, response).await,
+            // The generation is not the live one: GCS says 412, fake-gcs-server 404 (and a
+            // removed object is 404 anyway). Either way the update lost to a newer write.
+            StatusCode::PRECONDITION_FAILED | StatusCode::NOT_FOUND => {
+                let mut error = Self::fail(&context, response).await;
+                error.status = Some(StatusCode::PRECONDITION_FAILED.as_u16());
+                Err(error)
+            }
+            _ => Err(Self::fail(&context, response).await),
         }
     }
 
-    pub(crate) async fn delete(&self, bucket: &str, name: &str) -> Result<bool, GcsError> {
-        let context = format!("deleting gs://{bucket}/{name}");
-        let request = self
-            .request(Method::DELETE, &self.object_url(bucket, name))
-            .await?;
-        self.send_delete(&context, request).await
-    }
-
-    /// Deletes one generation only, so a newer object under the same name survives.
-    pub(crate) async fn delete_generation(
+    /// With `if_generation_match`, only that generation, so a newer object under the same name
+    /// survives.
+    pub(crate) async fn delete(
         &self,
         bucket: &str,
         name: &str,
-        generation: i64,
+        if_generation_match: Option<i64>,
     ) -> Result<bool, GcsError> {
-        let context = format!("deleting gs://{bucket}/{name}#{generation}");
+        let context = match if_generation_match {
+            Some(generation) => format!("deleting gs://{bucket}/{name}#{generation}"),
+            None => format!("deleting gs://{bucket}/{name}"),
+        };
         let request = self
             .request(Method::DELETE, &self.object_url(bucket, name))
             .await?
-            .query(&[("ifGenerationMatch", generation.to_string())]);
-        self.send_delete(&context, request).await
-    }
-
-    async fn send_delete(&self, context: &str, request: RequestBuilder) -> Result<bool, GcsError> {
-        let response = self.send(context, request).await?;
+            .query(&precondition(if_generation_match));
+        let response = self.send(&context, request).await?;
         match response.status() {
             status if status.is_success() => Ok(true),
-            StatusCode::NOT_FOUND => missing_object_or_error(context, response)
+            StatusCode::NOT_FOUND => missing_object_or_error(&context, response)
                 .await
                 .map(|()| false),
-            _ => Err(Self::fail(context, response).await),
+            _ => Err(Self::fail(&context, response).await),
         }
     }
+}
+
+/// The `ifGenerationMatch` query parameter, when there is a precondition.
+fn precondition(if_generation_match: Option<i64>) -> Vec<(&'static str, String)> {
+    if_generation_match
+        .map(|generation| ("ifGenerationMatch", generation.to_string()))
+        .into_iter()
+        .collect()
 }
 
 /// Custom metadata as the JSON API spells it.

@@ -1,3 +1,5 @@
+use std::cmp::Ordering;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -126,6 +128,19 @@ impl Job {
     }
 }
 
+/// Orders two S3 event sequencers of the same key: S3 documents them as hexadecimal strings
+/// to compare after left-padding the shorter with zeros, the greater being the later change.
+/// `None` when either is not hexadecimal (an emitter that sends something else orders nothing).
+pub fn sequencer_order(a: &str, b: &str) -> Option<Ordering> {
+    let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if !(hex(a) && hex(b)) {
+        return None;
+    }
+    let significant = |s: &str| s.trim_start_matches('0').to_ascii_uppercase();
+    let (a, b) = (significant(a), significant(b));
+    Some(a.len().cmp(&b.len()).then_with(|| a.cmp(&b)))
+}
+
 /// ETags arrive quoted from S3's HTTP API (`"abc"`) and bare in events (`abc`); yuba stores and
 /// compares them bare.
 pub fn normalize_etag(etag: &str) -> String {
@@ -197,6 +212,28 @@ mod tests {
             Job::from_message(r#"{"v":2,"op":"teleport"}"#),
             Err(JobDecodeError::UnsupportedVersion(2))
         ));
+    }
+
+    #[test]
+    fn sequencers_compare_as_left_padded_hex() {
+        use Ordering::*;
+        assert_eq!(
+            sequencer_order("0055AED6DCD90281E5", "0055AED6DCD90281E6"),
+            Some(Less)
+        );
+        // Lengths differ between events of one key; padding makes them comparable.
+        assert_eq!(
+            sequencer_order("55AED6DCD90281E5", "0055AED6DCD90281E5"),
+            Some(Equal)
+        );
+        assert_eq!(sequencer_order("0056", "0055AED6DCD90281E5"), Some(Less));
+        assert_eq!(
+            sequencer_order("0055AED6DCD90281E5", "55aed6dcd90281e4"),
+            Some(Greater)
+        );
+        assert_eq!(sequencer_order("1", "0"), Some(Greater));
+        assert_eq!(sequencer_order("", "00"), None);
+        assert_eq!(sequencer_order("0x12", "12"), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use thiserror::Error;
 
 use crate::checksum::{crc32c_from_base64, crc32c_to_base64};
-use crate::job::ReplicateJob;
+use crate::job::{ReplicateJob, sequencer_order};
 
 pub const SCHEMA_VERSION: &str = "1";
 
@@ -110,6 +110,17 @@ pub enum MetadataError {
 impl ReplicaRecord {
     pub fn is_complete(&self) -> bool {
         self.sha256.is_some() && self.crc32c.is_some()
+    }
+
+    /// Whether this record was made from a later change of its key than the event `sequencer`
+    /// (of the same key) came from: the event is stale and its job has nothing to do. Only
+    /// sequencers order changes here; without both, nothing is newer.
+    pub fn is_later_than(&self, sequencer: Option<&str>) -> bool {
+        let recorded = self.source.sequencer.as_deref();
+        recorded
+            .zip(sequencer)
+            .and_then(|(recorded, event)| sequencer_order(recorded, event))
+            == Some(std::cmp::Ordering::Greater)
     }
 
     /// Whether this replica already holds what `job` asks to copy, so the job can be skipped
@@ -323,6 +334,26 @@ mod tests {
             event_time: None,
             force: false,
         }
+    }
+
+    #[test]
+    fn a_record_is_later_than_an_event_only_by_sequencer() {
+        let record = record();
+        assert!(record.is_later_than(Some("0055AED6DCD90281E4")));
+        assert!(
+            !record.is_later_than(Some("0055AED6DCD90281E5")),
+            "the same change"
+        );
+        assert!(!record.is_later_than(Some("0055AED6DCD90281E6")));
+        assert!(!record.is_later_than(None), "an event without a sequencer");
+        let unordered = ReplicaRecord {
+            source: SourceFacts {
+                sequencer: None,
+                ..record.source.clone()
+            },
+            ..record
+        };
+        assert!(!unordered.is_later_than(Some("00")));
     }
 
     #[test]

@@ -43,6 +43,19 @@ const RANGES_WANTED: usize = 16;
 const EXPLORE_DEPTH: u32 = 3;
 /// Attempts at one listing page before the run fails (the SDKs retry inside each attempt too).
 const LISTING_ATTEMPTS: u32 = 5;
+/// How listing requests are retried: pauses drawn up to 1, 2, 4 and 8 s (on average the 7.5 s
+/// in all that a fixed 0.5 s doubling waited), and a time limit that lets five attempts time
+/// out at the clients' 60 s but stops a listing that hangs longer.
+const LISTING_RETRIES: yuba_retry::RetryPolicy = yuba_retry::RetryPolicy {
+    first_backoff: Duration::from_secs(1),
+    max_backoff: Duration::from_secs(8),
+    max_attempts: LISTING_ATTEMPTS,
+    time_limit: Duration::from_secs(300),
+};
+/// The retries all the listing tasks of the process may make: when a bucket fails every
+/// request, the ranges listed at once do not each retry it `LISTING_ATTEMPTS` times.
+static LISTING_BUDGET: std::sync::LazyLock<yuba_retry::RetryBudget> =
+    std::sync::LazyLock::new(yuba_retry::RetryBudget::default);
 
 #[derive(Debug, Clone)]
 pub struct Buckets {
@@ -1083,6 +1096,7 @@ impl Reconciler {
             ),
             Ok(
                 Outcome::AlreadyReplicated { .. }
+                | Outcome::Superseded { .. }
                 | Outcome::SourceGone
                 | Outcome::AlreadyAbsent
                 | Outcome::SourceRecreated,
@@ -1222,25 +1236,34 @@ fn listed<T: Send + 'static>(
     receiver
 }
 
-/// Runs one listing request, retrying transient failures with exponential backoff.
+/// Runs one listing request, retrying transient failures ([`LISTING_RETRIES`], within
+/// [`LISTING_BUDGET`]); the last failure is the run's.
 async fn with_retries<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, ReconcileError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, (FailureKind, String)>>,
 {
-    let mut delay = Duration::from_millis(500);
-    for attempt_number in 1..=LISTING_ATTEMPTS {
-        match attempt().await {
-            Ok(value) => return Ok(value),
-            Err((FailureKind::Transient, message)) if attempt_number < LISTING_ATTEMPTS => {
-                tracing::warn!(%message, attempt = attempt_number, "{what} failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            Err((_, message)) => return Err(ReconcileError::Listing(message)),
-        }
+    yuba_retry::run(&LISTING_RETRIES, &LISTING_BUDGET, what, || {
+        let listing = attempt();
+        async move { listing.await.map_err(ListingFailure) }
+    })
+    .await
+    .map_err(|ListingFailure((_, message))| ReconcileError::Listing(message))
+}
+
+/// A failed listing request, as [`with_retries`] tells its kind.
+struct ListingFailure((FailureKind, String));
+
+impl yuba_retry::Retryable for ListingFailure {
+    fn kind(&self) -> FailureKind {
+        self.0.0
     }
-    Err(ReconcileError::Listing(format!("{what}: no attempt left")))
+}
+
+impl std::fmt::Display for ListingFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.1)
+    }
 }
 
 #[cfg(test)]

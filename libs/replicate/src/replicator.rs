@@ -21,6 +21,11 @@ use crate::verify::{ContentVerifier, ExpectedContent, IntegrityError};
 /// Enough of the start of an object to tell an image format by its magic number.
 const SNIFF_BYTES: usize = 64;
 
+/// How many times a job looks at the replica again after another write of it came first. Each
+/// lost race means another job made progress on the key, so a few suffice; past them the job
+/// fails as transient and comes back after a backoff.
+const MAX_LOST_RACES: u32 = 4;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicatorSettings {
     /// The GCS bucket that holds the replicas.
@@ -90,6 +95,11 @@ pub enum Outcome {
     AlreadyReplicated {
         generation: i64,
     },
+    /// The replica was made from a later change of the key than the job's event (by S3's
+    /// sequencer): the event is stale, nothing was read or written.
+    Superseded {
+        generation: i64,
+    },
     /// The source object no longer exists; its delete event takes care of the replica.
     SourceGone,
     Deleted,
@@ -107,6 +117,7 @@ impl Outcome {
         match self {
             Outcome::Replicated { .. } => "replicated",
             Outcome::AlreadyReplicated { .. } => "already-replicated",
+            Outcome::Superseded { .. } => "superseded",
             Outcome::SourceGone => "source-gone",
             Outcome::Deleted => "deleted",
             Outcome::AlreadyAbsent => "already-absent",
@@ -134,6 +145,16 @@ pub enum ReplicateError {
         key: String,
         reason: IntegrityError,
     },
+    /// Another write or delete of the replica came between this job's look at it and its own
+    /// write, whose generation precondition therefore failed. Caught and retried by the job
+    /// itself; it escapes only after [`MAX_LOST_RACES`], as transient.
+    #[error("another write of the replica came first: {conflict}")]
+    LostRace {
+        conflict: GcsError,
+        /// Variants were written (or deleted) before the race was lost: they may now belong
+        /// to the loser's content, so the winner's must be made again.
+        variants_touched: bool,
+    },
 }
 
 impl ReplicateError {
@@ -142,7 +163,9 @@ impl ReplicateError {
             ReplicateError::Source(error) => error.kind,
             ReplicateError::Replica(error) => error.kind,
             ReplicateError::Name { .. } => FailureKind::Permanent,
-            ReplicateError::Integrity { .. } => FailureKind::Transient,
+            ReplicateError::Integrity { .. } | ReplicateError::LostRace { .. } => {
+                FailureKind::Transient
+            }
         }
     }
 }
@@ -186,12 +209,49 @@ impl Replicator {
         }
     }
 
+    /// Makes the replica hold the source's current content. Every write is conditional on
+    /// the generation the job saw at its start (or on there being none), so a job that read
+    /// an older version of the source than a concurrent one cannot overwrite that one's
+    /// replica; a job that loses such a race looks again and decides afresh (see
+    /// ARCHITECTURE.md, "Ordering and convergence").
     async fn replicate(
         &self,
         job: &ReplicateJob,
-        existing: Option<ObjectInfo>,
+        mut existing: Option<ObjectInfo>,
     ) -> Result<Outcome, ReplicateError> {
         let name = object_name(&job.bucket, &job.key)?;
+        let mut job = std::borrow::Cow::Borrowed(job);
+        let mut lost = 0;
+        loop {
+            let error = match self.replicate_once(&job, name, existing).await {
+                Err(ReplicateError::LostRace {
+                    conflict,
+                    variants_touched,
+                }) if lost + 1 < MAX_LOST_RACES => (conflict, variants_touched),
+                done => return done,
+            };
+            lost += 1;
+            let (conflict, variants_touched) = error;
+            tracing::info!(key = %job.key, lost, %conflict, "another write of the replica came first; looking again");
+            // The winner's record may be complete while the variants under its names are the
+            // loser's: only a forced copy of the current source puts them right.
+            if variants_touched && !job.force {
+                job = std::borrow::Cow::Owned(ReplicateJob {
+                    force: true,
+                    ..job.into_owned()
+                });
+            }
+            existing = self.gcs.object(&self.settings.replica_bucket, name).await?;
+        }
+    }
+
+    /// One look at the replica and the source, and the write if one is needed.
+    async fn replicate_once(
+        &self,
+        job: &ReplicateJob,
+        name: &str,
+        existing: Option<ObjectInfo>,
+    ) -> Result<Outcome, ReplicateError> {
         let record = existing.as_ref().and_then(read_record);
         let current = |describes: &dyn Fn(&ReplicaRecord) -> bool| {
             self.holds(existing.as_ref(), record.as_ref(), describes)
@@ -199,6 +259,18 @@ impl Replicator {
         if let Some(generation) = current(&|record| record.satisfies(job)) {
             return Ok(Outcome::AlreadyReplicated { generation });
         }
+        let later = |record: &ReplicaRecord| {
+            !job.force
+                && record.source.bucket == job.bucket
+                && record.is_later_than(job.sequencer.as_deref())
+        };
+        if let Some(generation) = current(&later) {
+            return Ok(Outcome::Superseded { generation });
+        }
+        let target = Target {
+            name,
+            if_generation_match: existing.as_ref().map_or(0, |e| e.generation),
+        };
 
         let Some(mut source) = self.s3.get(&job.bucket, &job.key).await? else {
             return Ok(Outcome::SourceGone);
@@ -247,7 +319,7 @@ impl Replicator {
         let identified = identify(&source.peek(SNIFF_BYTES).await?);
         if source.size <= self.settings.whole_object_limit {
             return self
-                .write_whole(name, source, facts, expected, identified)
+                .write_whole(target, source, facts, expected, identified)
                 .await;
         }
         // Only images yuba decodes are held whole for variants; anything else larger than a
@@ -255,7 +327,7 @@ impl Replicator {
         let variants_error = match identified {
             Identified::Decodable(_) if variants_by_key && source.size <= max_image_bytes => {
                 return self
-                    .write_whole(name, source, facts, expected, identified)
+                    .write_whole(target, source, facts, expected, identified)
                     .await;
             }
             Identified::Decodable(_) if variants_by_key => Some(format!(
@@ -271,10 +343,10 @@ impl Replicator {
         };
         if self.gcs.composes(source.size) {
             return self
-                .write_composed(name, source, facts, expected, streamed)
+                .write_composed(target, source, facts, expected, streamed)
                 .await;
         }
-        self.write_streamed(name, source, facts, expected, streamed)
+        self.write_streamed(target, source, facts, expected, streamed)
             .await
     }
 
@@ -301,7 +373,7 @@ impl Replicator {
     /// complete always has its variants, so a retried job never skips missing ones.
     async fn write_whole(
         &self,
-        name: &str,
+        target: Target<'_>,
         mut source: SourceObject,
         facts: SourceFacts,
         expected: ExpectedContent,
@@ -333,10 +405,14 @@ impl Replicator {
             variants_error: variants_error.clone(),
             image_format: image_format(identified),
         };
-        let mut spec = upload_spec(&self.settings.replica_bucket, name, &source, &record);
+        let mut spec = upload_spec(&self.settings.replica_bucket, target, &source, &record);
         spec.known_crc32c = Some(checksums.crc32c);
         spec.known_md5 = Some(checksums.md5);
-        let stored = self.gcs.upload_bytes(spec, content).await?;
+        let stored = self
+            .gcs
+            .upload_bytes(spec, content)
+            .await
+            .map_err(|error| lost_race(error, !record.variants.is_empty()))?;
         Ok(Outcome::Replicated {
             bytes: stored.size,
             checksums,
@@ -449,7 +525,7 @@ impl Replicator {
     /// metadata update that also puts right a content type the server did not store.
     async fn write_streamed(
         &self,
-        name: &str,
+        target: Target<'_>,
         source: SourceObject,
         facts: SourceFacts,
         expected: ExpectedContent,
@@ -469,7 +545,7 @@ impl Replicator {
             variants_error: variants_error.clone(),
             image_format,
         };
-        let mut spec = upload_spec(bucket, name, &source, &record);
+        let mut spec = upload_spec(bucket, target, &source, &record);
         // Checksums the source vouches for are given to GCS up front, so it checks the upload
         // end to end against S3's own record of the content.
         spec.known_crc32c = expected.crc32c;
@@ -481,7 +557,7 @@ impl Replicator {
         if let Some(failure) = failure {
             return Err(stream_failed(failure, facts));
         }
-        let stored = uploaded?;
+        let stored = uploaded.map_err(|error| lost_race(error, false))?;
         let checksums = checksums.ok_or_else(|| ReplicateError::Integrity {
             bucket: facts.bucket.clone(),
             key: facts.key.clone(),
@@ -501,8 +577,9 @@ impl Replicator {
             ],
         };
         self.gcs
-            .update(bucket, name, stored.generation, completion)
-            .await?;
+            .update(bucket, target.name, stored.generation, completion)
+            .await
+            .map_err(|error| lost_race(error, false))?;
         Ok(Outcome::Replicated {
             bytes: stored.size,
             checksums,
@@ -520,14 +597,14 @@ impl Replicator {
     /// removes its parts.
     async fn write_composed(
         &self,
-        name: &str,
+        target: Target<'_>,
         mut source: SourceObject,
         facts: SourceFacts,
         expected: ExpectedContent,
         streamed: Streamed,
     ) -> Result<Outcome, ReplicateError> {
         let bucket = &self.settings.replica_bucket;
-        let mut upload = self.gcs.composite_upload(bucket, name);
+        let mut upload = self.gcs.composite_upload(bucket, target.name);
         let checksums = match send_parts(&mut source, expected, &mut upload).await {
             Ok(checksums) => checksums,
             Err(failure) => {
@@ -551,8 +628,11 @@ impl Replicator {
             variants_error: variants_error.clone(),
             image_format,
         };
-        let spec = upload_spec(bucket, name, &source, &record);
-        let stored = upload.finish(spec, checksums.crc32c).await?;
+        let spec = upload_spec(bucket, target, &source, &record);
+        let stored = upload
+            .finish(spec, checksums.crc32c)
+            .await
+            .map_err(|error| lost_race(error, false))?;
         Ok(Outcome::Replicated {
             bytes: stored.size,
             checksums,
@@ -563,23 +643,68 @@ impl Replicator {
         })
     }
 
+    /// Removes the replica and its variants, unless the key exists in S3 again or the replica
+    /// was made from a later change than the delete. The replica is looked at before S3 is,
+    /// and removed only if it is still the generation looked at, so a create that races the
+    /// delete keeps its replica.
     async fn delete(&self, job: &DeleteJob) -> Result<Outcome, ReplicateError> {
         if !self.settings.mirror_deletes {
             return Ok(Outcome::DeleteNotMirrored);
         }
         let name = object_name(&job.bucket, &job.key)?;
+        let mut variants_deleted = false;
+        let mut lost = 0;
+        loop {
+            match self.delete_once(job, name, &mut variants_deleted).await {
+                Err(ReplicateError::LostRace { conflict, .. }) if lost + 1 < MAX_LOST_RACES => {
+                    lost += 1;
+                    tracing::info!(key = %job.key, lost, %conflict, "the replica changed while it was being deleted; looking again");
+                }
+                Ok(Outcome::SourceRecreated) if variants_deleted => {
+                    // The variants went before the key was found re-created: they may have
+                    // been the new replica's, so they are made again from the source.
+                    let repair = ReplicateJob {
+                        bucket: job.bucket.clone(),
+                        key: job.key.clone(),
+                        version_id: None,
+                        etag: None,
+                        size: None,
+                        sequencer: None,
+                        event_time: job.event_time,
+                        force: true,
+                    };
+                    let existing = self.gcs.object(&self.settings.replica_bucket, name).await?;
+                    self.replicate(&repair, existing).await?;
+                    return Ok(Outcome::SourceRecreated);
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn delete_once(
+        &self,
+        job: &DeleteJob,
+        name: &str,
+        variants_deleted: &mut bool,
+    ) -> Result<Outcome, ReplicateError> {
+        let bucket = &self.settings.replica_bucket;
+        let existing = self.gcs.object(bucket, name).await?;
+        let record = existing.as_ref().and_then(read_record);
+        if record
+            .as_ref()
+            .is_some_and(|record| record.is_later_than(job.sequencer.as_deref()))
+        {
+            return Ok(Outcome::SourceRecreated);
+        }
         if self.s3.exists(&job.bucket, &job.key).await? {
             return Ok(Outcome::SourceRecreated);
         }
-        let bucket = &self.settings.replica_bucket;
-        // The replica's record lists its variants; they go first, so that a failure part-way
-        // leaves the record that names what is still to delete.
-        let record = self
-            .gcs
-            .object(bucket, name)
-            .await?
-            .as_ref()
-            .and_then(read_record);
+        let Some(existing) = existing else {
+            return Ok(Outcome::AlreadyAbsent);
+        };
+        // The record lists the variants; they go first, so that a failure part-way leaves the
+        // record that names what is still to delete.
         for variant in record.iter().flat_map(|record| &record.variants) {
             let Some((profile, extension)) = variant.rsplit_once('.') else {
                 continue;
@@ -589,14 +714,38 @@ impl Replicator {
                 .variants
                 .key_template
                 .render(profile, &job.key, extension);
-            self.gcs.delete(bucket, &variant_name).await?;
+            *variants_deleted |= self.gcs.delete(bucket, &variant_name, None).await?;
         }
-        let deleted = self.gcs.delete(bucket, name).await?;
-        Ok(if deleted {
-            Outcome::Deleted
-        } else {
-            Outcome::AlreadyAbsent
-        })
+        match self
+            .gcs
+            .delete(bucket, name, Some(existing.generation))
+            .await
+        {
+            Ok(true) => Ok(Outcome::Deleted),
+            Ok(false) => Ok(Outcome::AlreadyAbsent),
+            Err(error) => Err(lost_race(error, *variants_deleted)),
+        }
+    }
+}
+
+/// Where a job writes: the replica's name and the generation it saw there (0: none), which
+/// its write must still find.
+#[derive(Debug, Clone, Copy)]
+struct Target<'a> {
+    name: &'a str,
+    if_generation_match: i64,
+}
+
+/// A failed generation precondition is a lost race, for the job to look again; any other
+/// error is the replica's.
+fn lost_race(error: GcsError, variants_touched: bool) -> ReplicateError {
+    if error.is_conflict() {
+        ReplicateError::LostRace {
+            conflict: error,
+            variants_touched,
+        }
+    } else {
+        ReplicateError::Replica(error)
     }
 }
 
@@ -710,7 +859,7 @@ fn take_report(report: &Arc<Mutex<StreamReport>>) -> (Option<Checksums>, Option<
 /// keys) and the record.
 fn upload_spec(
     bucket: &str,
-    name: &str,
+    target: Target<'_>,
     source: &SourceObject,
     record: &ReplicaRecord,
 ) -> UploadSpec {
@@ -723,7 +872,7 @@ fn upload_spec(
     );
     UploadSpec {
         bucket: bucket.to_owned(),
-        name: name.to_owned(),
+        name: target.name.to_owned(),
         content_type: source.content_type.clone(),
         cache_control: source.cache_control.clone(),
         content_disposition: source.content_disposition.clone(),
@@ -732,6 +881,7 @@ fn upload_spec(
         metadata,
         known_crc32c: None,
         known_md5: None,
+        if_generation_match: Some(target.if_generation_match),
     }
 }
 
