@@ -5,10 +5,12 @@ Run with the project venv (scripts/bootstrap.sh creates it):
 
     .venv/bin/python scripts/stack.py up [--state-dir DIR] [--max-receives N] [--exit-on-stdin-eof] [--detach]
     .venv/bin/python scripts/stack.py down [--state-dir DIR]
+    .venv/bin/python scripts/stack.py restart-gcs [--state-dir DIR]
 
 `up` prints exactly one line of JSON on stdout once everything is ready (the same map it
 writes to DIR/stack.env), then stays in the foreground until SIGTERM/SIGINT (or stdin EOF
-with --exit-on-stdin-eof). Everything else goes to stderr. See scripts/README.md.
+with --exit-on-stdin-eof). Everything else goes to stderr. SIGUSR1 (or `restart-gcs`) restarts
+fake-gcs-server in place. See scripts/README.md.
 """
 
 from __future__ import annotations
@@ -85,9 +87,9 @@ class Server:
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> None:
+    def start(self, append: bool = False) -> None:
         log(f"starting {self.name}: {' '.join(self.argv)} (log: {self.log_path})")
-        with open(self.log_path, "wb") as logf:
+        with open(self.log_path, "ab" if append else "wb") as logf:
             self.proc = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
@@ -210,10 +212,12 @@ def fake_gcs_flags(binary: Path) -> set[str]:
 
 
 class Stack:
-    def __init__(self, state_dir: Path, max_receives: int, gcs_backend: str = "memory"):
+    def __init__(self, state_dir: Path, max_receives: int, gcs_backend: str = "memory",
+                 gcs_external_url: str | None = None):
         self.state_dir = state_dir
         self.max_receives = max_receives
         self.gcs_backend = gcs_backend
+        self.gcs_external_url = gcs_external_url
         self.servers: list[Server] = []
         self.env: dict[str, str] = {}
         import requests
@@ -268,7 +272,7 @@ class Stack:
             if "public-host" in flags:
                 argv += ["-public-host", host]
             if "external-url" in flags:
-                argv += ["-external-url", f"http://{host}"]
+                argv += ["-external-url", self.gcs_external_url or f"http://{host}"]
             return argv, f"http://{host}"
 
         return make
@@ -286,7 +290,28 @@ class Stack:
         moto_url = self._await(moto, moto_url, moto_make, "/moto-api/", lambda r: r.status_code < 500, deadline)
         return moto_url, gcs_url
 
+    def restart_gcs(self, gcs_url: str, deadline: float) -> None:
+        """Stop fake-gcs-server and start it again with the same argv (same address and port),
+        appending to its log; then wait until it answers and its bucket exists (data survives
+        with the filesystem backend; the memory backend comes back with an empty bucket).
+
+        Called from the main thread only, for the same PR_SET_PDEATHSIG reason as start_servers.
+        """
+        srv = next(s for s in self.servers if s.name == "fake-gcs-server")
+        srv.stop()
+        srv.start(append=True)
+        wait_http(srv, gcs_url + "/storage/v1/b", lambda r: r.status_code == 200, deadline, self.http)
+        self.create_gcs_bucket(gcs_url)
+
     # ---- resources
+
+    def create_gcs_bucket(self, gcs_url: str) -> None:
+        r = self.http.post(f"{gcs_url}/storage/v1/b", params={"project": GCS_PROJECT}, json={"name": GCS_BUCKET}, timeout=5)
+        if r.status_code not in (200, 409):
+            raise StackError(f"creating GCS bucket {GCS_BUCKET}: HTTP {r.status_code} {r.text[:500]}")
+        r = self.http.get(f"{gcs_url}/storage/v1/b/{GCS_BUCKET}", timeout=5)
+        if r.status_code != 200:
+            raise StackError(f"GCS bucket {GCS_BUCKET} not visible after creation: HTTP {r.status_code}")
 
     def create_resources(self, aws_url: str, gcs_url: str) -> None:
         import boto3
@@ -335,12 +360,7 @@ class Stack:
         )
         # The s3:TestEvent that this puts on yuba-events is left there on purpose.
 
-        r = self.http.post(f"{gcs_url}/storage/v1/b", params={"project": GCS_PROJECT}, json={"name": GCS_BUCKET}, timeout=5)
-        if r.status_code not in (200, 409):
-            raise StackError(f"creating GCS bucket {GCS_BUCKET}: HTTP {r.status_code} {r.text[:500]}")
-        r = self.http.get(f"{gcs_url}/storage/v1/b/{GCS_BUCKET}", timeout=5)
-        if r.status_code != 200:
-            raise StackError(f"GCS bucket {GCS_BUCKET} not visible after creation: HTTP {r.status_code}")
+        self.create_gcs_bucket(gcs_url)
 
         self.env = {
             "AWS_ENDPOINT_URL": aws_url,
@@ -383,6 +403,25 @@ def pid_path(state_dir: Path) -> Path:
 
 def env_path(state_dir: Path) -> Path:
     return state_dir / "stack.env"
+
+
+def gcs_restarts_path(state_dir: Path) -> Path:
+    """How many times fake-gcs-server has been restarted and answered again (0 when ready)."""
+    return state_dir / "gcs-restarts"
+
+
+def read_gcs_restarts(state_dir: Path) -> int:
+    try:
+        return int(gcs_restarts_path(state_dir).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def write_gcs_restarts(state_dir: Path, count: int) -> None:
+    path = gcs_restarts_path(state_dir)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{count}\n")
+    os.replace(tmp, path)
 
 
 def write_env_file(path: Path, env: dict[str, str]) -> None:
@@ -457,8 +496,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
+    # SIGUSR1: restart fake-gcs-server; done by the main loop once ready (servers are spawned
+    # from the main thread only), so a signal during start-up waits until then.
+    restart_gcs = threading.Event()
+    signal.signal(signal.SIGUSR1, lambda _signum, _frame: restart_gcs.set())
 
-    stack = Stack(state_dir, args.max_receives, args.gcs_backend)
+    stack = Stack(state_dir, args.max_receives, args.gcs_backend, args.gcs_external_url)
     cleaned = threading.Lock()
 
     def cleanup() -> None:
@@ -476,6 +519,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         aws_url, gcs_url = stack.start_servers(deadline)
         stack.create_resources(aws_url, gcs_url)
         write_env_file(env_path(state_dir), stack.env)
+        write_gcs_restarts(state_dir, 0)
         starting[0] = False
     except BaseException as e:
         if stop.is_set():
@@ -509,7 +553,21 @@ def cmd_up(args: argparse.Namespace) -> int:
         threading.Thread(target=watch_stdin, name="stdin-eof", daemon=True).start()
 
     rc = 0
+    restarts = 0
     while not stop.wait(0.5):
+        if restart_gcs.is_set():
+            restart_gcs.clear()
+            t1 = time.monotonic()
+            try:
+                stack.restart_gcs(gcs_url, t1 + READY_TIMEOUT)
+            except StackError as e:
+                log(f"restarting fake-gcs-server failed: {e}")
+                reason["why"] = "fake-gcs-server restart failed"
+                rc = 1
+                break
+            restarts += 1
+            write_gcs_restarts(state_dir, restarts)
+            log(f"fake-gcs-server restarted ({restarts}) in {time.monotonic() - t1:.1f}s")
         dead = stack.first_dead()
         if dead is not None:
             log(f"{dead.name} died (exit {dead.proc.returncode}); log tail:\n{dead.log_tail()}")
@@ -526,6 +584,8 @@ def detach_up(args: argparse.Namespace, state_dir: Path) -> int:
     """Start `up` in the background, wait until it is ready, print its JSON line, return."""
     argv = [sys.executable, str(Path(__file__).resolve()), "up", "--state-dir", str(state_dir),
             "--max-receives", str(args.max_receives), "--gcs-backend", args.gcs_backend]
+    if args.gcs_external_url:
+        argv += ["--gcs-external-url", args.gcs_external_url]
     logf = open(state_dir / "stack.log", "ab")
     child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=logf,
                              start_new_session=True, close_fds=True)
@@ -585,6 +645,25 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restart_gcs(args: argparse.Namespace) -> int:
+    """Signal the stack's `up` (SIGUSR1) and wait until fake-gcs-server answers again."""
+    state_dir = Path(args.state_dir).resolve()
+    pid = read_pid(state_dir)
+    if pid is None or not is_stack_process(pid):
+        log(f"no running stack in {state_dir}")
+        return 1
+    before = read_gcs_restarts(state_dir)
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + READY_TIMEOUT + 3 * STOP_GRACE
+    while read_gcs_restarts(state_dir) <= before:
+        if time.monotonic() > deadline or not is_stack_process(pid):
+            log("fake-gcs-server did not come back; see the stack's log")
+            return 1
+        time.sleep(0.05)
+    log("fake-gcs-server restarted")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="stack.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -596,13 +675,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="fake-gcs-server's store: memory (default; inserts slow down as the bucket grows, "
                          "~25/s at 50,000 objects) or filesystem under the state dir (constant-rate inserts, "
                          "listings that read the whole bucket per page): for benchmarks with 100,000 objects")
+    up.add_argument("--gcs-external-url", metavar="URL",
+                    help="the URL fake-gcs-server announces as its own (-external-url; default: its address), "
+                         "for a proxy in front of it")
     up.add_argument("--detach", action="store_true", help="run in the background; return once ready (stop with `down`)")
     down = sub.add_parser("down", help="stop a stack started by `up` with the same --state-dir")
     down.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR))
+    restart = sub.add_parser("restart-gcs", help="restart the fake-gcs-server of a stack started by `up` "
+                                                 "(same address and flags); return once it answers again")
+    restart.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR))
     args = ap.parse_args(argv)
     if args.cmd == "up" and args.max_receives < 1:
         ap.error("--max-receives must be >= 1")
-    return cmd_up(args) if args.cmd == "up" else cmd_down(args)
+    return {"up": cmd_up, "down": cmd_down, "restart-gcs": cmd_restart_gcs}[args.cmd](args)
 
 
 if __name__ == "__main__":

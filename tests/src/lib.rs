@@ -5,6 +5,7 @@
 //! The stack comes from `scripts/stack.py`, the same script `make demo` uses; the binaries are
 //! the ones `cargo build --bins` leaves next to the test executables (`make test` builds them).
 
+pub mod fault_proxy;
 pub mod lambda_api;
 
 use std::collections::HashMap;
@@ -16,8 +17,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use sha2::{Digest, Sha256};
+use yuba_aws::S3Source;
 use yuba_config::Env;
 use yuba_gcs::{Gcs, GcsSettings, ObjectInfo};
+use yuba_replicate::{Replicator, ReplicatorSettings};
+
+use crate::fault_proxy::{FaultProxy, socket_addr_of};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -55,6 +60,17 @@ pub struct Stack {
 impl Stack {
     /// Starts a fresh stack; messages go to a DLQ after `max_receives` receives.
     pub fn start(name: &str, max_receives: u32) -> anyhow::Result<Stack> {
+        Stack::start_with(
+            name,
+            StackOptions {
+                max_receives,
+                ..StackOptions::default()
+            },
+        )
+    }
+
+    /// Starts a fresh stack with `options` (`scripts/stack.py up` and its flags).
+    pub fn start_with(name: &str, options: StackOptions) -> anyhow::Result<Stack> {
         let root = repo_root();
         let status = Command::new(root.join("scripts/bootstrap.sh"))
             .stdout(Stdio::null())
@@ -66,12 +82,20 @@ impl Stack {
             std::fs::remove_dir_all(&dir)?;
         }
         std::fs::create_dir_all(&dir)?;
-        let mut server = Command::new(root.join(".venv/bin/python"))
+        let mut command = Command::new(root.join(".venv/bin/python"));
+        command
             .arg(root.join("scripts/stack.py"))
             .args(["up", "--exit-on-stdin-eof", "--max-receives"])
-            .arg(max_receives.to_string())
+            .arg(options.max_receives.to_string())
             .arg("--state-dir")
-            .arg(&dir)
+            .arg(&dir);
+        if let Some(backend) = options.gcs_backend {
+            command.args(["--gcs-backend", backend]);
+        }
+        if let Some(url) = &options.gcs_external_url {
+            command.args(["--gcs-external-url", url]);
+        }
+        let mut server = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(File::create(dir.join("stack.stderr"))?)
@@ -94,6 +118,66 @@ impl Stack {
             server,
             lifeline,
         })
+    }
+
+    /// Starts a fresh stack with a [`FaultProxy`] in front of each server, for tests of what
+    /// the binaries do when the network fails. The stack's own variables still point at the
+    /// servers (for the test's own set-up and checks); [`Proxies::overrides`] points the
+    /// binaries at the proxies.
+    ///
+    /// The GCS proxy listens on port 80 of its own loopback address, and fake-gcs-server is
+    /// told its URL, so that resumable uploads come back through it (see
+    /// [`FaultProxy::listen_port_80`]).
+    pub async fn start_behind_proxies(
+        name: &str,
+        options: StackOptions,
+    ) -> anyhow::Result<(Stack, Proxies)> {
+        let gcs = FaultProxy::listen_port_80()
+            .await
+            .context("listening for the GCS proxy on port 80 of a loopback address")?;
+        let aws = FaultProxy::listen().await?;
+        let options = StackOptions {
+            gcs_external_url: Some(gcs.url().to_owned()),
+            ..options
+        };
+        let name = name.to_owned();
+        let stack =
+            tokio::task::spawn_blocking(move || Stack::start_with(&name, options)).await??;
+        aws.forward_to(socket_addr_of(stack.var("AWS_ENDPOINT_URL"))?);
+        gcs.forward_to(socket_addr_of(stack.var("YUBA_GCS_ENDPOINT"))?);
+        Ok((stack, Proxies { aws, gcs }))
+    }
+
+    /// Restarts fake-gcs-server in place (same address, port and flags) and returns once it
+    /// answers again: open connections to it break, as in a real restart. Its data survives
+    /// with `gcs_backend: Some("filesystem")`; with the memory backend only the bucket is
+    /// there again. Blocks for about a second.
+    pub fn restart_gcs(&self) -> anyhow::Result<()> {
+        let counter = self.dir.join("gcs-restarts");
+        let restarts = || {
+            std::fs::read_to_string(&counter)
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let before = restarts();
+        let status = Command::new("kill")
+            .args(["-USR1", &self.server.id().to_string()])
+            .status()?;
+        ensure!(status.success(), "could not signal scripts/stack.py");
+        let deadline = Instant::now() + Duration::from_secs(45);
+        while restarts() <= before {
+            if Instant::now() > deadline {
+                let log =
+                    std::fs::read_to_string(self.dir.join("stack.stderr")).unwrap_or_default();
+                bail!("fake-gcs-server did not come back within 45 s of a restart:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let addr = socket_addr_of(self.var("YUBA_GCS_ENDPOINT"))?;
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .with_context(|| format!("fake-gcs-server restarted but {addr} does not answer"))?;
+        Ok(())
     }
 
     pub fn var(&self, name: &str) -> &str {
@@ -189,7 +273,16 @@ impl Stack {
         aws_sdk_sqs::Client::new(&self.sdk_config().await)
     }
 
-    async fn sdk_config(&self) -> aws_config::SdkConfig {
+    /// An S3 client for `endpoint` (a proxy's URL, say) instead of the stack's own.
+    pub async fn s3_at(&self, endpoint: &str) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(&self.sdk_config().await)
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         let credentials = aws_sdk_s3::config::Credentials::new(
             self.var("AWS_ACCESS_KEY_ID"),
             self.var("AWS_SECRET_ACCESS_KEY"),
@@ -205,9 +298,36 @@ impl Stack {
             .await
     }
 
+    /// The worker's `Replicator`, run in the test process: S3 at `s3_endpoint` (the stack's
+    /// own, or a proxy's), the stack's GCS, the replica bucket, and `env` on top (variant
+    /// profiles, say).
+    pub async fn replicator(
+        &self,
+        s3_endpoint: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Replicator> {
+        let mut pairs = vec![("YUBA_GCS_BUCKET", self.replica_bucket())];
+        pairs.extend_from_slice(env);
+        let settings = ReplicatorSettings::from_env(&Env::from_pairs(pairs), 8 * 1024 * 1024)?;
+        let sdk = self
+            .sdk_config()
+            .await
+            .into_builder()
+            .endpoint_url(s3_endpoint)
+            .build();
+        let s3 = S3Source::new(&sdk, true);
+        Ok(Replicator::new(s3, self.gcs().await?, settings))
+    }
+
     pub async fn gcs(&self) -> anyhow::Result<Gcs> {
+        self.gcs_at(self.var("YUBA_GCS_ENDPOINT")).await
+    }
+
+    /// A GCS client for `endpoint` (a proxy's URL, say) instead of the stack's own, with the
+    /// same settings as [`Stack::gcs`].
+    pub async fn gcs_at(&self, endpoint: &str) -> anyhow::Result<Gcs> {
         let env = Env::from_pairs([
-            ("YUBA_GCS_ENDPOINT", self.var("YUBA_GCS_ENDPOINT")),
+            ("YUBA_GCS_ENDPOINT", endpoint),
             ("YUBA_GCS_RETRY_SECONDS", "10"),
         ]);
         Ok(Gcs::connect(&GcsSettings::from_env(&env)?).await?)
@@ -253,6 +373,58 @@ impl Drop for Stack {
     }
 }
 
+/// How to start a stack ([`Stack::start_with`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackOptions {
+    /// Receives before a message goes to its DLQ.
+    pub max_receives: u32,
+    /// fake-gcs-server's store, `memory` or `filesystem` (whose data survives
+    /// [`Stack::restart_gcs`]); `None`: the script's default (memory).
+    pub gcs_backend: Option<&'static str>,
+    /// The URL fake-gcs-server announces as its own (`-external-url`); `None`: its address.
+    pub gcs_external_url: Option<String>,
+}
+
+impl Default for StackOptions {
+    fn default() -> StackOptions {
+        StackOptions {
+            max_receives: 3,
+            gcs_backend: None,
+            gcs_external_url: None,
+        }
+    }
+}
+
+/// The proxies in front of a stack's servers ([`Stack::start_behind_proxies`]).
+#[derive(Debug, Clone)]
+pub struct Proxies {
+    /// In front of moto: S3 and SQS.
+    pub aws: FaultProxy,
+    /// In front of fake-gcs-server.
+    pub gcs: FaultProxy,
+}
+
+impl Proxies {
+    /// The variables that send a yuba binary through the proxies, as [`Stack::spawn`],
+    /// [`Stack::command`] and [`Stack::run`] take them (`&proxies.overrides()`); push a test's
+    /// own on top.
+    pub fn overrides(&self) -> Vec<(&'static str, &str)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.aws.url()),
+            ("YUBA_GCS_ENDPOINT", self.gcs.url()),
+        ]
+    }
+
+    /// What both proxies have done, for a test's closing report.
+    pub fn report(&self) -> String {
+        format!(
+            "aws proxy: {}\ngcs proxy: {}",
+            self.aws.stats(),
+            self.gcs.stats()
+        )
+    }
+}
+
 /// A running yuba binary. Dropping it stops it with SIGTERM (then SIGKILL).
 #[derive(Debug)]
 pub struct Process {
@@ -273,6 +445,13 @@ impl Process {
 
     pub fn raw_log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Kills it at once (SIGKILL): no drain, no release, as a crash or an OOM kill.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
     }
 
     /// Asks it to stop (SIGTERM) and waits up to `within` for it to exit.

@@ -21,8 +21,14 @@ impl JobHandler {
 
 impl Handler for JobHandler {
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
-        let job = Job::from_message(&delivery.body)
-            .map_err(|error| HandlerError::new(FailureKind::Permanent, error.to_string()))?;
+        let job = Job::from_message(&delivery.body).map_err(|error| {
+            // Poison: counted apart from jobs that failed, as no retry or redrive can help it.
+            metrics::emit(
+                &[("Outcome", "rejected"), ("Failure", FailureKind::Permanent.as_str())],
+                &[("Jobs", Unit::Count, 1.0)],
+            );
+            HandlerError::new(FailureKind::Permanent, error.to_string())
+        })?;
         let span = tracing::info_span!(
             "job",
             message_id = %delivery.message_id,

@@ -8,6 +8,13 @@ use thiserror::Error;
 /// mixed deployment fails loudly (to the DLQ) instead of misreading a job.
 const JOB_FORMAT_VERSION: u32 = 1;
 
+/// The largest object S3 stores (50 TB since December 2025; a TiB-based bound leaves room): a
+/// job that names a larger size was not made from a real event.
+pub const MAX_OBJECT_BYTES: u64 = 50 << 40;
+
+/// S3's limit on key length, in bytes of UTF-8.
+const MAX_KEY_BYTES: usize = 1024;
+
 /// One unit of work on a work queue: make the replica of one S3 key match the source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -77,6 +84,8 @@ pub enum JobDecodeError {
          run a matching worker or redrive the message after upgrading"
     )]
     UnsupportedVersion(u32),
+    #[error("the job cannot describe an S3 object: {0}; it was not made by yuba's ingest")]
+    Impossible(String),
 }
 
 impl Job {
@@ -124,7 +133,32 @@ impl Job {
         }
         let message: JobMessageIn =
             serde_json::from_str(body).map_err(JobDecodeError::Malformed)?;
+        message.job.check()?;
         Ok(message.job)
+    }
+
+    /// Refuses what no S3 event can say, so such a message goes to the DLQ with its reason
+    /// instead of reaching S3 and GCS as requests.
+    fn check(&self) -> Result<(), JobDecodeError> {
+        let impossible = |reason: String| Err(JobDecodeError::Impossible(reason));
+        let key = self.key();
+        if self.bucket().is_empty() {
+            return impossible("the bucket is empty".into());
+        }
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return impossible(format!(
+                "the key is {} bytes long; S3 keys are 1 to {MAX_KEY_BYTES}",
+                key.len()
+            ));
+        }
+        match self {
+            Job::Replicate(ReplicateJob {
+                size: Some(size), ..
+            }) if *size > MAX_OBJECT_BYTES => impossible(format!(
+                "the size {size} is larger than any S3 object ({MAX_OBJECT_BYTES} bytes)"
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -212,6 +246,28 @@ mod tests {
             Job::from_message(r#"{"v":2,"op":"teleport"}"#),
             Err(JobDecodeError::UnsupportedVersion(2))
         ));
+        assert!(matches!(
+            Job::from_message(r#"{"v":1,"op":"replicate","bucket":"b","key":"k","size":-1}"#),
+            Err(JobDecodeError::Malformed(_))
+        ));
+        let long_key = "k".repeat(1025);
+        for impossible in [
+            r#"{"v":1,"op":"replicate","bucket":"b","key":"k","size":18446744073709551615}"#
+                .to_owned(),
+            r#"{"v":1,"op":"delete","bucket":"","key":"k"}"#.to_owned(),
+            r#"{"v":1,"op":"delete","bucket":"b","key":""}"#.to_owned(),
+            format!(r#"{{"v":1,"op":"delete","bucket":"b","key":"{long_key}"}}"#),
+        ] {
+            let error = Job::from_message(&impossible).unwrap_err();
+            assert!(
+                matches!(error, JobDecodeError::Impossible(_)),
+                "{impossible}: {error}"
+            );
+        }
+        let largest = format!(
+            r#"{{"v":1,"op":"replicate","bucket":"b","key":"k","size":{MAX_OBJECT_BYTES}}}"#
+        );
+        assert!(Job::from_message(&largest).is_ok());
     }
 
     #[test]
