@@ -155,6 +155,66 @@ mod tests {
     }
 
     #[test]
+    fn every_ascii_byte_decodes_from_its_escape_in_either_case() {
+        for byte in 0_u8..0x80 {
+            let expected = char::from(byte).to_string();
+            for raw in [format!("%{byte:02X}"), format!("%{byte:02x}")] {
+                assert_eq!(decode_event_key(&raw).unwrap(), expected, "{raw}");
+            }
+        }
+        // Control characters come through as themselves; CR and LF too (S3 keys may hold
+        // them; whether GCS can is the worker's decision, with its own reason).
+        assert_eq!(
+            decode_event_key("a%00b%09c%0D%0Ad%1B%7F").unwrap(),
+            "a\0b\tc\r\nd\u{1b}\u{7f}"
+        );
+        // `+` is a space only outside escapes; an escape's digits are never re-read.
+        assert_eq!(decode_event_key("%2B+%20%252B").unwrap(), "+  %2B");
+        assert_eq!(decode_event_key("%2F%2f/").unwrap(), "///");
+    }
+
+    #[test]
+    fn percent_sequences_that_are_not_utf8_are_refused_with_why() {
+        for (raw, valid_up_to) in [
+            ("ok%C3%28", 2),     // a lead byte followed by ASCII
+            ("%C0%AF", 0),       // an overlong `/`
+            ("%E0%80%AF", 0),    // another overlong `/`
+            ("%ED%A0%80", 0),    // a UTF-16 surrogate
+            ("%F4%90%80%80", 0), // past U+10FFFF
+            ("x%80", 1),         // a lone continuation byte
+            ("%F0%9F%98", 0),    // a truncated four-byte sequence
+            ("%FE%FF", 0),       // bytes UTF-8 never uses
+        ] {
+            let error = decode_event_key(raw).unwrap_err();
+            assert_eq!(error, KeyDecodeError::NotUtf8 { valid_up_to }, "{raw}");
+            let message = error.to_string();
+            assert!(
+                message.contains("not UTF-8") && message.contains("not URL-encoded by S3"),
+                "{message}"
+            );
+        }
+        // An escape cut short by `+` or the end is an escape error, not a guess.
+        for raw in ["%+1", "%%41", "%2", "a%", "%G0"] {
+            assert!(
+                matches!(
+                    decode_event_key(raw),
+                    Err(KeyDecodeError::InvalidEscape { .. })
+                ),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn normalisation_forms_decode_to_distinct_keys() {
+        let nfc = decode_event_key("caf%C3%A9.jpg").unwrap();
+        let nfd = decode_event_key("cafe%CC%81.jpg").unwrap();
+        assert_eq!(nfc, "caf\u{e9}.jpg");
+        assert_eq!(nfd, "cafe\u{301}.jpg");
+        assert_ne!(nfc, nfd);
+    }
+
+    #[test]
     fn a_1000_byte_key_decodes() {
         let key = "é".repeat(500);
         assert_eq!(key.len(), 1000);

@@ -15,9 +15,27 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 pub const MAX_RECORDS: usize = 10_000;
 
 /// How many envelopes (SNS inside SNS...) are unwrapped. Real deliveries use at most one; the
-/// bound keeps a crafted message from recursing without end. serde_json separately refuses
-/// JSON nested more than 128 levels deep.
+/// bound keeps a crafted message from recursing without end.
 pub const MAX_ENVELOPE_DEPTH: usize = 3;
+
+/// The deepest nesting of arrays and objects read in one JSON document. AWS's notifications
+/// nest five levels at most (an S3 record's `s3.object` inside `Records`); deeper input is
+/// refused, with where it went too deep, before it is parsed. (serde_json would refuse it at
+/// 128 levels anyway, with a less helpful "recursion limit exceeded".)
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// The largest object S3 can hold: 10,000 multipart parts of at most 5 GiB. A record with a
+/// larger size was not written by S3.
+pub const MAX_OBJECT_BYTES: u64 = 10_000 * 5 * 1024 * 1024 * 1024;
+
+/// The longest bucket name S3 has ever allowed (legacy us-east-1 names; newer ones are at most
+/// 63 characters).
+const MAX_BUCKET_BYTES: usize = 255;
+
+/// The longest value read for the other string fields that go into a job (version id, ETag,
+/// sequencer). S3 writes a few dozen characters; the bound keeps every job well inside one SQS
+/// message, whatever a record carries.
+const MAX_FIELD_BYTES: usize = 1024;
 
 /// What became of one record of a notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +64,12 @@ pub enum NotificationError {
     TooLarge { bytes: usize, max: usize },
     #[error("the notification is not JSON ({0}); {EXPECTED_SHAPES}")]
     NotJson(#[source] serde_json::Error),
+    #[error(
+        "the notification nests arrays and objects more than {max} levels deep (at byte \
+         {offset}); AWS notifications nest at most five, so this was not written by AWS: check \
+         what sends to the events queue"
+    )]
+    TooDeeplyNested { offset: usize, max: usize },
     #[error("the notification is {found}; {EXPECTED_SHAPES}")]
     UnrecognisedShape { found: String },
     #[error("`Records` is {found}, expected an array of S3 event records")]
@@ -129,6 +153,25 @@ pub enum RecordError {
          was not written by S3"
     )]
     KeyTooLong { bytes: usize },
+    #[error(
+        "`{field}` is {bytes} bytes long, more than the {max} read; S3 writes far shorter \
+         values, so the record was not written by S3 or was altered on the way"
+    )]
+    FieldTooLong {
+        field: &'static str,
+        bytes: usize,
+        max: usize,
+    },
+    #[error(
+        "`{field}` is {found:?}, which is not an S3 bucket name (3 to {MAX_BUCKET_BYTES} \
+         letters, digits, `.`, `-` and `_`); the record was not written by S3"
+    )]
+    InvalidBucket { field: &'static str, found: String },
+    #[error(
+        "`{field}` is {bytes} bytes, more than any S3 object can hold ({MAX_OBJECT_BYTES}: \
+         10,000 parts of 5 GiB); the record was not written by S3"
+    )]
+    ImpossibleSize { field: &'static str, bytes: u64 },
 }
 
 /// Reads a notification body, whichever of the shapes AWS delivers it in, into one outcome per
@@ -147,8 +190,48 @@ pub fn parse_notification(body: &str) -> Result<Vec<RecordOutcome>, Notification
             max: MAX_BODY_BYTES,
         });
     }
-    let value: Value = serde_json::from_str(body).map_err(NotificationError::NotJson)?;
-    parse_value(&value, 0)
+    parse_value(&parse_json(body)?, 0)
+}
+
+/// Parses one JSON document, after checking its nesting without recursion: a document nested
+/// deeper than [`MAX_JSON_DEPTH`] is refused with where, and never reaches the parser.
+fn parse_json(text: &str) -> Result<Value, NotificationError> {
+    if let Some(offset) = too_deep(text, MAX_JSON_DEPTH) {
+        return Err(NotificationError::TooDeeplyNested {
+            offset,
+            max: MAX_JSON_DEPTH,
+        });
+    }
+    serde_json::from_str(text).map_err(NotificationError::NotJson)
+}
+
+/// The byte offset of the first `[` or `{` that nests deeper than `max`, if any. One pass, no
+/// recursion; brackets inside strings do not count. Malformed JSON is left to the parser.
+fn too_deep(text: &str, max: usize) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0_usize, false, false);
+    for (offset, byte) in text.bytes().enumerate() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Some(offset);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn parse_value(value: &Value, depth: usize) -> Result<Vec<RecordOutcome>, NotificationError> {
@@ -231,8 +314,7 @@ fn sns_envelope(
         });
     }
     let in_message = |error| NotificationError::InSnsMessage(Box::new(error));
-    let inner: Value =
-        serde_json::from_str(message).map_err(|e| in_message(NotificationError::NotJson(e)))?;
+    let inner = parse_json(message).map_err(in_message)?;
     parse_value(&inner, depth + 1).map_err(in_message)
 }
 
@@ -392,7 +474,7 @@ fn s3_record(record: &Value) -> Result<RecordOutcome, RecordError> {
             });
         }
     };
-    let bucket = req_str(record, "s3.bucket.name")?.to_owned();
+    let bucket = bucket_name(record, "s3.bucket.name")?;
     let raw_key = req_str(record, "s3.object.key")?;
     let key = decode_event_key(raw_key).map_err(|source| RecordError::InvalidKey {
         raw: preview(raw_key),
@@ -403,7 +485,7 @@ fn s3_record(record: &Value) -> Result<RecordOutcome, RecordError> {
         key: checked_key(key)?,
         version_id: opt_string(record, "s3.object.versionId")?,
         etag: opt_etag(record, "s3.object.eTag")?,
-        size: opt_u64(record, "s3.object.size")?,
+        size: opt_size(record, "s3.object.size")?,
         sequencer: opt_string(record, "s3.object.sequencer")?,
         event_time: opt_time(record, "eventTime"),
     };
@@ -456,7 +538,7 @@ fn eventbridge_record(event: &Value) -> Result<RecordOutcome, RecordError> {
             });
         }
     };
-    let bucket = req_str(event, "detail.bucket.name")?.to_owned();
+    let bucket = bucket_name(event, "detail.bucket.name")?;
     // Unlike `s3.object.key` in notifications, EventBridge's `detail.object.key` is the key
     // itself, not URL-encoded: decoding it would turn `a+b.jpg` into `a b.jpg`. AWS documents
     // the encoding only for notifications (AmazonS3 userguide, notification-content-structure);
@@ -477,11 +559,28 @@ fn eventbridge_record(event: &Value) -> Result<RecordOutcome, RecordError> {
         key: checked_key(key)?,
         version_id: opt_string(event, "detail.object.version-id")?,
         etag,
-        size: opt_u64(event, "detail.object.size")?,
+        size: opt_size(event, "detail.object.size")?,
         sequencer: opt_string(event, "detail.object.sequencer")?,
         event_time: opt_time(event, "time"),
     };
     Ok(RecordOutcome::Job(object.into_job(kind)))
+}
+
+/// The bucket a record names, checked to be one S3 could have: it goes into the job and the
+/// worker reads from it, so nothing else (a path, a URL, megabytes of text) may pass.
+fn bucket_name(root: &Value, path: &'static str) -> Result<String, RecordError> {
+    let name = req_str(root, path)?;
+    let valid = (3..=MAX_BUCKET_BYTES).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if !valid {
+        return Err(RecordError::InvalidBucket {
+            field: path,
+            found: preview(name),
+        });
+    }
+    Ok(name.to_owned())
 }
 
 fn checked_key(key: String) -> Result<String, RecordError> {
@@ -538,14 +637,39 @@ fn req_str<'v>(root: &'v Value, path: &'static str) -> Result<&'v str, RecordErr
     opt_str(root, path)?.ok_or(RecordError::Missing { field: path })
 }
 
+/// A string that goes into the job, at most [`MAX_FIELD_BYTES`] long.
+fn opt_bounded_str<'v>(
+    root: &'v Value,
+    path: &'static str,
+) -> Result<Option<&'v str>, RecordError> {
+    match opt_str(root, path)? {
+        Some(s) if s.len() > MAX_FIELD_BYTES => Err(RecordError::FieldTooLong {
+            field: path,
+            bytes: s.len(),
+            max: MAX_FIELD_BYTES,
+        }),
+        other => Ok(other),
+    }
+}
+
 fn opt_string(root: &Value, path: &'static str) -> Result<Option<String>, RecordError> {
-    Ok(opt_str(root, path)?.map(str::to_owned))
+    Ok(opt_bounded_str(root, path)?.map(str::to_owned))
 }
 
 fn opt_etag(root: &Value, path: &'static str) -> Result<Option<String>, RecordError> {
-    Ok(opt_str(root, path)?
+    Ok(opt_bounded_str(root, path)?
         .map(normalize_etag)
         .filter(|etag| !etag.is_empty()))
+}
+
+/// An object size: a whole number of bytes that an S3 object can have.
+fn opt_size(root: &Value, path: &'static str) -> Result<Option<u64>, RecordError> {
+    match opt_u64(root, path)? {
+        Some(bytes) if bytes > MAX_OBJECT_BYTES => {
+            Err(RecordError::ImpossibleSize { field: path, bytes })
+        }
+        size => Ok(size),
+    }
 }
 
 fn opt_u64(root: &Value, path: &'static str) -> Result<Option<u64>, RecordError> {

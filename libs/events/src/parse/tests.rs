@@ -804,7 +804,7 @@ fn sizes_and_counts_are_bounded() {
     let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
     assert!(matches!(
         parse_notification(&deep),
-        Err(NotificationError::NotJson(_))
+        Err(NotificationError::TooDeeplyNested { .. })
     ));
 }
 
@@ -819,4 +819,436 @@ fn untrusted_text_copied_into_errors_is_bounded() {
         "{}",
         error.to_string().len()
     );
+}
+
+// Hostile input: volume, nesting, size, missing and impossible fields. One outcome per record,
+// a reason for each rejection, and the good records of the same notification still count.
+
+/// Breaks record `i` in one of a dozen ways (`None`: leaves it whole), and says which field
+/// its rejection must name.
+fn break_record(i: usize, record: &mut Value) -> Option<&'static str> {
+    if !i.is_multiple_of(97) {
+        return None;
+    }
+    let object = |r: &mut Value| r["s3"]["object"].as_object_mut().unwrap().clone();
+    let field = match (i / 97) % 12 {
+        0 => {
+            let mut o = object(record);
+            o.remove("key");
+            record["s3"]["object"] = Value::Object(o);
+            "s3.object.key"
+        }
+        1 => {
+            record["s3"].as_object_mut().unwrap().remove("bucket");
+            "s3.bucket.name"
+        }
+        2 => {
+            record.as_object_mut().unwrap().remove("eventName");
+            "eventName"
+        }
+        3 => {
+            record["s3"]["object"]["size"] = json!("7");
+            "s3.object.size"
+        }
+        4 => {
+            record["s3"]["object"]["size"] = json!(-7);
+            "s3.object.size"
+        }
+        5 => {
+            record["s3"]["object"]["size"] = json!(u64::MAX);
+            "s3.object.size"
+        }
+        6 => {
+            record["s3"]["object"]["size"] = json!(7.5);
+            "s3.object.size"
+        }
+        7 => {
+            record["s3"]["object"]["key"] = json!("bad%ZZ");
+            "s3.object.key"
+        }
+        8 => {
+            record["s3"]["object"]["key"] = json!("bad%C3%28");
+            "s3.object.key"
+        }
+        9 => {
+            record["s3"]["object"]["key"] = json!(42);
+            "s3.object.key"
+        }
+        10 => {
+            record["s3"]["bucket"]["name"] = json!("no/such bucket");
+            "s3.bucket.name"
+        }
+        _ => {
+            record["eventVersion"] = json!(null);
+            "eventVersion"
+        }
+    };
+    Some(field)
+}
+
+/// The field a rejection names (every rejection a record can get names one, but for the key's
+/// own errors, which are about `s3.object.key`).
+fn field_of(error: &RecordError) -> &'static str {
+    match error {
+        RecordError::Missing { field }
+        | RecordError::WrongType { field, .. }
+        | RecordError::UnsupportedVersion { field, .. }
+        | RecordError::UnexpectedSource { field, .. }
+        | RecordError::UnknownEvent { field, .. }
+        | RecordError::FieldTooLong { field, .. }
+        | RecordError::InvalidBucket { field, .. }
+        | RecordError::ImpossibleSize { field, .. } => field,
+        RecordError::InvalidKey { .. } | RecordError::KeyTooLong { .. } => "s3.object.key",
+        RecordError::NotAnObject { .. } => "",
+    }
+}
+
+#[test]
+fn ten_thousand_records_yield_ten_thousand_outcomes_in_order_and_in_linear_time() {
+    let mut broken = Vec::new();
+    let records: Vec<Value> = (0..MAX_RECORDS)
+        .map(|i| {
+            let mut record = record("ObjectCreated:Put", &format!("batch/{i:05}.jpg"));
+            broken.push(break_record(i, &mut record));
+            record
+        })
+        .collect();
+    let body = notification(records);
+    assert!(body.len() < MAX_BODY_BYTES, "{}", body.len());
+
+    let started = std::time::Instant::now();
+    let outcomes = parse(&body);
+    let elapsed = started.elapsed();
+    assert_eq!(outcomes.len(), MAX_RECORDS);
+    let mut rejected = 0;
+    for (i, (outcome, broken)) in outcomes.into_iter().zip(&broken).enumerate() {
+        match broken {
+            None => assert_eq!(replicate_job(outcome).key, format!("batch/{i:05}.jpg")),
+            Some(field) => {
+                let error = rejection(outcome);
+                assert_eq!(field_of(&error), *field, "record {i}: {error}");
+                let message = error.to_string();
+                assert!(message.contains(&format!("`{field}`")) || message.contains("key"));
+                rejected += 1;
+            }
+        }
+    }
+    assert_eq!(rejected, MAX_RECORDS.div_ceil(97));
+    // Linear work: ~10k records of ~200 bytes take milliseconds (tens in a debug build). A
+    // quadratic step (10^8 record visits) would take far longer even in release.
+    assert!(elapsed < std::time::Duration::from_secs(5), "{elapsed:?}");
+
+    // One more record is refused whole, with what to do.
+    let records = vec![record("ObjectCreated:Put", "k"); MAX_RECORDS + 1];
+    let error = parse_notification(&notification(records)).unwrap_err();
+    assert!(error.to_string().contains("split it"), "{error}");
+}
+
+#[test]
+fn records_missing_or_misstating_fields_are_rejected_one_by_one() {
+    type Break = fn(&mut Value);
+    let cases: [(&str, Break); 16] = [
+        ("s3.object.key", |r| {
+            r["s3"]["object"].as_object_mut().unwrap().remove("key");
+        }),
+        ("s3.object.key", |r| r["s3"]["object"]["key"] = Value::Null),
+        ("s3.object.key", |r| r["s3"]["object"]["key"] = json!("")),
+        ("s3.object.key", |r| r["s3"]["object"]["key"] = json!(["a"])),
+        ("s3.bucket.name", |r| {
+            r["s3"].as_object_mut().unwrap().remove("bucket");
+        }),
+        ("s3.bucket.name", |r| r["s3"]["bucket"]["name"] = json!(7)),
+        ("eventName", |r| {
+            r.as_object_mut().unwrap().remove("eventName");
+        }),
+        ("eventName", |r| r["eventName"] = json!({"name": "Put"})),
+        ("s3.object", |r| r["s3"]["object"] = json!("k")),
+        ("s3.object.size", |r| r["s3"]["object"]["size"] = json!("7")),
+        ("s3.object.size", |r| r["s3"]["object"]["size"] = json!(-1)),
+        ("s3.object.size", |r| r["s3"]["object"]["size"] = json!(0.5)),
+        ("s3.object.size", |r| {
+            r["s3"]["object"]["size"] = json!(1e20)
+        }),
+        ("s3.object.size", |r| {
+            r["s3"]["object"]["size"] = json!(MAX_OBJECT_BYTES + 1);
+        }),
+        ("s3.object.size", |r| {
+            r["s3"]["object"]["size"] = json!(true)
+        }),
+        ("s3.object.eTag", |r| r["s3"]["object"]["eTag"] = json!(12)),
+    ];
+    let mut records = vec![record("ObjectCreated:Put", "first")];
+    for (_, break_it) in &cases {
+        let mut record = record("ObjectCreated:Put", "broken");
+        break_it(&mut record);
+        records.push(record);
+    }
+    records.push(record("ObjectRemoved:Delete", "last"));
+    let outcomes = parse(&notification(records));
+    assert_eq!(outcomes.len(), cases.len() + 2);
+    let mut outcomes = outcomes.into_iter();
+    assert_eq!(replicate_job(outcomes.next().unwrap()).key, "first");
+    for ((field, _), outcome) in cases.iter().zip(outcomes.by_ref()) {
+        let error = rejection(outcome);
+        assert_eq!(field_of(&error), *field, "{error}");
+        assert!(error.to_string().contains(&format!("`{field}`")), "{error}");
+    }
+    assert_eq!(delete_job(outcomes.next().unwrap()).key, "last");
+
+    // The largest size an S3 object can have is accepted; zero too.
+    for size in [0, 1, MAX_OBJECT_BYTES] {
+        let mut record = record("ObjectCreated:Put", "k");
+        record["s3"]["object"]["size"] = json!(size);
+        let job = replicate_job(parse_one(&notification(vec![record])));
+        assert_eq!(job.size, Some(size));
+    }
+    // The same rule for EventBridge.
+    let mut event = eventbridge("Object Created");
+    event["detail"]["object"]["size"] = json!(u64::MAX);
+    let error = rejection(parse_one(&event.to_string()));
+    assert_eq!(
+        error,
+        RecordError::ImpossibleSize {
+            field: "detail.object.size",
+            bytes: u64::MAX
+        }
+    );
+    assert!(error.to_string().contains("not written by S3"), "{error}");
+}
+
+#[test]
+fn bucket_names_are_checked() {
+    let legacy = "a".repeat(255);
+    for bucket in ["src", "a.b-c_d", "Legacy_Bucket", legacy.as_str()] {
+        let mut record = record("ObjectCreated:Put", "k");
+        record["s3"]["bucket"]["name"] = json!(bucket);
+        assert_eq!(
+            replicate_job(parse_one(&notification(vec![record]))).bucket,
+            bucket
+        );
+    }
+    let huge = "b".repeat(5_000_000);
+    for bucket in [
+        "ab",
+        "a/b",
+        "../other",
+        "a b",
+        "bücket",
+        "b\u{0}ucket",
+        "a%2Fb",
+        &"a".repeat(256),
+        &huge,
+    ] {
+        let mut record = record("ObjectCreated:Put", "k");
+        record["s3"]["bucket"]["name"] = json!(bucket);
+        let error = rejection(parse_one(&notification(vec![record])));
+        assert!(
+            matches!(
+                error,
+                RecordError::InvalidBucket {
+                    field: "s3.bucket.name",
+                    ..
+                }
+            ),
+            "{bucket:.20}: {error}"
+        );
+        assert!(error.to_string().len() < 1_000);
+    }
+    let mut event = eventbridge("Object Created");
+    event["detail"]["bucket"]["name"] = json!("x/y");
+    assert!(matches!(
+        rejection(parse_one(&event.to_string())),
+        RecordError::InvalidBucket {
+            field: "detail.bucket.name",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn deep_nesting_is_refused_before_parsing_with_where() {
+    // Far past serde_json's own limit (128) and any stack: refused by a flat scan, no panic.
+    for depth in [MAX_JSON_DEPTH + 1, 129, 200, 100_000, 1_000_000] {
+        for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
+            let body = format!("{}1{}", open.repeat(depth), close.repeat(depth));
+            if body.len() > MAX_BODY_BYTES {
+                continue;
+            }
+            let error = parse_notification(&body).unwrap_err();
+            let NotificationError::TooDeeplyNested { offset, max } = error else {
+                panic!("{depth}: {error:?}");
+            };
+            assert_eq!(max, MAX_JSON_DEPTH);
+            assert_eq!(offset, MAX_JSON_DEPTH * open.len());
+            assert!(error.to_string().contains("levels deep"));
+        }
+    }
+    // Unclosed: still refused at the same place, whatever follows.
+    let error = parse_notification(&"[".repeat(1_000_000)).unwrap_err();
+    assert!(matches!(error, NotificationError::TooDeeplyNested { .. }));
+
+    // Inside a real notification: the document as a whole is refused, as no AWS delivery
+    // nests like that (and JSON cannot be parsed record by record).
+    let mut deep_record = record("ObjectCreated:Put", "k");
+    let mut nested = json!(1);
+    for _ in 0..MAX_JSON_DEPTH {
+        nested = json!([nested]);
+    }
+    deep_record["userIdentity"] = nested;
+    let body = notification(vec![record("ObjectCreated:Put", "a"), deep_record]);
+    assert!(matches!(
+        parse_notification(&body),
+        Err(NotificationError::TooDeeplyNested { .. })
+    ));
+
+    // Nesting up to the limit is read (the object and array inside count for two).
+    let mut nested = json!({"Records": []});
+    for _ in 0..MAX_JSON_DEPTH - 2 {
+        nested = json!({"x": nested});
+    }
+    assert!(matches!(
+        parse_notification(&nested.to_string()),
+        Err(NotificationError::UnrecognisedShape { .. })
+    ));
+
+    // Brackets and escaped quotes inside strings are text, not nesting.
+    let key = format!("{}\\\"{}", "[".repeat(200), "{".repeat(200));
+    let job = replicate_job(parse_one(&notification(vec![record(
+        "ObjectCreated:Put",
+        &key,
+    )])));
+    assert_eq!(job.key, key);
+
+    // The same bound inside an SNS envelope's message.
+    let deep_message = format!("{}{}", "[".repeat(500), "]".repeat(500));
+    let envelope = json!({"Type": "Notification", "Message": deep_message});
+    let error = parse_notification(&envelope.to_string()).unwrap_err();
+    assert!(
+        matches!(&error, NotificationError::InSnsMessage(inner)
+            if matches!(**inner, NotificationError::TooDeeplyNested { .. })),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn multi_megabyte_bodies_are_read_or_refused_without_echoing_them() {
+    // Over the limit: refused before it is parsed.
+    let body = format!("{{\"Records\":[\"{}\"]}}", "x".repeat(MAX_BODY_BYTES));
+    let error = parse_notification(&body).unwrap_err();
+    assert!(matches!(error, NotificationError::TooLarge { .. }));
+    assert!(error.to_string().len() < 1_000);
+
+    // Under it, a few megabytes in one field cost that record only, and no error copies it.
+    let megabytes = "m".repeat(3_000_000);
+    type Break = fn(&mut Value, &str);
+    let cases: [Break; 6] = [
+        |r, big| r["s3"]["object"]["key"] = json!(big),
+        |r, big| r["s3"]["object"]["key"] = json!(format!("{big}%ZZ")),
+        |r, big| r["eventName"] = json!(big),
+        |r, big| r["s3"]["object"]["versionId"] = json!(big),
+        |r, big| r["s3"]["object"]["eTag"] = json!(big),
+        |r, big| r["s3"]["object"]["sequencer"] = json!(big),
+    ];
+    for break_it in cases {
+        let mut bad = record("ObjectCreated:Put", "k");
+        break_it(&mut bad, &megabytes);
+        let body = notification(vec![bad, record("ObjectCreated:Put", "good")]);
+        assert!(body.len() > 3_000_000 && body.len() < MAX_BODY_BYTES);
+        let mut outcomes = parse(&body).into_iter();
+        let error = rejection(outcomes.next().unwrap());
+        assert!(
+            error.to_string().len() < 1_000,
+            "{}",
+            error.to_string().len()
+        );
+        assert_eq!(replicate_job(outcomes.next().unwrap()).key, "good");
+    }
+    // A long but plausible value is kept.
+    let mut record = record("ObjectCreated:Put", "k");
+    record["s3"]["object"]["versionId"] = json!("v".repeat(1024));
+    let job = replicate_job(parse_one(&notification(vec![record])));
+    assert_eq!(job.version_id.map(|v| v.len()), Some(1024));
+
+    // Not JSON at all, megabytes of it: the parser's position, not the text.
+    let error = parse_notification(&"\u{1F600}".repeat(1_000_000)).unwrap_err();
+    assert!(matches!(error, NotificationError::NotJson(_)));
+    assert!(error.to_string().len() < 1_000);
+}
+
+#[test]
+fn every_job_fits_in_one_sqs_message() {
+    // The longest values a record can carry past the checks still make a job far below SQS's
+    // 256 KiB, so a notification never fails to enqueue for the size of one of its jobs.
+    let mut record = record("ObjectCreated:Put", &"%C3%A9".repeat(512));
+    record["s3"]["bucket"]["name"] = json!("b".repeat(255));
+    for field in ["versionId", "eTag", "sequencer"] {
+        record["s3"]["object"][field] = json!("v".repeat(1024));
+    }
+    let RecordOutcome::Job(job) = parse_one(&notification(vec![record])) else {
+        panic!("expected a job");
+    };
+    assert!(
+        job.to_message().len() < 16 * 1024,
+        "{}",
+        job.to_message().len()
+    );
+}
+
+#[test]
+fn keys_are_decoded_exactly_and_left_for_the_worker_to_judge() {
+    // Ingest decodes; whether GCS can hold the key is the worker's call (and its reason), so
+    // keys S3 can hold and GCS cannot (CR, LF, `..`) still make jobs here.
+    for (raw, key) in [
+        ("a%09b%00c%1Fd%7F", "a\tb\0c\u{1f}d\u{7f}"),
+        ("line%0D%0Abreak", "line\r\nbreak"),
+        ("a+b", "a b"),
+        ("a%2Bb", "a+b"),
+        ("a%2Fb", "a/b"),
+        ("a%2fb", "a/b"),
+        ("%2Fleading", "/leading"),
+        ("a%2F%2Fb", "a//b"),
+        ("a//b", "a//b"),
+        ("%2E%2E", ".."),
+        ("a/../b", "a/../b"),
+        ("caf%C3%A9", "caf\u{e9}"),
+        ("cafe%CC%81", "cafe\u{301}"),
+        ("%F0%9F%98%80", "\u{1F600}"),
+        ("+", " "),
+    ] {
+        let job = replicate_job(parse_one(&notification(vec![record(
+            "ObjectCreated:Put",
+            raw,
+        )])));
+        assert_eq!(job.key, key, "{raw}");
+    }
+    // Bytes that are not UTF-8 are refused, with the raw key and the reason.
+    for raw in [
+        "%C3%28",
+        "%C0%AF",
+        "%ED%A0%80",
+        "%F4%90%80%80",
+        "%80",
+        "%F0%9F%98",
+        "%FE%FF",
+    ] {
+        let error = rejection(parse_one(&notification(vec![record(
+            "ObjectCreated:Put",
+            raw,
+        )])));
+        assert!(
+            matches!(
+                &error,
+                RecordError::InvalidKey {
+                    source: KeyDecodeError::NotUtf8 { .. },
+                    raw: quoted,
+                } if quoted == raw
+            ),
+            "{raw}: {error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("not UTF-8") && message.contains(raw),
+            "{message}"
+        );
+    }
 }
