@@ -109,7 +109,8 @@ fn s3_record(bucket: &str, raw_key: &str, size: usize, etag: &str) -> Value {
 async fn hostile_keys_are_replicated_under_their_own_name_or_refused() -> anyhow::Result<()> {
     // A refused job is dead-lettered after its first failure.
     let stack = Stack::start("hostile-keys", 1)?;
-    let pipeline = stack.spawn_pipeline(&[])?;
+    // With variants, whose names (`_variants/large/...`) no source key may take.
+    let pipeline = stack.spawn_pipeline(&[("YUBA_VARIANTS", VARIANTS)])?;
     let s3 = stack.s3().await;
     let sqs = stack.sqs().await;
     let gcs = stack.gcs().await?;
@@ -147,6 +148,12 @@ async fn hostile_keys_are_replicated_under_their_own_name_or_refused() -> anyhow
         ("..", "is `.` or `..`"),
         ("cr\rhere", "carriage return or line feed"),
         (".well-known/acme-challenge/token", "reserved by GCS"),
+        // Names yuba writes other objects under: a variant, a composite upload's part.
+        ("_variants/large/photo.jpg", "hold image variants"),
+        (
+            "_yuba-parts/0123/00001",
+            "temporary parts of composite uploads",
+        ),
     ]);
 
     let mut bodies = BTreeMap::new();

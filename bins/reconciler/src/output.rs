@@ -118,6 +118,7 @@ impl Report {
             ("variants-missing", c.variants_missing),
             ("orphan", c.orphan),
             ("unverified", c.unverified),
+            ("refused (key must change)", c.refused),
             ("repaired", c.repaired),
             ("failed", c.failed),
             ("orphans kept", c.kept),

@@ -4,6 +4,7 @@ use serde::Serialize;
 use yuba_aws::ListedObject;
 use yuba_gcs::ObjectInfo;
 use yuba_model::{ReplicaRecord, keys};
+use yuba_replicate::replica_name;
 use yuba_variants::VariantConfig;
 
 /// A key as the two listings see it: the S3 object, its GCS replica, or both.
@@ -31,16 +32,20 @@ pub enum Kind {
     Orphan,
     /// Content that `verify` could not prove either way.
     Unverified,
+    /// A source key that cannot be replicated under its own name (GCS cannot hold the name, or
+    /// yuba writes other objects under it): no copy can repair it, the key must change.
+    Refused,
 }
 
 impl Kind {
-    pub const DRIFT: [Kind; 6] = [
+    pub const DRIFT: [Kind; 7] = [
         Kind::Missing,
         Kind::Stale,
         Kind::Mismatch,
         Kind::VariantsMissing,
         Kind::Orphan,
         Kind::Unverified,
+        Kind::Refused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +57,7 @@ impl Kind {
             Kind::VariantsMissing => "variants-missing",
             Kind::Orphan => "orphan",
             Kind::Unverified => "unverified",
+            Kind::Refused => "refused",
         }
     }
 
@@ -112,6 +118,12 @@ impl Companion {
 
 /// Classifies a pair from what the listings say, reading no object.
 pub fn classify(pair: &Pair, source_bucket: &str, variants: &VariantConfig) -> Verdict {
+    // The worker's own rule: what it would refuse is reported, never sent to it as a job.
+    if pair.source.is_some()
+        && let Err(refusal) = replica_name(source_bucket, &pair.key, variants)
+    {
+        return Verdict::drift(Kind::Refused, refusal.to_string());
+    }
     let (source, replica) = match (&pair.source, &pair.replica) {
         (None, None) => return Verdict::in_sync(),
         (Some(_), None) => return Verdict::drift(Kind::Missing, "no replica"),
@@ -127,7 +139,7 @@ pub fn classify(pair: &Pair, source_bucket: &str, variants: &VariantConfig) -> V
     if Companion::of(replica) == Some(Companion::Variant) {
         return Verdict::drift(
             Kind::Stale,
-            "a variant occupies the replica's name (the source key collides with the variant key template)",
+            "a variant occupies the replica's name (made under a key template since changed)",
         );
     }
     let record = match ReplicaRecord::from_metadata(&replica.metadata) {
@@ -293,6 +305,34 @@ pub(crate) mod tests {
             )),
             Kind::Stale
         );
+    }
+
+    #[test]
+    fn keys_the_worker_would_refuse_are_reported_not_copied() {
+        let config =
+            VariantConfig::from_json(r#"{"profiles": [{"name": "thumb", "width": 9}]}"#).unwrap();
+        let refused = |key: &str| {
+            let pair = Pair {
+                key: key.into(),
+                source: Some(listed(key, "e1", 5)),
+                replica: None,
+            };
+            classify(&pair, "src", &config)
+        };
+        for key in ["_variants/thumb/a.jpg", "_yuba-parts/x/00001", "a\rb", ".."] {
+            let verdict = refused(key);
+            assert_eq!(verdict.kind, Kind::Refused, "{key:?}");
+            assert!(!verdict.kind.needs_copy());
+            assert!(verdict.detail.is_some_and(|d| d.contains("key")), "{key:?}");
+        }
+        assert_eq!(refused("photos/a.jpg").kind, Kind::Missing);
+        // A replica under such a name, with no source, is whatever the listing says it is.
+        let orphan = Pair {
+            key: "_variants/thumb/a.jpg".into(),
+            source: None,
+            replica: Some(stored(&record("k", "e", 1, 1), 1, 1)),
+        };
+        assert_eq!(classify(&orphan, "src", &config).kind, Kind::Orphan);
     }
 
     #[test]

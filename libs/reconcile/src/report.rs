@@ -121,6 +121,8 @@ pub struct Counts {
     pub variants_missing: u64,
     pub orphan: u64,
     pub unverified: u64,
+    /// Source keys that cannot be replicated under their own name.
+    pub refused: u64,
     /// Findings repaired (enqueued, replicated, deleted).
     pub repaired: u64,
     pub failed: u64,
@@ -142,6 +144,7 @@ impl Counts {
             Kind::VariantsMissing => &mut self.variants_missing,
             Kind::Orphan => &mut self.orphan,
             Kind::Unverified => &mut self.unverified,
+            Kind::Refused => &mut self.refused,
         } += 1;
     }
 
@@ -163,6 +166,7 @@ impl Counts {
             + self.variants_missing
             + self.orphan
             + self.unverified
+            + self.refused
     }
 
     pub fn add(&mut self, other: &Counts) {
@@ -182,6 +186,7 @@ impl Counts {
             variants_missing,
             orphan,
             unverified,
+            refused,
             repaired,
             failed,
             kept,
@@ -203,6 +208,7 @@ impl Counts {
         self.variants_missing += variants_missing;
         self.orphan += orphan;
         self.unverified += unverified;
+        self.refused += refused;
         self.repaired += repaired;
         self.failed += failed;
         self.kept += kept;

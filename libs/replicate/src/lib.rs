@@ -13,5 +13,5 @@ mod replicator;
 mod source;
 mod verify;
 
-pub use replicator::{Outcome, ReplicateError, Replicator, ReplicatorSettings};
+pub use replicator::{Outcome, ReplicateError, Replicator, ReplicatorSettings, replica_name};
 pub use verify::{ContentVerifier, ExpectedContent, IntegrityError};

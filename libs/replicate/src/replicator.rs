@@ -6,7 +6,9 @@ use chrono::Utc;
 use thiserror::Error;
 use yuba_aws::{S3Error, S3Source, SourceObject};
 use yuba_config::Env;
-use yuba_gcs::{CompositeUpload, Gcs, GcsError, ObjectInfo, ObjectUpdate, UploadSpec};
+use yuba_gcs::{
+    CompositeUpload, Gcs, GcsError, ObjectInfo, ObjectUpdate, PARTS_PREFIX, UploadSpec,
+};
 use yuba_model::{
     Checksums, DeleteJob, FailureKind, Job, ObjectNameError, RESERVED_METADATA_PREFIX,
     ReplicaRecord, ReplicateJob, SourceFacts, VariantRecord, crc32c_from_base64, gcs_object_name,
@@ -139,6 +141,18 @@ pub enum ReplicateError {
         key: String,
         reason: ObjectNameError,
     },
+    #[error(
+        "s3://{bucket}/{key} cannot be replicated under its own name: names under `{prefix}` \
+         hold {holds} in the replica bucket, which the replica would collide with: copy the S3 \
+         object to another key, or {remedy}"
+    )]
+    Reserved {
+        bucket: String,
+        key: String,
+        prefix: String,
+        holds: &'static str,
+        remedy: &'static str,
+    },
     #[error("s3://{bucket}/{key}: {reason}")]
     Integrity {
         bucket: String,
@@ -162,7 +176,7 @@ impl ReplicateError {
         match self {
             ReplicateError::Source(error) => error.kind,
             ReplicateError::Replica(error) => error.kind,
-            ReplicateError::Name { .. } => FailureKind::Permanent,
+            ReplicateError::Name { .. } | ReplicateError::Reserved { .. } => FailureKind::Permanent,
             ReplicateError::Integrity { .. } | ReplicateError::LostRace { .. } => {
                 FailureKind::Transient
             }
@@ -186,7 +200,7 @@ impl Replicator {
     pub async fn run(&self, job: &Job) -> Result<Outcome, ReplicateError> {
         match job {
             Job::Replicate(job) => {
-                let name = object_name(&job.bucket, &job.key)?;
+                let name = replica_name(&job.bucket, &job.key, &self.settings.variants)?;
                 let existing = self.gcs.object(&self.settings.replica_bucket, name).await?;
                 self.replicate(job, existing).await
             }
@@ -219,7 +233,7 @@ impl Replicator {
         job: &ReplicateJob,
         mut existing: Option<ObjectInfo>,
     ) -> Result<Outcome, ReplicateError> {
-        let name = object_name(&job.bucket, &job.key)?;
+        let name = replica_name(&job.bucket, &job.key, &self.settings.variants)?;
         let mut job = std::borrow::Cow::Borrowed(job);
         let mut lost = 0;
         loop {
@@ -651,7 +665,7 @@ impl Replicator {
         if !self.settings.mirror_deletes {
             return Ok(Outcome::DeleteNotMirrored);
         }
-        let name = object_name(&job.bucket, &job.key)?;
+        let name = replica_name(&job.bucket, &job.key, &self.settings.variants)?;
         let mut variants_deleted = false;
         let mut lost = 0;
         loop {
@@ -726,6 +740,44 @@ impl Replicator {
             Err(error) => Err(lost_race(error, *variants_deleted)),
         }
     }
+}
+
+/// The GCS name of `key`'s replica: the key itself, if GCS can hold it and it is not a name
+/// yuba writes other objects under (variants, the parts of composite uploads). Replicating,
+/// deleting and the reconciler all go through it, so such a key never touches another's
+/// object and is reported rather than retried.
+pub fn replica_name<'a>(
+    bucket: &str,
+    key: &'a str,
+    variants: &VariantConfig,
+) -> Result<&'a str, ReplicateError> {
+    let name = gcs_object_name(key).map_err(|reason| ReplicateError::Name {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        reason,
+    })?;
+    let reserved = |prefix: String, holds, remedy| ReplicateError::Reserved {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        prefix,
+        holds,
+        remedy,
+    };
+    if key.starts_with(PARTS_PREFIX) {
+        return Err(reserved(
+            PARTS_PREFIX.to_owned(),
+            "the temporary parts of composite uploads",
+            "leave the prefix out with YUBA_FILTER_PREFIXES",
+        ));
+    }
+    if let Some(prefix) = variants.reserved_prefix_of(key) {
+        return Err(reserved(
+            prefix,
+            "image variants",
+            "give the variants a key_template (YUBA_VARIANTS) whose prefix no source key uses",
+        ));
+    }
+    Ok(name)
 }
 
 /// Where a job writes: the replica's name and the generation it saw there (0: none), which
@@ -827,14 +879,6 @@ fn image_format(identified: Identified) -> Option<String> {
 /// `kind: message` form as the transform's own errors.
 fn unsupported(format: &str) -> String {
     format!("unsupported: {format} images are replicated without variants")
-}
-
-fn object_name<'a>(bucket: &str, key: &'a str) -> Result<&'a str, ReplicateError> {
-    gcs_object_name(key).map_err(|reason| ReplicateError::Name {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        reason,
-    })
 }
 
 /// A replica's record, if it has a readable one. An unreadable record is treated as none, so the

@@ -292,6 +292,16 @@ impl VariantConfig {
         })
     }
 
+    /// The variant names prefix `key` falls under, if any: the replica of such a key and a
+    /// variant of another key would share one GCS name (`_variants/thumb/a.jpg` is also the
+    /// `thumb` variant of `a.jpg`), so such keys are not replicated.
+    pub fn reserved_prefix_of(&self, key: &str) -> Option<String> {
+        self.profiles
+            .iter()
+            .map(|profile| self.key_template.names_prefix(&profile.name))
+            .find(|prefix| key.starts_with(prefix.as_str()))
+    }
+
     /// The profiles this configuration calls for that `record`'s replica lacks: what a
     /// configuration change (or a lost update) left undone. Read from the record alone, so a
     /// listing tells it: images are matched by the format their bytes were identified as, and
@@ -357,6 +367,29 @@ mod tests {
         assert_eq!(
             (medium.fit, medium.format, medium.quality, medium.upscale),
             (Fit::Inside, Format::Same, 80, false)
+        );
+    }
+
+    #[test]
+    fn keys_under_a_profiles_names_are_reserved() {
+        let config = VariantConfig::from_json(
+            r#"{"profiles": [{"name": "thumb", "width": 10}, {"name": "large", "width": 99}]}"#,
+        )
+        .unwrap();
+        let reserved = |key| config.reserved_prefix_of(key);
+        assert_eq!(
+            reserved("_variants/thumb/a.jpg").as_deref(),
+            Some("_variants/thumb/")
+        );
+        assert_eq!(
+            reserved("_variants/large/x").as_deref(),
+            Some("_variants/large/")
+        );
+        assert_eq!(reserved("_variants/other/a.jpg"), None, "no such profile");
+        assert_eq!(reserved("photos/_variants/thumb/a.jpg"), None);
+        assert_eq!(
+            VariantConfig::none().reserved_prefix_of("_variants/thumb/a"),
+            None
         );
     }
 

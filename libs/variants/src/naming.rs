@@ -36,6 +36,13 @@ impl KeyTemplate {
         Ok(KeyTemplate(template.to_owned()))
     }
 
+    /// What every name of `variant`'s variants starts with: the template up to `{key}`. A source
+    /// key that starts with it would share its replica's name with some key's variant.
+    pub fn names_prefix(&self, variant: &str) -> String {
+        let before_key = self.0.split("{key}").next().unwrap_or_default();
+        before_key.replace("{variant}", variant)
+    }
+
     /// The object name of variant `variant` of `key`, in a format whose extension is `extension`.
     pub fn render(&self, variant: &str, key: &str, extension: &str) -> String {
         let base = self.0.replace("{variant}", variant).replace("{key}", key);
@@ -59,6 +66,21 @@ fn has_extension(key: &str, extension: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_variant_name_starts_with_its_names_prefix() {
+        for template in [KeyTemplate::DEFAULT, "v/{key}/{variant}", "{variant}/{key}"] {
+            let template = KeyTemplate::new(template).unwrap();
+            for key in ["a/b.png", "x", "_variants/thumb/y.jpg"] {
+                let name = template.render("thumb", key, "webp");
+                assert!(name.starts_with(&template.names_prefix("thumb")), "{name}");
+            }
+        }
+        let default = KeyTemplate::new(KeyTemplate::DEFAULT).unwrap();
+        assert_eq!(default.names_prefix("thumb"), "_variants/thumb/");
+        let flat = KeyTemplate::new("{variant}/{key}").unwrap();
+        assert_eq!(flat.names_prefix("large"), "large/");
+    }
 
     #[test]
     fn the_format_extension_is_appended_unless_present() {
