@@ -1,9 +1,5 @@
 use thiserror::Error;
 
-/// The most bytes an S3 key can have (UTF-8). Anything longer cannot name an S3 object, so an
-/// event carrying one was not written by S3.
-pub const MAX_KEY_BYTES: usize = 1024;
-
 /// Why a key from an S3 event notification cannot be decoded.
 ///
 /// Both mean the key was not encoded by S3 (which escapes every `%` as `%25` and only ever

@@ -21,9 +21,9 @@ mod parse;
 mod route;
 
 pub use filter::KeyFilter;
-pub use key::{KeyDecodeError, MAX_KEY_BYTES, decode_event_key};
+pub use key::{KeyDecodeError, decode_event_key};
 pub use parse::{
-    MAX_BODY_BYTES, MAX_ENVELOPE_DEPTH, MAX_JSON_DEPTH, MAX_OBJECT_BYTES, MAX_RECORDS,
-    NotificationError, RecordError, RecordOutcome, parse_notification,
+    MAX_BODY_BYTES, MAX_ENVELOPE_DEPTH, MAX_JSON_DEPTH, MAX_RECORDS, NotificationError,
+    RecordError, RecordOutcome, parse_notification,
 };
 pub use route::{Route, Router, WorkQueues};

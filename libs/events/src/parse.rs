@@ -1,9 +1,9 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 use thiserror::Error;
-use yuba_model::{DeleteJob, Job, ReplicateJob, normalize_etag};
+use yuba_model::{DeleteJob, Job, MAX_KEY_BYTES, MAX_OBJECT_BYTES, ReplicateJob, normalize_etag};
 
-use crate::key::{KeyDecodeError, MAX_KEY_BYTES, decode_event_key};
+use crate::key::{KeyDecodeError, decode_event_key};
 
 /// The largest body read. SQS messages and asynchronous Lambda payloads are far smaller; a
 /// synchronous invoke can carry 6 MB. Anything bigger is not from AWS and is refused before
@@ -23,10 +23,6 @@ pub const MAX_ENVELOPE_DEPTH: usize = 3;
 /// refused, with where it went too deep, before it is parsed. (serde_json would refuse it at
 /// 128 levels anyway, with a less helpful "recursion limit exceeded".)
 pub const MAX_JSON_DEPTH: usize = 32;
-
-/// The largest object S3 can hold: 10,000 multipart parts of at most 5 GiB. A record with a
-/// larger size was not written by S3.
-pub const MAX_OBJECT_BYTES: u64 = 10_000 * 5 * 1024 * 1024 * 1024;
 
 /// The longest bucket name S3 has ever allowed (legacy us-east-1 names; newer ones are at most
 /// 63 characters).

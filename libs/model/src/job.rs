@@ -8,12 +8,13 @@ use thiserror::Error;
 /// mixed deployment fails loudly (to the DLQ) instead of misreading a job.
 const JOB_FORMAT_VERSION: u32 = 1;
 
-/// The largest object S3 stores (50 TB since December 2025; a TiB-based bound leaves room): a
-/// job that names a larger size was not made from a real event.
-pub const MAX_OBJECT_BYTES: u64 = 50 << 40;
+/// The largest object S3 can hold: 10,000 multipart parts of at most 5 GiB. An event or a job
+/// that names a larger size was not written by S3.
+pub const MAX_OBJECT_BYTES: u64 = 10_000 * 5 * 1024 * 1024 * 1024;
 
-/// S3's limit on key length, in bytes of UTF-8.
-const MAX_KEY_BYTES: usize = 1024;
+/// The most bytes an S3 key can have (UTF-8), which is also GCS's limit on object names. Anything
+/// longer cannot name an S3 object, so an event or a job carrying one was not written by S3.
+pub const MAX_KEY_BYTES: usize = 1024;
 
 /// One unit of work on a work queue: make the replica of one S3 key match the source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,7 +13,10 @@ mod replica;
 
 pub use checksum::{Checksums, crc32c_from_base64, crc32c_to_base64};
 pub use failure::FailureKind;
-pub use job::{DeleteJob, Job, JobDecodeError, ReplicateJob, normalize_etag, sequencer_order};
+pub use job::{
+    DeleteJob, Job, JobDecodeError, MAX_KEY_BYTES, MAX_OBJECT_BYTES, ReplicateJob, normalize_etag,
+    sequencer_order,
+};
 pub use name::{ObjectNameError, gcs_object_name};
 pub use replica::{
     ContentDrift, MetadataError, RESERVED_METADATA_PREFIX, ReplicaRecord, SCHEMA_VERSION,

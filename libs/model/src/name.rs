@@ -1,5 +1,7 @@
 use thiserror::Error;
 
+use crate::job::MAX_KEY_BYTES;
+
 /// Why an S3 key cannot be used as a GCS object name as it is.
 ///
 /// Each message names the rule and what to do: yuba never renames (two S3 keys must never
@@ -55,7 +57,7 @@ pub fn gcs_object_name(key: &str) -> Result<&str, ObjectNameError> {
     if key.is_empty() {
         return Err(ObjectNameError::Empty);
     }
-    if key.len() > 1024 {
+    if key.len() > MAX_KEY_BYTES {
         return Err(ObjectNameError::TooLong(key.len()));
     }
     if key.contains(['\r', '\n']) {
