@@ -24,7 +24,10 @@ impl Handler for JobHandler {
         let job = Job::from_message(&delivery.body).map_err(|error| {
             // Poison: counted apart from jobs that failed, as no retry or redrive can help it.
             metrics::emit(
-                &[("Outcome", "rejected"), ("Failure", FailureKind::Permanent.as_str())],
+                &[
+                    ("Outcome", "rejected"),
+                    ("Failure", FailureKind::Permanent.as_str()),
+                ],
                 &[("Jobs", Unit::Count, 1.0)],
             );
             HandlerError::new(FailureKind::Permanent, error.to_string())
@@ -32,6 +35,7 @@ impl Handler for JobHandler {
         let span = tracing::info_span!(
             "job",
             message_id = %delivery.message_id,
+            receive_count = delivery.receive_count,
             bucket = %job.bucket(),
             key = %job.key(),
         );
@@ -93,6 +97,16 @@ impl Handler for JobHandler {
                     Ok(())
                 }
                 Err(error) => {
+                    // The job's own line, in its span (key and bucket), beside the consumer's
+                    // line about the message's fate.
+                    tracing::warn!(
+                        outcome = "failed",
+                        failure = error.kind().as_str(),
+                        error = %error,
+                        elapsed_ms,
+                        lag_ms,
+                        "job failed"
+                    );
                     metrics::emit(
                         &[("Outcome", "failed"), ("Failure", error.kind().as_str())],
                         &[("Jobs", Unit::Count, 1.0)],
