@@ -316,3 +316,103 @@ async fn a_worker_killed_mid_upload_leaves_nothing_and_the_job_completes() -> an
     );
     Ok(())
 }
+
+/// Permanent failures (a bucket that does not exist, on either side) go to the DLQ after the
+/// queue's receives, labelled permanent with what to check; a transient one (GCS unreachable
+/// for a while) is retried until it succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_failures_are_told_apart_from_transient_ones() -> anyhow::Result<()> {
+    let (stack, proxies) = Stack::start_behind_proxies(
+        "permanent",
+        StackOptions {
+            max_receives: 5,
+            ..StackOptions::default()
+        },
+    )
+    .await?;
+    let content = pseudo_random_bytes(5_000, 8);
+    put(&stack, "kinds/good.bin", &content).await?;
+    let sqs = stack.sqs().await;
+    let (queue, dlq) = (
+        stack.var("YUBA_LAMBDA_QUEUE_URL").to_owned(),
+        stack.var("YUBA_LAMBDA_DLQ_URL").to_owned(),
+    );
+    let send = |job: Job| {
+        let (sqs, queue) = (sqs.clone(), queue.clone());
+        async move {
+            sqs.send_message()
+                .queue_url(queue)
+                .message_body(job.to_message())
+                .send()
+                .await
+        }
+    };
+    let mut env = proxies.overrides();
+    env.push(("YUBA_QUEUE_URL", queue.as_str()));
+    let mut misconfigured = env.clone();
+    misconfigured.push(("YUBA_GCS_BUCKET", "no-such-replica-bucket"));
+    // A source bucket that does not exist, then a replica bucket that does not.
+    let cases = [
+        (
+            replicate("no-such-source-bucket", "kinds/any.bin"),
+            &env,
+            "NoSuchBucket",
+        ),
+        (
+            replicate(stack.source_bucket(), "kinds/good.bin"),
+            &misconfigured,
+            "check YUBA_GCS_BUCKET",
+        ),
+    ];
+    for (dead, (job, env, hint)) in cases.into_iter().enumerate() {
+        send(job).await?;
+        let worker = stack.spawn("yuba-worker", &format!("permanent-{dead}"), env)?;
+        eventually(TIMEOUT, "the job in the DLQ", || async {
+            Ok((queue_depth(&sqs, &dlq).await? == dead as u64 + 1).then_some(()))
+        })
+        .await?;
+        let failed: Vec<(String, String)> = worker
+            .log_lines()
+            .iter()
+            .filter(|line| line["message"] == "job failed")
+            .map(|line| {
+                let text = |field: &str| line[field].as_str().unwrap_or_default().to_owned();
+                (text("failure"), text("error"))
+            })
+            .collect();
+        assert!(!failed.is_empty(), "{hint}: no failure logged");
+        for (kind, error) in &failed {
+            assert_eq!(kind, "permanent", "{error}");
+            assert!(error.contains(hint), "{hint}: {error}");
+        }
+    }
+
+    // GCS unreachable: transient, retried with backoff until it is back.
+    proxies.gcs.blackhole_for(Duration::from_secs(3));
+    send(replicate(stack.source_bucket(), "kinds/good.bin")).await?;
+    let mut patient = env.clone();
+    patient.push(("YUBA_GCS_RETRY_SECONDS", "1"));
+    let worker = stack.spawn("yuba-worker", "patient", &patient)?;
+    let gcs = stack.gcs().await?;
+    eventually(TIMEOUT, "the job done once GCS is back", || async {
+        Ok(gcs
+            .object(stack.replica_bucket(), "kinds/good.bin")
+            .await?
+            .map(|_| ()))
+    })
+    .await?;
+    let kinds: Vec<String> = worker
+        .log_lines()
+        .iter()
+        .filter(|line| line["message"] == "job failed")
+        .map(|line| line["failure"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(!kinds.is_empty(), "the black hole failed no attempt");
+    assert!(kinds.iter().all(|kind| kind == "transient"), "{kinds:?}");
+    assert_eq!(
+        queue_depth(&sqs, &dlq).await?,
+        2,
+        "nothing more dead-lettered"
+    );
+    Ok(())
+}

@@ -271,10 +271,13 @@ impl JsonApi {
             .header(CONTENT_TYPE, body.content_type.clone())
             .body(reqwest::Body::wrap(body));
         let response = self.send(&context, request).await?;
-        if response.status().is_success() {
-            Self::object_from(&context, response).await
-        } else {
-            Err(Self::fail(&context, response).await)
+        match response.status() {
+            status if status.is_success() => Self::object_from(&context, response).await,
+            // An upload creates its object: nothing but the bucket can be missing.
+            StatusCode::NOT_FOUND => Err(GcsError::permanent(format!(
+                "{context}: HTTP 404, the bucket does not exist; check YUBA_GCS_BUCKET"
+            ))),
+            _ => Err(Self::fail(&context, response).await),
         }
     }
 

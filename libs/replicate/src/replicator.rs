@@ -237,7 +237,8 @@ impl Replicator {
         let mut job = std::borrow::Cow::Borrowed(job);
         let mut lost = 0;
         loop {
-            let error = match self.replicate_once(&job, name, existing).await {
+            let (conflict, variants_touched) = match self.replicate_once(&job, name, existing).await
+            {
                 Err(ReplicateError::LostRace {
                     conflict,
                     variants_touched,
@@ -245,7 +246,6 @@ impl Replicator {
                 done => return done,
             };
             lost += 1;
-            let (conflict, variants_touched) = error;
             tracing::info!(key = %job.key, lost, %conflict, "another write of the replica came first; looking again");
             // The winner's record may be complete while the variants under its names are the
             // loser's: only a forced copy of the current source puts them right.
@@ -276,6 +276,7 @@ impl Replicator {
         let later = |record: &ReplicaRecord| {
             !job.force
                 && record.source.bucket == job.bucket
+                && record.source.key == job.key
                 && record.is_later_than(job.sequencer.as_deref())
         };
         if let Some(generation) = current(&later) {
