@@ -104,7 +104,7 @@ impl SourceObject {
     /// The rest of the body from `received` on, of this very object.
     async fn resume(&self) -> Result<ByteStream, S3Error> {
         let location = format!("s3://{}/{}", self.bucket, self.key);
-        let output = self
+        let request = self
             .client
             .get_object()
             .bucket(&self.bucket)
@@ -112,8 +112,15 @@ impl SourceObject {
             .set_version_id(self.version_id.clone())
             .if_match(format!("\"{}\"", self.etag))
             .range(format!("bytes={}-", self.received))
-            .send()
+            .send();
+        // A task of its own: this read is polled from deep inside an upload's stack of futures,
+        // and an SDK request's own is deep too (in debug builds, deeper than a thread's stack).
+        let output = tokio::spawn(request)
             .await
+            .map_err(|error| S3Error {
+                kind: FailureKind::Transient,
+                message: format!("resuming the read of {location} did not finish: {error}"),
+            })?
             .map_err(|error| {
                 let changed = error
                     .raw_response()

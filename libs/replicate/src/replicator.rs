@@ -198,13 +198,16 @@ impl Replicator {
     }
 
     pub async fn run(&self, job: &Job) -> Result<Outcome, ReplicateError> {
+        // A job's state (buffers, verifiers, the retry loops) is large: boxed here, it lives on
+        // the heap instead of inside every caller's future, which a caller that blocks on it
+        // (a test, a CLI) would otherwise hold on its stack.
         match job {
             Job::Replicate(job) => {
                 let name = replica_name(&job.bucket, &job.key, &self.settings.variants)?;
                 let existing = self.gcs.object(&self.settings.replica_bucket, name).await?;
-                self.replicate(job, existing).await
+                Box::pin(self.replicate(job, existing)).await
             }
-            Job::Delete(job) => self.delete(job).await,
+            Job::Delete(job) => Box::pin(self.delete(job)).await,
         }
     }
 
@@ -218,8 +221,8 @@ impl Replicator {
         listed: Option<ObjectInfo>,
     ) -> Result<Outcome, ReplicateError> {
         match job {
-            Job::Replicate(job) => self.replicate(job, listed).await,
-            Job::Delete(job) => self.delete(job).await,
+            Job::Replicate(job) => Box::pin(self.replicate(job, listed)).await,
+            Job::Delete(job) => Box::pin(self.delete(job)).await,
         }
     }
 
@@ -689,7 +692,7 @@ impl Replicator {
                         force: true,
                     };
                     let existing = self.gcs.object(&self.settings.replica_bucket, name).await?;
-                    self.replicate(&repair, existing).await?;
+                    Box::pin(self.replicate(&repair, existing)).await?;
                     return Ok(Outcome::SourceRecreated);
                 }
                 done => return done,
