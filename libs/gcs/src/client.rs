@@ -2,7 +2,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use google_cloud_auth::credentials::{self, Credentials};
 use google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder;
 use google_cloud_gax::retry_policy::RetryPolicyExt;
 use google_cloud_gax::retry_throttler::CircuitBreaker;
@@ -14,6 +13,7 @@ use yuba_config::{ConfigError, Env};
 use yuba_retry::{RetryBudget, RetryPolicy};
 
 use crate::composite::{CompositeUpload, MAX_PARTS};
+use crate::credentials::GcsCredentials;
 use crate::error::GcsError;
 use crate::json_api::JsonApi;
 
@@ -30,10 +30,13 @@ const DEFAULT_COMPOSE_THRESHOLD: u64 = 32 * 1024 * 1024;
 /// How to reach GCS, read from the environment by [`GcsSettings::from_env`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct GcsSettings {
-    /// `None`: Google's production endpoint with Application Default Credentials (which include
-    /// `external_account` workload-identity configurations). An `http://` endpoint is an
-    /// emulator and is used without credentials.
+    /// `None`: Google's production endpoint. An `http://` endpoint is an emulator and is used
+    /// without credentials.
     pub endpoint: Option<String>,
+    /// Anonymous for an emulator, else a workload identity federation configuration
+    /// (`YUBA_GCS_CREDENTIALS`, or the file `GOOGLE_APPLICATION_CREDENTIALS` names), else
+    /// Application Default Credentials; see [`GcsCredentials`].
+    pub credentials: GcsCredentials,
     /// Bytes buffered per resumable-upload chunk, and the size up to which an object is sent in
     /// one request instead: what bounds an upload's memory.
     pub upload_chunk_bytes: usize,
@@ -81,7 +84,11 @@ impl GcsSettings {
                 format!("must be 0 (off) or at least YUBA_UPLOAD_CHUNK_BYTES ({chunk})"),
             ));
         }
+        let emulator = endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://"));
         Ok(GcsSettings {
+            credentials: GcsCredentials::from_env(env, emulator)?,
             endpoint: endpoint.map(|e| e.trim_end_matches('/').to_owned()),
             upload_chunk_bytes: usize::try_from(chunk)
                 .map_err(|_| env.invalid("YUBA_UPLOAD_CHUNK_BYTES", "too large"))?,
@@ -113,12 +120,6 @@ impl GcsSettings {
         self.compose_threshold_bytes
             .is_some_and(|threshold| size >= threshold)
             && size.div_ceil(self.upload_chunk_bytes as u64) <= MAX_PARTS
-    }
-
-    fn is_emulator(&self) -> bool {
-        self.endpoint
-            .as_deref()
-            .is_some_and(|e| e.starts_with("http://"))
     }
 }
 
@@ -246,17 +247,7 @@ pub struct Gcs {
 
 impl Gcs {
     pub async fn connect(settings: &GcsSettings) -> Result<Gcs, GcsError> {
-        let credentials: Credentials = if settings.is_emulator() {
-            credentials::anonymous::Builder::new().build()
-        } else {
-            credentials::Builder::default().build().map_err(|error| {
-                GcsError::permanent(format!(
-                    "no usable Google credentials: {error}; set GOOGLE_APPLICATION_CREDENTIALS to \
-                     a credential configuration (for example the external_account file that \
-                     terraform/ outputs), or set YUBA_GCS_ENDPOINT to an emulator"
-                ))
-            })?
-        };
+        let credentials = settings.credentials.build().await?;
         let endpoint = settings
             .endpoint
             .clone()

@@ -11,6 +11,7 @@
 
 mod client;
 mod composite;
+mod credentials;
 mod error;
 mod json_api;
 
@@ -18,5 +19,9 @@ pub use client::{
     Gcs, GcsSettings, ListPage, ListQuery, ObjectInfo, ObjectReader, ObjectUpdate, UploadSpec,
 };
 pub use composite::{CompositeUpload, PARTS_PREFIX};
+pub use credentials::{
+    AwsSubjectTokenError, AwsSubjectTokenProvider, CREDENTIALS_FILE_VARIABLE, CREDENTIALS_VARIABLE,
+    ExternalAccount, GcsCredentials, aws_subject_token,
+};
 pub use error::GcsError;
 pub use google_cloud_storage::streaming_source::{Payload, SizeHint, StreamingSource};
