@@ -4,14 +4,14 @@
 CARGO ?= cargo
 PYTHON := .venv/bin/python
 
-.PHONY: demo test bootstrap build fmt-check clippy bench-stream bench-reconcile bench-variants clean-stack
+.PHONY: demo test bootstrap build fmt-check clippy terraform-check bench-stream bench-reconcile bench-variants clean-stack
 
 ## demo: bring up the local stack, run ingest and workers, replicate sample images, show the result
 demo: bootstrap build
 	$(PYTHON) scripts/demo.py
 
-## test: formatting, clippy (warnings are errors), unit and end-to-end tests
-test: bootstrap fmt-check clippy build
+## test: formatting, clippy (warnings are errors), the terraform checks, unit and end-to-end tests
+test: bootstrap terraform-check fmt-check clippy build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
@@ -29,6 +29,10 @@ fmt-check:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## terraform-check: the GCP side offline: HCL assertions (and their self-test), checkov, terraform fmt
+terraform-check: bootstrap
+	$(PYTHON) scripts/check_terraform.py
 
 ## bench-stream: replicate a 2 GiB object and report throughput and peak RSS beside rclone
 bench-stream: bootstrap

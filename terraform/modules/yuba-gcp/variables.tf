@@ -1,0 +1,168 @@
+variable "project_id" {
+  description = "GCP project that holds the replica bucket, the workload identity pool and the service accounts."
+  type        = string
+}
+
+variable "location" {
+  description = "Location of the replica bucket: a region (europe-west1), a dual-region or a multi-region (EU). Put it near the S3 bucket's region: every replica crosses that distance once."
+  type        = string
+}
+
+variable "bucket_name" {
+  description = "Name of the replica bucket (the workers' YUBA_GCS_BUCKET)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$", var.bucket_name))
+    error_message = "bucket_name must be a valid GCS bucket name (lower-case letters, digits, '-', '_' and '.')."
+  }
+}
+
+variable "storage_class" {
+  description = "Default storage class of the bucket. Nearline, Coldline and Archive charge early deletion for the temporary parts of composite uploads: set YUBA_GCS_COMPOSE_THRESHOLD_BYTES=0 on the workers with those."
+  type        = string
+  default     = "STANDARD"
+
+  validation {
+    condition     = contains(["STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"], var.storage_class)
+    error_message = "storage_class must be STANDARD, NEARLINE, COLDLINE or ARCHIVE."
+  }
+}
+
+variable "aws_account_id" {
+  description = "The AWS account the workers and the reconciler run in. Only identities of this account can exchange tokens with the pool."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9]{12}$", var.aws_account_id))
+    error_message = "aws_account_id must be 12 digits."
+  }
+}
+
+variable "worker_role_arns" {
+  description = "IAM role ARNs the workers run as: the Lambda worker's execution role and the Fargate worker's task role (arn:aws:iam::ACCOUNT:role/NAME). They get write access to the bucket."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.worker_role_arns) > 0
+    error_message = "worker_role_arns needs at least one role: without it nothing can write the replica."
+  }
+
+  validation {
+    condition     = alltrue([for arn in var.worker_role_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/", arn))])
+    error_message = "worker_role_arns must be IAM role ARNs (arn:aws:iam::ACCOUNT:role/NAME), not assumed-role or user ARNs."
+  }
+}
+
+variable "reconciler_role_arns" {
+  description = "IAM role ARNs the reconciler runs as: the scheduled task's role, and any role operators run yuba-reconciler under. Empty: no AWS identity can use the reconciler's service account."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.reconciler_role_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/", arn))])
+    error_message = "reconciler_role_arns must be IAM role ARNs (arn:aws:iam::ACCOUNT:role/NAME)."
+  }
+}
+
+variable "reconciler_can_write" {
+  description = "Let the reconciler write and delete objects, which `backfill --inline` and `--delete-orphans` need. Off, it can list and read only, and repairs through the workers' queues."
+  type        = bool
+  default     = false
+}
+
+variable "versioning" {
+  description = "Keep noncurrent versions of replaced and deleted objects. S3 is the source of truth, so this is off by default; on, add lifecycle_rules that expire noncurrent versions, or every overwrite is billed forever."
+  type        = bool
+  default     = false
+}
+
+variable "soft_delete_retention_seconds" {
+  description = "Soft-delete retention of the bucket: 0 turns soft delete off, otherwise 604800 (7 days) to 7776000 (90 days). null leaves Google's default (7 days). Deleted temporary parts are billed for this long."
+  type        = number
+  default     = null
+
+  validation {
+    condition = (
+      var.soft_delete_retention_seconds == null ? true :
+      var.soft_delete_retention_seconds == 0 || (var.soft_delete_retention_seconds >= 604800 && var.soft_delete_retention_seconds <= 7776000)
+    )
+    error_message = "soft_delete_retention_seconds must be null, 0, or between 604800 and 7776000."
+  }
+}
+
+variable "lifecycle_rules" {
+  description = "Further lifecycle rules of the bucket (the rule that deletes abandoned composite-upload parts is always there). Each: action {type, storage_class} and condition with the provider's attribute names."
+  type = list(object({
+    action = object({
+      type          = string
+      storage_class = optional(string)
+    })
+    condition = object({
+      age                        = optional(number)
+      created_before             = optional(string)
+      with_state                 = optional(string)
+      matches_storage_class      = optional(list(string))
+      matches_prefix             = optional(list(string))
+      matches_suffix             = optional(list(string))
+      num_newer_versions         = optional(number)
+      days_since_noncurrent_time = optional(number)
+      days_since_custom_time     = optional(number)
+      noncurrent_time_before     = optional(string)
+    })
+  }))
+  default = []
+}
+
+variable "reader_members" {
+  description = "Principals that read objects for the delivery path (the image server behind the CDN), e.g. serviceAccount:origin@PROJECT.iam.gserviceaccount.com. Granted roles/storage.objectViewer on this bucket only."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = !anytrue([for m in var.reader_members : contains(["allUsers", "allAuthenticatedUsers"], m)])
+    error_message = "reader_members must not make the bucket public (public access prevention is enforced); give the CDN's origin a service account."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix of the service account ids (PREFIX-worker, PREFIX-reconciler)."
+  type        = string
+  default     = "yuba"
+
+  validation {
+    # Service account ids are 6-30 characters; PREFIX-reconciler is the longer one.
+    condition     = can(regex("^[a-z][a-z0-9-]{0,18}$", var.name_prefix))
+    error_message = "name_prefix must be 1-19 characters: lower-case letters, digits and '-', starting with a letter."
+  }
+}
+
+variable "pool_id" {
+  description = "Id of the workload identity pool. A deleted pool keeps its id for 30 days, so a re-created deployment may need a new one."
+  type        = string
+  default     = "yuba-aws"
+}
+
+variable "pool_provider_id" {
+  description = "Id of the AWS provider in the pool."
+  type        = string
+  default     = "aws"
+}
+
+variable "enable_apis" {
+  description = "Enable the APIs yuba's identities need (IAM, IAM credentials, STS, Cloud Storage). Turn off where a platform team manages the project's services."
+  type        = bool
+  default     = true
+}
+
+variable "force_destroy" {
+  description = "Let `terraform destroy` delete the bucket with its objects. Off: a replica is rebuilt only by a full backfill."
+  type        = bool
+  default     = false
+}
+
+variable "labels" {
+  description = "Labels for the bucket."
+  type        = map(string)
+  default     = {}
+}
