@@ -79,6 +79,7 @@ async fn run(cli: Cli) -> anyhow::Result<Summary> {
     let sdk = yuba_aws::load_sdk_config().await;
     let s3 = S3Source::new(&sdk, force_path_style);
     let gcs = Gcs::connect(&gcs_settings).await?;
+    tracing::info!(gcs_credentials = %gcs_settings.credentials, "GCS client ready");
 
     let task = match command {
         Command::Diff { .. } => Task::Diff,

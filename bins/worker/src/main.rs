@@ -30,6 +30,8 @@ async fn main() -> anyhow::Result<()> {
 
     let sdk = yuba_aws::load_sdk_config().await;
     let gcs = Gcs::connect(&gcs_settings).await?;
+    // Which Google identity this process acts as, so a denied request can be traced to it.
+    tracing::info!(gcs_credentials = %gcs_settings.credentials, "GCS client ready");
     let replicator = Replicator::new(
         S3Source::new(&sdk, force_path_style),
         gcs,
