@@ -4,14 +4,14 @@
 CARGO ?= cargo
 PYTHON := .venv/bin/python
 
-.PHONY: demo test bootstrap build fmt-check clippy terraform-check bench-stream bench-reconcile bench-variants clean-stack
+.PHONY: demo test bootstrap build fmt-check clippy terraform-check cdk-check bench-stream bench-reconcile bench-variants clean-stack
 
 ## demo: bring up the local stack, run ingest and workers, replicate sample images, show the result
 demo: bootstrap build
 	$(PYTHON) scripts/demo.py
 
-## test: formatting, clippy (warnings are errors), the terraform checks, unit and end-to-end tests
-test: bootstrap terraform-check fmt-check clippy build
+## test: formatting, clippy (warnings are errors), the terraform and CDK checks, unit and end-to-end tests
+test: bootstrap terraform-check cdk-check fmt-check clippy build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
@@ -29,6 +29,15 @@ fmt-check:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## cdk-check: the AWS side offline: npm ci (again only when the lockfile changes), tsc, jest
+## (template assertions and cdk-nag), and cdk synth of both stages with placeholder Lambda code
+cdk-check:
+	cd cdk && stamp=$$(sha256sum package-lock.json | cut -d' ' -f1) && \
+		if [ "$$(cat node_modules/.yuba-stamp 2>/dev/null)" != "$$stamp" ]; then \
+			npm ci --no-audit --no-fund && echo "$$stamp" > node_modules/.yuba-stamp; \
+		fi && \
+		npm test && npm run synth
 
 ## terraform-check: the GCP side offline: HCL assertions (and their self-test), checkov, terraform fmt
 terraform-check: bootstrap

@@ -1,0 +1,308 @@
+/**
+ * The typed configuration of one stage (dev, prod) of the yuba AWS app.
+ *
+ * Defaults live here, per stage; `cdk.json` (or `-c yuba:<stage>=<json>` on the command line)
+ * overrides any field. Everything that differs between an SRE team's accounts (account, region,
+ * bucket names, the GCP credential files) comes from there, never from code.
+ */
+import { Duration } from 'aws-cdk-lib';
+
+export type StageName = 'dev' | 'prod';
+
+/** How S3 notifications reach ingest. */
+export type NotificationMode = 'queue' | 'direct';
+
+export interface SourceBucketConfig {
+  /** Name of the bucket to replicate. */
+  readonly name: string;
+  /** `import` (the usual case: an existing bucket) or `create` (a new, private, versioned bucket). */
+  readonly mode: 'import' | 'create';
+  /**
+   * Whether the bucket is versioned. Grants `s3:GetObjectVersion`, which the worker needs to resume
+   * a cut read pinned to the version it started on. Always true for a created bucket.
+   */
+  readonly versioned: boolean;
+  /** The KMS key of an imported SSE-KMS bucket: the readers get `kms:Decrypt` on it, nothing else. */
+  readonly kmsKeyArn?: string;
+  /** Only keys starting with one of these are notified (S3 filters: one rule per prefix x suffix). */
+  readonly prefixes: string[];
+  /** Only keys ending with one of these are notified. */
+  readonly suffixes: string[];
+}
+
+export interface LambdaWorkerConfig {
+  /** Objects larger than this (or of unknown size) go to the Fargate queue: YUBA_ROUTE_THRESHOLD_BYTES. */
+  readonly routeThresholdBytes: number;
+  /** Jobs one invocation works on at once (YUBA_CONCURRENCY). */
+  readonly concurrency: number;
+  readonly timeoutSeconds: number;
+  /** SQS batch size of the event source. */
+  readonly batchSize: number;
+  /** Maximum batching window of the event source. */
+  readonly batchWindowSeconds: number;
+  /** Maximum concurrent invocations the event source starts (2..1000). */
+  readonly maxConcurrency: number;
+  /** Reserved concurrency of the function: a ceiling that protects the account, >= maxConcurrency. */
+  readonly reservedConcurrency?: number;
+}
+
+export interface FargateWorkerConfig {
+  /** Task size. Memory is checked against the worker's formula at synth time. */
+  readonly cpu: number;
+  readonly memoryMiB: number;
+  /** YUBA_CONCURRENCY of one task. */
+  readonly concurrency: number;
+  readonly maxTasks: number;
+  /** Messages (visible + in flight) one task is expected to carry: the scaling target. */
+  readonly backlogPerTask: number;
+  /** Tasks that always run on on-demand FARGATE (0: everything may be spot, and idle means zero tasks). */
+  readonly onDemandBase: number;
+  /** Relative weights of FARGATE_SPOT and FARGATE above the base. */
+  readonly spotWeight: number;
+  readonly onDemandWeight: number;
+  /** The container image: an ECR repository in the stage's account and a tag (or digest). */
+  readonly imageRepository: string;
+  readonly imageTag: string;
+}
+
+export interface ReconcilerConfig {
+  /** EventBridge Scheduler expression. */
+  readonly schedule: string;
+  readonly timezone: string;
+  readonly cpu: number;
+  readonly memoryMiB: number;
+  /** Extra YUBA_RECONCILE_* settings (e.g. YUBA_RECONCILE_PREFIX); the task runs `backfill --json`. */
+  readonly environment: Record<string, string>;
+}
+
+export interface AlarmConfig {
+  /** The replication lag objective: oldest message / upload->replica p99 above it alarms. */
+  readonly lagObjectiveSeconds: number;
+  /** The error budget: the share of job attempts that may fail (0.01 = 1 %). */
+  readonly errorBudget: number;
+  /** E-mail addresses subscribed to the alarm topic (optional; subscribe anything else to the topic). */
+  readonly emails: string[];
+}
+
+export interface DeliveryConfig {
+  readonly enabled: boolean;
+  /**
+   * The failover origin: a host that serves the replica bucket's objects and variants over HTTPS
+   * (the image server of the delivery path, a GCS-fronting proxy, or storage.googleapis.com for a
+   * bucket that allows public reads, which terraform/ does not make).
+   */
+  readonly failoverDomain: string;
+  /** Path prefix on the failover origin, e.g. `/<bucket>` for storage.googleapis.com. */
+  readonly failoverPath: string;
+  /** Optional custom domain and ACM certificate (us-east-1); enforces TLS 1.2 when given. */
+  readonly domainNames?: string[];
+  readonly certificateArn?: string;
+  readonly priceClass: 'PriceClass_100' | 'PriceClass_200' | 'PriceClass_All';
+  /** Optional AWS WAF web ACL (ARN, in us-east-1) for the distribution. */
+  readonly webAclArn?: string;
+  /** Optional ISO country codes the distribution serves (allow list); empty: everywhere. */
+  readonly allowCountries?: string[];
+}
+
+export interface GcpConfig {
+  /** The replica bucket (terraform output bucket_name): YUBA_GCS_BUCKET. */
+  readonly bucket: string;
+  /** Files with terraform's worker_credentials_json / reconciler_credentials_json outputs. */
+  readonly workerCredentialsFile: string;
+  readonly reconcilerCredentialsFile: string;
+}
+
+export interface StageConfig {
+  readonly stage: StageName;
+  /** Prefix of every physical name (roles, queues, functions, cluster). */
+  readonly prefix: string;
+  readonly account?: string;
+  readonly region?: string;
+  readonly source: SourceBucketConfig;
+  readonly notifications: NotificationMode;
+  readonly gcp: GcpConfig;
+  /** YUBA_VARIANTS (a JSON document) for both worker homes; empty: no variants. */
+  readonly variants: string;
+  readonly mirrorDeletes: boolean;
+  readonly lambdaWorker: LambdaWorkerConfig;
+  readonly fargateWorker: FargateWorkerConfig;
+  readonly reconciler: ReconcilerConfig;
+  readonly alarms: AlarmConfig;
+  readonly delivery: DeliveryConfig;
+  /** Times a message is received before it goes to its DLQ. */
+  readonly maxReceiveCount: number;
+  /** How long DLQ messages are kept (days, max 14). */
+  readonly dlqRetentionDays: number;
+  readonly logRetentionDays: number;
+  /** NAT gateways of the task VPC: 0 runs tasks in public subnets with public IPs and no ingress. */
+  readonly natGateways: number;
+  /** Canary deployment config of the Lambda aliases (a CodeDeploy predefined config name). */
+  readonly canary: 'CANARY_10PERCENT_5MINUTES' | 'CANARY_10PERCENT_10MINUTES' | 'CANARY_10PERCENT_30MINUTES' | 'LINEAR_10PERCENT_EVERY_1MINUTE' | 'ALL_AT_ONCE';
+  /** Keep (RETAIN) or delete (DESTROY) stateful resources the app creates, on stack deletion. */
+  readonly retainData: boolean;
+}
+
+/** Process memory of a worker (README "Memory"): ~18 MiB + (parallel uploads + 1) x chunk x concurrency. */
+export function workerMemoryMiB(concurrency: number, chunkBytes = 8 * 1024 * 1024, parallelUploads = 4): number {
+  const base = 18;
+  return base + Math.ceil(((parallelUploads + 1) * chunkBytes * concurrency) / (1024 * 1024));
+}
+
+const common = {
+  notifications: 'queue' as NotificationMode,
+  variants: '',
+  mirrorDeletes: true,
+  maxReceiveCount: 5,
+  dlqRetentionDays: 14,
+  canary: 'CANARY_10PERCENT_5MINUTES' as const,
+};
+
+export const DEFAULTS: Record<StageName, StageConfig> = {
+  dev: {
+    ...common,
+    stage: 'dev',
+    prefix: 'yuba-dev',
+    source: { name: 'yuba-dev-images', mode: 'import', versioned: false, prefixes: [], suffixes: [] },
+    gcp: { bucket: 'yuba-dev-replica', workerCredentialsFile: 'config/dev-worker-gcp.json', reconcilerCredentialsFile: 'config/dev-reconciler-gcp.json' },
+    lambdaWorker: {
+      routeThresholdBytes: 64 * 1024 * 1024,
+      concurrency: 4,
+      timeoutSeconds: 60,
+      batchSize: 10,
+      batchWindowSeconds: 1,
+      maxConcurrency: 5,
+    },
+    fargateWorker: {
+      cpu: 512,
+      memoryMiB: 1024,
+      concurrency: 2,
+      maxTasks: 2,
+      backlogPerTask: 20,
+      onDemandBase: 0,
+      spotWeight: 1,
+      onDemandWeight: 0,
+      imageRepository: 'yuba-worker',
+      imageTag: 'dev',
+    },
+    reconciler: { schedule: 'cron(0 3 * * ? *)', timezone: 'UTC', cpu: 512, memoryMiB: 1024, environment: {} },
+    alarms: { lagObjectiveSeconds: 300, errorBudget: 0.05, emails: [] },
+    delivery: { enabled: false, failoverDomain: 'images-fallback.dev.example.com', failoverPath: '', priceClass: 'PriceClass_100' },
+    logRetentionDays: 14,
+    dlqRetentionDays: 7,
+    natGateways: 0,
+    canary: 'ALL_AT_ONCE',
+    retainData: false,
+  },
+  prod: {
+    ...common,
+    stage: 'prod',
+    prefix: 'yuba-prod',
+    source: { name: 'yuba-prod-images', mode: 'import', versioned: true, prefixes: [], suffixes: [] },
+    gcp: { bucket: 'yuba-prod-replica', workerCredentialsFile: 'config/prod-worker-gcp.json', reconcilerCredentialsFile: 'config/prod-reconciler-gcp.json' },
+    lambdaWorker: {
+      routeThresholdBytes: 64 * 1024 * 1024,
+      concurrency: 8,
+      // Objects over routeThresholdBytes go to Fargate, so a job here is seconds; the timeout also
+      // sets the retry delay of a failed message (visibility = 6 x timeout = 12 minutes).
+      timeoutSeconds: 120,
+      batchSize: 10,
+      batchWindowSeconds: 2,
+      maxConcurrency: 50,
+      reservedConcurrency: 100,
+    },
+    fargateWorker: {
+      cpu: 1024,
+      memoryMiB: 2048,
+      concurrency: 8,
+      maxTasks: 20,
+      backlogPerTask: 40,
+      onDemandBase: 0,
+      spotWeight: 3,
+      onDemandWeight: 1,
+      imageRepository: 'yuba-worker',
+      imageTag: 'prod',
+    },
+    reconciler: { schedule: 'cron(0 3 * * ? *)', timezone: 'UTC', cpu: 1024, memoryMiB: 2048, environment: {} },
+    alarms: { lagObjectiveSeconds: 120, errorBudget: 0.01, emails: [] },
+    delivery: { enabled: true, failoverDomain: 'images-fallback.example.com', failoverPath: '', priceClass: 'PriceClass_All' },
+    logRetentionDays: 90,
+    natGateways: 2,
+    retainData: true,
+  },
+};
+
+/** A deep partial, for overrides from context. */
+export type Overrides<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : Overrides<T[K]>) : T[K] };
+
+function merge<T>(base: T, over: unknown): T {
+  if (over === undefined || over === null) return base;
+  if (typeof base !== 'object' || base === null || Array.isArray(base) || typeof over !== 'object' || Array.isArray(over)) {
+    return over as T;
+  }
+  const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(over as Record<string, unknown>)) {
+    out[k] = merge((base as Record<string, unknown>)[k], v);
+  }
+  return out as T;
+}
+
+/** The stage's configuration: defaults, then overrides; validated so that a bad value fails synth with its name. */
+export function stageConfig(stage: StageName, overrides?: Overrides<StageConfig> | string): StageConfig {
+  const over = typeof overrides === 'string' ? (JSON.parse(overrides) as Overrides<StageConfig>) : overrides;
+  const config = merge(DEFAULTS[stage], over);
+  validate(config);
+  return config;
+}
+
+function fail(config: StageConfig, field: string, why: string): never {
+  throw new Error(`yuba:${config.stage}: ${field}: ${why}`);
+}
+
+export function validate(c: StageConfig): void {
+  const lw = c.lambdaWorker;
+  if (lw.timeoutSeconds < 1 || lw.timeoutSeconds > 900) fail(c, 'lambdaWorker.timeoutSeconds', 'must be 1..900');
+  // 6 x timeout (the visibility timeout Lambda's SQS guidance asks for) must fit SQS's 12 hours.
+  if (lw.batchSize < 1 || lw.batchSize > 10000) fail(c, 'lambdaWorker.batchSize', 'must be 1..10000');
+  if (lw.batchSize > 10 && lw.batchWindowSeconds < 1) fail(c, 'lambdaWorker.batchWindowSeconds', 'a batch size over 10 needs a batching window');
+  if (lw.maxConcurrency < 2 || lw.maxConcurrency > 1000) fail(c, 'lambdaWorker.maxConcurrency', 'must be 2..1000 (SQS event source limit)');
+  if (lw.reservedConcurrency !== undefined && lw.reservedConcurrency < lw.maxConcurrency) {
+    fail(c, 'lambdaWorker.reservedConcurrency', 'must be at least maxConcurrency, or the event source is throttled');
+  }
+  const fw = c.fargateWorker;
+  const needed = workerMemoryMiB(fw.concurrency);
+  if (fw.memoryMiB < needed * 1.5) {
+    fail(c, 'fargateWorker.memoryMiB', `${fw.memoryMiB} MiB is too little for concurrency ${fw.concurrency}: the worker needs ~${needed} MiB (README "Memory"), give 1.5x that`);
+  }
+  if (fw.maxTasks < 1) fail(c, 'fargateWorker.maxTasks', 'must be at least 1');
+  if (fw.onDemandBase > fw.maxTasks) fail(c, 'fargateWorker.onDemandBase', 'must not exceed maxTasks');
+  if (fw.spotWeight + fw.onDemandWeight < 1) fail(c, 'fargateWorker.spotWeight', 'spot and on-demand weights cannot both be 0');
+  if (c.alarms.errorBudget <= 0 || c.alarms.errorBudget >= 1) fail(c, 'alarms.errorBudget', 'must be in (0, 1)');
+  // A message keeps its first enqueue time in the DLQ: the DLQ must keep messages longer than the
+  // work queues (4 days), or redriven messages would expire almost at once.
+  if (c.dlqRetentionDays < 5 || c.dlqRetentionDays > 14) fail(c, 'dlqRetentionDays', 'must be 5..14 (longer than the 4-day queues)');
+  if (c.maxReceiveCount < 1 || c.maxReceiveCount > 1000) fail(c, 'maxReceiveCount', 'must be 1..1000');
+  if (!/^[a-z0-9-]{1,20}$/.test(c.prefix)) fail(c, 'prefix', 'lowercase letters, digits and dashes, at most 20');
+  if (c.variants !== '') {
+    try {
+      JSON.parse(c.variants);
+    } catch (e) {
+      fail(c, 'variants', `not JSON: ${(e as Error).message}`);
+    }
+  }
+  if (c.delivery.domainNames && !c.delivery.certificateArn) fail(c, 'delivery.certificateArn', 'required with domainNames');
+}
+
+/** The Lambda worker's memory: its process formula with room for image decoding (variants hold one image). */
+export function lambdaWorkerMemoryMiB(c: StageConfig): number {
+  const process = workerMemoryMiB(c.lambdaWorker.concurrency);
+  // Images that get variants are held whole and decoded: up to YUBA_MAX_SOURCE_BYTES (64 MiB) plus
+  // pixel buffers; give a floor of 1 GiB when variants are on (more memory is also more CPU on Lambda).
+  const floor = c.variants === '' ? 512 : 1024;
+  return Math.max(floor, Math.ceil((process * 1.5) / 64) * 64);
+}
+
+export const duration = {
+  lambdaTimeout: (c: StageConfig) => Duration.seconds(c.lambdaWorker.timeoutSeconds),
+  /** Lambda's guidance for an SQS event source: visibility >= 6 x function timeout. */
+  lambdaQueueVisibility: (c: StageConfig) => Duration.seconds(Math.min(6 * c.lambdaWorker.timeoutSeconds, 43200)),
+};

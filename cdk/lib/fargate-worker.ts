@@ -1,0 +1,180 @@
+/**
+ * The worker's Fargate home: large objects, long-polled from the Fargate work queue.
+ *
+ * - ARM64, on FARGATE_SPOT weighted against on-demand FARGATE: ECS places tasks by the weights
+ *   (and `onDemandBase` tasks always on FARGATE), so when Spot capacity is short the on-demand
+ *   share still runs. A Spot reclaim sends SIGTERM two minutes ahead; the worker drains in 25 s.
+ * - The container runs as a non-root user on a read-only root file system (the worker writes
+ *   nothing to disk: objects stream from S3 to GCS through memory).
+ * - The stop timeout is the worker's drain (YUBA_SHUTDOWN_GRACE_SECONDS) plus a margin, both set
+ *   here from one number, so ECS never SIGKILLs a draining worker.
+ * - Scaling follows the queue's backlog (visible + in flight) per task, as an exact task count,
+ *   down to zero when the queue is empty.
+ */
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as ecr from 'aws-cdk-lib/aws-ecr';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { StageConfig } from './config';
+import { roleNames } from './gcp';
+import { workerEnvironment } from './lambdas';
+import { Network } from './network';
+import { Queues } from './queues';
+import { SourceBucket } from './source';
+
+/** Time in-flight jobs get after SIGTERM (the worker's default, set explicitly). */
+export const SHUTDOWN_GRACE_SECONDS = 25;
+/** ECS's stop timeout: the drain plus 5 s for the process to exit after releasing its messages. */
+export const STOP_TIMEOUT_SECONDS = SHUTDOWN_GRACE_SECONDS + 5;
+/** The worker's visibility timeout, renewed every half while a job runs; also the queue's default. */
+export const FARGATE_VISIBILITY_SECONDS = 60;
+/** The non-root user of the image (distroless "nonroot"). */
+export const CONTAINER_USER = '65532:65532';
+
+export interface FargateWorkerProps {
+  readonly config: StageConfig;
+  readonly network: Network;
+  readonly queues: Queues;
+  readonly source: SourceBucket;
+  readonly workerCredentials: string;
+}
+
+/** The image both task definitions use: one image holds the three bins. */
+export function yubaImage(scope: Construct, c: StageConfig): ecs.ContainerImage {
+  const repo = ecr.Repository.fromRepositoryName(scope, 'ImageRepository', c.fargateWorker.imageRepository);
+  return ecs.ContainerImage.fromEcrRepository(repo, c.fargateWorker.imageTag);
+}
+
+export class FargateWorker extends Construct {
+  readonly service: ecs.FargateService;
+  readonly taskRole: iam.Role;
+  readonly logGroup: logs.LogGroup;
+  /** Backlog (visible + in flight) of the Fargate work queue. */
+  readonly backlog: cloudwatch.MathExpression;
+
+  constructor(scope: Construct, id: string, props: FargateWorkerProps) {
+    super(scope, id);
+    const c = props.config;
+    const fw = c.fargateWorker;
+    const queue = props.queues.fargateWork.queue;
+
+    this.taskRole = new iam.Role(this, 'TaskRole', {
+      roleName: roleNames(c).fargateWorker,
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+      description: `yuba worker on Fargate (${c.stage})`,
+    });
+    // The long-poll consumer: receive, delete in batches, extend/release visibility (the batch
+    // calls are authorised by the same actions). On its own queue only.
+    this.taskRole.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'ConsumeFargateWork',
+        actions: ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility'],
+        resources: [queue.queueArn],
+      }),
+    );
+    props.source.grantObjectRead(this.taskRole);
+
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      logGroupName: `/yuba/${c.stage}/worker-fargate`,
+      retention: c.logRetentionDays as logs.RetentionDays,
+      removalPolicy: c.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
+    });
+
+    const taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
+      family: `${c.prefix}-worker`,
+      cpu: fw.cpu,
+      memoryLimitMiB: fw.memoryMiB,
+      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+      taskRole: this.taskRole,
+    });
+    taskDefinition.addContainer('worker', {
+      image: yubaImage(this, c),
+      command: ['yuba-worker'],
+      user: CONTAINER_USER,
+      readonlyRootFilesystem: true,
+      stopTimeout: Duration.seconds(STOP_TIMEOUT_SECONDS),
+      logging: ecs.LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: 'worker', mode: ecs.AwsLogDriverMode.NON_BLOCKING }),
+      environment: {
+        ...workerEnvironment(c, props.workerCredentials, fw.concurrency),
+        YUBA_LOG_FORMAT: 'json',
+        AWS_REGION: Stack.of(this).region,
+        YUBA_QUEUE_URL: queue.queueUrl,
+        YUBA_VISIBILITY_TIMEOUT_SECONDS: String(FARGATE_VISIBILITY_SECONDS),
+        YUBA_SHUTDOWN_GRACE_SECONDS: String(SHUTDOWN_GRACE_SECONDS),
+      },
+    });
+
+    this.service = new ecs.FargateService(this, 'Service', {
+      serviceName: `${c.prefix}-worker`,
+      cluster: props.network.cluster,
+      taskDefinition,
+      desiredCount: 0,
+      capacityProviderStrategies: [
+        { capacityProvider: 'FARGATE_SPOT', weight: fw.spotWeight },
+        { capacityProvider: 'FARGATE', weight: fw.onDemandWeight, base: fw.onDemandBase },
+      ],
+      vpcSubnets: props.network.subnets,
+      securityGroups: [props.network.taskSecurityGroup],
+      assignPublicIp: props.network.assignPublicIp,
+      // A bad image or task definition stops the rollout and returns to the last good one.
+      circuitBreaker: { enable: true, rollback: true },
+      minHealthyPercent: 100,
+      maxHealthyPercent: 200,
+      enableECSManagedTags: true,
+      propagateTags: ecs.PropagatedTagSource.SERVICE,
+    });
+
+    // Backlog = visible + in flight: in-flight messages are work that tasks are doing, so a queue
+    // that is empty but busy does not scale its workers away. FILL: an idle queue stops reporting.
+    const sqsMetric = (metricName: string, label: string) =>
+      new cloudwatch.Metric({
+        namespace: 'AWS/SQS',
+        metricName,
+        dimensionsMap: { QueueName: queue.queueName },
+        statistic: 'Maximum',
+        period: Duration.minutes(1),
+        label,
+      });
+    this.backlog = new cloudwatch.MathExpression({
+      expression: 'FILL(visible, 0) + FILL(inflight, 0)',
+      usingMetrics: {
+        visible: sqsMetric('ApproximateNumberOfMessagesVisible', 'visible'),
+        inflight: sqsMetric('ApproximateNumberOfMessagesNotVisible', 'in flight'),
+      },
+      label: 'Fargate backlog',
+      period: Duration.minutes(1),
+    });
+
+    const scaling = this.service.autoScaleTaskCount({ minCapacity: fw.onDemandBase, maxCapacity: fw.maxTasks });
+    scaling.scaleOnMetric('BacklogPerTask', {
+      metric: this.backlog,
+      adjustmentType: appscaling.AdjustmentType.EXACT_CAPACITY,
+      scalingSteps: backlogSteps(fw.backlogPerTask, fw.maxTasks, fw.onDemandBase),
+      evaluationPeriods: 2,
+      cooldown: Duration.minutes(1),
+    });
+  }
+}
+
+/**
+ * Steps mapping the backlog to an exact task count: ceil(backlog / perTask), at most maxTasks, at
+ * least `min` (0 when idle). At most 10 steps above zero (the levels are spread when maxTasks > 10).
+ */
+export function backlogSteps(perTask: number, maxTasks: number, min: number): appscaling.ScalingInterval[] {
+  // One task first (a single message should not start several), then up to 10 levels to maxTasks.
+  const levels = new Set<number>([1]);
+  const n = Math.min(maxTasks, 10);
+  for (let i = 1; i <= n; i++) levels.add(Math.max(1, Math.round((i * maxTasks) / n)));
+  const sorted = [...levels].sort((a, b) => a - b);
+  const steps: appscaling.ScalingInterval[] = [{ upper: 1, change: min }];
+  sorted.forEach((tasks, i) => {
+    // `tasks` tasks from the backlog that needs more than the previous level's capacity.
+    const prev = i === 0 ? 0 : sorted[i - 1];
+    steps.push({ lower: prev * perTask + 1, change: Math.max(min, tasks) });
+  });
+  return steps;
+}

@@ -1,0 +1,72 @@
+/**
+ * The GCP side's inputs: the workload identity federation configurations terraform/ writes
+ * (`worker_credentials_json`, `reconciler_credentials_json`). They hold no secret (the pool's
+ * provider and the service account to impersonate), so they travel as YUBA_GCS_CREDENTIALS in the
+ * environment; the AWS roles that run the programs are the federated principals, and their names
+ * are fixed (see roleNames) because terraform must know their ARNs before they exist.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { Construct } from 'constructs';
+import { StageConfig } from './config';
+import { placeholderMode } from './code';
+
+/** The fixed role names terraform's worker_role_arns / reconciler_role_arns must list. */
+export function roleNames(c: StageConfig) {
+  return {
+    lambdaWorker: `${c.prefix}-worker-lambda`,
+    fargateWorker: `${c.prefix}-worker-task`,
+    reconciler: `${c.prefix}-reconciler-task`,
+  };
+}
+
+/** What a synth-only stack carries when no terraform output is at hand (placeholder mode). */
+export function exampleCredentials(serviceAccount: string): string {
+  return JSON.stringify({
+    universe_domain: 'googleapis.com',
+    type: 'external_account',
+    audience: '//iam.googleapis.com/projects/000000000000/locations/global/workloadIdentityPools/yuba/providers/aws',
+    subject_token_type: 'urn:ietf:params:aws:token-type:aws4_request',
+    token_url: 'https://sts.googleapis.com/v1/token',
+    credential_source: {
+      environment_id: 'aws1',
+      region_url: 'http://169.254.169.254/latest/meta-data/placement/availability-zone',
+      url: 'http://169.254.169.254/latest/meta-data/iam/security-credentials',
+      regional_cred_verification_url: 'https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15',
+      imdsv2_session_token_url: 'http://169.254.169.254/latest/api/token',
+    },
+    service_account_impersonation_url: `https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/${serviceAccount}:generateAccessToken`,
+  });
+}
+
+/**
+ * Reads and checks one credential configuration; returns it as compact JSON. The same fields the
+ * programs check at start-up are checked here, so a wrong file fails `cdk synth`, not a deploy.
+ */
+export function loadCredentials(scope: Construct, file: string, which: 'worker' | 'reconciler'): string {
+  const resolved = path.resolve(file);
+  if (!fs.existsSync(resolved)) {
+    if (placeholderMode(scope)) return exampleCredentials(`yuba-${which}@example-project.iam.gserviceaccount.com`);
+    throw new Error(`${resolved} not found: write it with 'terraform output -raw ${which}_credentials_json > ${file}'`);
+  }
+  let doc: Record<string, unknown>;
+  try {
+    doc = JSON.parse(fs.readFileSync(resolved, 'utf8'));
+  } catch (e) {
+    throw new Error(`${resolved}: not JSON: ${(e as Error).message}`);
+  }
+  const need = (field: string, ok: boolean) => {
+    if (!ok) throw new Error(`${resolved}: ${field} is missing or wrong (expected terraform's ${which}_credentials_json)`);
+  };
+  need('type', doc.type === 'external_account');
+  need('audience', typeof doc.audience === 'string' && (doc.audience as string).startsWith('//iam.googleapis.com/'));
+  need('subject_token_type', doc.subject_token_type === 'urn:ietf:params:aws:token-type:aws4_request');
+  need('token_url', typeof doc.token_url === 'string');
+  const source = doc.credential_source as Record<string, unknown> | undefined;
+  need('credential_source.environment_id', source?.environment_id === 'aws1');
+  need('credential_source.regional_cred_verification_url', typeof source?.regional_cred_verification_url === 'string');
+  need('service_account_impersonation_url', typeof doc.service_account_impersonation_url === 'string');
+  // A key file here would be a long-lived secret in plain sight: refuse it.
+  need('private_key (must be absent)', !('private_key' in doc));
+  return JSON.stringify(doc);
+}

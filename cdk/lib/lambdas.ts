@@ -1,0 +1,206 @@
+/**
+ * The two Lambda functions, ingest and the Lambda home of the worker, with what makes them safe to
+ * roll out: a `live` alias that every trigger invokes, and a CodeDeploy deployment group that
+ * shifts traffic to a new version by canary and rolls back when the new version's alarms fire.
+ *
+ * Both are the Rust bins (provided.al2023, arm64). Each has its own role with only what it does:
+ * ingest sends jobs to the two work queues; the worker reads source objects (the event source's
+ * poller, which runs under the function's role, receives/deletes/changes visibility on the Lambda
+ * work queue only). Logs go to a log group made here, with a retention, and the roles write to that
+ * group only (no AWSLambdaBasicExecutionRole, which allows every log group in the account).
+ */
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import { Construct } from 'constructs';
+import { StageConfig, duration, lambdaWorkerMemoryMiB } from './config';
+import { rustLambdaCode } from './code';
+import { roleNames } from './gcp';
+import { Queues } from './queues';
+import { SourceBucket } from './source';
+
+export const INGEST_TIMEOUT = Duration.seconds(30);
+export const ALIAS_NAME = 'live';
+
+export interface LambdasProps {
+  readonly config: StageConfig;
+  readonly queues: Queues;
+  readonly source: SourceBucket;
+  readonly workerCredentials: string;
+}
+
+/** One function with its alias, deployment group and the alarms that gate its deployments. */
+export interface DeployedFunction {
+  readonly fn: lambda.Function;
+  readonly alias: lambda.Alias;
+  readonly deploymentGroup: codedeploy.LambdaDeploymentGroup;
+  readonly rollbackAlarms: cloudwatch.IAlarm[];
+  readonly logGroup: logs.LogGroup;
+}
+
+export class Lambdas extends Construct {
+  readonly ingest: DeployedFunction;
+  readonly worker: DeployedFunction;
+
+  constructor(scope: Construct, id: string, props: LambdasProps) {
+    super(scope, id);
+    const c = props.config;
+    const { queues } = props;
+    const application = new codedeploy.LambdaApplication(this, 'Application', { applicationName: c.prefix });
+
+    // ingest: notifications -> jobs.
+    this.ingest = this.function('Ingest', {
+      config: c,
+      application,
+      name: `${c.prefix}-ingest`,
+      binary: 'yuba-ingest',
+      memorySize: 256,
+      timeout: INGEST_TIMEOUT,
+      environment: {
+        YUBA_LAMBDA_QUEUE_URL: queues.lambdaWork.queue.queueUrl,
+        YUBA_FARGATE_QUEUE_URL: queues.fargateWork.queue.queueUrl,
+        YUBA_ROUTE_THRESHOLD_BYTES: String(c.lambdaWorker.routeThresholdBytes),
+        // ingest is the authority on filtering (S3's filters are an optimisation, and cannot
+        // express several prefixes x suffixes in one rule).
+        ...(c.source.prefixes.length ? { YUBA_FILTER_PREFIXES: c.source.prefixes.join(',') } : {}),
+        ...(c.source.suffixes.length ? { YUBA_FILTER_SUFFIXES: c.source.suffixes.join(',') } : {}),
+      },
+    });
+    // SendMessageBatch is authorised by sqs:SendMessage; on the two work queues only.
+    this.ingest.fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'SendJobs',
+        actions: ['sqs:SendMessage'],
+        resources: [queues.lambdaWork.queue.queueArn, queues.fargateWork.queue.queueArn],
+      }),
+    );
+    if (queues.events) {
+      this.ingest.alias.addEventSource(
+        new SqsEventSource(queues.events.queue, {
+          batchSize: 10,
+          maxBatchingWindow: Duration.seconds(1),
+          reportBatchItemFailures: true,
+          maxConcurrency: Math.max(2, Math.min(c.lambdaWorker.maxConcurrency, 20)),
+        }),
+      );
+    }
+
+    // worker, Lambda home: small objects.
+    this.worker = this.function('Worker', {
+      config: c,
+      application,
+      name: `${c.prefix}-worker`,
+      roleName: roleNames(c).lambdaWorker,
+      binary: 'yuba-worker',
+      memorySize: lambdaWorkerMemoryMiB(c),
+      timeout: duration.lambdaTimeout(c),
+      reservedConcurrency: c.lambdaWorker.reservedConcurrency,
+      environment: workerEnvironment(c, props.workerCredentials, c.lambdaWorker.concurrency),
+    });
+    props.source.grantObjectRead(this.worker.fn);
+    this.worker.alias.addEventSource(
+      new SqsEventSource(queues.lambdaWork.queue, {
+        batchSize: c.lambdaWorker.batchSize,
+        maxBatchingWindow: Duration.seconds(c.lambdaWorker.batchWindowSeconds),
+        // The worker answers with SqsBatchResponse: only failed messages come back.
+        reportBatchItemFailures: true,
+        maxConcurrency: c.lambdaWorker.maxConcurrency,
+      }),
+    );
+  }
+
+  private function(
+    id: string,
+    o: {
+      config: StageConfig;
+      application: codedeploy.LambdaApplication;
+      name: string;
+      roleName?: string;
+      binary: 'yuba-ingest' | 'yuba-worker';
+      memorySize: number;
+      timeout: Duration;
+      reservedConcurrency?: number;
+      environment: Record<string, string>;
+    },
+  ): DeployedFunction {
+    const c = o.config;
+    const logGroup = new logs.LogGroup(this, `${id}Logs`, {
+      logGroupName: `/aws/lambda/${o.name}`,
+      retention: c.logRetentionDays as logs.RetentionDays,
+      removalPolicy: c.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
+    });
+    const role = new iam.Role(this, `${id}Role`, {
+      roleName: o.roleName,
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `yuba ${o.binary} (${c.stage})`,
+    });
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'WriteOwnLogs',
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [logGroup.logGroupArn],
+      }),
+    );
+    const fn = new lambda.Function(this, id, {
+      functionName: o.name,
+      code: rustLambdaCode(this, o.binary),
+      handler: 'bootstrap',
+      runtime: lambda.Runtime.PROVIDED_AL2023,
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: o.memorySize,
+      timeout: o.timeout,
+      role,
+      logGroup,
+      reservedConcurrentExecutions: o.reservedConcurrency,
+      environment: { YUBA_LOG_FORMAT: 'json', ...o.environment },
+      description: `yuba ${o.binary} (${c.stage})`,
+    });
+    const alias = new lambda.Alias(this, `${id}Live`, { aliasName: ALIAS_NAME, version: fn.currentVersion });
+
+    // Rollback alarms watch the version being rolled out, not the alias as a whole: invocations
+    // through the alias are recorded with ExecutedVersion, so the old version's errors during a
+    // canary do not roll back a good new one (nor hide a bad one).
+    const versionMetric = (metricName: string) =>
+      new cloudwatch.Metric({
+        namespace: 'AWS/Lambda',
+        metricName,
+        dimensionsMap: { FunctionName: fn.functionName, Resource: `${fn.functionName}:${ALIAS_NAME}`, ExecutedVersion: fn.currentVersion.version },
+        statistic: 'Sum',
+        period: Duration.minutes(1),
+      });
+    const errors = new cloudwatch.Alarm(this, `${id}CanaryErrors`, {
+      alarmDescription: `${o.name}: the version being deployed fails invocations (rolls the deployment back)`,
+      metric: versionMetric('Errors'),
+      threshold: 1,
+      evaluationPeriods: 2,
+      datapointsToAlarm: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    const rollbackAlarms: cloudwatch.IAlarm[] = [errors];
+    const deploymentGroup = new codedeploy.LambdaDeploymentGroup(this, `${id}Deployment`, {
+      application: o.application,
+      alias,
+      deploymentConfig: codedeploy.LambdaDeploymentConfig[c.canary],
+      alarms: rollbackAlarms,
+      autoRollback: { failedDeployment: true, stoppedDeployment: true, deploymentInAlarm: true },
+    });
+    return { fn, alias, deploymentGroup, rollbackAlarms, logGroup };
+  }
+}
+
+/** The worker's environment, common to both homes. */
+export function workerEnvironment(c: StageConfig, credentials: string, concurrency: number): Record<string, string> {
+  return {
+    YUBA_GCS_BUCKET: c.gcp.bucket,
+    YUBA_GCS_CREDENTIALS: credentials,
+    YUBA_MIRROR_DELETES: String(c.mirrorDeletes),
+    YUBA_CONCURRENCY: String(concurrency),
+    ...(c.variants ? { YUBA_VARIANTS: c.variants } : {}),
+  };
+}
+

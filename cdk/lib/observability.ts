@@ -1,0 +1,315 @@
+/**
+ * What the on-call sees: the SNS topic every alarm notifies, the alarms (DLQs, lag objective, error
+ * budget burn, Lambda errors and throttles, the reconciler), and the dashboard.
+ *
+ * yuba's own metrics come from the worker's (and reconciler's) Embedded Metric Format lines in
+ * namespace `yuba` (ARCHITECTURE.md "Observability"): Jobs, JobDuration, BytesReplicated,
+ * VariantsMade, ReplicationLag by Outcome; Jobs by Outcome=failed|rejected and Failure;
+ * VariantFailures by VariantError; Reconcile* by Command. The rest are AWS's.
+ */
+import { Duration, Stack } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
+import { Construct } from 'constructs';
+import { StageConfig } from './config';
+import { FargateWorker } from './fargate-worker';
+import { DeployedFunction, Lambdas } from './lambdas';
+import { Queues } from './queues';
+import { Reconciler } from './reconciler';
+
+export const NAMESPACE = 'yuba';
+
+/** Burn rates of the multi-window error-budget alarms (Google SRE workbook, 30-day budget). */
+export const FAST_BURN = { rate: 14.4, period: Duration.minutes(5), evaluationPeriods: 12, datapointsToAlarm: 12 } as const; // 1 h
+export const SLOW_BURN = { rate: 6, period: Duration.minutes(30), evaluationPeriods: 12, datapointsToAlarm: 12 } as const; // 6 h
+
+export interface ObservabilityProps {
+  readonly config: StageConfig;
+  readonly queues: Queues;
+  readonly lambdas: Lambdas;
+  readonly fargateWorker: FargateWorker;
+  readonly reconciler: Reconciler;
+}
+
+const yuba = (metricName: string, dimensionsMap: Record<string, string>, statistic: string, period = Duration.minutes(1), label?: string) =>
+  new cloudwatch.Metric({ namespace: NAMESPACE, metricName, dimensionsMap, statistic, period, label });
+
+export class Observability extends Construct {
+  readonly topic: sns.Topic;
+  readonly dashboard: cloudwatch.Dashboard;
+  readonly alarms: cloudwatch.Alarm[] = [];
+  /** The fast-burn error-budget alarm, also a rollback alarm of the canary deployments. */
+  readonly fastBurn: cloudwatch.Alarm;
+
+  constructor(scope: Construct, id: string, props: ObservabilityProps) {
+    super(scope, id);
+    const c = props.config;
+    const { queues, lambdas, reconciler } = props;
+    const account = Stack.of(this).account;
+
+    // --- the topic: encrypted with a key CloudWatch may use, TLS-only, publishable by alarms.
+    const key = new kms.Key(this, 'TopicKey', {
+      alias: `alias/${c.prefix}-alarms`,
+      description: 'yuba alarm topic',
+      enableKeyRotation: true,
+    });
+    key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CloudWatchAlarmsPublish',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+        resources: ['*'],
+        conditions: { StringEquals: { 'aws:SourceAccount': account } },
+      }),
+    );
+    this.topic = new sns.Topic(this, 'Alarms', { topicName: `${c.prefix}-alarms`, displayName: `yuba ${c.stage} alarms`, masterKey: key, enforceSSL: true });
+    this.topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CloudWatchAlarmsPublish',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [this.topic.topicArn],
+        conditions: { StringEquals: { 'aws:SourceAccount': account } },
+      }),
+    );
+    for (const email of c.alarms.emails) this.topic.addSubscription(new subs.EmailSubscription(email));
+    const notify = new actions.SnsAction(this.topic);
+    const alarm = (id: string, props: cloudwatch.AlarmProps) => {
+      const a = new cloudwatch.Alarm(this, id, { treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING, ...props });
+      a.addAlarmAction(notify);
+      a.addOkAction(notify);
+      this.alarms.push(a);
+      return a;
+    };
+
+    // --- queues: DLQ not empty, oldest message older than the lag objective.
+    for (const q of queues.all) {
+      alarm(`${cap(q.name)}DlqNotEmpty`, {
+        alarmName: `${c.prefix}-${slug(q.name)}-dlq-not-empty`,
+        alarmDescription: `Messages in the ${q.name} DLQ: jobs that failed ${c.maxReceiveCount} times. Inspect, fix, then redrive (README "Roll back and operate").`,
+        metric: q.dlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(1) }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      });
+      alarm(`${cap(q.name)}OldestMessage`, {
+        alarmName: `${c.prefix}-${slug(q.name)}-lag`,
+        alarmDescription: `The oldest message on the ${q.name} queue is older than the ${c.alarms.lagObjectiveSeconds} s lag objective.`,
+        metric: q.queue.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: Duration.minutes(1) }),
+        threshold: c.alarms.lagObjectiveSeconds,
+        evaluationPeriods: 5,
+        datapointsToAlarm: 3,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      });
+    }
+
+    // --- the lag objective on what users see: upload -> complete replica, p99.
+    const lagP99 = yuba('ReplicationLag', { Outcome: 'replicated' }, 'p99', Duration.minutes(5), 'upload→replica p99');
+    alarm('ReplicationLagP99', {
+      alarmName: `${c.prefix}-replication-lag-p99`,
+      alarmDescription: `p99 of upload→replica latency above the ${c.alarms.lagObjectiveSeconds} s objective for 15 minutes.`,
+      metric: lagP99,
+      threshold: c.alarms.lagObjectiveSeconds * 1000,
+      evaluationPeriods: 3,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+    });
+
+    // --- the error budget: failed job attempts / job attempts (messages received by the workers).
+    const errorRatio = (period: Duration) =>
+      new cloudwatch.MathExpression({
+        expression: '(FILL(ft, 0) + FILL(fp, 0) + FILL(rj, 0)) / MAX([FILL(rl, 0) + FILL(rf, 0), 1])',
+        usingMetrics: {
+          ft: yuba('Jobs', { Outcome: 'failed', Failure: 'transient' }, 'Sum', period),
+          fp: yuba('Jobs', { Outcome: 'failed', Failure: 'permanent' }, 'Sum', period),
+          rj: yuba('Jobs', { Outcome: 'rejected', Failure: 'permanent' }, 'Sum', period),
+          rl: queues.lambdaWork.queue.metricNumberOfMessagesReceived({ statistic: 'Sum', period }),
+          rf: queues.fargateWork.queue.metricNumberOfMessagesReceived({ statistic: 'Sum', period }),
+        },
+        period,
+        label: 'failed job attempts / attempts',
+      });
+    const burn = (name: string, b: typeof FAST_BURN | typeof SLOW_BURN, what: string) =>
+      alarm(name, {
+        alarmName: `${c.prefix}-error-budget-${slug(what)}`,
+        alarmDescription: `${what}: failed job attempts above ${b.rate}x the ${c.alarms.errorBudget * 100}% error budget.`,
+        metric: errorRatio(b.period),
+        threshold: Math.min(0.99, b.rate * c.alarms.errorBudget),
+        evaluationPeriods: b.evaluationPeriods,
+        datapointsToAlarm: b.datapointsToAlarm,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      });
+    this.fastBurn = burn('ErrorBudgetFastBurn', FAST_BURN, 'fast burn');
+    burn('ErrorBudgetSlowBurn', SLOW_BURN, 'slow burn');
+
+    // --- Lambda: errors (whole invocations failing: a crash, a timeout) and throttles.
+    for (const [name, f] of [['ingest', lambdas.ingest], ['worker', lambdas.worker]] as Array<[string, DeployedFunction]>) {
+      alarm(`${cap(name)}Errors`, {
+        alarmName: `${c.prefix}-${name}-errors`,
+        alarmDescription: `${f.fn.functionName}: invocations failing (crash or timeout), 3 of 5 minutes.`,
+        metric: f.fn.metricErrors({ statistic: 'Sum', period: Duration.minutes(1) }),
+        threshold: 1,
+        evaluationPeriods: 5,
+        datapointsToAlarm: 3,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      });
+      alarm(`${cap(name)}Throttles`, {
+        alarmName: `${c.prefix}-${name}-throttles`,
+        alarmDescription: `${f.fn.functionName}: throttled for 5 minutes (account concurrency or reserved concurrency too low).`,
+        metric: f.fn.metricThrottles({ statistic: 'Sum', period: Duration.minutes(1) }),
+        threshold: 1,
+        evaluationPeriods: 5,
+        datapointsToAlarm: 5,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      });
+      // The budget is shared: a new version that burns it is rolled back too.
+      f.deploymentGroup.addAlarm(this.fastBurn);
+    }
+
+    // --- the reconciler's alarms notify too.
+    for (const a of [reconciler.failedRunAlarm, reconciler.scheduleFailureAlarm]) {
+      a.addAlarmAction(notify);
+      this.alarms.push(a);
+    }
+
+    this.dashboard = this.makeDashboard(c, props, errorRatio(Duration.minutes(5)));
+  }
+
+  private makeDashboard(c: StageConfig, p: ObservabilityProps, errorRatio: cloudwatch.MathExpression): cloudwatch.Dashboard {
+    const { queues, lambdas, fargateWorker } = p;
+    const d = new cloudwatch.Dashboard(this, 'Dashboard', { dashboardName: c.prefix, defaultInterval: Duration.hours(6) });
+    const minute = Duration.minutes(1);
+    const objective = { value: c.alarms.lagObjectiveSeconds, label: 'lag objective', color: cloudwatch.Color.RED };
+    const search = (expr: string, stat: string, label: string, period = 300) =>
+      new cloudwatch.MathExpression({ expression: `SEARCH('${expr}', '${stat}', ${period})`, label, period: Duration.seconds(period) });
+
+    d.addWidgets(
+      new cloudwatch.TextWidget({
+        markdown: `# yuba ${c.stage}\nS3 \`${c.source.name}\` → GCS \`${c.gcp.bucket}\`. Lag objective ${c.alarms.lagObjectiveSeconds} s, error budget ${c.alarms.errorBudget * 100} %. Runbook: cdk/README.md "Roll back and operate".`,
+        width: 24,
+        height: 2,
+      }),
+    );
+    d.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Replication lag: oldest message (s)',
+        left: queues.all.map((q) => q.queue.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: minute, label: q.name })),
+        leftAnnotations: [objective],
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Replication lag: upload → replica (ms)',
+        left: ['p50', 'p90', 'p99'].map((s) => yuba('ReplicationLag', { Outcome: 'replicated' }, s, Duration.minutes(5), s)),
+        leftAnnotations: [{ ...objective, value: c.alarms.lagObjectiveSeconds * 1000 }],
+        width: 12,
+      }),
+    );
+    d.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Objects replicated',
+        left: [yuba('Jobs', { Outcome: 'replicated' }, 'Sum', Duration.minutes(5), 'replicated'), yuba('Jobs', { Outcome: 'deleted' }, 'Sum', Duration.minutes(5), 'deleted')],
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Bytes replicated',
+        left: [yuba('BytesReplicated', { Outcome: 'replicated' }, 'Sum', Duration.minutes(5), 'bytes')],
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Jobs by outcome',
+        left: [search(`{${NAMESPACE},Outcome} MetricName="Jobs"`, 'Sum', 'jobs')],
+        stacked: true,
+        width: 8,
+      }),
+    );
+    d.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Failures by kind',
+        left: [search(`{${NAMESPACE},Failure,Outcome} MetricName="Jobs"`, 'Sum', 'failures')],
+        stacked: true,
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Variant failures by error',
+        left: [search(`{${NAMESPACE},VariantError} MetricName="VariantFailures"`, 'Sum', 'variant failures')],
+        stacked: true,
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Error ratio (SLO)',
+        left: [errorRatio],
+        leftAnnotations: [{ value: c.alarms.errorBudget, label: 'budget', color: cloudwatch.Color.ORANGE }],
+        leftYAxis: { min: 0 },
+        width: 8,
+      }),
+    );
+    d.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Queue depth (visible / in flight)',
+        left: queues.all.flatMap((q) => [
+          q.queue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: minute, label: `${q.name} visible` }),
+          q.queue.metricApproximateNumberOfMessagesNotVisible({ statistic: 'Maximum', period: minute, label: `${q.name} in flight` }),
+        ]),
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'DLQ depth',
+        left: queues.all.map((q) => q.dlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: minute, label: `${q.name} DLQ` })),
+        leftAnnotations: [{ value: 1, label: 'alarm', color: cloudwatch.Color.RED }],
+        width: 12,
+      }),
+    );
+    const fns = [lambdas.ingest.fn, lambdas.worker.fn];
+    d.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Lambda duration p50 / p99 (ms)',
+        left: fns.flatMap((f) => ['p50', 'p99'].map((s) => f.metricDuration({ statistic: s, period: minute, label: `${f.node.id} ${s}` }))),
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Lambda errors / throttles',
+        left: fns.flatMap((f) => [
+          f.metricErrors({ statistic: 'Sum', period: minute, label: `${f.node.id} errors` }),
+          f.metricThrottles({ statistic: 'Sum', period: minute, label: `${f.node.id} throttles` }),
+        ]),
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Lambda concurrency',
+        left: fns.map((f) => f.metric('ConcurrentExecutions', { statistic: 'Maximum', period: minute, label: f.node.id })),
+        width: 8,
+      }),
+    );
+    const svc = fargateWorker.service;
+    const ecsMetric = (metricName: string) =>
+      new cloudwatch.Metric({
+        namespace: 'ECS/ContainerInsights',
+        metricName,
+        dimensionsMap: { ClusterName: svc.cluster.clusterName, ServiceName: svc.serviceName },
+        statistic: 'Maximum',
+        period: minute,
+        label: metricName,
+      });
+    d.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Fargate worker: tasks and backlog',
+        left: [ecsMetric('RunningTaskCount'), ecsMetric('DesiredTaskCount')],
+        right: [fargateWorker.backlog],
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Reconciler (daily backfill)',
+        left: ['ReconcileDrift', 'ReconcileRepaired', 'ReconcileFailed'].map((m) => yuba(m, { Command: 'backfill' }, 'Sum', Duration.hours(1), m)),
+        width: 12,
+      }),
+    );
+    d.addWidgets(new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 24 }));
+    return d;
+  }
+}
+
+const cap = (s: string) => s.replace(/(^|\s)(\w)/g, (_, __, ch: string) => ch.toUpperCase());
+const slug = (s: string) => s.replace(/\s+/g, '-');

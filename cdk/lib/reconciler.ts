@@ -1,0 +1,169 @@
+/**
+ * The reconciler as a scheduled Fargate task: EventBridge Scheduler runs `yuba-reconciler
+ * backfill --json` (daily by default), which repairs through the work queues; a task that stops
+ * with a non-zero exit code (1: a repair failed or drift left; 2: an error; 130: interrupted) or
+ * never starts is an alarm.
+ *
+ * Its role lists and reads the source bucket and sends jobs to the two work queues: backfill
+ * routes by size exactly as ingest does. It cannot consume or delete from any queue.
+ */
+import { Duration, RemovalPolicy, Stack, TimeZone } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
+import { Construct } from 'constructs';
+import { StageConfig } from './config';
+import { CONTAINER_USER, yubaImage } from './fargate-worker';
+import { roleNames } from './gcp';
+import { Network } from './network';
+import { Queues } from './queues';
+import { SourceBucket } from './source';
+
+export const RECONCILER_GROUP = 'yuba-reconciler';
+
+export interface ReconcilerProps {
+  readonly config: StageConfig;
+  readonly network: Network;
+  readonly queues: Queues;
+  readonly source: SourceBucket;
+  readonly reconcilerCredentials: string;
+}
+
+export class Reconciler extends Construct {
+  readonly taskRole: iam.Role;
+  readonly schedule: scheduler.Schedule;
+  readonly failedRunAlarm: cloudwatch.Alarm;
+  readonly scheduleFailureAlarm: cloudwatch.Alarm;
+  readonly logGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: ReconcilerProps) {
+    super(scope, id);
+    const c = props.config;
+    const q = props.queues;
+
+    this.taskRole = new iam.Role(this, 'TaskRole', {
+      roleName: roleNames(c).reconciler,
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+      description: `yuba reconciler (${c.stage})`,
+    });
+    props.source.grantList(this.taskRole);
+    // verify --deep and backfill --inline read objects with the worker's code.
+    props.source.grantObjectRead(this.taskRole);
+    this.taskRole.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'SendBackfillJobs',
+        actions: ['sqs:SendMessage'],
+        resources: [q.lambdaWork.queue.queueArn, q.fargateWork.queue.queueArn],
+      }),
+    );
+
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      logGroupName: `/yuba/${c.stage}/reconciler`,
+      retention: c.logRetentionDays as logs.RetentionDays,
+      removalPolicy: c.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
+    });
+    const taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
+      family: `${c.prefix}-reconciler`,
+      cpu: c.reconciler.cpu,
+      memoryLimitMiB: c.reconciler.memoryMiB,
+      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+      taskRole: this.taskRole,
+    });
+    // The checkpoint needs a writable file: a task-local scratch volume, the root stays read-only.
+    taskDefinition.addVolume({ name: 'scratch' });
+    const container = taskDefinition.addContainer('reconciler', {
+      image: yubaImage(this, c),
+      command: ['yuba-reconciler', 'backfill', '--json'],
+      user: CONTAINER_USER,
+      readonlyRootFilesystem: true,
+      logging: ecs.LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: 'reconciler' }),
+      environment: {
+        YUBA_LOG_FORMAT: 'json',
+        AWS_REGION: Stack.of(this).region,
+        YUBA_SOURCE_BUCKET: c.source.name,
+        YUBA_GCS_BUCKET: c.gcp.bucket,
+        YUBA_GCS_CREDENTIALS: props.reconcilerCredentials,
+        YUBA_LAMBDA_QUEUE_URL: q.lambdaWork.queue.queueUrl,
+        YUBA_FARGATE_QUEUE_URL: q.fargateWork.queue.queueUrl,
+        YUBA_ROUTE_THRESHOLD_BYTES: String(c.lambdaWorker.routeThresholdBytes),
+        YUBA_RECONCILE_CHECKPOINT: '/scratch/checkpoint.json',
+        ...(c.variants ? { YUBA_VARIANTS: c.variants } : {}),
+        ...(c.source.prefixes.length === 1 ? { YUBA_RECONCILE_PREFIX: c.source.prefixes[0] } : {}),
+        ...c.reconciler.environment,
+      },
+    });
+    container.addMountPoints({ sourceVolume: 'scratch', containerPath: '/scratch', readOnly: false });
+
+    const group = new scheduler.ScheduleGroup(this, 'Group', { scheduleGroupName: `${c.prefix}-reconciler` });
+    this.schedule = new scheduler.Schedule(this, 'Schedule', {
+      scheduleName: `${c.prefix}-reconciler`,
+      scheduleGroup: group,
+      description: 'yuba reconciler: backfill --json',
+      schedule: scheduler.ScheduleExpression.expression(c.reconciler.schedule, TimeZone.of(c.reconciler.timezone)),
+      target: new targets.EcsRunFargateTask(props.network.cluster, {
+        taskDefinition,
+        vpcSubnets: props.network.subnets,
+        securityGroups: [props.network.taskSecurityGroup],
+        assignPublicIp: props.network.assignPublicIp,
+        group: RECONCILER_GROUP,
+        retryAttempts: 3,
+        maxEventAge: Duration.hours(1),
+        // Runs of the reconciler on Fargate on demand: a Spot reclaim would only delay the repair,
+        // but a scheduled run that keeps losing its capacity is noise in the alarm.
+        capacityProviderStrategies: [{ capacityProvider: 'FARGATE', weight: 1 }],
+      }),
+    });
+
+    // A run that ended badly: ECS's own task-state event, matched for this cluster's reconciler
+    // group. A rule's TriggeredRules metric counts its matches, which the alarm watches.
+    const stoppedBadly = new events.Rule(this, 'FailedRun', {
+      description: 'yuba reconciler task stopped with a non-zero exit code or failed to start',
+      eventPattern: {
+        source: ['aws.ecs'],
+        detailType: ['ECS Task State Change'],
+        detail: {
+          clusterArn: [props.network.cluster.clusterArn],
+          group: [RECONCILER_GROUP],
+          lastStatus: ['STOPPED'],
+          $or: [{ containers: { exitCode: [{ 'anything-but': 0 }] } }, { stopCode: ['TaskFailedToStart'] }],
+        },
+      },
+    });
+    this.failedRunAlarm = new cloudwatch.Alarm(this, 'FailedRunAlarm', {
+      alarmName: `${c.prefix}-reconciler-failed`,
+      alarmDescription: 'The scheduled reconciler exited non-zero or did not start. Its log group has the JSON summary (see README "Roll back and operate").',
+      metric: new cloudwatch.Metric({
+        namespace: 'AWS/Events',
+        metricName: 'TriggeredRules',
+        dimensionsMap: { RuleName: stoppedBadly.ruleName },
+        statistic: 'Sum',
+        period: Duration.minutes(5),
+      }),
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    // The schedule could not start the task at all (throttled, bad role, ...).
+    this.scheduleFailureAlarm = new cloudwatch.Alarm(this, 'ScheduleFailureAlarm', {
+      alarmName: `${c.prefix}-reconciler-not-started`,
+      alarmDescription: 'EventBridge Scheduler dropped or failed the reconciler invocation.',
+      metric: new cloudwatch.MathExpression({
+        expression: 'FILL(dropped, 0) + FILL(targetErrors, 0)',
+        usingMetrics: {
+          dropped: new cloudwatch.Metric({ namespace: 'AWS/Scheduler', metricName: 'InvocationDroppedCount', dimensionsMap: { ScheduleGroup: group.scheduleGroupName }, statistic: 'Sum' }),
+          targetErrors: new cloudwatch.Metric({ namespace: 'AWS/Scheduler', metricName: 'TargetErrorCount', dimensionsMap: { ScheduleGroup: group.scheduleGroupName }, statistic: 'Sum' }),
+        },
+        period: Duration.minutes(5),
+      }),
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+  }
+}

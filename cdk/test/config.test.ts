@@ -1,0 +1,81 @@
+/** Configuration checks and inputs that must fail synth loudly, not a deploy. */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { App, Stack } from 'aws-cdk-lib';
+import { rustLambdaCode } from '../lib/code';
+import { lambdaWorkerMemoryMiB, stageConfig, workerMemoryMiB } from '../lib/config';
+import { exampleCredentials, loadCredentials } from '../lib/gcp';
+
+test('the worker memory formula matches the README (8 MiB x 5 x 8 + 18)', () => {
+  expect(workerMemoryMiB(8)).toBe(320 + 18);
+});
+
+test('a task too small for its concurrency is refused, naming the field', () => {
+  expect(() => stageConfig('prod', { fargateWorker: { memoryMiB: 256 } })).toThrow(/fargateWorker.memoryMiB/);
+});
+
+test('reserved concurrency below the event source maximum is refused', () => {
+  expect(() => stageConfig('prod', { lambdaWorker: { reservedConcurrency: 10 } })).toThrow(/reservedConcurrency/);
+});
+
+test('bad variants JSON is refused', () => {
+  expect(() => stageConfig('dev', { variants: '{nope' })).toThrow(/variants/);
+});
+
+test('overrides come as JSON strings too (-c yuba:dev=...)', () => {
+  expect(stageConfig('dev', JSON.stringify({ source: { name: 'other' } })).source.name).toBe('other');
+});
+
+test('Lambda memory grows with variants on', () => {
+  const c = stageConfig('dev');
+  expect(lambdaWorkerMemoryMiB({ ...c, variants: '{"profiles":[]}' })).toBeGreaterThanOrEqual(1024);
+});
+
+describe('credentials', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'yuba-cdk-'));
+  const scope = () => new Stack(new App());
+  const write = (name: string, doc: unknown) => {
+    const f = path.join(dir, name);
+    fs.writeFileSync(f, typeof doc === 'string' ? doc : JSON.stringify(doc));
+    return f;
+  };
+
+  test('terraform output is accepted and compacted', () => {
+    const f = write('ok.json', JSON.parse(exampleCredentials('w@p.iam.gserviceaccount.com')));
+    expect(JSON.parse(loadCredentials(scope(), f, 'worker')).type).toBe('external_account');
+  });
+
+  test('a service-account key is refused', () => {
+    const f = write('key.json', { ...JSON.parse(exampleCredentials('w@p')), private_key: 'x' });
+    expect(() => loadCredentials(scope(), f, 'worker')).toThrow(/private_key/);
+  });
+
+  test('a non-AWS credential source is refused, naming the field', () => {
+    const doc = JSON.parse(exampleCredentials('w@p'));
+    doc.credential_source.environment_id = 'azure';
+    expect(() => loadCredentials(scope(), write('azure.json', doc), 'worker')).toThrow(/environment_id/);
+  });
+
+  test('a missing file fails synth unless in placeholder mode', () => {
+    expect(() => loadCredentials(scope(), path.join(dir, 'missing.json'), 'reconciler')).toThrow(/terraform output -raw reconciler_credentials_json/);
+    const app = new App({ context: { 'yuba:placeholderCode': true } });
+    expect(JSON.parse(loadCredentials(new Stack(app), path.join(dir, 'missing.json'), 'reconciler')).type).toBe('external_account');
+  });
+});
+
+describe('Lambda code', () => {
+  test('without a build and without the placeholder flag, synth fails with the build command', () => {
+    const app = new App({ context: { 'yuba:lambdaArtifacts': '/nonexistent' } });
+    expect(() => rustLambdaCode(new Stack(app), 'yuba-worker')).toThrow(/cargo lambda build --release --arm64/);
+  });
+
+  test('a cargo lambda build directory is used when present', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'yuba-lambda-'));
+    fs.mkdirSync(path.join(dir, 'yuba-worker'));
+    fs.writeFileSync(path.join(dir, 'yuba-worker', 'bootstrap'), 'binary');
+    const app = new App({ context: { 'yuba:lambdaArtifacts': dir } });
+    const code = rustLambdaCode(new Stack(app), 'yuba-worker') as unknown as { path: string };
+    expect(code.path).toBe(path.join(dir, 'yuba-worker'));
+  });
+});

@@ -1,0 +1,440 @@
+/**
+ * Properties of the synthesized templates (no AWS account, no Docker: placeholder Lambda code,
+ * example GCP credential configurations).
+ */
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { workerMemoryMiB } from '../lib/config';
+import { SHUTDOWN_GRACE_SECONDS, STOP_TIMEOUT_SECONDS, backlogSteps } from '../lib/fargate-worker';
+import { FAILOVER_STATUS_CODES } from '../lib/delivery';
+import { synth } from './helpers';
+
+type Res = { Type: string; Properties: any; DependsOn?: unknown };
+const resources = (t: Template, type: string): Array<[string, Res]> => Object.entries(t.findResources(type)) as Array<[string, Res]>;
+const one = (t: Template, type: string, match?: (r: Res) => boolean): [string, Res] => {
+  const found = resources(t, type).filter(([, r]) => !match || match(r));
+  if (found.length !== 1) throw new Error(`expected one ${type}, found ${found.length}`);
+  return found[0];
+};
+const logicalIdOf = (t: Template, type: string, match: (r: Res) => boolean) => one(t, type, match)[0];
+const queueId = (t: Template, name: string) => logicalIdOf(t, 'AWS::SQS::Queue', (r) => r.Properties.QueueName === name);
+const getAtt = (id: string) => ({ 'Fn::GetAtt': [id, 'Arn'] });
+/** The statements of the policies attached to a role (by its logical id). */
+const statementsOf = (t: Template, roleId: string): any[] =>
+  resources(t, 'AWS::IAM::Policy')
+    .filter(([, p]) => (p.Properties.Roles ?? []).some((r: any) => r.Ref === roleId))
+    .flatMap(([, p]) => p.Properties.PolicyDocument.Statement);
+const roleId = (t: Template, roleName: string) => logicalIdOf(t, 'AWS::IAM::Role', (r) => r.Properties.RoleName === roleName);
+const actionsOf = (s: any): string[] => ([] as string[]).concat(s.Action);
+
+const prod = synth('prod');
+const dev = synth('dev');
+
+describe('queues', () => {
+  const t = prod.template;
+  const names = ['yuba-prod-events', 'yuba-prod-work-lambda', 'yuba-prod-work-fargate'];
+
+  test.each(names)('%s has a DLQ with a redrive policy, SSE and a TLS-only policy', (name) => {
+    const [id, q] = one(t, 'AWS::SQS::Queue', (r) => r.Properties.QueueName === name);
+    const dlqId = queueId(t, `${name}-dlq`);
+    expect(q.Properties.RedrivePolicy).toEqual({ deadLetterTargetArn: getAtt(dlqId), maxReceiveCount: 5 });
+    for (const qid of [id, dlqId]) {
+      const props = t.toJSON().Resources[qid].Properties;
+      expect(props.SqsManagedSseEnabled).toBe(true);
+      const [, policy] = one(t, 'AWS::SQS::QueuePolicy', (p) => p.Properties.Queues.some((x: any) => x.Ref === qid));
+      expect(policy.Properties.PolicyDocument.Statement).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ Effect: 'Deny', Action: 'sqs:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } }, Principal: { AWS: '*' } }),
+        ]),
+      );
+    }
+    // A message keeps its enqueue time in the DLQ: the DLQ must keep it longer.
+    expect(t.toJSON().Resources[dlqId].Properties.MessageRetentionPeriod).toBeGreaterThan(q.Properties.MessageRetentionPeriod);
+  });
+
+  test('the Lambda work queue visibility is at least 6 x the worker timeout', () => {
+    const [, q] = one(t, 'AWS::SQS::Queue', (r) => r.Properties.QueueName === 'yuba-prod-work-lambda');
+    const [, fn] = one(t, 'AWS::Lambda::Function', (r) => r.Properties.FunctionName === 'yuba-prod-worker');
+    expect(q.Properties.VisibilityTimeout).toBeGreaterThanOrEqual(6 * fn.Properties.Timeout);
+  });
+
+  test('the events queue visibility is at least 6 x the ingest timeout', () => {
+    const [, q] = one(t, 'AWS::SQS::Queue', (r) => r.Properties.QueueName === 'yuba-prod-events');
+    const [, fn] = one(t, 'AWS::Lambda::Function', (r) => r.Properties.FunctionName === 'yuba-prod-ingest');
+    expect(q.Properties.VisibilityTimeout).toBeGreaterThanOrEqual(6 * fn.Properties.Timeout);
+  });
+});
+
+describe('lambdas', () => {
+  const t = prod.template;
+
+  test('both are arm64 provided.al2023 with a log group of their own and a retention', () => {
+    for (const name of ['yuba-prod-ingest', 'yuba-prod-worker']) {
+      const [, fn] = one(t, 'AWS::Lambda::Function', (r) => r.Properties.FunctionName === name);
+      expect(fn.Properties.Architectures).toEqual(['arm64']);
+      expect(fn.Properties.Runtime).toBe('provided.al2023');
+      expect(fn.Properties.Handler).toBe('bootstrap');
+      const logId = logicalIdOf(t, 'AWS::Logs::LogGroup', (r) => r.Properties.LogGroupName === `/aws/lambda/${name}`);
+      expect(t.toJSON().Resources[logId].Properties.RetentionInDays).toBe(90);
+      expect(fn.Properties.LoggingConfig).toEqual({ LogGroup: { Ref: logId } });
+    }
+  });
+
+  test('the worker event source: partial batch failures, batch size and window, max concurrency, through the alias', () => {
+    const lambdaQueue = queueId(t, 'yuba-prod-work-lambda');
+    const [, esm] = one(t, 'AWS::Lambda::EventSourceMapping', (r) => JSON.stringify(r.Properties.EventSourceArn) === JSON.stringify(getAtt(lambdaQueue)));
+    expect(esm.Properties).toMatchObject({
+      BatchSize: prod.config.lambdaWorker.batchSize,
+      MaximumBatchingWindowInSeconds: prod.config.lambdaWorker.batchWindowSeconds,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      ScalingConfig: { MaximumConcurrency: prod.config.lambdaWorker.maxConcurrency },
+    });
+    expect(JSON.stringify(esm.Properties.FunctionName)).toContain(':live');
+  });
+
+  test('ingest consumes the events queue with partial batch failures', () => {
+    const events = queueId(t, 'yuba-prod-events');
+    const [, esm] = one(t, 'AWS::Lambda::EventSourceMapping', (r) => JSON.stringify(r.Properties.EventSourceArn) === JSON.stringify(getAtt(events)));
+    expect(esm.Properties.FunctionResponseTypes).toEqual(['ReportBatchItemFailures']);
+    expect(JSON.stringify(esm.Properties.FunctionName)).toContain(':live');
+  });
+
+  test('environment: ingest routes to both work queues; the worker gets the GCS bucket and the federation config', () => {
+    const [, ingest] = one(t, 'AWS::Lambda::Function', (r) => r.Properties.FunctionName === 'yuba-prod-ingest');
+    const env = ingest.Properties.Environment.Variables;
+    expect(env.YUBA_LAMBDA_QUEUE_URL).toEqual({ Ref: queueId(t, 'yuba-prod-work-lambda') });
+    expect(env.YUBA_FARGATE_QUEUE_URL).toEqual({ Ref: queueId(t, 'yuba-prod-work-fargate') });
+    expect(env.YUBA_ROUTE_THRESHOLD_BYTES).toBe(String(prod.config.lambdaWorker.routeThresholdBytes));
+    const [, worker] = one(t, 'AWS::Lambda::Function', (r) => r.Properties.FunctionName === 'yuba-prod-worker');
+    const wenv = worker.Properties.Environment.Variables;
+    expect(wenv.YUBA_GCS_BUCKET).toBe('yuba-prod-replica');
+    expect(JSON.parse(wenv.YUBA_GCS_CREDENTIALS).type).toBe('external_account');
+    expect(wenv.YUBA_CONCURRENCY).toBe(String(prod.config.lambdaWorker.concurrency));
+    expect(wenv.YUBA_LOG_FORMAT).toBe('json'); // EMF metrics are written with JSON logs only
+    expect(wenv.YUBA_QUEUE_URL).toBeUndefined(); // on Lambda the trigger delivers
+  });
+
+  test('the worker memory covers its process formula with headroom', () => {
+    const [, worker] = one(t, 'AWS::Lambda::Function', (r) => r.Properties.FunctionName === 'yuba-prod-worker');
+    expect(worker.Properties.MemorySize).toBeGreaterThanOrEqual(1.5 * workerMemoryMiB(prod.config.lambdaWorker.concurrency));
+    expect(worker.Properties.ReservedConcurrentExecutions).toBeGreaterThanOrEqual(prod.config.lambdaWorker.maxConcurrency);
+  });
+
+  test('canary deployments roll back on the alarms (prod: 10 % for 5 minutes)', () => {
+    const groups = resources(t, 'AWS::CodeDeploy::DeploymentGroup');
+    expect(groups).toHaveLength(2);
+    for (const [, g] of groups) {
+      expect(g.Properties.DeploymentConfigName).toBe('CodeDeployDefault.LambdaCanary10Percent5Minutes');
+      expect(g.Properties.AutoRollbackConfiguration).toEqual({
+        Enabled: true,
+        Events: ['DEPLOYMENT_FAILURE', 'DEPLOYMENT_STOP_ON_REQUEST', 'DEPLOYMENT_STOP_ON_ALARM'],
+      });
+      expect(g.Properties.AlarmConfiguration.Enabled).toBe(true);
+      expect(g.Properties.AlarmConfiguration.Alarms.length).toBeGreaterThanOrEqual(2);
+    }
+    // The canary alarm watches the version being deployed, through the alias.
+    const canary = resources(t, 'AWS::CloudWatch::Alarm').filter(([id]) => id.includes('CanaryErrors'));
+    expect(canary).toHaveLength(2);
+    for (const [, a] of canary) {
+      const dims = Object.fromEntries(a.Properties.Dimensions.map((d: any) => [d.Name, d.Value]));
+      expect(Object.keys(dims).sort()).toEqual(['ExecutedVersion', 'FunctionName', 'Resource']);
+    }
+    t.resourceCountIs('AWS::Lambda::Alias', 2);
+    t.hasResourceProperties('AWS::Lambda::Alias', { Name: 'live' });
+  });
+
+  test('dev deploys all at once', () => {
+    for (const [, g] of resources(dev.template, 'AWS::CodeDeploy::DeploymentGroup')) {
+      expect(g.Properties.DeploymentConfigName).toBe('CodeDeployDefault.LambdaAllAtOnce');
+    }
+  });
+});
+
+describe('least privilege', () => {
+  const t = prod.template;
+  const bucketObjects = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':s3:::yuba-prod-images/*']] };
+  const bucketArn = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':s3:::yuba-prod-images']] };
+  const lambdaQ = () => getAtt(queueId(t, 'yuba-prod-work-lambda'));
+  const fargateQ = () => getAtt(queueId(t, 'yuba-prod-work-fargate'));
+
+  test('no statement allows a wildcard action, and "*" resources only where AWS requires it', () => {
+    for (const [id, p] of resources(t, 'AWS::IAM::Policy')) {
+      for (const s of p.Properties.PolicyDocument.Statement) {
+        for (const a of actionsOf(s)) expect(a).not.toMatch(/\*$/);
+        if (s.Resource === '*') expect({ id, actions: actionsOf(s) }).toEqual({ id, actions: ['ecr:GetAuthorizationToken'] });
+      }
+    }
+  });
+
+  test('Lambda worker: reads source objects (and versions: prod is versioned); its poller consumes its queue only', () => {
+    const s = statementsOf(t, roleId(t, 'yuba-prod-worker-lambda'));
+    const s3 = s.filter((x) => actionsOf(x).some((a) => a.startsWith('s3:')));
+    expect(s3).toEqual([expect.objectContaining({ Action: ['s3:GetObject', 's3:GetObjectVersion'], Resource: bucketObjects })]);
+    const sqs = s.filter((x) => actionsOf(x).some((a) => a.startsWith('sqs:')));
+    expect(sqs).toHaveLength(1);
+    expect(sqs[0].Resource).toEqual(lambdaQ());
+    expect(actionsOf(sqs[0])).not.toContain('sqs:SendMessage');
+  });
+
+  test('ingest: sends to the two work queues, nothing else on S3', () => {
+    const ingestRole = logicalIdOf(t, 'AWS::IAM::Role', (r) => r.Properties.Description === 'yuba yuba-ingest (prod)');
+    const s = statementsOf(t, ingestRole);
+    const send = s.find((x) => x.Sid === 'SendJobs');
+    expect(send.Action).toBe('sqs:SendMessage');
+    expect(send.Resource).toEqual(expect.arrayContaining([lambdaQ(), fargateQ()]));
+    expect(send.Resource).toHaveLength(2);
+    expect(s.some((x) => actionsOf(x).some((a) => a.startsWith('s3:')))).toBe(false);
+  });
+
+  test('Fargate worker: receive/delete/change visibility on its queue; read source objects', () => {
+    const s = statementsOf(t, roleId(t, 'yuba-prod-worker-task'));
+    expect(s).toEqual([
+      expect.objectContaining({ Action: ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:ReceiveMessage'], Resource: fargateQ() }),
+      expect.objectContaining({ Action: ['s3:GetObject', 's3:GetObjectVersion'], Resource: bucketObjects }),
+    ]);
+  });
+
+  test('reconciler: list + read the source, send jobs to both work queues, nothing more', () => {
+    const s = statementsOf(t, roleId(t, 'yuba-prod-reconciler-task'));
+    expect(s).toHaveLength(3);
+    expect(s).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ Action: 's3:ListBucket', Resource: bucketArn }),
+        expect.objectContaining({ Action: ['s3:GetObject', 's3:GetObjectVersion'], Resource: bucketObjects }),
+        expect.objectContaining({ Action: 'sqs:SendMessage', Resource: expect.arrayContaining([lambdaQ(), fargateQ()]) }),
+      ]),
+    );
+  });
+
+  test('an unversioned bucket gets no GetObjectVersion (dev)', () => {
+    const s = statementsOf(dev.template, roleId(dev.template, 'yuba-dev-worker-lambda'));
+    const read = s.find((x) => x.Sid === 'ReadSourceObjects');
+    expect(read.Action).toBe('s3:GetObject');
+  });
+
+  test('the federated roles have the fixed names terraform is given', () => {
+    for (const n of ['yuba-prod-worker-lambda', 'yuba-prod-worker-task', 'yuba-prod-reconciler-task']) roleId(t, n);
+    const outputs = t.toJSON().Outputs;
+    expect(JSON.stringify(outputs.WorkerRoleArns.Value)).toContain('role/yuba-prod-worker-lambda,');
+  });
+});
+
+describe('fargate worker', () => {
+  const t = prod.template;
+  const worker = () => one(t, 'AWS::ECS::TaskDefinition', (r) => r.Properties.Family === 'yuba-prod-worker')[1];
+
+  test('ARM64, non-root, read-only root file system, stop timeout covering the drain', () => {
+    const td = worker();
+    expect(td.Properties.RuntimePlatform).toEqual({ CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' });
+    const [c] = td.Properties.ContainerDefinitions;
+    expect(c.User).toMatch(/^[1-9][0-9]*:[0-9]+$/); // numeric, not root
+    expect(c.ReadonlyRootFilesystem).toBe(true);
+    expect(c.StopTimeout).toBe(STOP_TIMEOUT_SECONDS);
+    const env = Object.fromEntries(c.Environment.map((e: any) => [e.Name, e.Value]));
+    expect(Number(env.YUBA_SHUTDOWN_GRACE_SECONDS)).toBe(SHUTDOWN_GRACE_SECONDS);
+    expect(SHUTDOWN_GRACE_SECONDS).toBeLessThan(STOP_TIMEOUT_SECONDS);
+    expect(env.YUBA_QUEUE_URL).toEqual({ Ref: queueId(t, 'yuba-prod-work-fargate') });
+    // The queue's visibility is the worker's own (renewed every half while a job runs).
+    const [, q] = one(t, 'AWS::SQS::Queue', (r) => r.Properties.QueueName === 'yuba-prod-work-fargate');
+    expect(String(q.Properties.VisibilityTimeout)).toBe(env.YUBA_VISIBILITY_TIMEOUT_SECONDS);
+  });
+
+  test('task memory covers the worker formula with headroom', () => {
+    const td = worker();
+    expect(Number(td.Properties.Memory)).toBeGreaterThanOrEqual(1.5 * workerMemoryMiB(prod.config.fargateWorker.concurrency));
+  });
+
+  test('FARGATE_SPOT with an on-demand share, circuit breaker with rollback', () => {
+    const [, svc] = one(t, 'AWS::ECS::Service');
+    expect(svc.Properties.CapacityProviderStrategy).toEqual([
+      { CapacityProvider: 'FARGATE_SPOT', Weight: 3 },
+      { CapacityProvider: 'FARGATE', Weight: 1, Base: 0 },
+    ]);
+    expect(svc.Properties.DeploymentConfiguration.DeploymentCircuitBreaker).toEqual({ Enable: true, Rollback: true });
+  });
+
+  test('scales on the backlog per task, down to zero', () => {
+    t.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', { MinCapacity: 0, MaxCapacity: 20, ScalableDimension: 'ecs:service:DesiredCount' });
+    const policies = resources(t, 'AWS::ApplicationAutoScaling::ScalingPolicy');
+    expect(policies).toHaveLength(2);
+    const adjustments = policies.flatMap(([, p]) => {
+      expect(p.Properties.StepScalingPolicyConfiguration.AdjustmentType).toBe('ExactCapacity');
+      return p.Properties.StepScalingPolicyConfiguration.StepAdjustments.map((s: any) => s.ScalingAdjustment);
+    });
+    expect(Math.min(...adjustments)).toBe(0);
+    expect(Math.max(...adjustments)).toBe(20);
+    // The alarms behind the policies watch visible + in-flight messages of the Fargate queue.
+    const scalingAlarms = resources(t, 'AWS::CloudWatch::Alarm').filter(([id]) => id.includes('BacklogPerTask'));
+    expect(scalingAlarms).toHaveLength(2);
+    for (const [, a] of scalingAlarms) {
+      const names = a.Properties.Metrics.filter((m: any) => m.MetricStat).map((m: any) => m.MetricStat.Metric.MetricName).sort();
+      expect(names).toEqual(['ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesVisible']);
+    }
+  });
+
+  test('backlog steps: one task for the first message, exact counts by backlog per task', () => {
+    expect(backlogSteps(10, 3, 0)).toEqual([
+      { upper: 1, change: 0 },
+      { lower: 1, change: 1 },
+      { lower: 11, change: 2 },
+      { lower: 21, change: 3 },
+    ]);
+    const many = backlogSteps(40, 50, 0);
+    expect(many.length).toBeLessThanOrEqual(12);
+    expect(many[many.length - 1].change).toBe(50);
+  });
+
+  test('tasks have no ingress and reach out on 443 only', () => {
+    const [, sg] = one(t, 'AWS::EC2::SecurityGroup');
+    expect(sg.Properties.SecurityGroupIngress).toBeUndefined();
+    expect(sg.Properties.SecurityGroupEgress).toEqual([expect.objectContaining({ IpProtocol: 'tcp', FromPort: 443, ToPort: 443 })]);
+  });
+});
+
+describe('reconciler', () => {
+  const t = prod.template;
+
+  test('a daily EventBridge Scheduler schedule runs backfill --json on Fargate', () => {
+    const [, s] = one(t, 'AWS::Scheduler::Schedule');
+    expect(s.Properties.ScheduleExpression).toBe('cron(0 3 * * ? *)');
+    expect(s.Properties.ScheduleExpressionTimezone).toBe('UTC');
+    expect(s.Properties.State).toBe('ENABLED');
+    const tdId = logicalIdOf(t, 'AWS::ECS::TaskDefinition', (r) => r.Properties.Family === 'yuba-prod-reconciler');
+    expect(s.Properties.Target.EcsParameters.TaskDefinitionArn).toEqual({ Ref: tdId });
+    const td = t.toJSON().Resources[tdId];
+    const [c] = td.Properties.ContainerDefinitions;
+    expect(c.Command).toEqual(['yuba-reconciler', 'backfill', '--json']);
+    expect(c.ReadonlyRootFilesystem).toBe(true);
+    const env = Object.fromEntries(c.Environment.map((e: any) => [e.Name, e.Value]));
+    expect(env.YUBA_SOURCE_BUCKET).toBe('yuba-prod-images');
+    expect(JSON.parse(env.YUBA_GCS_CREDENTIALS).type).toBe('external_account');
+  });
+
+  test('a non-zero exit raises an alarm on the topic', () => {
+    const [ruleId, rule] = one(t, 'AWS::Events::Rule');
+    expect(rule.Properties.EventPattern.detail.lastStatus).toEqual(['STOPPED']);
+    expect(JSON.stringify(rule.Properties.EventPattern.detail.$or)).toContain('{"exitCode":[{"anything-but":0}]}');
+    const [, alarm] = one(t, 'AWS::CloudWatch::Alarm', (a) => a.Properties.MetricName === 'TriggeredRules');
+    expect(alarm.Properties.Dimensions).toEqual([{ Name: 'RuleName', Value: { Ref: ruleId } }]);
+    expect(alarm.Properties.AlarmActions).toEqual([{ Ref: logicalIdOf(t, 'AWS::SNS::Topic', () => true) }]);
+  });
+});
+
+describe('observability', () => {
+  const t = prod.template;
+  const topicRef = () => ({ Ref: logicalIdOf(t, 'AWS::SNS::Topic', () => true) });
+  const alarmNamed = (name: string) => one(t, 'AWS::CloudWatch::Alarm', (a) => a.Properties.AlarmName === name)[1];
+
+  test('every DLQ has a not-empty alarm that notifies the topic', () => {
+    for (const q of ['events', 'lambda-work', 'fargate-work']) {
+      const a = alarmNamed(`yuba-prod-${q}-dlq-not-empty`);
+      expect(a.Properties).toMatchObject({ MetricName: 'ApproximateNumberOfMessagesVisible', Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold' });
+      expect(a.Properties.AlarmActions).toEqual([topicRef()]);
+    }
+  });
+
+  test('the oldest message and the p99 upload->replica latency are held to the lag objective', () => {
+    for (const q of ['events', 'lambda-work', 'fargate-work']) {
+      expect(alarmNamed(`yuba-prod-${q}-lag`).Properties).toMatchObject({ MetricName: 'ApproximateAgeOfOldestMessage', Threshold: 120 });
+    }
+    const p99 = alarmNamed('yuba-prod-replication-lag-p99').Properties;
+    expect(p99.Threshold).toBe(120000);
+    expect(p99.Metrics).toEqual([
+      expect.objectContaining({
+        MetricStat: { Metric: { Namespace: 'yuba', MetricName: 'ReplicationLag', Dimensions: [{ Name: 'Outcome', Value: 'replicated' }] }, Period: 300, Stat: 'p99' },
+      }),
+    ]);
+  });
+
+  test('error budget: fast and slow burn alarms on failed attempts / attempts', () => {
+    const fast = alarmNamed('yuba-prod-error-budget-fast-burn');
+    expect(fast.Properties.Threshold).toBeCloseTo(14.4 * 0.01);
+    expect(alarmNamed('yuba-prod-error-budget-slow-burn').Properties.Threshold).toBeCloseTo(6 * 0.01);
+    const metrics = fast.Properties.Metrics;
+    const names = metrics.filter((m: any) => m.MetricStat).map((m: any) => `${m.MetricStat.Metric.Namespace}/${m.MetricStat.Metric.MetricName}`);
+    expect(names.sort()).toEqual(['AWS/SQS/NumberOfMessagesReceived', 'AWS/SQS/NumberOfMessagesReceived', 'yuba/Jobs', 'yuba/Jobs', 'yuba/Jobs']);
+    expect(metrics.find((m: any) => m.Expression).ReturnData).not.toBe(false);
+  });
+
+  test('Lambda errors and throttles are alarmed', () => {
+    for (const f of ['ingest', 'worker']) {
+      expect(alarmNamed(`yuba-prod-${f}-errors`).Properties.MetricName).toBe('Errors');
+      expect(alarmNamed(`yuba-prod-${f}-throttles`).Properties.MetricName).toBe('Throttles');
+    }
+  });
+
+  test('the topic is encrypted, TLS-only, and CloudWatch may publish', () => {
+    const [, topic] = one(t, 'AWS::SNS::Topic');
+    expect(topic.Properties.KmsMasterKeyId).toBeDefined();
+    const [, policy] = one(t, 'AWS::SNS::TopicPolicy');
+    const s = policy.Properties.PolicyDocument.Statement;
+    expect(s).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+        expect.objectContaining({ Effect: 'Allow', Principal: { Service: 'cloudwatch.amazonaws.com' }, Action: 'sns:Publish' }),
+      ]),
+    );
+  });
+
+  test('the dashboard shows lag, throughput, failures, queues, Lambda and Fargate', () => {
+    const [, d] = one(t, 'AWS::CloudWatch::Dashboard');
+    const body = JSON.stringify(d.Properties.DashboardBody);
+    for (const needle of [
+      'ApproximateAgeOfOldestMessage',
+      'ReplicationLag',
+      'BytesReplicated',
+      'MetricName=\\\\\\"Jobs\\\\\\"', // SEARCH over Jobs by outcome / failure
+      'VariantFailures',
+      'ApproximateNumberOfMessagesVisible',
+      'ApproximateNumberOfMessagesNotVisible',
+      'Duration',
+      'Throttles',
+      'RunningTaskCount',
+      'ReconcileDrift',
+      'DLQ depth',
+    ]) {
+      expect(body).toContain(needle);
+    }
+  });
+});
+
+describe('delivery', () => {
+  test('prod: CloudFront origin group, S3 with OAC first, the replica as failover', () => {
+    const t = prod.template;
+    const [, d] = one(t, 'AWS::CloudFront::Distribution');
+    const cfg = d.Properties.DistributionConfig;
+    expect(cfg.OriginGroups.Quantity).toBe(1);
+    const group = cfg.OriginGroups.Items[0];
+    expect(group.FailoverCriteria.StatusCodes.Items.sort()).toEqual([...FAILOVER_STATUS_CODES].sort());
+    const [primaryId, failoverId] = group.Members.Items.map((m: any) => m.OriginId);
+    const byId = Object.fromEntries(cfg.Origins.map((o: any) => [o.Id, o]));
+    expect(byId[primaryId].S3OriginConfig).toBeDefined();
+    expect(byId[primaryId].OriginAccessControlId).toBeDefined();
+    expect(byId[failoverId].DomainName).toBe(prod.config.delivery.failoverDomain);
+    expect(byId[failoverId].CustomOriginConfig.OriginProtocolPolicy).toBe('https-only');
+    expect(cfg.DefaultCacheBehavior.TargetOriginId).toBe(group.Id);
+    expect(cfg.DefaultCacheBehavior.ViewerProtocolPolicy).toBe('redirect-to-https');
+    expect(cfg.Logging).toBeDefined();
+    t.hasResourceProperties('AWS::CloudFront::OriginAccessControl', { OriginAccessControlConfig: Match.objectLike({ SigningBehavior: 'always' }) });
+  });
+
+  test('dev: no distribution', () => {
+    dev.template.resourceCountIs('AWS::CloudFront::Distribution', 0);
+  });
+});
+
+describe('stages', () => {
+  test('dev and prod differ in names, sizes, retention and alarms', () => {
+    expect(dev.config.prefix).not.toBe(prod.config.prefix);
+    const retention = (t: Template) => one(t, 'AWS::Logs::LogGroup', (r) => String(r.Properties.LogGroupName).endsWith('-worker'))[1].Properties.RetentionInDays;
+    expect(retention(dev.template)).toBe(14);
+    expect(retention(prod.template)).toBe(90);
+    const lag = (t: Template, p: string) => one(t, 'AWS::CloudWatch::Alarm', (a) => a.Properties.AlarmName === `${p}-replication-lag-p99`)[1].Properties.Threshold;
+    expect(lag(dev.template, 'yuba-dev')).toBe(300000);
+    expect(lag(prod.template, 'yuba-prod')).toBe(120000);
+    // dev: no NAT, tasks in public subnets with a public IP (no ingress); prod: private behind NAT.
+    dev.template.resourceCountIs('AWS::EC2::NatGateway', 0);
+    prod.template.resourceCountIs('AWS::EC2::NatGateway', 2);
+    expect(one(dev.template, 'AWS::ECS::Service')[1].Properties.NetworkConfiguration.AwsvpcConfiguration.AssignPublicIp).toBe('ENABLED');
+    expect(one(prod.template, 'AWS::ECS::Service')[1].Properties.NetworkConfiguration.AwsvpcConfiguration.AssignPublicIp).toBe('DISABLED');
+  });
+});
