@@ -9,6 +9,7 @@
  */
 import { Duration, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
 import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -66,6 +67,16 @@ export class Observability extends Construct {
         conditions: { StringEquals: { 'aws:SourceAccount': account } },
       }),
     );
+    // EventBridge delivers the reconciler's failed-run events to the same topic.
+    key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'EventBridgePublish',
+        principals: [new iam.ServicePrincipal('events.amazonaws.com')],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+        resources: ['*'],
+        conditions: { StringEquals: { 'aws:SourceAccount': account } },
+      }),
+    );
     this.topic = new sns.Topic(this, 'Alarms', { topicName: `${c.prefix}-alarms`, displayName: `yuba ${c.stage} alarms`, masterKey: key, enforceSSL: true });
     this.topic.addToResourcePolicy(
       new iam.PolicyStatement({
@@ -77,6 +88,8 @@ export class Observability extends Construct {
       }),
     );
     for (const email of c.alarms.emails) this.topic.addSubscription(new subs.EmailSubscription(email));
+    // The stopped task's event (exit codes, stop reason) reaches on-call as it is.
+    reconciler.failedRun.addTarget(new eventsTargets.SnsTopic(this.topic));
     const notify = new actions.SnsAction(this.topic);
     const alarm = (id: string, props: cloudwatch.AlarmProps) => {
       const a = new cloudwatch.Alarm(this, id, { treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING, ...props });

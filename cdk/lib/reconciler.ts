@@ -36,6 +36,8 @@ export interface ReconcilerProps {
 export class Reconciler extends Construct {
   readonly taskRole: iam.Role;
   readonly schedule: scheduler.Schedule;
+  /** ECS's event for a run that ended badly; the alarm topic is its target (see Observability). */
+  readonly failedRun: events.Rule;
   readonly failedRunAlarm: cloudwatch.Alarm;
   readonly scheduleFailureAlarm: cloudwatch.Alarm;
   readonly logGroup: logs.LogGroup;
@@ -119,7 +121,9 @@ export class Reconciler extends Construct {
     });
 
     // A run that ended badly: ECS's own task-state event, matched for this cluster's reconciler
-    // group. A rule's TriggeredRules metric counts its matches, which the alarm watches.
+    // group. The rule sends the event itself to the alarm topic (wired in Observability, which
+    // owns the topic), and its TriggeredRules metric, emitted for a rule with a target, drives
+    // the alarm that shows on the dashboard.
     const stoppedBadly = new events.Rule(this, 'FailedRun', {
       description: 'yuba reconciler task stopped with a non-zero exit code or failed to start',
       eventPattern: {
@@ -133,6 +137,7 @@ export class Reconciler extends Construct {
         },
       },
     });
+    this.failedRun = stoppedBadly;
     this.failedRunAlarm = new cloudwatch.Alarm(this, 'FailedRunAlarm', {
       alarmName: `${c.prefix}-reconciler-failed`,
       alarmDescription: 'The scheduled reconciler exited non-zero or did not start. Its log group has the JSON summary (see README "Roll back and operate").',

@@ -315,7 +315,13 @@ describe('reconciler', () => {
     expect(JSON.stringify(rule.Properties.EventPattern.detail.$or)).toContain('{"exitCode":[{"anything-but":0}]}');
     const [, alarm] = one(t, 'AWS::CloudWatch::Alarm', (a) => a.Properties.MetricName === 'TriggeredRules');
     expect(alarm.Properties.Dimensions).toEqual([{ Name: 'RuleName', Value: { Ref: ruleId } }]);
-    expect(alarm.Properties.AlarmActions).toEqual([{ Ref: logicalIdOf(t, 'AWS::SNS::Topic', () => true) }]);
+    const topic = { Ref: logicalIdOf(t, 'AWS::SNS::Topic', () => true) };
+    expect(alarm.Properties.AlarmActions).toEqual([topic]);
+    // The rule has a target (so its metric exists): the event itself goes to the topic, whose key
+    // EventBridge may use.
+    expect(rule.Properties.Targets.map((target: { Arn: unknown }) => target.Arn)).toEqual([topic]);
+    const [, key] = one(t, 'AWS::KMS::Key');
+    expect(JSON.stringify(key.Properties.KeyPolicy)).toContain('events.amazonaws.com');
   });
 });
 
