@@ -269,6 +269,19 @@ impl Stack {
         aws_sdk_s3::Client::from_conf(config)
     }
 
+    /// Puts `body` into the source bucket under `key` (straight to the server).
+    pub async fn put(&self, key: &str, body: &[u8]) -> anyhow::Result<()> {
+        self.s3()
+            .await
+            .put_object()
+            .bucket(self.source_bucket())
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(body.to_vec()))
+            .send()
+            .await?;
+        Ok(())
+    }
+
     pub async fn sqs(&self) -> aws_sdk_sqs::Client {
         aws_sdk_sqs::Client::new(&self.sdk_config().await)
     }
@@ -648,6 +661,50 @@ pub async fn gcs_sha256(gcs: &Gcs, bucket: &str, name: &str) -> anyhow::Result<S
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// A variants document with one small JPEG profile, `thumb`, under the default key template.
+pub const THUMBNAIL_VARIANTS: &str = r#"{
+    "key_template": "_variants/{variant}/{key}",
+    "profiles": [{"name": "thumb", "width": 32, "height": 32, "format": "jpeg", "quality": 80}]
+}"#;
+
+/// A `width`×`height` JPEG of gradients; each `seed` gives other pixels (and bytes).
+pub fn gradient_jpeg(width: u16, height: u16, seed: u8) -> Vec<u8> {
+    let mut rgb = Vec::with_capacity(usize::from(width) * usize::from(height) * 3);
+    for y in 0..height {
+        for x in 0..width {
+            rgb.extend_from_slice(&[x as u8, y as u8, (x as u8 / 2).wrapping_add(seed)]);
+        }
+    }
+    encode_jpeg(&rgb, width, height, 90)
+}
+
+/// `rgb` (8-bit, 3 channels) as a baseline JPEG.
+pub fn encode_jpeg(rgb: &[u8], width: u16, height: u16, quality: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, quality)
+        .encode(rgb, width, height, jpeg_encoder::ColorType::Rgb)
+        .expect("a buffer of the right size encodes");
+    out
+}
+
+/// The first message on `queue_url`, waiting for one up to `timeout` (it stays on the queue).
+pub async fn first_message(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    timeout: Duration,
+) -> anyhow::Result<aws_sdk_sqs::types::Message> {
+    eventually(timeout, &format!("a message on {queue_url}"), || async {
+        let received = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .wait_time_seconds(1)
+            .send()
+            .await?;
+        Ok(received.messages().first().cloned())
+    })
+    .await
 }
 
 /// Deterministic bytes that do not compress: a sha256 counter stream.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use yuba_e2e::{Stack, dump_logs, eventually, logs_where, queue_depth, replica_of};
+use yuba_e2e::{Stack, dump_logs, eventually, first_message, logs_where, queue_depth, replica_of};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -65,17 +65,9 @@ async fn a_malformed_event_goes_to_the_dlq_and_spares_its_batch() -> anyhow::Res
         replica_of(&pipeline, &gcs, stack.replica_bucket(), key, TIMEOUT).await?;
     }
 
-    let dead = eventually(TIMEOUT, "the poisoned message in the DLQ", || async {
-        let received = sqs
-            .receive_message()
-            .queue_url(stack.var("YUBA_EVENTS_DLQ_URL"))
-            .wait_time_seconds(1)
-            .send()
-            .await?;
-        Ok(received.messages().first().cloned())
-    })
-    .await
-    .map_err(|e| e.context(dump_logs(&pipeline)))?;
+    let dead = first_message(&sqs, stack.var("YUBA_EVENTS_DLQ_URL"), TIMEOUT)
+        .await
+        .map_err(|e| e.context(dump_logs(&pipeline)))?;
     assert_eq!(dead.body(), Some("{\"Records\": [this is not JSON"));
     // Nothing else is stuck: the queue drains. (S3's own notifications of the two objects can
     // arrive after the purge; ingest takes them too, and may be working on them right now.)

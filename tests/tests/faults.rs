@@ -3,19 +3,14 @@
 
 use std::time::Duration;
 
-use aws_sdk_s3::primitives::ByteStream;
 use yuba_e2e::{
-    Stack, StackOptions, eventually, gcs_sha256, pseudo_random_bytes, queue_depth, sha256_hex,
+    Stack, StackOptions, THUMBNAIL_VARIANTS, eventually, gcs_sha256, gradient_jpeg,
+    pseudo_random_bytes, queue_depth, sha256_hex,
 };
 use yuba_model::{Job, ReplicateJob, keys};
 use yuba_replicate::{Outcome, ReplicateError};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-const VARIANTS: &str = r#"{
-    "key_template": "_variants/{variant}/{key}",
-    "profiles": [{"name": "thumb", "width": 32, "height": 32, "format": "jpeg", "quality": 80}]
-}"#;
-
 fn replicate(bucket: &str, key: &str) -> Job {
     Job::Replicate(ReplicateJob {
         bucket: bucket.to_owned(),
@@ -29,34 +24,6 @@ fn replicate(bucket: &str, key: &str) -> Job {
     })
 }
 
-/// A 64×48 JPEG whose pixels depend on `shade`.
-fn picture(shade: u8) -> Vec<u8> {
-    let mut rgb = Vec::new();
-    for y in 0..48_u16 {
-        for x in 0..64_u16 {
-            rgb.extend_from_slice(&[shade, (x * 3) as u8, (y * 5) as u8]);
-        }
-    }
-    let mut out = Vec::new();
-    jpeg_encoder::Encoder::new(&mut out, 90)
-        .encode(&rgb, 64, 48, jpeg_encoder::ColorType::Rgb)
-        .expect("encodes");
-    out
-}
-
-async fn put(stack: &Stack, key: &str, content: &[u8]) -> anyhow::Result<()> {
-    stack
-        .s3()
-        .await
-        .put_object()
-        .bucket(stack.source_bucket())
-        .key(key)
-        .body(ByteStream::from(content.to_vec()))
-        .send()
-        .await?;
-    Ok(())
-}
-
 /// Job A reads v1 of a key; before A writes, v2 is put and job B replicates it. A's write must
 /// lose: its precondition names the generation A saw (none), which B's write replaced. The S3
 /// proxy holds A's response until B is done, so the interleaving is certain, not timed.
@@ -65,7 +32,7 @@ async fn a_copy_of_an_older_version_cannot_overwrite_a_newer_replica() -> anyhow
     let (stack, proxies) = Stack::start_behind_proxies("race", StackOptions::default()).await?;
     let gcs = stack.gcs().await?;
     let bucket = stack.replica_bucket();
-    let variants = [("YUBA_VARIANTS", VARIANTS)];
+    let variants = [("YUBA_VARIANTS", THUMBNAIL_VARIANTS)];
     let slow = stack.replicator(proxies.aws.url(), &variants).await?;
     let fast = stack
         .replicator(stack.var("AWS_ENDPOINT_URL"), &variants)
@@ -77,10 +44,14 @@ async fn a_copy_of_an_older_version_cannot_overwrite_a_newer_replica() -> anyhow
             pseudo_random_bytes(64 * 1024, 1),
             pseudo_random_bytes(64 * 1024, 2),
         ),
-        ("race/photo.jpg", picture(20), picture(220)),
+        (
+            "race/photo.jpg",
+            gradient_jpeg(64, 48, 20),
+            gradient_jpeg(64, 48, 220),
+        ),
     ];
     for (key, v1, v2) in cases {
-        put(&stack, key, &v1).await?;
+        stack.put(key, &v1).await?;
         let job = replicate(stack.source_bucket(), key);
         proxies.aws.hold_responses();
         let answered = proxies.aws.stats().bytes_from_upstream;
@@ -93,7 +64,7 @@ async fn a_copy_of_an_older_version_cannot_overwrite_a_newer_replica() -> anyhow
             Ok((read >= v1.len() as u64).then_some(()))
         })
         .await?;
-        put(&stack, key, &v2).await?;
+        stack.put(key, &v2).await?;
         let b = fast.run(&job).await?;
         assert!(matches!(b, Outcome::Replicated { .. }), "{key}: B {b:?}");
         proxies.aws.release();
@@ -137,7 +108,7 @@ async fn a_source_read_cut_half_way_resumes_on_the_same_version() -> anyhow::Res
     // Streamed (over one 8 MiB chunk) and held whole: both read through the same source.
     for (key, size) in [("cut/big.bin", 12 << 20), ("cut/small.bin", 1 << 20)] {
         let content = pseudo_random_bytes(size, 3);
-        put(&stack, key, &content).await?;
+        stack.put(key, &content).await?;
         let resets = proxies.aws.stats().resets;
         proxies.aws.reset_next_toward(
             yuba_e2e::fault_proxy::ResetDirection::ToClient,
@@ -159,7 +130,7 @@ async fn a_source_read_cut_half_way_resumes_on_the_same_version() -> anyhow::Res
         pseudo_random_bytes(1 << 20, 4),
         pseudo_random_bytes(1 << 20, 5),
     );
-    put(&stack, key, &v1).await?;
+    stack.put(key, &v1).await?;
     proxies.aws.hold_responses();
     let answered = proxies.aws.stats().bytes_from_upstream;
     proxies
@@ -175,7 +146,7 @@ async fn a_source_read_cut_half_way_resumes_on_the_same_version() -> anyhow::Res
         Ok((read >= v1.len() as u64).then_some(()))
     })
     .await?;
-    put(&stack, key, &v2).await?;
+    stack.put(key, &v2).await?;
     proxies.aws.release();
     let error = run
         .await?
@@ -204,7 +175,7 @@ async fn poison_messages_reach_the_dlq_without_blocking_their_batch() -> anyhow:
     let queue = stack.var("YUBA_LAMBDA_QUEUE_URL").to_owned();
     let dlq = stack.var("YUBA_LAMBDA_DLQ_URL").to_owned();
     let content = pseudo_random_bytes(10_000, 6);
-    put(&stack, "poison/good.bin", &content).await?;
+    stack.put("poison/good.bin", &content).await?;
     let poison = [
         "not json at all".to_owned(),
         r#"{"v":7,"op":"replicate","bucket":"b","key":"k"}"#.to_owned(),
@@ -269,7 +240,7 @@ async fn a_worker_killed_mid_upload_leaves_nothing_and_the_job_completes() -> an
     let (stack, proxies) = Stack::start_behind_proxies("killed", StackOptions::default()).await?;
     let key = "killed/big.bin";
     let content = pseudo_random_bytes(40 << 20, 7);
-    put(&stack, key, &content).await?;
+    stack.put(key, &content).await?;
     let queue = stack.var("YUBA_FARGATE_QUEUE_URL").to_owned();
     stack
         .sqs()
@@ -331,7 +302,7 @@ async fn permanent_failures_are_told_apart_from_transient_ones() -> anyhow::Resu
     )
     .await?;
     let content = pseudo_random_bytes(5_000, 8);
-    put(&stack, "kinds/good.bin", &content).await?;
+    stack.put("kinds/good.bin", &content).await?;
     let sqs = stack.sqs().await;
     let (queue, dlq) = (
         stack.var("YUBA_LAMBDA_QUEUE_URL").to_owned(),

@@ -11,8 +11,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::NotificationConfiguration;
 use serde_json::{Value, json};
 use yuba_e2e::{
-    Process, Stack, dump_logs, eventually, gcs_sha256, logs_where, pseudo_random_bytes, replica_of,
-    sha256_hex,
+    Process, Stack, dump_logs, eventually, first_message, gcs_sha256, gradient_jpeg, logs_where,
+    pseudo_random_bytes, replica_of, sha256_hex,
 };
 use yuba_gcs::{Gcs, ListQuery, ObjectInfo};
 use yuba_model::Job;
@@ -415,20 +415,6 @@ fn png(width: u32, height: u32) -> Vec<u8> {
     out
 }
 
-fn jpeg(width: u16, height: u16) -> Vec<u8> {
-    let mut rgb = Vec::new();
-    for y in 0..height {
-        for x in 0..width {
-            rgb.extend_from_slice(&[(x % 256) as u8, (y % 256) as u8, 64]);
-        }
-    }
-    let mut out = Vec::new();
-    jpeg_encoder::Encoder::new(&mut out, 90)
-        .encode(&rgb, width, height, jpeg_encoder::ColorType::Rgb)
-        .expect("encodes");
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn content_types_that_lie_are_sniffed_not_trusted() -> anyhow::Result<()> {
     let stack = Stack::start("hostile-types", 1)?;
@@ -446,7 +432,7 @@ async fn content_types_that_lie_are_sniffed_not_trusted() -> anyhow::Result<()> 
         ("lies/text-as-png.png", text.clone(), "image/png"),
         (
             "lies/jpeg-as-bytes",
-            jpeg(200, 150),
+            gradient_jpeg(200, 150, 64),
             "application/octet-stream",
         ),
         ("lies/broken.png", fake_png, "image/png"),
@@ -731,17 +717,9 @@ async fn one_notification_of_a_thousand_records_spares_its_good_records() -> any
     );
 
     // The notification itself goes to the DLQ for a person to look at, whole.
-    let dead = eventually(TIMEOUT, "the notification in the events DLQ", || async {
-        let received = sqs
-            .receive_message()
-            .queue_url(stack.var("YUBA_EVENTS_DLQ_URL"))
-            .wait_time_seconds(1)
-            .send()
-            .await?;
-        Ok(received.messages().first().cloned())
-    })
-    .await
-    .map_err(|e| e.context(dump_logs(ingest)))?;
+    let dead = first_message(&sqs, stack.var("YUBA_EVENTS_DLQ_URL"), TIMEOUT)
+        .await
+        .map_err(|e| e.context(dump_logs(ingest)))?;
     assert_eq!(dead.body(), Some(body.as_str()));
     Ok(())
 }

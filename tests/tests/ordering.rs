@@ -9,31 +9,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use yuba_e2e::{Stack, gcs_sha256, sha256_hex};
+use yuba_e2e::{Stack, THUMBNAIL_VARIANTS, gcs_sha256, gradient_jpeg, sha256_hex};
 use yuba_events::{RecordOutcome, parse_notification};
 use yuba_gcs::Gcs;
 use yuba_model::{Job, keys};
-
-const VARIANTS: &str = r#"{
-    "key_template": "_variants/{variant}/{key}",
-    "profiles": [{"name": "thumb", "width": 32, "height": 32, "format": "jpeg", "quality": 80}]
-}"#;
-
-/// A small JPEG whose pixels depend on `shade`, so each version has its own content.
-fn picture(shade: u8) -> Vec<u8> {
-    let (width, height) = (64_u16, 48_u16);
-    let mut rgb = Vec::new();
-    for y in 0..height {
-        for x in 0..width {
-            rgb.extend_from_slice(&[shade, (x * 3) as u8, (y * 5) as u8]);
-        }
-    }
-    let mut out = Vec::new();
-    jpeg_encoder::Encoder::new(&mut out, 90)
-        .encode(&rgb, width, height, jpeg_encoder::ColorType::Rgb)
-        .expect("encodes");
-    out
-}
 
 /// What happened to one key, in order: `Some(content)` for a put, `None` for a delete.
 type History = Vec<Option<Vec<u8>>>;
@@ -171,7 +150,11 @@ async fn recorded_sha256(gcs: &Gcs, bucket: &str, name: &str) -> anyhow::Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_order_of_a_keys_events_converges_to_its_latest_state() -> anyhow::Result<()> {
     let stack = Stack::start("ordering", 3)?;
-    let (v1, v2, v3) = (picture(10), picture(120), picture(240));
+    let (v1, v2, v3) = (
+        gradient_jpeg(64, 48, 10),
+        gradient_jpeg(64, 48, 120),
+        gradient_jpeg(64, 48, 240),
+    );
     let histories = BTreeMap::from([
         // overwrite, overwrite, delete, re-create: the replica must end as v3
         (
@@ -191,7 +174,7 @@ async fn every_order_of_a_keys_events_converges_to_its_latest_state() -> anyhow:
     let replicator = stack
         .replicator(
             stack.var("AWS_ENDPOINT_URL"),
-            &[("YUBA_VARIANTS", VARIANTS)],
+            &[("YUBA_VARIANTS", THUMBNAIL_VARIANTS)],
         )
         .await?;
     let bucket = stack.replica_bucket();

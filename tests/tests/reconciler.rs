@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::Value;
 use yuba_e2e::{
-    Finished, Stack, dump_logs, eventually, gcs_sha256, logs_where, pseudo_random_bytes,
-    queue_depth, replica_of, sha256_hex,
+    Finished, Stack, dump_logs, eventually, gcs_sha256, gradient_jpeg, logs_where,
+    pseudo_random_bytes, queue_depth, replica_of, sha256_hex,
 };
 use yuba_gcs::{Gcs, ListQuery, ObjectUpdate, UploadSpec};
 
@@ -104,32 +104,6 @@ fn count(summary: &Value, field: &str) -> u64 {
     summary[field]
         .as_u64()
         .unwrap_or_else(|| panic!("no {field} in {summary}"))
-}
-
-async fn put(s3: &aws_sdk_s3::Client, stack: &Stack, key: &str, body: &[u8]) -> anyhow::Result<()> {
-    s3.put_object()
-        .bucket(stack.source_bucket())
-        .key(key)
-        .body(ByteStream::from(body.to_vec()))
-        .send()
-        .await?;
-    Ok(())
-}
-
-/// A small JPEG of gradients, different for each `seed`.
-fn photo(seed: u8) -> Vec<u8> {
-    let (width, height) = (160_u16, 120_u16);
-    let mut rgb = Vec::with_capacity(usize::from(width) * usize::from(height) * 3);
-    for y in 0..height {
-        for x in 0..width {
-            rgb.extend_from_slice(&[x as u8, y as u8, (x as u8 / 2).wrapping_add(seed)]);
-        }
-    }
-    let mut out = Vec::new();
-    jpeg_encoder::Encoder::new(&mut out, 90)
-        .encode(&rgb, width, height, jpeg_encoder::ColorType::Rgb)
-        .expect("encodes");
-    out
 }
 
 /// Every object in the replica bucket and its generation.
@@ -244,16 +218,16 @@ async fn every_kind_of_drift_is_found_and_repaired() -> anyhow::Result<()> {
         ("in sync/plain.bin", pseudo_random_bytes(3_000, 1)),
         ("in sync/streamed.bin", pseudo_random_bytes(600_000, 3)),
         (unicode_key, b"spaces and unicode".to_vec()),
-        ("in sync/sea side.jpg", photo(1)),
+        ("in sync/sea side.jpg", gradient_jpeg(160, 120, 1)),
         ("forged.txt", b"what the source holds".to_vec()),
         ("mismatch.txt", b"the original replica content".to_vec()),
-        ("orphan.jpg", photo(2)),
+        ("orphan.jpg", gradient_jpeg(160, 120, 2)),
         ("stale.txt", b"version one".to_vec()),
-        ("variant-deleted.jpg", photo(3)),
-        ("variant-outdated.jpg", photo(7)),
+        ("variant-deleted.jpg", gradient_jpeg(160, 120, 3)),
+        ("variant-outdated.jpg", gradient_jpeg(160, 120, 7)),
     ];
     for (key, body) in &objects {
-        put(&s3, &stack, key, body).await?;
+        stack.put(key, body).await?;
     }
     let first = reconcile(&stack, &["backfill", "--inline"], &variants, &checkpoint).await?;
     let (findings, summary) = parse(&first);
@@ -277,8 +251,8 @@ async fn every_kind_of_drift_is_found_and_repaired() -> anyhow::Result<()> {
     }
 
     // An image replicated while no profile was configured: its record lists no variant.
-    let no_variants = ("no-variants.jpg", photo(4));
-    put(&s3, &stack, no_variants.0, &no_variants.1).await?;
+    let no_variants = ("no-variants.jpg", gradient_jpeg(160, 120, 4));
+    stack.put(no_variants.0, &no_variants.1).await?;
     let plain = reconcile(&stack, &["backfill", "--inline"], &[], &checkpoint).await?;
     assert_eq!(
         kinds_and_keys(&parse(&plain).0),
@@ -300,10 +274,10 @@ async fn every_kind_of_drift_is_found_and_repaired() -> anyhow::Result<()> {
 
     // The drift.
     let missing = ("missing.txt", pseudo_random_bytes(500, 2));
-    put(&s3, &stack, missing.0, &missing.1).await?;
+    stack.put(missing.0, &missing.1).await?;
     objects.push(missing);
     let stale_bytes = b"version two, longer".to_vec();
-    put(&s3, &stack, "stale.txt", &stale_bytes).await?;
+    stack.put("stale.txt", &stale_bytes).await?;
     objects.retain(|(key, _)| *key != "stale.txt");
     objects.push(("stale.txt", stale_bytes));
     // Other bytes of the same length under the old record, as a botched manual copy would.
@@ -713,12 +687,12 @@ async fn backfill_enqueues_jobs_routed_by_size_for_the_workers() -> anyhow::Resu
         ("large/e.bin", pseudo_random_bytes(300_000, 5)),
     ];
     // A replica whose source is deleted: its delete job moves no bytes and goes to Lambda.
-    put(&s3, &stack, "gone.txt", b"soon gone").await?;
+    stack.put("gone.txt", b"soon gone").await?;
     // An image whose variant is lost: only a content check sees it, and only a forced job
     // (the worker would skip an unforced one: the record is complete) makes it again.
-    let image = photo(5);
+    let image = gradient_jpeg(160, 120, 5);
     assert!(image.len() > 1000);
-    put(&s3, &stack, "photos/p.jpg", &image).await?;
+    stack.put("photos/p.jpg", &image).await?;
     let seeded = stack
         .run(
             RECONCILER,
@@ -736,7 +710,7 @@ async fn backfill_enqueues_jobs_routed_by_size_for_the_workers() -> anyhow::Resu
     let thumb = "_variants/thumb/photos/p.jpg.webp";
     assert!(gcs.delete(bucket, thumb, None).await?);
     for (key, body) in small.iter().chain(&large) {
-        put(&s3, &stack, key, body).await?;
+        stack.put(key, body).await?;
     }
 
     let checkpoint = stack.dir.join("enqueue.checkpoint.json");
@@ -857,7 +831,7 @@ async fn selection_and_safety_options_limit_what_is_touched() -> anyhow::Result<
     let checkpoint = stack.dir.join("select.checkpoint.json");
 
     for key in ["synced/1.txt", "synced/2.txt", "orphan.txt"] {
-        put(&s3, &stack, key, key.as_bytes()).await?;
+        stack.put(key, key.as_bytes()).await?;
     }
     assert_eq!(
         reconcile(&stack, &["backfill", "--inline"], &[], &checkpoint)
@@ -871,7 +845,7 @@ async fn selection_and_safety_options_limit_what_is_touched() -> anyhow::Result<
         .send()
         .await?;
     for key in ["missing/a.txt", "missing/b.txt"] {
-        put(&s3, &stack, key, key.as_bytes()).await?;
+        stack.put(key, key.as_bytes()).await?;
     }
     let all_drift = expected(&[
         ("missing", "missing/a.txt"),
@@ -1116,8 +1090,7 @@ async fn errors_exit_2_with_a_message_and_failed_repairs_exit_1() -> anyhow::Res
     assert!(bad_time.stderr.contains("RFC 3339"), "{}", bad_time.stderr);
 
     // A repair that cannot be made is a finding that failed, and exit code 1, not an error.
-    let s3 = stack.s3().await;
-    put(&s3, &stack, "unrepaired.txt", b"no queue for me").await?;
+    stack.put("unrepaired.txt", b"no queue for me").await?;
     let lambda_queue = stack.var("YUBA_LAMBDA_QUEUE_URL");
     let no_queue = format!(
         "{}/no-such-queue",
@@ -1152,12 +1125,13 @@ async fn errors_exit_2_with_a_message_and_failed_repairs_exit_1() -> anyhow::Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_that_names_a_variant_does_not_make_it_an_orphan() -> anyhow::Result<()> {
     let stack = Stack::start("reconcile-manifest-variant", 3)?;
-    let s3 = stack.s3().await;
     let gcs = stack.gcs().await?;
     let bucket = stack.replica_bucket();
     let checkpoint = stack.dir.join("manifest-variant.checkpoint.json");
     let variants = [("YUBA_VARIANTS", VARIANTS)];
-    put(&s3, &stack, "photos/a.jpg", &photo(6)).await?;
+    stack
+        .put("photos/a.jpg", &gradient_jpeg(160, 120, 6))
+        .await?;
     let seeded = reconcile(&stack, &["backfill", "--inline"], &variants, &checkpoint).await?;
     assert_eq!(seeded.code, Some(0), "{}", seeded.stderr);
     let thumb = "_variants/thumb/photos/a.jpg.webp";

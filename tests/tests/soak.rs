@@ -94,8 +94,7 @@ async fn backlog(stack: &Stack) -> anyhow::Result<u64> {
     Ok(total)
 }
 
-/// Log lines of every process that ever ran, whose `field` (in the line or its span) satisfies
-/// `wanted`.
+/// How many log lines of `processes` satisfy `wanted`.
 fn count_lines(processes: &[Process], wanted: impl Fn(&serde_json::Value) -> bool) -> usize {
     processes
         .iter()

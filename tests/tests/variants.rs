@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use yuba_e2e::{Stack, dump_logs, eventually, gcs_sha256, logs_where, replica_of, sha256_hex};
+use yuba_e2e::{
+    Stack, dump_logs, encode_jpeg, eventually, gcs_sha256, logs_where, replica_of, sha256_hex,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const VARIANTS: &str = r#"{
@@ -27,22 +29,14 @@ fn photo() -> Vec<u8> {
             rgb.extend_from_slice(&[(x / 5) as u8, (y / 4) as u8, ((x + y) / 9) as u8]);
         }
     }
-    jpeg(&rgb, width, height)
+    encode_jpeg(&rgb, width, height, 95)
 }
 
 /// A 1400×1000 JPEG of noise: about 3 MB, however well it is compressed.
 fn noisy_photo() -> Vec<u8> {
     let (width, height) = (1400_u16, 1000_u16);
     let rgb = yuba_e2e::pseudo_random_bytes(usize::from(width) * usize::from(height) * 3, 10);
-    jpeg(&rgb, width, height)
-}
-
-fn jpeg(rgb: &[u8], width: u16, height: u16) -> Vec<u8> {
-    let mut out = Vec::new();
-    jpeg_encoder::Encoder::new(&mut out, 95)
-        .encode(rgb, width, height, jpeg_encoder::ColorType::Rgb)
-        .expect("encodes");
-    out
+    encode_jpeg(&rgb, width, height, 95)
 }
 
 /// A JPEG header declaring 65000×65000 pixels (4.2 gigapixels) in 19 bytes.
