@@ -112,6 +112,15 @@ export interface GcpConfig {
   readonly reconcilerCredentialsFile: string;
 }
 
+/**
+ * The CloudWatch namespace a stage's workers and reconciler write their metrics in
+ * (YUBA_METRICS_NAMESPACE), and its dashboard and alarms read: one per stage, so that a dev stage
+ * deployed into the production account never counts into production's alarms or rollbacks.
+ */
+export function metricsNamespace(c: StageConfig): string {
+  return c.prefix;
+}
+
 export interface StageConfig {
   readonly stage: StageName;
   /** Prefix of every physical name (roles, queues, functions, cluster). */

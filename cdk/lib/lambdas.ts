@@ -17,7 +17,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import { Construct } from 'constructs';
-import { StageConfig, duration, lambdaWorkerMemoryMiB } from './config';
+import { StageConfig, duration, lambdaWorkerMemoryMiB, metricsNamespace } from './config';
 import { rustLambdaCode } from './code';
 import { roleNames } from './gcp';
 import { Queues } from './queues';
@@ -200,6 +200,7 @@ export function workerEnvironment(c: StageConfig, credentials: string, concurren
     YUBA_GCS_CREDENTIALS: credentials,
     YUBA_MIRROR_DELETES: String(c.mirrorDeletes),
     YUBA_CONCURRENCY: String(concurrency),
+    YUBA_METRICS_NAMESPACE: metricsNamespace(c),
     ...(c.variants ? { YUBA_VARIANTS: c.variants } : {}),
   };
 }

@@ -3,7 +3,7 @@
  * budget burn, Lambda errors and throttles, the reconciler), and the dashboard.
  *
  * yuba's own metrics come from the worker's (and reconciler's) Embedded Metric Format lines in
- * namespace `yuba` (ARCHITECTURE.md "Observability"): Jobs, JobDuration, BytesReplicated,
+ * the stage's namespace, `metricsNamespace(config)` (ARCHITECTURE.md "Observability"): Jobs, JobDuration, BytesReplicated,
  * VariantsMade, ReplicationLag by Outcome; Jobs by Outcome=failed|rejected and Failure;
  * VariantFailures by VariantError; Reconcile* by Command. The rest are AWS's.
  */
@@ -16,13 +16,11 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
-import { StageConfig } from './config';
+import { StageConfig, metricsNamespace } from './config';
 import { FargateWorker } from './fargate-worker';
 import { DeployedFunction, Lambdas } from './lambdas';
 import { Queues } from './queues';
 import { Reconciler } from './reconciler';
-
-export const NAMESPACE = 'yuba';
 
 /** Burn rates of the multi-window error-budget alarms (Google SRE workbook, 30-day budget). */
 export const FAST_BURN = { rate: 14.4, period: Duration.minutes(5), evaluationPeriods: 12, datapointsToAlarm: 12 } as const; // 1 h
@@ -36,8 +34,11 @@ export interface ObservabilityProps {
   readonly reconciler: Reconciler;
 }
 
-const yuba = (metricName: string, dimensionsMap: Record<string, string>, statistic: string, period = Duration.minutes(1), label?: string) =>
-  new cloudwatch.Metric({ namespace: NAMESPACE, metricName, dimensionsMap, statistic, period, label });
+/** One of yuba's own metrics, as the stage's workers and reconciler emit it. */
+const yubaMetric =
+  (namespace: string) =>
+  (metricName: string, dimensionsMap: Record<string, string>, statistic: string, period = Duration.minutes(1), label?: string) =>
+    new cloudwatch.Metric({ namespace, metricName, dimensionsMap, statistic, period, label });
 
 export class Observability extends Construct {
   readonly topic: sns.Topic;
@@ -50,6 +51,7 @@ export class Observability extends Construct {
     super(scope, id);
     const c = props.config;
     const { queues, lambdas, reconciler } = props;
+    const yuba = yubaMetric(metricsNamespace(c));
     const account = Stack.of(this).account;
 
     // --- the topic: encrypted with a key CloudWatch may use, TLS-only, publishable by alarms.
@@ -193,6 +195,7 @@ export class Observability extends Construct {
 
   private makeDashboard(c: StageConfig, p: ObservabilityProps, errorRatio: cloudwatch.MathExpression): cloudwatch.Dashboard {
     const { queues, lambdas, fargateWorker } = p;
+    const yuba = yubaMetric(metricsNamespace(c));
     const d = new cloudwatch.Dashboard(this, 'Dashboard', { dashboardName: c.prefix, defaultInterval: Duration.hours(6) });
     const minute = Duration.minutes(1);
     const objective = { value: c.alarms.lagObjectiveSeconds, label: 'lag objective', color: cloudwatch.Color.RED };
@@ -233,7 +236,7 @@ export class Observability extends Construct {
       }),
       new cloudwatch.GraphWidget({
         title: 'Jobs by outcome',
-        left: [search(`{${NAMESPACE},Outcome} MetricName="Jobs"`, 'Sum', 'jobs')],
+        left: [search(`{${metricsNamespace(c)},Outcome} MetricName="Jobs"`, 'Sum', 'jobs')],
         stacked: true,
         width: 8,
       }),
@@ -241,13 +244,13 @@ export class Observability extends Construct {
     d.addWidgets(
       new cloudwatch.GraphWidget({
         title: 'Failures by kind',
-        left: [search(`{${NAMESPACE},Failure,Outcome} MetricName="Jobs"`, 'Sum', 'failures')],
+        left: [search(`{${metricsNamespace(c)},Failure,Outcome} MetricName="Jobs"`, 'Sum', 'failures')],
         stacked: true,
         width: 8,
       }),
       new cloudwatch.GraphWidget({
         title: 'Variant failures by error',
-        left: [search(`{${NAMESPACE},VariantError} MetricName="VariantFailures"`, 'Sum', 'variant failures')],
+        left: [search(`{${metricsNamespace(c)},VariantError} MetricName="VariantFailures"`, 'Sum', 'variant failures')],
         stacked: true,
         width: 8,
       }),

@@ -16,7 +16,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import { Construct } from 'constructs';
-import { StageConfig } from './config';
+import { StageConfig, metricsNamespace } from './config';
 import { CONTAINER_USER, yubaImage } from './fargate-worker';
 import { roleNames } from './gcp';
 import { Network } from './network';
@@ -85,6 +85,7 @@ export class Reconciler extends Construct {
       logging: ecs.LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: 'reconciler' }),
       environment: {
         YUBA_LOG_FORMAT: 'json',
+        YUBA_METRICS_NAMESPACE: metricsNamespace(c),
         AWS_REGION: Stack.of(this).region,
         YUBA_SOURCE_BUCKET: c.source.name,
         YUBA_GCS_BUCKET: c.gcp.bucket,

@@ -346,7 +346,7 @@ describe('observability', () => {
     expect(p99.Threshold).toBe(120000);
     expect(p99.Metrics).toEqual([
       expect.objectContaining({
-        MetricStat: { Metric: { Namespace: 'yuba', MetricName: 'ReplicationLag', Dimensions: [{ Name: 'Outcome', Value: 'replicated' }] }, Period: 300, Stat: 'p99' },
+        MetricStat: { Metric: { Namespace: 'yuba-prod', MetricName: 'ReplicationLag', Dimensions: [{ Name: 'Outcome', Value: 'replicated' }] }, Period: 300, Stat: 'p99' },
       }),
     ]);
   });
@@ -357,7 +357,7 @@ describe('observability', () => {
     expect(alarmNamed('yuba-prod-error-budget-slow-burn').Properties.Threshold).toBeCloseTo(6 * 0.01);
     const metrics = fast.Properties.Metrics;
     const names = metrics.filter((m: any) => m.MetricStat).map((m: any) => `${m.MetricStat.Metric.Namespace}/${m.MetricStat.Metric.MetricName}`);
-    expect(names.sort()).toEqual(['AWS/SQS/NumberOfMessagesReceived', 'AWS/SQS/NumberOfMessagesReceived', 'yuba/Jobs', 'yuba/Jobs', 'yuba/Jobs']);
+    expect(names.sort()).toEqual(['AWS/SQS/NumberOfMessagesReceived', 'AWS/SQS/NumberOfMessagesReceived', 'yuba-prod/Jobs', 'yuba-prod/Jobs', 'yuba-prod/Jobs']);
     expect(metrics.find((m: any) => m.Expression).ReturnData).not.toBe(false);
   });
 
@@ -379,6 +379,39 @@ describe('observability', () => {
         expect.objectContaining({ Effect: 'Allow', Principal: { Service: 'cloudwatch.amazonaws.com' }, Action: 'sns:Publish' }),
       ]),
     );
+  });
+
+  test("each stage's metrics are written and read in its own namespace", () => {
+    /** Every namespace a template's writers are told to use, and every non-AWS one it reads. */
+    const namespaces = (t: Template) => {
+      const written = new Set<string>();
+      for (const [, f] of resources(t, 'AWS::Lambda::Function')) {
+        const ns = f.Properties.Environment?.Variables?.YUBA_METRICS_NAMESPACE;
+        if (ns) written.add(ns);
+      }
+      for (const [, td] of resources(t, 'AWS::ECS::TaskDefinition')) {
+        for (const e of td.Properties.ContainerDefinitions[0].Environment) if (e.Name === 'YUBA_METRICS_NAMESPACE') written.add(e.Value);
+      }
+      const read = new Set<string>();
+      for (const [, a] of resources(t, 'AWS::CloudWatch::Alarm')) {
+        for (const m of a.Properties.Metrics ?? []) if (m.MetricStat) read.add(m.MetricStat.Metric.Namespace);
+        if (a.Properties.Namespace) read.add(a.Properties.Namespace);
+      }
+      const body = JSON.stringify(one(t, 'AWS::CloudWatch::Dashboard')[1].Properties.DashboardBody);
+      for (const m of body.matchAll(/SEARCH\('\{([^,}\\]+)/g)) read.add(m[1]);
+      for (const m of body.matchAll(/\[\\"([^\\]+)\\",\\"(Jobs|ReplicationLag|BytesReplicated|Reconcile\w+)\\"/g)) read.add(m[1]);
+      return { written: [...written], read: [...read].filter((ns) => !ns.startsWith('AWS/') && !ns.startsWith('ECS/')) };
+    };
+    const p = namespaces(t);
+    // The Lambda worker, the Fargate worker and the reconciler.
+    expect(p.written).toEqual(['yuba-prod']);
+    expect(p.read).toEqual(['yuba-prod']);
+    expect(namespaces(dev.template)).toEqual({ written: ['yuba-dev'], read: ['yuba-dev'] });
+    const writers = [
+      ...resources(t, 'AWS::Lambda::Function').filter(([, f]) => f.Properties.Environment?.Variables?.YUBA_METRICS_NAMESPACE),
+      ...resources(t, 'AWS::ECS::TaskDefinition').filter(([, td]) => td.Properties.ContainerDefinitions[0].Environment.some((e: any) => e.Name === 'YUBA_METRICS_NAMESPACE')),
+    ];
+    expect(writers.length).toBe(3);
   });
 
   test('the dashboard shows lag, throughput, failures, queues, Lambda and Fargate', () => {

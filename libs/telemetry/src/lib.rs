@@ -3,7 +3,8 @@
 //!
 //! The format is chosen by `YUBA_LOG_FORMAT` (`json` or `pretty`); unset, it is JSON when running
 //! on Lambda or ECS or when stderr is not a terminal. The level comes from `RUST_LOG`
-//! (default `info`). Metrics ([`metrics`]) ride along in JSON mode.
+//! (default `info`). Metrics ([`metrics`]) ride along in JSON mode, in the namespace
+//! `YUBA_METRICS_NAMESPACE` names (default `yuba`).
 
 pub mod metrics;
 
@@ -45,6 +46,7 @@ impl LogFormat {
 /// own output (reports, tables).
 pub fn init(env: &Env) -> Result<LogFormat, String> {
     let format = LogFormat::from_env(env).map_err(|error| error.to_string())?;
+    let namespace = metrics::namespace_from_env(env).map_err(|error| error.to_string())?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -61,7 +63,7 @@ pub fn init(env: &Env) -> Result<LogFormat, String> {
             .try_init(),
     };
     installed.map_err(|error| format!("could not install the log subscriber: {error}"))?;
-    metrics::enable(format == LogFormat::Json);
+    metrics::enable((format == LogFormat::Json).then_some(namespace));
     Ok(format)
 }
 
