@@ -22,15 +22,17 @@ use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
 /// The most one read takes off a socket: one chunk of the delay line.
 const CHUNK_BYTES: usize = 64 * 1024;
-/// Chunks read but not yet written, per direction: lets latency delay bytes without capping
-/// throughput at one chunk per latency, while bounding what the proxy holds.
-const CHUNKS_IN_FLIGHT: usize = 16;
+/// Bytes read but not yet written, per direction: lets latency delay bytes without capping
+/// throughput at one chunk per latency, while bounding what the proxy holds. Counted in bytes,
+/// not chunks, so that a server that writes in small pieces (a loaded one) can still have as
+/// much answered while responses are held.
+const BYTES_IN_FLIGHT: u32 = 1 << 20;
 /// How long a connection that arrives before [`FaultProxy::forward_to`] waits for it.
 const UPSTREAM_WAIT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -538,7 +540,8 @@ enum Cut {
 }
 
 enum Item {
-    Data(Bytes, Instant),
+    /// A chunk, when it may be written, and its share of the direction's [`BYTES_IN_FLIGHT`].
+    Data(Bytes, Instant, OwnedSemaphorePermit),
     Eof,
 }
 
@@ -578,8 +581,8 @@ async fn serve(shared: Arc<Shared>, mut client: TcpStream) {
     let outcome = {
         let (client_read, client_write) = client.split();
         let (upstream_read, upstream_write) = upstream.split();
-        let (to_upstream, from_client) = mpsc::channel(CHUNKS_IN_FLIGHT);
-        let (to_client, from_upstream) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let (to_upstream, from_client) = delay_line();
+        let (to_client, from_upstream) = delay_line();
         let pumps = async {
             tokio::try_join!(
                 read_side(client_read, to_upstream, &shared, &conn, Flow::ToUpstream),
@@ -670,7 +673,7 @@ async fn supervise(control: &mut watch::Receiver<Control>, conn: &Conn, epoch: u
 /// Reads one side into the delay line, stamping each chunk with when it may be written.
 async fn read_side(
     mut from: ReadHalf<'_>,
-    line: mpsc::Sender<Item>,
+    line: LineIn,
     shared: &Shared,
     conn: &Conn,
     flow: Flow,
@@ -686,13 +689,21 @@ async fn read_side(
         }
         if read == 0 {
             // The writer is gone only if it failed, which ends the connection anyway.
-            let _ = line.send(Item::Eof).await;
+            let _ = line.items.send(Item::Eof);
             return Ok(());
         }
+        let Ok(room) = line
+            .room
+            .clone()
+            .acquire_many_owned(u32::try_from(read).unwrap_or(BYTES_IN_FLIGHT))
+            .await
+        else {
+            return Ok(());
+        };
         let latency = shared.control.borrow().latency + conn.extra_latency;
         if line
-            .send(Item::Data(buffer.freeze(), Instant::now() + latency))
-            .await
+            .items
+            .send(Item::Data(buffer.freeze(), Instant::now() + latency, room))
             .is_err()
         {
             return Ok(());
@@ -700,11 +711,24 @@ async fn read_side(
     }
 }
 
+/// The reading end's side of one direction's delay line.
+struct LineIn {
+    items: mpsc::UnboundedSender<Item>,
+    room: Arc<Semaphore>,
+}
+
+/// One direction's delay line: chunks in order, at most [`BYTES_IN_FLIGHT`] of them at once.
+fn delay_line() -> (LineIn, mpsc::UnboundedReceiver<Item>) {
+    let (items, out) = mpsc::unbounded_channel();
+    let room = Arc::new(Semaphore::new(BYTES_IN_FLIGHT as usize));
+    (LineIn { items, room }, out)
+}
+
 /// Writes the delay line to the other side when each chunk is due, unless a black hole
 /// swallows it or a planned reset cuts it.
 async fn write_side(
     mut to: WriteHalf<'_>,
-    mut line: mpsc::Receiver<Item>,
+    mut line: mpsc::UnboundedReceiver<Item>,
     shared: &Shared,
     conn: &Conn,
     flow: Flow,
@@ -715,7 +739,8 @@ async fn write_side(
     };
     while let Some(item) = line.recv().await {
         let (chunk, due) = match item {
-            Item::Data(chunk, due) => (chunk, due),
+            // The permit goes when the chunk has been written (or swallowed).
+            Item::Data(chunk, due, _room) => (chunk, due),
             Item::Eof => {
                 let _ = to.shutdown().await;
                 return Ok(());
