@@ -211,8 +211,9 @@ export const DEFAULTS: Record<StageName, StageConfig> = {
     lambdaWorker: {
       routeThresholdBytes: 64 * 1024 * 1024,
       concurrency: 8,
-      // Objects over routeThresholdBytes go to Fargate, so a job here is seconds; the timeout also
-      // sets the retry delay of a failed message (visibility = 6 x timeout = 12 minutes).
+      // Objects over routeThresholdBytes go to Fargate, so a job here is seconds. A message whose
+      // invocation dies (a timeout, a crash) returns after the queue's visibility, 6 x timeout =
+      // 12 minutes; one that fails returns after the worker's own backoff (YUBA_RETRY_*_SECONDS).
       timeoutSeconds: 120,
       batchSize: 10,
       batchWindowSeconds: 2,

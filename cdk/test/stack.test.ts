@@ -175,6 +175,18 @@ describe('least privilege', () => {
     expect(actionsOf(sqs[0])).not.toContain('sqs:SendMessage');
   });
 
+  test('both Lambdas may delay their failed messages (GetQueueUrl + ChangeMessageVisibility on their own queue)', () => {
+    const ingestRole = logicalIdOf(t, 'AWS::IAM::Role', (r) => r.Properties.Description === 'yuba yuba-ingest (prod)');
+    for (const [role, queue] of [
+      [roleId(t, 'yuba-prod-worker-lambda'), lambdaQ()],
+      [ingestRole, getAtt(queueId(t, 'yuba-prod-events'))],
+    ] as const) {
+      const own = statementsOf(t, role).filter((x) => JSON.stringify(x.Resource) === JSON.stringify(queue));
+      const actions = own.flatMap(actionsOf);
+      expect(actions).toEqual(expect.arrayContaining(['sqs:GetQueueUrl', 'sqs:ChangeMessageVisibility']));
+    }
+  });
+
   test('ingest: sends to the two work queues, nothing else on S3', () => {
     const ingestRole = logicalIdOf(t, 'AWS::IAM::Role', (r) => r.Properties.Description === 'yuba yuba-ingest (prod)');
     const s = statementsOf(t, ingestRole);

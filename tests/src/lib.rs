@@ -592,6 +592,21 @@ pub fn dump_logs(processes: &[Process]) -> String {
         .join("\n")
 }
 
+/// A job to copy whatever `key` holds now, with nothing from an event (no ETag, size or
+/// sequencer): what a backfill or a hand-written message asks for.
+pub fn replicate(bucket: &str, key: &str) -> yuba_model::Job {
+    yuba_model::Job::Replicate(yuba_model::ReplicateJob {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        version_id: None,
+        etag: None,
+        size: None,
+        sequencer: None,
+        event_time: None,
+        force: false,
+    })
+}
+
 /// Polls `probe` every 100 ms until it yields a value or `timeout` passes.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> anyhow::Result<T>
 where

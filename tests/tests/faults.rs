@@ -5,24 +5,12 @@ use std::time::Duration;
 
 use yuba_e2e::{
     Stack, StackOptions, THUMBNAIL_VARIANTS, eventually, gcs_sha256, gradient_jpeg,
-    pseudo_random_bytes, queue_depth, sha256_hex,
+    pseudo_random_bytes, queue_depth, replicate, sha256_hex,
 };
-use yuba_model::{Job, ReplicateJob, keys};
+use yuba_model::{Job, keys};
 use yuba_replicate::{Outcome, ReplicateError};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-fn replicate(bucket: &str, key: &str) -> Job {
-    Job::Replicate(ReplicateJob {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        version_id: None,
-        etag: None,
-        size: None,
-        sequencer: None,
-        event_time: None,
-        force: false,
-    })
-}
 
 /// Job A reads v1 of a key; before A writes, v2 is put and job B replicates it. A's write must
 /// lose: its precondition names the generation A saw (none), which B's write replaced. The S3

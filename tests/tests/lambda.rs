@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::{Value, json};
 use yuba_e2e::lambda_api::{InvocationResult, RuntimeApi};
-use yuba_e2e::{Stack, dump_logs, queue_depth, replica_of};
+use yuba_e2e::{Stack, dump_logs, eventually, queue_depth, replica_of, replicate};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -120,6 +120,100 @@ async fn the_worker_on_lambda_reports_only_the_failed_messages() -> anyhow::Resu
         sequencers,
         vec![Some("0055AED6DCD90281E5".to_owned()), None]
     );
+    Ok(())
+}
+
+/// Failed messages come back when their backoff says, not after the visibility timeout the
+/// trigger received them with (six times the function's on AWS): a poison job at once, so that
+/// it reaches the DLQ after maxReceiveCount, and a transient failure after its retry delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_messages_on_lambda_come_back_after_their_backoff() -> anyhow::Result<()> {
+    use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+    let stack = Stack::start("lambda-backoff", 5)?;
+    let api = RuntimeApi::start().await?;
+    let env = api.env();
+    let mut overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // GCS refuses connections, which is transient; a retry comes 1.5 to 3 s later.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let unreachable_gcs = format!("http://{closed}");
+    overrides.extend([
+        ("YUBA_GCS_ENDPOINT", unreachable_gcs.as_str()),
+        ("YUBA_GCS_RETRY_SECONDS", "1"),
+        ("YUBA_RETRY_BASE_SECONDS", "3"),
+        ("YUBA_RETRY_MAX_SECONDS", "3"),
+    ]);
+    let worker = [stack.spawn("yuba-worker", "worker", &overrides)?];
+
+    // The trigger's part: messages received from the real queue, for long, then invoked.
+    let sqs = stack.sqs().await;
+    let queue = stack.var("YUBA_LAMBDA_QUEUE_URL").to_owned();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("the queue's ARN");
+    stack.put("backoff/a.bin", b"bytes").await?;
+    for body in [
+        replicate(stack.source_bucket(), "backoff/a.bin").to_message(),
+        "not a job".to_owned(),
+    ] {
+        sqs.send_message()
+            .queue_url(&queue)
+            .message_body(body)
+            .send()
+            .await?;
+    }
+    let receive = |wait: i32| {
+        sqs.receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .visibility_timeout(120)
+            .wait_time_seconds(wait)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+    };
+    let mut received = Vec::new();
+    while received.len() < 2 {
+        received.extend(receive(1).await?.messages.unwrap_or_default());
+    }
+    let records: Vec<Value> = received
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
+                "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+                "md5OfBody": m.md5_of_body(), "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn, "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    let answer = api
+        .invoke(&json!({"Records": records}), TIMEOUT)
+        .await
+        .map_err(|e| e.context(dump_logs(&worker)))?;
+    assert_eq!(failed_ids(&answer).len(), 2, "{}", dump_logs(&worker));
+
+    // The poison is back at once; the transient failure is not.
+    let again = receive(0).await?.messages.unwrap_or_default();
+    let bodies: Vec<&str> = again.iter().filter_map(|m| m.body()).collect();
+    assert_eq!(bodies, vec!["not a job"], "{}", dump_logs(&worker));
+    // ... but is back after its retry delay, long before the 120 s it was received for.
+    eventually(
+        Duration::from_secs(30),
+        "the transient failure retried",
+        || async {
+            let messages = receive(1).await?.messages.unwrap_or_default();
+            Ok(messages
+                .into_iter()
+                .find(|m| m.body().is_some_and(|b| b.contains("backoff/a.bin"))))
+        },
+    )
+    .await
+    .map_err(|e| e.context(dump_logs(&worker)))?;
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use yuba_aws::JobSender;
 use yuba_config::Env;
 use yuba_consumer::{Consumer, Delivery, Handler, cancel_on_termination};
 use yuba_events::{KeyFilter, Router, WorkQueues};
-use yuba_lambda::Home;
+use yuba_lambda::{Home, SqsBatches};
 
 use crate::handler::IngestHandler;
 
@@ -43,7 +43,10 @@ async fn main() -> anyhow::Result<()> {
     let handler = IngestHandler::new(JobSender::new(sqs.clone()), queues, filter, router);
 
     match home {
-        Home::Lambda { concurrency } => serve_lambda(handler, concurrency).await,
+        Home::Lambda {
+            concurrency,
+            backoff,
+        } => serve_lambda(handler, SqsBatches::new(sqs, concurrency, backoff)).await,
         Home::Service(settings) => {
             let shutdown = cancel_on_termination().context("installing signal handlers")?;
             Consumer::new(sqs, settings, handler).run(shutdown).await;
@@ -55,12 +58,12 @@ async fn main() -> anyhow::Result<()> {
 /// One Lambda, every trigger: an SQS batch gets a partial batch response; a direct S3 or
 /// EventBridge invocation succeeds or fails as a whole (Lambda retries asynchronous invocations,
 /// then hands them to the function's failure destination).
-async fn serve_lambda(handler: IngestHandler, concurrency: usize) -> anyhow::Result<()> {
-    let handler = &handler;
+async fn serve_lambda(handler: IngestHandler, batches: SqsBatches) -> anyhow::Result<()> {
+    let (handler, batches) = (&handler, &batches);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             if let Some(batch) = yuba_lambda::as_sqs_event(&event.payload) {
-                let response = yuba_lambda::answer_sqs_batch(handler, batch, concurrency).await;
+                let response = batches.answer(handler, batch).await;
                 return Ok::<_, lambda_runtime::Error>(serde_json::to_value(response)?);
             }
             let delivery = Delivery {

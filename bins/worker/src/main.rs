@@ -11,7 +11,7 @@ use yuba_aws::S3Source;
 use yuba_config::Env;
 use yuba_consumer::{Consumer, cancel_on_termination};
 use yuba_gcs::{Gcs, GcsSettings};
-use yuba_lambda::Home;
+use yuba_lambda::{Home, SqsBatches};
 use yuba_replicate::{Replicator, ReplicatorSettings};
 
 use crate::handler::JobHandler;
@@ -39,13 +39,16 @@ async fn main() -> anyhow::Result<()> {
     );
     let handler = JobHandler::new(replicator);
 
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
     match home {
-        Home::Lambda { concurrency } => yuba_lambda::serve_sqs_batches(handler, concurrency)
+        Home::Lambda {
+            concurrency,
+            backoff,
+        } => yuba_lambda::serve_sqs_batches(handler, SqsBatches::new(sqs, concurrency, backoff))
             .await
             .map_err(|error| anyhow::anyhow!("the Lambda runtime stopped: {error}")),
         Home::Service(settings) => {
             let shutdown = cancel_on_termination().context("installing signal handlers")?;
-            let sqs = aws_sdk_sqs::Client::new(&sdk);
             Consumer::new(sqs, settings, handler).run(shutdown).await;
             Ok(())
         }

@@ -1,22 +1,36 @@
+use std::time::Duration;
+
 use futures::StreamExt;
 
 use crate::handler::{Delivery, Handler, log_failure};
+use crate::settings::MessageBackoff;
+
+/// A message of a pushed batch that failed, and when it should be seen again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedDelivery {
+    pub message_id: String,
+    pub visible_in: Duration,
+}
 
 /// Runs a batch that was pushed to us (a Lambda SQS trigger), `concurrency` at a time, and
-/// returns the ids of the messages that failed: the caller reports exactly those back, so the
-/// rest of the batch is not redelivered.
+/// returns the messages that failed: the caller reports exactly those back, so the rest of the
+/// batch is not redelivered, and sets their visibility as `backoff` says.
 pub async fn handle_batch<H: Handler>(
     handler: &H,
     deliveries: Vec<Delivery>,
     concurrency: usize,
-) -> Vec<String> {
+    backoff: &MessageBackoff,
+) -> Vec<FailedDelivery> {
     futures::stream::iter(deliveries)
         .map(|delivery| async move {
             match handler.handle(&delivery).await {
                 Ok(()) => None,
                 Err(error) => {
                     log_failure(&delivery, &error);
-                    Some(delivery.message_id)
+                    Some(FailedDelivery {
+                        visible_in: backoff.visible_in(error.kind, delivery.receive_count),
+                        message_id: delivery.message_id,
+                    })
                 }
             }
         })
@@ -54,8 +68,18 @@ mod tests {
                 receive_count: 1,
             })
             .collect();
-        let mut failed = handle_batch(&FailsOdd, deliveries, 3).await;
-        failed.sort();
-        assert_eq!(failed, vec!["m1", "m3", "m5"]);
+        let backoff = MessageBackoff {
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(10),
+        };
+        let failed = handle_batch(&FailsOdd, deliveries, 3, &backoff).await;
+        let mut ids: Vec<&str> = failed.iter().map(|f| f.message_id.as_str()).collect();
+        ids.sort();
+        assert_eq!(ids, vec!["m1", "m3", "m5"]);
+        // Transient failures back off (10 s, jittered down to no less than half).
+        assert!(
+            failed.iter().all(|f| f.visible_in >= Duration::from_secs(5)
+                && f.visible_in <= Duration::from_secs(10))
+        );
     }
 }

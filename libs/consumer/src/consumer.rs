@@ -3,22 +3,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
-    MessageSystemAttributeName,
-};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use yuba_aws::describe_sdk_error;
-use yuba_model::FailureKind;
 
 use crate::handler::{Delivery, Handler, log_failure};
 use crate::settings::ConsumerSettings;
+use crate::visibility::{change_visibility, whole_seconds};
 
 /// Deletes wait at most this long for company before going out in a batch.
 const DELETE_LINGER: Duration = Duration::from_millis(100);
-const SQS_BATCH: usize = 10;
+pub(crate) const SQS_BATCH: usize = 10;
 
 /// Long-polls one queue and feeds its messages to a [`Handler`].
 #[derive(Debug)]
@@ -106,9 +103,12 @@ impl<H: Handler> Consumer<H> {
                     let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
                     stop_deadline = Some(deadline);
                     if let Ok(Ok(messages)) = tokio::time::timeout_at(deadline, poll).await {
-                        let receipts: Vec<String> =
-                            messages.into_iter().filter_map(|m| m.receipt_handle).collect();
-                        release(&self.sqs, &settings.queue_url, receipts).await;
+                        let released: Vec<(String, Duration)> = messages
+                            .into_iter()
+                            .filter_map(|m| m.receipt_handle)
+                            .map(|receipt| (receipt, Duration::ZERO))
+                            .collect();
+                        change_visibility(&self.sqs, &settings.queue_url, &released).await;
                     }
                     break;
                 }
@@ -121,7 +121,8 @@ impl<H: Handler> Consumer<H> {
                 Err(error) => {
                     receive_failures += 1;
                     let pause = settings
-                        .retry_delay(receive_failures)
+                        .backoff
+                        .delay(receive_failures)
                         .min(Duration::from_secs(20));
                     tracing::warn!(%error, ?pause, "ReceiveMessage failed; polling again after a pause");
                     tokio::select! {
@@ -174,16 +175,16 @@ impl<H: Handler> Consumer<H> {
         if !drained {
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
-            let receipts: Vec<String> = lock(&in_flight)
+            let unfinished: Vec<(String, Duration)> = lock(&in_flight)
                 .drain()
-                .map(|(_, receipt)| receipt)
+                .map(|(_, receipt)| (receipt, Duration::ZERO))
                 .collect();
-            released = receipts.len() as u64;
+            released = unfinished.len() as u64;
             tracing::warn!(
                 released,
                 "shutdown grace ran out; releasing unfinished messages for another consumer"
             );
-            release(&self.sqs, &settings.queue_url, receipts).await;
+            change_visibility(&self.sqs, &settings.queue_url, &unfinished).await;
         }
         drop(acks);
         if deleter.await.is_err() {
@@ -276,10 +277,10 @@ impl<H: Handler> Task<H> {
             Err(error) => {
                 self.counters.failed.fetch_add(1, Ordering::Relaxed);
                 log_failure(&delivery, &error);
-                let visible_in = match error.kind {
-                    FailureKind::Transient => self.settings.retry_delay(delivery.receive_count),
-                    FailureKind::Permanent => Duration::ZERO,
-                };
+                let visible_in = self
+                    .settings
+                    .backoff
+                    .visible_in(error.kind, delivery.receive_count);
                 self.set_visibility(&receipt, visible_in).await;
             }
         }
@@ -379,38 +380,6 @@ async fn delete_batch(sqs: &aws_sdk_sqs::Client, queue_url: &str, receipts: Vec<
             "could not delete finished messages; they will be redelivered and found done"
         );
     }
-}
-
-/// Makes messages visible again at once, so another consumer picks them up now rather than
-/// after their visibility timeout.
-async fn release(sqs: &aws_sdk_sqs::Client, queue_url: &str, receipts: Vec<String>) {
-    for chunk in receipts.chunks(SQS_BATCH) {
-        let entries: Result<Vec<_>, _> = chunk
-            .iter()
-            .enumerate()
-            .map(|(id, receipt)| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(id.to_string())
-                    .receipt_handle(receipt)
-                    .visibility_timeout(0)
-                    .build()
-            })
-            .collect();
-        let Ok(entries) = entries else { continue };
-        let result = sqs
-            .change_message_visibility_batch()
-            .queue_url(queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await;
-        if let Err(error) = result {
-            tracing::warn!(error = %describe_sdk_error(&error), "could not release messages; they return after their visibility timeout");
-        }
-    }
-}
-
-fn whole_seconds(duration: Duration) -> i32 {
-    i32::try_from(duration.as_secs()).unwrap_or(i32::MAX)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -12,10 +12,12 @@ mod consumer;
 mod handler;
 mod settings;
 mod signals;
+mod visibility;
 
-pub use batch::handle_batch;
+pub use batch::{FailedDelivery, handle_batch};
 pub use consumer::{Consumer, ConsumerStats};
 pub use handler::{Delivery, Handler, HandlerError};
-pub use settings::ConsumerSettings;
+pub use settings::{ConsumerSettings, MessageBackoff};
 pub use signals::cancel_on_termination;
+pub use visibility::change_visibility;
 pub use yuba_model::FailureKind;

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use yuba_config::{ConfigError, Env};
+use yuba_model::FailureKind;
 
 /// How a [`Consumer`](crate::Consumer) polls its queue.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,9 +18,7 @@ pub struct ConsumerSettings {
     /// released (made visible) for another consumer. Keep it below the platform's stop timeout
     /// (ECS: `stopTimeout`, 30 s by default).
     pub shutdown_grace: Duration,
-    /// First delay before a transiently failed message is seen again; doubles per receive.
-    pub retry_base: Duration,
-    pub retry_max: Duration,
+    pub backoff: MessageBackoff,
 }
 
 impl ConsumerSettings {
@@ -59,29 +58,51 @@ impl ConsumerSettings {
                 Duration::from_secs(25),
                 0.0..=3600.0,
             )?,
-            retry_base: env.seconds_in(
+            backoff: MessageBackoff::from_env(env)?,
+        };
+        Ok(settings)
+    }
+}
+
+/// When a failed message is seen again, on Lambda and off it alike.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MessageBackoff {
+    /// First delay before a transiently failed message is seen again; doubles per receive.
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl MessageBackoff {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(MessageBackoff {
+            base: env.seconds_in(
                 "YUBA_RETRY_BASE_SECONDS",
                 Duration::from_secs(2),
                 0.0..=3600.0,
             )?,
-            retry_max: env.seconds_in(
+            max: env.seconds_in(
                 "YUBA_RETRY_MAX_SECONDS",
                 Duration::from_secs(300),
                 0.0..=43_200.0,
             )?,
-        };
-        Ok(settings)
+        })
     }
 
-    /// Visibility for a message that failed transiently on its `receive_count`-th receive:
-    /// exponential in the receive count, capped, with jitter so that a burst of failures does
-    /// not come back as a burst.
-    pub fn retry_delay(&self, receive_count: u32) -> Duration {
-        let exponent = receive_count.saturating_sub(1).min(20);
-        let ceiling = self
-            .retry_base
-            .saturating_mul(1 << exponent)
-            .min(self.retry_max);
+    /// How long a message that failed on its `receive_count`-th receive stays invisible.
+    /// A permanent failure is visible again at once, so that SQS moves it to the dead-letter
+    /// queue after the queue's maxReceiveCount without waiting; a transient one backs off.
+    pub fn visible_in(&self, kind: FailureKind, receive_count: u32) -> Duration {
+        match kind {
+            FailureKind::Transient => self.delay(receive_count),
+            FailureKind::Permanent => Duration::ZERO,
+        }
+    }
+
+    /// Exponential in the attempt, capped, with jitter so that a burst of failures does not
+    /// come back as a burst.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(20);
+        let ceiling = self.base.saturating_mul(1 << exponent).min(self.max);
         ceiling.mul_f64(0.5 + rand::random::<f64>() / 2.0)
     }
 }
@@ -128,19 +149,24 @@ mod tests {
 
     #[test]
     fn retry_delays_grow_and_are_capped() {
-        let mut settings = ConsumerSettings::from_env(&env(&[("Q", "https://q")]), "Q", 1).unwrap();
-        settings.retry_base = Duration::from_secs(2);
-        settings.retry_max = Duration::from_secs(60);
-        let first = settings.retry_delay(1);
+        let backoff = MessageBackoff {
+            base: Duration::from_secs(2),
+            max: Duration::from_secs(60),
+        };
+        let first = backoff.visible_in(FailureKind::Transient, 1);
         assert!(
             first >= Duration::from_secs(1) && first <= Duration::from_secs(2),
             "{first:?}"
         );
-        let fourth = settings.retry_delay(4);
+        let fourth = backoff.visible_in(FailureKind::Transient, 4);
         assert!(
             fourth >= Duration::from_secs(8) && fourth <= Duration::from_secs(16),
             "{fourth:?}"
         );
-        assert!(settings.retry_delay(40) <= Duration::from_secs(60));
+        assert!(backoff.visible_in(FailureKind::Transient, 40) <= Duration::from_secs(60));
+        assert_eq!(
+            backoff.visible_in(FailureKind::Permanent, 1),
+            Duration::ZERO
+        );
     }
 }
