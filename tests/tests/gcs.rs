@@ -106,6 +106,24 @@ async fn a_composite_upload_is_one_object_with_its_attributes() -> anyhow::Resul
     assert_eq!(gcs_sha256(&gcs, bucket, name).await?, sha256_hex(&content));
     let object = gcs.object(bucket, name).await?.expect("the object");
     assert_eq!(object.content_type.as_deref(), Some("video/mp4"));
+    // Its creation time, as the object and as a listing say it (the load test's clock).
+    let created = object.created.expect("timeCreated");
+    let age = chrono::Utc::now() - created;
+    assert!(
+        age >= chrono::TimeDelta::zero() && age < chrono::TimeDelta::minutes(5),
+        "{created}"
+    );
+    let listed = gcs
+        .list(
+            bucket,
+            &ListQuery {
+                prefix: name,
+                page_size: 10,
+                ..ListQuery::default()
+            },
+        )
+        .await?;
+    assert_eq!(listed.objects[0].created, Some(created));
     assert_eq!(object.metadata["owner"], "ann");
     assert_eq!(object.metadata["yuba-sha256"], sha256_hex(&content));
     assert!(!object.metadata.contains_key(keys::PART_OF));

@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder;
 use google_cloud_gax::retry_policy::RetryPolicyExt;
 use google_cloud_gax::retry_throttler::CircuitBreaker;
@@ -134,6 +135,8 @@ pub struct ObjectInfo {
     pub md5: Option<[u8; 16]>,
     pub content_type: Option<String>,
     pub metadata: HashMap<String, String>,
+    /// When this generation was created (GCS's `timeCreated`): when it became visible.
+    pub created: Option<DateTime<Utc>>,
 }
 
 impl From<Object> for ObjectInfo {
@@ -148,6 +151,9 @@ impl From<Object> for ObjectInfo {
             md5: checksums.md5_hash.as_ref().try_into().ok(),
             content_type: Some(object.content_type).filter(|t| !t.is_empty()),
             metadata: object.metadata.into_iter().collect(),
+            created: object.create_time.and_then(|t| {
+                DateTime::from_timestamp(t.seconds(), u32::try_from(t.nanos()).unwrap_or(0))
+            }),
         }
     }
 }

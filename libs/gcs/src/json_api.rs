@@ -1,5 +1,6 @@
 //! The few JSON API calls the official crate only offers over gRPC.
 
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -29,10 +30,10 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 const OBJECT_FIELDS: &str =
-    "name,generation,metageneration,size,crc32c,md5Hash,contentType,metadata";
+    "name,generation,metageneration,size,crc32c,md5Hash,contentType,metadata,timeCreated";
 /// A listing asks for the same fields of each object, and nothing else: the ACLs, links and
-/// timestamps GCS would add by default are most of a page's bytes.
-const LIST_FIELDS: &str = "items(name,generation,metageneration,size,crc32c,md5Hash,contentType,metadata),prefixes,nextPageToken";
+/// other timestamps GCS would add by default are most of a page's bytes.
+const LIST_FIELDS: &str = "items(name,generation,metageneration,size,crc32c,md5Hash,contentType,metadata,timeCreated),prefixes,nextPageToken";
 
 #[derive(Debug, Clone)]
 pub(crate) struct JsonApi {
@@ -60,6 +61,8 @@ struct ObjectResource {
     content_type: Option<String>,
     #[serde(default)]
     metadata: Option<HashMap<String, String>>,
+    #[serde(default)]
+    time_created: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +98,10 @@ impl ObjectResource {
             md5,
             content_type: self.content_type,
             metadata: self.metadata.unwrap_or_default(),
+            created: self
+                .time_created
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.with_timezone(&Utc)),
             name: self.name,
         })
     }

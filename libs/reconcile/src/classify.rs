@@ -238,6 +238,7 @@ pub(crate) mod tests {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect(),
+            created: None,
         }
     }
 

@@ -128,6 +128,7 @@ mod tests {
             md5: None,
             content_type: None,
             metadata: HashMap::new(),
+            created: None,
         }
     }
 
