@@ -4,7 +4,7 @@
 CARGO ?= cargo
 PYTHON := .venv/bin/python
 
-.PHONY: demo test bootstrap build fmt-check clippy terraform-check cdk-check bench-stream bench-reconcile bench-variants clean-stack
+.PHONY: demo test bootstrap build fmt-check clippy terraform-check cdk-check bench-stream bench-reconcile bench-variants loadtest loadtest-corpus clean-stack
 
 ## demo: bring up the local stack, run ingest and workers, replicate sample images, show the result
 demo: bootstrap build
@@ -57,6 +57,17 @@ bench-reconcile: bootstrap
 bench-variants: bootstrap
 	$(CARGO) build --release -p yuba-transform --example render
 	$(PYTHON) scripts/bench_variants.py
+
+## loadtest-corpus: fetch the photos the load test uploads (Debian's lomiri-wallpapers-20.04, apt-get download)
+loadtest-corpus: bootstrap
+	$(PYTHON) scripts/bench_variants.py --corpus-only
+
+## loadtest: a few minutes of load on the local stack, release build: pass-through copies at
+## 50 objects/s, then photos with three variants; reports under target/loadtest/ (docs/BENCHMARKS.md)
+loadtest: bootstrap loadtest-corpus
+	$(CARGO) build --release --bins
+	target/release/yuba-loadtest run --scenario pass-through --rate 50 --duration 120
+	target/release/yuba-loadtest run --scenario photos --rate 6 --duration 120
 
 ## clean-stack: stop a stack left running in .stack/ by `stack.py up --detach`
 clean-stack:

@@ -185,8 +185,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=0, help="only the first N images")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--corpus-only", action="store_true", help="fetch the photos, print their directory, and stop (the load test uploads them)")
     args = parser.parse_args()
 
+    if args.corpus_only:
+        print(corpus()[0].parent)
+        return 0
     if not RENDER.exists():
         raise SystemExit(f"{RENDER} is missing: run `cargo build --release -p yuba-transform --example render`")
     vips = ensure_vipsthumbnail()

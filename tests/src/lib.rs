@@ -34,10 +34,14 @@ pub fn repo_root() -> PathBuf {
 /// Where cargo put the binaries: the test executable lives in `<profile>/deps/`.
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("test executable has no profile directory")?;
+    let dir = exe.parent().context("the executable has no directory")?;
+    // Test executables live in <profile>/deps, binaries (the load test's too) in <profile>.
+    let profile_dir = if dir.ends_with("deps") {
+        dir.parent()
+            .context("test executable has no profile directory")?
+    } else {
+        dir
+    };
     let path = profile_dir.join(name);
     ensure!(
         path.exists(),
@@ -178,6 +182,11 @@ impl Stack {
         std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .with_context(|| format!("fake-gcs-server restarted but {addr} does not answer"))?;
         Ok(())
+    }
+
+    /// The process of `stack.py`, whose children are the servers.
+    pub fn pid(&self) -> u32 {
+        self.server.id()
     }
 
     pub fn var(&self, name: &str) -> &str {
@@ -447,6 +456,10 @@ pub struct Process {
 }
 
 impl Process {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Its log lines, parsed (lines that are not JSON are skipped).
     pub fn log_lines(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(&self.log_path)
