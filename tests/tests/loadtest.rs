@@ -81,3 +81,50 @@ async fn a_short_run_reports_every_object_and_its_variants() -> anyhow::Result<(
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+/// `--target env`: the endpoints and buckets come from yuba's own variables, the pipeline is
+/// someone else's (here: started by the test), and only what is visible from outside is measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_against_given_endpoints_measures_from_outside() -> anyhow::Result<()> {
+    let stack = yuba_e2e::Stack::start("loadtest-env", 3)?;
+    let _pipeline = stack.spawn_pipeline(&[])?;
+    let out = stack.dir.join("report");
+    let mut command = Command::new(binary("yuba-loadtest")?);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(&stack.env)
+        .args([
+            "run",
+            "--target",
+            "env",
+            "--scenario",
+            "pass-through",
+            "--rate",
+            "10",
+        ])
+        .args(["--duration", "3", "--drain", "60", "--out"])
+        .arg(&out);
+    let finished = run_to_end(command, Duration::from_secs(120)).await?;
+    assert_eq!(finished.code, Some(0), "{}", finished.stderr);
+    let run: Value = serde_json::from_slice(&std::fs::read(out.join("run.json"))?)?;
+    let objects = run["objects"].as_array().expect("objects");
+    assert_eq!(objects.len(), 30);
+    assert!(
+        objects.iter().all(|o| o["replica_s"].as_f64().is_some()),
+        "{objects:?}"
+    );
+    assert_eq!(
+        run["processes"],
+        Value::Array(Vec::new()),
+        "nothing of ours to measure"
+    );
+    let queues: Vec<&str> = run["queue_depth"][0]["depths"]
+        .as_array()
+        .expect("queue samples")
+        .iter()
+        .filter_map(|d| d[0].as_str())
+        .collect();
+    assert_eq!(queues, ["events", "lambda", "fargate"]);
+    Ok(())
+}
