@@ -303,12 +303,20 @@ export function validate(c: StageConfig): void {
 }
 
 /** The Lambda worker's memory: its process formula with room for image decoding (variants hold one image). */
+/**
+ * Peak memory of one job that makes variants of a photo: the source held whole, the decode (a
+ * progressive JPEG's coefficients alone are ~130 MiB at 24 MP) and the outputs. The load test
+ * measured 1,018 MiB of peak RSS for 8 such jobs at once on 9-24 MP photos (docs/BENCHMARKS.md,
+ * "Under load").
+ */
+export const IMAGE_JOB_MIB = 128;
+
 export function lambdaWorkerMemoryMiB(c: StageConfig): number {
-  const process = workerMemoryMiB(c.lambdaWorker.concurrency);
-  // Images that get variants are held whole and decoded: up to YUBA_MAX_SOURCE_BYTES (64 MiB) plus
-  // pixel buffers; give a floor of 1 GiB when variants are on (more memory is also more CPU on Lambda).
+  const jobs = c.lambdaWorker.concurrency;
+  const process = workerMemoryMiB(jobs) + (c.variants === '' ? 0 : jobs * IMAGE_JOB_MIB);
+  // More memory is also more CPU on Lambda (one vCPU per 1,769 MB), which the transform uses.
   const floor = c.variants === '' ? 512 : 1024;
-  return Math.max(floor, Math.ceil((process * 1.5) / 64) * 64);
+  return Math.min(10240, Math.max(floor, Math.ceil((process * 1.5) / 64) * 64));
 }
 
 export const duration = {

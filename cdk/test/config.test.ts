@@ -4,7 +4,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { App, Stack } from 'aws-cdk-lib';
 import { rustLambdaCode } from '../lib/code';
-import { lambdaWorkerMemoryMiB, stageConfig, workerMemoryMiB } from '../lib/config';
+import { IMAGE_JOB_MIB, lambdaWorkerMemoryMiB, stageConfig, workerMemoryMiB } from '../lib/config';
 import { exampleCredentials, loadCredentials } from '../lib/gcp';
 
 test('the worker memory formula matches the README (8 MiB x 5 x 8 + 18)', () => {
@@ -27,9 +27,14 @@ test('overrides come as JSON strings too (-c yuba:dev=...)', () => {
   expect(stageConfig('dev', JSON.stringify({ source: { name: 'other' } })).source.name).toBe('other');
 });
 
-test('Lambda memory grows with variants on', () => {
-  const c = stageConfig('dev');
-  expect(lambdaWorkerMemoryMiB({ ...c, variants: '{"profiles":[]}' })).toBeGreaterThanOrEqual(1024);
+test('Lambda memory grows with variants on: a photo decode per job in flight', () => {
+  const c = stageConfig('prod');
+  const jobs = c.lambdaWorker.concurrency;
+  const withVariants = lambdaWorkerMemoryMiB({ ...c, variants: '{"profiles":[]}' });
+  expect(withVariants).toBeGreaterThanOrEqual(1.5 * (workerMemoryMiB(jobs) + jobs * IMAGE_JOB_MIB));
+  // 8 jobs: above the 1,018 MiB the load test measured, with headroom.
+  expect(withVariants).toBeGreaterThanOrEqual(1.5 * 1018);
+  expect(lambdaWorkerMemoryMiB({ ...c, variants: '' })).toBeLessThan(withVariants);
 });
 
 describe('credentials', () => {

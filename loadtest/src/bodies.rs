@@ -40,38 +40,7 @@ impl Mix {
     /// What an image bucket receives: photos (the JPEGs in `corpus`), small PNGs, and now and
     /// then a large file that is not an image.
     pub fn photos(corpus: &Path) -> anyhow::Result<Mix> {
-        let mut photos = Vec::new();
-        let entries = std::fs::read_dir(corpus).with_context(|| {
-            format!(
-                "reading the photo corpus {}: fetch it with `make loadtest-corpus` or pass --corpus DIR",
-                corpus.display()
-            )
-        })?;
-        let mut paths: Vec<_> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                    e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg")
-                })
-            })
-            .collect();
-        paths.sort();
-        for path in paths {
-            photos.push(Body {
-                kind: ObjectKind::Photo,
-                bytes: Bytes::from(
-                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-                ),
-                content_type: "image/jpeg",
-                extension: "jpg",
-            });
-        }
-        if photos.is_empty() {
-            bail!(
-                "no .jpg files in {}: pass --corpus DIR with some photos",
-                corpus.display()
-            );
-        }
+        let photos = read_photos(corpus)?;
         let pngs = [(256, 256), (640, 480)]
             .into_iter()
             .enumerate()
@@ -83,6 +52,13 @@ impl Mix {
                 (5, pngs),
                 (1, vec![binary(ObjectKind::LargeBinary, LARGE_BYTES, 99)]),
             ],
+        })
+    }
+
+    /// Only the photos: the load that the transform benchmark's capacity is stated in.
+    pub fn photos_only(corpus: &Path) -> anyhow::Result<Mix> {
+        Ok(Mix {
+            parts: vec![(1, read_photos(corpus)?)],
         })
     }
 
@@ -110,6 +86,43 @@ impl Mix {
             })
             .collect()
     }
+}
+
+/// The JPEGs in `corpus`, in name order.
+fn read_photos(corpus: &Path) -> anyhow::Result<Vec<Body>> {
+    let mut photos = Vec::new();
+    let entries = std::fs::read_dir(corpus).with_context(|| {
+            format!(
+                "reading the photo corpus {}: fetch it with `make loadtest-corpus` or pass --corpus DIR",
+                corpus.display()
+            )
+        })?;
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg"))
+        })
+        .collect();
+    paths.sort();
+    for path in paths {
+        photos.push(Body {
+            kind: ObjectKind::Photo,
+            bytes: Bytes::from(
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+            ),
+            content_type: "image/jpeg",
+            extension: "jpg",
+        });
+    }
+    if photos.is_empty() {
+        bail!(
+            "no .jpg files in {}: pass --corpus DIR with some photos",
+            corpus.display()
+        );
+    }
+    Ok(photos)
 }
 
 fn binary(kind: ObjectKind, len: usize, seed: u64) -> Body {

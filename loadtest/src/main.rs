@@ -29,7 +29,7 @@ use yuba_loadtest::report;
 use yuba_variants::VariantConfig;
 
 use crate::bodies::Mix;
-use crate::observe::{Layout, Watcher, key_of};
+use crate::observe::{Layout, Watcher, key_of, lock};
 
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -61,6 +61,18 @@ enum ScenarioName {
     PassThrough,
     /// Photos, small PNGs and a few large files, with three variants per image.
     Photos,
+    /// Only photos, with three variants each: the transform benchmark's load, end to end.
+    PhotosOnly,
+}
+
+impl ScenarioName {
+    fn slug(self) -> &'static str {
+        match self {
+            ScenarioName::PassThrough => "pass-through",
+            ScenarioName::Photos => "photos",
+            ScenarioName::PhotosOnly => "photos-only",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -124,7 +136,14 @@ const DEFAULT_VARIANTS: &str = r#"{
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Run(args) => run(args).await,
+        // Dropping the run stops what it started: the pipeline's processes and the local stack.
+        Command::Run(args) => tokio::select! {
+            result = run(args) => result,
+            signal = interrupted() => {
+                signal?;
+                bail!("interrupted: the pipeline and the local stack were stopped; no report was written")
+            }
+        },
         Command::Report { from, out, prices } => {
             let run: Run = serde_json::from_slice(
                 &std::fs::read(&from).with_context(|| format!("reading {}", from.display()))?,
@@ -136,6 +155,15 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn interrupted() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
 }
 
 fn prices_from(assignments: &[String]) -> anyhow::Result<Prices> {
@@ -170,13 +198,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let prices = prices_from(&args.prices)?;
     let (mix, variants_json, p99_default) = match args.scenario {
         ScenarioName::PassThrough => (Mix::pass_through(), None, 1.0),
-        ScenarioName::Photos => {
+        ScenarioName::Photos | ScenarioName::PhotosOnly => {
             let json = match &args.variants {
                 Some(path) => std::fs::read_to_string(path)
                     .with_context(|| format!("reading {}", path.display()))?,
                 None => DEFAULT_VARIANTS.to_owned(),
             };
-            (Mix::photos(&args.corpus)?, Some(json), 2.0)
+            let mix = if args.scenario == ScenarioName::Photos {
+                Mix::photos(&args.corpus)?
+            } else {
+                Mix::photos_only(&args.corpus)?
+            };
+            (mix, Some(json), 2.0)
         }
     };
     let variants = match &variants_json {
@@ -194,7 +227,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let scenario = Scenario {
         name: match args.scenario {
             ScenarioName::PassThrough => "pass-through".into(),
-            ScenarioName::Photos => "photos with three variants".into(),
+            ScenarioName::Photos => "photos, PNGs and large files, three variants per image".into(),
+            ScenarioName::PhotosOnly => "photos only, three variants each".into(),
         },
         rate_per_s: Some(args.rate),
         concurrency: args.concurrency,
@@ -271,10 +305,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("target/loadtest").join(format!(
             "{}-{}",
-            match args.scenario {
-                ScenarioName::PassThrough => "pass-through",
-                ScenarioName::Photos => "photos",
-            },
+            args.scenario.slug(),
             started_at.format("%Y%m%dT%H%M%S")
         ))
     });
@@ -491,7 +522,13 @@ fn usage(setup: &Setup) -> Vec<(String, ProcessRole, u32, f64)> {
     let servers = procstat::children_of(stack.pid())
         .into_iter()
         .map(|(pid, name)| (name, ProcessRole::Server, pid));
+    let me = (
+        "yuba-loadtest".to_owned(),
+        ProcessRole::LoadGenerator,
+        std::process::id(),
+    );
     yuba.chain(servers)
+        .chain(std::iter::once(me))
         .map(|(name, role, pid)| (name, role, pid, procstat::cpu_seconds(pid).unwrap_or(0.0)))
         .collect()
 }
@@ -506,10 +543,4 @@ fn usage_since(before: &[(String, ProcessRole, u32, f64)]) -> Vec<ProcessUsage> 
             peak_rss_bytes: procstat::peak_rss_bytes(*pid).unwrap_or(0),
         })
         .collect()
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

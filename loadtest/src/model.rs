@@ -141,4 +141,6 @@ pub enum ProcessRole {
     Worker,
     /// A local server standing in for S3/SQS or GCS.
     Server,
+    /// The load test itself: its uploads and listings take a share of the same cores.
+    LoadGenerator,
 }

@@ -20,6 +20,9 @@ use crate::model::{ObjectKind, ObjectResult, ProcessRole, Run};
 const BUSY_SERVER_SHARE: f64 = 0.8;
 /// Uploads below this share of the rate asked for count as the rate not being reached.
 const RATE_SHORTFALL: f64 = 0.9;
+/// The share of the machine's cores the stand-ins and the generator must take, together, for
+/// a run that fell behind to be put down to sharing the machine.
+const SHARED_MACHINE_SHARE: f64 = 0.2;
 /// How many distinct error messages the report lists.
 const ERRORS_LISTED: usize = 5;
 
@@ -248,6 +251,10 @@ fn rate_limits(run: &Run, summary: &Summary) -> Vec<String> {
         ));
     }
 
+    if busy.is_empty() {
+        sentences.extend(shared_machine(run, summary));
+    }
+
     let (Some(asked), Some(achieved)) = (run.scenario.rate_per_s, summary.upload_rate_per_s) else {
         return sentences;
     };
@@ -288,6 +295,48 @@ fn rate_limits(run: &Run, summary: &Summary) -> Vec<String> {
     }
     sentences.push(sentence);
     sentences
+}
+
+/// When yuba fell behind on a machine whose cores it shared with the stand-ins for the clouds
+/// and with the load generator, how the cores were split: no single stand-in need be busy for
+/// them together to take what yuba lacked.
+fn shared_machine(run: &Run, summary: &Summary) -> Option<String> {
+    let fell_behind = summary.missing_replicas > 0
+        || summary.p99_target_met == Some(false)
+        || matches!(
+            (summary.replicated_per_s, summary.upload_rate_per_s),
+            (Some(done), Some(uploaded)) if done < RATE_SHORTFALL * uploaded
+        );
+    let cores = run.environment.cores as f64;
+    let cores_of = |roles: &[ProcessRole]| -> f64 {
+        run.processes
+            .iter()
+            .filter(|p| roles.contains(&p.role))
+            .filter_map(|p| cpu_share(p.cpu_s, summary.wall_s))
+            .sum()
+    };
+    let others = cores_of(&[ProcessRole::Server, ProcessRole::LoadGenerator]);
+    if !fell_behind || cores <= 0.0 || others < SHARED_MACHINE_SHARE * cores {
+        return None;
+    }
+    let each: Vec<String> = run
+        .processes
+        .iter()
+        .filter(|p| matches!(p.role, ProcessRole::Server | ProcessRole::LoadGenerator))
+        .filter_map(|p| {
+            Some(format!(
+                "{} {:.2}",
+                p.name,
+                cpu_share(p.cpu_s, summary.wall_s)?
+            ))
+        })
+        .collect();
+    Some(format!(
+        "yuba fell behind on a machine it shared: the local servers and the load generator used {others:.2} of its {cores:.0} cores ({}), which left yuba's processes {:.2} cores; they used {:.2}.",
+        each.join(", "),
+        cores - others,
+        cores_of(&[ProcessRole::Worker, ProcessRole::Ingest]),
+    ))
 }
 
 fn mean_upload_s(run: &Run) -> Option<f64> {
@@ -622,6 +671,7 @@ fn role(role: ProcessRole) -> &'static str {
         ProcessRole::Ingest => "ingest",
         ProcessRole::Worker => "worker",
         ProcessRole::Server => "local server",
+        ProcessRole::LoadGenerator => "load generator",
     }
 }
 
@@ -1131,6 +1181,37 @@ mod tests {
         let summary = summarize(&run);
         assert!(summary.rate_limits.is_empty(), "{:?}", summary.rate_limits);
         assert!(!markdown(&run).contains("Rate limit"));
+    }
+
+    #[test]
+    fn a_run_that_fell_behind_on_a_shared_machine_says_how_the_cores_were_split() {
+        let mut run = run();
+        run.scenario.p99_target_s = Some(0.5);
+        // Over about 20 s: moto 0.3 and the generator 0.15 of a core, over a fifth of the machine.
+        run.processes[1].cpu_s = 6.0;
+        run.processes.push(ProcessUsage {
+            name: "yuba-loadtest".to_owned(),
+            role: ProcessRole::LoadGenerator,
+            cpu_s: 3.0,
+            peak_rss_bytes: 30 << 20,
+        });
+        let summary = summarize(&run);
+        let limits = &summary.rate_limits;
+        assert_eq!(limits.len(), 1, "{limits:?}");
+        let share = |cpu_s: f64| cpu_s / summary.wall_s;
+        let expected = format!(
+            "used {:.2} of its 2 cores (moto {:.2}, yuba-loadtest {:.2}), which left yuba's \
+             processes {:.2} cores; they used {:.2}.",
+            share(9.0),
+            share(6.0),
+            share(3.0),
+            2.0 - share(9.0),
+            share(4.0)
+        );
+        assert!(limits[0].contains(&expected), "{limits:?} vs {expected}");
+        // Keeping up, the same split is not a limit.
+        run.scenario.p99_target_s = Some(1.0);
+        assert!(summarize(&run).rate_limits.is_empty());
     }
 
     #[test]
