@@ -133,14 +133,15 @@ async fn failed_messages_on_lambda_come_back_after_their_backoff() -> anyhow::Re
     let api = RuntimeApi::start().await?;
     let env = api.env();
     let mut overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    // GCS refuses connections, which is transient; a retry comes 1.5 to 3 s later.
+    // GCS refuses connections, which is transient; a retry comes 2.5 to 5 s later, long enough
+    // for the receive below to come first on a loaded machine.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let unreachable_gcs = format!("http://{closed}");
     overrides.extend([
         ("YUBA_GCS_ENDPOINT", unreachable_gcs.as_str()),
         ("YUBA_GCS_RETRY_SECONDS", "1"),
-        ("YUBA_RETRY_BASE_SECONDS", "3"),
-        ("YUBA_RETRY_MAX_SECONDS", "3"),
+        ("YUBA_RETRY_BASE_SECONDS", "5"),
+        ("YUBA_RETRY_MAX_SECONDS", "5"),
     ]);
     let worker = [stack.spawn("yuba-worker", "worker", &overrides)?];
 
