@@ -11,7 +11,7 @@
  * - Scaling follows the queue's backlog (visible + in flight) per task, as an exact task count,
  *   down to zero when the queue is empty.
  */
-import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
@@ -25,6 +25,7 @@ import { workerEnvironment } from './lambdas';
 import { Network } from './network';
 import { Queues } from './queues';
 import { SourceBucket } from './source';
+import { stageLogGroup } from './log-group';
 
 /** Time in-flight jobs get after SIGTERM (the worker's default, set explicitly). */
 export const SHUTDOWN_GRACE_SECONDS = 25;
@@ -47,6 +48,20 @@ export interface FargateWorkerProps {
 export function yubaImage(scope: Construct, c: StageConfig): ecs.ContainerImage {
   const repo = ecr.Repository.fromRepositoryName(scope, 'ImageRepository', c.fargateWorker.imageRepository);
   return ecs.ContainerImage.fromEcrRepository(repo, c.fargateWorker.imageTag);
+}
+
+/** A Fargate task definition on ARM64 Linux, what the image is built for. */
+export function arm64TaskDefinition(
+  scope: Construct,
+  o: { family: string; cpu: number; memoryMiB: number; taskRole: iam.IRole },
+): ecs.FargateTaskDefinition {
+  return new ecs.FargateTaskDefinition(scope, 'Task', {
+    family: o.family,
+    cpu: o.cpu,
+    memoryLimitMiB: o.memoryMiB,
+    runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+    taskRole: o.taskRole,
+  });
 }
 
 export class FargateWorker extends Construct {
@@ -78,19 +93,8 @@ export class FargateWorker extends Construct {
     );
     props.source.grantObjectRead(this.taskRole);
 
-    this.logGroup = new logs.LogGroup(this, 'Logs', {
-      logGroupName: `/yuba/${c.stage}/worker-fargate`,
-      retention: c.logRetentionDays as logs.RetentionDays,
-      removalPolicy: c.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
-    });
-
-    const taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
-      family: `${c.prefix}-worker`,
-      cpu: fw.cpu,
-      memoryLimitMiB: fw.memoryMiB,
-      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
-      taskRole: this.taskRole,
-    });
+    this.logGroup = stageLogGroup(this, 'Logs', c, `/yuba/${c.stage}/worker-fargate`);
+    const taskDefinition = arm64TaskDefinition(this, { family: `${c.prefix}-worker`, cpu: fw.cpu, memoryMiB: fw.memoryMiB, taskRole: this.taskRole });
     taskDefinition.addContainer('worker', {
       image: yubaImage(this, c),
       command: ['yuba-worker'],

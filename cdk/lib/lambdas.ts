@@ -9,7 +9,7 @@
  * work queue only). Logs go to a log group made here, with a retention, and the roles write to that
  * group only (no AWSLambdaBasicExecutionRole, which allows every log group in the account).
  */
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -22,6 +22,7 @@ import { rustLambdaCode } from './code';
 import { roleNames } from './gcp';
 import { Queues } from './queues';
 import { SourceBucket } from './source';
+import { stageLogGroup } from './log-group';
 
 export const INGEST_TIMEOUT = Duration.seconds(30);
 export const ALIAS_NAME = 'live';
@@ -128,11 +129,7 @@ export class Lambdas extends Construct {
     },
   ): DeployedFunction {
     const c = o.config;
-    const logGroup = new logs.LogGroup(this, `${id}Logs`, {
-      logGroupName: `/aws/lambda/${o.name}`,
-      retention: c.logRetentionDays as logs.RetentionDays,
-      removalPolicy: c.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
-    });
+    const logGroup = stageLogGroup(this, `${id}Logs`, c, `/aws/lambda/${o.name}`);
     const role = new iam.Role(this, `${id}Role`, {
       roleName: o.roleName,
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),

@@ -7,12 +7,11 @@
  * otherwise in private subnets behind NAT. S3 traffic takes a gateway endpoint either way (free,
  * and the bulk of the bytes). Flow logs record rejected traffic for investigations.
  */
-import { RemovalPolicy } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
-import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { StageConfig } from './config';
+import { stageLogGroup } from './log-group';
 
 export class Network extends Construct {
   readonly vpc: ec2.Vpc;
@@ -38,10 +37,7 @@ export class Network extends Construct {
       gatewayEndpoints: { S3: { service: ec2.GatewayVpcEndpointAwsService.S3 } },
       restrictDefaultSecurityGroup: false,
     });
-    const flowLogs = new logs.LogGroup(this, 'FlowLogs', {
-      retention: c.logRetentionDays as logs.RetentionDays,
-      removalPolicy: c.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
-    });
+    const flowLogs = stageLogGroup(this, 'FlowLogs', c);
     this.vpc.addFlowLog('FlowLog', {
       destination: ec2.FlowLogDestination.toCloudWatchLogs(flowLogs),
       trafficType: ec2.FlowLogTrafficType.REJECT,

@@ -7,7 +7,7 @@
  * Its role lists and reads the source bucket and sends jobs to the two work queues: backfill
  * routes by size exactly as ingest does. It cannot consume or delete from any queue.
  */
-import { Duration, RemovalPolicy, Stack, TimeZone } from 'aws-cdk-lib';
+import { Duration, Stack, TimeZone } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -17,11 +17,12 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import { Construct } from 'constructs';
 import { StageConfig, metricsNamespace } from './config';
-import { CONTAINER_USER, yubaImage } from './fargate-worker';
+import { CONTAINER_USER, arm64TaskDefinition, yubaImage } from './fargate-worker';
 import { roleNames } from './gcp';
 import { Network } from './network';
 import { Queues } from './queues';
 import { SourceBucket } from './source';
+import { stageLogGroup } from './log-group';
 
 export const RECONCILER_GROUP = 'yuba-reconciler';
 
@@ -63,16 +64,11 @@ export class Reconciler extends Construct {
       }),
     );
 
-    this.logGroup = new logs.LogGroup(this, 'Logs', {
-      logGroupName: `/yuba/${c.stage}/reconciler`,
-      retention: c.logRetentionDays as logs.RetentionDays,
-      removalPolicy: c.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
-    });
-    const taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
+    this.logGroup = stageLogGroup(this, 'Logs', c, `/yuba/${c.stage}/reconciler`);
+    const taskDefinition = arm64TaskDefinition(this, {
       family: `${c.prefix}-reconciler`,
       cpu: c.reconciler.cpu,
-      memoryLimitMiB: c.reconciler.memoryMiB,
-      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+      memoryMiB: c.reconciler.memoryMiB,
       taskRole: this.taskRole,
     });
     // The checkpoint needs a writable file: a task-local scratch volume, the root stays read-only.
