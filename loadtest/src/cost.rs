@@ -809,7 +809,6 @@ mod tests {
             environment: Environment {
                 target: "local stack".into(),
                 cores: 2,
-                note: None,
             },
             objects: vec![
                 object("a.jpg", ObjectKind::Photo, true),

@@ -149,10 +149,7 @@ async fn main() -> anyhow::Result<()> {
                 &std::fs::read(&from).with_context(|| format!("reading {}", from.display()))?,
             )
             .with_context(|| format!("{} is not a run.json", from.display()))?;
-            let summary = report::write(&run, &prices_from(&prices)?, &out)?;
-            println!("{}", serde_json::to_string_pretty(&summary)?);
-            println!("report: {}", out.join("report.md").display());
-            Ok(())
+            write_report(&run, &prices_from(&prices)?, &out)
         }
     }
 }
@@ -296,7 +293,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         environment: Environment {
             target: setup.target.clone(),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            note: None,
         },
         objects,
         queue_depth: std::mem::take(&mut *lock(&samples)),
@@ -309,10 +305,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             started_at.format("%Y%m%dT%H%M%S")
         ))
     });
-    let summary = report::write(&run, &prices, &out)?;
+    write_report(&run, &prices, &out)
+}
+
+/// Writes the report and says where, with its summary on stdout for scripts.
+fn write_report(run: &Run, prices: &Prices, out: &std::path::Path) -> anyhow::Result<()> {
+    let summary = report::write(run, prices, out)?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
     println!("report: {}", out.join("report.md").display());
-    drop(setup.local);
     Ok(())
 }
 

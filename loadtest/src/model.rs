@@ -81,7 +81,6 @@ impl ObjectKind {
 pub struct Environment {
     pub target: String,
     pub cores: usize,
-    pub note: Option<String>,
 }
 
 /// One uploaded object.

@@ -383,13 +383,10 @@ fn render_markdown(
             scenario.concurrency
         ),
     };
-    let mut environment = format!(
+    let environment = format!(
         "{} on {} cores",
         run.environment.target, run.environment.cores
     );
-    if let Some(note) = &run.environment.note {
-        let _ = write!(environment, " ({})", one_line(note, 200));
-    }
     writeln!(
         out,
         "Against {environment}: {pace}, for {} of uploads, then up to {} waiting for replicas. \
@@ -1009,7 +1006,6 @@ mod tests {
             environment: Environment {
                 target: "local stack".to_owned(),
                 cores: 2,
-                note: None,
             },
             objects,
             queue_depth: (0..=21)
