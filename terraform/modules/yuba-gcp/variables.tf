@@ -9,12 +9,37 @@ variable "location" {
 }
 
 variable "bucket_name" {
-  description = "Name of the replica bucket (the workers' YUBA_GCS_BUCKET)."
+  description = "Name of the replica bucket (the workers' YUBA_GCS_BUCKET). Bucket names are global: pick one nobody has, and give the CDK stage the same (gcp.bucket)."
   type        = string
 
+  # Google's bucket naming rules, one validation each, as far as a condition can say them:
+  # https://cloud.google.com/storage/docs/buckets#naming (scripts/check_terraform.py holds these
+  # to the same rules written in Python).
   validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$", var.bucket_name))
-    error_message = "bucket_name must be a valid GCS bucket name (lower-case letters, digits, '-', '_' and '.')."
+    condition     = can(regex("^[a-z0-9][a-z0-9._-]*[a-z0-9]$", var.bucket_name))
+    error_message = "bucket_name may contain only lower-case letters, digits, '-', '_' and '.', and must start and end with a letter or a digit (https://cloud.google.com/storage/docs/buckets#naming)."
+  }
+
+  validation {
+    condition = (
+      length(var.bucket_name) >= 3 &&
+      length(var.bucket_name) <= (strcontains(var.bucket_name, ".") ? 222 : 63) &&
+      alltrue([for part in split(".", var.bucket_name) : length(part) <= 63])
+    )
+    error_message = "bucket_name must be 3-63 characters, or up to 222 if it contains dots with at most 63 between two dots (https://cloud.google.com/storage/docs/buckets#naming)."
+  }
+
+  validation {
+    condition     = !can(regex("^[0-9]{1,3}(\\.[0-9]{1,3}){3}$", var.bucket_name))
+    error_message = "bucket_name must not be an IP address in dotted-decimal notation (https://cloud.google.com/storage/docs/buckets#naming)."
+  }
+
+  validation {
+    condition = (
+      !startswith(var.bucket_name, "goog") &&
+      !anytrue([for spelling in ["google", "g00gle", "g0ogle", "go0gle"] : strcontains(var.bucket_name, spelling)])
+    )
+    error_message = "bucket_name must not begin with \"goog\" nor contain \"google\" or a close misspelling such as \"g00gle\" (https://cloud.google.com/storage/docs/buckets#naming)."
   }
 }
 
@@ -126,27 +151,46 @@ variable "reader_members" {
 }
 
 variable "name_prefix" {
-  description = "Prefix of the service account ids (PREFIX-worker, PREFIX-reconciler)."
+  description = "Prefix of the service account ids (PREFIX-worker, PREFIX-reconciler): one per deployment that shares the project, e.g. the CDK stage's prefix."
   type        = string
   default     = "yuba"
+  nullable    = false
 
   validation {
-    # Service account ids are 6-30 characters; PREFIX-reconciler is the longer one.
-    condition     = can(regex("^[a-z][a-z0-9-]{0,18}$", var.name_prefix))
-    error_message = "name_prefix must be 1-19 characters: lower-case letters, digits and '-', starting with a letter."
+    # The ids exactly as the service accounts below make them, against Google's rule:
+    # https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/create
+    condition = alltrue([
+      for id in ["${var.name_prefix}-worker", "${var.name_prefix}-reconciler"] :
+      length(id) >= 6 && length(id) <= 30 && can(regex("^[a-z]([-a-z0-9]*[a-z0-9])$", id))
+    ])
+    error_message = "name_prefix must make PREFIX-worker and PREFIX-reconciler valid service account ids: 6-30 characters matching [a-z]([-a-z0-9]*[a-z0-9]) (https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/create), so 1-19 characters of a-z, 0-9 and '-', starting with a letter."
   }
 }
 
 variable "pool_id" {
-  description = "Id of the workload identity pool. A deleted pool keeps its id for 30 days, so a re-created deployment may need a new one."
+  description = "Id of the workload identity pool: one per deployment that shares the project. A deleted pool keeps its id for 30 days, so a re-created deployment may need a new one."
   type        = string
   default     = "yuba-aws"
+  nullable    = false
+
+  validation {
+    # https://cloud.google.com/iam/docs/reference/rest/v1/projects.locations.workloadIdentityPools/create
+    condition     = can(regex("^[a-z0-9-]{4,32}$", var.pool_id)) && !startswith(var.pool_id, "gcp-")
+    error_message = "pool_id must be 4-32 characters of a-z, 0-9 and '-', and must not begin with \"gcp-\", which Google reserves (https://cloud.google.com/iam/docs/reference/rest/v1/projects.locations.workloadIdentityPools/create)."
+  }
 }
 
 variable "pool_provider_id" {
-  description = "Id of the AWS provider in the pool."
+  description = "Id of the AWS provider in the pool (the pool holds this one provider). A deleted provider keeps its id for 30 days."
   type        = string
-  default     = "aws"
+  default     = "aws-account"
+  nullable    = false
+
+  validation {
+    # https://cloud.google.com/iam/docs/reference/rest/v1/projects.locations.workloadIdentityPools.providers/create
+    condition     = can(regex("^[a-z0-9-]{4,32}$", var.pool_provider_id)) && !startswith(var.pool_provider_id, "gcp-")
+    error_message = "pool_provider_id must be 4-32 characters of a-z, 0-9 and '-', and must not begin with \"gcp-\", which Google reserves (https://cloud.google.com/iam/docs/reference/rest/v1/projects.locations.workloadIdentityPools.providers/create)."
+  }
 }
 
 variable "enable_apis" {
