@@ -9,24 +9,49 @@ variable "location" {
 }
 
 variable "bucket_name" {
-  description = "Name of the replica bucket."
+  description = "Name of the replica bucket: the CDK stage's gcp.bucket (YUBA_GCS_BUCKET). Bucket names are global, so each stage needs its own."
   type        = string
 }
 
 variable "aws_account_id" {
-  description = "AWS account of yuba's AWS side."
+  description = "AWS account the CDK stage is deployed to."
   type        = string
 }
 
-variable "worker_role_arns" {
-  description = "Role ARNs of the Lambda worker (execution role) and the Fargate worker (task role)."
-  type        = list(string)
+variable "aws_stage_prefix" {
+  description = "The CDK stage's prefix (yuba-dev, yuba-prod): its roles are PREFIX-worker-lambda, PREFIX-worker-task and PREFIX-reconciler-task, and it names the stage's pool and service accounts here."
+  type        = string
+  default     = "yuba-dev"
+
+  validation {
+    # The CDK's own rule for a stage prefix (cdk/lib/config.ts), which makes the role names.
+    condition     = can(regex("^[a-z0-9-]{1,20}$", var.aws_stage_prefix))
+    error_message = "aws_stage_prefix is the CDK stage's prefix: 1-20 lower-case letters, digits and '-' (cdk/lib/config.ts)."
+  }
 }
 
-variable "reconciler_role_arns" {
-  description = "Role ARNs the reconciler runs as (the scheduled task's task role, operators' roles)."
+variable "extra_reconciler_role_arns" {
+  description = "Further IAM role ARNs that may act as the reconciler: operators who run yuba-reconciler by hand."
   type        = list(string)
   default     = []
+}
+
+variable "name_prefix" {
+  description = "Prefix of the service account ids (PREFIX-worker, PREFIX-reconciler). null: aws_stage_prefix (its first 19 characters)."
+  type        = string
+  default     = null
+}
+
+variable "pool_id" {
+  description = "Id of the stage's workload identity pool. null: NAME_PREFIX-aws. A deleted pool keeps its id for 30 days: set another to re-create the stage sooner."
+  type        = string
+  default     = null
+}
+
+variable "pool_provider_id" {
+  description = "Id of the AWS provider in the pool. null: the module's default (aws-account)."
+  type        = string
+  default     = null
 }
 
 variable "reconciler_can_write" {
