@@ -6,6 +6,11 @@ No provider can be downloaded here, so `terraform validate` cannot run; instead:
 1. assertions on every .tf file, parsed with python-hcl2: the properties yuba's security and
    its workers depend on (the bucket's access settings and its `_yuba-parts/` lifecycle rule,
    the federation's condition and grants, no keys, IAM on the bucket and the accounts only);
+   Google's formats of every id and name created (pool, provider, service accounts, bucket),
+   evaluated from the module's defaults and through the example with its
+   terraform.tfvars.example, and the validations of the variables they are made of, tried on
+   samples; and the AWS roles the example trusts, against the CDK app's
+   (cdk/lib/generated/aws-iam.json);
 2. a self-test: the same assertions on copies of terraform/ broken one way at a time, each of
    which must fail (and one through checkov), so that a check that stopped seeing anything
    cannot pass silently;
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -34,11 +40,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import hcl2
 from hcl2.utils import SerializationOptions
+from lark import Token, Tree
 
 ROOT = Path(__file__).resolve().parent.parent
 TF_DIR = ROOT / "terraform"
@@ -111,6 +119,21 @@ def cfg_rel(path: Path) -> str:
 OPTIONS = SerializationOptions(with_comments=False, strip_string_quotes=True, explicit_blocks=False)
 
 
+@functools.lru_cache(maxsize=256)
+def parse_tree(text: str) -> Tree:
+    """The lark parse tree of a file, which check_ids evaluates. Cached by content: the
+    self-test's copies share all but the file each one breaks."""
+    return hcl2.parses_to_tree(text)
+
+
+@functools.lru_cache(maxsize=256)
+def load(text: str) -> dict:
+    """hcl2.loads(text), from the parse tree check_ids evaluates (transform builds new objects,
+    it does not change the tree). Cached by content: the self-test's copies share all but the file
+    each one breaks. The checks only read what it returns."""
+    return hcl2.serialize(hcl2.transform(parse_tree(text)), serialization_options=OPTIONS)
+
+
 def tf_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.tf") if ".terraform" not in p.parts)
 
@@ -132,11 +155,12 @@ class Config:
         self.locals: dict[Path, dict] = {}
         self.outputs: dict[Path, dict[str, object]] = {}
         self.errors: list[Failure] = []
+        self.notes: list[str] = []  # what the checks found, for the log of a full run
         for path in tf_files(root):
             text = path.read_text()
             self.files[path] = text
             try:
-                doc = hcl2.loads(text, serialization_options=OPTIONS)
+                doc = load(text)
             except Exception as e:  # the parser's errors have no common base class
                 self.errors.append(Failure(self.rel(path), f"does not parse as HCL: {e}"))
                 continue
@@ -155,6 +179,11 @@ class Config:
 
     def rel(self, path: Path) -> str:
         return cfg_rel(path)
+
+    @functools.cached_property
+    def modules(self) -> dict[Path, HclModule]:
+        """Each directory as expression trees, for the checks that evaluate (check_ids)."""
+        return hcl_modules(self)
 
     def where(self, r: Resource) -> str:
         return f"{self.rel(r.path)}:{r.line}: {r.address}"
@@ -441,8 +470,783 @@ def check_tfvars_examples(cfg: Config) -> list[Failure]:
     return out
 
 
+# --- evaluating expressions ----------------------------------------------------------------
+#
+# An id is only known once the variables it is made of are: the checks below evaluate the
+# expressions that make each id, from the variables' defaults and the example's
+# terraform.tfvars.example, through locals and module calls, and the validations of those
+# variables, as terraform would. python-hcl2 parses but evaluates nothing, so this is a small
+# evaluator over its parse tree. Evaluating the HCL as written, rather than looking for the
+# validation blocks one expects, is what lets the self-test remove or weaken a validation and
+# see it caught. It knows the part of HCL these files use and stops on anything else
+# (Unsupported), so that the check fails on an expression it does not understand instead of
+# passing it. Regular expressions run on Python's `re`, which agrees with terraform's RE2 on
+# the classes, anchors and counts used here.
+
+
+class EvalError(Exception):
+    """An error terraform would report while evaluating: what can() turns into false."""
+
+
+class Unsupported(Exception):
+    """An expression beyond this evaluator: the check fails and says which."""
+
+
+class Unset(Unsupported):
+    """A variable with neither a value nor a default (an input the caller must give)."""
+
+
+META_ARGUMENTS = {"source", "version", "providers", "count", "for_each", "depends_on"}
+
+
+def kids(node: Tree) -> list[Tree]:
+    """A node's sub-trees, without its punctuation and newlines."""
+    return [c for c in node.children if isinstance(c, Tree) and c.data != "new_line_or_comment"]
+
+
+def name_of(node: Tree) -> str:
+    """The text of an identifier, or of a plain string (a block label)."""
+    if node.data == "identifier":
+        return str(node.children[0])
+    return "".join(str(part.children[0]) for part in kids(node))
+
+
+def unescape(text: str) -> str:
+    simple = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
+
+    def one(m: re.Match) -> str:
+        code = m.group(1)
+        return chr(int(code[1:], 16)) if code[0] in "uU" else simple.get(code, "\\" + code)
+
+    return re.sub(r"\\(u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)", one, text)
+
+
+def as_text(value: object) -> str:
+    """A value as a template interpolates it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise EvalError(f"cannot interpolate {value!r} into a string")
+
+
+def as_bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise EvalError(f"{value!r} is not a bool")
+    return value
+
+
+def as_number(value: object) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise EvalError(f"{value!r} is not a number")
+    return value
+
+
+def hcl_equal(a: object, b: object) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b
+
+
+def fn_regex(pattern: str, text: str) -> object:
+    m = re.search(pattern, text)
+    if m is None:
+        raise EvalError(f"regex {pattern!r} does not match {text!r}")
+    if m.re.groupindex:
+        return m.groupdict()
+    return list(m.groups()) if m.re.groups else m.group(0)
+
+
+def fn_substr(text: str, offset: int, length: int) -> str:
+    if offset < 0:
+        offset += len(text)
+    return text[offset:] if length == -1 else text[offset:offset + length]
+
+
+def fn_coalesce(*values: object) -> object:
+    for value in values:
+        if value is not None and value != "":
+            return value
+    raise EvalError("coalesce() has no argument that is neither null nor an empty string")
+
+
+FUNCTIONS = {
+    "alltrue": lambda values: all(as_bool(v) for v in values),
+    "anytrue": lambda values: any(as_bool(v) for v in values),
+    "coalesce": fn_coalesce,
+    "concat": lambda *lists: [item for items in lists for item in items],
+    "contains": lambda values, value: value in values,
+    "endswith": lambda text, suffix: text.endswith(suffix),
+    "join": lambda separator, values: separator.join(values),
+    "length": len,
+    "lower": lambda text: text.lower(),
+    "regex": fn_regex,
+    "split": lambda separator, text: text.split(separator),
+    "startswith": lambda text, prefix: text.startswith(prefix),
+    "strcontains": lambda text, part: part in text,
+    "substr": fn_substr,
+}
+
+BINARY = {
+    "&&": lambda a, b: as_bool(a) and as_bool(b),
+    "||": lambda a, b: as_bool(a) or as_bool(b),
+    "==": hcl_equal,
+    "!=": lambda a, b: not hcl_equal(a, b),
+    "<": lambda a, b: as_number(a) < as_number(b),
+    "<=": lambda a, b: as_number(a) <= as_number(b),
+    ">": lambda a, b: as_number(a) > as_number(b),
+    ">=": lambda a, b: as_number(a) >= as_number(b),
+    "+": lambda a, b: as_number(a) + as_number(b),
+    "-": lambda a, b: as_number(a) - as_number(b),
+    "*": lambda a, b: as_number(a) * as_number(b),
+}
+
+
+@dataclass
+class Variable:
+    default: Tree | None  # None: no default, the caller must give a value
+    nullable: bool
+    validations: list[tuple[Tree, Tree]]  # (condition, error_message)
+    source: str  # the variable block's text
+
+
+# The messages of the validations a value fails, by (variable block, value): a condition may refer
+# to its own variable only (terraform before 1.9 allows nothing else), so this is all it depends
+# on, and the self-test's copies, which mostly share their variables, reuse it.
+VERDICTS: dict[tuple[str, str], list[str]] = {}
+
+
+class HclModule:
+    """One directory of .tf files as expression trees: variables, locals, module calls and the
+    top-level attributes of resources."""
+
+    def __init__(self, directory: Path, texts: list[str]) -> None:
+        self.dir = directory
+        self.variables: dict[str, Variable] = {}
+        self.locals: dict[str, Tree] = {}
+        self.calls: dict[str, dict[str, Tree]] = {}
+        self.call_dirs: dict[str, Path] = {}
+        self.resources: dict[tuple[str, str], dict[str, Tree]] = {}
+        for text in texts:
+            for kind, labels, body, block in self.blocks(parse_tree(text).children[0]):
+                attrs = self.attributes(body)
+                if kind == "variable":
+                    validations = [self.attributes(b) for k, _, b, _ in self.blocks(body) if k == "validation"]
+                    self.variables[labels[0]] = Variable(
+                        attrs.get("default"),
+                        constant(attrs["nullable"]) if "nullable" in attrs else True,
+                        [(v["condition"], v["error_message"]) for v in validations],
+                        text[block.meta.start_pos:block.meta.end_pos],
+                    )
+                elif kind == "locals":
+                    self.locals.update(attrs)
+                elif kind == "module":
+                    self.calls[labels[0]] = attrs
+                    self.call_dirs[labels[0]] = (directory / str(constant(attrs["source"]))).resolve()
+                elif kind == "resource":
+                    self.resources[(labels[0], labels[1])] = attrs
+
+    @staticmethod
+    def blocks(body: Tree) -> list[tuple[str, list[str], Tree, Tree]]:
+        """(type, labels, body, block) of each block in a body."""
+        out = []
+        for block in (b for b in kids(body) if b.data == "block"):
+            parts = kids(block)
+            out.append((name_of(parts[0]), [name_of(p) for p in parts[1:-1]], parts[-1], block))
+        return out
+
+    @staticmethod
+    def attributes(body: Tree) -> dict[str, Tree]:
+        return {name_of(kids(a)[0]): kids(a)[1] for a in kids(body) if a.data == "attribute"}
+
+
+class Instance:
+    """A module with values for its variables (`inputs`: thunks, evaluated when first read, as a
+    module call's arguments are), evaluating its expressions as terraform would."""
+
+    def __init__(self, module: HclModule, modules: dict[Path, HclModule],
+                 inputs: dict[str, Callable[[], object]] | None = None) -> None:
+        self.module = module
+        self.modules = modules
+        self.inputs = inputs or {}
+        self.values: dict[str, object] = {}
+        self.local_values: dict[str, object] = {}
+        self.pending: set[str] = set()
+        self.children: dict[str, Instance] = {}
+        self.reads: set[str] = set()  # the variables read so far, with or without a value
+
+    def var(self, name: str) -> object:
+        self.reads.add(name)
+        if name not in self.values:
+            self.values[name] = self._var(name)
+        return self.values[name]
+
+    def _var(self, name: str) -> object:
+        var = self.module.variables.get(name)
+        if var is None:
+            raise Unsupported(f"var.{name} is not declared in {cfg_rel(self.module.dir)}")
+        if name in self.inputs:
+            value = self.inputs[name]()
+            # A module's nullable = false variable takes its default where the caller passes null.
+            if value is not None or var.nullable:
+                return value
+        if var.default is None:
+            raise Unset(f"var.{name} has no value and no default")
+        return constant(var.default)
+
+    def local(self, name: str) -> object:
+        if name not in self.local_values:
+            if name not in self.module.locals:
+                raise Unsupported(f"local.{name} is not defined in {cfg_rel(self.module.dir)}")
+            if name in self.pending:
+                raise Unsupported(f"local.{name} refers to itself")
+            self.pending.add(name)
+            try:
+                self.local_values[name] = self.eval(self.module.locals[name])
+            finally:
+                self.pending.discard(name)
+        return self.local_values[name]
+
+    def child(self, call: str) -> Instance:
+        """The module that `module "CALL"` instantiates, with the call's arguments as inputs."""
+        if call in self.children:
+            return self.children[call]
+        args, directory = self.module.calls[call], self.module.call_dirs[call]
+        if directory not in self.modules:
+            raise Unsupported(f"module.{call}: {cfg_rel(directory)} is not among the files checked")
+        inputs = {name: functools.partial(self.eval, expr) for name, expr in args.items() if name not in META_ARGUMENTS}
+        self.children[call] = Instance(self.modules[directory], self.modules, inputs)
+        return self.children[call]
+
+    def failed_validations(self, name: str) -> list[str]:
+        """The error messages of var.NAME's validations that its value fails."""
+        key = (self.module.variables[name].source, repr(self.var(name)))
+        if key not in VERDICTS:
+            VERDICTS[key] = self._failed_validations(name)
+        return VERDICTS[key]
+
+    def _failed_validations(self, name: str) -> list[str]:
+        out = []
+        for condition, message in self.module.variables[name].validations:
+            try:
+                ok = self.eval(condition) is True
+            except EvalError:
+                ok = False  # an error in a condition fails the plan too
+            if not ok:
+                out.append(str(constant(message)))
+        return out
+
+    def eval(self, node: Tree, scope: dict[str, object] | None = None) -> object:
+        scope = scope or {}
+        kind, parts = node.data, kids(node)
+        if kind == "expr_term":  # a term, or a parenthesized expression
+            return self.eval(parts[0], scope)
+        if kind == "int_lit":
+            return int(node.children[0])
+        if kind == "float_lit":
+            return float(node.children[0])
+        if kind == "literal_value":
+            return {"true": True, "false": False, "null": None}[str(node.children[0])]
+        if kind == "string":
+            return self.template(parts, scope)
+        if kind == "tuple":
+            return [self.eval(p, scope) for p in parts]
+        if kind == "object":
+            return {self.key(kids(elem)[0], scope): self.eval(kids(elem)[1], scope) for elem in parts}
+        if kind == "identifier":
+            if name_of(node) in scope:
+                return scope[name_of(node)]
+            raise Unsupported(f"{name_of(node)}: only var., local., literals and functions are evaluated")
+        if kind == "get_attr_expr_term":
+            return self.attribute(parts[0], name_of(kids(parts[1])[0]), scope)
+        if kind == "index_expr_term":  # x[i], or x.0
+            if parts[1].data == "braces_index":
+                index = self.eval(kids(parts[1])[0], scope)
+            else:
+                index = int(str(parts[1].children[-1]))
+            try:
+                return self.eval(parts[0], scope)[index]
+            except (IndexError, KeyError, TypeError) as e:
+                raise EvalError(f"index {index!r}: {e}") from None
+        if kind == "function_call":
+            return self.call(parts, scope)
+        if kind == "unary_op":
+            value = self.eval(parts[0], scope)
+            return not as_bool(value) if str(node.children[0]) == "!" else -as_number(value)
+        if kind == "binary_op":
+            op = str(kids(parts[1])[0].children[0]).strip()
+            if op not in BINARY:
+                raise Unsupported(f"operator {op}")
+            return BINARY[op](self.eval(parts[0], scope), self.eval(kids(parts[1])[1], scope))
+        if kind == "conditional":
+            return self.eval(parts[1] if as_bool(self.eval(parts[0], scope)) else parts[2], scope)
+        if kind == "for_tuple_expr":
+            return self.for_tuple(parts, scope)
+        raise Unsupported(f"{kind} expressions are not evaluated by this check")
+
+    def template(self, parts: list[Tree], scope: dict[str, object]) -> object:
+        pieces: list[object] = []
+        for part in parts:
+            child = part.children[0]
+            if isinstance(child, Token):
+                text = str(child)
+                pieces.append(unescape(text) if child.type == "STRING_CHARS" else text[1:])  # $${ and %%{
+            elif child.data == "interpolation":
+                pieces.append(self.eval(kids(child)[0], scope))
+            else:
+                raise Unsupported("template directives (%{...}) are not evaluated by this check")
+        if len(parts) == 1 and not isinstance(parts[0].children[0], Token):
+            return pieces[0]  # "${x}" is x itself, not its text
+        return "".join(as_text(p) for p in pieces)
+
+    def key(self, node: Tree, scope: dict[str, object]) -> str:
+        term = kids(node)[0]
+        inner = kids(term)[0] if term.data == "expr_term" else term
+        return name_of(inner) if inner.data == "identifier" else as_text(self.eval(term, scope))
+
+    def attribute(self, base: Tree, name: str, scope: dict[str, object]) -> object:
+        inner = kids(base)[0] if base.data == "expr_term" else base
+        if inner.data == "identifier" and name_of(inner) not in scope:
+            if name_of(inner) == "var":
+                return self.var(name)
+            if name_of(inner) == "local":
+                return self.local(name)
+        value = self.eval(base, scope)
+        if isinstance(value, dict) and name in value:
+            return value[name]
+        raise EvalError(f"no attribute {name!r} in {value!r}")
+
+    def call(self, parts: list[Tree], scope: dict[str, object]) -> object:
+        name = name_of(parts[0])
+        arguments = parts[-1] if parts[-1].data == "arguments" else None
+        args = kids(arguments) if arguments is not None else []
+        if arguments is not None and any(isinstance(t, Token) and t.type == "ELLIPSIS" for t in arguments.children):
+            raise Unsupported(f"{name}(...): expanding arguments is not evaluated by this check")
+        if name == "can":
+            try:
+                self.eval(args[0], scope)
+                return True
+            except EvalError:
+                return False
+        if name not in FUNCTIONS:
+            raise Unsupported(f"function {name}() is not known to this check; add it to FUNCTIONS")
+        values = [self.eval(a, scope) for a in args]
+        try:
+            return FUNCTIONS[name](*values)
+        except (TypeError, ValueError, AttributeError, re.error) as e:
+            raise EvalError(f"{name}(): {e}") from None
+
+    def for_tuple(self, parts: list[Tree], scope: dict[str, object]) -> list[object]:
+        intro, body, *condition = parts
+        names = [name_of(p) for p in kids(intro)[:-1]]
+        collection = self.eval(kids(intro)[-1], scope)
+        items = collection.items() if isinstance(collection, dict) else enumerate(collection)
+        out = []
+        for key, value in items:
+            inner = {**scope, **({names[0]: value} if len(names) == 1 else {names[0]: key, names[1]: value})}
+            if not condition or as_bool(self.eval(kids(condition[0])[0], inner)):
+                out.append(self.eval(body, inner))
+        return out
+
+
+def constant(node: Tree) -> object:
+    """A value that refers to nothing (a default, a source, a tfvars value)."""
+    return nothing().eval(node)
+
+
+@functools.cache
+def nothing() -> Instance:
+    return Instance(HclModule(Path(), []), {})
+
+
+def hcl_modules(cfg: Config) -> dict[Path, HclModule]:
+    texts: dict[Path, list[str]] = {}
+    for path, text in cfg.files.items():
+        if path in cfg.parsed:  # a file that does not parse is reported already
+            texts.setdefault(path.parent.resolve(), []).append(text)
+    return {d: HclModule(d, t) for d, t in texts.items()}
+
+
+def tfvars_values(path: Path) -> dict[str, object]:
+    attrs = HclModule.attributes(parse_tree(path.read_text()).children[0])
+    return {name: constant(expr) for name, expr in attrs.items()}
+
+
+# --- Google's ids and names ----------------------------------------------------------------
+#
+# The emulators accept any id; Google does not. Each rule below is Google's documented format,
+# written once in Python; every id the module creates is evaluated (from the module's defaults,
+# and through the example with its terraform.tfvars.example) and held to it, and so is every
+# variable that feeds an id: its validations must reject what the rule rejects.
+
+POOL_ID_DOC = "https://cloud.google.com/iam/docs/reference/rest/v1/projects.locations.workloadIdentityPools/create"
+PROVIDER_ID_DOC = ("https://cloud.google.com/iam/docs/reference/rest/v1/"
+                   "projects.locations.workloadIdentityPools.providers/create")
+SERVICE_ACCOUNT_ID_DOC = "https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/create"
+BUCKET_NAME_DOC = "https://cloud.google.com/storage/docs/buckets#naming"
+# "close misspellings, such as g00gle": Google names no list; these are the ones refused here.
+GOOGLE_SPELLINGS = ("google", "g00gle", "g0ogle", "go0gle")
+
+
+def federation_id_problem(value: str, doc: str) -> str | None:
+    # Pools and providers alike (doc): "This value must be 4-32 characters, and may contain the
+    # characters [a-z0-9-]. The prefix gcp- is reserved for use by Google, and may not be
+    # specified."
+    if not re.fullmatch(r"[a-z0-9-]{4,32}", value):
+        return f"is not 4-32 characters of [a-z0-9-] ({doc})"
+    if value.startswith("gcp-"):
+        return f"begins with gcp-, which Google reserves ({doc})"
+    return None
+
+
+def pool_id_problem(value: str) -> str | None:
+    # https://cloud.google.com/iam/docs/reference/rest/v1/projects.locations.workloadIdentityPools/create
+    return federation_id_problem(value, POOL_ID_DOC)
+
+
+def provider_id_problem(value: str) -> str | None:
+    # https://cloud.google.com/iam/docs/reference/rest/v1/projects.locations.workloadIdentityPools.providers/create
+    return federation_id_problem(value, PROVIDER_ID_DOC)
+
+
+def service_account_id_problem(value: str) -> str | None:
+    # https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/create: "must
+    # be 6-30 characters long, and match the regular expression [a-z]([-a-z0-9]*[a-z0-9])".
+    if not 6 <= len(value) <= 30:
+        return f"is {len(value)} characters, not 6-30 ({SERVICE_ACCOUNT_ID_DOC})"
+    if not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])", value):
+        return f"does not match [a-z]([-a-z0-9]*[a-z0-9]) ({SERVICE_ACCOUNT_ID_DOC})"
+    return None
+
+
+def bucket_name_problem(value: str) -> str | None:
+    # https://cloud.google.com/storage/docs/buckets#naming: only lowercase letters, digits, '-',
+    # '_' and '.'; start and end with a letter or digit; 3-63 characters, or up to 222 with dots
+    # and at most 63 in each dot-separated component; not an IP address in dotted-decimal
+    # notation; not beginning with "goog"; not containing "google" or close misspellings.
+    problems = []
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?", value):
+        problems.append("has characters other than a-z, 0-9, '-', '_' and '.', or does not start and end "
+                        "with a letter or digit")
+    limit = 222 if "." in value else 63
+    if not 3 <= len(value) <= limit:
+        problems.append(f"is {len(value)} characters, not 3-{limit}")
+    if any(len(part) > 63 for part in value.split(".")):
+        problems.append("has a dot-separated component longer than 63 characters")
+    if re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,3}){3}", value):
+        problems.append("is an IP address in dotted-decimal notation")
+    if value.startswith("goog"):
+        problems.append("begins with goog")
+    if any(spelling in value for spelling in GOOGLE_SPELLINGS):
+        problems.append("contains google or a close misspelling")
+    return f"{'; '.join(problems)} ({BUCKET_NAME_DOC})" if problems else None
+
+
+@dataclass(frozen=True)
+class IdRule:
+    attribute: str
+    what: str
+    problem: Callable[[str], str | None]
+    project_wide: bool  # unique in the GCP project (two stages there must not share it)
+
+    def check(self, value: object) -> str | None:
+        return self.problem(value) if isinstance(value, str) else f"is {value!r}, not a string"
+
+
+ID_RULES = {
+    "google_iam_workload_identity_pool": IdRule("workload_identity_pool_id", "workload identity pool id",
+                                                pool_id_problem, True),
+    # Unique within its pool only.
+    "google_iam_workload_identity_pool_provider": IdRule("workload_identity_pool_provider_id",
+                                                         "workload identity pool provider id",
+                                                         provider_id_problem, False),
+    "google_service_account": IdRule("account_id", "service account id", service_account_id_problem, True),
+    # Global, and given per stage (it is the CDK stage's gcp.bucket).
+    "google_storage_bucket": IdRule("name", "bucket name", bucket_name_problem, False),
+}
+
+
+def id_samples() -> list[str]:
+    """Values tried on every variable that feeds an id: each rule's edges, valid and not."""
+    letters = "abcdefghijklmnopqrstuvwxyz" * 10
+    lengths = (0, 1, 2, 3, 4, 5, 6, 7, 18, 19, 20, 21, 25, 26, 28, 29, 30, 31, 32, 33, 62, 63, 64)
+    return [letters[:n] for n in lengths] + [
+        "yuba", "yuba-dev", "yuba-prod", "yuba-aws", "aws", "aws-account", "yuba-dev-replica",
+        "Yuba-dev", "yuba_dev", "yuba.dev", "yuba dev", "-yuba", "yuba-", "_yuba", "yuba_", ".yuba", "yuba.",
+        "1yuba", "yuba1", "123", "gcp", "gcp-", "gcp-yuba", "gcpyuba", "x-gcp-yuba",
+        "goog", "goog-replica", "my-google-replica", "my-g00gle-replica", "my-go0gle-replica", "gogle-replica",
+        "192.168.5.4", "192.168.5", "1.2.3.4.5", "my.replica.example.com",
+        "a" * 63 + "." + "b" * 63, "a" * 64 + ".b", ".".join(["a" * 63] * 3 + ["a" * 30]),
+        ".".join(["a" * 63] * 3 + ["a" * 31]),
+    ]
+
+
+SAMPLES = id_samples()
+# The CDK's rule for a stage prefix (cdk/lib/config.ts), which names the stage's AWS roles.
+CDK_PREFIX = re.compile(r"[a-z0-9-]{1,20}")
+STAGE_PREFIX_VARIABLE = "aws_stage_prefix"
+DEV, PROD = "yuba-dev", "yuba-prod"  # the CDK app's stages' prefixes
+# The stage prefixes the example is tried with: the CDK app's two stages, and its rule's edges.
+STAGE_PREFIXES = {
+    DEV: "the dev stage",
+    PROD: "the prod stage",
+    "yuba-" + "x" * 15: "20 characters, the longest the CDK allows",
+    "y": "1 character, the shortest the CDK allows",
+}
+# The file that names the AWS roles of the CDK app's programs (programs.<name>.role, the role
+# being PREFIX-ROLE), and which of the module's role lists a program's binary belongs in: the
+# programs that reach GCS, as the workers or as the reconciler. None: needs no GCP access.
+AWS_IAM_CONTRACT = ROOT / "cdk" / "lib" / "generated" / "aws-iam.json"
+GCP_ROLE_LISTS = {"yuba-worker": "worker_role_arns", "yuba-reconciler": "reconciler_role_arns", "yuba-ingest": None}
+
+
+@dataclass
+class Deployment:
+    """A root module with its inputs: a module with its defaults, or the example with its
+    terraform.tfvars.example."""
+    root: HclModule
+    inputs: dict[str, object]
+    label: str
+    modules: dict[Path, HclModule]
+
+    def instance(self, **override: object) -> Instance:
+        values = {**self.inputs, **override}
+        return Instance(self.root, self.modules, {k: (lambda v=v: v) for k, v in values.items()})
+
+
+@dataclass
+class Made:
+    """One id a deployment creates: its resource, rule and value (or why it has none)."""
+    instance: Instance
+    key: tuple[tuple[str, ...], str, str]  # (module calls from the root, resource type, name)
+    rule: IdRule
+    value: object = None
+    error: Exception | None = None
+
+    @property
+    def resource(self) -> tuple[str, str]:
+        return self.key[1:]
+
+
+def made_ids(root: Instance, only: set[tuple] | None = None, path: tuple[str, ...] = ()) -> list[Made]:
+    """Every id the root and the modules it calls create (or those of `only`), evaluated."""
+    out = []
+    for (rtype, name), attrs in root.module.resources.items():
+        rule = ID_RULES.get(rtype)
+        if rule is None or (only is not None and (path, rtype, name) not in only):
+            continue
+        made = Made(root, (path, rtype, name), rule)
+        try:
+            if rule.attribute not in attrs:
+                raise Unsupported(f"has no {rule.attribute}")
+            made.value = root.eval(attrs[rule.attribute])
+        except (EvalError, Unsupported) as e:
+            made.error = e
+        out.append(made)
+    for call in root.module.calls:
+        if only is None or any(key[0][:len(path) + 1] == (*path, call) for key in only):
+            out += made_ids(root.child(call), only, (*path, call))
+    return out
+
+
+def deployments(cfg: Config) -> tuple[list[Deployment], list[Deployment]]:
+    """The modules that create ids, with their defaults; the roots that call a module, with their
+    terraform.tfvars.example."""
+    modules = cfg.modules
+    own = [Deployment(m, {}, f"{cfg_rel(d)} (its defaults)", modules) for d, m in sorted(modules.items())
+           if any(rtype in ID_RULES for rtype, _ in m.resources)]
+    roots = []
+    for d, m in sorted(modules.items()):
+        if not m.calls:
+            continue
+        inputs, label = {}, cfg_rel(d)
+        for example in sorted(d.glob("*.tfvars.example")):
+            inputs = tfvars_values(example)
+            label = f"{cfg_rel(d)} with {example.name}"
+        roots.append(Deployment(m, inputs, label, modules))
+    return own, roots
+
+
+def resource_where(cfg: Config, made: Made) -> str:
+    for r in cfg.resources:
+        if r.module.resolve() == made.instance.module.dir and (r.type, r.name) == made.resource:
+            return cfg.where(r)
+    return f"{cfg_rel(made.instance.module.dir)}: {'.'.join(made.resource)}"
+
+
+def id_failures(cfg: Config, made: list[Made], context: str, unset_ok: bool) -> list[Failure]:
+    out = []
+    for m in made:
+        if isinstance(m.error, Unset) and unset_ok:
+            continue  # a required input: checked through the example and the validations
+        if m.error is not None:
+            out.append(Failure(f"{context}: {resource_where(cfg, m)}", f"the {m.rule.what} cannot be evaluated: "
+                                                                      f"{m.error}"))
+        elif (problem := m.rule.check(m.value)) is not None:
+            out.append(Failure(f"{context}: {resource_where(cfg, m)}", f"{m.rule.what} {m.value!r} {problem}"))
+    return out
+
+
+def accepted(root: Instance) -> bool:
+    """Whether terraform would accept the inputs: the validations of every variable read while
+    evaluating the ids (after made_ids), in the root and the modules it calls."""
+
+    def instances(inst: Instance) -> list[Instance]:
+        return [inst] + [i for call in inst.module.calls for i in instances(inst.child(call))]
+
+    for inst in instances(root):
+        for name in sorted(inst.reads):
+            try:
+                inst.var(name)
+            except Unset:
+                continue
+            except EvalError:
+                return False
+            if inst.failed_validations(name):
+                return False
+    return True
+
+
+def validation_failures(dep: Deployment, exact: bool) -> list[Failure]:
+    """Each variable the deployment's ids are made of, tried with SAMPLES: its validations (and
+    the module's, for the example) must refuse every value that makes an invalid id and, when
+    `exact` (the module's own variables), accept every value that makes only valid ones."""
+    out = []
+    fed_by: dict[str, set[tuple]] = {}  # variable -> the ids it is read for
+    for made in made_ids(dep.instance()):
+        inst = dep.instance()
+        made_ids(inst, {made.key})
+        for name in inst.reads:
+            fed_by.setdefault(name, set()).add(made.key)
+    for name, keys in sorted(fed_by.items()):
+        where = f"{dep.label}: var.{name}"
+        if exact and not dep.root.variables[name].validations:
+            out.append(Failure(where, "feeds a Google id or name but has no validation block"))
+            continue
+        if exact:
+            for _, message in dep.root.variables[name].validations:
+                if "https://cloud.google.com/" not in str(constant(message)):
+                    out.append(Failure(where, "a validation's error_message does not name Google's document"))
+        outcomes = set()
+        for sample in SAMPLES:
+            inst = dep.instance(**{name: sample})
+            fed = [m for m in made_ids(inst, keys) if not isinstance(m.error, Unset)]
+            broken = [m for m in fed if m.error is not None or m.rule.check(m.value) is not None]
+            ok = accepted(inst) and not any(m.error for m in fed)
+            outcomes.add(ok)
+            if ok and broken:
+                m = broken[0]
+                out.append(Failure(where, f"accepts {sample!r}, which makes the {m.rule.what} {m.value!r}: it "
+                                          f"{m.rule.check(m.value)}"))
+            elif exact and not ok and not broken:
+                out.append(Failure(where, f"refuses {sample!r}, which makes only valid ids "
+                                          f"({', '.join(repr(m.value) for m in fed)})"))
+        if outcomes != {True, False}:
+            out.append(Failure(where, f"{'accepts' if True in outcomes else 'refuses'} every sample: the samples "
+                                      "should find a value it accepts and one it refuses"))
+    return out
+
+
+def stage_failures(cfg: Config, dep: Deployment, base: list[Made]) -> list[Failure]:
+    """The example with each of STAGE_PREFIXES: valid ids (those that differ from `base`, which
+    are reported already), and none shared by dev and prod."""
+    out = []
+    seen = {(m.key, repr(m.value)) for m in base}
+    project_ids: dict[str, set[tuple[str, object]]] = {}
+    for prefix, what in STAGE_PREFIXES.items():
+        made = made_ids(dep.instance(**{STAGE_PREFIX_VARIABLE: prefix}))
+        new = [m for m in made if (m.key, repr(m.value)) not in seen]
+        out += id_failures(cfg, new, f"{dep.label}, {STAGE_PREFIX_VARIABLE} = {prefix!r} ({what})", False)
+        project_ids[prefix] = {(m.rule.what, m.value) for m in made if m.rule.project_wide and m.error is None}
+    for what, value in sorted(project_ids[DEV] & project_ids[PROD], key=str):
+        out.append(Failure(dep.label, f"dev and prod in one GCP project would both create the {what} {value!r}: "
+                                      f"derive it from {STAGE_PREFIX_VARIABLE}"))
+    return out
+
+
+def check_ids(cfg: Config) -> list[Failure]:
+    out = []
+    own, roots = deployments(cfg)
+    for dep in own:
+        made = made_ids(dep.instance())
+        out += id_failures(cfg, made, dep.label, True)
+        out += validation_failures(dep, exact=True)
+        cfg.notes.append(f"ids of {dep.label}: " + ", ".join(
+            f"{m.rule.what} {m.value!r}" for m in made if m.error is None))
+    for dep in roots:
+        made = made_ids(dep.instance())
+        out += id_failures(cfg, made, dep.label, False)
+        out += validation_failures(dep, exact=False)
+        if STAGE_PREFIX_VARIABLE in dep.root.variables:
+            out += stage_failures(cfg, dep, made)
+        cfg.notes.append(f"ids of {dep.label}: " + ", ".join(
+            f"{m.rule.what} {m.value!r}" for m in made if m.error is None))
+    if not own:
+        out.append(Failure(cfg.rel(cfg.root), f"no module creates any of {', '.join(ID_RULES)}"))
+    return out
+
+
+def check_role_contract(cfg: Config) -> list[Failure]:
+    """The roles the example trusts are the CDK app's: PREFIX-ROLE for each program with a role
+    in cdk/lib/generated/aws-iam.json, in the list its binary's access belongs in."""
+    out = []
+    where = cfg_rel(AWS_IAM_CONTRACT)
+    try:
+        programs = json.loads(AWS_IAM_CONTRACT.read_text())["programs"]
+    except (OSError, ValueError, KeyError) as e:
+        return [Failure(where, f"cannot read the programs' roles: {e}")]
+    roles: dict[str, list[str]] = {"worker_role_arns": [], "reconciler_role_arns": []}
+    for program, p in sorted(programs.items()):
+        if p.get("binary") not in GCP_ROLE_LISTS:
+            out.append(Failure(where, f"programs.{program}: binary {p.get('binary')!r} is unknown to "
+                                      "check_terraform.py; say in GCP_ROLE_LISTS whether it reaches GCS"))
+        elif GCP_ROLE_LISTS[p["binary"]] is not None:
+            if not p.get("role"):
+                out.append(Failure(where, f"programs.{program} reaches GCS but has no fixed role name "
+                                          "(role: null), so terraform cannot trust it"))
+            else:
+                roles[GCP_ROLE_LISTS[p["binary"]]].append(p["role"])
+
+    _, roots = deployments(cfg)
+    roots = [dep for dep in roots if any("worker_role_arns" in args for args in dep.root.calls.values())]
+    if not roots:
+        out.append(Failure(cfg.rel(cfg.root), "no root module passes worker_role_arns to the module"))
+    for dep in roots:
+        if STAGE_PREFIX_VARIABLE not in dep.root.variables:
+            out.append(Failure(dep.label, f"no variable {STAGE_PREFIX_VARIABLE}: the role ARNs must be derived from "
+                                          "the CDK stage's prefix, not typed"))
+            continue
+        # The variable is the CDK's prefix: it must refuse exactly what the CDK refuses.
+        for sample in SAMPLES + list(STAGE_PREFIXES):
+            inst = dep.instance(**{STAGE_PREFIX_VARIABLE: sample})
+            ok = not inst.failed_validations(STAGE_PREFIX_VARIABLE)
+            if ok != bool(CDK_PREFIX.fullmatch(sample)):
+                out.append(Failure(f"{dep.label}: var.{STAGE_PREFIX_VARIABLE}",
+                                   f"{'accepts' if ok else 'refuses'} {sample!r}, which the CDK's stage prefix rule "
+                                   f"{CDK_PREFIX.pattern} (cdk/lib/config.ts) {'refuses' if ok else 'accepts'}"))
+                break
+        for prefix in (DEV, PROD):
+            inst = dep.instance(**{STAGE_PREFIX_VARIABLE: prefix})
+            for call, args in dep.root.calls.items():
+                child = inst.child(call)
+                for arg, suffixes in roles.items():
+                    if arg not in args:
+                        continue
+                    try:
+                        account, got = inst.var("aws_account_id"), child.var(arg)
+                    except (EvalError, Unsupported) as e:
+                        out.append(Failure(dep.label, f"module.{call}.{arg} cannot be evaluated: {e}"))
+                        continue
+                    want = [f"arn:aws:iam::{account}:role/{prefix}-{suffix}" for suffix in suffixes]
+                    if sorted(got) != sorted(want):
+                        out.append(Failure(f"{dep.label}, {STAGE_PREFIX_VARIABLE} = {prefix!r}",
+                                           f"module.{call}.{arg} is {got}, but the CDK app's roles "
+                                           f"({where}: programs.*.role) are {want}"))
+    return out
+
+
 CHECKS = [check_presence, check_buckets, check_pool_providers, check_iam, check_outputs, check_versions,
-          check_skip_comments, check_tfvars_examples]
+          check_skip_comments, check_tfvars_examples, check_ids, check_role_contract]
 
 
 def assertions(root: Path) -> tuple[Config, list[Failure]]:
@@ -553,7 +1357,12 @@ def terraform_fmt(root: Path) -> list[Failure] | None:
 
 # --- self-test -----------------------------------------------------------------------------
 
-MODULE = Path("modules/yuba-gcp")
+MAIN = "modules/yuba-gcp/main.tf"
+OUTPUTS = "modules/yuba-gcp/outputs.tf"
+VARIABLES = "modules/yuba-gcp/variables.tf"
+EXAMPLE_MAIN = "examples/basic/main.tf"
+EXAMPLE_VARIABLES = "examples/basic/variables.tf"
+EXAMPLE_TFVARS = "examples/basic/terraform.tfvars.example"
 KEY = 'resource "google_service_account_key" "leak" {\n  service_account_id = google_service_account.worker.name\n}\n'
 PROJECT_IAM = ('resource "google_project_iam_member" "broad" {\n  project = var.project_id\n'
                '  role    = "roles/storage.admin"\n  member  = google_service_account.worker.member\n}\n')
@@ -564,43 +1373,66 @@ TOKEN_CREATOR = ('resource "google_service_account_iam_member" "impersonate" {\n
                  '  role               = "roles/iam.serviceAccountTokenCreator"\n'
                  '  member             = "user:someone@example.com"\n}\n')
 
-# (what is broken, file, text to find (regex), replacement or None to append `extra`, extra,
-#  what a failure must mention)
+# (what is broken, file under terraform/, text to find (regex), replacement (may use \\1) or None
+#  to append `extra`, extra, what a failure must mention)
 MUTATIONS = [
-    ("uniform bucket-level access off", "main.tf", r"uniform_bucket_level_access = true",
+    ("uniform bucket-level access off", MAIN, r"uniform_bucket_level_access = true",
      "uniform_bucket_level_access = false", None, "uniform_bucket_level_access"),
-    ("public access prevention inherited", "main.tf", r'public_access_prevention\s*=\s*"enforced"',
+    ("public access prevention inherited", MAIN, r'public_access_prevention\s*=\s*"enforced"',
      'public_access_prevention = "inherited"', None, "public_access_prevention"),
-    ("parts rule on another prefix", "main.tf", r'parts_prefix = "_yuba-parts/"',
+    ("parts rule on another prefix", MAIN, r'parts_prefix = "_yuba-parts/"',
      'parts_prefix = "_parts/"', None, PARTS_PREFIX),
-    ("parts rule after a month", "main.tf", r"\bage\s*=\s*1\n", "age = 30\n", None, PARTS_PREFIX),
-    ("service account key", "main.tf", None, None, KEY, "google_service_account_key"),
-    ("project-wide IAM", "main.tf", None, None, PROJECT_IAM, "google_project_iam_member"),
-    ("IAM on another bucket", "main.tf", None, None, OTHER_BUCKET_IAM, "IAM only on the replica bucket"),
-    ("token creator on a service account", "main.tf", None, None, TOKEN_CREATOR, "serviceAccountTokenCreator"),
-    ("whole pool may impersonate", "main.tf", r"/attribute\.aws_role/\$\{p\}", "/*", None, "principalSet"),
-    ("condition without the account", "main.tf", r"assertion\.account == '\$\{var\.aws_account_id\}' && ",
+    ("parts rule after a month", MAIN, r"\bage\s*=\s*1\n", "age = 30\n", None, PARTS_PREFIX),
+    ("service account key", MAIN, None, None, KEY, "google_service_account_key"),
+    ("project-wide IAM", MAIN, None, None, PROJECT_IAM, "google_project_iam_member"),
+    ("IAM on another bucket", MAIN, None, None, OTHER_BUCKET_IAM, "IAM only on the replica bucket"),
+    ("token creator on a service account", MAIN, None, None, TOKEN_CREATOR, "serviceAccountTokenCreator"),
+    ("whole pool may impersonate", MAIN, r"/attribute\.aws_role/\$\{p\}", "/*", None, "principalSet"),
+    ("condition without the account", MAIN, r"assertion\.account == '\$\{var\.aws_account_id\}' && ",
      "", None, "aws_account_id"),
-    ("condition without the roles", "main.tf", r" && attribute\.aws_role in \$\{jsonencode\([^\n]*\)\}\"",
+    ("condition without the roles", MAIN, r" && attribute\.aws_role in \$\{jsonencode\([^\n]*\)\}\"",
      '"', None, "var.worker_role_arns"),
-    ("role mapping changed", "main.tf", r"assertion\.arn\.extract\('assumed-role/\{role_name\}/'\)",
+    ("role mapping changed", MAIN, r"assertion\.arn\.extract\('assumed-role/\{role_name\}/'\)",
      "assertion.arn", None, "attribute.aws_role"),
-    ("checkov skip without a reason", "main.tf", r"#checkov:skip=CKV_GCP_62:[^\n]*", "#checkov:skip=CKV_GCP_62",
+    ("checkov skip without a reason", MAIN, r"#checkov:skip=CKV_GCP_62:[^\n]*", "#checkov:skip=CKV_GCP_62",
      None, "without a written reason"),
-    ("credential configuration without impersonation", "outputs.tf",
+    ("credential configuration without impersonation", OUTPUTS,
      r"\n\s*service_account_impersonation_url\s*=[^\n]*", "", None, "generateAccessToken"),
+    # Google's ids and names (check_ids), and the roles the CDK app names (check_role_contract).
+    ("provider id of 3 characters", VARIABLES, r'default     = "aws-account"', 'default     = "aws"', None,
+     "workload identity pool provider id 'aws' is not 4-32"),
+    ("pool id with Google's prefix", VARIABLES, r'default     = "yuba-aws"', 'default     = "gcp-yuba"', None,
+     "workload identity pool id 'gcp-yuba' begins with gcp-"),
+    ("31-character service account id", EXAMPLE_TFVARS, None, None, 'name_prefix = "yuba-development-eu1"\n',
+     "service account id 'yuba-development-eu1-reconciler' is 31 characters"),
+    ("bucket name containing google", EXAMPLE_TFVARS, r'bucket_name = "yuba-dev-replica"',
+     'bucket_name = "yuba-google-replica"', None, "bucket name 'yuba-google-replica' contains google"),
+    ("provider id validation removed", VARIABLES, r'(variable "pool_provider_id" \{[^}]*?)\n  validation \{.*?\n  \}\n',
+     "\\1", None, "var.pool_provider_id: feeds a Google id or name but has no validation"),
+    ("bucket validation lets google through", VARIABLES, r'\["google", ', "[", None,
+     "var.bucket_name: accepts 'my-google-replica'"),
+    ("name_prefix validation one character too long", VARIABLES, r"length\(id\) <= 30", "length(id) <= 31", None,
+     "var.name_prefix: accepts 'abcdefghijklmnopqrst'"),
+    ("stage prefix not cut to 19 characters", EXAMPLE_MAIN, r"substr\(var\.aws_stage_prefix, 0, 19\)",
+     "var.aws_stage_prefix", None, "the longest the CDK allows"),
+    ("dev and prod share the pool", EXAMPLE_MAIN, r'"\$\{local\.name_prefix\}-aws"', '"yuba-aws"', None,
+     "dev and prod in one GCP project would both create the workload identity pool id 'yuba-aws'"),
+    ("a role suffix renamed in the example", EXAMPLE_MAIN, r"-worker-task", "-worker-fargate", None,
+     "programs.*.role"),
+    ("stage prefix looser than the CDK's", EXAMPLE_VARIABLES, r"\{1,20\}", "{1,40}", None,
+     "which the CDK's stage prefix rule"),
 ]
 
 
 def mutate(copy: Path, file: str, pattern: str | None, replacement: str | None, extra: str | None) -> None:
-    path = copy / MODULE / file
+    path = copy / file
     text = path.read_text()
     if pattern is None:
         text += "\n" + (extra or "")
     else:
-        new, n = re.subn(pattern, lambda _m: replacement, text)
+        new, n = re.subn(pattern, lambda m: m.expand(replacement), text, flags=re.S)
         if n == 0:
-            raise ToolError(f"self-test: {pattern!r} no longer matches {MODULE / file}; update MUTATIONS")
+            raise ToolError(f"self-test: {pattern!r} no longer matches terraform/{file}; update MUTATIONS")
         text = new
     path.write_text(text)
 
@@ -618,7 +1450,7 @@ def self_test(root: Path, checkov_exe: Path | None) -> list[Failure]:
         if checkov_exe is not None:
             ck_root = Path(tmp) / "checkov-case"
             shutil.copytree(base, ck_root)
-            mutate(ck_root, "main.tf", r"uniform_bucket_level_access = true", "uniform_bucket_level_access = false", None)
+            mutate(ck_root, MAIN, r"uniform_bucket_level_access = true", "uniform_bucket_level_access = false", None)
             ck_out = Path(tmp) / "checkov-case-report"
             ck = (start_checkov(checkov_exe, ck_root, ck_out), ck_out)
         try:
@@ -670,6 +1502,8 @@ def main() -> int:
             cfg, found = assertions(root)
             log(f"assertions: {len(cfg.files)} files, {len(cfg.resources)} resources, "
                 f"{'ok' if not found else f'{len(found)} failed'}")
+            for note in cfg.notes:
+                log(f"  {note}")
             failures += found
 
         if not args.no_self_test:
