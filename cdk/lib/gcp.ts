@@ -20,12 +20,15 @@ export function roleNames(c: StageConfig) {
   };
 }
 
-/** What a synth-only stack carries when no terraform output is at hand (placeholder mode). */
+/**
+ * What a synth-only stack carries when no terraform output is at hand (placeholder mode). The
+ * pool and provider are terraform/modules/yuba-gcp's defaults (pool_id, pool_provider_id).
+ */
 export function exampleCredentials(serviceAccount: string): string {
   return JSON.stringify({
     universe_domain: 'googleapis.com',
     type: 'external_account',
-    audience: '//iam.googleapis.com/projects/000000000000/locations/global/workloadIdentityPools/yuba/providers/aws',
+    audience: '//iam.googleapis.com/projects/000000000000/locations/global/workloadIdentityPools/yuba-aws/providers/aws-account',
     subject_token_type: 'urn:ietf:params:aws:token-type:aws4_request',
     token_url: 'https://sts.googleapis.com/v1/token',
     credential_source: {
@@ -37,6 +40,34 @@ export function exampleCredentials(serviceAccount: string): string {
     },
     service_account_impersonation_url: `https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/${serviceAccount}:generateAccessToken`,
   });
+}
+
+/** The audience of a workload identity pool's provider, as terraform's outputs write it. */
+const AUDIENCE = /^\/\/iam\.googleapis\.com\/projects\/[0-9]+\/locations\/global\/workloadIdentityPools\/([^/]+)\/providers\/([^/]+)$/;
+
+/**
+ * Google's rule for pool and provider ids alike: "This value must be 4-32 characters, and may
+ * contain the characters [a-z0-9-]. The prefix gcp- is reserved for use by Google, and may not be
+ * specified." (the documents below). The emulators take any id; Google's STS does not.
+ */
+const FEDERATION_ID = /^(?!gcp-)[a-z0-9-]{4,32}$/;
+const POOL_ID_DOC = 'https://cloud.google.com/iam/docs/reference/rest/v1/projects.locations.workloadIdentityPools/create';
+const PROVIDER_ID_DOC = 'https://cloud.google.com/iam/docs/reference/rest/v1/projects.locations.workloadIdentityPools.providers/create';
+
+/** What is wrong with a configuration's audience, or undefined. */
+function audienceProblem(audience: unknown): string | undefined {
+  if (typeof audience !== 'string') return 'audience is missing';
+  const m = AUDIENCE.exec(audience);
+  if (!m) {
+    return `audience is "${audience}", not //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER`;
+  }
+  const ids: [string, string, string][] = [['pool', m[1], POOL_ID_DOC], ['provider', m[2], PROVIDER_ID_DOC]];
+  for (const [what, id, doc] of ids) {
+    if (!FEDERATION_ID.test(id)) {
+      return `audience names the ${what} id "${id}", which Google refuses: pool and provider ids are 4-32 characters of [a-z0-9-] and do not begin with "gcp-" (${doc})`;
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -59,7 +90,10 @@ export function loadCredentials(scope: Construct, file: string, which: 'worker' 
     if (!ok) throw new Error(`${resolved}: ${field} is missing or wrong (expected terraform's ${which}_credentials_json)`);
   };
   need('type', doc.type === 'external_account');
-  need('audience', typeof doc.audience === 'string' && (doc.audience as string).startsWith('//iam.googleapis.com/'));
+  const audience = audienceProblem(doc.audience);
+  if (audience) {
+    throw new Error(`${resolved}: ${audience}; write it again from terraform/ with valid ids: 'terraform output -raw ${which}_credentials_json > ${file}'`);
+  }
   need('subject_token_type', doc.subject_token_type === 'urn:ietf:params:aws:token-type:aws4_request');
   need('token_url', typeof doc.token_url === 'string');
   const source = doc.credential_source as Record<string, unknown> | undefined;
