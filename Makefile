@@ -31,13 +31,15 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## cdk-check: the AWS side offline: npm ci (again only when the lockfile changes), tsc, jest
-## (template assertions and cdk-nag), and cdk synth of both stages with placeholder Lambda code
-cdk-check:
+## (template assertions and cdk-nag), cdk synth of both stages with placeholder Lambda code, and
+## cfn-lint on every template the synth wrote (0 errors; scripts/check_cfn.py self-checks first)
+cdk-check: bootstrap
 	cd cdk && stamp=$$(sha256sum package-lock.json | cut -d' ' -f1) && \
 		if [ "$$(cat node_modules/.yuba-stamp 2>/dev/null)" != "$$stamp" ]; then \
 			npm ci --no-audit --no-fund && echo "$$stamp" > node_modules/.yuba-stamp; \
 		fi && \
 		npm test && npm run synth
+	$(PYTHON) scripts/check_cfn.py
 
 ## terraform-check: the GCP side offline: HCL assertions (and their self-test), checkov, terraform fmt
 terraform-check: bootstrap
