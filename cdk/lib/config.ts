@@ -9,8 +9,14 @@ import { Duration } from 'aws-cdk-lib';
 
 export type StageName = 'dev' | 'prod';
 
-/** How S3 notifications reach ingest. */
-export type NotificationMode = 'queue' | 'direct';
+/**
+ * How S3 events reach ingest: `queue`, S3 notifications to the events queue; `direct`, S3
+ * notifications invoke ingest; `eventbridge`, the bucket sends its events to EventBridge and a
+ * rule sends them to the events queue (for a bucket whose own notifications would overlap ours).
+ */
+export type NotificationMode = 'queue' | 'direct' | 'eventbridge';
+
+export const NOTIFICATION_MODES: readonly NotificationMode[] = ['queue', 'direct', 'eventbridge'];
 
 export interface SourceBucketConfig {
   /** Name of the bucket to replicate. */
@@ -300,6 +306,8 @@ export function validate(c: StageConfig): void {
     }
   }
   if (c.delivery.domainNames && !c.delivery.certificateArn) fail(c, 'delivery.certificateArn', 'required with domainNames');
+  // A misspelt mode must not fall through to another one (anything not 'queue' used to mean direct).
+  if (!NOTIFICATION_MODES.includes(c.notifications)) fail(c, 'notifications', `${JSON.stringify(c.notifications)} is not one of ${NOTIFICATION_MODES.join(', ')}`);
 }
 
 /** The Lambda worker's memory: its process formula with room for image decoding (variants hold one image). */

@@ -1,16 +1,25 @@
 /**
- * The SQS queues: the events queue (S3 notifications to ingest) and the two work queues (jobs to the
- * Lambda and the Fargate worker), each with its dead-letter queue.
+ * The SQS queues: the events queue (S3 notifications, or the bucket's EventBridge events, to
+ * ingest) and the two work queues (jobs to the Lambda and the Fargate worker), each with its
+ * dead-letter queue.
  *
- * Every queue: SQS-managed SSE (S3 notifications can publish to it, unlike an AWS-managed KMS key),
- * a policy that denies anything but TLS, and a redrive policy to its DLQ after `maxReceiveCount`
- * receives. yuba relies on the redrive: a permanently failing job is made visible again at once, so
- * it reaches the DLQ after `maxReceiveCount` receives instead of looping.
+ * Every queue: SQS-managed SSE (S3 notifications and EventBridge can publish to it, unlike an
+ * AWS-managed KMS key), a policy that denies anything but TLS, and a redrive policy to its DLQ
+ * after `maxReceiveCount` receives. yuba relies on the redrive: a permanently failing job is made
+ * visible again at once, so it reaches the DLQ after `maxReceiveCount` receives instead of looping.
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { StageConfig, duration } from './config';
+import { NotificationMode, StageConfig, duration } from './config';
+
+/**
+ * Whether a notification mode delivers through the events queue: 'queue' (S3 sends to it) and
+ * 'eventbridge' (an EventBridge rule does); 'direct' invokes ingest instead.
+ */
+export function usesEventsQueue(mode: NotificationMode): boolean {
+  return mode === 'queue' || mode === 'eventbridge';
+}
 
 export interface QueuePair {
   readonly queue: sqs.Queue;
@@ -19,7 +28,7 @@ export interface QueuePair {
 
 export interface QueuesProps {
   readonly config: StageConfig;
-  /** Whether S3 notifications go through the events queue (config.notifications === 'queue'). */
+  /** Whether S3 events go through the events queue (`usesEventsQueue(config.notifications)`). */
   readonly eventsQueue: boolean;
   /** Visibility timeout of the Fargate work queue: the worker's own YUBA_VISIBILITY_TIMEOUT_SECONDS. */
   readonly fargateVisibility: Duration;

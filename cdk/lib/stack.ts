@@ -4,6 +4,8 @@
  * the Fargate worker, the scheduled reconciler, observability, and the optional delivery path.
  */
 import { CfnOutput, Duration, Stack, StackProps, Tags } from 'aws-cdk-lib';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import { Construct } from 'constructs';
@@ -15,7 +17,7 @@ import { INGEST_TIMEOUT, Lambdas } from './lambdas';
 import { logsBucket } from './logs-bucket';
 import { Network } from './network';
 import { Observability } from './observability';
-import { Queues } from './queues';
+import { QueuePair, Queues, usesEventsQueue } from './queues';
 import { Reconciler } from './reconciler';
 import { SourceBucket } from './source';
 import { Acknowledgement, applyNagSuppressions } from './nag';
@@ -32,6 +34,8 @@ export class YubaStack extends Stack {
   readonly reconciler: Reconciler;
   readonly observability: Observability;
   readonly delivery?: Delivery;
+  /** The rule that sends the bucket's EventBridge events to the events queue (notifications: 'eventbridge'). */
+  readonly sourceEventsRule?: events.Rule;
   /** cdk-nag acknowledgements that matched nothing in this stack (expected: the conditional ones). */
   readonly unusedNagAcknowledgements: Acknowledgement[];
 
@@ -50,7 +54,7 @@ export class YubaStack extends Stack {
     this.source = new SourceBucket(this, 'Source', { config: c, accessLogs: logs });
     this.queues = new Queues(this, 'Queues', {
       config: c,
-      eventsQueue: c.notifications === 'queue',
+      eventsQueue: usesEventsQueue(c.notifications),
       fargateVisibility: Duration.seconds(FARGATE_VISIBILITY_SECONDS),
       ingestTimeout: INGEST_TIMEOUT,
     });
@@ -58,13 +62,19 @@ export class YubaStack extends Stack {
 
     // S3 -> ingest: through the events queue (durable: survives ingest outages and throttles,
     // with its own DLQ) or straight to the ingest alias. One rule per prefix x suffix, since an S3
-    // rule takes one of each; ingest filters again with the same lists.
-    const destination = this.queues.events
-      ? new s3n.SqsDestination(this.queues.events.queue)
-      : new s3n.LambdaDestination(this.lambdas.ingest.alias);
-    const filters = filterCombinations(c.source.prefixes, c.source.suffixes);
-    for (const event of [s3.EventType.OBJECT_CREATED, s3.EventType.OBJECT_REMOVED]) {
-      for (const f of filters) this.source.bucket.addEventNotification(event, destination, ...(f ? [f] : []));
+    // rule takes one of each; ingest filters again with the same lists. Or, with 'eventbridge',
+    // no S3 notification at all (a bucket refuses one that overlaps its existing ones): the bucket
+    // sends its events to EventBridge, and a rule sends this bucket's to the events queue.
+    if (c.notifications === 'eventbridge') {
+      this.sourceEventsRule = eventBridgeToQueue(this, c, this.source.bucket, this.queues);
+    } else {
+      const destination = this.queues.events
+        ? new s3n.SqsDestination(this.queues.events.queue)
+        : new s3n.LambdaDestination(this.lambdas.ingest.alias);
+      const filters = filterCombinations(c.source.prefixes, c.source.suffixes);
+      for (const event of [s3.EventType.OBJECT_CREATED, s3.EventType.OBJECT_REMOVED]) {
+        for (const f of filters) this.source.bucket.addEventNotification(event, destination, ...(f ? [f] : []));
+      }
     }
 
     const network = new Network(this, 'Network', { config: c });
@@ -123,4 +133,80 @@ export function filterCombinations(prefixes: string[], suffixes: string[]): Arra
   const out: Array<s3.NotificationKeyFilter | undefined> = [];
   for (const prefix of ps) for (const suffix of ss) out.push(prefix === undefined && suffix === undefined ? undefined : { prefix, suffix });
   return out;
+}
+
+/** EventBridge's default quota on the size of an event pattern (adjustable up to 4,096). */
+const EVENT_PATTERN_MAX_CHARS = 2048;
+
+/**
+ * The bucket's S3 events through EventBridge: the bucket's EventBridge delivery turned on (the
+ * notification configuration gets `EventBridgeConfiguration`, merged with what an imported bucket
+ * already has, thanks to @aws-cdk/aws-s3:keepNotificationInImportedBucket), and a rule on the
+ * default bus that sends this bucket's Object Created and Object Deleted events, with the key
+ * filters, to the events queue. The queue's policy admits events.amazonaws.com for this rule only
+ * (aws:SourceArn); SSE-SQS needs no key grant. Delivery is retried for EventBridge's maximum (24 h,
+ * 185 attempts), then the event goes to the events DLQ, whose alarm already watches it.
+ */
+function eventBridgeToQueue(scope: Construct, c: StageConfig, bucket: s3.IBucket, queues: Queues): events.Rule {
+  const queue: QueuePair | undefined = queues.events;
+  if (!queue) throw new Error(`yuba:${c.stage}: notifications: 'eventbridge' needs the events queue (usesEventsQueue)`);
+  const pattern = sourceEventPattern(bucket.bucketName, c.source.prefixes, c.source.suffixes);
+  const named = sourceEventPattern(c.source.name, c.source.prefixes, c.source.suffixes);
+  const size = JSON.stringify({ source: named.source, 'detail-type': named.detailType, detail: named.detail }).length;
+  if (size > EVENT_PATTERN_MAX_CHARS) {
+    throw new Error(
+      `yuba:${c.stage}: source.prefixes: with notifications 'eventbridge' the prefixes x suffixes make an event pattern of ${size} characters, ` +
+        `more than EventBridge's ${EVENT_PATTERN_MAX_CHARS}; use fewer (ingest filters on its own) or another notifications mode`,
+    );
+  }
+  bucket.enableEventBridgeNotification();
+  const rule = new events.Rule(scope, 'SourceEvents', {
+    ruleName: `${c.prefix}-source-events`,
+    description: `S3 Object Created/Deleted events of ${c.source.name} to the yuba events queue`,
+    eventPattern: pattern,
+  });
+  rule.addTarget(
+    new targets.SqsQueue(queue.queue, {
+      deadLetterQueue: queue.dlq,
+      maxEventAge: Duration.hours(24),
+      retryAttempts: 185,
+    }),
+  );
+  return rule;
+}
+
+/** The rule's pattern: S3's created and deleted events of this bucket, keys filtered as ingest does. */
+export function sourceEventPattern(bucketName: string, prefixes: string[], suffixes: string[]): events.EventPattern {
+  const key = eventBridgeKeyFilter(prefixes, suffixes);
+  return {
+    source: ['aws.s3'],
+    detailType: ['Object Created', 'Object Deleted'],
+    detail: { bucket: { name: [bucketName] }, ...(key ? { object: { key } } : {}) },
+  };
+}
+
+/**
+ * EventBridge matchers for `detail.object.key` that accept exactly the keys S3's filters and
+ * ingest accept: starting with one of the prefixes and ending with one of the suffixes (an empty
+ * list: no condition); undefined when there is no filter. The key is not URL-encoded in these
+ * events, so the lists apply as they are. EventBridge cannot require two matchers of one field
+ * at once, so a prefix and a suffix become a wildcard `prefix*suffix` (with `*` and `\` escaped),
+ * plus, as exact keys, those too short for it in which the two overlap ("ab" x "bc": "abc").
+ */
+export function eventBridgeKeyFilter(prefixes: string[], suffixes: string[]): Array<string | Record<string, string>> | undefined {
+  if (prefixes.length === 0 && suffixes.length === 0) return undefined;
+  if (suffixes.length === 0) return prefixes.map((prefix) => ({ prefix }));
+  if (prefixes.length === 0) return suffixes.map((suffix) => ({ suffix }));
+  const escape = (s: string) => s.replace(/[\\*]/g, (ch) => `\\${ch}`);
+  const wildcards = new Set<string>();
+  const exact = new Set<string>();
+  for (const p of prefixes) {
+    for (const s of suffixes) {
+      wildcards.add(`${escape(p)}*${escape(s)}`);
+      for (let overlap = 1; overlap <= Math.min(p.length, s.length); overlap++) {
+        if (p.endsWith(s.slice(0, overlap))) exact.add(p + s.slice(overlap));
+      }
+    }
+  }
+  return [...[...wildcards].map((wildcard) => ({ wildcard })), ...exact];
 }
