@@ -4,18 +4,37 @@
 CARGO ?= cargo
 PYTHON := .venv/bin/python
 
-.PHONY: demo test bootstrap build fmt-check clippy terraform-check cdk-check bench-stream bench-reconcile bench-variants loadtest loadtest-corpus clean-stack
+.PHONY: demo test bootstrap build fmt-check clippy terraform-check cdk-check package package-smoke bench-stream bench-reconcile bench-variants loadtest loadtest-corpus clean-stack
 
 ## demo: bring up the local stack, run ingest and workers, replicate sample images, show the result
 demo: bootstrap build
 	$(PYTHON) scripts/demo.py
 
-## test: formatting, clippy (warnings are errors), the terraform and CDK checks, unit and end-to-end tests
+## test: formatting, clippy (warnings are errors), the terraform and CDK checks, unit and end-to-end
+## tests, then what AWS runs: the arm64 package built and smoke-tested under qemu (package-smoke)
 test: bootstrap terraform-check cdk-check fmt-check clippy build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
 		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+	$(MAKE) package-smoke
+
+## package: build what AWS runs (docs/DEPLOY.md, step 2): the arm64 Lambda zips of ingest and the
+## worker, the Fargate image as an OCI archive, target/package/manifest.json; then a CDK synth of
+## both stages from them. Installs its tools (pinned Debian packages, the rustup target) itself.
+package: bootstrap
+	$(PYTHON) scripts/package.py
+
+## package-smoke: the package (without the synth), then the smoke tests that run its arm64
+## binaries under qemu-user against the local stack: the zips under the loopback Lambda Runtime
+## API, the image's worker and reconciler as its user on a read-only root
+package-smoke: bootstrap build
+	$(PYTHON) scripts/package.py --no-synth
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run -p yuba-e2e --test package --run-ignored only --no-fail-fast; \
+	else \
+		$(CARGO) test -p yuba-e2e --test package -- --ignored; \
 	fi
 
 bootstrap:
