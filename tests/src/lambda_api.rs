@@ -12,6 +12,32 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
+/// One record of an SQS event as Lambda's event source mapping delivers it, with `body`.
+pub fn sqs_record(id: &str, body: &str) -> serde_json::Value {
+    serde_json::json!({
+        "messageId": id, "receiptHandle": format!("receipt-{id}"), "body": body,
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795300000000",
+                       "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1795300000001"},
+        "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:queue", "awsRegion": "us-east-1"
+    })
+}
+
+/// An S3 `ObjectCreated:Put` notification of one key (`key_encoded` as S3 encodes keys in events),
+/// as S3 delivers it to a function directly.
+pub fn s3_notification(
+    bucket: &str,
+    key_encoded: &str,
+    size: usize,
+    etag: &str,
+) -> serde_json::Value {
+    serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-11-22T12:00:00.000Z", "eventName": "ObjectCreated:Put",
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+               "object": {"key": key_encoded, "size": size, "eTag": etag, "sequencer": "0055AED6DCD90281E5"}}}]})
+}
+
 /// What the function answered for one invocation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum InvocationResult {

@@ -7,6 +7,7 @@
 
 pub mod fault_proxy;
 pub mod lambda_api;
+pub mod package;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -201,13 +202,18 @@ impl Stack {
         label: &str,
         overrides: &[(&str, &str)],
     ) -> anyhow::Result<Process> {
+        self.spawn_command(self.command(name, overrides)?, label)
+    }
+
+    /// Starts `command` (made by [`Stack::command`] or [`Stack::configure`]) with its JSON logs
+    /// in a file of the stack dir.
+    pub fn spawn_command(&self, mut command: Command, label: &str) -> anyhow::Result<Process> {
         let log_path = self.dir.join(format!("{label}.log"));
-        let child = self
-            .command(name, overrides)?
+        let child = command
             .stdout(Stdio::null())
             .stderr(File::create(&log_path)?)
             .spawn()
-            .with_context(|| format!("starting {name}"))?;
+            .with_context(|| format!("starting {command:?}"))?;
         Ok(Process {
             child,
             log_path,
@@ -219,7 +225,12 @@ impl Stack {
     /// does (the stack's environment, quick test timings, JSON logs, then `overrides`), for a
     /// test to add arguments or remove variables before running it.
     pub fn command(&self, name: &str, overrides: &[(&str, &str)]) -> anyhow::Result<Command> {
-        let mut command = Command::new(binary(name)?);
+        Ok(self.configure(Command::new(binary(name)?), overrides))
+    }
+
+    /// `command` (any program: a packaged binary under qemu, say) given what [`Stack::command`]
+    /// gives the workspace's binaries.
+    pub fn configure(&self, mut command: Command, overrides: &[(&str, &str)]) -> Command {
         command
             .envs(&self.env)
             .env("YUBA_LOG_FORMAT", "json")
@@ -232,7 +243,7 @@ impl Stack {
         for (key, value) in overrides {
             command.env(key, value);
         }
-        Ok(command)
+        command
     }
 
     /// Runs one of the yuba binaries against this stack with `args` to its end (killed after

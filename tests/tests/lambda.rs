@@ -6,20 +6,10 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::{Value, json};
-use yuba_e2e::lambda_api::{InvocationResult, RuntimeApi};
+use yuba_e2e::lambda_api::{InvocationResult, RuntimeApi, s3_notification, sqs_record};
 use yuba_e2e::{Stack, dump_logs, eventually, queue_depth, replica_of, replicate};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn sqs_record(id: &str, body: &str) -> Value {
-    json!({
-        "messageId": id, "receiptHandle": format!("receipt-{id}"), "body": body,
-        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795300000000",
-                       "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1795300000001"},
-        "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:queue", "awsRegion": "us-east-1"
-    })
-}
 
 fn failed_ids(answer: &InvocationResult) -> Vec<String> {
     let InvocationResult::Response(response) = answer else {
@@ -36,14 +26,6 @@ fn failed_ids(answer: &InvocationResult) -> Vec<String> {
         .unwrap_or_default();
     ids.sort();
     ids
-}
-
-fn s3_notification(bucket: &str, key_encoded: &str, size: usize, etag: &str) -> Value {
-    json!({"Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventTime": "2026-11-22T12:00:00.000Z", "eventName": "ObjectCreated:Put",
-        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
-               "object": {"key": key_encoded, "size": size, "eTag": etag, "sequencer": "0055AED6DCD90281E5"}}}]})
 }
 
 async fn put(stack: &Stack, key: &str, body: &'static [u8]) -> anyhow::Result<String> {
