@@ -3,16 +3,16 @@
  * The yuba AWS app: one Stage per environment (dev, prod), the same stack in each, configured by
  * lib/config.ts's typed defaults plus `-c yuba:<stage>='{...}'` / cdk.json overrides.
  *
- *   npx cdk deploy -c yuba:stages=dev 'yuba-dev/*'     # dev account
- *   npx cdk deploy -c yuba:stages=prod 'yuba-prod/*'   # prod account
+ *   npm run deploy:dev:registry    # the stage's ECR repository, before the first image push
+ *   npm run deploy:dev             # everything (registry, then the main stack)
  *
  * `yuba:stages` limits which stages are built, so deploying dev needs no prod inputs.
  * cdk-nag's AWS Solutions checks run on every synth: an unsuppressed error fails it.
  */
-import { App, Stage, Validations } from 'aws-cdk-lib';
+import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { StageName, stageConfig } from '../lib/config';
-import { YubaStack } from '../lib/stack';
+import { yubaStage } from '../lib/stage';
 
 const app = new App();
 const wanted = String(app.node.tryGetContext('yuba:stages') ?? 'dev,prod')
@@ -22,11 +22,7 @@ const wanted = String(app.node.tryGetContext('yuba:stages') ?? 'dev,prod')
 
 for (const name of wanted) {
   if (name !== 'dev' && name !== 'prod') throw new Error(`yuba:stages: unknown stage ${name} (dev, prod)`);
-  const config = stageConfig(name, app.node.tryGetContext(`yuba:${name}`));
-  const stage = new Stage(app, config.prefix, {
-    env: config.account || config.region ? { account: config.account, region: config.region } : undefined,
-  });
-  new YubaStack(stage, 'Yuba', { config, description: `yuba ${name}: S3 -> GCS image replication (AWS side)` });
+  yubaStage(app, stageConfig(name, app.node.tryGetContext(`yuba:${name}`)));
 }
 
 Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));

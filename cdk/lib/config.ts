@@ -66,9 +66,12 @@ export interface FargateWorkerConfig {
   /** Relative weights of FARGATE_SPOT and FARGATE above the base. */
   readonly spotWeight: number;
   readonly onDemandWeight: number;
-  /** The container image: an ECR repository in the stage's account and a tag (or digest). */
-  readonly imageRepository: string;
-  readonly imageTag: string;
+  /**
+   * The image's digest (sha256:...), to deploy an image other than the one `make package` built
+   * last, e.g. to roll back to an earlier one. Unset: the package's (target/package/manifest.json).
+   * The image lives in the stage's ECR repository (`imageRepositoryName`), always named by digest.
+   */
+  readonly imageDigest?: string;
 }
 
 export interface ReconcilerConfig {
@@ -77,7 +80,7 @@ export interface ReconcilerConfig {
   readonly timezone: string;
   readonly cpu: number;
   readonly memoryMiB: number;
-  /** Extra YUBA_RECONCILE_* settings (e.g. YUBA_RECONCILE_PREFIX); the task runs `backfill --json`. */
+  /** Extra YUBA_RECONCILE_* settings (e.g. YUBA_RECONCILE_PREFIX); the task runs `backfill --json --no-checkpoint`. */
   readonly environment: Record<string, string>;
 }
 
@@ -125,6 +128,11 @@ export interface GcpConfig {
  */
 export function metricsNamespace(c: StageConfig): string {
   return c.prefix;
+}
+
+/** The stage's ECR repository (the Registry stack makes it; the image holds the worker and the reconciler). */
+export function imageRepositoryName(c: StageConfig): string {
+  return `${c.prefix}-fargate`;
 }
 
 export interface StageConfig {
@@ -196,8 +204,6 @@ export const DEFAULTS: Record<StageName, StageConfig> = {
       onDemandBase: 0,
       spotWeight: 1,
       onDemandWeight: 0,
-      imageRepository: 'yuba-worker',
-      imageTag: 'dev',
     },
     reconciler: { schedule: 'cron(0 3 * * ? *)', timezone: 'UTC', cpu: 512, memoryMiB: 1024, environment: {} },
     alarms: { lagObjectiveSeconds: 300, errorBudget: 0.05, emails: [] },
@@ -235,8 +241,6 @@ export const DEFAULTS: Record<StageName, StageConfig> = {
       onDemandBase: 0,
       spotWeight: 3,
       onDemandWeight: 1,
-      imageRepository: 'yuba-worker',
-      imageTag: 'prod',
     },
     reconciler: { schedule: 'cron(0 3 * * ? *)', timezone: 'UTC', cpu: 1024, memoryMiB: 2048, environment: {} },
     alarms: { lagObjectiveSeconds: 120, errorBudget: 0.01, emails: [] },

@@ -19,7 +19,8 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { StageConfig } from './config';
+import { StageConfig, imageRepositoryName } from './config';
+import { imageDigest } from './code';
 import { roleNames } from './gcp';
 import { workerEnvironment } from './lambdas';
 import { Network } from './network';
@@ -33,7 +34,7 @@ export const SHUTDOWN_GRACE_SECONDS = 25;
 export const STOP_TIMEOUT_SECONDS = SHUTDOWN_GRACE_SECONDS + 5;
 /** The worker's visibility timeout, renewed every half while a job runs; also the queue's default. */
 export const FARGATE_VISIBILITY_SECONDS = 60;
-/** The non-root user of the image (distroless "nonroot"). */
+/** The non-root user of the image (scripts/package.py's IMAGE_USER). */
 export const CONTAINER_USER = '65532:65532';
 
 export interface FargateWorkerProps {
@@ -44,10 +45,13 @@ export interface FargateWorkerProps {
   readonly workerCredentials: string;
 }
 
-/** The image both task definitions use: one image holds the three bins. */
+/**
+ * The image both task definitions use (it holds the worker and the reconciler), by digest: a
+ * task started later, when the service scales from zero, runs the very image deployed.
+ */
 export function yubaImage(scope: Construct, c: StageConfig): ecs.ContainerImage {
-  const repo = ecr.Repository.fromRepositoryName(scope, 'ImageRepository', c.fargateWorker.imageRepository);
-  return ecs.ContainerImage.fromEcrRepository(repo, c.fargateWorker.imageTag);
+  const repo = ecr.Repository.fromRepositoryName(scope, 'ImageRepository', imageRepositoryName(c));
+  return ecs.ContainerImage.fromEcrRepository(repo, imageDigest(scope, c.fargateWorker.imageDigest));
 }
 
 /** A Fargate task definition on ARM64 Linux, what the image is built for. */
@@ -91,7 +95,7 @@ export class FargateWorker extends Construct {
         resources: [queue.queueArn],
       }),
     );
-    props.source.grantObjectRead(this.taskRole);
+    props.source.grantRead(this.taskRole);
 
     this.logGroup = stageLogGroup(this, 'Logs', c, `/yuba/${c.stage}/worker-fargate`);
     const taskDefinition = arm64TaskDefinition(this, { family: `${c.prefix}-worker`, cpu: fw.cpu, memoryMiB: fw.memoryMiB, taskRole: this.taskRole });

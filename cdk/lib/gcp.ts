@@ -9,14 +9,35 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Construct } from 'constructs';
 import { StageConfig } from './config';
-import { placeholderMode } from './code';
+import { placeholderMode, refuseDeployment } from './code';
 
-/** The fixed role names terraform's worker_role_arns / reconciler_role_arns must list. */
+/**
+ * Synth with example GCP configurations where terraform's are absent (`make package`'s synth on a
+ * machine without them): the stack then refuses every deploy, as with placeholder code.
+ */
+export const EXAMPLE_GCP_CONTEXT = 'yuba:exampleGcp';
+
+function exampleGcpMode(scope: Construct): boolean {
+  const v = scope.node.tryGetContext(EXAMPLE_GCP_CONTEXT);
+  return v === true || v === 'true';
+}
+
+/**
+ * The fixed role names terraform's worker_role_arns / reconciler_role_arns must list: the stage
+ * prefix and each program's role suffix from the permissions contract the Rust tests generate
+ * (lib/generated/aws-iam.json), so the roles and the contract cannot disagree.
+ */
 export function roleNames(c: StageConfig) {
+  const contract = JSON.parse(fs.readFileSync(path.join(__dirname, 'generated', 'aws-iam.json'), 'utf8'));
+  const role = (program: string): string => {
+    const suffix = contract.programs?.[program]?.role;
+    if (typeof suffix !== 'string') throw new Error(`lib/generated/aws-iam.json: programs.${program}.role is not a role name`);
+    return `${c.prefix}-${suffix}`;
+  };
   return {
-    lambdaWorker: `${c.prefix}-worker-lambda`,
-    fargateWorker: `${c.prefix}-worker-task`,
-    reconciler: `${c.prefix}-reconciler-task`,
+    lambdaWorker: role('worker-lambda'),
+    fargateWorker: role('worker-task'),
+    reconciler: role('reconciler-task'),
   };
 }
 
@@ -77,8 +98,14 @@ function audienceProblem(audience: unknown): string | undefined {
 export function loadCredentials(scope: Construct, file: string, which: 'worker' | 'reconciler'): string {
   const resolved = path.resolve(file);
   if (!fs.existsSync(resolved)) {
-    if (placeholderMode(scope)) return exampleCredentials(`yuba-${which}@example-project.iam.gserviceaccount.com`);
-    throw new Error(`${resolved} not found: write it with 'terraform output -raw ${which}_credentials_json > ${file}'`);
+    if (placeholderMode(scope) || exampleGcpMode(scope)) {
+      refuseDeployment(scope, `the GCP credential configuration ${file} is an example`);
+      return exampleCredentials(`yuba-${which}@example-project.iam.gserviceaccount.com`);
+    }
+    throw new Error(
+      `${resolved} not found: write it with 'terraform output -raw ${which}_credentials_json' (docs/DEPLOY.md, step 1), ` +
+        `or -c ${EXAMPLE_GCP_CONTEXT}=true for a synth that cannot be deployed`,
+    );
   }
   let doc: Record<string, unknown>;
   try {

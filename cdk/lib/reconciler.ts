@@ -1,6 +1,6 @@
 /**
  * The reconciler as a scheduled Fargate task: EventBridge Scheduler runs `yuba-reconciler
- * backfill --json` (daily by default), which repairs through the work queues; a task that stops
+ * backfill --json --no-checkpoint` (daily by default), which repairs through the work queues; a task that stops
  * with a non-zero exit code (1: a repair failed or drift left; 2: an error; 130: interrupted) or
  * never starts is an alarm.
  *
@@ -25,6 +25,8 @@ import { SourceBucket } from './source';
 import { stageLogGroup } from './log-group';
 
 export const RECONCILER_GROUP = 'yuba-reconciler';
+/** What the schedule runs (the smoke test of the image runs the same arguments). */
+export const RECONCILER_COMMAND = ['yuba-reconciler', 'backfill', '--json', '--no-checkpoint'] as const;
 
 export interface ReconcilerProps {
   readonly config: StageConfig;
@@ -53,9 +55,9 @@ export class Reconciler extends Construct {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
       description: `yuba reconciler (${c.stage})`,
     });
-    props.source.grantList(this.taskRole);
-    // verify --deep and backfill --inline read objects with the worker's code.
-    props.source.grantObjectRead(this.taskRole);
+    // Lists the source, heads keys, and reads objects for verify --deep and backfill --inline
+    // (the worker's code).
+    props.source.grantRead(this.taskRole);
     this.taskRole.addToPolicy(
       new iam.PolicyStatement({
         sid: 'SendBackfillJobs',
@@ -71,11 +73,12 @@ export class Reconciler extends Construct {
       memoryMiB: c.reconciler.memoryMiB,
       taskRole: this.taskRole,
     });
-    // The checkpoint needs a writable file: a task-local scratch volume, the root stays read-only.
-    taskDefinition.addVolume({ name: 'scratch' });
-    const container = taskDefinition.addContainer('reconciler', {
+    // No checkpoint: task storage does not outlive the task, and nothing resumes a scheduled
+    // run; a run that dies is redone whole by the next one. So the task writes no file, and its
+    // root file system stays read-only.
+    taskDefinition.addContainer('reconciler', {
       image: yubaImage(this, c),
-      command: ['yuba-reconciler', 'backfill', '--json'],
+      command: [...RECONCILER_COMMAND],
       user: CONTAINER_USER,
       readonlyRootFilesystem: true,
       logging: ecs.LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: 'reconciler' }),
@@ -89,19 +92,17 @@ export class Reconciler extends Construct {
         YUBA_LAMBDA_QUEUE_URL: q.lambdaWork.queue.queueUrl,
         YUBA_FARGATE_QUEUE_URL: q.fargateWork.queue.queueUrl,
         YUBA_ROUTE_THRESHOLD_BYTES: String(c.lambdaWorker.routeThresholdBytes),
-        YUBA_RECONCILE_CHECKPOINT: '/scratch/checkpoint.json',
         ...(c.variants ? { YUBA_VARIANTS: c.variants } : {}),
         ...(c.source.prefixes.length === 1 ? { YUBA_RECONCILE_PREFIX: c.source.prefixes[0] } : {}),
         ...c.reconciler.environment,
       },
     });
-    container.addMountPoints({ sourceVolume: 'scratch', containerPath: '/scratch', readOnly: false });
 
     const group = new scheduler.ScheduleGroup(this, 'Group', { scheduleGroupName: `${c.prefix}-reconciler` });
     this.schedule = new scheduler.Schedule(this, 'Schedule', {
       scheduleName: `${c.prefix}-reconciler`,
       scheduleGroup: group,
-      description: 'yuba reconciler: backfill --json',
+      description: `yuba reconciler: ${RECONCILER_COMMAND.slice(1).join(' ')}`,
       schedule: scheduler.ScheduleExpression.expression(c.reconciler.schedule, TimeZone.of(c.reconciler.timezone)),
       target: new targets.EcsRunFargateTask(props.network.cluster, {
         taskDefinition,

@@ -3,7 +3,6 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { App, Stack } from 'aws-cdk-lib';
-import { rustLambdaCode } from '../lib/code';
 import { IMAGE_JOB_MIB, lambdaWorkerMemoryMiB, stageConfig, workerMemoryMiB } from '../lib/config';
 import { exampleCredentials, loadCredentials } from '../lib/gcp';
 
@@ -66,21 +65,5 @@ describe('credentials', () => {
     expect(() => loadCredentials(scope(), path.join(dir, 'missing.json'), 'reconciler')).toThrow(/terraform output -raw reconciler_credentials_json/);
     const app = new App({ context: { 'yuba:placeholderCode': true } });
     expect(JSON.parse(loadCredentials(new Stack(app), path.join(dir, 'missing.json'), 'reconciler')).type).toBe('external_account');
-  });
-});
-
-describe('Lambda code', () => {
-  test('without a build and without the placeholder flag, synth fails with the build command', () => {
-    const app = new App({ context: { 'yuba:lambdaArtifacts': '/nonexistent' } });
-    expect(() => rustLambdaCode(new Stack(app), 'yuba-worker')).toThrow(/cargo lambda build --release --arm64/);
-  });
-
-  test('a cargo lambda build directory is used when present', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'yuba-lambda-'));
-    fs.mkdirSync(path.join(dir, 'yuba-worker'));
-    fs.writeFileSync(path.join(dir, 'yuba-worker', 'bootstrap'), 'binary');
-    const app = new App({ context: { 'yuba:lambdaArtifacts': dir } });
-    const code = rustLambdaCode(new Stack(app), 'yuba-worker') as unknown as { path: string };
-    expect(code.path).toBe(path.join(dir, 'yuba-worker'));
   });
 });

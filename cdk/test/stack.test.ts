@@ -165,10 +165,13 @@ describe('least privilege', () => {
     }
   });
 
-  test('Lambda worker: reads source objects (and versions: prod is versioned); its poller consumes its queue only', () => {
+  test('Lambda worker: reads source objects (and versions: prod is versioned), lists the bucket (a missing key is a 404); its poller consumes its queue only', () => {
     const s = statementsOf(t, roleId(t, 'yuba-prod-worker-lambda'));
     const s3 = s.filter((x) => actionsOf(x).some((a) => a.startsWith('s3:')));
-    expect(s3).toEqual([expect.objectContaining({ Action: ['s3:GetObject', 's3:GetObjectVersion'], Resource: bucketObjects })]);
+    expect(s3).toEqual([
+      expect.objectContaining({ Action: ['s3:GetObject', 's3:GetObjectVersion'], Resource: bucketObjects }),
+      expect.objectContaining({ Action: 's3:ListBucket', Resource: bucketArn }),
+    ]);
     const sqs = s.filter((x) => actionsOf(x).some((a) => a.startsWith('sqs:')));
     expect(sqs).toHaveLength(1);
     expect(sqs[0].Resource).toEqual(lambdaQ());
@@ -197,11 +200,12 @@ describe('least privilege', () => {
     expect(s.some((x) => actionsOf(x).some((a) => a.startsWith('s3:')))).toBe(false);
   });
 
-  test('Fargate worker: receive/delete/change visibility on its queue; read source objects', () => {
+  test('Fargate worker: receive/delete/change visibility on its queue; read source objects, list the bucket', () => {
     const s = statementsOf(t, roleId(t, 'yuba-prod-worker-task'));
     expect(s).toEqual([
       expect.objectContaining({ Action: ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:ReceiveMessage'], Resource: fargateQ() }),
       expect.objectContaining({ Action: ['s3:GetObject', 's3:GetObjectVersion'], Resource: bucketObjects }),
+      expect.objectContaining({ Action: 's3:ListBucket', Resource: bucketArn }),
     ]);
   });
 
@@ -305,7 +309,7 @@ describe('fargate worker', () => {
 describe('reconciler', () => {
   const t = prod.template;
 
-  test('a daily EventBridge Scheduler schedule runs backfill --json on Fargate', () => {
+  test('a daily EventBridge Scheduler schedule runs backfill --json --no-checkpoint on Fargate', () => {
     const [, s] = one(t, 'AWS::Scheduler::Schedule');
     expect(s.Properties.ScheduleExpression).toBe('cron(0 3 * * ? *)');
     expect(s.Properties.ScheduleExpressionTimezone).toBe('UTC');
@@ -314,8 +318,11 @@ describe('reconciler', () => {
     expect(s.Properties.Target.EcsParameters.TaskDefinitionArn).toEqual({ Ref: tdId });
     const td = t.toJSON().Resources[tdId];
     const [c] = td.Properties.ContainerDefinitions;
-    expect(c.Command).toEqual(['yuba-reconciler', 'backfill', '--json']);
+    expect(c.Command).toEqual(['yuba-reconciler', 'backfill', '--json', '--no-checkpoint']);
+    // Nothing to write: no checkpoint, no scratch volume, a read-only root.
     expect(c.ReadonlyRootFilesystem).toBe(true);
+    expect(c.MountPoints ?? []).toEqual([]);
+    expect(td.Properties.Volumes ?? []).toEqual([]);
     const env = Object.fromEntries(c.Environment.map((e: any) => [e.Name, e.Value]));
     expect(env.YUBA_SOURCE_BUCKET).toBe('yuba-prod-images');
     expect(JSON.parse(env.YUBA_GCS_CREDENTIALS).type).toBe('external_account');
