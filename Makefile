@@ -4,7 +4,7 @@
 CARGO ?= cargo
 PYTHON := .venv/bin/python
 
-.PHONY: demo test bootstrap build fmt-check clippy terraform-check cdk-check package package-smoke bench-stream bench-reconcile bench-variants loadtest loadtest-corpus clean-stack
+.PHONY: demo test bootstrap build fmt-check clippy terraform-check cdk-check package package-smoke bench-lambda-init bench-stream bench-reconcile bench-variants loadtest loadtest-corpus clean-stack
 
 ## demo: bring up the local stack, run ingest and workers, replicate sample images, show the result
 demo: bootstrap build
@@ -63,6 +63,12 @@ cdk-check: bootstrap
 ## terraform-check: the GCP side offline: HCL assertions (and their self-test), checkov, terraform fmt
 terraform-check: bootstrap
 	$(PYTHON) scripts/check_terraform.py
+
+## bench-lambda-init: init time of the Lambda functions under the loopback Runtime API, a proxy
+## (native builds of the dist profile the zips use; docs/BENCHMARKS.md, "What AWS runs")
+bench-lambda-init: bootstrap
+	$(CARGO) build --profile dist -p yuba-ingest -p yuba-worker
+	$(CARGO) run -p yuba-e2e --example lambda_init -- --runs 20 target/dist/yuba-ingest target/dist/yuba-worker
 
 ## bench-stream: replicate a 2 GiB object and report throughput and peak RSS beside rclone
 bench-stream: bootstrap

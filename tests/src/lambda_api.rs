@@ -5,12 +5,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// One record of an SQS event as Lambda's event source mapping delivers it, with `body`.
 pub fn sqs_record(id: &str, body: &str) -> serde_json::Value {
@@ -53,6 +53,8 @@ pub struct RuntimeApi {
     pub address: String,
     invocations: mpsc::UnboundedSender<(String, String)>,
     pending: Pending,
+    /// When the function first asked for an invocation: the end of its init phase.
+    first_poll: watch::Receiver<Option<Instant>>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -64,12 +66,15 @@ impl RuntimeApi {
         let queue = Arc::new(tokio::sync::Mutex::new(queue));
         let pending: Pending = Arc::default();
         let shared = Arc::clone(&pending);
+        let (polled, first_poll) = watch::channel(None);
+        let polled = Arc::new(polled);
         let server = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let queue = Arc::clone(&queue);
                 let pending = Arc::clone(&shared);
+                let polled = Arc::clone(&polled);
                 tokio::spawn(async move {
-                    if let Err(error) = serve(stream, queue, pending).await {
+                    if let Err(error) = serve(stream, queue, pending, &polled).await {
                         eprintln!("lambda runtime api: {error:#}");
                     }
                 });
@@ -79,8 +84,19 @@ impl RuntimeApi {
             address,
             invocations,
             pending,
+            first_poll,
             server,
         })
+    }
+
+    /// When the function first asked for an invocation (`GET .../invocation/next`), which is
+    /// when Lambda's init phase ends; waits up to `timeout` for it.
+    pub async fn first_poll(&self, timeout: Duration) -> anyhow::Result<Instant> {
+        let mut first_poll = self.first_poll.clone();
+        let polled = tokio::time::timeout(timeout, first_poll.wait_for(Option::is_some))
+            .await
+            .context("the function did not ask for an invocation in time")??;
+        polled.context("a poll without its time")
     }
 
     /// Invokes the function with `payload` and waits for its answer.
@@ -129,6 +145,7 @@ async fn serve(
     stream: TcpStream,
     queue: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, String)>>>,
     pending: Pending,
+    polled: &watch::Sender<Option<Instant>>,
 ) -> anyhow::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
@@ -168,6 +185,13 @@ async fn serve(
         };
 
         if method == "GET" && path.ends_with("/runtime/invocation/next") {
+            polled.send_if_modified(|first| {
+                let unset = first.is_none();
+                if unset {
+                    *first = Some(Instant::now());
+                }
+                unset
+            });
             let Some((request_id, payload)) = queue.lock().await.recv().await else {
                 return Ok(());
             };

@@ -106,7 +106,11 @@ impl Package {
             .arg("-C")
             .arg(&layout))?;
         let index = read_json(&layout.join("index.json"))?;
-        let [descriptor] = index["manifests"].as_array().map(Vec::as_slice).unwrap_or_default() else {
+        let [descriptor] = index["manifests"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        else {
             bail!("the image index should name exactly one manifest: {index}");
         };
         let digest = descriptor["digest"].as_str().unwrap_or_default().to_owned();

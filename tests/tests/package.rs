@@ -43,11 +43,7 @@ async fn assert_replicated(
     replica_of(workers, &gcs, bucket, KEY, TIMEOUT).await?;
     assert_eq!(gcs_sha256(&gcs, bucket, KEY).await?, sha256);
     let variant = gcs.object(bucket, VARIANT).await?;
-    ensure!(
-        variant.is_some(),
-        "no {VARIANT}: {}",
-        dump_logs(workers)
-    );
+    ensure!(variant.is_some(), "no {VARIANT}: {}", dump_logs(workers));
     Ok(())
 }
 
@@ -67,11 +63,14 @@ async fn the_lambda_zips_carry_a_photo_from_its_notification_to_its_replica() ->
         let bootstrap = package.unzip_lambda(bin, &stack.dir.join(bin))?;
         // Lambda runs the bootstrap as unzipped: the zip must record it as executable.
         let mode = std::fs::metadata(&bootstrap)?.permissions().mode();
-        assert_eq!(mode & 0o111, 0o111, "{bin}'s bootstrap unzips with mode {mode:o}");
+        assert_eq!(
+            mode & 0o111,
+            0o111,
+            "{bin}'s bootstrap unzips with mode {mode:o}"
+        );
         let api = RuntimeApi::start().await?;
         let env = api.env();
-        let mut overrides: Vec<(&str, &str)> =
-            env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         overrides.extend(extra);
         let process =
             stack.spawn_command(stack.configure(arm64(&bootstrap, sysroot), &overrides), bin)?;
@@ -188,9 +187,9 @@ async fn the_image_runs_the_worker_and_the_reconciler_as_its_user_on_a_read_only
     let with_checkpoint = run_to_end(reconciler(&["diff", "--json"])?, TIMEOUT).await?;
     assert_eq!(with_checkpoint.code, Some(2), "{with_checkpoint:?}");
     ensure!(
-        with_checkpoint
-            .stderr
-            .contains("cannot write the checkpoint .yuba-reconciler-diff.json: Read-only file system"),
+        with_checkpoint.stderr.contains(
+            "cannot write the checkpoint .yuba-reconciler-diff.json: Read-only file system"
+        ),
         "expected the checkpoint write to fail on the read-only root:\n{}",
         with_checkpoint.stderr
     );
