@@ -64,6 +64,14 @@ const ADC_TYPES: [&str; 3] = [
     "impersonated_service_account",
 ];
 
+/// The audience of a workload identity pool's provider; `NUMBER` is the project's number.
+const POOL_AUDIENCE: &str = "//iam.googleapis.com/projects/NUMBER/locations/global/\
+                             workloadIdentityPools/POOL/providers/PROVIDER";
+const POOL_ID_DOC: &str = "https://cloud.google.com/iam/docs/reference/rest/v1/\
+                           projects.locations.workloadIdentityPools/create";
+const PROVIDER_ID_DOC: &str = "https://cloud.google.com/iam/docs/reference/rest/v1/\
+                               projects.locations.workloadIdentityPools.providers/create";
+
 /// What to do about a configuration that is not right.
 const REEXPORT: &str = "re-export the credential configuration from terraform/ (`terraform \
                         output -raw worker_credentials_json`, or reconciler_credentials_json), or \
@@ -416,6 +424,16 @@ impl Origin {
                 })
             }
         };
+        // An AWS source only works with a workload identity pool; other sources may have a
+        // workforce pool's audience, which is left to google-cloud-auth.
+        if (aws.is_some() || audience.starts_with("//iam.googleapis.com/projects/"))
+            && let Some(problem) = pool_audience_problem(&audience)
+        {
+            return Err(self.invalid(format!(
+                "`audience` {problem}; no pool or provider can have it, so give the pool and its \
+                 provider valid ids (terraform/: pool_id, pool_provider_id) and {REEXPORT}"
+            )));
+        }
         Ok(Parsed::ExternalAccount(ExternalAccount {
             variable: self.variable,
             audience,
@@ -466,6 +484,56 @@ impl Origin {
             ))),
         }
     }
+}
+
+/// What is wrong with a workload identity pool provider's audience ([`POOL_AUDIENCE`]), if
+/// anything: its shape, or a pool or provider id that Google refuses.
+fn pool_audience_problem(audience: &str) -> Option<String> {
+    let parts: Option<Vec<&str>> = audience
+        .strip_prefix("//iam.googleapis.com/projects/")
+        .map(|rest| rest.split('/').collect());
+    let Some(
+        [
+            number,
+            "locations",
+            "global",
+            "workloadIdentityPools",
+            pool,
+            "providers",
+            provider,
+        ],
+    ) = parts.as_deref()
+    else {
+        return Some(format!("is \"{audience}\", not {POOL_AUDIENCE}"));
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(format!(
+            "is \"{audience}\": \"{number}\" is not a project number ({POOL_AUDIENCE})"
+        ));
+    }
+    for (what, id, doc) in [
+        ("pool", pool, POOL_ID_DOC),
+        ("provider", provider, PROVIDER_ID_DOC),
+    ] {
+        if !is_pool_or_provider_id(id) {
+            return Some(format!(
+                "names the {what} id \"{id}\", which Google refuses: pool and provider ids are \
+                 4-32 characters of [a-z0-9-] and do not begin with \"gcp-\" ({doc})"
+            ));
+        }
+    }
+    None
+}
+
+/// Google's rule for workload identity pool and provider ids alike ([`POOL_ID_DOC`],
+/// [`PROVIDER_ID_DOC`]): "This value must be 4-32 characters, and may contain the characters
+/// [a-z0-9-]. The prefix gcp- is reserved for use by Google, and may not be specified."
+fn is_pool_or_provider_id(id: &str) -> bool {
+    (4..=32).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with("gcp-")
 }
 
 /// A long value cut short for an error message.
@@ -868,8 +936,9 @@ impl CredentialsProvider for ImpersonatedCredentials {
 mod tests {
     use super::*;
 
+    /// terraform/'s defaults: pool `yuba-aws`, provider `aws-account`.
     const AUDIENCE: &str = "//iam.googleapis.com/projects/123456789012/locations/global/\
-                            workloadIdentityPools/yuba/providers/aws";
+                            workloadIdentityPools/yuba-aws/providers/aws-account";
     const STS_URL: &str =
         "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15";
 
@@ -1135,6 +1204,111 @@ mod tests {
         ));
     }
 
+    /// The configuration with the audience of `pool` and `provider` in project 123456789012.
+    fn with_pool_and_provider(pool: &str, provider: &str) -> Value {
+        let mut config = aws_config_json();
+        config["audience"] = format!(
+            "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/\
+             {pool}/providers/{provider}"
+        )
+        .into();
+        config
+    }
+
+    #[test]
+    fn pool_and_provider_ids_follow_googles_rule() {
+        for (pool, provider) in [
+            ("yuba", "aws-account"),
+            ("yuba-dev-aws", "aws1"),
+            (&"a".repeat(32), "0-9-"),
+            ("gcpx", "x-gcp-y"),
+        ] {
+            let config = with_pool_and_provider(pool, provider);
+            assert!(
+                choose(&[(CREDENTIALS_VARIABLE, &config.to_string())]).is_ok(),
+                "{pool}/{provider}"
+            );
+        }
+        for (pool, provider, named) in [
+            ("yuba", "aws", "the provider id \"aws\""),
+            ("yub", "aws-account", "the pool id \"yub\""),
+            (&"a".repeat(33), "aws-account", "the pool id \"aaa"),
+            ("gcp-yuba", "aws-account", "the pool id \"gcp-yuba\""),
+            ("yuba-aws", "gcp-aws", "the provider id \"gcp-aws\""),
+            ("Yuba-aws", "aws-account", "the pool id \"Yuba-aws\""),
+            ("yuba_aws", "aws-account", "the pool id \"yuba_aws\""),
+        ] {
+            let error = problem_with(&with_pool_and_provider(pool, provider));
+            let doc = if named.contains("provider") {
+                PROVIDER_ID_DOC
+            } else {
+                POOL_ID_DOC
+            };
+            assert!(
+                error.contains(&format!("`audience` names {named}"))
+                    && error.contains(
+                        "which Google refuses: pool and provider ids are 4-32 characters of \
+                         [a-z0-9-] and do not begin with \"gcp-\""
+                    )
+                    && error.contains(doc)
+                    && error.contains("terraform/: pool_id, pool_provider_id")
+                    && error.contains("re-export the credential configuration"),
+                "{pool}/{provider}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_aws_source_needs_a_workload_identity_pools_audience() {
+        for audience in [
+            "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/yuba-aws",
+            "//iam.googleapis.com/projects/123456789012/locations/europe-west1/workloadIdentityPools/yuba-aws/providers/aws-account",
+            "//iam.googleapis.com/locations/global/workforcePools/yuba-aws/providers/aws-account",
+            "//sts.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/yuba-aws/providers/aws-account",
+            "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/yuba-aws/providers/aws-account/",
+        ] {
+            let mut config = aws_config_json();
+            config["audience"] = audience.into();
+            let error = problem_with(&config);
+            assert!(
+                error.contains(&format!(
+                    "`audience` is \"{audience}\", not {POOL_AUDIENCE}"
+                )),
+                "{error}"
+            );
+        }
+        let mut config = aws_config_json();
+        config["audience"] = "//iam.googleapis.com/projects/my-project/locations/global/\
+                              workloadIdentityPools/yuba-aws/providers/aws-account"
+            .into();
+        assert!(problem_with(&config).contains("\"my-project\" is not a project number"));
+    }
+
+    #[test]
+    fn other_sources_are_held_to_it_for_a_workload_identity_pool_only() {
+        let file_sourced = |audience: &str| {
+            let mut config = aws_config_json();
+            config["audience"] = audience.into();
+            config["subject_token_type"] = "urn:ietf:params:oauth:token-type:jwt".into();
+            config["credential_source"] = serde_json::json!({"file": "/var/run/token"});
+            choose(&[(CREDENTIALS_VARIABLE, &config.to_string())])
+        };
+        // A workforce pool's audience is google-cloud-auth's to judge.
+        assert!(
+            file_sourced(
+                "//iam.googleapis.com/locations/global/workforcePools/staff/providers/oidc"
+            )
+            .is_ok()
+        );
+        let error = file_sourced(
+            "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/\
+             yuba/providers/gcp-oidc",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("the provider id \"gcp-oidc\""), "{error}");
+    }
+
     const AKID: &str = "AKIDEXAMPLE";
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
@@ -1258,19 +1432,19 @@ mod tests {
         )
         .unwrap();
         let expected = concat!(
-            "%7B%22url%22%3A%22https%3A%2F%2Fsts.us-east-1.amazonaws.com%2F%3FAction%3DGetCallerI",
-            "dentity%26Version%3D2011-06-15%22%2C%22method%22%3A%22POST%22%2C%22headers%22%3A%5B%",
-            "7B%22key%22%3A%22host%22%2C%22value%22%3A%22sts.us-east-1.amazonaws.com%22%7D%2C%7B%",
-            "22key%22%3A%22x-amz-date%22%2C%22value%22%3A%2220150830T123600Z%22%7D%2C%7B%22key%22",
-            "%3A%22x-amz-security-token%22%2C%22value%22%3A%22IQoJb3JpZ2luX2VjEXAMPLE%2F%2F%2F%2F",
-            "%2F%2F%2F%2F%2F%2FwEaCXVzLWVhc3QtMSJH%2BMEUCIQ%3D%3D%22%7D%2C%7B%22key%22%3A%22x-goo",
-            "g-cloud-target-resource%22%2C%22value%22%3A%22%2F%2Fiam.googleapis.com%2Fprojects%2F",
-            "123456789012%2Flocations%2Fglobal%2FworkloadIdentityPools%2Fyuba%2Fproviders%2Faws%2",
-            "2%7D%2C%7B%22key%22%3A%22Authorization%22%2C%22value%22%3A%22AWS4-HMAC-SHA256+Creden",
-            "tial%3DAKIDEXAMPLE%2F20150830%2Fus-east-1%2Fsts%2Faws4_request%2C+SignedHeaders%3Dho",
-            "st%3Bx-amz-date%3Bx-amz-security-token%3Bx-goog-cloud-target-resource%2C+Signature%3",
-            "D934d9e3f8d36465179bdb2dba4c0b7a2da138b7f9d4e4d9515ffb15f7b62ba5f%22%7D%5D%2C%22body",
-            "%22%3A%22%22%7D",
+            "%7B%22url%22%3A%22https%3A%2F%2Fsts.us-east-1.amazonaws.com%2F%3FAction%3DGetCallerIde",
+            "ntity%26Version%3D2011-06-15%22%2C%22method%22%3A%22POST%22%2C%22headers%22%3A%5B%7B%2",
+            "2key%22%3A%22host%22%2C%22value%22%3A%22sts.us-east-1.amazonaws.com%22%7D%2C%7B%22key%",
+            "22%3A%22x-amz-date%22%2C%22value%22%3A%2220150830T123600Z%22%7D%2C%7B%22key%22%3A%22x-",
+            "amz-security-token%22%2C%22value%22%3A%22IQoJb3JpZ2luX2VjEXAMPLE%2F%2F%2F%2F%2F%2F%2F%",
+            "2F%2F%2FwEaCXVzLWVhc3QtMSJH%2BMEUCIQ%3D%3D%22%7D%2C%7B%22key%22%3A%22x-goog-cloud-targ",
+            "et-resource%22%2C%22value%22%3A%22%2F%2Fiam.googleapis.com%2Fprojects%2F123456789012%2",
+            "Flocations%2Fglobal%2FworkloadIdentityPools%2Fyuba-aws%2Fproviders%2Faws-account%22%7D",
+            "%2C%7B%22key%22%3A%22Authorization%22%2C%22value%22%3A%22AWS4-HMAC-SHA256+Credential%3",
+            "DAKIDEXAMPLE%2F20150830%2Fus-east-1%2Fsts%2Faws4_request%2C+SignedHeaders%3Dhost%3Bx-a",
+            "mz-date%3Bx-amz-security-token%3Bx-goog-cloud-target-resource%2C+Signature%3D9de2bdc43",
+            "4a9c3056abf351c42dfc9c80d71f2c547281e72f0ad0c05c09ec024%22%7D%5D%2C%22body%22%3A%22%22",
+            "%7D",
         );
         assert_eq!(token, expected);
 
@@ -1289,7 +1463,7 @@ mod tests {
                     {"key": "x-amz-date", "value": "20150830T123600Z"},
                     {"key": "x-amz-security-token", "value": SESSION_TOKEN},
                     {"key": "x-goog-cloud-target-resource", "value": AUDIENCE},
-                    {"key": "Authorization", "value": "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/sts/aws4_request, SignedHeaders=host;x-amz-date;x-amz-security-token;x-goog-cloud-target-resource, Signature=934d9e3f8d36465179bdb2dba4c0b7a2da138b7f9d4e4d9515ffb15f7b62ba5f"},
+                    {"key": "Authorization", "value": "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/sts/aws4_request, SignedHeaders=host;x-amz-date;x-amz-security-token;x-goog-cloud-target-resource, Signature=9de2bdc434a9c3056abf351c42dfc9c80d71f2c547281e72f0ad0c05c09ec024"},
                 ],
                 "body": "",
             })
@@ -1330,7 +1504,7 @@ mod tests {
             request["headers"][3]["value"],
             "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/sts/aws4_request, \
              SignedHeaders=host;x-amz-date;x-goog-cloud-target-resource, \
-             Signature=dc6cc8d18cd01e03865586fe77b8854d3bb753705ebc215923a1d848c3763222"
+             Signature=09c4a8fcf40307ff2c54c236191a16e667fed1136f39d5d882db44c1e84d6a50"
         );
     }
 

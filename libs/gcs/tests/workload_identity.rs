@@ -19,7 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use yuba_config::Env;
 use yuba_gcs::{GcsCredentials, GcsSettings, aws_subject_token};
 
-const AUDIENCE: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/yuba/providers/aws";
+/// terraform/'s defaults: pool `yuba-aws`, provider `aws-account`.
+const AUDIENCE: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/yuba-aws/providers/aws-account";
 const SERVICE_ACCOUNT: &str = "yuba-writer@yuba-test.iam.gserviceaccount.com";
 const STS_URL: &str =
     "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15";
