@@ -4,9 +4,12 @@
 //! `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`, the credential chain), so the same code runs on
 //! Lambda, on Fargate and against the local emulators. Errors are classified into
 //! [`FailureKind`](yuba_model::FailureKind) here, at the edge, so callers never inspect SDK types.
+//!
+//! [`permissions`] declares what each call needs from IAM.
 
 mod batch;
 mod classify;
+pub mod permissions;
 mod s3;
 mod sqs;
 

@@ -10,6 +10,7 @@
 mod batch;
 mod consumer;
 mod handler;
+pub mod permissions;
 mod settings;
 mod signals;
 mod visibility;

@@ -2,6 +2,8 @@
 //! written once against [`yuba_consumer::Handler`] and served here from a Lambda SQS trigger, or
 //! by [`yuba_consumer::Consumer`] from a long-polling process.
 
+pub mod permissions;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;

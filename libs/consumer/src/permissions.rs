@@ -1,0 +1,67 @@
+//! What consuming a queue needs from IAM, declared beside the calls (see
+//! [`yuba_aws::permissions`]). Every permission here is on the queue consumed.
+
+use yuba_aws::permissions::{Need, Permission, Resource, Sdk};
+
+const CRATE: &str = env!("CARGO_PKG_NAME");
+const BATCH_DOC: &str =
+    "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-batch-api.html";
+
+/// `Consumer`'s long poll.
+pub const RECEIVE_MESSAGE: Permission = Permission {
+    need: Need::Call(Sdk::Sqs, "ReceiveMessage"),
+    actions: &["sqs:ReceiveMessage"],
+    resource: Resource::Queue,
+    condition: None,
+    why: "long-polls the queue",
+    doc: "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ReceiveMessage.html",
+    declared_in: CRATE,
+};
+
+/// `Consumer`: a message's invisibility renewed while it is worked on, and a failed one's
+/// return set by its backoff.
+pub const CHANGE_MESSAGE_VISIBILITY: Permission = Permission {
+    need: Need::Call(Sdk::Sqs, "ChangeMessageVisibility"),
+    actions: &["sqs:ChangeMessageVisibility"],
+    resource: Resource::Queue,
+    condition: None,
+    why: "keeps a message invisible while it is worked on, and delays a failed one's return",
+    doc: "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibility.html",
+    declared_in: CRATE,
+};
+
+/// `Consumer`'s batched deletes of finished messages.
+pub const DELETE_MESSAGE_BATCH: Permission = Permission {
+    need: Need::Call(Sdk::Sqs, "DeleteMessageBatch"),
+    actions: &["sqs:DeleteMessage"],
+    resource: Resource::Queue,
+    condition: None,
+    why: "DeleteMessageBatch is authorised by sqs:DeleteMessage",
+    doc: BATCH_DOC,
+    declared_in: CRATE,
+};
+
+/// [`change_visibility`](crate::change_visibility): releasing or delaying messages in batches.
+pub const CHANGE_MESSAGE_VISIBILITY_BATCH: Permission = Permission {
+    need: Need::Call(Sdk::Sqs, "ChangeMessageVisibilityBatch"),
+    actions: &["sqs:ChangeMessageVisibility"],
+    resource: Resource::Queue,
+    condition: None,
+    why: "ChangeMessageVisibilityBatch is authorised by sqs:ChangeMessageVisibility",
+    doc: BATCH_DOC,
+    declared_in: CRATE,
+};
+
+/// Long-polling a queue: [`Consumer`](crate::Consumer).
+pub const CONSUMING: &[&Permission] = &[
+    &RECEIVE_MESSAGE,
+    &CHANGE_MESSAGE_VISIBILITY,
+    &DELETE_MESSAGE_BATCH,
+    &CHANGE_MESSAGE_VISIBILITY_BATCH,
+];
+
+/// Setting messages' visibility alone: [`change_visibility`](crate::change_visibility).
+pub const CHANGING_VISIBILITY: &[&Permission] = &[&CHANGE_MESSAGE_VISIBILITY_BATCH];
+
+/// Everything this crate declares.
+pub const DECLARED: &[&Permission] = CONSUMING;
