@@ -5,7 +5,8 @@
 //! Lambda, on Fargate and against the local emulators. Errors are classified into
 //! [`FailureKind`](yuba_model::FailureKind) here, at the edge, so callers never inspect SDK types.
 //!
-//! [`permissions`] declares what each call needs from IAM.
+//! [`permissions`] declares what each call needs from IAM; a request S3 refuses with 403 fails
+//! with an error that names those permissions.
 
 mod batch;
 mod classify;

@@ -1,17 +1,31 @@
 use std::collections::HashMap;
 
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumMode, ChecksumType, ServerSideEncryption};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 use yuba_model::{FailureKind, normalize_etag};
 
 use crate::classify::{classify_sdk_error, describe_sdk_error};
+use crate::permissions::{
+    GET_OBJECT, GET_OBJECT_DECRYPT, GET_OBJECT_VERSION, HEAD_OBJECT, HEAD_OBJECT_DECRYPT,
+    LIST_OBJECTS_V2, MISSING_KEY_IS_404, Need, Permission,
+};
 
 /// How often one read of an object picks up where a cut connection left it, before the cut
 /// fails the read (and the job, which then starts over).
 const MAX_RESUMES: u32 = 3;
+
+/// What the role needs for each request, for the error when S3 refuses one: the permissions
+/// declared in [`crate::permissions`], so the message and the contract cannot disagree.
+const HEAD_NEEDS: &[&Permission] = &[&HEAD_OBJECT, &MISSING_KEY_IS_404, &HEAD_OBJECT_DECRYPT];
+const GET_NEEDS: &[&Permission] = &[&GET_OBJECT, &MISSING_KEY_IS_404, &GET_OBJECT_DECRYPT];
+const RESUME_NEEDS: &[&Permission] = &[&GET_OBJECT, &GET_OBJECT_VERSION, &GET_OBJECT_DECRYPT];
+const LIST_NEEDS: &[&Permission] = &[&LIST_OBJECTS_V2];
 
 /// Reads source objects from S3.
 #[derive(Debug, Clone)]
@@ -125,7 +139,12 @@ impl SourceObject {
                 let changed = error
                     .raw_response()
                     .is_some_and(|response| response.status().as_u16() == 412);
-                if changed {
+                let request = format!("GET {location} (resuming at byte {})", self.received);
+                if let Some(refusal) =
+                    refused(&self.client, &request, &self.bucket, RESUME_NEEDS, &error)
+                {
+                    refusal
+                } else if changed {
                     S3Error {
                         kind: FailureKind::Transient,
                         message: format!(
@@ -203,6 +222,10 @@ impl S3Source {
                 });
                 if not_found {
                     return Ok(None);
+                }
+                let request = format!("GET s3://{bucket}/{key}");
+                if let Some(refusal) = refused(&self.client, &request, bucket, GET_NEEDS, &error) {
+                    return Err(refusal);
                 }
                 return Err(S3Error {
                     kind: classify_sdk_error(&error),
@@ -315,12 +338,17 @@ impl S3Source {
             .max_keys(i32::try_from(query.page_size).unwrap_or(1000))
             .send()
             .await
-            .map_err(|error| S3Error {
-                kind: classify_sdk_error(&error),
-                message: format!(
-                    "listing s3://{bucket}/{prefix} failed: {}",
-                    describe_sdk_error(&error)
-                ),
+            .map_err(|error| {
+                let request = format!("ListObjectsV2 s3://{bucket}/{prefix}");
+                refused(&self.client, &request, bucket, LIST_NEEDS, &error).unwrap_or_else(|| {
+                    S3Error {
+                        kind: classify_sdk_error(&error),
+                        message: format!(
+                            "listing s3://{bucket}/{prefix} failed: {}",
+                            describe_sdk_error(&error)
+                        ),
+                    }
+                })
             })?;
         let objects = response
             .contents()
@@ -369,6 +397,10 @@ impl S3Source {
                 return Ok(None);
             }
             Err(error) => {
+                let request = format!("HEAD s3://{bucket}/{key}");
+                if let Some(refusal) = refused(&self.client, &request, bucket, HEAD_NEEDS, &error) {
+                    return Err(refusal);
+                }
                 return Err(S3Error {
                     kind: classify_sdk_error(&error),
                     message: format!(
@@ -403,6 +435,74 @@ impl S3Source {
     /// event that arrives after the key was created again does not remove the new replica.
     pub async fn exists(&self, bucket: &str, key: &str) -> Result<bool, S3Error> {
         Ok(self.head(bucket, key).await?.is_some())
+    }
+}
+
+/// The error for a request that S3 answered with 403, naming what the role needs (`needs`, for
+/// the source bucket `bucket`); `None` for any other answer. Told by the status and by which
+/// request it answers, never by the message: the answer to a HEAD has no body, so no error
+/// code, and a role without s3:ListBucket gets this 403 for every key that does not exist.
+/// Permanent: the role will not change by itself.
+fn refused<E>(
+    client: &aws_sdk_s3::Client,
+    request: &str,
+    bucket: &str,
+    needs: &[&Permission],
+    error: &SdkError<E, HttpResponse>,
+) -> Option<S3Error>
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+{
+    let status = error.raw_response()?.status().as_u16();
+    if status != 403 {
+        return None;
+    }
+    let partition = partition(client.config().region().map(|region| region.as_ref()));
+    let (always, sometimes): (Vec<&Permission>, Vec<&Permission>) = needs
+        .iter()
+        .partition(|permission| permission.condition.is_none());
+    let grants: Vec<String> = always
+        .iter()
+        .map(|permission| permission.grant(partition, bucket))
+        .collect();
+    let mut message = format!(
+        "{request} was refused (403): the role needs {}",
+        grants.join(" and ")
+    );
+    // The rules (a 403 for a missing key) say why: nobody guesses those from the request.
+    let reasons: Vec<&str> = always
+        .iter()
+        .filter(|permission| matches!(permission.need, Need::Other(_)))
+        .map(|permission| permission.why)
+        .collect();
+    if !reasons.is_empty() {
+        message.push_str(&format!(" ({})", reasons.join("; ")));
+    }
+    for permission in sometimes.iter() {
+        if let Some(condition) = permission.condition {
+            message.push_str(&format!(
+                ", and {} if {}",
+                permission.grant(partition, bucket),
+                condition.meaning()
+            ));
+        }
+    }
+    // A GET's answer has a body: S3's own code and message (a KMS denial names the key).
+    if error.as_service_error().and_then(|e| e.code()).is_some() {
+        message.push_str(&format!("; S3 said: {}", describe_sdk_error(error)));
+    }
+    Some(S3Error {
+        kind: FailureKind::Permanent,
+        message,
+    })
+}
+
+/// The ARN partition of a region (`arn:aws-cn:...` in China).
+fn partition(region: Option<&str>) -> &'static str {
+    match region {
+        Some(region) if region.starts_with("cn-") => "aws-cn",
+        Some(region) if region.starts_with("us-gov-") => "aws-us-gov",
+        _ => "aws",
     }
 }
 
@@ -456,6 +556,14 @@ fn md5_of_single_part_etag(etag: &str) -> Option<[u8; 16]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arns_are_in_the_region_s_partition() {
+        assert_eq!(partition(Some("eu-west-1")), "aws");
+        assert_eq!(partition(Some("cn-north-1")), "aws-cn");
+        assert_eq!(partition(Some("us-gov-west-1")), "aws-us-gov");
+        assert_eq!(partition(None), "aws");
+    }
 
     #[test]
     fn only_single_part_etags_are_md5s() {
