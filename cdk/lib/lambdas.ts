@@ -102,7 +102,8 @@ export class Lambdas extends Construct {
       reservedConcurrency: c.lambdaWorker.reservedConcurrency,
       environment: workerEnvironment(c, props.workerCredentials, c.lambdaWorker.concurrency),
     });
-    props.source.grantObjectRead(this.worker.fn);
+    // Reads source objects; s3:ListBucket too, or a missing key is a 403 and deletes fail.
+    props.source.grantRead(this.worker.fn);
     this.worker.alias.addEventSource(
       new SqsEventSource(queues.lambdaWork.queue, {
         batchSize: c.lambdaWorker.batchSize,

@@ -1,9 +1,14 @@
 /**
  * The source bucket (imported by name, or created) and the read-only access yuba needs on it.
  *
- * Grants are written out, not `grantRead`: the worker only calls GetObject and HeadObject (HeadObject
- * is authorised by s3:GetObject), plus GetObjectVersion on a versioned bucket (a cut read resumes
- * pinned to its version); the reconciler also lists (s3:ListBucket). Nothing else, on nothing else.
+ * Grants are written out, not `grantRead`, and are what lib/generated/aws-iam.json (generated from
+ * the permissions the Rust crates declare beside their calls) says a reader needs; test/iam.test.ts
+ * holds every role to it. A reader calls GetObject and HeadObject (HeadObject is authorised by
+ * s3:GetObject), GetObject pinned to a version on a versioned bucket (a cut read resumes pinned
+ * to its version: s3:GetObjectVersion), and needs s3:ListBucket on the bucket even when it does not
+ * list: without it S3 answers a HEAD or GET of a missing key with 403 instead of 404, so every
+ * delete job (which checks that the key is still absent) and every "source is gone" job would
+ * fail as access denied. Nothing else, on nothing else.
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -51,21 +56,22 @@ export class SourceBucket extends Construct {
     }
   }
 
-  /** What a worker needs: read an object (and its versions) by key. */
-  grantObjectRead(grantee: iam.IGrantable): void {
+  /**
+   * What a reader of the source needs (yuba-aws's S3_READS, and S3_LISTING: the same
+   * s3:ListBucket): read an object (and its versions) by key, tell a missing key (404, not 403),
+   * list the bucket. On the whole bucket: ingest filters keys, the roles do not, so a
+   * reconciler run over any prefix and a delete of any key get their answers.
+   */
+  grantRead(grantee: iam.IGrantable): void {
     const actions = ['s3:GetObject'];
     if (this.versioned) actions.push('s3:GetObjectVersion');
     grantee.grantPrincipal.addToPrincipalPolicy(
       new iam.PolicyStatement({ sid: 'ReadSourceObjects', actions, resources: [this.bucket.arnForObjects('*')] }),
     );
-    this.grantDecrypt(grantee);
-  }
-
-  /** What the reconciler adds: list the bucket (ListObjectsV2). */
-  grantList(grantee: iam.IGrantable): void {
     grantee.grantPrincipal.addToPrincipalPolicy(
       new iam.PolicyStatement({ sid: 'ListSource', actions: ['s3:ListBucket'], resources: [this.bucket.bucketArn] }),
     );
+    this.grantDecrypt(grantee);
   }
 
   private grantDecrypt(grantee: iam.IGrantable): void {
