@@ -12,12 +12,13 @@
  *   uses it, and may do only what its entry below allows.
  *
  * Checked on dev and prod and on the configurations that change grants (a versioned bucket, an
- * SSE-KMS bucket, notifications 'direct', a bucket the app creates); each check is also shown to
- * fail on a broken copy, both ways.
+ * SSE-KMS bucket, notifications 'direct' or 'eventbridge', a bucket the app creates); each check
+ * is also shown to fail on a broken copy, both ways.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { Overrides, StageConfig, StageName } from '../lib/config';
+import { usesEventsQueue } from '../lib/queues';
 import { YubaStack } from '../lib/stack';
 import { synth } from './helpers';
 
@@ -46,7 +47,7 @@ const CONTRACT: Contract = JSON.parse(fs.readFileSync(path.join(__dirname, '..',
 const CONDITIONS: Record<string, (c: StageConfig) => boolean> = {
   'versioned-source': (c) => c.source.mode === 'create' || c.source.versioned,
   'kms-encrypted-source': (c) => Boolean(c.source.kmsKeyArn),
-  'events-queue': (c) => c.notifications === 'queue',
+  'events-queue': (c) => usesEventsQueue(c.notifications),
 };
 
 /** IAM conditions a statement may carry and still count as allowing what the contract needs. */
@@ -284,6 +285,7 @@ const VARIANTS: Array<[string, StageName, Overrides<StageConfig>]> = [
   ['dev (unversioned, events queue)', 'dev', {}],
   ['dev, SSE-KMS source', 'dev', { source: { kmsKeyArn: KEY } }],
   ["dev, notifications 'direct'", 'dev', { notifications: 'direct' }],
+  ["dev, notifications 'eventbridge'", 'dev', { notifications: 'eventbridge' }],
   ['dev, a bucket the app creates (versioned)', 'dev', { source: { mode: 'create' } }],
   ["prod, SSE-KMS source, notifications 'direct'", 'prod', { source: { kmsKeyArn: KEY }, notifications: 'direct' }],
 ];

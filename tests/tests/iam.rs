@@ -106,8 +106,8 @@ impl When {
     fn meaning(self) -> &'static str {
         match self {
             When::EventsQueue => {
-                "S3 notifications reach ingest through the events queue (not when S3 invokes \
-                 ingest directly)"
+                "S3 notifications reach ingest through the events queue (notifications \
+                 'queue' or 'eventbridge'; not when S3 invokes ingest directly)"
             }
         }
     }
