@@ -52,6 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TF_DIR = ROOT / "terraform"
 CHECKOV_REQ = ROOT / "scripts" / "requirements-checkov.txt"
 CHECKOV_VENV = ROOT / ".venv" / "checkov"
+CDK_CONFIG = ROOT / "cdk" / "lib" / "config.ts"
 
 PARTS_PREFIX = "_yuba-parts/"
 # Google's documented default mapping of AWS identities to attribute.aws_role.
@@ -982,8 +983,20 @@ def id_samples() -> list[str]:
 
 
 SAMPLES = id_samples()
-# The CDK's rule for a stage prefix (cdk/lib/config.ts), which names the stage's AWS roles.
-CDK_PREFIX = re.compile(r"[a-z0-9-]{1,20}")
+
+
+def cdk_stage_prefix_rule() -> re.Pattern:
+    """The CDK's rule for a stage prefix (STAGE_PREFIX in cdk/lib/config.ts), read from there: it
+    names the stage's AWS roles, and terraform's aws_stage_prefix must refuse exactly what it
+    refuses. (A JavaScript regex literal of the syntax Python's re shares.)"""
+    text = CDK_CONFIG.read_text()
+    m = re.search(r"^export const STAGE_PREFIX = /(.+)/;$", text, re.M)
+    if not m:
+        raise ToolError(f"{cfg_rel(CDK_CONFIG)} no longer defines STAGE_PREFIX as a regex literal; update this script")
+    return re.compile(m.group(1))
+
+
+CDK_PREFIX = cdk_stage_prefix_rule()
 STAGE_PREFIX_VARIABLE = "aws_stage_prefix"
 DEV, PROD = "yuba-dev", "yuba-prod"  # the CDK app's stages' prefixes
 # The stage prefixes the example is tried with: the CDK app's two stages, and its rule's edges.
@@ -1419,8 +1432,10 @@ MUTATIONS = [
      "dev and prod in one GCP project would both create the workload identity pool id 'yuba-aws'"),
     ("a role suffix renamed in the example", EXAMPLE_MAIN, r"-worker-task", "-worker-fargate", None,
      "programs.*.role"),
-    ("stage prefix looser than the CDK's", EXAMPLE_VARIABLES, r"\{1,20\}", "{1,40}", None,
+    ("stage prefix looser than the CDK's", EXAMPLE_VARIABLES, r"\{0,19\}", "{0,39}", None,
      "which the CDK's stage prefix rule"),
+    ("stage prefix may start with gcp", EXAMPLE_VARIABLES, r' && !startswith\(var\.aws_stage_prefix, "gcp"\)', "",
+     None, "which the CDK's stage prefix rule"),
 ]
 
 

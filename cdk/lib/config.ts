@@ -278,6 +278,15 @@ function fail(config: StageConfig, field: string, why: string): never {
   throw new Error(`yuba:${config.stage}: ${field}: ${why}`);
 }
 
+/**
+ * A stage's prefix. It names every AWS resource of the stage (role names are at most 64
+ * characters: the longest is PREFIX-reconciler-task), and on the GCP side terraform derives the
+ * stage's service accounts (PREFIX-reconciler: 6-30 characters, starting with a letter) and its
+ * workload identity pool (PREFIX-aws: the prefix gcp- is Google's) from it. scripts/check_terraform.py
+ * reads this rule and holds terraform's aws_stage_prefix to it.
+ */
+export const STAGE_PREFIX = /^(?!gcp)[a-z][a-z0-9-]{0,19}$/;
+
 export function validate(c: StageConfig): void {
   const lw = c.lambdaWorker;
   if (lw.timeoutSeconds < 1 || lw.timeoutSeconds > 900) fail(c, 'lambdaWorker.timeoutSeconds', 'must be 1..900');
@@ -301,7 +310,7 @@ export function validate(c: StageConfig): void {
   // work queues (4 days), or redriven messages would expire almost at once.
   if (c.dlqRetentionDays < 5 || c.dlqRetentionDays > 14) fail(c, 'dlqRetentionDays', 'must be 5..14 (longer than the 4-day queues)');
   if (c.maxReceiveCount < 1 || c.maxReceiveCount > 1000) fail(c, 'maxReceiveCount', 'must be 1..1000');
-  if (!/^[a-z0-9-]{1,20}$/.test(c.prefix)) fail(c, 'prefix', 'lowercase letters, digits and dashes, at most 20');
+  if (!STAGE_PREFIX.test(c.prefix)) fail(c, 'prefix', 'a lowercase letter, then lowercase letters, digits and dashes, at most 20 in all, not starting with "gcp"');
   if (c.variants !== '') {
     try {
       JSON.parse(c.variants);

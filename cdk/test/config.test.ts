@@ -22,6 +22,15 @@ test('bad variants JSON is refused', () => {
   expect(() => stageConfig('dev', { variants: '{nope' })).toThrow(/variants/);
 });
 
+test('a stage prefix that GCP could not derive its ids from is refused', () => {
+  // terraform makes PREFIX-reconciler (a service account: starts with a letter) and PREFIX-aws
+  // (a workload identity pool: gcp- is Google's) from it.
+  for (const prefix of ['1yuba', '-yuba', 'gcp-dev', 'gcp', 'Yuba', 'yuba_dev', 'a'.repeat(21)]) {
+    expect(() => stageConfig('dev', { prefix })).toThrow(/prefix/);
+  }
+  for (const prefix of ['yuba-dev', 'y', 'a'.repeat(20), 'x-gcp']) expect(stageConfig('dev', { prefix }).prefix).toBe(prefix);
+});
+
 test('overrides come as JSON strings too (-c yuba:dev=...)', () => {
   expect(stageConfig('dev', JSON.stringify({ source: { name: 'other' } })).source.name).toBe('other');
 });

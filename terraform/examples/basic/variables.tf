@@ -24,9 +24,10 @@ variable "aws_stage_prefix" {
   default     = "yuba-dev"
 
   validation {
-    # The CDK's own rule for a stage prefix (cdk/lib/config.ts), which makes the role names.
-    condition     = can(regex("^[a-z0-9-]{1,20}$", var.aws_stage_prefix))
-    error_message = "aws_stage_prefix is the CDK stage's prefix: 1-20 lower-case letters, digits and '-' (cdk/lib/config.ts)."
+    # The CDK's own rule for a stage prefix (STAGE_PREFIX in cdk/lib/config.ts), which makes the
+    # role names; scripts/check_terraform.py holds this condition to it.
+    condition     = can(regex("^[a-z][a-z0-9-]{0,19}$", var.aws_stage_prefix)) && !startswith(var.aws_stage_prefix, "gcp")
+    error_message = "aws_stage_prefix is the CDK stage's prefix: a lower-case letter, then lower-case letters, digits and '-', 1-20 in all, not starting with \"gcp\" (STAGE_PREFIX in cdk/lib/config.ts)."
   }
 }
 
