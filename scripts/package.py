@@ -363,13 +363,32 @@ def mib(n: int) -> str:
     return f"{n / 1048576:.1f} MiB"
 
 
-def synth() -> None:
-    """Both stages from the real artifacts; example GCP configurations where terraform's are absent."""
+def synth(manifest: dict) -> None:
+    """Both stages from the real artifacts (example GCP configurations where terraform's are
+    absent), then a look at what came out: every main stack names the image's digest and
+    carries the zips as its Lambda code."""
     cdk = ROOT / "cdk"
     if not (cdk / "node_modules").exists():
         run(["npm", "ci", "--no-audit", "--no-fund"], cwd=cdk)
-    run(["npx", "cdk", "synth", "--quiet", "--no-notices", "-c", f"yuba:package={OUT}",
+    out = OUT / "cdk.out"  # its own, so that no asset of an earlier synth is looked at
+    shutil.rmtree(out, ignore_errors=True)
+    run(["npx", "cdk", "synth", "--quiet", "--no-notices", "--output", str(out), "-c", f"yuba:package={OUT}",
          "-c", "yuba:exampleGcp=true"], cwd=cdk)
+    assets = {hashlib.sha256(f.read_bytes()).hexdigest() for f in out.glob("asset.*.zip")}
+    for name, entry in manifest["lambda"].items():
+        if hashlib.sha256((ROOT / entry["zip"]).read_bytes()).hexdigest() not in assets:
+            raise PackageError(f"the synthesized stacks do not carry {entry['zip']} as Lambda code")
+    digest = manifest["image"]["digest"]
+    mains = sorted(out.glob("assembly-*/*Yuba*.template.json"))
+    if not mains:
+        raise PackageError(f"no main stack template in {out}")
+    for template in mains:
+        text = template.read_text()
+        if f"@{digest}" not in text:
+            raise PackageError(f"{template.relative_to(ROOT)} does not name the image {digest}")
+        refused = "NotDeployable" in json.loads(text).get("Rules", {})
+        log(f"{template.relative_to(ROOT)}: the zips and {digest}"
+            + ("; NOT deployable: the GCP configurations are examples (docs/DEPLOY.md, step 1)" if refused else ""))
 
 
 def main() -> int:
@@ -416,7 +435,9 @@ def main() -> int:
         (OUT / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         log(f"wrote {(OUT / 'manifest.json').relative_to(ROOT)}")
         if not args.no_synth:
-            synth()
+            if set(manifest["lambda"]) != set(LAMBDA_BINS) or manifest["image"] is None:
+                raise PackageError("a synth needs every binary: drop --bins, or add --no-synth")
+            synth(manifest)
     except ToolMissing as e:
         log(f"error: {e}")
         return 2
