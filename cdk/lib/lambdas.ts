@@ -3,10 +3,11 @@
  * roll out: a `live` alias that every trigger invokes, and a CodeDeploy deployment group that
  * shifts traffic to a new version by canary and rolls back when the new version's alarms fire.
  *
- * Both are the Rust bins (provided.al2023, arm64). Each has its own role with only what it does:
- * ingest sends jobs to the two work queues; the worker reads source objects (the event source's
- * poller, which runs under the function's role, receives/deletes/changes visibility on the Lambda
- * work queue only). Logs go to a log group made here, with a retention, and the roles write to that
+ * Both are the Rust bins (provided.al2023, arm64), from the zips `make package` built (code.ts).
+ * Each has its own role with only what its program's contract (generated/aws-iam.json) lists:
+ * ingest sends jobs to the two work queues; the worker reads source objects and may list the
+ * bucket (so that a missing key is a 404, not a 403), and the event source's poller, which runs
+ * under the function's role, receives/deletes/changes visibility on the Lambda work queue only. Logs go to a log group made here, with a retention, and the roles write to that
  * group only (no AWSLambdaBasicExecutionRole, which allows every log group in the account).
  */
 import { Duration } from 'aws-cdk-lib';
