@@ -22,9 +22,11 @@ test: bootstrap terraform-check cdk-check fmt-check clippy build
 
 ## package: build what AWS runs (docs/DEPLOY.md, step 2): the arm64 Lambda zips of ingest and the
 ## worker, the Fargate image as an OCI archive, target/package/manifest.json; then a CDK synth of
-## both stages from them. Installs its tools (pinned Debian packages, the rustup target) itself.
+## both stages from them, linted with cfn-lint. Installs its tools (pinned Debian packages, the
+## rustup target) itself.
 package: bootstrap
 	$(PYTHON) scripts/package.py
+	$(PYTHON) scripts/check_cfn.py --assembly target/package/cdk.out
 
 ## package-smoke: the package (without the synth), then the smoke tests that run its arm64
 ## binaries under qemu-user against the local stack: the zips under the loopback Lambda Runtime
