@@ -52,14 +52,13 @@ PROFILE = "dist"  # [profile.dist] in Cargo.toml
 LAMBDA_BINS = ("yuba-ingest", "yuba-worker")
 IMAGE_BINS = ("yuba-worker", "yuba-reconciler")
 
-# The arm64 C runtime of the image, and the tools of the smoke test. Pinned: a new Debian build
-# of these would change the image digest, so it changes only with this file.
-DEBIAN_PACKAGES = {
-    "libc6-arm64-cross": "2.36-8cross1",
-    "qemu-user": "1:7.2+dfsg-7+deb12u18+b2",
-    "skopeo": "1.9.3+ds1-1+b10",
-    "unzip": "6.0-28",
-}
+# The arm64 C runtime the image carries: pinned, since a new Debian build of it would change the
+# image digest, so it changes only with this file.
+IMAGE_PACKAGES = {"libc6-arm64-cross": "2.36-8cross1"}
+# The tools: skopeo reads the archive back, and the smoke tests unzip the zips and run the arm64
+# binaries with qemu-user. Any version will do, so none is pinned (a pin of a security-updated
+# package would break the build the day Debian replaces it).
+TOOL_PACKAGES = ("qemu-user", "skopeo", "unzip")
 CROSS_SYSROOT = Path("/usr/aarch64-linux-gnu")
 # Where the image keeps the C runtime: the loader at the path the binaries name (PT_INTERP),
 # the libraries where Debian's arm64 loader looks by default.
@@ -115,12 +114,14 @@ def git_revision() -> str:
 
 
 def ensure_debian_packages() -> None:
-    """Installs the pinned Debian packages that are missing (as root, the way CI runs)."""
+    """Installs the Debian packages that are missing, the image's at their pinned versions (as
+    root, the way CI runs)."""
     def installed(pkg: str) -> str | None:
         p = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
         return p.stdout.strip() if p.returncode == 0 else None
 
-    missing = [f"{pkg}={ver}" for pkg, ver in DEBIAN_PACKAGES.items() if installed(pkg) != ver]
+    missing = [f"{pkg}={ver}" for pkg, ver in IMAGE_PACKAGES.items() if installed(pkg) != ver]
+    missing += [pkg for pkg in TOOL_PACKAGES if installed(pkg) is None]
     if not missing:
         return
     if os.geteuid() != 0:
