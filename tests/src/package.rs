@@ -162,8 +162,10 @@ pub fn arm64(program: &Path, sysroot: &Path) -> Command {
 
 impl Image {
     /// `program` of the image run as a container runtime with a read-only root would: as the
-    /// image's user, in a mount namespace where `/` is read-only (writes anywhere but /dev and
-    /// /proc fail, as on ECS with `readonlyRootFilesystem`), with the image's environment.
+    /// image's user, in a mount namespace where every mount but /proc, /sys and /dev is
+    /// read-only (as on ECS with `readonlyRootFilesystem`, where /tmp is read-only too), with
+    /// the image's environment. The script checks that a write really fails before it starts
+    /// the program, so a machine where the remount did not take fails the test, not passes it.
     pub fn command(&self, program: &str) -> anyhow::Result<Command> {
         let (uid, gid) = self
             .user
@@ -175,8 +177,17 @@ impl Image {
         command
             .args(["--mount", "sh", "-c"])
             .arg(
-                "uid=$1 gid=$2; shift 2; \
-                 mount --make-rprivate / && mount -o remount,bind,ro / && \
+                "uid=$1 gid=$2; shift 2
+                 mount --make-rprivate / || exit 97
+                 awk '{print $5}' /proc/self/mountinfo | while read -r m; do
+                   case $m in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) ;;
+                     *) mount -o remount,bind,ro \"$m\" 2>/dev/null ;; esac
+                 done
+                 for dir in / \"$PWD\" \"${TMPDIR:-/tmp}\"; do
+                   if touch \"$dir/.yuba-write-probe\" 2>/dev/null; then
+                     echo \"$dir is still writable\" >&2; exit 97
+                   fi
+                 done
                  exec setpriv --reuid=\"$uid\" --regid=\"$gid\" --clear-groups -- \"$@\"",
             )
             .args(["sh", uid, gid])
