@@ -14,7 +14,8 @@
    they need (ld.so, libc, libm, ...) from Debian's pinned cross package, the Mozilla CA
    bundle from the pinned `certifi` wheel, a passwd entry for the non-root user 65532.
 4. Writes `target/package/manifest.json` (what the CDK app and the smoke test read: zip paths,
-   sizes, the image archive and its digest) and prints the sizes.
+   sizes, the image archive and its digest; paths relative to the package directory, so it can
+   be copied elsewhere whole) and prints the sizes.
 5. Synthesizes both CDK stages from these artifacts (`--no-synth` skips it).
 
 Everything is reproducible: file times, owners and order are fixed (the commit's time, or
@@ -339,8 +340,8 @@ def write_image(binaries: dict[str, Path], epoch: int, revision: str) -> dict:
     archive = OUT / "yuba-image.oci.tar"
     archive.write_bytes(layer_tar([Entry(rel, data, 0o644) for rel, data in files.items()], epoch))
     return {
-        "archive": str(archive.relative_to(ROOT)),
-        "layout": str(layout.relative_to(ROOT)),
+        "archive": str(archive.relative_to(OUT)),
+        "layout": str(layout.relative_to(OUT)),
         "digest": digest,
         "platform": "linux/arm64",
         "binaries": sorted(binaries),
@@ -352,7 +353,7 @@ def write_image(binaries: dict[str, Path], epoch: int, revision: str) -> dict:
 
 def inspect_image(image: dict) -> None:
     """skopeo reads the archive as a registry would receive it, and agrees on the digest."""
-    p = subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{ROOT / image['archive']}"],
+    p = subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{OUT / image['archive']}"],
                        capture_output=True)
     if p.returncode != 0:
         raise PackageError(f"skopeo cannot read {image['archive']}: {p.stderr.decode().strip()}")
@@ -377,7 +378,7 @@ def synth(manifest: dict) -> None:
          "-c", "yuba:exampleGcp=true"], cwd=cdk)
     assets = {hashlib.sha256(f.read_bytes()).hexdigest() for f in out.glob("asset.*.zip")}
     for name, entry in manifest["lambda"].items():
-        if hashlib.sha256((ROOT / entry["zip"]).read_bytes()).hexdigest() not in assets:
+        if hashlib.sha256((OUT / entry["zip"]).read_bytes()).hexdigest() not in assets:
             raise PackageError(f"the synthesized stacks do not carry {entry['zip']} as Lambda code")
     digest = manifest["image"]["digest"]
     mains = sorted(out.glob("assembly-*/*Yuba*.template.json"))
@@ -420,7 +421,7 @@ def main() -> int:
             zip_path = OUT / "lambda" / f"{name}.zip"
             write_zip(zip_path, "bootstrap", content, epoch)
             manifest["lambda"][name] = {
-                "zip": str(zip_path.relative_to(ROOT)),
+                "zip": str(zip_path.relative_to(OUT)),
                 "zip_bytes": zip_path.stat().st_size,
                 "unzipped_bytes": len(content),
                 "sha256": hashlib.sha256(content).hexdigest(),
@@ -430,7 +431,7 @@ def main() -> int:
         if image_bins:
             manifest["image"] = write_image(image_bins, epoch, revision)
             inspect_image(manifest["image"])
-            log(f"{manifest['image']['archive']}: {manifest['image']['digest']} "
+            log(f"{(OUT / manifest['image']['archive']).relative_to(ROOT)}: {manifest['image']['digest']} "
                 f"({mib(manifest['image']['layer_bytes'])} compressed, {mib(manifest['image']['unpacked_bytes'])} unpacked; "
                 f"{', '.join(manifest['image']['binaries'])})")
         (OUT / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

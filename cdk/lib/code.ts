@@ -53,11 +53,6 @@ function readManifest(scope: Construct): PackageManifest | undefined {
   }
 }
 
-/** The workspace root the manifest's relative paths are relative to (package dir = ROOT/target/package). */
-function workspaceRoot(scope: Construct): string {
-  return path.resolve(packageDir(scope), '..', '..');
-}
-
 function missing(scope: Construct, what: string): void {
   if (!placeholderMode(scope)) {
     throw new Error(
@@ -71,7 +66,8 @@ function missing(scope: Construct, what: string): void {
 export function rustLambdaCode(scope: Construct, binary: LambdaBinary): lambda.Code {
   const entry = readManifest(scope)?.lambda[binary];
   if (entry) {
-    const zip = path.resolve(workspaceRoot(scope), entry.zip);
+    // Paths in the manifest are relative to the package directory, wherever it was copied.
+    const zip = path.resolve(packageDir(scope), entry.zip);
     if (!fs.existsSync(zip)) throw new Error(`${zip} (named by ${packageDir(scope)}/manifest.json) is missing; run 'make package' again`);
     return lambda.Code.fromAsset(zip);
   }

@@ -27,10 +27,11 @@ function exampleGcpMode(scope: Construct): boolean {
  * prefix and each program's role suffix from the permissions contract the Rust tests generate
  * (lib/generated/aws-iam.json), so the roles and the contract cannot disagree.
  */
+const CONTRACT = JSON.parse(fs.readFileSync(path.join(__dirname, 'generated', 'aws-iam.json'), 'utf8'));
+
 export function roleNames(c: StageConfig) {
-  const contract = JSON.parse(fs.readFileSync(path.join(__dirname, 'generated', 'aws-iam.json'), 'utf8'));
   const role = (program: string): string => {
-    const suffix = contract.programs?.[program]?.role;
+    const suffix = CONTRACT.programs?.[program]?.role;
     if (typeof suffix !== 'string') throw new Error(`lib/generated/aws-iam.json: programs.${program}.role is not a role name`);
     return `${c.prefix}-${suffix}`;
   };

@@ -18,15 +18,14 @@ import { ACCOUNT, FEATURE_FLAGS, REGION, synth } from './helpers';
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 
-/** A package directory as scripts/package.py leaves it: ROOT/target/package with the manifest. */
+/** A package directory as scripts/package.py leaves it (anywhere: its paths are its own). */
 function fakePackage(image: string | null = DIGEST): string {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'yuba-package-'));
-  const dir = path.join(root, 'target', 'package');
-  fs.mkdirSync(path.join(dir, 'lambda'), { recursive: true });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'yuba-package-'));
+  fs.mkdirSync(path.join(dir, 'lambda'));
   const lambda: Record<string, { zip: string }> = {};
   for (const bin of ['yuba-ingest', 'yuba-worker']) {
     fs.writeFileSync(path.join(dir, 'lambda', `${bin}.zip`), `zip of ${bin}`);
-    lambda[bin] = { zip: `target/package/lambda/${bin}.zip` };
+    lambda[bin] = { zip: `lambda/${bin}.zip` };
   }
   fs.writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify({ revision: 'abc', lambda, image: image ? { digest: image } : null }));
   return dir;

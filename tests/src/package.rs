@@ -83,7 +83,7 @@ impl Package {
             .with_context(|| format!("the package has no Lambda zip of {bin}"))?;
         run(Command::new("unzip")
             .arg("-q")
-            .arg(repo_root().join(zip))
+            .arg(self.dir.join(zip))
             .arg("-d")
             .arg(into))?;
         Ok(into.join("bootstrap"))
@@ -102,7 +102,7 @@ impl Package {
         std::fs::create_dir_all(&rootfs)?;
         run(Command::new("tar")
             .arg("-xf")
-            .arg(repo_root().join(archive))
+            .arg(self.dir.join(archive))
             .arg("-C")
             .arg(&layout))?;
         let index = read_json(&layout.join("index.json"))?;
