@@ -61,11 +61,12 @@ export interface FargateWorkerConfig {
   readonly maxTasks: number;
   /** Messages (visible + in flight) one task is expected to carry: the scaling target. */
   readonly backlogPerTask: number;
-  /** Tasks that always run on on-demand FARGATE (0: everything may be spot, and idle means zero tasks). */
-  readonly onDemandBase: number;
-  /** Relative weights of FARGATE_SPOT and FARGATE above the base. */
-  readonly spotWeight: number;
-  readonly onDemandWeight: number;
+  /**
+   * Tasks that run even when the queue is empty: the warm minimum. 0 scales to zero when idle,
+   * and the first large object then waits for the pool's scale-from-zero time
+   * (`fargateScaleOutSeconds`), which the lag objective must cover (checked by `validate`).
+   */
+  readonly minTasks: number;
   /**
    * The image's digest (sha256:...), to deploy an image other than the one `make package` built
    * last, e.g. to roll back to an earlier one. Unset: the package's (target/package/manifest.json).
@@ -84,11 +85,30 @@ export interface ReconcilerConfig {
   readonly environment: Record<string, string>;
 }
 
+/**
+ * One alarm of the multi-window, multi-burn-rate pattern (Google SRE workbook, "Alerting on
+ * SLOs"): it fires when the error budget burns `rate` times faster than the objective allows over
+ * both the long window (enough budget is gone to matter) and the short one (it is still burning),
+ * so it pages fast for a sharp outage and stops paging soon after recovery.
+ */
+export interface BurnRateAlarm {
+  readonly rate: number;
+  readonly longWindowMinutes: number;
+  readonly shortWindowMinutes: number;
+}
+
 export interface AlarmConfig {
-  /** The replication lag objective: oldest message / upload->replica p99 above it alarms. */
+  /**
+   * The replication lag objective: a job replicated later than this after its upload is late (bad
+   * for the SLO); the queues' oldest message above it alarms.
+   */
   readonly lagObjectiveSeconds: number;
-  /** The error budget: the share of job attempts that may fail (0.01 = 1 %). */
+  /** The error budget: the share of jobs that may be bad (late, dead-lettered, stuck) over `budgetDays` (0.01 = 1 %). */
   readonly errorBudget: number;
+  /** The SLO's compliance period, over which the budget is spent (the dashboard's remaining budget). */
+  readonly budgetDays: number;
+  /** The burn-rate alarms (none of them gates deploys: see observability.ts). */
+  readonly burnRates: BurnRateAlarm[];
   /** E-mail addresses subscribed to the alarm topic (optional; subscribe anything else to the topic). */
   readonly emails: string[];
 }
@@ -180,6 +200,12 @@ const common = {
   canary: 'CANARY_10PERCENT_5MINUTES' as const,
 };
 
+/** The SRE workbook's page-worthy pair for a 30-day budget: 2 % of it in an hour, 5 % in six hours. */
+export const DEFAULT_BURN_RATES: BurnRateAlarm[] = [
+  { rate: 14.4, longWindowMinutes: 60, shortWindowMinutes: 5 },
+  { rate: 6, longWindowMinutes: 360, shortWindowMinutes: 30 },
+];
+
 export const DEFAULTS: Record<StageName, StageConfig> = {
   dev: {
     ...common,
@@ -201,12 +227,11 @@ export const DEFAULTS: Record<StageName, StageConfig> = {
       concurrency: 2,
       maxTasks: 2,
       backlogPerTask: 20,
-      onDemandBase: 0,
-      spotWeight: 1,
-      onDemandWeight: 0,
+      // Idle dev costs nothing; its lag objective covers the pool's scale from zero.
+      minTasks: 0,
     },
     reconciler: { schedule: 'cron(0 3 * * ? *)', timezone: 'UTC', cpu: 512, memoryMiB: 1024, environment: {} },
-    alarms: { lagObjectiveSeconds: 300, errorBudget: 0.05, emails: [] },
+    alarms: { lagObjectiveSeconds: 900, errorBudget: 0.05, budgetDays: 30, burnRates: DEFAULT_BURN_RATES, emails: [] },
     delivery: { enabled: false, failoverDomain: 'images-fallback.dev.example.com', failoverPath: '', priceClass: 'PriceClass_100' },
     logRetentionDays: 14,
     dlqRetentionDays: 7,
@@ -238,12 +263,12 @@ export const DEFAULTS: Record<StageName, StageConfig> = {
       concurrency: 8,
       maxTasks: 20,
       backlogPerTask: 40,
-      onDemandBase: 0,
-      spotWeight: 3,
-      onDemandWeight: 1,
+      // A 120 s objective cannot wait for a scale from zero (fargateScaleOutSeconds): one task
+      // stays warm (1 vCPU / 2 GiB ARM64, on-demand).
+      minTasks: 1,
     },
     reconciler: { schedule: 'cron(0 3 * * ? *)', timezone: 'UTC', cpu: 1024, memoryMiB: 2048, environment: {} },
-    alarms: { lagObjectiveSeconds: 120, errorBudget: 0.01, emails: [] },
+    alarms: { lagObjectiveSeconds: 120, errorBudget: 0.01, budgetDays: 30, burnRates: DEFAULT_BURN_RATES, emails: [] },
     delivery: { enabled: true, failoverDomain: 'images-fallback.example.com', failoverPath: '', priceClass: 'PriceClass_All' },
     logRetentionDays: 90,
     natGateways: 2,
@@ -303,9 +328,8 @@ export function validate(c: StageConfig): void {
     fail(c, 'fargateWorker.memoryMiB', `${fw.memoryMiB} MiB is too little for concurrency ${fw.concurrency}: the worker needs ~${needed} MiB (README "Memory"), give 1.5x that`);
   }
   if (fw.maxTasks < 1) fail(c, 'fargateWorker.maxTasks', 'must be at least 1');
-  if (fw.onDemandBase > fw.maxTasks) fail(c, 'fargateWorker.onDemandBase', 'must not exceed maxTasks');
-  if (fw.spotWeight + fw.onDemandWeight < 1) fail(c, 'fargateWorker.spotWeight', 'spot and on-demand weights cannot both be 0');
-  if (c.alarms.errorBudget <= 0 || c.alarms.errorBudget >= 1) fail(c, 'alarms.errorBudget', 'must be in (0, 1)');
+  if (fw.minTasks < 0 || fw.minTasks > fw.maxTasks) fail(c, 'fargateWorker.minTasks', 'must be 0..maxTasks');
+  validateAlarms(c);
   // A message keeps its first enqueue time in the DLQ: the DLQ must keep messages longer than the
   // work queues (4 days), or redriven messages would expire almost at once.
   if (c.dlqRetentionDays < 5 || c.dlqRetentionDays > 14) fail(c, 'dlqRetentionDays', 'must be 5..14 (longer than the 4-day queues)');
@@ -338,6 +362,63 @@ export function lambdaWorkerMemoryMiB(c: StageConfig): number {
   // More memory is also more CPU on Lambda (one vCPU per 1,769 MB), which the transform uses.
   const floor = c.variants === '' ? 512 : 1024;
   return Math.min(10240, Math.max(floor, Math.ceil((process * 1.5) / 64) * 64));
+}
+
+/**
+ * How long the Fargate pool takes from a message on its empty queue to a task receiving it, when
+ * it runs no task (`minTasks: 0`). Each term is documented where it comes from:
+ *
+ * - `metricPeriodSeconds` x `evaluationPeriods`: the scale-out alarm's own datapoints (1-minute
+ *   SQS metrics, the finest SQS publishes; 2 of them, so one noisy sample does not start a task).
+ * - `sqsMetricDelaySeconds`: SQS publishes its CloudWatch metrics at one-minute intervals, and
+ *   only for an active queue ("All metrics emit non-negative values only when the queue is
+ *   active", https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-available-cloudwatch-metrics.html).
+ *   The first datapoints of a queue idle for hours arrive late: 5 minutes is our allowance, not
+ *   a documented bound, and the reason a stage with a tight objective keeps a warm task.
+ * - `taskStartSeconds`: Fargate provisioning, the ENI, pulling an 18 MiB image from ECR in the
+ *   region, and the worker's start (13.5 ms, docs/BENCHMARKS.md); 90 s is what Fargate tasks of
+ *   this size commonly take, again an allowance.
+ */
+export const FARGATE_SCALE_OUT = {
+  metricPeriodSeconds: 60,
+  evaluationPeriods: 2,
+  sqsMetricDelaySeconds: 300,
+  taskStartSeconds: 90,
+} as const;
+
+export function fargateScaleOutSeconds(): number {
+  const s = FARGATE_SCALE_OUT;
+  return s.metricPeriodSeconds * s.evaluationPeriods + s.sqsMetricDelaySeconds + s.taskStartSeconds;
+}
+
+/** The longest period CloudWatch alarms take (a day; https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html, Period). */
+const ALARM_MAX_PERIOD_MINUTES = 24 * 60;
+
+function validateAlarms(c: StageConfig): void {
+  const a = c.alarms;
+  if (a.errorBudget <= 0 || a.errorBudget >= 1) fail(c, 'alarms.errorBudget', 'must be in (0, 1)');
+  if (a.budgetDays < 1 || a.budgetDays > 90) fail(c, 'alarms.budgetDays', 'must be 1..90');
+  if (a.lagObjectiveSeconds < 60) fail(c, 'alarms.lagObjectiveSeconds', 'must be at least 60 (SQS metrics are per minute)');
+  a.burnRates.forEach((b, i) => {
+    const field = `alarms.burnRates[${i}]`;
+    if (b.rate * a.errorBudget >= 1) fail(c, field, `rate ${b.rate} x budget ${a.errorBudget} is 100 % or more of jobs bad: the alarm could never fire`);
+    if (!Number.isInteger(b.shortWindowMinutes) || !Number.isInteger(b.longWindowMinutes) || b.shortWindowMinutes < 1) {
+      fail(c, field, 'windows are whole minutes, at least 1');
+    }
+    if (b.shortWindowMinutes >= b.longWindowMinutes) fail(c, field, 'the short window must be shorter than the long one');
+    if (b.longWindowMinutes > ALARM_MAX_PERIOD_MINUTES) fail(c, field, `the long window is an alarm period: at most ${ALARM_MAX_PERIOD_MINUTES} minutes`);
+  });
+  // The lag alarm must not fire on a pool that is merely starting: with no warm task, the first
+  // large object waits the scale-out time before a task even receives it.
+  const scaleOut = fargateScaleOutSeconds();
+  if (c.fargateWorker.minTasks === 0 && a.lagObjectiveSeconds < scaleOut + FARGATE_SCALE_OUT.metricPeriodSeconds) {
+    fail(
+      c,
+      'alarms.lagObjectiveSeconds',
+      `${a.lagObjectiveSeconds} s is shorter than the Fargate pool's scale from zero (${scaleOut} s, FARGATE_SCALE_OUT) plus a minute: ` +
+        `set fargateWorker.minTasks to 1 (a warm task) or the objective to at least ${scaleOut + FARGATE_SCALE_OUT.metricPeriodSeconds} s`,
+    );
+  }
 }
 
 export const duration = {

@@ -19,7 +19,7 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { StageConfig, imageRepositoryName } from './config';
+import { FARGATE_SCALE_OUT, StageConfig, imageRepositoryName } from './config';
 import { imageDigest } from './code';
 import { roleNames } from './gcp';
 import { workerEnvironment } from './lambdas';
@@ -121,10 +121,11 @@ export class FargateWorker extends Construct {
       cluster: props.network.cluster,
       taskDefinition,
       desiredCount: 0,
-      capacityProviderStrategies: [
-        { capacityProvider: 'FARGATE_SPOT', weight: fw.spotWeight },
-        { capacityProvider: 'FARGATE', weight: fw.onDemandWeight, base: fw.onDemandBase },
-      ],
+      // On-demand FARGATE only: "Linux tasks with the ARM64 architecture don't support the Fargate
+      // Spot capacity provider"
+      // (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-capacity-providers.html);
+      // cdk/test/stack.test.ts holds every ARM64 service to it.
+      capacityProviderStrategies: [{ capacityProvider: 'FARGATE', weight: 1, base: fw.minTasks }],
       vpcSubnets: props.network.subnets,
       securityGroups: [props.network.taskSecurityGroup],
       assignPublicIp: props.network.assignPublicIp,
@@ -144,7 +145,7 @@ export class FargateWorker extends Construct {
         metricName,
         dimensionsMap: { QueueName: queue.queueName },
         statistic: 'Maximum',
-        period: Duration.minutes(1),
+        period: Duration.seconds(FARGATE_SCALE_OUT.metricPeriodSeconds),
         label,
       });
     this.backlog = new cloudwatch.MathExpression({
@@ -154,15 +155,17 @@ export class FargateWorker extends Construct {
         inflight: sqsMetric('ApproximateNumberOfMessagesNotVisible', 'in flight'),
       },
       label: 'Fargate backlog',
-      period: Duration.minutes(1),
+      period: Duration.seconds(FARGATE_SCALE_OUT.metricPeriodSeconds),
     });
 
-    const scaling = this.service.autoScaleTaskCount({ minCapacity: fw.onDemandBase, maxCapacity: fw.maxTasks });
+    // The timing of these alarms is FARGATE_SCALE_OUT's (config.ts), which the lag objective is
+    // checked against.
+    const scaling = this.service.autoScaleTaskCount({ minCapacity: fw.minTasks, maxCapacity: fw.maxTasks });
     scaling.scaleOnMetric('BacklogPerTask', {
       metric: this.backlog,
       adjustmentType: appscaling.AdjustmentType.EXACT_CAPACITY,
-      scalingSteps: backlogSteps(fw.backlogPerTask, fw.maxTasks, fw.onDemandBase),
-      evaluationPeriods: 2,
+      scalingSteps: backlogSteps(fw.backlogPerTask, fw.maxTasks, fw.minTasks),
+      evaluationPeriods: FARGATE_SCALE_OUT.evaluationPeriods,
       cooldown: Duration.minutes(1),
     });
   }
@@ -171,6 +174,10 @@ export class FargateWorker extends Construct {
 /**
  * Steps mapping the backlog to an exact task count: ceil(backlog / perTask), at most maxTasks, at
  * least `min` (0 when idle). At most 10 steps above zero (the levels are spread when maxTasks > 10).
+ *
+ * The scale-in step ends at a backlog of 0 and the first scale-out step starts at 1, so the two
+ * alarms the CDK makes from them (backlog <= 0, backlog >= 1) never hold at once: with a shared
+ * bound of 1 both fired at a backlog of exactly one, and the pool flapped between them.
  */
 export function backlogSteps(perTask: number, maxTasks: number, min: number): appscaling.ScalingInterval[] {
   // One task first (a single message should not start several), then up to 10 levels to maxTasks.
@@ -178,7 +185,7 @@ export function backlogSteps(perTask: number, maxTasks: number, min: number): ap
   const n = Math.min(maxTasks, 10);
   for (let i = 1; i <= n; i++) levels.add(Math.max(1, Math.round((i * maxTasks) / n)));
   const sorted = [...levels].sort((a, b) => a - b);
-  const steps: appscaling.ScalingInterval[] = [{ upper: 1, change: min }];
+  const steps: appscaling.ScalingInterval[] = [{ upper: 0, change: min }];
   sorted.forEach((tasks, i) => {
     // `tasks` tasks from the backlog that needs more than the previous level's capacity.
     const prev = i === 0 ? 0 : sorted[i - 1];

@@ -1,11 +1,19 @@
 /**
- * What the on-call sees: the SNS topic every alarm notifies, the alarms (DLQs, lag objective, error
- * budget burn, Lambda errors and throttles, the reconciler), and the dashboard.
+ * What the on-call sees: the SNS topic every alarm notifies, the alarms, and the dashboard.
  *
- * yuba's own metrics come from the worker's (and reconciler's) Embedded Metric Format lines in
- * the stage's namespace, `metricsNamespace(config)` (ARCHITECTURE.md "Observability"): Jobs, JobDuration, BytesReplicated,
- * VariantsMade, ReplicationLag by Outcome; Jobs by Outcome=failed|rejected and Failure;
- * VariantFailures by VariantError; Reconcile* by Command. The rest are AWS's.
+ * What pages, and why (cdk/README.md "What pages" is the runbook):
+ * - the replication SLO's burn-rate alarms (slo.ts): jobs late, dead-lettered or stuck, burning
+ *   the error budget too fast over a long and a short window at once;
+ * - a DLQ that is not empty, a queue whose oldest message is past the lag objective, the
+ *   reconciler's failed run, Lambda errors and throttles.
+ *
+ * Which alarms gate deploys: only the new version's own health, never the shared SLO. The
+ * canary alarms (lambdas.ts) watch the version being deployed by its `FunctionVersion`
+ * dimension; the SLO is everyone's, and rolling back on it would roll back the fix for the very
+ * outage (a GCS incident, a quota) that burns it.
+ *
+ * yuba's own metrics are built through `YubaMetrics` (metrics.ts), held to the contract the Rust
+ * catalog writes (cdk/lib/generated/metrics.json). The rest are AWS's.
  */
 import { Duration, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -19,12 +27,17 @@ import { Construct } from 'constructs';
 import { StageConfig, metricsNamespace } from './config';
 import { FargateWorker } from './fargate-worker';
 import { DeployedFunction, Lambdas } from './lambdas';
+import { YubaMetrics } from './metrics';
 import { Queues } from './queues';
 import { Reconciler } from './reconciler';
+import { SloAlarms, badJobRatio, remainingBudget } from './slo';
 
-/** Burn rates of the multi-window error-budget alarms (Google SRE workbook, 30-day budget). */
-export const FAST_BURN = { rate: 14.4, period: Duration.minutes(5), evaluationPeriods: 12, datapointsToAlarm: 12 } as const; // 1 h
-export const SLOW_BURN = { rate: 6, period: Duration.minutes(30), evaluationPeriods: 12, datapointsToAlarm: 12 } as const; // 6 h
+/**
+ * Datapoints (1 minute each) the oldest message must stay past the objective before the lag
+ * alarm fires. The age only grows while a message waits, so 3 in a row mean it waited the
+ * objective and 2 minutes more: no single late sample pages.
+ */
+export const LAG_ALARM_MINUTES = 3;
 
 export interface ObservabilityProps {
   readonly config: StageConfig;
@@ -34,24 +47,18 @@ export interface ObservabilityProps {
   readonly reconciler: Reconciler;
 }
 
-/** One of yuba's own metrics, as the stage's workers and reconciler emit it. */
-const yubaMetric =
-  (namespace: string) =>
-  (metricName: string, dimensionsMap: Record<string, string>, statistic: string, period = Duration.minutes(1), label?: string) =>
-    new cloudwatch.Metric({ namespace, metricName, dimensionsMap, statistic, period, label });
-
 export class Observability extends Construct {
   readonly topic: sns.Topic;
   readonly dashboard: cloudwatch.Dashboard;
-  readonly alarms: cloudwatch.Alarm[] = [];
-  /** The fast-burn error-budget alarm, also a rollback alarm of the canary deployments. */
-  readonly fastBurn: cloudwatch.Alarm;
+  /** Every alarm that notifies the topic. */
+  readonly alarms: cloudwatch.AlarmBase[] = [];
+  readonly slo: SloAlarms;
 
   constructor(scope: Construct, id: string, props: ObservabilityProps) {
     super(scope, id);
     const c = props.config;
     const { queues, lambdas, reconciler } = props;
-    const yuba = yubaMetric(metricsNamespace(c));
+    const metrics = new YubaMetrics(metricsNamespace(c));
     const account = Stack.of(this).account;
 
     // --- the topic: encrypted with a key CloudWatch may use, TLS-only, publishable by alarms.
@@ -93,11 +100,14 @@ export class Observability extends Construct {
     // The stopped task's event (exit codes, stop reason) reaches on-call as it is.
     reconciler.failedRun.addTarget(new eventsTargets.SnsTopic(this.topic));
     const notify = new actions.SnsAction(this.topic);
-    const alarm = (id: string, props: cloudwatch.AlarmProps) => {
-      const a = new cloudwatch.Alarm(this, id, { treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING, ...props });
+    const notifies = (a: cloudwatch.AlarmBase) => {
       a.addAlarmAction(notify);
       a.addOkAction(notify);
       this.alarms.push(a);
+    };
+    const alarm = (id: string, props: cloudwatch.AlarmProps) => {
+      const a = new cloudwatch.Alarm(this, id, { treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING, ...props });
+      notifies(a);
       return a;
     };
 
@@ -113,17 +123,17 @@ export class Observability extends Construct {
       });
       alarm(`${cap(q.name)}OldestMessage`, {
         alarmName: `${c.prefix}-${slug(q.name)}-lag`,
-        alarmDescription: `The oldest message on the ${q.name} queue is older than the ${c.alarms.lagObjectiveSeconds} s lag objective.`,
+        alarmDescription: `The oldest message on the ${q.name} queue has been older than the ${c.alarms.lagObjectiveSeconds} s lag objective for ${LAG_ALARM_MINUTES} minutes.`,
         metric: q.queue.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: Duration.minutes(1) }),
         threshold: c.alarms.lagObjectiveSeconds,
-        evaluationPeriods: 5,
-        datapointsToAlarm: 3,
+        evaluationPeriods: LAG_ALARM_MINUTES,
+        datapointsToAlarm: LAG_ALARM_MINUTES,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       });
     }
 
     // --- the lag objective on what users see: upload -> complete replica, p99.
-    const lagP99 = yuba('ReplicationLag', { Outcome: 'replicated' }, 'p99', Duration.minutes(5), 'upload→replica p99');
+    const lagP99 = metrics.metric('ReplicationLag', { Outcome: 'replicated' }, 'p99', Duration.minutes(5), 'upload→replica p99');
     alarm('ReplicationLagP99', {
       alarmName: `${c.prefix}-replication-lag-p99`,
       alarmDescription: `p99 of upload→replica latency above the ${c.alarms.lagObjectiveSeconds} s objective for 15 minutes.`,
@@ -133,32 +143,9 @@ export class Observability extends Construct {
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
     });
 
-    // --- the error budget: failed job attempts / job attempts (messages received by the workers).
-    const errorRatio = (period: Duration) =>
-      new cloudwatch.MathExpression({
-        expression: '(FILL(ft, 0) + FILL(fp, 0) + FILL(rj, 0)) / MAX([FILL(rl, 0) + FILL(rf, 0), 1])',
-        usingMetrics: {
-          ft: yuba('Jobs', { Outcome: 'failed', Failure: 'transient' }, 'Sum', period),
-          fp: yuba('Jobs', { Outcome: 'failed', Failure: 'permanent' }, 'Sum', period),
-          rj: yuba('Jobs', { Outcome: 'rejected', Failure: 'permanent' }, 'Sum', period),
-          rl: queues.lambdaWork.queue.metricNumberOfMessagesReceived({ statistic: 'Sum', period }),
-          rf: queues.fargateWork.queue.metricNumberOfMessagesReceived({ statistic: 'Sum', period }),
-        },
-        period,
-        label: 'failed job attempts / attempts',
-      });
-    const burn = (name: string, b: typeof FAST_BURN | typeof SLOW_BURN, what: string) =>
-      alarm(name, {
-        alarmName: `${c.prefix}-error-budget-${slug(what)}`,
-        alarmDescription: `${what}: failed job attempts above ${b.rate}x the ${c.alarms.errorBudget * 100}% error budget.`,
-        metric: errorRatio(b.period),
-        threshold: Math.min(0.99, b.rate * c.alarms.errorBudget),
-        evaluationPeriods: b.evaluationPeriods,
-        datapointsToAlarm: b.datapointsToAlarm,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      });
-    this.fastBurn = burn('ErrorBudgetFastBurn', FAST_BURN, 'fast burn');
-    burn('ErrorBudgetSlowBurn', SLOW_BURN, 'slow burn');
+    // --- the SLO: multi-window, multi-burn-rate; the composites notify, never a deployment.
+    this.slo = new SloAlarms(this, 'Slo', { config: c, queues, metrics });
+    this.slo.composites.forEach(notifies);
 
     // --- Lambda: errors (whole invocations failing: a crash, a timeout) and throttles.
     for (const [name, f] of [['ingest', lambdas.ingest], ['worker', lambdas.worker]] as Array<[string, DeployedFunction]>) {
@@ -180,8 +167,6 @@ export class Observability extends Construct {
         datapointsToAlarm: 5,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       });
-      // The budget is shared: a new version that burns it is rolled back too.
-      f.deploymentGroup.addAlarm(this.fastBurn);
     }
 
     // --- the reconciler's alarms notify too.
@@ -190,17 +175,15 @@ export class Observability extends Construct {
       this.alarms.push(a);
     }
 
-    this.dashboard = this.makeDashboard(c, props, errorRatio(Duration.minutes(5)));
+    this.dashboard = this.makeDashboard(c, props, metrics);
   }
 
-  private makeDashboard(c: StageConfig, p: ObservabilityProps, errorRatio: cloudwatch.MathExpression): cloudwatch.Dashboard {
+  private makeDashboard(c: StageConfig, p: ObservabilityProps, metrics: YubaMetrics): cloudwatch.Dashboard {
     const { queues, lambdas, fargateWorker } = p;
-    const yuba = yubaMetric(metricsNamespace(c));
+    const yuba = metrics.metric.bind(metrics);
     const d = new cloudwatch.Dashboard(this, 'Dashboard', { dashboardName: c.prefix, defaultInterval: Duration.hours(6) });
     const minute = Duration.minutes(1);
     const objective = { value: c.alarms.lagObjectiveSeconds, label: 'lag objective', color: cloudwatch.Color.RED };
-    const search = (expr: string, stat: string, label: string, period = 300) =>
-      new cloudwatch.MathExpression({ expression: `SEARCH('${expr}', '${stat}', ${period})`, label, period: Duration.seconds(period) });
 
     d.addWidgets(
       new cloudwatch.TextWidget({
@@ -236,7 +219,7 @@ export class Observability extends Construct {
       }),
       new cloudwatch.GraphWidget({
         title: 'Jobs by outcome',
-        left: [search(`{${metricsNamespace(c)},Outcome} MetricName="Jobs"`, 'Sum', 'jobs')],
+        left: [metrics.search('Jobs', ['Outcome'], 'Sum', 'jobs')],
         stacked: true,
         width: 8,
       }),
@@ -244,22 +227,29 @@ export class Observability extends Construct {
     d.addWidgets(
       new cloudwatch.GraphWidget({
         title: 'Failures by kind',
-        left: [search(`{${metricsNamespace(c)},Failure,Outcome} MetricName="Jobs"`, 'Sum', 'failures')],
+        left: [metrics.search('Jobs', ['Outcome', 'Failure'], 'Sum', 'failures')],
         stacked: true,
         width: 8,
       }),
       new cloudwatch.GraphWidget({
         title: 'Variant failures by error',
-        left: [search(`{${metricsNamespace(c)},VariantError} MetricName="VariantFailures"`, 'Sum', 'variant failures')],
+        left: [metrics.search('VariantFailures', ['VariantError'], 'Sum', 'variant failures')],
         stacked: true,
         width: 8,
       }),
       new cloudwatch.GraphWidget({
-        title: 'Error ratio (SLO)',
-        left: [errorRatio],
+        title: 'SLO: bad jobs / jobs (5 min)',
+        left: [badJobRatio(c, queues, metrics, Duration.minutes(5))],
         leftAnnotations: [{ value: c.alarms.errorBudget, label: 'budget', color: cloudwatch.Color.ORANGE }],
         leftYAxis: { min: 0 },
-        width: 8,
+        width: 5,
+      }),
+      new cloudwatch.SingleValueWidget({
+        title: `Error budget left (${c.alarms.budgetDays} days, %)`,
+        metrics: [remainingBudget(c, queues, metrics)],
+        start: `-P${c.alarms.budgetDays}D`,
+        setPeriodToTimeRange: true,
+        width: 3,
       }),
     );
     d.addWidgets(
