@@ -9,6 +9,9 @@
  * bucket (so that a missing key is a 404, not a 403), and the event source's poller, which runs
  * under the function's role, receives/deletes/changes visibility on the Lambda work queue only. Logs go to a log group made here, with a retention, and the roles write to that
  * group only (no AWSLambdaBasicExecutionRole, which allows every log group in the account).
+ *
+ * What gates a deployment is canary.ts: the new version's own alarms, and a pre-traffic probe
+ * that sends it one synthetic unit of work from the stack's canary bucket.
  */
 import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -16,9 +19,12 @@ import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import { Construct } from 'constructs';
+import { CanaryKind, canaryAlarms, canaryBucket, canaryKey, loadCanaryJob, preTrafficHook } from './canary';
 import { StageConfig, duration, lambdaWorkerMemoryMiB, metricsNamespace } from './config';
+import { YubaMetrics } from './metrics';
 import { rustLambdaCode } from './code';
 import { roleNames } from './gcp';
 import { Queues } from './queues';
@@ -41,21 +47,30 @@ export interface DeployedFunction {
   readonly alias: lambda.Alias;
   readonly deploymentGroup: codedeploy.LambdaDeploymentGroup;
   readonly rollbackAlarms: cloudwatch.IAlarm[];
+  /** CodeDeploy's BeforeAllowTraffic hook: probes the new version before it gets traffic. */
+  readonly preTrafficHook: lambda.Function;
   readonly logGroup: logs.LogGroup;
 }
 
 export class Lambdas extends Construct {
   readonly ingest: DeployedFunction;
   readonly worker: DeployedFunction;
+  /** Where the pre-traffic probes put their objects (read by the worker, under the canary prefix only). */
+  readonly canaryBucket: s3.Bucket;
+  private readonly metrics: YubaMetrics;
+  private readonly canaryJob = loadCanaryJob();
 
   constructor(scope: Construct, id: string, props: LambdasProps) {
     super(scope, id);
     const c = props.config;
     const { queues } = props;
     const application = new codedeploy.LambdaApplication(this, 'Application', { applicationName: c.prefix });
+    this.metrics = new YubaMetrics(metricsNamespace(c));
+    this.canaryBucket = canaryBucket(this, c);
 
     // ingest: notifications -> jobs.
     this.ingest = this.function('Ingest', {
+      kind: 'ingest',
       config: c,
       application,
       name: `${c.prefix}-ingest`,
@@ -93,6 +108,7 @@ export class Lambdas extends Construct {
 
     // worker, Lambda home: small objects.
     this.worker = this.function('Worker', {
+      kind: 'worker',
       config: c,
       application,
       name: `${c.prefix}-worker`,
@@ -105,6 +121,11 @@ export class Lambdas extends Construct {
     });
     // Reads source objects; s3:ListBucket too, or a missing key is a 403 and deletes fail.
     props.source.grantRead(this.worker.fn);
+    // ...and the probes' two objects: the worker's own, and the one whose notification the ingest
+    // probe turns into a job for the Lambda work queue (listing too, for the same 404-not-403 reason).
+    const probeObjects = (['worker', 'ingest'] as CanaryKind[]).map((kind) => this.canaryBucket.arnForObjects(canaryKey(this.canaryJob, kind)));
+    this.worker.fn.addToRolePolicy(new iam.PolicyStatement({ sid: 'ReadCanaryObjects', actions: ['s3:GetObject'], resources: probeObjects }));
+    this.worker.fn.addToRolePolicy(new iam.PolicyStatement({ sid: 'ListCanaryBucket', actions: ['s3:ListBucket'], resources: [this.canaryBucket.bucketArn] }));
     this.worker.alias.addEventSource(
       new SqsEventSource(queues.lambdaWork.queue, {
         batchSize: c.lambdaWorker.batchSize,
@@ -119,6 +140,7 @@ export class Lambdas extends Construct {
   private function(
     id: string,
     o: {
+      kind: CanaryKind;
       config: StageConfig;
       application: codedeploy.LambdaApplication;
       name: string;
@@ -160,35 +182,21 @@ export class Lambdas extends Construct {
     });
     const alias = new lambda.Alias(this, `${id}Live`, { aliasName: ALIAS_NAME, version: fn.currentVersion });
 
-    // Rollback alarms watch the version being rolled out, not the alias as a whole: invocations
-    // through the alias are recorded with ExecutedVersion, so the old version's errors during a
-    // canary do not roll back a good new one (nor hide a bad one).
-    const versionMetric = (metricName: string) =>
-      new cloudwatch.Metric({
-        namespace: 'AWS/Lambda',
-        metricName,
-        dimensionsMap: { FunctionName: fn.functionName, Resource: `${fn.functionName}:${ALIAS_NAME}`, ExecutedVersion: fn.currentVersion.version },
-        statistic: 'Sum',
-        period: Duration.minutes(1),
-      });
-    const errors = new cloudwatch.Alarm(this, `${id}CanaryErrors`, {
-      alarmDescription: `${o.name}: the version being deployed fails invocations (rolls the deployment back)`,
-      metric: versionMetric('Errors'),
-      threshold: 1,
-      evaluationPeriods: 2,
-      datapointsToAlarm: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    const rollbackAlarms: cloudwatch.IAlarm[] = [errors];
+    const canary = new Construct(this, `${id}Canary`);
+    const rollbackAlarms: cloudwatch.IAlarm[] = canaryAlarms(canary, o.kind, fn, ALIAS_NAME, this.metrics);
+    const preTraffic = preTrafficHook(canary, { config: c, kind: o.kind, fn, bucket: this.canaryBucket, job: this.canaryJob });
     const deploymentGroup = new codedeploy.LambdaDeploymentGroup(this, `${id}Deployment`, {
       application: o.application,
       alias,
       deploymentConfig: codedeploy.LambdaDeploymentConfig[c.canary],
       alarms: rollbackAlarms,
+      preHook: preTraffic,
       autoRollback: { failedDeployment: true, stoppedDeployment: true, deploymentInAlarm: true },
     });
-    return { fn, alias, deploymentGroup, rollbackAlarms, logGroup };
+    // CloudFormation must update the hook (its TARGET is the new version) before the alias update
+    // starts the CodeDeploy deployment that runs it.
+    alias.node.addDependency(preTraffic);
+    return { fn, alias, deploymentGroup, rollbackAlarms, preTrafficHook: preTraffic, logGroup };
   }
 }
 

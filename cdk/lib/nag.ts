@@ -60,6 +60,18 @@ export function acknowledgements(stack: Stack, opts: NagOptions): Acknowledgemen
       reason:
         'CDK\'s built-in custom resource that writes the bucket\'s notification configuration at deploy time (the only way to add notifications to an imported bucket); it runs only during deployments and its role is made by aws-cdk-lib.',
     },
+    ...(['Ingest', 'Worker'] as const).map((which) => ({
+      path: new RegExp(`^Lambdas/${which}Deployment/ServiceRole/DefaultPolicy/Resource$`),
+      id: `AwsSolutions-IAM5[Resource::<${logicalIdAt(stack, `Lambdas/${which}Canary/PreTraffic/Resource`)}.Arn>:*]`,
+      reason:
+        'CodeDeploy invokes the pre-traffic probe (canary.ts) by whatever version or alias it resolves; CDK grants that as the function ARN with ":*", scoped to this one probe function.',
+    })),
+    {
+      path: /^Lambdas\/CanaryBucket\/Resource$/,
+      id: 'AwsSolutions-S1',
+      reason:
+        'The canary bucket holds the two small probe objects that each deployment rewrites; only the probes (PutObject on their key) and the Lambda worker (GetObject on those keys) may touch it, and CloudTrail records the writes.',
+    },
     {
       path: /^AccessLogs\/Resource$/,
       id: 'AwsSolutions-S1',
@@ -90,6 +102,13 @@ export function acknowledgements(stack: Stack, opts: NagOptions): Acknowledgemen
     });
   }
   return list;
+}
+
+/** The logical id of the CloudFormation resource at `path` below the stack. */
+function logicalIdAt(stack: Stack, path: string): string {
+  const found = stack.node.tryFindChild(path.split('/')[0]) && stack.node.findAll().find((n) => n.node.path === `${stack.node.path}/${path}`);
+  if (!found) return `(nothing at ${path})`;
+  return stack.getLogicalId(found as CfnResource);
 }
 
 /** Applies the acknowledgements; returns those that matched no resource (for the test). */

@@ -126,6 +126,11 @@ function byType(t: Json, type: string): Array<[string, Json]> {
   return Object.entries<Json>(t.Resources).filter(([, r]) => r.Type === type);
 }
 
+/** The pre-traffic probes (canary.ts): functions that name a canary bucket. */
+function probes(t: Json): Array<[string, Json]> {
+  return byType(t, 'AWS::Lambda::Function').filter(([, f]) => f.Properties.Environment?.Variables?.CANARY_BUCKET);
+}
+
 /**
  * The roles of the programs, by what they are attached to: the Lambda function that runs the
  * binary, or the task definition whose container runs it.
@@ -159,11 +164,20 @@ function platformNeeds(t: Json, roleId: string, home?: 'lambda' | 'fargate'): { 
   const extras: Extra[] = [];
   const managed: string[] = [];
   const refersTo = (arn: Json) => roleIdOf(arn) === roleId;
+  const ownLogs = (f: Json) => extras.push({ actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], on: onlyOn(arnOf(f.Properties.LoggingConfig.LogGroup)) });
   if (home === 'lambda') {
     // A function writes its own logs, to the log group made for it (no AWSLambdaBasicExecutionRole,
     // which allows every group). Its metrics are EMF log lines: no cloudwatch:PutMetricData.
-    for (const [, f] of byType(t, 'AWS::Lambda::Function').filter(([, f]) => refersTo(f.Properties.Role))) {
-      extras.push({ actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], on: onlyOn(arnOf(f.Properties.LoggingConfig.LogGroup)) });
+    const functions = byType(t, 'AWS::Lambda::Function').filter(([, f]) => refersTo(f.Properties.Role));
+    functions.forEach(([, f]) => ownLogs(f));
+    // The worker replicates the pre-traffic probes' objects (canary.ts) as it does a source's,
+    // from the stack's canary bucket: those two keys only.
+    for (const [, hook] of probes(t).filter(([, h]) => h.Properties.Environment.Variables.KIND === 'worker')) {
+      if (!functions.some(([, f]) => String(f.Properties.Description).startsWith('yuba yuba-worker '))) continue;
+      const bucket = arnOf(hook.Properties.Environment.Variables.CANARY_BUCKET);
+      const objects = probes(t).map(([, p]) => ({ 'Fn::Join': ['', [bucket, `/${p.Properties.Environment.Variables.CANARY_KEY}`]] }));
+      extras.push({ actions: ['s3:GetObject'], on: onlyOn(...objects) });
+      extras.push({ actions: ['s3:ListBucket'], on: onlyOn(bucket) });
     }
     return { extras, managed };
   }
@@ -188,9 +202,33 @@ function platformNeeds(t: Json, roleId: string, home?: 'lambda' | 'fargate'): { 
     extras.push({ actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], on: onlyOn(...groups.map(arnOf)) });
   }
   if (byType(t, 'AWS::CodeDeploy::DeploymentGroup').some(([, g]) => refersTo(g.Properties.ServiceRoleArn))) {
-    // CodeDeploy shifts an alias's traffic and reads the alarms: AWS's managed policy for that.
+    // CodeDeploy shifts an alias's traffic and reads the alarms: AWS's managed policy for that;
+    // and it runs the pre-traffic probes (any version of them).
     known = true;
     managed.push(':iam::aws:policy/service-role/AWSCodeDeployRoleForLambdaLimited"]]}');
+    for (const [id] of probes(t)) {
+      const arn = { 'Fn::GetAtt': [id, 'Arn'] };
+      extras.push({ actions: ['lambda:InvokeFunction'], on: onlyOn(arn, { 'Fn::Join': ['', [arn, ':*']] }) });
+    }
+  }
+  for (const [, hook] of probes(t).filter(([, h]) => refersTo(h.Properties.Role))) {
+    // A pre-traffic probe: its own logs, the canary object it puts, the version it tries, and
+    // its verdict to the deployment group that runs it.
+    known = true;
+    ownLogs(hook);
+    const v = hook.Properties.Environment.Variables;
+    extras.push({ actions: ['s3:PutObject'], on: onlyOn({ 'Fn::Join': ['', [arnOf(v.CANARY_BUCKET), `/${v.CANARY_KEY}`]] }) });
+    extras.push({ actions: ['lambda:InvokeFunction'], on: onlyOn(v.TARGET) });
+    const groups = byType(t, 'AWS::CodeDeploy::DeploymentGroup').map(([id]) => `"${id}"`);
+    extras.push({ actions: ['codedeploy:PutLifecycleEventHookExecutionStatus'], on: (resource) => groups.some((g) => resource.includes(g)) });
+  }
+  for (const [, r] of byType(t, 'Custom::S3AutoDeleteObjects')) {
+    // CDK's auto-delete handler empties a bucket the stack deletes (the canary bucket of a stage
+    // that keeps no data); the bucket's policy lets it, and its logs take CDK's managed policy.
+    const handler = Object.entries<Json>(t.Resources).find(([id]) => canonical(r.Properties.ServiceToken).includes(`"${id}"`))?.[1];
+    if (!handler || !refersTo(handler.Properties.Role)) continue;
+    known = true;
+    managed.push(':iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}');
   }
   for (const [, n] of byType(t, 'Custom::S3BucketNotifications')) {
     // CDK's bucket-notifications handler (a custom resource) writes the source bucket's
@@ -384,6 +422,23 @@ describe('the check fails on broken copies', () => {
     const [, role] = byType(t, 'AWS::IAM::Role').find(([, r]) => r.Properties.RoleName === 'yuba-prod-reconciler-task')!;
     role.Properties.RoleName = 'yuba-prod-reconciler';
     expect(check(t, stack, config)).toEqual(['reconciler-task: its role is named yuba-prod-reconciler, the contract says yuba-prod-reconciler-task']);
+  });
+
+  test('a pre-traffic probe that may write more than its one canary object, or invoke more than the new version', () => {
+    const { template, stack, config } = prod();
+    const t = copy(template.toJSON());
+    const [, hook] = probes(t).find(([, h]) => h.Properties.Environment.Variables.KIND === 'worker')!;
+    const roleId = roleIdOf(hook.Properties.Role)!;
+    const [, policy] = byType(t, 'AWS::IAM::Policy').find(([, p]) => list<Json>(p.Properties.Roles).some((r) => r.Ref === roleId))!;
+    const bucket = arnOf(hook.Properties.Environment.Variables.CANARY_BUCKET);
+    policy.Properties.PolicyDocument.Statement.push(
+      { Effect: 'Allow', Action: 's3:PutObject', Resource: { 'Fn::Join': ['', [bucket, '/*']] } },
+      { Effect: 'Allow', Action: 'lambda:InvokeFunction', Resource: '*' },
+    );
+    expect(check(t, stack, config).sort()).toEqual([
+      expect.stringMatching(new RegExp(`^platform role ${roleId} grants lambda:InvokeFunction on "\\*", beyond`)),
+      expect.stringMatching(new RegExp(`^platform role ${roleId} grants s3:PutObject on .*/\\*.*, beyond`)),
+    ]);
   });
 
   test('a role nothing accounts for, and a platform role that may do more than it is listed for', () => {

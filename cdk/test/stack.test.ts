@@ -3,8 +3,10 @@
  * example GCP credential configurations).
  */
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import { workerMemoryMiB } from '../lib/config';
+import { DEFAULT_BURN_RATES, FARGATE_SCALE_OUT, workerMemoryMiB } from '../lib/config';
 import { SHUTDOWN_GRACE_SECONDS, STOP_TIMEOUT_SECONDS, backlogSteps } from '../lib/fargate-worker';
+import { burnRateName } from '../lib/slo';
+import { loadCanaryJob } from '../lib/canary';
 import { FAILOVER_STATUS_CODES } from '../lib/delivery';
 import { synth } from './helpers';
 
@@ -25,6 +27,22 @@ const statementsOf = (t: Template, roleId: string): any[] =>
     .flatMap(([, p]) => p.Properties.PolicyDocument.Statement);
 const roleId = (t: Template, roleName: string) => logicalIdOf(t, 'AWS::IAM::Role', (r) => r.Properties.RoleName === roleName);
 const actionsOf = (s: any): string[] => ([] as string[]).concat(s.Action);
+
+/**
+ * ECS services that run ARM64 task definitions on FARGATE_SPOT: none may. "Linux tasks with the
+ * ARM64 architecture don't support the Fargate Spot capacity provider"
+ * (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-capacity-providers.html).
+ */
+function spotOnArm64(template: any): string[] {
+  const all = Object.entries(template.Resources as Record<string, Res>);
+  const arm64 = new Set(
+    all.filter(([, r]) => r.Type === 'AWS::ECS::TaskDefinition' && r.Properties.RuntimePlatform?.CpuArchitecture === 'ARM64').map(([id]) => id),
+  );
+  return all
+    .filter(([, r]) => r.Type === 'AWS::ECS::Service' && arm64.has(r.Properties.TaskDefinition?.Ref))
+    .filter(([, r]) => (r.Properties.CapacityProviderStrategy ?? []).some((s: any) => s.CapacityProvider === 'FARGATE_SPOT'))
+    .map(([id]) => id);
+}
 
 const prod = synth('prod');
 const dev = synth('dev');
@@ -131,7 +149,8 @@ describe('lambdas', () => {
       expect(g.Properties.AlarmConfiguration.Enabled).toBe(true);
       expect(g.Properties.AlarmConfiguration.Alarms.length).toBeGreaterThanOrEqual(2);
     }
-    // The canary alarm watches the version being deployed, through the alias.
+    // The canary's alarms watch the version being deployed, through the alias (Lambda's Errors
+    // by ExecutedVersion) and through yuba's per-version metrics (FunctionVersion).
     const canary = resources(t, 'AWS::CloudWatch::Alarm').filter(([id]) => id.includes('CanaryErrors'));
     expect(canary).toHaveLength(2);
     for (const [, a] of canary) {
@@ -168,9 +187,16 @@ describe('least privilege', () => {
   test('Lambda worker: reads source objects (and versions: prod is versioned), lists the bucket (a missing key is a 404); its poller consumes its queue only', () => {
     const s = statementsOf(t, roleId(t, 'yuba-prod-worker-lambda'));
     const s3 = s.filter((x) => actionsOf(x).some((a) => a.startsWith('s3:')));
+    const canary = resources(t, 'AWS::S3::Bucket').find(([id]) => id.startsWith('LambdasCanaryBucket'))![0];
     expect(s3).toEqual([
       expect.objectContaining({ Action: ['s3:GetObject', 's3:GetObjectVersion'], Resource: bucketObjects }),
       expect.objectContaining({ Action: 's3:ListBucket', Resource: bucketArn }),
+      // The pre-traffic probes' two objects, nothing else of the canary bucket.
+      expect.objectContaining({
+        Action: 's3:GetObject',
+        Resource: ['ingest', 'worker'].map((kind) => ({ 'Fn::Join': ['', [getAtt(canary), `/${loadCanaryJob().keyPrefix}${kind}.png`]] })),
+      }),
+      expect.objectContaining({ Action: 's3:ListBucket', Resource: getAtt(canary) }),
     ]);
     const sqs = s.filter((x) => actionsOf(x).some((a) => a.startsWith('sqs:')));
     expect(sqs).toHaveLength(1);
@@ -259,24 +285,34 @@ describe('fargate worker', () => {
     expect(Number(td.Properties.Memory)).toBeGreaterThanOrEqual(1.5 * workerMemoryMiB(prod.config.fargateWorker.concurrency));
   });
 
-  test('FARGATE_SPOT with an on-demand share, circuit breaker with rollback', () => {
+  test('on-demand FARGATE with a warm task in prod (ARM64 cannot run on Spot), circuit breaker with rollback', () => {
     const [, svc] = one(t, 'AWS::ECS::Service');
-    expect(svc.Properties.CapacityProviderStrategy).toEqual([
-      { CapacityProvider: 'FARGATE_SPOT', Weight: 3 },
-      { CapacityProvider: 'FARGATE', Weight: 1, Base: 0 },
-    ]);
+    expect(svc.Properties.CapacityProviderStrategy).toEqual([{ CapacityProvider: 'FARGATE', Weight: 1, Base: 1 }]);
     expect(svc.Properties.DeploymentConfiguration.DeploymentCircuitBreaker).toEqual({ Enable: true, Rollback: true });
+    expect(spotOnArm64(t.toJSON())).toEqual([]);
+    expect(one(dev.template, 'AWS::ECS::Service')[1].Properties.CapacityProviderStrategy).toEqual([{ CapacityProvider: 'FARGATE', Weight: 1, Base: 0 }]);
   });
 
-  test('scales on the backlog per task, down to zero', () => {
-    t.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', { MinCapacity: 0, MaxCapacity: 20, ScalableDimension: 'ecs:service:DesiredCount' });
+  test('the Spot rule catches an ARM64 service with FARGATE_SPOT in its strategy', () => {
+    const broken = JSON.parse(JSON.stringify(t.toJSON()));
+    const [id] = one(t, 'AWS::ECS::Service');
+    broken.Resources[id].Properties.CapacityProviderStrategy = [
+      { CapacityProvider: 'FARGATE_SPOT', Weight: 3 },
+      { CapacityProvider: 'FARGATE', Weight: 1 },
+    ];
+    expect(spotOnArm64(broken)).toEqual([id]);
+  });
+
+  test('scales on the backlog per task, down to the warm minimum', () => {
+    t.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', { MinCapacity: 1, MaxCapacity: 20, ScalableDimension: 'ecs:service:DesiredCount' });
+    dev.template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', { MinCapacity: 0, MaxCapacity: 2 });
     const policies = resources(t, 'AWS::ApplicationAutoScaling::ScalingPolicy');
     expect(policies).toHaveLength(2);
     const adjustments = policies.flatMap(([, p]) => {
       expect(p.Properties.StepScalingPolicyConfiguration.AdjustmentType).toBe('ExactCapacity');
       return p.Properties.StepScalingPolicyConfiguration.StepAdjustments.map((s: any) => s.ScalingAdjustment);
     });
-    expect(Math.min(...adjustments)).toBe(0);
+    expect(Math.min(...adjustments)).toBe(1);
     expect(Math.max(...adjustments)).toBe(20);
     // The alarms behind the policies watch visible + in-flight messages of the Fargate queue.
     const scalingAlarms = resources(t, 'AWS::CloudWatch::Alarm').filter(([id]) => id.includes('BacklogPerTask'));
@@ -284,12 +320,23 @@ describe('fargate worker', () => {
     for (const [, a] of scalingAlarms) {
       const names = a.Properties.Metrics.filter((m: any) => m.MetricStat).map((m: any) => m.MetricStat.Metric.MetricName).sort();
       expect(names).toEqual(['ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesVisible']);
+      expect(a.Properties.EvaluationPeriods).toBe(FARGATE_SCALE_OUT.evaluationPeriods);
+    }
+  });
+
+  test('the scale-in and scale-out alarms never hold at once, in any stage', () => {
+    for (const template of [t, dev.template]) {
+      const scalingAlarms = resources(template, 'AWS::CloudWatch::Alarm').filter(([id]) => id.includes('BacklogPerTask'));
+      const lower = scalingAlarms.find(([, a]) => a.Properties.ComparisonOperator === 'LessThanOrEqualToThreshold')![1];
+      const upper = scalingAlarms.find(([, a]) => a.Properties.ComparisonOperator === 'GreaterThanOrEqualToThreshold')![1];
+      // backlog <= lower and backlog >= upper: disjoint only when lower < upper.
+      expect(lower.Properties.Threshold).toBeLessThan(upper.Properties.Threshold);
     }
   });
 
   test('backlog steps: one task for the first message, exact counts by backlog per task', () => {
     expect(backlogSteps(10, 3, 0)).toEqual([
-      { upper: 1, change: 0 },
+      { upper: 0, change: 0 },
       { lower: 1, change: 1 },
       { lower: 11, change: 2 },
       { lower: 21, change: 3 },
@@ -370,14 +417,53 @@ describe('observability', () => {
     ]);
   });
 
-  test('error budget: fast and slow burn alarms on failed attempts / attempts', () => {
-    const fast = alarmNamed('yuba-prod-error-budget-fast-burn');
-    expect(fast.Properties.Threshold).toBeCloseTo(14.4 * 0.01);
-    expect(alarmNamed('yuba-prod-error-budget-slow-burn').Properties.Threshold).toBeCloseTo(6 * 0.01);
-    const metrics = fast.Properties.Metrics;
-    const names = metrics.filter((m: any) => m.MetricStat).map((m: any) => `${m.MetricStat.Metric.Namespace}/${m.MetricStat.Metric.MetricName}`);
-    expect(names.sort()).toEqual(['AWS/SQS/NumberOfMessagesReceived', 'AWS/SQS/NumberOfMessagesReceived', 'yuba-prod/Jobs', 'yuba-prod/Jobs', 'yuba-prod/Jobs']);
-    expect(metrics.find((m: any) => m.Expression).ReturnData).not.toBe(false);
+  test('SLO: one composite per burn rate, firing only when its long and its short window both burn', () => {
+    const composites = resources(t, 'AWS::CloudWatch::CompositeAlarm');
+    expect(composites).toHaveLength(DEFAULT_BURN_RATES.length);
+    for (const b of DEFAULT_BURN_RATES) {
+      const name = `yuba-prod-slo-${burnRateName(b)}`;
+      const [, composite] = one(t, 'AWS::CloudWatch::CompositeAlarm', (r) => r.Properties.AlarmName === name);
+      expect(composite.Properties.AlarmActions).toEqual([topicRef()]);
+      const rule = JSON.stringify(composite.Properties.AlarmRule);
+      for (const [which, minutes] of [['long', b.longWindowMinutes], ['short', b.shortWindowMinutes]] as const) {
+        const window = alarmNamed(`${name}-${which}`);
+        expect(rule).toContain(logicalIdOf(t, 'AWS::CloudWatch::Alarm', (r) => r.Properties.AlarmName === `${name}-${which}`));
+        expect(window.Properties.Threshold).toBeCloseTo(b.rate * 0.01);
+        expect(window.Properties.EvaluationPeriods).toBe(1);
+        // The window alarms notify no one: the composite does.
+        expect(window.Properties.AlarmActions).toBeUndefined();
+        const stats = window.Properties.Metrics.filter((m: any) => m.MetricStat);
+        for (const m of stats) expect(m.MetricStat.Period).toBe(minutes * 60);
+        // Good: replicated within the objective (trimmed count), of all replicated.
+        expect(stats.map((m: any) => m.MetricStat.Stat)).toEqual(expect.arrayContaining(['TC(:120000)', 'SampleCount']));
+      }
+      expect(rule).toMatch(/ALARM\(.*\) AND ALARM\(.*\)/);
+    }
+  });
+
+  test('SLO: the budget burns on late, dead-lettered and stuck jobs; a silent outage is not green', () => {
+    const window = alarmNamed(`yuba-prod-slo-${burnRateName(DEFAULT_BURN_RATES[0])}-short`);
+    const stats = window.Properties.Metrics.filter((m: any) => m.MetricStat).map((m: any) => `${m.MetricStat.Metric.Namespace}/${m.MetricStat.Metric.MetricName}`);
+    expect(stats.filter((n: string) => n === 'AWS/SQS/ApproximateAgeOfOldestMessage')).toHaveLength(3);
+    expect(stats.filter((n: string) => n === 'AWS/SQS/ApproximateNumberOfMessagesVisible')).toHaveLength(5);
+    const expression = window.Properties.Metrics.find((m: any) => m.Expression).Expression;
+    // With nothing replicated and a stuck queue, the ratio is 1 (all bad), not 0 / 0.
+    expect(expression).toContain('MAX([FILL(replicated, 0) +');
+    expect(expression).toMatch(/IF\(FILL\(age0, 0\) > 120, FILL\(queued0, 0\), 0\)/);
+  });
+
+  test('no deployment is gated by the SLO: only the new version\'s own alarms roll back', () => {
+    const slo = new Set(
+      resources(t, 'AWS::CloudWatch::Alarm')
+        .filter(([, a]) => String(a.Properties.AlarmName ?? '').includes('-slo-'))
+        .map(([id]) => id),
+    );
+    expect(slo.size).toBe(2 * DEFAULT_BURN_RATES.length);
+    for (const [, g] of resources(t, 'AWS::CodeDeploy::DeploymentGroup')) {
+      const gating = JSON.stringify(g.Properties.AlarmConfiguration.Alarms);
+      for (const id of slo) expect(gating).not.toContain(id);
+      expect(gating).toContain('Canary');
+    }
   });
 
   test('Lambda errors and throttles are alarmed', () => {
@@ -487,7 +573,7 @@ describe('stages', () => {
     expect(retention(dev.template)).toBe(14);
     expect(retention(prod.template)).toBe(90);
     const lag = (t: Template, p: string) => one(t, 'AWS::CloudWatch::Alarm', (a) => a.Properties.AlarmName === `${p}-replication-lag-p99`)[1].Properties.Threshold;
-    expect(lag(dev.template, 'yuba-dev')).toBe(300000);
+    expect(lag(dev.template, 'yuba-dev')).toBe(900000);
     expect(lag(prod.template, 'yuba-prod')).toBe(120000);
     // dev: no NAT, tasks in public subnets with a public IP (no ingress); prod: private behind NAT.
     dev.template.resourceCountIs('AWS::EC2::NatGateway', 0);
