@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { App, Stack } from 'aws-cdk-lib';
-import { IMAGE_JOB_MIB, lambdaWorkerMemoryMiB, stageConfig, workerMemoryMiB } from '../lib/config';
+import { FARGATE_SCALE_OUT, IMAGE_JOB_MIB, fargateScaleOutSeconds, lambdaWorkerMemoryMiB, stageConfig, workerMemoryMiB } from '../lib/config';
 import { exampleCredentials, loadCredentials } from '../lib/gcp';
 
 test('the worker memory formula matches the README (8 MiB x 5 x 8 + 18)', () => {
@@ -29,6 +29,26 @@ test('a stage prefix that GCP could not derive its ids from is refused', () => {
     expect(() => stageConfig('dev', { prefix })).toThrow(/prefix/);
   }
   for (const prefix of ['yuba-dev', 'y', 'a'.repeat(20), 'x-gcp']) expect(stageConfig('dev', { prefix }).prefix).toBe(prefix);
+});
+
+test('a lag objective the Fargate pool cannot meet from zero is refused, with the two ways out', () => {
+  const scaleOut = fargateScaleOutSeconds();
+  expect(scaleOut).toBe(FARGATE_SCALE_OUT.metricPeriodSeconds * FARGATE_SCALE_OUT.evaluationPeriods + FARGATE_SCALE_OUT.sqsMetricDelaySeconds + FARGATE_SCALE_OUT.taskStartSeconds);
+  expect(() => stageConfig('dev', { alarms: { lagObjectiveSeconds: 300 } })).toThrow(/alarms.lagObjectiveSeconds: 300 s is shorter than the Fargate pool's scale from zero .*minTasks to 1/);
+  // A warm task, or an objective that covers the scale-out, are both accepted.
+  expect(stageConfig('dev', { alarms: { lagObjectiveSeconds: 300 }, fargateWorker: { minTasks: 1 } }).fargateWorker.minTasks).toBe(1);
+  expect(stageConfig('dev', { alarms: { lagObjectiveSeconds: scaleOut + 60 } }).alarms.lagObjectiveSeconds).toBe(scaleOut + 60);
+  // prod's 120 s objective is only possible because prod keeps a task warm.
+  expect(() => stageConfig('prod', { fargateWorker: { minTasks: 0 } })).toThrow(/alarms.lagObjectiveSeconds/);
+});
+
+test('burn-rate alarms that could never fire, or whose windows are not a long and a short one, are refused', () => {
+  const burn = (rate: number, longWindowMinutes: number, shortWindowMinutes: number) => ({ alarms: { burnRates: [{ rate, longWindowMinutes, shortWindowMinutes }] } });
+  expect(() => stageConfig('prod', burn(100, 60, 5))).toThrow(/burnRates\[0\]: rate 100 x budget 0.01 .*could never fire/);
+  expect(() => stageConfig('prod', burn(6, 30, 30))).toThrow(/burnRates\[0\]: the short window must be shorter/);
+  expect(() => stageConfig('prod', burn(1, 3 * 24 * 60, 360))).toThrow(/burnRates\[0\]: the long window is an alarm period: at most 1440/);
+  expect(() => stageConfig('prod', burn(6, 60, 0.5))).toThrow(/burnRates\[0\]: windows are whole minutes/);
+  expect(stageConfig('prod', burn(3, 1440, 120)).alarms.burnRates).toEqual([{ rate: 3, longWindowMinutes: 1440, shortWindowMinutes: 120 }]);
 });
 
 test('overrides come as JSON strings too (-c yuba:dev=...)', () => {
