@@ -121,10 +121,13 @@ export class FargateWorker extends Construct {
       cluster: props.network.cluster,
       taskDefinition,
       desiredCount: 0,
-      // On-demand FARGATE only: "Linux tasks with the ARM64 architecture don't support the Fargate
-      // Spot capacity provider"
-      // (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-capacity-providers.html);
-      // cdk/test/stack.test.ts holds every ARM64 service to it.
+      // On-demand FARGATE only. The ECS Developer Guide says "Linux tasks with the ARM64
+      // architecture don't support the Fargate Spot capacity provider"
+      // (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-capacity-providers.html,
+      // and so does the China partition's copy), while the API reference's
+      // CapacityProviderStrategyItem now admits ARM64 on platform 1.4.0. Where AWS's own pages
+      // disagree, the strategy that works under both is on-demand; cdk/test/stack.test.ts holds
+      // every ARM64 service to it.
       capacityProviderStrategies: [{ capacityProvider: 'FARGATE', weight: 1, base: fw.minTasks }],
       vpcSubnets: props.network.subnets,
       securityGroups: [props.network.taskSecurityGroup],

@@ -31,7 +31,9 @@ const actionsOf = (s: any): string[] => ([] as string[]).concat(s.Action);
 /**
  * ECS services that run ARM64 task definitions on FARGATE_SPOT: none may. "Linux tasks with the
  * ARM64 architecture don't support the Fargate Spot capacity provider"
- * (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-capacity-providers.html).
+ * (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-capacity-providers.html;
+ * the API reference's CapacityProviderStrategyItem says otherwise for platform 1.4.0, so the
+ * deployment keeps to what both allow: fargate-worker.ts).
  */
 function spotOnArm64(template: any): string[] {
   const all = Object.entries(template.Resources as Record<string, Res>);
