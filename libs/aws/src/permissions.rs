@@ -34,6 +34,14 @@ pub enum Need {
     /// A call of an SDK operation, by its name in the API reference (`HeadObject`), made by the
     /// crate that declares the permission.
     Call(Sdk, &'static str),
+    /// A request to the ECS container agent's endpoint (`$ECS_AGENT_URI` + `path`), made by the
+    /// crate that declares the permission; the agent answers it by calling the ECS API with the
+    /// task role's credentials, so the role needs what that call needs. The path is what the
+    /// declaring crate's code names (a string literal), so that it can be checked like a call.
+    EcsAgent {
+        method: &'static str,
+        path: &'static str,
+    },
     /// Anything else: a rule of the service about our calls, a request the program's home makes
     /// with the program's role, or a request signed for someone else to send.
     Other(&'static str),
@@ -50,6 +58,10 @@ pub enum Resource {
     SourceKey,
     /// The queue the call is given. Which queues those are is the program's to say.
     Queue,
+    /// The tasks of the ECS cluster the program runs in: `arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/*`
+    /// (a task's ARN names its cluster but not its service, so the cluster is as narrow as IAM
+    /// can scope it).
+    ClusterTasks,
     /// Nothing: the request needs no permission.
     Nothing,
 }
@@ -62,6 +74,7 @@ impl Resource {
             Resource::SourceBucket => "source-bucket",
             Resource::SourceKey => "source-key",
             Resource::Queue => "queue",
+            Resource::ClusterTasks => "cluster-tasks",
             Resource::Nothing => "nothing",
         }
     }
@@ -73,6 +86,9 @@ impl Resource {
             Resource::SourceBucket => "the source bucket: arn:aws:s3:::BUCKET",
             Resource::SourceKey => "the KMS key the source bucket's objects are encrypted with",
             Resource::Queue => "a queue, named by the program (queue:NAME)",
+            Resource::ClusterTasks => {
+                "the tasks of the program's ECS cluster: arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/*"
+            }
             Resource::Nothing => "no resource: the request needs no permission",
         }
     }
@@ -132,6 +148,9 @@ impl Permission {
             Resource::SourceBucket => format!("arn:{partition}:s3:::{bucket}"),
             Resource::SourceKey => "the source bucket's KMS key".to_owned(),
             Resource::Queue => "the queue".to_owned(),
+            Resource::ClusterTasks => {
+                format!("arn:{partition}:ecs:REGION:ACCOUNT:task/CLUSTER/* (the task's cluster)")
+            }
             Resource::Nothing => "nothing".to_owned(),
         };
         format!("{} on {on}", self.actions.join(" and "))

@@ -4,13 +4,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use yuba_aws::describe_sdk_error;
 
 use crate::handler::{Delivery, Handler, log_failure};
-use crate::settings::ConsumerSettings;
+use crate::protection::protect_while_busy;
+use crate::settings::{ConsumerSettings, TaskProtectionSettings};
 use crate::visibility::{change_visibility, whole_seconds};
 
 /// Deletes wait at most this long for company before going out in a batch.
@@ -23,6 +24,7 @@ pub struct Consumer<H> {
     sqs: aws_sdk_sqs::Client,
     settings: ConsumerSettings,
     handler: Arc<H>,
+    protection: Option<TaskProtectionSettings>,
 }
 
 /// What a consumer did before it stopped.
@@ -45,13 +47,41 @@ struct Counters {
 /// Receipt handles of the messages being worked on, by message id.
 type InFlight = Arc<Mutex<HashMap<String, String>>>;
 
+/// The number of messages being worked on, for the task protection that follows it.
+type Busy = Arc<watch::Sender<usize>>;
+
+/// Counts one message as worked on for as long as it lives: a task that ends, fails or is
+/// aborted at the end of the grace is counted out all the same.
+struct BusyGuard(Busy);
+
+impl BusyGuard {
+    fn enter(busy: &Busy) -> BusyGuard {
+        busy.send_modify(|count| *count += 1);
+        BusyGuard(Arc::clone(busy))
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|count| *count = count.saturating_sub(1));
+    }
+}
+
 impl<H: Handler> Consumer<H> {
     pub fn new(sqs: aws_sdk_sqs::Client, settings: ConsumerSettings, handler: H) -> Self {
         Consumer {
             sqs,
             settings,
             handler: Arc::new(handler),
+            protection: None,
         }
+    }
+
+    /// Holds the ECS task's scale-in protection while messages are in flight (see
+    /// [`protection`](crate::protection)); `None` (no ECS agent) leaves it off.
+    pub fn with_task_protection(mut self, protection: Option<TaskProtectionSettings>) -> Self {
+        self.protection = protection;
+        self
     }
 
     /// Runs until `shutdown` is cancelled, then stops receiving, gives in-flight messages the
@@ -71,10 +101,22 @@ impl<H: Handler> Consumer<H> {
         let mut tasks = JoinSet::new();
         let mut receive_failures = 0_u32;
         let mut stop_deadline = None;
+        let (busy, in_flight_count) = watch::channel(0_usize);
+        let busy: Busy = Arc::new(busy);
+        let protector = self.protection.clone().map(|protection| {
+            tracing::info!(
+                expires_in_minutes = protection.expires_in_minutes,
+                renew_every = ?protection.renew_every,
+                release_after = ?protection.release_after,
+                "task scale-in protection: held while messages are in flight"
+            );
+            tokio::spawn(protect_while_busy(protection, in_flight_count))
+        });
 
         tracing::info!(
             queue = %settings.queue_url,
             concurrency = settings.concurrency,
+            task_protection = self.protection.is_some(),
             "consuming"
         );
         loop {
@@ -146,6 +188,7 @@ impl<H: Handler> Consumer<H> {
                     counters: Arc::clone(&counters),
                     in_flight: Arc::clone(&in_flight),
                     acks: acks.clone(),
+                    busy: Arc::clone(&busy),
                 };
                 tasks.spawn(async move {
                     task.run(work).await;
@@ -185,6 +228,14 @@ impl<H: Handler> Consumer<H> {
                 "shutdown grace ran out; releasing unfinished messages for another consumer"
             );
             change_visibility(&self.sqs, &settings.queue_url, &unfinished).await;
+        }
+        // Protection is not dropped on the way out, and no call is made for it: a consumer
+        // stops only on SIGTERM, which ECS sends to a task it is stopping (Spot reclaim,
+        // scale-in, deployment, StopTask), and a stopped task's protection ends with it. A last
+        // request would only spend stop-timeout seconds on an agent that may be slow, while
+        // the release of unfinished messages above must come first.
+        if let Some(protector) = protector {
+            protector.abort();
         }
         drop(acks);
         if deleter.await.is_err() {
@@ -256,11 +307,15 @@ struct Task<H> {
     counters: Arc<Counters>,
     in_flight: InFlight,
     acks: mpsc::UnboundedSender<String>,
+    busy: Busy,
 }
 
 impl<H: Handler> Task<H> {
     async fn run(self, work: Work) {
         let Work { delivery, receipt } = work;
+        // Only a counter moves here: the protection calls go out from their own task, so they
+        // can neither delay nor fail the message.
+        let _busy = BusyGuard::enter(&self.busy);
         lock(&self.in_flight).insert(delivery.message_id.clone(), receipt.clone());
         let result = tokio::select! {
             result = self.handler.handle(&delivery) => result,

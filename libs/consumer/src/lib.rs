@@ -2,7 +2,8 @@
 //! flight, visibility extended while a message is worked on, successes deleted in batches,
 //! failures made visible again after a backoff (transient) or at once (permanent, so that SQS
 //! moves them to the dead-letter queue after the queue's maxReceiveCount), and a clean drain on
-//! shutdown.
+//! shutdown. On ECS, the task holds scale-in protection while messages are in flight
+//! ([`protection`]).
 //!
 //! The same [`Handler`] also serves batches that arrive pushed rather than pulled (a Lambda SQS
 //! trigger): see [`handle_batch`]. This crate knows nothing of Lambda itself.
@@ -11,6 +12,7 @@ mod batch;
 mod consumer;
 mod handler;
 pub mod permissions;
+pub mod protection;
 mod settings;
 mod signals;
 mod visibility;
@@ -18,7 +20,7 @@ mod visibility;
 pub use batch::{FailedDelivery, handle_batch};
 pub use consumer::{Consumer, ConsumerStats};
 pub use handler::{Delivery, Handler, HandlerError};
-pub use settings::{ConsumerSettings, MessageBackoff};
+pub use settings::{ConsumerSettings, MessageBackoff, TaskProtectionSettings};
 pub use signals::cancel_on_termination;
 pub use visibility::change_visibility;
 pub use yuba_model::FailureKind;

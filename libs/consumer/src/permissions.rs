@@ -1,5 +1,6 @@
 //! What consuming a queue needs from IAM, declared beside the calls (see
-//! [`yuba_aws::permissions`]). Every permission here is on the queue consumed.
+//! [`yuba_aws::permissions`]): the queue consumed, and, on ECS, the task's own scale-in
+//! protection.
 
 use yuba_aws::permissions::{Need, Permission, Resource, Sdk};
 
@@ -52,6 +53,22 @@ pub const CHANGE_MESSAGE_VISIBILITY_BATCH: Permission = Permission {
     declared_in: CRATE,
 };
 
+/// [`protection`](crate::protection): the ECS agent answers a PUT of the task's protection state
+/// by calling UpdateTaskProtection with the task role's credentials, and AWS documents that the
+/// role needs it. GET (GetTaskProtection) is never sent, so not needed.
+pub const UPDATE_TASK_PROTECTION: Permission = Permission {
+    need: Need::EcsAgent {
+        method: "PUT",
+        path: crate::protection::STATE_PATH,
+    },
+    actions: &["ecs:UpdateTaskProtection"],
+    resource: Resource::ClusterTasks,
+    condition: None,
+    why: "holds the task's scale-in protection while messages are in flight",
+    doc: "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-scale-in-protection.html",
+    declared_in: CRATE,
+};
+
 /// Long-polling a queue: [`Consumer`](crate::Consumer).
 pub const CONSUMING: &[&Permission] = &[
     &RECEIVE_MESSAGE,
@@ -60,8 +77,18 @@ pub const CONSUMING: &[&Permission] = &[
     &CHANGE_MESSAGE_VISIBILITY_BATCH,
 ];
 
+/// The task's scale-in protection while busy:
+/// [`Consumer::with_task_protection`](crate::Consumer::with_task_protection).
+pub const TASK_PROTECTION: &[&Permission] = &[&UPDATE_TASK_PROTECTION];
+
 /// Setting messages' visibility alone: [`change_visibility`](crate::change_visibility).
 pub const CHANGING_VISIBILITY: &[&Permission] = &[&CHANGE_MESSAGE_VISIBILITY_BATCH];
 
 /// Everything this crate declares.
-pub const DECLARED: &[&Permission] = CONSUMING;
+pub const DECLARED: &[&Permission] = &[
+    &RECEIVE_MESSAGE,
+    &CHANGE_MESSAGE_VISIBILITY,
+    &DELETE_MESSAGE_BATCH,
+    &CHANGE_MESSAGE_VISIBILITY_BATCH,
+    &UPDATE_TASK_PROTECTION,
+];

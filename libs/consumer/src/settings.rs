@@ -16,7 +16,7 @@ pub struct ConsumerSettings {
     pub visibility_timeout: Duration,
     /// After a stop signal: how long in-flight messages may take to finish before they are
     /// released (made visible) for another consumer. Keep it below the platform's stop timeout
-    /// (ECS: `stopTimeout`, 30 s by default).
+    /// (ECS: `stopTimeout`, 30 s by default, at most 120 s on Fargate; the CDK app sets both).
     pub shutdown_grace: Duration,
     pub backoff: MessageBackoff,
 }
@@ -61,6 +61,81 @@ impl ConsumerSettings {
             backoff: MessageBackoff::from_env(env)?,
         };
         Ok(settings)
+    }
+}
+
+/// ECS task scale-in protection while the consumer has messages in flight (see
+/// [`protection`](crate::protection)): on when the ECS agent announces its endpoint
+/// (`ECS_AGENT_URI`, which ECS sets in every container of a task) and `YUBA_TASK_PROTECTION` is
+/// not `false`; `None` anywhere else (a laptop, the tests, Lambda), where nothing is called.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskProtectionSettings {
+    /// `$ECS_AGENT_URI`: `http://169.254.170.2/api/<container id>` on ECS.
+    pub agent_uri: String,
+    /// `ExpiresInMinutes` of every request: how long a task that stops renewing (wedged, cut
+    /// off from the agent) can keep holding up a deployment or a scale-in.
+    pub expires_in_minutes: u32,
+    /// How often protection is renewed while busy: at most half the expiry, so that one failed
+    /// renewal never lets it lapse.
+    pub renew_every: Duration,
+    /// How long the consumer stays idle before it drops protection, so that the gaps between
+    /// jobs of a stream do not cost two agent (and ECS API) calls each.
+    pub release_after: Duration,
+}
+
+/// ECS accepts 1 to 2,880 minutes; a short expiry is the point (a stuck task must not hold a
+/// deployment for long), so the setting stops at an hour.
+const MAX_PROTECTION_MINUTES: u64 = 60;
+
+impl TaskProtectionSettings {
+    pub fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
+        if !env.flag("YUBA_TASK_PROTECTION", true)? {
+            return Ok(None);
+        }
+        let Some(agent_uri) = env.optional("ECS_AGENT_URI") else {
+            return Ok(None);
+        };
+        let parsed = agent_uri.parse::<http::Uri>().ok();
+        let is_http_url = parsed
+            .as_ref()
+            .is_some_and(|uri| uri.scheme_str() == Some("http") && uri.authority().is_some());
+        if !is_http_url {
+            return Err(env.invalid(
+                "ECS_AGENT_URI",
+                "expected the ECS agent's http:// URL as ECS sets it \
+                 (http://169.254.170.2/api/...); set YUBA_TASK_PROTECTION=false to run without \
+                 task scale-in protection",
+            ));
+        }
+        let expires_in_minutes = env.number_in(
+            "YUBA_TASK_PROTECTION_MINUTES",
+            5,
+            1..=MAX_PROTECTION_MINUTES,
+        )?;
+        let renew_every = env.seconds_in(
+            "YUBA_TASK_PROTECTION_RENEW_SECONDS",
+            Duration::from_secs(60),
+            1.0..=1800.0,
+        )?;
+        if renew_every.as_secs_f64() * 2.0 > (expires_in_minutes * 60) as f64 {
+            return Err(env.invalid(
+                "YUBA_TASK_PROTECTION_RENEW_SECONDS",
+                format!(
+                    "must be at most half of YUBA_TASK_PROTECTION_MINUTES ({expires_in_minutes} \
+                     min), so that one failed renewal does not let the protection lapse"
+                ),
+            ));
+        }
+        Ok(Some(TaskProtectionSettings {
+            agent_uri,
+            expires_in_minutes: u32::try_from(expires_in_minutes).unwrap_or(1),
+            renew_every,
+            release_after: env.seconds_in(
+                "YUBA_TASK_PROTECTION_IDLE_SECONDS",
+                Duration::from_secs(10),
+                0.0..=600.0,
+            )?,
+        }))
     }
 }
 
@@ -144,6 +219,77 @@ mod tests {
             too_long_poll
                 .to_string()
                 .contains("YUBA_RECEIVE_WAIT_SECONDS")
+        );
+    }
+
+    const AGENT: &str = "http://169.254.170.2/api/0123456789abcdef-1234567890";
+
+    #[test]
+    fn task_protection_is_on_only_where_the_ecs_agent_is() {
+        assert_eq!(TaskProtectionSettings::from_env(&env(&[])).unwrap(), None);
+        let on = TaskProtectionSettings::from_env(&env(&[("ECS_AGENT_URI", AGENT)]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(on.agent_uri, AGENT);
+        assert_eq!(on.expires_in_minutes, 5);
+        assert_eq!(on.renew_every, Duration::from_secs(60));
+        assert_eq!(on.release_after, Duration::from_secs(10));
+        let off = TaskProtectionSettings::from_env(&env(&[
+            ("ECS_AGENT_URI", AGENT),
+            ("YUBA_TASK_PROTECTION", "false"),
+        ]))
+        .unwrap();
+        assert_eq!(off, None);
+    }
+
+    #[test]
+    fn task_protection_settings_are_checked_at_start_up() {
+        let bad = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("ECS_AGENT_URI", AGENT)];
+            all.extend_from_slice(pairs);
+            TaskProtectionSettings::from_env(&env(&all))
+                .unwrap_err()
+                .to_string()
+        };
+        let renewal_too_slow = bad(&[
+            ("YUBA_TASK_PROTECTION_MINUTES", "2"),
+            ("YUBA_TASK_PROTECTION_RENEW_SECONDS", "61"),
+        ]);
+        assert!(
+            renewal_too_slow.starts_with("YUBA_TASK_PROTECTION_RENEW_SECONDS")
+                && renewal_too_slow.contains("at most half"),
+            "{renewal_too_slow}"
+        );
+        let too_long = bad(&[("YUBA_TASK_PROTECTION_MINUTES", "2880")]);
+        assert!(
+            too_long.starts_with("YUBA_TASK_PROTECTION_MINUTES"),
+            "{too_long}"
+        );
+        let zero = bad(&[("YUBA_TASK_PROTECTION_MINUTES", "0")]);
+        assert!(zero.starts_with("YUBA_TASK_PROTECTION_MINUTES"), "{zero}");
+        let not_a_url = TaskProtectionSettings::from_env(&env(&[("ECS_AGENT_URI", "agent")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            not_a_url.starts_with("ECS_AGENT_URI") && not_a_url.contains("YUBA_TASK_PROTECTION"),
+            "{not_a_url}"
+        );
+        // The shortest the API allows, renewed every second: what the end-to-end tests use.
+        let fast = TaskProtectionSettings::from_env(&env(&[
+            ("ECS_AGENT_URI", AGENT),
+            ("YUBA_TASK_PROTECTION_MINUTES", "1"),
+            ("YUBA_TASK_PROTECTION_RENEW_SECONDS", "1"),
+            ("YUBA_TASK_PROTECTION_IDLE_SECONDS", "0"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (
+                fast.expires_in_minutes,
+                fast.renew_every,
+                fast.release_after
+            ),
+            (1, Duration::from_secs(1), Duration::ZERO)
         );
     }
 
