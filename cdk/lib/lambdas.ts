@@ -193,9 +193,8 @@ export class Lambdas extends Construct {
       preHook: preTraffic,
       autoRollback: { failedDeployment: true, stoppedDeployment: true, deploymentInAlarm: true },
     });
-    // CloudFormation must update the hook (its TARGET is the new version) before the alias update
-    // starts the CodeDeploy deployment that runs it.
-    alias.node.addDependency(preTraffic);
+    // CloudFormation updates the hook (its TARGET is the new version) before the alias update
+    // that starts the CodeDeploy deployment running it: the alias's UpdatePolicy refers to it.
     return { fn, alias, deploymentGroup, rollbackAlarms, preTrafficHook: preTraffic, logGroup };
   }
 }

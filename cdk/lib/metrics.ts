@@ -85,7 +85,8 @@ export class YubaMetrics {
    */
   search(metricName: string, dimensions: string[], statistic: string, label: string, period = Duration.minutes(5)): cloudwatch.MathExpression {
     const metric = this.contract.metrics[metricName];
-    if (!metric?.dimensionSets.some((set) => sameSet(set, dimensions))) {
+    const versionTotal = metric?.perVersion && dimensions.length === 1 && dimensions[0] === this.contract.versionDimension;
+    if (!versionTotal && !metric?.dimensionSets.some((set) => sameSet(set, dimensions))) {
       throw new Error(`metrics contract: ${metricName} is not emitted with dimensions [${dimensions.join(', ')}]`);
     }
     const schema = [this.namespace, ...dimensions].join(',');

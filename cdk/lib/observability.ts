@@ -289,6 +289,19 @@ export class Observability extends Construct {
         width: 8,
       }),
     );
+    d.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Ingest: what became of notification records',
+        left: [metrics.search('IngestRecords', ['Record'], 'Sum', 'records')],
+        stacked: true,
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Jobs by Lambda version (a canary beside the live one)',
+        left: [metrics.search('Jobs', [metrics.contract.versionDimension], 'Sum', 'jobs', Duration.minutes(1))],
+        width: 12,
+      }),
+    );
     const svc = fargateWorker.service;
     const ecsMetric = (metricName: string) =>
       new cloudwatch.Metric({

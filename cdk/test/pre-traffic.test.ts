@@ -6,6 +6,7 @@
  * `X-Amz-Target: CodeDeploy_20141006.PutLifecycleEventHookExecutionStatus`). No emulator has
  * CodeDeploy, and moto's Lambda needs Docker to run a function.
  */
+import * as fs from 'fs';
 import * as http from 'http';
 import { AddressInfo } from 'net';
 import * as path from 'path';
@@ -77,6 +78,7 @@ async function withAws(answer: Answer, run: (seen: Seen) => Promise<void>): Prom
 
 const event = { DeploymentId: 'd-ABC123', LifecycleEventHookExecutionId: 'hook-execution-1' };
 const job = loadCanaryJob();
+
 
 function asWorker() {
   process.env.KIND = 'worker';
@@ -162,5 +164,37 @@ describe('pre-traffic probe', () => {
       expect(seen.verdicts.map((v) => v.status)).toEqual(['Failed']);
       expect(seen.invokes).toHaveLength(0);
     });
+  });
+});
+
+/**
+ * The probe's two events and its PNG, built with fixed inputs, are testdata/ files that
+ * tests/tests/lambda.rs feeds to the real yuba-worker and yuba-ingest under a loopback Lambda
+ * Runtime API: what the probe sends is what the programs accept. A change here rewrites the
+ * files and fails once, so that the Rust test runs on the new shapes.
+ */
+describe('the probe and the real programs share their inputs', () => {
+  const dir = path.join(__dirname, '..', 'hooks', 'pre-traffic', 'testdata');
+  const bucket = 'yuba-canary-probe';
+  const now = new Date('2026-12-01T00:00:00.000Z');
+  const png: Buffer = hook.canaryPng();
+  const expected: Record<string, Buffer> = {
+    'canary.png': png,
+    'worker-event.json': Buffer.from(
+      JSON.stringify(hook.sqsEvent('d-FIXTURE', hook.canaryJob(job, bucket, `${job.keyPrefix}worker.png`), now), null, 2) + '\n',
+    ),
+    'ingest-event.json': Buffer.from(
+      JSON.stringify(hook.s3Event(bucket, `${job.keyPrefix}ingest.png`, png.length, '0123456789abcdef0123456789abcdef', now), null, 2) + '\n',
+    ),
+  };
+
+  test.each(Object.keys(expected))('testdata/%s is up to date', (name) => {
+    const file = path.join(dir, name);
+    const current = fs.existsSync(file) ? fs.readFileSync(file) : undefined;
+    if (!current || !current.equals(expected[name])) {
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(file, expected[name]);
+      throw new Error(`${file} was stale and has been rewritten: run the tests again, and tests/tests/lambda.rs with it`);
+    }
   });
 });

@@ -64,13 +64,13 @@ function canaryJob(template, bucket, key) {
 }
 
 /** An SQS trigger event of one message, as Lambda's event source mapping delivers it. */
-function sqsEvent(deploymentId, body) {
+function sqsEvent(deploymentId, body, now) {
   return {
     Records: [
       {
         messageId: `canary-${deploymentId}`,
         body,
-        attributes: { ApproximateReceiveCount: '1', SentTimestamp: String(Date.now()) },
+        attributes: { ApproximateReceiveCount: '1', SentTimestamp: String(now.getTime()) },
         messageAttributes: {},
         eventSource: 'aws:sqs',
       },
@@ -79,13 +79,13 @@ function sqsEvent(deploymentId, body) {
 }
 
 /** An S3 event notification of one created object. */
-function s3Event(bucket, key, size, etag) {
+function s3Event(bucket, key, size, etag, now) {
   return {
     Records: [
       {
         eventVersion: '2.1',
         eventSource: 'aws:s3',
-        eventTime: new Date().toISOString(),
+        eventTime: now.toISOString(),
         eventName: 'ObjectCreated:Put',
         s3: {
           s3SchemaVersion: '1.0',
@@ -105,10 +105,11 @@ async function probe(env, deploymentId, clients) {
     new PutObjectCommand({ Bucket: env.CANARY_BUCKET, Key: env.CANARY_KEY, Body: png, ContentType: 'image/png' }),
   );
   const etag = (put.ETag ?? '').replace(/"/g, '');
+  const now = new Date();
   const payload =
     env.KIND === 'worker'
-      ? sqsEvent(deploymentId, canaryJob(JSON.parse(env.CANARY_JOB), env.CANARY_BUCKET, env.CANARY_KEY))
-      : s3Event(env.CANARY_BUCKET, env.CANARY_KEY, png.length, etag);
+      ? sqsEvent(deploymentId, canaryJob(JSON.parse(env.CANARY_JOB), env.CANARY_BUCKET, env.CANARY_KEY), now)
+      : s3Event(env.CANARY_BUCKET, env.CANARY_KEY, png.length, etag, now);
   const out = await clients.lambda.send(new InvokeCommand({ FunctionName: env.TARGET, Payload: Buffer.from(JSON.stringify(payload)) }));
   const answer = out.Payload ? Buffer.from(out.Payload).toString('utf8') : '';
   if (out.FunctionError) return `the new version failed the invocation (${out.FunctionError}): ${answer.slice(0, 1000)}`;
@@ -155,5 +156,9 @@ exports.handler = async (event) => {
   return { status, failure };
 };
 
+// For the tests that hold these shapes to what the real programs accept (cdk/test/pre-traffic.test.ts
+// writes them to testdata/, tests/tests/lambda.rs feeds them to yuba-worker and yuba-ingest).
 exports.canaryPng = canaryPng;
 exports.canaryJob = canaryJob;
+exports.sqsEvent = sqsEvent;
+exports.s3Event = s3Event;
