@@ -13,7 +13,7 @@ use google_cloud_storage::streaming_source::{Payload, StreamingSource};
 use yuba_config::{ConfigError, Env};
 use yuba_retry::{RetryBudget, RetryPolicy};
 
-use crate::composite::{CompositeUpload, MAX_PARTS};
+use crate::composite::{CompositeUpload, MAX_PARTS, SourceIdentity};
 use crate::credentials::GcsCredentials;
 use crate::error::GcsError;
 use crate::json_api::JsonApi;
@@ -317,7 +317,7 @@ impl Gcs {
     /// Runs `request` until it succeeds, fails permanently, or the settings' attempts or time
     /// limit or the process's retry budget are spent, with backoff in between. For requests
     /// that make the same object however often they are sent.
-    async fn retrying<T, F, R>(&self, what: &str, request: F) -> Result<T, GcsError>
+    pub(crate) async fn retrying<T, F, R>(&self, what: &str, request: F) -> Result<T, GcsError>
     where
         F: FnMut() -> R,
         R: Future<Output = Result<T, GcsError>>,
@@ -375,16 +375,26 @@ impl Gcs {
         self.settings.composes(size)
     }
 
-    /// Starts uploading `bucket/name` in parts of [`CompositeUpload::part_bytes`], to be
-    /// composed into it at the end.
-    pub fn composite_upload(&self, bucket: &str, name: &str) -> CompositeUpload {
-        CompositeUpload::new(
+    /// Starts uploading `source`'s content to `bucket/name` in parts of
+    /// [`CompositeUpload::part_bytes`], to be composed into it at the end. The parts go under
+    /// a prefix of their own that every attempt at the same content (same destination, source
+    /// identity and part size) shares, so this lists what an earlier attempt left there, to be
+    /// reused where it holds the same bytes.
+    pub async fn composite_upload(
+        &self,
+        bucket: &str,
+        name: &str,
+        source: &SourceIdentity<'_>,
+    ) -> Result<CompositeUpload, GcsError> {
+        CompositeUpload::start(
             self.clone(),
             bucket,
             name,
+            source,
             self.settings.upload_chunk_bytes,
             self.settings.parallel_uploads,
         )
+        .await
     }
 
     /// GCS finalised generation `generation` with checksums that differ from the bytes sent (a

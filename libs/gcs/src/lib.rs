@@ -2,7 +2,7 @@
 //!
 //! Streamed uploads go through the official `google-cloud-storage` crate (resumable uploads,
 //! checksum validation by the service), or, for large objects, as parts composed into the
-//! object at the end (`CompositeUpload`). Content already in memory goes up in one JSON API
+//! object at the end (`CompositeUpload`, resumed from the parts an earlier attempt left). Content already in memory goes up in one JSON API
 //! multipart request instead, which carries the content type in the media part as well (the
 //! crate sends `application/octet-stream` there, which some servers store). Everything else
 //! this crate does (read an object's metadata, update it, delete, list) uses the JSON API
@@ -18,7 +18,7 @@ mod json_api;
 pub use client::{
     Gcs, GcsSettings, ListPage, ListQuery, ObjectInfo, ObjectReader, ObjectUpdate, UploadSpec,
 };
-pub use composite::{CompositeUpload, PARTS_PREFIX};
+pub use composite::{CompositeUpload, PARTS_PREFIX, SourceIdentity};
 pub use credentials::{
     AwsSubjectTokenError, AwsSubjectTokenProvider, CREDENTIALS_FILE_VARIABLE, CREDENTIALS_VARIABLE,
     ExternalAccount, GcsCredentials, aws_subject_token,

@@ -7,7 +7,8 @@ use thiserror::Error;
 use yuba_aws::{S3Error, S3Source, SourceObject};
 use yuba_config::Env;
 use yuba_gcs::{
-    CompositeUpload, Gcs, GcsError, ObjectInfo, ObjectUpdate, PARTS_PREFIX, UploadSpec,
+    CompositeUpload, Gcs, GcsError, ObjectInfo, ObjectUpdate, PARTS_PREFIX, SourceIdentity,
+    UploadSpec,
 };
 use yuba_model::{
     Checksums, DeleteJob, FailureKind, Job, ObjectNameError, RESERVED_METADATA_PREFIX,
@@ -611,8 +612,13 @@ impl Replicator {
     /// Large objects, the fast way: read once, verified and hashed on the way, in parts that
     /// upload several at once and are composed into the replica when the content is proven.
     /// The compose names the complete record, so no replica is ever without one, and no
-    /// metadata update follows. A failed source or a failed part stops the upload and
-    /// removes its parts.
+    /// metadata update follows.
+    ///
+    /// The parts are keyed by the version being read (its version id, ETag and size), so an
+    /// attempt cut short (cancelled, or failed transiently: its parts are kept) is resumed by
+    /// the next attempt at the same version: the source is read whole again, for its digests,
+    /// but a part GCS already holds with the same bytes is not uploaded again. A permanent
+    /// failure removes the parts.
     async fn write_composed(
         &self,
         target: Target<'_>,
@@ -622,15 +628,28 @@ impl Replicator {
         streamed: Streamed,
     ) -> Result<Outcome, ReplicateError> {
         let bucket = &self.settings.replica_bucket;
-        let mut upload = self.gcs.composite_upload(bucket, target.name);
+        let location = format!("s3://{}/{}", facts.bucket, facts.key);
+        let identity = SourceIdentity {
+            location: &location,
+            version_id: source.version_id.as_deref(),
+            etag: &source.etag,
+            size: source.size,
+        };
+        let mut upload = self
+            .gcs
+            .composite_upload(bucket, target.name, &identity)
+            .await?;
         let checksums = match send_parts(&mut source, expected, &mut upload).await {
             Ok(checksums) => checksums,
             Err(failure) => {
-                upload.abort().await;
-                return Err(match failure {
+                let error = match failure {
                     PartsFailure::Stream(failure) => stream_failed(failure, facts),
                     PartsFailure::Upload(error) => error.into(),
-                });
+                };
+                // Parts read from a stream that failed its checks are kept as well: the next
+                // attempt compares each with the bytes it reads and replaces any that differ.
+                upload.abort(error.kind()).await;
+                return Err(error);
             }
         };
         let Streamed {
