@@ -1167,3 +1167,81 @@ async fn a_manifest_that_names_a_variant_does_not_make_it_an_orphan() -> anyhow:
     assert_eq!(backfill.code, Some(0), "{}", backfill.stderr);
     Ok(())
 }
+
+/// The deployment canary's replicas (`_yuba-canary/...`) come from a bucket of the stack's own,
+/// so the reconciler never lists their sources: they must not look like orphans, be deleted by
+/// `--delete-orphans`, or make a run exit with drift. The worker's own code writes the replica
+/// here, from a second bucket, as the canary's forced job does (so it carries a complete
+/// record: without the prefix rule it would be a deletable "source gone" orphan).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canarys_replicas_are_neither_orphans_nor_deleted() -> anyhow::Result<()> {
+    let stack = Stack::start("reconcile-canary", 3)?;
+    let gcs = stack.gcs().await?;
+    let bucket = stack.replica_bucket();
+    let checkpoint = stack.dir.join("canary.checkpoint.json");
+    let s3 = stack.s3().await;
+    let canary_bucket = "yuba-test-canary";
+    s3.create_bucket().bucket(canary_bucket).send().await?;
+    let canary_key = format!("{}probe.txt", yuba_model::CANARY_PREFIX);
+    s3.put_object()
+        .bucket(canary_bucket)
+        .key(&canary_key)
+        .body(ByteStream::from_static(b"canary"))
+        .send()
+        .await?;
+    let job = yuba_model::Job::Replicate(yuba_model::ReplicateJob {
+        bucket: canary_bucket.to_owned(),
+        key: canary_key.clone(),
+        version_id: None,
+        etag: None,
+        size: None,
+        sequencer: None,
+        event_time: None,
+        force: true,
+    });
+    let replicator = stack.replicator(stack.var("AWS_ENDPOINT_URL"), &[]).await?;
+    // The worker does not refuse the prefix (it does refuse `_yuba-parts/`).
+    let outcome = replicator.run(&job).await?;
+    assert_eq!(outcome.as_str(), "replicated", "{outcome:?}");
+    assert!(gcs.object(bucket, &canary_key).await?.is_some());
+    // A real orphan beside it, so the run is seen to delete orphans at all.
+    stack.put("gone.txt", b"short-lived").await?;
+    let seeded = reconcile(&stack, &["backfill", "--inline"], &[], &checkpoint).await?;
+    assert_eq!(seeded.code, Some(0), "{}", seeded.stdout);
+    s3.delete_object()
+        .bucket(stack.source_bucket())
+        .key("gone.txt")
+        .send()
+        .await?;
+
+    let diff = reconcile(&stack, &["diff"], &[], &checkpoint).await?;
+    let (findings, summary) = parse(&diff);
+    assert_eq!(
+        kinds_and_keys(&findings),
+        expected(&[("orphan", "gone.txt")]),
+        "{}",
+        diff.stdout
+    );
+    assert_eq!(count(&summary, "listed_canary"), 1, "{}", diff.stdout);
+
+    let delete = reconcile(
+        &stack,
+        &["backfill", "--inline", "--delete-orphans"],
+        &[],
+        &checkpoint,
+    )
+    .await?;
+    assert_eq!(
+        actions(&parse(&delete).0),
+        HashMap::from([("gone.txt".to_owned(), "deleted".to_owned())]),
+        "{}",
+        delete.stdout
+    );
+    assert_eq!(delete.code, Some(0), "{}", delete.stdout);
+    assert!(gcs.object(bucket, "gone.txt").await?.is_none());
+    assert!(
+        gcs.object(bucket, &canary_key).await?.is_some(),
+        "--delete-orphans deleted the canary's replica {canary_key}"
+    );
+    Ok(())
+}

@@ -1,9 +1,10 @@
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use yuba_aws::JobSender;
 use yuba_consumer::{Delivery, FailureKind, Handler, HandlerError};
 use yuba_events::{KeyFilter, RecordOutcome, Route, Router, WorkQueues, parse_notification};
 use yuba_model::Job;
+use yuba_telemetry::metrics::{self, Dimension, IngestRecord, Metric};
 
 /// Parses one notification, filters and routes its jobs, and enqueues them.
 ///
@@ -37,6 +38,8 @@ impl IngestHandler {
 impl Handler for IngestHandler {
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
         let outcomes = parse_notification(&delivery.body).map_err(|error| {
+            // Counted as one rejected record: like a rejected record, it goes to the DLQ.
+            Tally::of(IngestRecord::Rejected).emit();
             HandlerError::new(
                 FailureKind::Permanent,
                 format!("unusable notification: {error}"),
@@ -45,18 +48,18 @@ impl Handler for IngestHandler {
 
         let mut seen = HashSet::new();
         let (mut for_lambda, mut for_fargate) = (Vec::new(), Vec::new());
-        let (mut ignored, mut filtered, mut duplicates, mut rejected) = (0, 0, 0, 0);
+        let mut tally = Tally::default();
         for outcome in outcomes {
             match outcome {
                 RecordOutcome::Job(job) => {
                     if !self.filter.admits(job.key()) {
-                        filtered += 1;
+                        tally.add(IngestRecord::Filtered);
                         continue;
                     }
                     let body = job.to_message();
                     // S3 may describe one change twice in a notification batch.
                     if !seen.insert(body.clone()) {
-                        duplicates += 1;
+                        tally.add(IngestRecord::Duplicate);
                         continue;
                     }
                     let route = self.router.route(&job);
@@ -67,17 +70,16 @@ impl Handler for IngestHandler {
                     }
                 }
                 RecordOutcome::Ignored { event, reason } => {
-                    ignored += 1;
+                    tally.add(IngestRecord::Ignored);
                     tracing::info!(%event, reason, "event ignored");
                 }
                 RecordOutcome::Rejected(error) => {
-                    rejected += 1;
+                    tally.add(IngestRecord::Rejected);
                     tracing::error!(message_id = %delivery.message_id, %error, "record rejected");
                 }
             }
         }
 
-        let mut enqueued = 0;
         let mut failures: Vec<String> = Vec::new();
         let mut worst = None;
         for (route, bodies) in [(Route::Lambda, for_lambda), (Route::Fargate, for_fargate)] {
@@ -86,8 +88,9 @@ impl Handler for IngestHandler {
             }
             for result in self.sender.send(self.queue(route), &bodies).await {
                 match result {
-                    Ok(()) => enqueued += 1,
+                    Ok(()) => tally.add(IngestRecord::Enqueued),
                     Err(error) => {
+                        tally.add(IngestRecord::NotEnqueued);
                         if worst != Some(FailureKind::Transient) {
                             worst = Some(error.kind);
                         }
@@ -98,13 +101,18 @@ impl Handler for IngestHandler {
         }
         tracing::info!(
             message_id = %delivery.message_id,
-            enqueued,
-            ignored,
-            filtered,
-            duplicates,
-            rejected,
+            enqueued = tally.get(IngestRecord::Enqueued),
+            ignored = tally.get(IngestRecord::Ignored),
+            filtered = tally.get(IngestRecord::Filtered),
+            duplicates = tally.get(IngestRecord::Duplicate),
+            rejected = tally.get(IngestRecord::Rejected),
             failed = failures.len(),
             "notification ingested"
+        );
+        tally.emit();
+        let (enqueued, rejected) = (
+            tally.get(IngestRecord::Enqueued),
+            tally.get(IngestRecord::Rejected),
         );
         if let Some(kind) = worst {
             return Err(HandlerError::new(
@@ -112,7 +120,7 @@ impl Handler for IngestHandler {
                 format!(
                     "{} of {} jobs could not be enqueued: {}",
                     failures.len(),
-                    failures.len() + enqueued,
+                    failures.len() as u64 + enqueued,
                     failures.join("; ")
                 ),
             ));
@@ -129,10 +137,93 @@ impl Handler for IngestHandler {
     }
 }
 
+/// What became of a notification's records, by kind, sent as `IngestRecords` by `Record`.
+///
+/// A CloudWatch EMF document holds one value per dimension, so a notification is one document
+/// per kind it had. `enqueued` and `not_enqueued` are sent for every notification, zero
+/// included: each gives the canary's `not_enqueued` alarm (and the share of records not
+/// enqueued) a data point, so a version that handles notifications well reads as healthy
+/// rather than as missing data.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Tally {
+    counts: BTreeMap<IngestRecord, u64>,
+}
+
+impl Tally {
+    fn of(record: IngestRecord) -> Tally {
+        let mut tally = Tally::default();
+        tally.add(record);
+        tally
+    }
+
+    fn add(&mut self, record: IngestRecord) {
+        *self.counts.entry(record).or_default() += 1;
+    }
+
+    fn get(&self, record: IngestRecord) -> u64 {
+        self.counts.get(&record).copied().unwrap_or_default()
+    }
+
+    /// The data points to send, in [`IngestRecord::ALL`]'s order.
+    fn points(&self) -> Vec<(IngestRecord, u64)> {
+        IngestRecord::ALL
+            .into_iter()
+            .map(|record| (record, self.get(record)))
+            .filter(|(record, count)| {
+                *count > 0 || matches!(record, IngestRecord::Enqueued | IngestRecord::NotEnqueued)
+            })
+            .collect()
+    }
+
+    fn emit(&self) {
+        for (record, count) in self.points() {
+            metrics::emit(
+                &[(Dimension::Record, record.as_str())],
+                &[(Metric::IngestRecords, count as f64)],
+            );
+        }
+    }
+}
+
 fn log_job(job: &Job, route: Route) {
     let op = match job {
         Job::Replicate(_) => "replicate",
         Job::Delete(_) => "delete",
     };
     tracing::debug!(op, bucket = %job.bucket(), key = %job.key(), route = route.as_str(), "job");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_sends_each_kind_it_had_and_always_the_enqueue_counts() {
+        let mut tally = Tally::default();
+        for record in [
+            IngestRecord::Enqueued,
+            IngestRecord::Duplicate,
+            IngestRecord::Enqueued,
+            IngestRecord::Filtered,
+        ] {
+            tally.add(record);
+        }
+        assert_eq!(
+            tally.points(),
+            [
+                (IngestRecord::Enqueued, 2),
+                (IngestRecord::NotEnqueued, 0),
+                (IngestRecord::Filtered, 1),
+                (IngestRecord::Duplicate, 1),
+            ]
+        );
+        assert_eq!(
+            Tally::of(IngestRecord::Rejected).points(),
+            [
+                (IngestRecord::Enqueued, 0),
+                (IngestRecord::NotEnqueued, 0),
+                (IngestRecord::Rejected, 1),
+            ]
+        );
+    }
 }

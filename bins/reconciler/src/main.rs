@@ -21,7 +21,7 @@ use yuba_reconcile::{
     Buckets, Depth, Live, ReconcileError, Reconciler, Repair, RunOptions, Selection, Summary, Task,
 };
 use yuba_replicate::{Replicator, ReplicatorSettings};
-use yuba_telemetry::metrics::{self, Unit};
+use yuba_telemetry::metrics::{self, Dimension, Metric};
 
 use crate::cli::{Cli, Command};
 use crate::output::Report;
@@ -163,18 +163,14 @@ fn emit_metrics(summary: &Summary) {
     let c = &summary.counts;
     let count = |value: u64| value as f64;
     metrics::emit(
-        &[("Command", summary.command)],
+        &[(Dimension::Command, summary.command)],
         &[
-            ("ReconcileExamined", Unit::Count, count(c.listed_source)),
-            ("ReconcileDrift", Unit::Count, count(c.drift())),
-            ("ReconcileRepaired", Unit::Count, count(c.repaired)),
-            ("ReconcileFailed", Unit::Count, count(c.failed)),
-            ("ReconcileBytesCopied", Unit::Bytes, count(c.bytes_copied)),
-            (
-                "ReconcileDuration",
-                Unit::Milliseconds,
-                count(summary.elapsed_ms),
-            ),
+            (Metric::ReconcileExamined, count(c.listed_source)),
+            (Metric::ReconcileDrift, count(c.drift())),
+            (Metric::ReconcileRepaired, count(c.repaired)),
+            (Metric::ReconcileFailed, count(c.failed)),
+            (Metric::ReconcileBytesCopied, count(c.bytes_copied)),
+            (Metric::ReconcileDuration, count(summary.elapsed_ms)),
         ],
     );
 }

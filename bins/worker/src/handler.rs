@@ -5,7 +5,9 @@ use tracing::Instrument;
 use yuba_consumer::{Delivery, FailureKind, Handler, HandlerError};
 use yuba_model::Job;
 use yuba_replicate::{Outcome, Replicator};
-use yuba_telemetry::metrics::{self, Unit};
+use yuba_telemetry::metrics::catalog::{OUTCOME_FAILED, OUTCOME_REJECTED, VARIANT_ERROR_UNKNOWN};
+use yuba_telemetry::metrics::{self, Dimension, Metric};
+use yuba_transform::TransformError;
 
 /// Decodes a job message and runs it; logs one line per job with what happened.
 #[derive(Debug)]
@@ -25,10 +27,10 @@ impl Handler for JobHandler {
             // Poison: counted apart from jobs that failed, as no retry or redrive can help it.
             metrics::emit(
                 &[
-                    ("Outcome", "rejected"),
-                    ("Failure", FailureKind::Permanent.as_str()),
+                    (Dimension::Outcome, OUTCOME_REJECTED),
+                    (Dimension::Failure, FailureKind::Permanent.as_str()),
                 ],
-                &[("Jobs", Unit::Count, 1.0)],
+                &[(Metric::Jobs, 1.0)],
             );
             HandlerError::new(FailureKind::Permanent, error.to_string())
         })?;
@@ -78,20 +80,19 @@ impl Handler for JobHandler {
                         "job done"
                     );
                     let mut values = vec![
-                        ("Jobs", Unit::Count, 1.0),
-                        ("JobDuration", Unit::Milliseconds, elapsed_ms as f64),
-                        ("BytesReplicated", Unit::Bytes, bytes.unwrap_or(0) as f64),
-                        ("VariantsMade", Unit::Count, variants.unwrap_or(0) as f64),
+                        (Metric::Jobs, 1.0),
+                        (Metric::JobDuration, elapsed_ms as f64),
+                        (Metric::BytesReplicated, bytes.unwrap_or(0) as f64),
+                        (Metric::VariantsMade, variants.unwrap_or(0) as f64),
                     ];
                     if let Some(lag_ms) = lag_ms {
-                        values.push(("ReplicationLag", Unit::Milliseconds, lag_ms as f64));
+                        values.push((Metric::ReplicationLag, lag_ms as f64));
                     }
-                    metrics::emit(&[("Outcome", outcome.as_str())], &values);
+                    metrics::emit(&[(Dimension::Outcome, outcome.as_str())], &values);
                     if let Some(error) = &variants_error {
-                        let kind = error.split(':').next().unwrap_or("unknown");
                         metrics::emit(
-                            &[("VariantError", kind)],
-                            &[("VariantFailures", Unit::Count, 1.0)],
+                            &[(Dimension::VariantError, variant_error_kind(error))],
+                            &[(Metric::VariantFailures, 1.0)],
                         );
                     }
                     Ok(())
@@ -108,8 +109,11 @@ impl Handler for JobHandler {
                         "job failed"
                     );
                     metrics::emit(
-                        &[("Outcome", "failed"), ("Failure", error.kind().as_str())],
-                        &[("Jobs", Unit::Count, 1.0)],
+                        &[
+                            (Dimension::Outcome, OUTCOME_FAILED),
+                            (Dimension::Failure, error.kind().as_str()),
+                        ],
+                        &[(Metric::Jobs, 1.0)],
                     );
                     Err(HandlerError::new(error.kind(), error.to_string()))
                 }
@@ -117,5 +121,35 @@ impl Handler for JobHandler {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// The `VariantError` value of a recorded variants error (`kind: details`): the transform's
+/// error kind, or [`VARIANT_ERROR_UNKNOWN`] for a reason that names none, so that the dimension
+/// keeps to the closed set the metric catalog publishes.
+fn variant_error_kind(error: &str) -> &'static str {
+    let prefix = error.split(':').next().unwrap_or_default();
+    TransformError::KINDS
+        .into_iter()
+        .find(|kind| *kind == prefix)
+        .unwrap_or(VARIANT_ERROR_UNKNOWN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variant_errors_are_told_by_their_kind_or_as_unknown() {
+        assert_eq!(
+            variant_error_kind("too_large: source is 9 bytes, more than the limit of 8"),
+            "too_large"
+        );
+        assert_eq!(variant_error_kind("corrupt: bad Huffman code"), "corrupt");
+        assert_eq!(
+            variant_error_kind("the disk is on fire"),
+            VARIANT_ERROR_UNKNOWN
+        );
+        assert_eq!(variant_error_kind(""), VARIANT_ERROR_UNKNOWN);
     }
 }

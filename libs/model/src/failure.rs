@@ -10,6 +10,9 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Every kind, for what iterates over them (the metric catalog's `Failure` values).
+    pub const ALL: [FailureKind; 2] = [FailureKind::Transient, FailureKind::Permanent];
+
     pub fn is_transient(self) -> bool {
         self == FailureKind::Transient
     }

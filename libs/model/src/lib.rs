@@ -17,7 +17,7 @@ pub use job::{
     DeleteJob, Job, JobDecodeError, MAX_KEY_BYTES, MAX_OBJECT_BYTES, ReplicateJob, normalize_etag,
     sequencer_order,
 };
-pub use name::{ObjectNameError, gcs_object_name};
+pub use name::{CANARY_PREFIX, ObjectNameError, gcs_object_name};
 pub use replica::{
     ContentDrift, MetadataError, RESERVED_METADATA_PREFIX, ReplicaRecord, SCHEMA_VERSION,
     SourceFacts, VariantRecord, keys,

@@ -2,6 +2,14 @@ use thiserror::Error;
 
 use crate::job::MAX_KEY_BYTES;
 
+/// The key prefix of the deployment canary's objects. A deployment's pre-traffic hook puts a
+/// small object under it in a bucket the stack owns (not the source bucket) and sends a forced
+/// replicate job for it through the new worker version; its replica lands under the same
+/// prefix in the replica bucket. So the worker replicates such keys like any other, and the
+/// reconciler, whose source listing never holds them, leaves them alone in the replica bucket
+/// (counted apart, never an orphan, never deleted). Source buckets must not use it.
+pub const CANARY_PREFIX: &str = "_yuba-canary/";
+
 /// Why an S3 key cannot be used as a GCS object name as it is.
 ///
 /// Each message names the rule and what to do: yuba never renames (two S3 keys must never

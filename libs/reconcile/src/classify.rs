@@ -3,7 +3,7 @@
 use serde::Serialize;
 use yuba_aws::ListedObject;
 use yuba_gcs::ObjectInfo;
-use yuba_model::{ReplicaRecord, keys};
+use yuba_model::{CANARY_PREFIX, ReplicaRecord, keys};
 use yuba_replicate::replica_name;
 use yuba_variants::VariantConfig;
 
@@ -102,11 +102,17 @@ pub enum Companion {
     /// bucket's lifecycle rule after a crash. It is never an orphan to repair: the upload it
     /// belongs to may still be going on.
     UploadPart,
+    /// The deployment canary's replica (under [`CANARY_PREFIX`]): its source is in a bucket of
+    /// the stack's own, never in the listed source bucket, so it is never an orphan to report
+    /// or delete.
+    Canary,
 }
 
 impl Companion {
     pub fn of(object: &ObjectInfo) -> Option<Companion> {
-        if object.metadata.contains_key(keys::VARIANT) {
+        if object.name.starts_with(CANARY_PREFIX) {
+            Some(Companion::Canary)
+        } else if object.metadata.contains_key(keys::VARIANT) {
             Some(Companion::Variant)
         } else if object.metadata.contains_key(keys::PART_OF) {
             Some(Companion::UploadPart)
@@ -250,6 +256,16 @@ pub(crate) mod tests {
         assert_eq!(Companion::of(&object), Some(Companion::UploadPart));
         object.metadata.insert(keys::VARIANT.into(), "thumb".into());
         assert_eq!(Companion::of(&object), Some(Companion::Variant));
+    }
+
+    #[test]
+    fn the_canarys_replicas_are_companions_by_their_prefix() {
+        let mut object = stored(&record("k", "e", 1, 1), 1, 1);
+        object.name = format!("{CANARY_PREFIX}probe.jpg");
+        assert_eq!(Companion::of(&object), Some(Companion::Canary));
+        // Only the prefix at the start of the name: a key that merely contains it is a replica.
+        object.name = format!("photos/{CANARY_PREFIX}probe.jpg");
+        assert_eq!(Companion::of(&object), None);
     }
 
     fn pair(source: Option<ListedObject>, replica: Option<ObjectInfo>) -> Pair {

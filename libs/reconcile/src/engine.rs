@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use yuba_aws::{JobSender, ListedObject, S3Source};
 use yuba_events::{Router, WorkQueues};
 use yuba_gcs::{Gcs, ListQuery, ObjectInfo};
-use yuba_model::{DeleteJob, FailureKind, Job, ReplicaRecord, ReplicateJob, keys};
+use yuba_model::{CANARY_PREFIX, DeleteJob, FailureKind, Job, ReplicaRecord, ReplicateJob, keys};
 use yuba_replicate::{Outcome, Replicator};
 use yuba_variants::VariantConfig;
 
@@ -84,6 +84,28 @@ pub enum Repair {
     Inline(Box<Replicator>),
 }
 
+/// Which of the reconciler's commands a [`Task`] is: its name in summaries, checkpoints and
+/// the `Command` metric dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Diff,
+    Verify,
+    Backfill,
+}
+
+impl Command {
+    /// Every command, for what iterates over them (the metric catalog's `Command` values).
+    pub const ALL: [Command; 3] = [Command::Diff, Command::Verify, Command::Backfill];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Command::Diff => "diff",
+            Command::Verify => "verify",
+            Command::Backfill => "backfill",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Task {
     Diff,
@@ -96,12 +118,16 @@ pub enum Task {
 }
 
 impl Task {
-    pub fn name(&self) -> &'static str {
+    pub fn command(&self) -> Command {
         match self {
-            Task::Diff => "diff",
-            Task::Verify(_) => "verify",
-            Task::Backfill { .. } => "backfill",
+            Task::Diff => Command::Diff,
+            Task::Verify(_) => Command::Verify,
+            Task::Backfill { .. } => Command::Backfill,
         }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.command().as_str()
     }
 
     fn depth(&self) -> Option<Depth> {
@@ -249,6 +275,7 @@ impl PairPage {
         let counter = match Companion::of(object) {
             Some(Companion::Variant) => &mut self.listed.listed_variants,
             Some(Companion::UploadPart) => &mut self.listed.listed_upload_parts,
+            Some(Companion::Canary) => &mut self.listed.listed_canary,
             None => return false,
         };
         *counter += 1;
@@ -621,7 +648,15 @@ impl Reconciler {
                         }
                         Step::NeedSources => match sources.recv().await {
                             Some(listed) => {
-                                let (objects, last) = listed?;
+                                let (mut objects, last) = listed?;
+                                // The canary's prefix is its own in the source bucket too
+                                // (its replicas are left out of the other side): such a key
+                                // would otherwise be reported missing on every run.
+                                objects.retain(|object| {
+                                    let canary = object.key.starts_with(CANARY_PREFIX);
+                                    page.listed.listed_canary += u64::from(canary);
+                                    !canary
+                                });
                                 join.feed_sources(objects, last)?;
                             }
                             None => return Ok(()),

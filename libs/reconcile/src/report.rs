@@ -108,6 +108,9 @@ pub struct Counts {
     pub listed_variants: u64,
     /// Temporary parts of composite uploads seen in the replica listing.
     pub listed_upload_parts: u64,
+    /// Objects under the deployment canary's prefix (`_yuba-canary/`), in either listing:
+    /// left alone, never reported or deleted as orphans.
+    pub listed_canary: u64,
     /// Keys outside `--since`/`--until`.
     pub skipped: u64,
     /// Manifest keys in neither bucket.
@@ -176,6 +179,7 @@ impl Counts {
             listed_replica,
             listed_variants,
             listed_upload_parts,
+            listed_canary,
             skipped,
             not_found,
             in_sync,
@@ -198,6 +202,7 @@ impl Counts {
         self.listed_replica += listed_replica;
         self.listed_variants += listed_variants;
         self.listed_upload_parts += listed_upload_parts;
+        self.listed_canary += listed_canary;
         self.skipped += skipped;
         self.not_found += not_found;
         self.in_sync += in_sync;

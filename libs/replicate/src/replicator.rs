@@ -115,6 +115,20 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every name [`Outcome::as_str`] gives, in declaration order, for what iterates over them
+    /// (the metric catalog's `Outcome` values); `names_are_exactly_what_as_str_gives` holds the
+    /// two together.
+    pub const NAMES: [&'static str; 8] = [
+        "replicated",
+        "already-replicated",
+        "superseded",
+        "source-gone",
+        "deleted",
+        "already-absent",
+        "delete-not-mirrored",
+        "source-recreated",
+    ];
+
     /// For logs and metric dimensions.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -973,6 +987,45 @@ fn user_metadata(source: &HashMap<String, String>) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One outcome of each variant (the match is exhaustive, so a new variant must be added
+    /// here before this compiles) against the hand-written list.
+    #[test]
+    fn names_are_exactly_what_as_str_gives() {
+        let every = |outcome: &Outcome| match outcome {
+            Outcome::Replicated { .. }
+            | Outcome::AlreadyReplicated { .. }
+            | Outcome::Superseded { .. }
+            | Outcome::SourceGone
+            | Outcome::Deleted
+            | Outcome::AlreadyAbsent
+            | Outcome::DeleteNotMirrored
+            | Outcome::SourceRecreated => outcome.as_str(),
+        };
+        let outcomes = [
+            Outcome::Replicated {
+                bytes: 0,
+                checksums: Checksums {
+                    sha256: [0; 32],
+                    crc32c: 0,
+                    md5: [0; 16],
+                },
+                generation: 1,
+                streamed: false,
+                variants: 0,
+                variants_error: None,
+            },
+            Outcome::AlreadyReplicated { generation: 1 },
+            Outcome::Superseded { generation: 1 },
+            Outcome::SourceGone,
+            Outcome::Deleted,
+            Outcome::AlreadyAbsent,
+            Outcome::DeleteNotMirrored,
+            Outcome::SourceRecreated,
+        ];
+        let names: Vec<&str> = outcomes.iter().map(every).collect();
+        assert_eq!(names, Outcome::NAMES);
+    }
 
     #[test]
     fn user_metadata_cannot_forge_a_record() {

@@ -4,7 +4,8 @@
 //! The format is chosen by `YUBA_LOG_FORMAT` (`json` or `pretty`); unset, it is JSON when running
 //! on Lambda or ECS or when stderr is not a terminal. The level comes from `RUST_LOG`
 //! (default `info`). Metrics ([`metrics`]) ride along in JSON mode, in the namespace
-//! `YUBA_METRICS_NAMESPACE` names (default `yuba`).
+//! `YUBA_METRICS_NAMESPACE` names (default `yuba`), with the Lambda function version
+//! (`AWS_LAMBDA_FUNCTION_VERSION`) as a second dimension set of the per-version metrics.
 
 pub mod metrics;
 
@@ -63,7 +64,10 @@ pub fn init(env: &Env) -> Result<LogFormat, String> {
             .try_init(),
     };
     installed.map_err(|error| format!("could not install the log subscriber: {error}"))?;
-    metrics::enable((format == LogFormat::Json).then_some(namespace));
+    metrics::enable((format == LogFormat::Json).then(|| metrics::Sink {
+        namespace,
+        version: metrics::function_version_from_env(env),
+    }));
     Ok(format)
 }
 

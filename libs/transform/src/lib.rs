@@ -187,6 +187,21 @@ pub enum TransformError {
 }
 
 impl TransformError {
+    /// Every label [`TransformError::kind`] gives, for what iterates over them (the metric
+    /// catalog's `VariantError` values); `kinds_are_exactly_what_kind_gives` holds the two
+    /// together.
+    pub const KINDS: [&'static str; 9] = [
+        "unsupported",
+        "too_large",
+        "too_many_pixels",
+        "too_many_frames",
+        "truncated",
+        "corrupt",
+        "resample",
+        "encode",
+        "panicked",
+    ];
+
     /// A short, fixed label for metrics (the `Display` text has the details).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -360,4 +375,46 @@ fn needed_scale(profiles: &[&Profile], header: &decode::Header) -> f64 {
             (f64::from(geometry.width) / crop_width).max(f64::from(geometry.height) / crop_height)
         })
         .fold(0.0, f64::max)
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    /// One error of each variant (the match is exhaustive, so a new variant must be added
+    /// here before this compiles) against the hand-written list.
+    #[test]
+    fn kinds_are_exactly_what_kind_gives() {
+        let every = |error: &TransformError| match error {
+            TransformError::Unsupported(_)
+            | TransformError::TooLarge { .. }
+            | TransformError::TooManyPixels { .. }
+            | TransformError::TooManyFrames { .. }
+            | TransformError::Truncated(_)
+            | TransformError::Corrupt(_)
+            | TransformError::Resample(_)
+            | TransformError::Encode { .. }
+            | TransformError::Panicked(_) => error.kind(),
+        };
+        let errors = [
+            TransformError::Unsupported(String::new()),
+            TransformError::TooLarge { bytes: 2, max: 1 },
+            TransformError::TooManyPixels {
+                width: 2,
+                height: 2,
+                max: 1,
+            },
+            TransformError::TooManyFrames { frames: 2, max: 1 },
+            TransformError::Truncated(String::new()),
+            TransformError::Corrupt(String::new()),
+            TransformError::Resample(String::new()),
+            TransformError::Encode {
+                format: OutputFormat::Png,
+                detail: String::new(),
+            },
+            TransformError::Panicked(String::new()),
+        ];
+        let kinds: Vec<&str> = errors.iter().map(every).collect();
+        assert_eq!(kinds, TransformError::KINDS);
+    }
 }
