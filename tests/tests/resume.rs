@@ -214,3 +214,70 @@ async fn a_cancelled_composite_copy_resumes_from_its_parts() -> anyhow::Result<(
     assert!((2..PARTS).contains(&kept), "{kept} parts kept");
     resume(&stack, &replicator, &job, &content, kept).await
 }
+
+/// The Fargate worker drains on SIGTERM: a large copy that does not finish within the grace is
+/// aborted and its message released. The parts stay, and the worker that takes the job next
+/// uploads only the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_the_worker_drain_aborts_resumes_in_the_next_worker() -> anyhow::Result<()> {
+    const DRAINED_PARTS: usize = 40;
+    let (stack, proxies) =
+        Stack::start_behind_proxies("resume-drained", StackOptions::default()).await?;
+    let gcs = stack.gcs().await?;
+    let bucket = stack.replica_bucket();
+    let key = "resume/drained.bin";
+    let content = pseudo_random_bytes(DRAINED_PARTS * PART - 1000, 25);
+    stack.put(key, &content).await?;
+    let queue = stack.var("YUBA_FARGATE_QUEUE_URL").to_owned();
+    stack
+        .sqs()
+        .await
+        .send_message()
+        .queue_url(&queue)
+        .message_body(replicate(stack.source_bucket(), key).to_message())
+        .send()
+        .await?;
+    let part = PART.to_string();
+    let mut env = proxies.overrides();
+    env.extend([
+        ("YUBA_QUEUE_URL", queue.as_str()),
+        ("YUBA_VISIBILITY_TIMEOUT_SECONDS", "30"),
+        ("YUBA_SHUTDOWN_GRACE_SECONDS", "1"),
+        ("YUBA_UPLOAD_CHUNK_BYTES", part.as_str()),
+        ("YUBA_GCS_COMPOSE_THRESHOLD_BYTES", part.as_str()),
+        ("YUBA_GCS_PARALLEL_UPLOADS", "2"),
+    ]);
+
+    // A slow S3 (some 2 MiB/s through the proxy): the 10 MiB copy outlasts the grace.
+    proxies.aws.set_latency(Duration::from_millis(500));
+    let mut doomed = stack.spawn("yuba-worker", "doomed", &env)?;
+    eventually(TIMEOUT, "some parts uploaded", || async {
+        Ok((temporaries(&gcs, bucket).await?.len() >= 2).then_some(()))
+    })
+    .await?;
+    doomed.terminate(Duration::from_secs(15))?;
+    assert!(
+        gcs.object(bucket, key).await?.is_none(),
+        "the copy finished within the grace: {}",
+        doomed.raw_log()
+    );
+    proxies.aws.heal();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let kept = temporaries(&gcs, bucket).await?.len();
+    assert!((2..DRAINED_PARTS).contains(&kept), "{kept} parts kept");
+
+    let uploaded = uploads(&stack)?;
+    let _survivor = stack.spawn("yuba-worker", "survivor", &env)?;
+    eventually(TIMEOUT, "the job done by the next worker", || async {
+        Ok(gcs.object(bucket, key).await?.map(|_| ()))
+    })
+    .await?;
+    assert_eq!(
+        uploads(&stack)? - uploaded,
+        DRAINED_PARTS - kept,
+        "the {kept} parts of the drained attempt were uploaded again"
+    );
+    assert_eq!(gcs_sha256(&gcs, bucket, key).await?, sha256_hex(&content));
+    assert_eq!(temporaries(&gcs, bucket).await?, Vec::new());
+    Ok(())
+}
