@@ -30,12 +30,11 @@ use serde_json::{Value, json};
 use yuba_e2e::{Process, Stack, dump_logs, eventually, repo_root};
 use yuba_model::{CANARY_PREFIX, FailureKind, Job, ReplicateJob};
 use yuba_reconcile::Command;
-use yuba_replicate::Outcome;
+use yuba_replicate::{Outcome, variants_error_kinds};
 use yuba_telemetry::metrics::catalog::{
     Dimension, Domain, IngestRecord, Metric, OUTCOME_FAILED, OUTCOME_REJECTED, Program,
     VARIANT_ERROR_UNKNOWN, VERSION_DIMENSION,
 };
-use yuba_transform::TransformError;
 
 /// Where the contracts are written, from the repository's root.
 const METRICS_CONTRACT: &str = "cdk/lib/generated/metrics.json";
@@ -56,8 +55,7 @@ fn values_of(dimension: Dimension) -> Option<Vec<&'static str>> {
         ),
         Dimension::Failure => Some(FailureKind::ALL.map(FailureKind::as_str).to_vec()),
         Dimension::VariantError => Some(
-            TransformError::KINDS
-                .into_iter()
+            variants_error_kinds()
                 .chain([VARIANT_ERROR_UNKNOWN])
                 .collect(),
         ),

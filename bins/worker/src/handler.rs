@@ -4,10 +4,9 @@ use chrono::Utc;
 use tracing::Instrument;
 use yuba_consumer::{Delivery, FailureKind, Handler, HandlerError};
 use yuba_model::Job;
-use yuba_replicate::{Outcome, Replicator};
+use yuba_replicate::{Outcome, Replicator, variants_error_kinds};
 use yuba_telemetry::metrics::catalog::{OUTCOME_FAILED, OUTCOME_REJECTED, VARIANT_ERROR_UNKNOWN};
 use yuba_telemetry::metrics::{self, Dimension, Metric};
-use yuba_transform::TransformError;
 
 /// Decodes a job message and runs it; logs one line per job with what happened.
 #[derive(Debug)]
@@ -124,13 +123,12 @@ impl Handler for JobHandler {
     }
 }
 
-/// The `VariantError` value of a recorded variants error (`kind: details`): the transform's
-/// error kind, or [`VARIANT_ERROR_UNKNOWN`] for a reason that names none, so that the dimension
-/// keeps to the closed set the metric catalog publishes.
+/// The `VariantError` value of a recorded variants error (`kind: details`): its kind, or
+/// [`VARIANT_ERROR_UNKNOWN`] for a reason that names none the replicator makes, so that the
+/// dimension keeps to the closed set the metric catalog publishes.
 fn variant_error_kind(error: &str) -> &'static str {
     let prefix = error.split(':').next().unwrap_or_default();
-    TransformError::KINDS
-        .into_iter()
+    variants_error_kinds()
         .find(|kind| *kind == prefix)
         .unwrap_or(VARIANT_ERROR_UNKNOWN)
 }
@@ -146,6 +144,10 @@ mod tests {
             "too_large"
         );
         assert_eq!(variant_error_kind("corrupt: bad Huffman code"), "corrupt");
+        assert_eq!(
+            variant_error_kind("name: variant \"x\": the key is 1100 bytes long"),
+            "name"
+        );
         assert_eq!(
             variant_error_kind("the disk is on fire"),
             VARIANT_ERROR_UNKNOWN

@@ -13,5 +13,8 @@ mod replicator;
 mod source;
 mod verify;
 
-pub use replicator::{Outcome, ReplicateError, Replicator, ReplicatorSettings, replica_name};
+pub use replicator::{
+    Outcome, ReplicateError, Replicator, ReplicatorSettings, VARIANT_NAME_ERROR, replica_name,
+    variants_error_kinds,
+};
 pub use verify::{ContentVerifier, ExpectedContent, IntegrityError};

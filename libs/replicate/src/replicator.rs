@@ -15,7 +15,7 @@ use yuba_model::{
     ReplicaRecord, ReplicateJob, SourceFacts, VariantRecord, crc32c_from_base64, gcs_object_name,
     keys,
 };
-use yuba_transform::{Identified, Limits, identify, render};
+use yuba_transform::{Identified, Limits, TransformError, identify, render};
 use yuba_variants::{Profile, VariantConfig, VariantConfigError};
 
 use crate::source::{StreamFailure, StreamReport, VerifiedStream};
@@ -76,6 +76,18 @@ impl ReplicatorSettings {
             },
         })
     }
+}
+
+/// The kind a recorded variants error starts with when a variant's name cannot be a GCS object
+/// name (the transform's own errors start with [`TransformError::kind`]).
+pub const VARIANT_NAME_ERROR: &str = "name";
+
+/// Every kind a recorded variants error (`kind: details`, in `Outcome::Replicated` and the
+/// replica's record) starts with: the metric catalog's `VariantError` values.
+pub fn variants_error_kinds() -> impl Iterator<Item = &'static str> {
+    TransformError::KINDS
+        .into_iter()
+        .chain([VARIANT_NAME_ERROR])
 }
 
 /// What a job did. Every variant is a success: the message can be acknowledged.
@@ -512,7 +524,7 @@ impl Replicator {
             if let Err(reason) = gcs_object_name(&name) {
                 return Ok((
                     Vec::new(),
-                    Some(format!("name: variant {name:?}: {reason}")),
+                    Some(format!("{VARIANT_NAME_ERROR}: variant {name:?}: {reason}")),
                 ));
             }
             named.push((name, variant));

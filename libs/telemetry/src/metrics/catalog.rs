@@ -88,7 +88,7 @@ impl Dimension {
                 source: "yuba_model::FailureKind::ALL (as_str)",
             },
             Dimension::VariantError => Domain::Closed {
-                source: "yuba_transform::TransformError::KINDS, then VARIANT_ERROR_UNKNOWN",
+                source: "yuba_replicate::variants_error_kinds(), then VARIANT_ERROR_UNKNOWN",
             },
             Dimension::Command => Domain::Closed {
                 source: "yuba_reconcile::Command::ALL (as_str)",
