@@ -553,7 +553,7 @@ async fn ingest_emits_what_became_of_each_record() -> anyhow::Result<()> {
                 document["_aws"]["CloudWatchMetrics"],
                 json!([{
                     "Namespace": namespace,
-                    "Dimensions": [["Record"], ["Record", "FunctionVersion"]],
+                    "Dimensions": [["Record"], ["Record", "FunctionVersion"], ["FunctionVersion"]],
                     "Metrics": [{"Name": "IngestRecords", "Unit": "Count"}]
                 }]),
                 "{document}"

@@ -74,7 +74,9 @@ pub fn namespace_from_env(env: &Env) -> Result<String, ConfigError> {
 /// hold the set `dimensions` makes (checked by [`emit`] in debug builds, so the tests of every
 /// program catch a call that strays from the catalog). With `version` (on Lambda), the metrics
 /// that are [`Metric::per_version`] go in a second directive whose dimension sets are the usual
-/// one and the usual one plus [`VERSION_DIMENSION`]: both series from one line.
+/// one, the usual one plus [`VERSION_DIMENSION`], and the version alone: all three series from
+/// one line. The last is the version's total, whatever its other dimensions: the denominator of
+/// a canary's failure ratio, in one metric (an alarm may read at most 10).
 pub fn emf_line(
     namespace: &str,
     timestamp_ms: u128,
@@ -106,7 +108,7 @@ pub fn emf_line(
         with_version.push(VERSION_DIMENSION.name());
         directives.push(json!({
             "Namespace": namespace,
-            "Dimensions": [usual, with_version],
+            "Dimensions": [usual, with_version, [VERSION_DIMENSION.name()]],
             "Metrics": definitions(&versioned),
         }));
     }
@@ -217,7 +219,8 @@ mod tests {
                         "Namespace": "yuba/prod",
                         "Dimensions": [
                             ["Outcome", "Failure"],
-                            ["Outcome", "Failure", "FunctionVersion"]
+                            ["Outcome", "Failure", "FunctionVersion"],
+                            ["FunctionVersion"]
                         ],
                         "Metrics": [{"Name": "Jobs", "Unit": "Count"}]
                     }]
@@ -247,7 +250,7 @@ mod tests {
                 },
                 {
                     "Namespace": "yuba",
-                    "Dimensions": [["Outcome"], ["Outcome", "FunctionVersion"]],
+                    "Dimensions": [["Outcome"], ["Outcome", "FunctionVersion"], ["FunctionVersion"]],
                     "Metrics": [{"Name": "Jobs", "Unit": "Count"}]
                 }
             ])

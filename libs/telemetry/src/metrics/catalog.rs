@@ -53,8 +53,8 @@ pub enum Dimension {
     Command,
     /// What became of a record of an S3 notification in ingest.
     Record,
-    /// The Lambda function version the program runs as (only on Lambda, and only as a second
-    /// dimension set of the metrics marked [`Metric::per_version`]).
+    /// The Lambda function version the program runs as (only on Lambda, and only in the extra
+    /// dimension sets of the metrics marked [`Metric::per_version`]).
     FunctionVersion,
 }
 
@@ -285,8 +285,9 @@ impl Metric {
     }
 
     /// Whether, on Lambda, the metric is also emitted with each of its dimension sets plus
-    /// [`VERSION_DIMENSION`]: what a deployment's canary alarms watch, so that the new version's
-    /// own health is told apart from the old one's while both take traffic.
+    /// [`VERSION_DIMENSION`], and with the version alone (the version's total): what a
+    /// deployment's canary alarms watch, so that the new version's own health is told apart from
+    /// the old one's while both take traffic.
     pub const fn per_version(self) -> bool {
         matches!(self, Metric::Jobs | Metric::IngestRecords)
     }
