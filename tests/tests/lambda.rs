@@ -299,3 +299,98 @@ async fn ingest_on_lambda_accepts_every_shape_s3_delivers_in() -> anyhow::Result
     );
     Ok(())
 }
+
+/// The pre-traffic probe's inputs (cdk/hooks/pre-traffic; cdk/test/pre-traffic.test.ts writes
+/// them to its testdata/ from the probe's own builders) pass the real programs: the worker
+/// replicates the probe's PNG from its own bucket, under the canary prefix, variants and all, and
+/// ingest turns the probe's S3 notification into one job. If either refused them, every deploy
+/// would be rolled back by its own probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pre_traffic_probes_inputs_pass_the_real_programs() -> anyhow::Result<()> {
+    let testdata = yuba_e2e::repo_root().join("cdk/hooks/pre-traffic/testdata");
+    let read_json = |name: &str| -> anyhow::Result<Value> {
+        Ok(serde_json::from_slice(&std::fs::read(
+            testdata.join(name),
+        )?)?)
+    };
+    let worker_event = read_json("worker-event.json")?;
+    let ingest_event = read_json("ingest-event.json")?;
+    let png = std::fs::read(testdata.join("canary.png"))?;
+    let job = yuba_model::Job::from_message(
+        worker_event["Records"][0]["body"]
+            .as_str()
+            .expect("the probe's SQS record has a body"),
+    )?;
+    let (bucket, worker_key) = (job.bucket().to_owned(), job.key().to_owned());
+    let ingest_key = ingest_event["Records"][0]["s3"]["object"]["key"]
+        .as_str()
+        .expect("the probe's notification names a key")
+        .to_owned();
+
+    let stack = Stack::start("lambda-probe", 3)?;
+    let s3 = stack.s3().await;
+    s3.create_bucket().bucket(&bucket).send().await?;
+    for key in [&worker_key, &ingest_key] {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(key.as_str())
+            .body(ByteStream::from(png.clone()))
+            .send()
+            .await?;
+    }
+
+    let api = RuntimeApi::start().await?;
+    let env = api.env();
+    let mut overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    overrides.push(("YUBA_VARIANTS", yuba_e2e::THUMBNAIL_VARIANTS));
+    let worker = [stack.spawn("yuba-worker", "worker", &overrides)?];
+    let answer = api
+        .invoke(&worker_event, TIMEOUT)
+        .await
+        .map_err(|e| e.context(dump_logs(&worker)))?;
+    assert_eq!(
+        failed_ids(&answer),
+        Vec::<String>::new(),
+        "{}",
+        dump_logs(&worker)
+    );
+    let gcs = stack.gcs().await?;
+    let replica = replica_of(
+        &worker,
+        &gcs,
+        stack.replica_bucket(),
+        &worker_key,
+        Duration::from_secs(5),
+    )
+    .await?;
+    assert_eq!(
+        replica
+            .metadata
+            .get(yuba_model::keys::VARIANTS)
+            .map(String::as_str),
+        Some("thumb.jpg"),
+        "the probe's PNG decodes and gets its variants: {:?}",
+        replica.metadata
+    );
+    drop(worker);
+
+    let api = RuntimeApi::start().await?;
+    let env = api.env();
+    let overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let ingest = [stack.spawn("yuba-ingest", "ingest", &overrides)?];
+    assert_eq!(
+        api.invoke(&ingest_event, TIMEOUT)
+            .await
+            .map_err(|e| e.context(dump_logs(&ingest)))?,
+        InvocationResult::Response(Value::Null),
+        "{}",
+        dump_logs(&ingest)
+    );
+    let sqs = stack.sqs().await;
+    assert_eq!(
+        queue_depth(&sqs, stack.var("YUBA_LAMBDA_QUEUE_URL")).await?,
+        1,
+        "the probe's object is one job on the Lambda work queue"
+    );
+    Ok(())
+}
