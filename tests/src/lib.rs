@@ -5,6 +5,7 @@
 //! The stack comes from `scripts/stack.py`, the same script `make demo` uses; the binaries are
 //! the ones `cargo build --bins` leaves next to the test executables (`make test` builds them).
 
+pub mod ecs_agent;
 pub mod fault_proxy;
 pub mod lambda_api;
 pub mod package;

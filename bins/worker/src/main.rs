@@ -3,13 +3,17 @@
 //! One binary, two homes. Under Lambda (`AWS_LAMBDA_RUNTIME_API` set) it answers SQS-triggered
 //! batches with partial batch failures; anywhere else (Fargate, a laptop) it long-polls
 //! `YUBA_QUEUE_URL`. Either way every job goes through the same [`JobHandler`].
+//!
+//! On ECS (Fargate), where the agent sets `ECS_AGENT_URI`, the long-poll consumer also holds
+//! the task's scale-in protection while jobs are in flight, so that a scale-in or a deployment
+//! does not stop a task in the middle of a multi-GiB copy (`YUBA_TASK_PROTECTION_*`).
 
 mod handler;
 
 use anyhow::Context;
 use yuba_aws::S3Source;
 use yuba_config::Env;
-use yuba_consumer::{Consumer, cancel_on_termination};
+use yuba_consumer::{Consumer, TaskProtectionSettings, cancel_on_termination};
 use yuba_gcs::{Gcs, GcsSettings};
 use yuba_lambda::{Home, SqsBatches};
 use yuba_replicate::{Replicator, ReplicatorSettings};
@@ -27,6 +31,9 @@ async fn main() -> anyhow::Result<()> {
     let replicator_settings = ReplicatorSettings::from_env(&env, gcs_settings.upload_chunk_bytes)?;
     let force_path_style = env.flag("YUBA_S3_FORCE_PATH_STYLE", false)?;
     let home = Home::from_env(&env, "YUBA_QUEUE_URL", DEFAULT_CONCURRENCY)?;
+    // Read and checked at start-up with the rest; only the long-poll home uses it (Lambda has
+    // no ECS agent, and so no ECS_AGENT_URI: it is `None` there).
+    let task_protection = TaskProtectionSettings::from_env(&env)?;
 
     let sdk = yuba_aws::load_sdk_config().await;
     let gcs = Gcs::connect(&gcs_settings).await?;
@@ -49,7 +56,10 @@ async fn main() -> anyhow::Result<()> {
             .map_err(|error| anyhow::anyhow!("the Lambda runtime stopped: {error}")),
         Home::Service(settings) => {
             let shutdown = cancel_on_termination().context("installing signal handlers")?;
-            Consumer::new(sqs, settings, handler).run(shutdown).await;
+            Consumer::new(sqs, settings, handler)
+                .with_task_protection(task_protection)
+                .run(shutdown)
+                .await;
             Ok(())
         }
     }
