@@ -3,15 +3,21 @@
  *
  * - ARM64, on FARGATE_SPOT weighted against on-demand FARGATE: ECS places tasks by the weights
  *   (and `onDemandBase` tasks always on FARGATE), so when Spot capacity is short the on-demand
- *   share still runs. A Spot reclaim sends SIGTERM two minutes ahead; the worker drains in 25 s.
+ *   share still runs. A Spot reclaim sends SIGTERM two minutes ahead; the worker drains for up to
+ *   SHUTDOWN_GRACE_SECONDS (105 s) and releases what is still unfinished to another task.
+ * - While it has jobs in flight a task holds ECS task scale-in protection (a few minutes, renewed
+ *   while busy, dropped once idle; the worker does it through the ECS agent's endpoint), so a
+ *   scale-in or a deployment does not stop it mid-copy. Protection stops neither a Spot reclaim
+ *   nor a StopTask: those are what the drain is for.
  * - The container runs as a non-root user on a read-only root file system (the worker writes
  *   nothing to disk: objects stream from S3 to GCS through memory).
  * - The stop timeout is the worker's drain (YUBA_SHUTDOWN_GRACE_SECONDS) plus a margin, both set
- *   here from one number, so ECS never SIGKILLs a draining worker.
+ *   here from one number, so ECS never SIGKILLs a draining worker; together at most the 120 s
+ *   Fargate allows.
  * - Scaling follows the queue's backlog (visible + in flight) per task, as an exact task count,
  *   down to zero when the queue is empty.
  */
-import { Duration, Stack } from 'aws-cdk-lib';
+import { ArnFormat, Duration, Stack } from 'aws-cdk-lib';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
@@ -28,10 +34,21 @@ import { Queues } from './queues';
 import { SourceBucket } from './source';
 import { stageLogGroup } from './log-group';
 
-/** Time in-flight jobs get after SIGTERM (the worker's default, set explicitly). */
-export const SHUTDOWN_GRACE_SECONDS = 25;
-/** ECS's stop timeout: the drain plus 5 s for the process to exit after releasing its messages. */
-export const STOP_TIMEOUT_SECONDS = SHUTDOWN_GRACE_SECONDS + 5;
+/**
+ * Time in-flight jobs get after SIGTERM to finish before they are released to another task: as
+ * much of a Spot reclaim's two minutes as the stop timeout below leaves (the worker's own default
+ * is 25 s, for ECS's default stop timeout of 30 s).
+ */
+export const SHUTDOWN_GRACE_SECONDS = 105;
+/**
+ * ECS's stop timeout: the drain plus 10 s for the process to abort what is left, release those
+ * messages (ChangeMessageVisibility 0) and flush its deletes before SIGKILL. On Fargate the
+ * stopTimeout may be at most 120 s
+ * (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerDefinition.html,
+ * stopTimeout: "For tasks that use the Fargate launch type, the max stop timeout value is 120
+ * seconds").
+ */
+export const STOP_TIMEOUT_SECONDS = SHUTDOWN_GRACE_SECONDS + 10;
 /** The worker's visibility timeout, renewed every half while a job runs; also the queue's default. */
 export const FARGATE_VISIBILITY_SECONDS = 60;
 /** The non-root user of the image (scripts/package.py's IMAGE_USER). */
@@ -96,6 +113,21 @@ export class FargateWorker extends Construct {
       }),
     );
     props.source.grantRead(this.taskRole);
+    // Task scale-in protection: the worker PUTs its protection to the ECS agent's endpoint
+    // ($ECS_AGENT_URI/task-protection/v1/state), and the agent calls UpdateTaskProtection with
+    // this role, which therefore needs ecs:UpdateTaskProtection
+    // (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-scale-in-protection.html,
+    // "IAM permissions required for task scale-in protection"). The worker never GETs its state,
+    // so no ecs:GetTaskProtection. The action's resource type is the task
+    // (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticcontainerservice.html),
+    // whose ARN names the cluster but not the service: the cluster's tasks are as narrow as it goes.
+    this.taskRole.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'ProtectOwnTaskFromScaleIn',
+        actions: ['ecs:UpdateTaskProtection'],
+        resources: [clusterTasksArn(props.network.cluster)],
+      }),
+    );
 
     this.logGroup = stageLogGroup(this, 'Logs', c, `/yuba/${c.stage}/worker-fargate`);
     const taskDefinition = arm64TaskDefinition(this, { family: `${c.prefix}-worker`, cpu: fw.cpu, memoryMiB: fw.memoryMiB, taskRole: this.taskRole });
@@ -172,6 +204,16 @@ export class FargateWorker extends Construct {
       cooldown: Duration.minutes(1),
     });
   }
+}
+
+/** The ARNs of the tasks of `cluster`: arn:PARTITION:ecs:REGION:ACCOUNT:task/CLUSTER/*. */
+export function clusterTasksArn(cluster: ecs.ICluster): string {
+  return Stack.of(cluster).formatArn({
+    service: 'ecs',
+    resource: 'task',
+    resourceName: `${cluster.clusterName}/*`,
+    arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+  });
 }
 
 /**

@@ -6,7 +6,7 @@
  * with the same weakness is reported. test/nag.test.ts asserts zero unacknowledged errors, and
  * that every acknowledgement here matched something (no stale entries).
  */
-import { CfnResource, Stack, Validations } from 'aws-cdk-lib';
+import { CfnResource, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { IConstruct } from 'constructs';
 
@@ -29,7 +29,15 @@ export function acknowledgements(stack: Stack, opts: NagOptions): Acknowledgemen
   const bucket = opts.sourceBucket;
   const owned = bucket.node.defaultChild as CfnResource | undefined;
   const objectsArn = owned ? `<${stack.getLogicalId(owned)}.Arn>/*` : `arn:<AWS::Partition>:s3:::${bucket.bucketName}/*`;
+  const inArn = (value: string, pseudo: string) => (Token.isUnresolved(value) ? `<${pseudo}>` : value);
+  const clusterTasksArn = `arn:<AWS::Partition>:ecs:${inArn(stack.region, 'AWS::Region')}:${inArn(stack.account, 'AWS::AccountId')}:task/<${logicalIdAt(stack, 'Network/Cluster/Resource')}>/*`;
   const list: Acknowledgement[] = [
+    {
+      path: /^FargateWorker\/TaskRole\/DefaultPolicy\/Resource$/,
+      id: `AwsSolutions-IAM5[Resource::${clusterTasksArn}]`,
+      reason:
+        'The Fargate worker protects its own task from scale-in through the ECS agent, which calls ecs:UpdateTaskProtection with the task role; a task\'s ARN names its cluster but not its service, and the task ID is known only at run time, so the grant is this one action on the tasks of the stage\'s own cluster.',
+    },
     {
       path: /^(Lambdas\/WorkerRole|FargateWorker\/TaskRole|Reconciler\/TaskRole)\/DefaultPolicy\/Resource$/,
       id: `AwsSolutions-IAM5[Resource::${objectsArn}]`,

@@ -18,6 +18,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Overrides, StageConfig, StageName } from '../lib/config';
+import { clusterTasksArn } from '../lib/fargate-worker';
 import { usesEventsQueue } from '../lib/queues';
 import { YubaStack } from '../lib/stack';
 import { synth } from './helpers';
@@ -108,6 +109,8 @@ function resourceTokens(stack: YubaStack): Record<string, unknown> {
     'source-bucket': stack.resolve(stack.source.bucket.bucketArn),
     'queue:lambda-work': stack.resolve(stack.queues.lambdaWork.queue.queueArn),
     'queue:fargate-work': stack.resolve(stack.queues.fargateWork.queue.queueArn),
+    // The tasks of the cluster the Fargate programs run in (the worker protects its own).
+    'cluster-tasks': stack.resolve(clusterTasksArn(stack.fargateWorker.service.cluster)),
   };
   if (stack.source.key) out['source-key'] = stack.resolve(stack.source.key.keyArn);
   if (stack.queues.events) out['queue:events'] = stack.resolve(stack.queues.events.queue.queueArn);
@@ -362,6 +365,10 @@ describe('every role against the contract', () => {
       expect(t.Resources[id!].Properties.QueueName).toBe(queue);
     }
     expect(resourceTokens(variant('dev, SSE-KMS source').stack)['source-key']).toBe(KEY);
+    const cluster = byType(t, 'AWS::ECS::Cluster').find(([, r]) => r.Properties.ClusterName === 'yuba-prod')![0];
+    expect(tokens['cluster-tasks']).toEqual({
+      'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:ecs:${stack.region}:${stack.account}:task/`, { Ref: cluster }, '/*']],
+    });
   });
 });
 
@@ -406,6 +413,27 @@ describe('the check fails on broken copies', () => {
     const read = policyOf(t, 'yuba-dev-worker-task').Statement.find((s: Json) => s.Sid === 'ReadSourceObjects');
     read.Action = ['s3:GetObject', 's3:GetObjectVersion'];
     expect(check(t, stack, config)).toEqual([expect.stringMatching(/^worker-task: its role \w+ grants s3:GetObjectVersion on source-objects, which the contract does not list$/)]);
+  });
+
+  test('a Fargate worker that cannot protect its task from scale-in', () => {
+    const { template, stack, config } = prod();
+    const t = copy(template.toJSON());
+    const document = policyOf(t, 'yuba-prod-worker-task');
+    document.Statement = document.Statement.filter((s: Json) => s.Sid !== 'ProtectOwnTaskFromScaleIn');
+    expect(check(t, stack, config)).toEqual([
+      expect.stringMatching(/^worker-task: needs ecs:UpdateTaskProtection on cluster-tasks, which its role \w+ does not allow$/),
+    ]);
+  });
+
+  test('task protection granted on every task of the account', () => {
+    const { template, stack, config } = prod();
+    const t = copy(template.toJSON());
+    const statement = policyOf(t, 'yuba-prod-worker-task').Statement.find((s: Json) => s.Sid === 'ProtectOwnTaskFromScaleIn');
+    statement.Resource = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ecs:*:*:task/*']] };
+    expect(check(t, stack, config)).toEqual([
+      expect.stringMatching(/^worker-task: needs ecs:UpdateTaskProtection on cluster-tasks, which its role \w+ does not allow$/),
+      expect.stringMatching(/^worker-task: its role \w+ grants ecs:UpdateTaskProtection on .*task\/\*.*, which the contract does not list$/),
+    ]);
   });
 
   test('a grant on a resource the contract does not name for it', () => {

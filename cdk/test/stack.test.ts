@@ -228,12 +228,18 @@ describe('least privilege', () => {
     expect(s.some((x) => actionsOf(x).some((a) => a.startsWith('s3:')))).toBe(false);
   });
 
-  test('Fargate worker: receive/delete/change visibility on its queue; read source objects, list the bucket', () => {
+  test('Fargate worker: receive/delete/change visibility on its queue; read source objects, list the bucket; protect its own task', () => {
     const s = statementsOf(t, roleId(t, 'yuba-prod-worker-task'));
+    const cluster = one(t, 'AWS::ECS::Cluster', (r) => r.Properties.ClusterName === 'yuba-prod')[0];
     expect(s).toEqual([
       expect.objectContaining({ Action: ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:ReceiveMessage'], Resource: fargateQ() }),
       expect.objectContaining({ Action: ['s3:GetObject', 's3:GetObjectVersion'], Resource: bucketObjects }),
       expect.objectContaining({ Action: 's3:ListBucket', Resource: bucketArn }),
+      // Task scale-in protection, through the ECS agent with the task role: the cluster's tasks.
+      expect.objectContaining({
+        Action: 'ecs:UpdateTaskProtection',
+        Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ecs:eu-west-1:123456789012:task/', { Ref: cluster }, '/*']] },
+      }),
     ]);
   });
 
