@@ -1,10 +1,11 @@
 /**
  * The worker's Fargate home: large objects, long-polled from the Fargate work queue.
  *
- * - ARM64, on FARGATE_SPOT weighted against on-demand FARGATE: ECS places tasks by the weights
- *   (and `onDemandBase` tasks always on FARGATE), so when Spot capacity is short the on-demand
- *   share still runs. A Spot reclaim sends SIGTERM two minutes ahead; the worker drains for up to
- *   SHUTDOWN_GRACE_SECONDS (105 s) and releases what is still unfinished to another task.
+ * - ARM64 on on-demand FARGATE (not Spot: see the capacity provider strategy below), with
+ *   `minTasks` kept warm. A task that is stopped (a deployment, StopTask, or a Spot reclaim should
+ *   Spot ever run it) gets SIGTERM; the worker drains for up to SHUTDOWN_GRACE_SECONDS (105 s)
+ *   and releases what is still unfinished to another task, whose attempt resumes a large copy
+ *   from the parts already uploaded.
  * - While it has jobs in flight a task holds ECS task scale-in protection (a few minutes, renewed
  *   while busy, dropped once idle; the worker does it through the ECS agent's endpoint), so a
  *   scale-in or a deployment does not stop it mid-copy. Protection stops neither a Spot reclaim
@@ -15,7 +16,7 @@
  *   here from one number, so ECS never SIGKILLs a draining worker; together at most the 120 s
  *   Fargate allows.
  * - Scaling follows the queue's backlog (visible + in flight) per task, as an exact task count,
- *   down to zero when the queue is empty.
+ *   down to `minTasks` when the queue is empty, with the timing of FARGATE_SCALE_OUT (config.ts).
  */
 import { ArnFormat, Duration, Stack } from 'aws-cdk-lib';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
