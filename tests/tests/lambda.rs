@@ -303,7 +303,7 @@ async fn ingest_on_lambda_accepts_every_shape_s3_delivers_in() -> anyhow::Result
 /// The pre-traffic probe's inputs (cdk/hooks/pre-traffic; cdk/test/pre-traffic.test.ts writes
 /// them to its testdata/ from the probe's own builders) pass the real programs: the worker
 /// replicates the probe's PNG from its own bucket, under the canary prefix, variants and all, and
-/// ingest turns the probe's S3 notification into one job. If either refused them, every deploy
+/// ingest turns the probe's S3 notification into one job, whatever its key filter. If either refused them, every deploy
 /// would be rolled back by its own probe.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pre_traffic_probes_inputs_pass_the_real_programs() -> anyhow::Result<()> {
@@ -374,9 +374,11 @@ async fn the_pre_traffic_probes_inputs_pass_the_real_programs() -> anyhow::Resul
     );
     drop(worker);
 
+    // A filter the probe's key does not match: the probe's notification must still be a job.
     let api = RuntimeApi::start().await?;
     let env = api.env();
-    let overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    overrides.push(("YUBA_FILTER_PREFIXES", "photos/"));
     let ingest = [stack.spawn("yuba-ingest", "ingest", &overrides)?];
     assert_eq!(
         api.invoke(&ingest_event, TIMEOUT)

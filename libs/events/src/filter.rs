@@ -1,3 +1,5 @@
+use yuba_model::CANARY_PREFIX;
+
 /// Which keys yuba replicates: the prefix/suffix rule of S3 notification filters, applied to
 /// decoded keys.
 ///
@@ -25,7 +27,14 @@ impl KeyFilter {
     /// A key passes when it starts with one of the prefixes (or there are none) and ends with
     /// one of the suffixes (or there are none). Matching is byte-exact and case-sensitive, as
     /// S3 keys are.
+    ///
+    /// Keys under [`CANARY_PREFIX`] always pass: they are the deployment probe's objects (in the
+    /// stack's own canary bucket), and a probe whose notification ingest filtered away would pass
+    /// without a job ever being enqueued, proving nothing.
     pub fn admits(&self, key: &str) -> bool {
+        if key.starts_with(CANARY_PREFIX) {
+            return true;
+        }
         let prefix_ok =
             self.prefixes.is_empty() || self.prefixes.iter().any(|p| key.starts_with(p.as_str()));
         let suffix_ok =
@@ -67,6 +76,13 @@ mod tests {
         assert!(!filter.admits("photos/cat.gif"), "wrong suffix");
         assert!(!filter.admits("docs/cat.jpg"), "wrong prefix");
         assert!(!filter.admits("photos/cat.JPG"), "case-sensitive, as S3 is");
+    }
+
+    #[test]
+    fn the_deployment_probes_keys_pass_any_filter() {
+        let filter = filter(&["photos/"], &[".jpg"]);
+        assert!(filter.admits(&format!("{CANARY_PREFIX}ingest.png")));
+        assert!(!filter.admits("_yuba-canary-not/ingest.png"));
     }
 
     #[test]
