@@ -295,8 +295,28 @@ function merge<T>(base: T, over: unknown): T {
 export function stageConfig(stage: StageName, overrides?: Overrides<StageConfig> | string): StageConfig {
   const over = typeof overrides === 'string' ? (JSON.parse(overrides) as Overrides<StageConfig>) : overrides;
   const config = merge(DEFAULTS[stage], over);
+  refuseRemovedFields(config);
   validate(config);
   return config;
+}
+
+/**
+ * Fields an earlier version took, with what replaces them: a cdk.json written for that version
+ * must fail synth, not deploy with the setting silently dropped.
+ */
+const REMOVED_FIELDS: Record<string, Record<string, string>> = {
+  fargateWorker: {
+    onDemandBase: 'use fargateWorker.minTasks (tasks kept warm); the pool is on-demand only, since ARM64 tasks cannot count on Fargate Spot',
+    spotWeight: 'removed: the pool is on-demand only, since ARM64 tasks cannot count on Fargate Spot (lib/fargate-worker.ts)',
+    onDemandWeight: 'removed: the pool is on-demand only',
+  },
+};
+
+function refuseRemovedFields(c: StageConfig): void {
+  for (const [section, fields] of Object.entries(REMOVED_FIELDS)) {
+    const given = (c as unknown as Record<string, Record<string, unknown>>)[section] ?? {};
+    for (const [field, why] of Object.entries(fields)) if (field in given) fail(c, `${section}.${field}`, why);
+  }
 }
 
 function fail(config: StageConfig, field: string, why: string): never {

@@ -187,7 +187,7 @@ export class Observability extends Construct {
 
     d.addWidgets(
       new cloudwatch.TextWidget({
-        markdown: `# yuba ${c.stage}\nS3 \`${c.source.name}\` → GCS \`${c.gcp.bucket}\`. Lag objective ${c.alarms.lagObjectiveSeconds} s, error budget ${c.alarms.errorBudget * 100} %. Runbook: cdk/README.md "Roll back and operate".`,
+        markdown: `# yuba ${c.stage}\nS3 \`${c.source.name}\` → GCS \`${c.gcp.bucket}\`. Lag objective ${c.alarms.lagObjectiveSeconds} s, error budget ${c.alarms.errorBudget * 100} %. What pages and what to do: cdk/README.md "What pages, and what to do".`,
         width: 24,
         height: 2,
       }),

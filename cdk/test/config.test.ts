@@ -51,6 +51,11 @@ test('burn-rate alarms that could never fire, or whose windows are not a long an
   expect(stageConfig('prod', burn(3, 1440, 120)).alarms.burnRates).toEqual([{ rate: 3, longWindowMinutes: 1440, shortWindowMinutes: 120 }]);
 });
 
+test('a setting an earlier version took is refused with what replaces it, not dropped', () => {
+  expect(() => stageConfig('prod', JSON.parse('{"fargateWorker":{"onDemandBase":2}}'))).toThrow(/fargateWorker.onDemandBase: use fargateWorker.minTasks/);
+  expect(() => stageConfig('dev', JSON.parse('{"fargateWorker":{"spotWeight":3}}'))).toThrow(/fargateWorker.spotWeight: removed/);
+});
+
 test('overrides come as JSON strings too (-c yuba:dev=...)', () => {
   expect(stageConfig('dev', JSON.stringify({ source: { name: 'other' } })).source.name).toBe('other');
 });
