@@ -5,7 +5,9 @@
  * The SLI counts every job that mattered, over a window:
  *
  * - good: replicated within the lag objective after its upload (`ReplicationLag` samples of
- *   `Outcome=replicated` at or under the objective: the trimmed count `TC(:objective)`);
+ *   `Outcome=replicated` under the objective: the trimmed count `TC(:objective)`, bounds as
+ *   absolute values, https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Statistics-definitions.html;
+ *   EMF values keep their distribution, so trimmed statistics apply to them);
  * - late: replicated, but later (the other `ReplicationLag` samples). A job whose attempt failed
  *   and whose retry succeeded is judged here, by its final lag;
  * - dead-lettered: jobs that failed for good, waiting in a work queue's DLQ (the worst depth of
