@@ -116,8 +116,8 @@ export function canaryBucket(scope: Construct, c: StageConfig): s3.Bucket {
     encryption: s3.BucketEncryption.S3_MANAGED,
     enforceSSL: true,
     objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-    // Only the probes' few objects, rewritten by every deployment.
-    lifecycleRules: [{ noncurrentVersionExpiration: Duration.days(1), abortIncompleteMultipartUploadAfter: Duration.days(1) }],
+    // No lifecycle rule: an unversioned bucket of two small objects, rewritten in place by every
+    // deployment's probes.
     removalPolicy: c.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
     autoDeleteObjects: !c.retainData,
   });
