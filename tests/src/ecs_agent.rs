@@ -19,10 +19,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Context;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+use crate::http::{Request, read_request};
 
 /// The task the double's container belongs to.
 pub const TASK_ARN: &str =
@@ -327,33 +328,16 @@ async fn serve(
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).await? == 0 {
+        let Some(Request {
+            method,
+            path,
+            body,
+            close,
+        }) = read_request(&mut reader).await?
+        else {
             return Ok(());
-        }
+        };
         let at = Instant::now();
-        let mut parts = request_line.split_whitespace();
-        let method = parts.next().unwrap_or_default().to_owned();
-        let path = parts.next().unwrap_or_default().to_owned();
-        let mut length = 0_usize;
-        let mut close = false;
-        loop {
-            let mut header = String::new();
-            reader.read_line(&mut header).await?;
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                match name.trim().to_ascii_lowercase().as_str() {
-                    "content-length" => length = value.trim().parse().context("content-length")?,
-                    "connection" => close = value.trim().eq_ignore_ascii_case("close"),
-                    _ => {}
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).await?;
 
         let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
         let record = |status: u16, answer: serde_json::Value| {
@@ -439,6 +423,7 @@ async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
 
     /// A request to the double over a plain socket, as curl would send it.
     async fn send(

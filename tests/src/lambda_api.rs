@@ -8,9 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::http::{Request, read_request};
 
 /// One record of an SQS event as Lambda's event source mapping delivers it, with `body`.
 pub fn sqs_record(id: &str, body: &str) -> serde_json::Value {
@@ -150,38 +152,11 @@ async fn serve(
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).await? == 0 {
+        let Some(Request {
+            method, path, body, ..
+        }) = read_request(&mut reader).await?
+        else {
             return Ok(());
-        }
-        let mut parts = request_line.split_whitespace();
-        let (method, path) = (
-            parts.next().unwrap_or_default().to_owned(),
-            parts.next().unwrap_or_default().to_owned(),
-        );
-        let mut length = 0_usize;
-        let mut chunked = false;
-        loop {
-            let mut header = String::new();
-            reader.read_line(&mut header).await?;
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                match name.trim().to_ascii_lowercase().as_str() {
-                    "content-length" => length = value.trim().parse()?,
-                    "transfer-encoding" => chunked = value.trim().eq_ignore_ascii_case("chunked"),
-                    _ => {}
-                }
-            }
-        }
-        let body = if chunked {
-            read_chunked(&mut reader).await?
-        } else {
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).await?;
-            body
         };
 
         if method == "GET" && path.ends_with("/runtime/invocation/next") {
@@ -230,21 +205,5 @@ async fn serve(
         write
             .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 16\r\ncontent-type: application/json\r\n\r\n{\"status\":\"OK\"}\n")
             .await?;
-    }
-}
-
-async fn read_chunked<R: AsyncBufReadExt + Unpin>(reader: &mut R) -> anyhow::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let mut size_line = String::new();
-        reader.read_line(&mut size_line).await?;
-        let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16)?;
-        let mut chunk = vec![0; size + 2];
-        reader.read_exact(&mut chunk).await?;
-        if size == 0 {
-            return Ok(body);
-        }
-        chunk.truncate(size);
-        body.extend_from_slice(&chunk);
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod ecs_agent;
 pub mod fault_proxy;
+mod http;
 pub mod lambda_api;
 pub mod package;
 
@@ -21,7 +22,7 @@ use anyhow::{Context, bail, ensure};
 use sha2::{Digest, Sha256};
 use yuba_aws::S3Source;
 use yuba_config::Env;
-use yuba_gcs::{Gcs, GcsSettings, ObjectInfo};
+use yuba_gcs::{Gcs, GcsSettings, ListQuery, ObjectInfo};
 use yuba_replicate::{Replicator, ReplicatorSettings};
 
 use crate::fault_proxy::{FaultProxy, socket_addr_of};
@@ -31,6 +32,43 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default()
+}
+
+/// Every `.rs` file under `bins/*/src` and `libs/*/src`, as (path from the repository's root,
+/// contents), sorted: what the tidy tests (tests/iam.rs, tests/metrics.rs) scan.
+pub fn program_sources() -> Vec<(String, String)> {
+    fn walk(directory: &Path, found: &mut Vec<PathBuf>) {
+        let entries =
+            std::fs::read_dir(directory).unwrap_or_else(|e| panic!("{}: {e}", directory.display()));
+        for entry in entries {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                found.push(path);
+            }
+        }
+    }
+    let root = repo_root();
+    let mut files = Vec::new();
+    for group in ["bins", "libs"] {
+        let crates = std::fs::read_dir(root.join(group)).expect("bins/ and libs/");
+        for krate in crates {
+            let src = krate.expect("a directory entry").path().join("src");
+            if src.is_dir() {
+                walk(&src, &mut files);
+            }
+        }
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let source = std::fs::read_to_string(&path).expect("a source file");
+            let relative = path.strip_prefix(&root).unwrap_or(&path);
+            (relative.display().to_string(), source)
+        })
+        .collect()
 }
 
 /// Where cargo put the binaries: the test executable lives in `<profile>/deps/`.
@@ -298,6 +336,19 @@ impl Stack {
             .bucket(self.source_bucket())
             .key(key)
             .body(aws_sdk_s3::primitives::ByteStream::from(body.to_vec()))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// Puts a replicate job for `key` of the source bucket on the queue at `queue_url`, as ingest
+    /// would.
+    pub async fn enqueue_replicate(&self, queue_url: &str, key: &str) -> anyhow::Result<()> {
+        self.sqs()
+            .await
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(replicate(self.source_bucket(), key).to_message())
             .send()
             .await?;
         Ok(())
@@ -683,6 +734,27 @@ pub async fn replica_of(
         object.metadata
     );
     Ok(object)
+}
+
+/// The objects under `prefix` of a bucket (one page: tests keep them few), in name order, with
+/// their generations: the temporaries of composite uploads, in the tests of their resumption.
+pub async fn temporaries_under(
+    gcs: &Gcs,
+    bucket: &str,
+    prefix: &str,
+) -> anyhow::Result<Vec<(String, i64)>> {
+    let query = ListQuery {
+        prefix,
+        page_size: 1000,
+        ..ListQuery::default()
+    };
+    let page = gcs.list(bucket, &query).await?;
+    anyhow::ensure!(page.next_page_token.is_none(), "more than one page");
+    Ok(page
+        .objects
+        .into_iter()
+        .map(|object| (object.name, object.generation))
+        .collect())
 }
 
 /// The sha256 of an object's content in GCS, read by the test itself.

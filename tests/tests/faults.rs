@@ -239,14 +239,7 @@ async fn a_worker_killed_mid_upload_leaves_nothing_and_the_job_completes() -> an
     let content = pseudo_random_bytes(40 << 20, 7);
     stack.put(key, &content).await?;
     let queue = stack.var("YUBA_FARGATE_QUEUE_URL").to_owned();
-    stack
-        .sqs()
-        .await
-        .send_message()
-        .queue_url(&queue)
-        .message_body(replicate(stack.source_bucket(), key).to_message())
-        .send()
-        .await?;
+    stack.enqueue_replicate(&queue, key).await?;
     // Slow GCS, so that the kill lands mid-upload.
     proxies.gcs.set_latency(Duration::from_millis(200));
     let mut env = proxies.overrides();

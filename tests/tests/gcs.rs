@@ -5,7 +5,7 @@ use bytes::Bytes;
 use std::time::Duration;
 use yuba_config::Env;
 
-use yuba_e2e::{Stack, eventually, gcs_sha256, pseudo_random_bytes, sha256_hex};
+use yuba_e2e::{Stack, eventually, gcs_sha256, pseudo_random_bytes, sha256_hex, temporaries_under};
 use yuba_gcs::{Gcs, GcsSettings, ListQuery, PARTS_PREFIX, SourceIdentity, UploadSpec};
 use yuba_model::{FailureKind, keys};
 
@@ -72,26 +72,6 @@ async fn temporaries(gcs: &Gcs, bucket: &str) -> anyhow::Result<Vec<String>> {
         .await?
         .into_iter()
         .map(|(name, _)| name)
-        .collect())
-}
-
-/// The temporaries under `prefix`, in name order, with their generations.
-async fn temporaries_under(
-    gcs: &Gcs,
-    bucket: &str,
-    prefix: &str,
-) -> anyhow::Result<Vec<(String, i64)>> {
-    let query = ListQuery {
-        prefix,
-        page_size: 1000,
-        ..ListQuery::default()
-    };
-    let page = gcs.list(bucket, &query).await?;
-    anyhow::ensure!(page.next_page_token.is_none(), "more than one page");
-    Ok(page
-        .objects
-        .into_iter()
-        .map(|object| (object.name, object.generation))
         .collect())
 }
 

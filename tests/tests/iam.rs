@@ -29,7 +29,7 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use yuba_aws::permissions::{self as aws, Condition, Need, Permission, Resource, Sdk};
 use yuba_consumer::permissions as consumer;
-use yuba_e2e::repo_root;
+use yuba_e2e::{program_sources, repo_root};
 use yuba_lambda::permissions as lambda;
 
 /// Where the contract is written, from the repository's root.
@@ -885,42 +885,6 @@ fn problems(
         }
     }
     problems
-}
-
-/// The `.rs` files under `bins/*/src` and `libs/*/src`, repository-relative, with contents.
-fn program_sources() -> Vec<(String, String)> {
-    fn walk(directory: &Path, found: &mut Vec<PathBuf>) {
-        let entries =
-            std::fs::read_dir(directory).unwrap_or_else(|e| panic!("{}: {e}", directory.display()));
-        for entry in entries {
-            let path = entry.expect("a directory entry").path();
-            if path.is_dir() {
-                walk(&path, found);
-            } else if path.extension().is_some_and(|ext| ext == "rs") {
-                found.push(path);
-            }
-        }
-    }
-    let root = repo_root();
-    let mut files = Vec::new();
-    for group in ["bins", "libs"] {
-        let crates = std::fs::read_dir(root.join(group)).expect("bins/ and libs/");
-        for krate in crates {
-            let src = krate.expect("a directory entry").path().join("src");
-            if src.is_dir() {
-                walk(&src, &mut files);
-            }
-        }
-    }
-    files.sort();
-    files
-        .into_iter()
-        .map(|path| {
-            let source = std::fs::read_to_string(&path).expect("a source file");
-            let relative = path.strip_prefix(&root).unwrap_or(&path);
-            (relative.display().to_string(), source)
-        })
-        .collect()
 }
 
 fn all_declared() -> Vec<&'static Permission> {

@@ -21,13 +21,12 @@
 //!   Runtime API) with a function version and reads its EMF lines.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Value, json};
-use yuba_e2e::{Process, Stack, dump_logs, eventually, repo_root};
+use yuba_e2e::{Process, Stack, dump_logs, eventually, program_sources, replicate, repo_root};
 use yuba_model::{CANARY_PREFIX, FailureKind, Job, ReplicateJob};
 use yuba_reconcile::Command;
 use yuba_replicate::{Outcome, variants_error_kinds};
@@ -150,18 +149,13 @@ const BUCKET_FIELD: &str = "bucket";
 const KEY_FIELD: &str = "key";
 
 fn canary_job(bucket: &str, key: &str) -> Job {
-    Job::Replicate(ReplicateJob {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        version_id: None,
-        etag: None,
-        size: None,
-        sequencer: None,
-        event_time: None,
-        // The hook reuses one object for every deployment: without force, a worker would find
-        // its replica up to date and skip it, proving nothing about the new version's copy.
-        force: true,
-    })
+    let Job::Replicate(mut job) = replicate(bucket, key) else {
+        unreachable!("replicate makes a replicate job")
+    };
+    // The hook reuses one object for every deployment: without force, a worker would find its
+    // replica up to date and skip it, proving nothing about the new version's copy.
+    job.force = true;
+    Job::Replicate(job)
 }
 
 #[derive(Serialize)]
@@ -284,44 +278,12 @@ fn closed_dimensions_have_distinct_values() {
     }
 }
 
-/// Every `.rs` file under `bins/*/src` and `libs/*/src`, with its path from the repository's
-/// root, except the telemetry crate (the catalog itself and the one writer of EMF).
+/// Every program source (`bins/*/src`, `libs/*/src`) except the telemetry crate's: the catalog
+/// itself and the one writer of EMF.
 fn sources() -> Vec<(String, String)> {
-    fn walk(directory: &Path, found: &mut Vec<PathBuf>) {
-        let entries =
-            std::fs::read_dir(directory).unwrap_or_else(|e| panic!("{}: {e}", directory.display()));
-        for entry in entries {
-            let path = entry.expect("a directory entry").path();
-            if path.is_dir() {
-                walk(&path, found);
-            } else if path.extension().is_some_and(|ext| ext == "rs") {
-                found.push(path);
-            }
-        }
-    }
-    let root = repo_root();
-    let mut files = Vec::new();
-    for group in ["bins", "libs"] {
-        let crates = std::fs::read_dir(root.join(group)).expect("bins/ and libs/");
-        for krate in crates {
-            let krate = krate.expect("a directory entry").path();
-            if krate.ends_with("libs/telemetry") {
-                continue;
-            }
-            let src = krate.join("src");
-            if src.is_dir() {
-                walk(&src, &mut files);
-            }
-        }
-    }
-    files.sort();
-    files
+    program_sources()
         .into_iter()
-        .map(|path| {
-            let source = std::fs::read_to_string(&path).expect("a source file");
-            let relative = path.strip_prefix(&root).unwrap_or(&path);
-            (relative.display().to_string(), source)
-        })
+        .filter(|(path, _)| !path.starts_with("libs/telemetry/"))
         .collect()
 }
 

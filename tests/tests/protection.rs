@@ -23,7 +23,7 @@ use yuba_consumer::{
     TaskProtectionSettings,
 };
 use yuba_e2e::ecs_agent::{EcsAgent, Fault, Recorded, describe};
-use yuba_e2e::{Stack, dump_logs, eventually, queue_depth, replica_of, replicate};
+use yuba_e2e::{Stack, dump_logs, eventually, queue_depth, replica_of};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -401,14 +401,7 @@ async fn the_worker_protects_its_task_while_it_replicates() -> anyhow::Result<()
             ("YUBA_TASK_PROTECTION_IDLE_SECONDS", "0"),
         ],
     )?;
-    stack
-        .sqs()
-        .await
-        .send_message()
-        .queue_url(&queue)
-        .message_body(replicate(stack.source_bucket(), key).to_message())
-        .send()
-        .await?;
+    stack.enqueue_replicate(&queue, key).await?;
     let gcs = stack.gcs().await?;
     replica_of(
         std::slice::from_ref(&worker),

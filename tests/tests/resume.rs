@@ -11,8 +11,9 @@ use yuba_config::Env;
 use yuba_e2e::fault_proxy::ResetDirection;
 use yuba_e2e::{
     Stack, StackOptions, eventually, gcs_sha256, pseudo_random_bytes, replicate, sha256_hex,
+    temporaries_under,
 };
-use yuba_gcs::{Gcs, GcsSettings, ListQuery, PARTS_PREFIX};
+use yuba_gcs::{Gcs, GcsSettings, PARTS_PREFIX};
 use yuba_model::{FailureKind, Job, keys};
 use yuba_replicate::{Outcome, Replicator, ReplicatorSettings};
 
@@ -50,18 +51,7 @@ async fn small_part_replicator(stack: &Stack, s3_endpoint: &str) -> anyhow::Resu
 
 /// Every temporary in the replica bucket, with its generation.
 async fn temporaries(gcs: &Gcs, bucket: &str) -> anyhow::Result<Vec<(String, i64)>> {
-    let query = ListQuery {
-        prefix: PARTS_PREFIX,
-        page_size: 1000,
-        ..ListQuery::default()
-    };
-    let page = gcs.list(bucket, &query).await?;
-    anyhow::ensure!(page.next_page_token.is_none(), "more than one page");
-    Ok(page
-        .objects
-        .into_iter()
-        .map(|object| (object.name, object.generation))
-        .collect())
+    temporaries_under(gcs, bucket, PARTS_PREFIX).await
 }
 
 /// Objects fake-gcs-server has been sent so far: one per part uploaded.
@@ -229,14 +219,7 @@ async fn a_copy_the_worker_drain_aborts_resumes_in_the_next_worker() -> anyhow::
     let content = pseudo_random_bytes(DRAINED_PARTS * PART - 1000, 25);
     stack.put(key, &content).await?;
     let queue = stack.var("YUBA_FARGATE_QUEUE_URL").to_owned();
-    stack
-        .sqs()
-        .await
-        .send_message()
-        .queue_url(&queue)
-        .message_body(replicate(stack.source_bucket(), key).to_message())
-        .send()
-        .await?;
+    stack.enqueue_replicate(&queue, key).await?;
     let part = PART.to_string();
     let mut env = proxies.overrides();
     env.extend([

@@ -1,0 +1,75 @@
+//! The server side of HTTP/1.1 that the loopback test doubles (lambda_api, ecs_agent) need:
+//! reading one request off a keep-alive connection. The doubles write their answers themselves.
+
+use anyhow::Context;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+
+/// One request as a client sent it.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub method: String,
+    pub path: String,
+    pub body: Vec<u8>,
+    /// The client asked for the connection to be closed after the answer.
+    pub close: bool,
+}
+
+/// The next request on the connection, `None` once the client has closed it. The body is read by
+/// `content-length` or as `transfer-encoding: chunked`.
+pub(crate) async fn read_request<R: AsyncBufReadExt + Unpin>(
+    reader: &mut R,
+) -> anyhow::Result<Option<Request>> {
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).await? == 0 {
+        return Ok(None);
+    }
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_owned();
+    let path = parts.next().unwrap_or_default().to_owned();
+    let (mut length, mut chunked, mut close) = (0_usize, false, false);
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).await?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            match name.trim().to_ascii_lowercase().as_str() {
+                "content-length" => length = value.trim().parse().context("content-length")?,
+                "transfer-encoding" => chunked = value.trim().eq_ignore_ascii_case("chunked"),
+                "connection" => close = value.trim().eq_ignore_ascii_case("close"),
+                _ => {}
+            }
+        }
+    }
+    let body = if chunked {
+        read_chunked(reader).await?
+    } else {
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).await?;
+        body
+    };
+    Ok(Some(Request {
+        method,
+        path,
+        body,
+        close,
+    }))
+}
+
+async fn read_chunked<R: AsyncBufReadExt + Unpin>(reader: &mut R) -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut size_line = String::new();
+        reader.read_line(&mut size_line).await?;
+        let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16)?;
+        let mut chunk = vec![0; size + 2];
+        reader.read_exact(&mut chunk).await?;
+        if size == 0 {
+            return Ok(body);
+        }
+        chunk.truncate(size);
+        body.extend_from_slice(&chunk);
+    }
+}
