@@ -46,6 +46,17 @@ function spotOnArm64(template: any): string[] {
     .map(([id]) => id);
 }
 
+/**
+ * Containers of Fargate task definitions whose stop timeout is over 120 s: ECS refuses them ("For
+ * tasks that use the Fargate launch type, the max stop timeout value is 120 seconds",
+ * https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerDefinition.html).
+ */
+function stopTimeoutsOverFargateMax(template: any): string[] {
+  return Object.entries(template.Resources as Record<string, Res>)
+    .filter(([, r]) => r.Type === 'AWS::ECS::TaskDefinition' && (r.Properties.RequiresCompatibilities ?? []).includes('FARGATE'))
+    .flatMap(([id, r]) => (r.Properties.ContainerDefinitions as any[]).filter((c) => (c.StopTimeout ?? 30) > 120).map((c) => `${id}/${c.Name}`));
+}
+
 const prod = synth('prod');
 const dev = synth('dev');
 
@@ -282,6 +293,11 @@ describe('fargate worker', () => {
     const env = Object.fromEntries(c.Environment.map((e: any) => [e.Name, e.Value]));
     expect(Number(env.YUBA_SHUTDOWN_GRACE_SECONDS)).toBe(SHUTDOWN_GRACE_SECONDS);
     expect(SHUTDOWN_GRACE_SECONDS).toBeLessThan(STOP_TIMEOUT_SECONDS);
+    for (const template of [t, dev.template]) expect(stopTimeoutsOverFargateMax(template.toJSON())).toEqual([]);
+    const broken = JSON.parse(JSON.stringify(t.toJSON()));
+    const [id] = resources(t, 'AWS::ECS::TaskDefinition').find(([, d]) => d.Properties.ContainerDefinitions[0].Name === c.Name)!;
+    broken.Resources[id].Properties.ContainerDefinitions[0].StopTimeout = 121;
+    expect(stopTimeoutsOverFargateMax(broken)).toEqual([`${id}/${c.Name}`]);
     expect(env.YUBA_QUEUE_URL).toEqual({ Ref: queueId(t, 'yuba-prod-work-fargate') });
     // The queue's visibility is the worker's own (renewed every half while a job runs).
     const [, q] = one(t, 'AWS::SQS::Queue', (r) => r.Properties.QueueName === 'yuba-prod-work-fargate');
