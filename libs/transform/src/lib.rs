@@ -34,6 +34,8 @@
 mod colour;
 mod decode;
 mod encode;
+mod header;
+mod memory;
 mod orient;
 mod sniff;
 
@@ -43,6 +45,7 @@ use fast_image_resize as fr;
 use yuba_variants::{Format, Plan, Profile};
 
 pub use colour::IccHandling;
+pub use memory::{ESTIMATE_MARGIN, MemoryEstimate, estimate_memory};
 pub use sniff::{Identified, SourceFormat, identify};
 
 /// Safety limits, imgproxy style, checked before any pixel buffer is allocated.
@@ -295,9 +298,19 @@ fn render_unguarded(
     } else {
         fr::PixelType::U8x3
     };
-    let image =
-        fr::images::ImageRef::new(decoded.width, decoded.height, &decoded.pixels, pixel_type)
+    let alpha = decoded.channels == 4;
+    let mut image =
+        fr::images::Image::from_vec_u8(decoded.width, decoded.height, decoded.pixels, pixel_type)
             .map_err(|e| TransformError::Resample(e.to_string()))?;
+    // Alpha is premultiplied around the filter so transparent pixels do not bleed their
+    // (meaningless) colour into the edges. Done here, in the decoded image itself, because the
+    // resizer's own `use_alpha` premultiplies into a second image of the full decoded size.
+    let mul_div = fr::MulDiv::default();
+    if alpha {
+        mul_div
+            .multiply_alpha_inplace(&mut image)
+            .map_err(|e| TransformError::Resample(e.to_string()))?;
+    }
     // The plan is in stored pixels; a JPEG decoded at 1/n maps stored pixel x to x/n exactly
     // (its decoded size is rounded up, so `decoded / stored` would drift by up to a pixel).
     let scale = 1.0 / f64::from(decoded.shrink_on_load);
@@ -315,14 +328,19 @@ fn render_unguarded(
         let width = (width * scale).min(f64::from(decoded.width) - left);
         let height = (height * scale).min(f64::from(decoded.height) - top);
         let mut resized = fr::images::Image::new(geometry.width, geometry.height, pixel_type);
-        // Lanczos3 as libvips uses for downsizing; `use_alpha` (premultiply around the
-        // convolution) is on by default and only costs anything for RGBA.
+        // Lanczos3 as libvips uses for downsizing, on pixels already premultiplied.
         let options = fr::ResizeOptions::new()
             .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3))
+            .use_alpha(false)
             .crop(left, top, width, height);
         resizer
             .resize(&image, &mut resized, &options)
             .map_err(|e| TransformError::Resample(e.to_string()))?;
+        if alpha {
+            mul_div
+                .divide_alpha_inplace(&mut resized)
+                .map_err(|e| TransformError::Resample(e.to_string()))?;
+        }
         let mut resized = resized.into_vec();
         if let Some(transform) = &to_srgb {
             transform.apply(&mut resized);

@@ -36,7 +36,7 @@ impl SourceFormat {
     }
 }
 
-const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+pub(crate) const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 
 /// The format of `bytes`, from its magic number.
 pub(crate) fn sniff(bytes: &[u8]) -> Result<SourceFormat, TransformError> {
@@ -120,31 +120,6 @@ pub(crate) fn frame_count(format: SourceFormat, bytes: &[u8]) -> u32 {
     }
 }
 
-/// The size the container declares up front, for formats where the decoder would otherwise
-/// read further (to the first `IDAT` for PNG) before saying: checked against the limits first,
-/// so even a malformed bomb gets the right reason.
-pub(crate) fn declared_size(format: SourceFormat, bytes: &[u8]) -> Option<(u32, u32)> {
-    match format {
-        SourceFormat::Png if bytes.get(12..16) == Some(b"IHDR") => {
-            let field = |at: usize| {
-                bytes
-                    .get(at..at + 4)
-                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-            };
-            Some((field(16)?, field(20)?))
-        }
-        SourceFormat::Gif => {
-            let field = |at: usize| {
-                bytes
-                    .get(at..at + 2)
-                    .map(|b| u32::from(u16::from_le_bytes([b[0], b[1]])))
-            };
-            Some((field(6)?, field(8)?))
-        }
-        _ => None,
-    }
-}
-
 /// APNG declares its frame count in `acTL`, which must come before the first `IDAT`.
 fn png_frames(bytes: &[u8]) -> u32 {
     let mut at = PNG_SIGNATURE.len();
@@ -168,13 +143,12 @@ fn png_frames(bytes: &[u8]) -> u32 {
 /// Walks GIF blocks, skipping the data sub-blocks, and counts the image descriptors. A truncated
 /// file just stops the count: the decoder reports the truncation.
 fn gif_frames(bytes: &[u8]) -> u32 {
-    let Some(&packed) = bytes.get(10) else {
-        return 1;
-    };
-    let mut at = 13;
-    if packed & 0x80 != 0 {
-        at += 3 << ((packed & 0x07) + 1);
-    }
+    let count = gif_descriptors(bytes).count();
+    u32::try_from(count).unwrap_or(u32::MAX).max(1)
+}
+
+/// The offsets of a GIF's image descriptors (0x2C), in order, as far as `bytes` go.
+pub(crate) fn gif_descriptors(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
     let skip_sub_blocks = |mut at: usize| -> Option<usize> {
         loop {
             let size = usize::from(*bytes.get(at)?);
@@ -185,32 +159,32 @@ fn gif_frames(bytes: &[u8]) -> u32 {
             at += size;
         }
     };
-    let mut frames = 0u32;
-    while let Some(&block) = bytes.get(at) {
-        match block {
-            0x2C => {
-                frames = frames.saturating_add(1);
-                let Some(&local) = bytes.get(at + 9) else {
-                    break;
-                };
-                at += 10;
-                if local & 0x80 != 0 {
-                    at += 3 << ((local & 0x07) + 1);
-                }
-                // LZW minimum code size, then the image data.
-                match skip_sub_blocks(at + 1) {
-                    Some(next) => at = next,
-                    None => break,
-                }
-            }
-            0x21 => match skip_sub_blocks(at + 2) {
-                Some(next) => at = next,
-                None => break,
-            },
-            _ => break,
+    let mut at = bytes.get(10).map(|&packed| {
+        if packed & 0x80 != 0 {
+            13 + (3 << ((packed & 0x07) + 1))
+        } else {
+            13
         }
-    }
-    frames.max(1)
+    });
+    std::iter::from_fn(move || {
+        loop {
+            let here = at?;
+            match *bytes.get(here)? {
+                0x2C => {
+                    let local = *bytes.get(here + 9)?;
+                    let mut next = here + 10;
+                    if local & 0x80 != 0 {
+                        next += 3 << ((local & 0x07) + 1);
+                    }
+                    // LZW minimum code size, then the image data.
+                    at = skip_sub_blocks(next + 1);
+                    return Some(here);
+                }
+                0x21 => at = skip_sub_blocks(here + 2),
+                _ => return None,
+            }
+        }
+    })
 }
 
 /// Counts the `ANMF` chunks of an animated WebP (a still WebP has none).
