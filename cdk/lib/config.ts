@@ -5,6 +5,8 @@
  * overrides any field. Everything that differs between an SRE team's accounts (account, region,
  * bucket names, the GCP credential files) comes from there, never from code.
  */
+import * as fs from 'fs';
+import * as path from 'path';
 import { Duration } from 'aws-cdk-lib';
 
 export type StageName = 'dev' | 'prod';
@@ -185,10 +187,92 @@ export interface StageConfig {
   readonly retainData: boolean;
 }
 
-/** Process memory of a worker (README "Memory"): ~18 MiB + (parallel uploads + 1) x chunk x concurrency. */
-export function workerMemoryMiB(concurrency: number, chunkBytes = 8 * 1024 * 1024, parallelUploads = 4): number {
-  const base = 18;
-  return base + Math.ceil(((parallelUploads + 1) * chunkBytes * concurrency) / (1024 * 1024));
+/**
+ * The worker's memory rule, as the programs apply it (libs/replicate/src/memory.rs): the contract
+ * `cdk/lib/generated/memory.json`, written from the Rust constants by `tests/tests/memory.rs`
+ * under `cargo test`, with worked examples of the budget that `cdk/test/config.test.ts` holds
+ * `imagesBudgetBytes` to. The worker admits image work by this budget: a job waits while it is
+ * taken, and an image whose render would exceed all of it gets no variants
+ * (`too_large_for_memory`). The CDK sizes the workers so that the budget holds `concurrency` of
+ * the photo below at once.
+ */
+export interface MemoryContract {
+  /** The variable that gives a process its memory in MiB (YUBA_MEMORY_MIB); set on the Fargate tasks. */
+  readonly memorySetting: string;
+  /** What the process takes before any job: the binary, the runtime, the clients. */
+  readonly processBaseMiB: number;
+  /** The share of what the base and the uploads leave that is kept back for the allocator. */
+  readonly allocatorSlackPercent: number;
+  /** With variants, a process whose budget is below this refuses to start. */
+  readonly minImagesBudgetMiB: number;
+  /** The photo the deployment is sized for, and one job's memory for it (its render and the source held whole). */
+  readonly photo: { readonly description: string; readonly jobMiB: number };
+  readonly examples: ReadonlyArray<{
+    readonly memoryMiB: number;
+    readonly uploadChunkBytes: number;
+    readonly parallelUploads: number;
+    readonly concurrency: number;
+    /** null: the base and the uploads take more than the memory. */
+    readonly imagesBudgetBytes: number | null;
+  }>;
+}
+
+export const MEMORY_CONTRACT_FILE = path.join(__dirname, 'generated', 'memory.json');
+
+export function loadMemoryContract(file = MEMORY_CONTRACT_FILE): MemoryContract {
+  return JSON.parse(fs.readFileSync(file, 'utf8')) as MemoryContract;
+}
+
+/** The contract the workers are sized by. */
+export const MEMORY: MemoryContract = loadMemoryContract();
+
+const MIB = 1024 * 1024;
+/** The programs' defaults of YUBA_UPLOAD_CHUNK_BYTES and YUBA_GCS_PARALLEL_UPLOADS (libs/gcs), which the stacks do not set. */
+export const DEFAULT_UPLOAD_CHUNK_BYTES = 8 * MIB;
+export const DEFAULT_PARALLEL_UPLOADS = 4;
+/** The reconciler's `--concurrency` default (YUBA_RECONCILE_CONCURRENCY; bins/reconciler/src/cli.rs). */
+export const RECONCILER_DEFAULT_CONCURRENCY = 16;
+/** Lambda's memory range (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html). */
+export const LAMBDA_MEMORY_MIB = { min: 128, max: 10240 } as const;
+
+/**
+ * The streaming copies' buffers, bounded by the configuration whatever is sent: each job in
+ * flight holds at most `parallelUploads + 1` chunks (README "Memory").
+ */
+export function streamingBytes(chunkBytes: number, parallelUploads: number, concurrency: number): number {
+  return chunkBytes * (parallelUploads + 1) * concurrency;
+}
+
+/**
+ * Bytes for image work in a process of `memoryMiB` (the Rust `images_budget`): what is left after
+ * the process's base and the streaming buffers, less the allocator's slack; null when nothing is
+ * left. Integer bytes, exactly as the worker computes them.
+ */
+export function imagesBudgetBytes(memoryMiB: number, chunkBytes: number, parallelUploads: number, concurrency: number): number | null {
+  const left = memoryMiB * MIB - MEMORY.processBaseMiB * MIB - streamingBytes(chunkBytes, parallelUploads, concurrency);
+  if (left < 0) return null;
+  return left - Math.floor((left * MEMORY.allocatorSlackPercent) / 100);
+}
+
+const roundUp64 = (mib: number) => Math.ceil(mib / 64) * 64;
+
+/**
+ * The least memory (MiB, a multiple of 64) a worker running `concurrency` jobs at once needs
+ * (README "Memory"): without variants, the process's base and its streaming buffers; with them,
+ * enough that the images budget holds `concurrency` photos (MEMORY.photo) at once, and never less
+ * than the budget the worker refuses to start below (MEMORY.minImagesBudgetMiB).
+ */
+export function workerMemoryMiB(concurrency: number, withVariants: boolean, chunkBytes = DEFAULT_UPLOAD_CHUNK_BYTES, parallelUploads = DEFAULT_PARALLEL_UPLOADS): number {
+  if (!withVariants) return roundUp64(MEMORY.processBaseMiB + Math.ceil(streamingBytes(chunkBytes, parallelUploads, concurrency) / MIB));
+  const photos = Math.max(concurrency * MEMORY.photo.jobMiB, MEMORY.minImagesBudgetMiB);
+  return memoryForBudgetMiB(photos, chunkBytes, parallelUploads, concurrency);
+}
+
+/** The least memory (MiB, a multiple of 64) whose images budget is at least `budgetMiB`. */
+function memoryForBudgetMiB(budgetMiB: number, chunkBytes: number, parallelUploads: number, concurrency: number): number {
+  let memory = roundUp64(MEMORY.processBaseMiB + Math.ceil(streamingBytes(chunkBytes, parallelUploads, concurrency) / MIB));
+  while ((imagesBudgetBytes(memory, chunkBytes, parallelUploads, concurrency) ?? -1) < budgetMiB * MIB) memory += 64;
+  return memory;
 }
 
 const common = {
@@ -342,10 +426,15 @@ export function validate(c: StageConfig): void {
   if (lw.reservedConcurrency !== undefined && lw.reservedConcurrency < lw.maxConcurrency) {
     fail(c, 'lambdaWorker.reservedConcurrency', 'must be at least maxConcurrency, or the event source is throttled');
   }
+  const lambdaNeeds = workerMemoryMiB(lw.concurrency, c.variants !== '');
+  if (lambdaNeeds > LAMBDA_MEMORY_MIB.max) {
+    fail(c, 'lambdaWorker.concurrency', `${lw.concurrency} jobs at once need ${lambdaNeeds} MiB (README "Memory": ${memoryNeeds(lw.concurrency, c.variants !== '')}), more than Lambda's ${LAMBDA_MEMORY_MIB.max} MiB: lower it`);
+  }
   const fw = c.fargateWorker;
-  const needed = workerMemoryMiB(fw.concurrency);
-  if (fw.memoryMiB < needed * 1.5) {
-    fail(c, 'fargateWorker.memoryMiB', `${fw.memoryMiB} MiB is too little for concurrency ${fw.concurrency}: the worker needs ~${needed} MiB (README "Memory"), give 1.5x that`);
+  const variants = c.variants !== '';
+  const needed = workerMemoryMiB(fw.concurrency, variants);
+  if (fw.memoryMiB < needed) {
+    fail(c, 'fargateWorker.memoryMiB', `${fw.memoryMiB} MiB is too little for concurrency ${fw.concurrency}: the worker needs at least ${needed} MiB (README "Memory": ${memoryNeeds(fw.concurrency, variants)})`);
   }
   if (fw.maxTasks < 1) fail(c, 'fargateWorker.maxTasks', 'must be at least 1');
   if (fw.minTasks < 0 || fw.minTasks > fw.maxTasks) fail(c, 'fargateWorker.minTasks', 'must be 0..maxTasks');
@@ -362,26 +451,64 @@ export function validate(c: StageConfig): void {
       fail(c, 'variants', `not JSON: ${(e as Error).message}`);
     }
   }
+  validateReconcilerMemory(c);
   if (c.delivery.domainNames && !c.delivery.certificateArn) fail(c, 'delivery.certificateArn', 'required with domainNames');
   // A misspelt mode must not fall through to another one (anything not 'queue' used to mean direct).
   if (!NOTIFICATION_MODES.includes(c.notifications)) fail(c, 'notifications', `${JSON.stringify(c.notifications)} is not one of ${NOTIFICATION_MODES.join(', ')}`);
 }
 
-/** The Lambda worker's memory: its process formula with room for image decoding (variants hold one image). */
-/**
- * Peak memory of one job that makes variants of a photo: the source held whole, the decode (a
- * progressive JPEG's coefficients alone are ~130 MiB at 24 MP) and the outputs. The load test
- * measured 1,018 MiB of peak RSS for 8 such jobs at once on 9-24 MP photos (docs/BENCHMARKS.md,
- * "Under load").
- */
-export const IMAGE_JOB_MIB = 128;
+/** What a worker of `concurrency` jobs needs memory for, in words, for synth's messages. */
+function memoryNeeds(concurrency: number, withVariants: boolean): string {
+  const streaming = Math.ceil(streamingBytes(DEFAULT_UPLOAD_CHUNK_BYTES, DEFAULT_PARALLEL_UPLOADS, concurrency) / MIB);
+  const parts = `${MEMORY.processBaseMiB} MiB for the process and ${streaming} MiB of upload buffers`;
+  if (!withVariants) return parts;
+  return `${parts}, then ${concurrency} x ${MEMORY.photo.jobMiB} MiB for as many photos at once (${MEMORY.photo.description}) after the allocator's ${MEMORY.allocatorSlackPercent} %`;
+}
 
+/** A numeric setting of the reconciler's extra environment, or its default. */
+function reconcilerSetting(c: StageConfig, name: string, fallback: number): number {
+  const value = Number(c.reconciler.environment[name]);
+  return Number.isInteger(value) && value > 0 ? value : fallback;
+}
+
+/**
+ * The reconciler repairs with the worker's code (backfill --inline, verify --deep), so with
+ * variants it refuses to start when its images budget is below MEMORY.minImagesBudgetMiB: its
+ * task must leave that much at its concurrency (YUBA_RECONCILE_CONCURRENCY, else the CLI's
+ * default) and upload settings. Its memory reaches it as MEMORY.memorySetting, from memoryMiB.
+ */
+function validateReconcilerMemory(c: StageConfig): void {
+  const r = c.reconciler;
+  if (MEMORY.memorySetting in r.environment) {
+    fail(c, `reconciler.environment.${MEMORY.memorySetting}`, 'is set from reconciler.memoryMiB (the task\'s memory): change that instead');
+  }
+  if (c.variants === '') return;
+  const concurrency = reconcilerSetting(c, 'YUBA_RECONCILE_CONCURRENCY', RECONCILER_DEFAULT_CONCURRENCY);
+  const chunk = reconcilerSetting(c, 'YUBA_UPLOAD_CHUNK_BYTES', DEFAULT_UPLOAD_CHUNK_BYTES);
+  const parallel = reconcilerSetting(c, 'YUBA_GCS_PARALLEL_UPLOADS', DEFAULT_PARALLEL_UPLOADS);
+  const budget = imagesBudgetBytes(r.memoryMiB, chunk, parallel, concurrency) ?? 0;
+  if (budget < MEMORY.minImagesBudgetMiB * MIB) {
+    const streaming = Math.ceil(streamingBytes(chunk, parallel, concurrency) / MIB);
+    fail(
+      c,
+      'reconciler.memoryMiB',
+      `${r.memoryMiB} MiB leaves ${Math.floor(budget / MIB)} MiB for variants at concurrency ${concurrency}, less than the ${MEMORY.minImagesBudgetMiB} MiB ` +
+        `without which it refuses to start with variants (README "Memory": ${MEMORY.processBaseMiB} MiB for the process, ${streaming} MiB of upload buffers): ` +
+        `give it at least ${memoryForBudgetMiB(MEMORY.minImagesBudgetMiB, chunk, parallel, concurrency)} MiB, or lower YUBA_RECONCILE_CONCURRENCY`,
+    );
+  }
+}
+
+/**
+ * The Lambda worker's memory: the worker's rule for its concurrency (with variants, room for that
+ * many photos at once), within Lambda's range, and never below a floor: more memory is also more
+ * CPU on Lambda (one vCPU per 1,769 MB), which the copies and the transform use.
+ */
 export function lambdaWorkerMemoryMiB(c: StageConfig): number {
-  const jobs = c.lambdaWorker.concurrency;
-  const process = workerMemoryMiB(jobs) + (c.variants === '' ? 0 : jobs * IMAGE_JOB_MIB);
-  // More memory is also more CPU on Lambda (one vCPU per 1,769 MB), which the transform uses.
-  const floor = c.variants === '' ? 512 : 1024;
-  return Math.min(10240, Math.max(floor, Math.ceil((process * 1.5) / 64) * 64));
+  const variants = c.variants !== '';
+  const rule = workerMemoryMiB(c.lambdaWorker.concurrency, variants);
+  const floor = variants ? 1024 : 512;
+  return Math.min(LAMBDA_MEMORY_MIB.max, Math.max(LAMBDA_MEMORY_MIB.min, floor, rule));
 }
 
 /**

@@ -15,6 +15,9 @@
  * - The stop timeout is the worker's drain (YUBA_SHUTDOWN_GRACE_SECONDS) plus a margin, both set
  *   here from one number, so ECS never SIGKILLs a draining worker; together at most the 120 s
  *   Fargate allows.
+ * - The task's memory is given to the worker (YUBA_MEMORY_MIB, the contract's `memorySetting`),
+ *   which takes its images budget from it; synth refuses a task smaller than the worker's rule
+ *   for its concurrency (config.ts `workerMemoryMiB`, README "Memory").
  * - Scaling follows the queue's backlog (visible + in flight) per task, as an exact task count,
  *   down to `minTasks` when the queue is empty, with the timing of FARGATE_SCALE_OUT (config.ts).
  */
@@ -26,7 +29,7 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { FARGATE_SCALE_OUT, StageConfig, imageRepositoryName } from './config';
+import { FARGATE_SCALE_OUT, MEMORY, StageConfig, imageRepositoryName } from './config';
 import { imageDigest } from './code';
 import { roleNames } from './gcp';
 import { workerEnvironment } from './lambdas';
@@ -146,6 +149,9 @@ export class FargateWorker extends Construct {
         YUBA_QUEUE_URL: queue.queueUrl,
         YUBA_VISIBILITY_TIMEOUT_SECONDS: String(FARGATE_VISIBILITY_SECONDS),
         YUBA_SHUTDOWN_GRACE_SECONDS: String(SHUTDOWN_GRACE_SECONDS),
+        // The task's memory, which the worker's images budget is taken from (README "Memory"),
+        // rather than a cgroup limit it would have to find.
+        [MEMORY.memorySetting]: String(fw.memoryMiB),
       },
     });
 

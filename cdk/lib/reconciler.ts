@@ -16,7 +16,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import { Construct } from 'constructs';
-import { StageConfig, metricsNamespace } from './config';
+import { MEMORY, StageConfig, metricsNamespace } from './config';
 import { CONTAINER_USER, arm64TaskDefinition, yubaImage } from './fargate-worker';
 import { roleNames } from './gcp';
 import { Network } from './network';
@@ -95,6 +95,9 @@ export class Reconciler extends Construct {
         ...(c.variants ? { YUBA_VARIANTS: c.variants } : {}),
         ...(c.source.prefixes.length === 1 ? { YUBA_RECONCILE_PREFIX: c.source.prefixes[0] } : {}),
         ...c.reconciler.environment,
+        // The task's memory, which its images budget is taken from (README "Memory"); validate()
+        // refuses it in `environment`.
+        [MEMORY.memorySetting]: String(c.reconciler.memoryMiB),
       },
     });
 

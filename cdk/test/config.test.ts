@@ -3,11 +3,102 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { App, Stack } from 'aws-cdk-lib';
-import { FARGATE_SCALE_OUT, IMAGE_JOB_MIB, fargateScaleOutSeconds, lambdaWorkerMemoryMiB, stageConfig, workerMemoryMiB } from '../lib/config';
+import {
+  DEFAULT_PARALLEL_UPLOADS,
+  DEFAULT_UPLOAD_CHUNK_BYTES,
+  FARGATE_SCALE_OUT,
+  MEMORY,
+  MemoryContract,
+  fargateScaleOutSeconds,
+  imagesBudgetBytes,
+  lambdaWorkerMemoryMiB,
+  stageConfig,
+  workerMemoryMiB,
+} from '../lib/config';
 import { exampleCredentials, loadCredentials } from '../lib/gcp';
+import { synth } from './helpers';
 
-test('the worker memory formula matches the README (8 MiB x 5 x 8 + 18)', () => {
-  expect(workerMemoryMiB(8)).toBe(320 + 18);
+const MIB = 1024 * 1024;
+const VARIANTS = JSON.stringify({ profiles: [{ name: 'large', width: 1600, height: 1600, format: 'jpeg' }] });
+const budget = (memoryMiB: number, concurrency: number) => imagesBudgetBytes(memoryMiB, DEFAULT_UPLOAD_CHUNK_BYTES, DEFAULT_PARALLEL_UPLOADS, concurrency);
+
+/** The worked examples of memory.json (the Rust `images_budget`) that `rule` does not reproduce to the byte. */
+function budgetMismatches(rule: typeof imagesBudgetBytes, contract: MemoryContract = MEMORY): string[] {
+  return contract.examples.flatMap((e) => {
+    const got = rule(e.memoryMiB, e.uploadChunkBytes, e.parallelUploads, e.concurrency);
+    return got === e.imagesBudgetBytes ? [] : [`${JSON.stringify(e)}: got ${got}`];
+  });
+}
+
+describe('the memory rule (lib/generated/memory.json, from libs/replicate/src/memory.rs)', () => {
+  test('imagesBudgetBytes reproduces every worked example of the Rust rule exactly', () => {
+    expect(MEMORY.examples.length).toBeGreaterThan(0);
+    expect(budgetMismatches(imagesBudgetBytes)).toEqual([]);
+    // Nothing left is null, exactly nothing left is 0.
+    const streaming = (DEFAULT_UPLOAD_CHUNK_BYTES * (DEFAULT_PARALLEL_UPLOADS + 1) * 8) / MIB;
+    expect(budget(MEMORY.processBaseMiB + streaming, 8)).toBe(0);
+    expect(budget(MEMORY.processBaseMiB + streaming - 1, 8)).toBeNull();
+  });
+
+  test('broken copies of the rule fail the examples', () => {
+    const withoutStreaming: typeof imagesBudgetBytes = (memoryMiB, _chunk, parallel, concurrency) => imagesBudgetBytes(memoryMiB, 0, parallel, concurrency);
+    const withoutSlack: typeof imagesBudgetBytes = (memoryMiB, chunk, parallel, concurrency) =>
+      (memoryMiB - MEMORY.processBaseMiB) * MIB - chunk * (parallel + 1) * concurrency;
+    const withoutBase: typeof imagesBudgetBytes = (memoryMiB, chunk, parallel, concurrency) => imagesBudgetBytes(memoryMiB + MEMORY.processBaseMiB, chunk, parallel, concurrency);
+    for (const broken of [withoutStreaming, withoutSlack, withoutBase]) expect(budgetMismatches(broken)).not.toEqual([]);
+  });
+
+  test('without variants a worker needs its base and its upload buffers (README: 8 MiB x 5 x 8 = 320 MiB)', () => {
+    expect(workerMemoryMiB(8, false)).toBe(Math.ceil((MEMORY.processBaseMiB + 320) / 64) * 64);
+  });
+
+  test('with variants a worker is sized for `concurrency` photos at once, to the least multiple of 64 MiB', () => {
+    for (const concurrency of [1, 2, 4, 8, 16]) {
+      const memory = workerMemoryMiB(concurrency, true);
+      const needed = Math.max(concurrency * MEMORY.photo.jobMiB, MEMORY.minImagesBudgetMiB) * MIB;
+      expect(memory % 64).toBe(0);
+      expect(budget(memory, concurrency)).toBeGreaterThanOrEqual(needed);
+      expect(budget(memory - 64, concurrency) ?? -1).toBeLessThan(needed);
+      expect(memory).toBeGreaterThanOrEqual(workerMemoryMiB(concurrency, false) + MEMORY.minImagesBudgetMiB);
+    }
+  });
+
+  test('every stage default validates with variants on', () => {
+    for (const stage of ['dev', 'prod'] as const) expect(stageConfig(stage, { variants: VARIANTS }).variants).toBe(VARIANTS);
+  });
+
+  test('a Fargate task below the rule is refused at synth, naming the field and the numbers', () => {
+    const needed = workerMemoryMiB(8, true);
+    const short = needed - 64;
+    expect(() => synth('prod', { variants: VARIANTS, fargateWorker: { memoryMiB: short } })).toThrow(
+      `yuba:prod: fargateWorker.memoryMiB: ${short} MiB is too little for concurrency 8: the worker needs at least ${needed} MiB (README "Memory"`,
+    );
+    expect(stageConfig('prod', { variants: VARIANTS, fargateWorker: { memoryMiB: needed } }).fargateWorker.memoryMiB).toBe(needed);
+    // Without variants, the base and the upload buffers.
+    expect(() => stageConfig('prod', { fargateWorker: { memoryMiB: 256 } })).toThrow(/fargateWorker.memoryMiB: 256 MiB is too little/);
+  });
+
+  test('a reconciler that would refuse to start with variants is refused, at its concurrency', () => {
+    // 16 jobs (the CLI's default) x 5 x 8 MiB of uploads leave nothing of 512 MiB.
+    expect(() => stageConfig('dev', { variants: VARIANTS, reconciler: { memoryMiB: 512 } })).toThrow(/reconciler.memoryMiB: 512 MiB leaves 0 MiB for variants at concurrency 16/);
+    expect(stageConfig('dev', { reconciler: { memoryMiB: 512 } }).reconciler.memoryMiB).toBe(512);
+    expect(stageConfig('dev', { variants: VARIANTS, reconciler: { memoryMiB: 512, environment: { YUBA_RECONCILE_CONCURRENCY: '4' } } }).reconciler.memoryMiB).toBe(512);
+    // Its memory setting comes from memoryMiB, never from environment.
+    expect(() => stageConfig('dev', { reconciler: { environment: { [MEMORY.memorySetting]: '4096' } } })).toThrow(`reconciler.environment.${MEMORY.memorySetting}`);
+  });
+
+  test("the Fargate tasks are told their task's memory", () => {
+    for (const stage of ['dev', 'prod'] as const) {
+      const { template } = synth(stage);
+      const tasks = Object.values(template.findResources('AWS::ECS::TaskDefinition')) as any[];
+      expect(tasks.map((t) => t.Properties.Family).sort()).toEqual([`yuba-${stage}-reconciler`, `yuba-${stage}-worker`]);
+      for (const task of tasks) {
+        const [container] = task.Properties.ContainerDefinitions;
+        const env = Object.fromEntries(container.Environment.map((e: any) => [e.Name, e.Value]));
+        expect(env[MEMORY.memorySetting]).toBe(String(task.Properties.Memory));
+      }
+    }
+  });
 });
 
 test('a task too small for its concurrency is refused, naming the field', () => {
@@ -60,14 +151,22 @@ test('overrides come as JSON strings too (-c yuba:dev=...)', () => {
   expect(stageConfig('dev', JSON.stringify({ source: { name: 'other' } })).source.name).toBe('other');
 });
 
-test('Lambda memory grows with variants on: a photo decode per job in flight', () => {
+test('Lambda memory follows the rule: with variants, room for its concurrency of photos at once', () => {
   const c = stageConfig('prod');
   const jobs = c.lambdaWorker.concurrency;
-  const withVariants = lambdaWorkerMemoryMiB({ ...c, variants: '{"profiles":[]}' });
-  expect(withVariants).toBeGreaterThanOrEqual(1.5 * (workerMemoryMiB(jobs) + jobs * IMAGE_JOB_MIB));
-  // 8 jobs: above the 1,018 MiB the load test measured, with headroom.
-  expect(withVariants).toBeGreaterThanOrEqual(1.5 * 1018);
-  expect(lambdaWorkerMemoryMiB({ ...c, variants: '' })).toBeLessThan(withVariants);
+  const withVariants = lambdaWorkerMemoryMiB({ ...c, variants: VARIANTS });
+  expect(withVariants).toBe(Math.max(1024, workerMemoryMiB(jobs, true)));
+  expect(budget(withVariants, jobs)).toBeGreaterThanOrEqual(jobs * MEMORY.photo.jobMiB * MIB);
+  // 8 jobs: above the 1,018 MiB of peak RSS the load test measured for 8 photos at once.
+  expect(withVariants).toBeGreaterThan(1018);
+  const without = lambdaWorkerMemoryMiB({ ...c, variants: '' });
+  expect(without).toBe(Math.max(512, workerMemoryMiB(jobs, false)));
+  expect(without).toBeLessThan(withVariants);
+  // The floors keep CPU for small concurrencies (Lambda's CPU follows memory).
+  expect(lambdaWorkerMemoryMiB({ ...c, variants: VARIANTS, lambdaWorker: { ...c.lambdaWorker, concurrency: 1 } })).toBe(1024);
+  expect(lambdaWorkerMemoryMiB({ ...c, variants: '', lambdaWorker: { ...c.lambdaWorker, concurrency: 1 } })).toBe(512);
+  // More photos at once than Lambda's 10,240 MiB hold is refused.
+  expect(() => stageConfig('prod', { variants: VARIANTS, lambdaWorker: { concurrency: 100 } })).toThrow(/lambdaWorker.concurrency: 100 jobs at once need \d+ MiB .* more than Lambda's 10240 MiB/);
 });
 
 describe('credentials', () => {

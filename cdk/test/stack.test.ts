@@ -3,7 +3,7 @@
  * example GCP credential configurations).
  */
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import { DEFAULT_BURN_RATES, FARGATE_SCALE_OUT, workerMemoryMiB } from '../lib/config';
+import { DEFAULT_BURN_RATES, FARGATE_SCALE_OUT, lambdaWorkerMemoryMiB, workerMemoryMiB } from '../lib/config';
 import { SHUTDOWN_GRACE_SECONDS, STOP_TIMEOUT_SECONDS, backlogSteps } from '../lib/fargate-worker';
 import { burnRateName } from '../lib/slo';
 import { loadCanaryJob } from '../lib/canary';
@@ -144,9 +144,10 @@ describe('lambdas', () => {
     expect(wenv.YUBA_QUEUE_URL).toBeUndefined(); // on Lambda the trigger delivers
   });
 
-  test('the worker memory covers its process formula with headroom', () => {
+  test("the worker memory is the worker's memory rule for its concurrency (README \"Memory\")", () => {
     const [, worker] = one(t, 'AWS::Lambda::Function', (r) => r.Properties.FunctionName === 'yuba-prod-worker');
-    expect(worker.Properties.MemorySize).toBeGreaterThanOrEqual(1.5 * workerMemoryMiB(prod.config.lambdaWorker.concurrency));
+    expect(worker.Properties.MemorySize).toBe(lambdaWorkerMemoryMiB(prod.config));
+    expect(worker.Properties.MemorySize).toBeGreaterThanOrEqual(workerMemoryMiB(prod.config.lambdaWorker.concurrency, prod.config.variants !== ''));
     expect(worker.Properties.ReservedConcurrentExecutions).toBeGreaterThanOrEqual(prod.config.lambdaWorker.maxConcurrency);
   });
 
@@ -304,9 +305,9 @@ describe('fargate worker', () => {
     expect(String(q.Properties.VisibilityTimeout)).toBe(env.YUBA_VISIBILITY_TIMEOUT_SECONDS);
   });
 
-  test('task memory covers the worker formula with headroom', () => {
+  test("task memory covers the worker's memory rule for its concurrency", () => {
     const td = worker();
-    expect(Number(td.Properties.Memory)).toBeGreaterThanOrEqual(1.5 * workerMemoryMiB(prod.config.fargateWorker.concurrency));
+    expect(Number(td.Properties.Memory)).toBeGreaterThanOrEqual(workerMemoryMiB(prod.config.fargateWorker.concurrency, prod.config.variants !== ''));
   });
 
   test('on-demand FARGATE with a warm task in prod (ARM64 cannot run on Spot), circuit breaker with rollback', () => {
