@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use yuba_aws::S3Source;
 use yuba_config::Env;
 use yuba_gcs::{Gcs, GcsSettings, ListQuery, ObjectInfo};
-use yuba_replicate::{Replicator, ReplicatorSettings};
+use yuba_replicate::{Footprint, Replicator, ReplicatorSettings};
 
 use crate::fault_proxy::{FaultProxy, socket_addr_of};
 
@@ -32,6 +32,17 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default()
+}
+
+/// Holds a file generated from Rust (a contract the CDK reads) to what the code renders now:
+/// rewritten and failed when it differs, so a change shows in the diff and is committed.
+pub fn check_generated(relative: &str, rendered: &str) {
+    let path = repo_root().join(relative);
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    if committed != rendered {
+        std::fs::write(&path, rendered).expect("writing the generated file");
+        panic!("{relative} was out of date and has been regenerated; commit it");
+    }
 }
 
 /// Every `.rs` file under `bins/*/src` and `libs/*/src`, as (path from the repository's root,
@@ -393,7 +404,13 @@ impl Stack {
     ) -> anyhow::Result<Replicator> {
         let mut pairs = vec![("YUBA_GCS_BUCKET", self.replica_bucket())];
         pairs.extend_from_slice(env);
-        let settings = ReplicatorSettings::from_env(&Env::from_pairs(pairs), 8 * 1024 * 1024)?;
+        // The worker's defaults: 8 MiB chunks, 4 parts at once, 8 jobs.
+        let footprint = Footprint {
+            upload_chunk_bytes: 8 * 1024 * 1024,
+            parallel_uploads: 4,
+            concurrency: 8,
+        };
+        let settings = ReplicatorSettings::from_env(&Env::from_pairs(pairs), &footprint)?;
         let sdk = self
             .sdk_config()
             .await

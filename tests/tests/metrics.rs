@@ -26,7 +26,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Value, json};
-use yuba_e2e::{Process, Stack, dump_logs, eventually, program_sources, replicate, repo_root};
+use yuba_e2e::{
+    Process, Stack, check_generated, dump_logs, eventually, program_sources, replicate,
+};
 use yuba_model::{CANARY_PREFIX, FailureKind, Job, ReplicateJob};
 use yuba_reconcile::Command;
 use yuba_replicate::{Outcome, variants_error_kinds};
@@ -182,23 +184,14 @@ fn render_canary() -> String {
     text
 }
 
-fn check_file(relative: &str, rendered: &str) {
-    let path = repo_root().join(relative);
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    if committed != rendered {
-        std::fs::write(&path, rendered).expect("writing the contract");
-        panic!("{relative} was out of date and has been regenerated; commit it");
-    }
-}
-
 #[test]
 fn the_contract_file_is_up_to_date() {
-    check_file(METRICS_CONTRACT, &render_metrics());
+    check_generated(METRICS_CONTRACT, &render_metrics());
 }
 
 #[test]
 fn the_canary_job_file_is_up_to_date() {
-    check_file(CANARY_CONTRACT, &render_canary());
+    check_generated(CANARY_CONTRACT, &render_canary());
 }
 
 /// What the pre-traffic hook does with the file: set the named fields of the message to a real

@@ -15,7 +15,7 @@ use yuba_e2e::{
 };
 use yuba_gcs::{Gcs, GcsSettings, PARTS_PREFIX};
 use yuba_model::{FailureKind, Job, keys};
-use yuba_replicate::{Outcome, Replicator, ReplicatorSettings};
+use yuba_replicate::{Footprint, Outcome, Replicator, ReplicatorSettings};
 
 const PART: usize = 256 * 1024;
 const PARTS: usize = 24;
@@ -35,7 +35,7 @@ async fn small_part_replicator(stack: &Stack, s3_endpoint: &str) -> anyhow::Resu
         ("YUBA_GCS_PARALLEL_UPLOADS", "2"),
     ]);
     let gcs_settings = GcsSettings::from_env(&env)?;
-    let settings = ReplicatorSettings::from_env(&env, gcs_settings.upload_chunk_bytes)?;
+    let settings = ReplicatorSettings::from_env(&env, &Footprint::new(&gcs_settings, 1))?;
     let sdk = stack
         .sdk_config()
         .await

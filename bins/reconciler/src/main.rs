@@ -20,7 +20,7 @@ use yuba_gcs::{Gcs, GcsSettings};
 use yuba_reconcile::{
     Buckets, Depth, Live, ReconcileError, Reconciler, Repair, RunOptions, Selection, Summary, Task,
 };
-use yuba_replicate::{Replicator, ReplicatorSettings};
+use yuba_replicate::{Footprint, Replicator, ReplicatorSettings};
 use yuba_telemetry::metrics::{self, Dimension, Metric};
 
 use crate::cli::{Cli, Command};
@@ -62,7 +62,10 @@ async fn run(cli: Cli) -> anyhow::Result<Summary> {
     let command = &cli.command;
     let common = command.common();
     let gcs_settings = GcsSettings::from_env(&env)?;
-    let replicator_settings = ReplicatorSettings::from_env(&env, gcs_settings.upload_chunk_bytes)?;
+    let replicator_settings = ReplicatorSettings::from_env(
+        &env,
+        &Footprint::new(&gcs_settings, usize::from(common.concurrency)),
+    )?;
     let buckets = Buckets {
         source: env.required(
             "YUBA_SOURCE_BUCKET",

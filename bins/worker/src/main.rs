@@ -16,7 +16,7 @@ use yuba_config::Env;
 use yuba_consumer::{Consumer, TaskProtectionSettings, cancel_on_termination};
 use yuba_gcs::{Gcs, GcsSettings};
 use yuba_lambda::{Home, SqsBatches};
-use yuba_replicate::{Replicator, ReplicatorSettings};
+use yuba_replicate::{Footprint, Replicator, ReplicatorSettings};
 
 use crate::handler::JobHandler;
 
@@ -28,9 +28,10 @@ async fn main() -> anyhow::Result<()> {
     let env = Env::from_process();
     yuba_telemetry::init(&env).map_err(anyhow::Error::msg)?;
     let gcs_settings = GcsSettings::from_env(&env)?;
-    let replicator_settings = ReplicatorSettings::from_env(&env, gcs_settings.upload_chunk_bytes)?;
-    let force_path_style = env.flag("YUBA_S3_FORCE_PATH_STYLE", false)?;
     let home = Home::from_env(&env, "YUBA_QUEUE_URL", DEFAULT_CONCURRENCY)?;
+    let replicator_settings =
+        ReplicatorSettings::from_env(&env, &Footprint::new(&gcs_settings, home.concurrency()))?;
+    let force_path_style = env.flag("YUBA_S3_FORCE_PATH_STYLE", false)?;
     // Read and checked at start-up with the rest; only the long-poll home uses it (Lambda has
     // no ECS agent, and so no ECS_AGENT_URI: it is `None` there).
     let task_protection = TaskProtectionSettings::from_env(&env)?;
@@ -39,6 +40,13 @@ async fn main() -> anyhow::Result<()> {
     let gcs = Gcs::connect(&gcs_settings).await?;
     // Which Google identity this process acts as, so a denied request can be traced to it.
     tracing::info!(gcs_credentials = %gcs_settings.credentials, "GCS client ready");
+    let memory = &replicator_settings.memory;
+    tracing::info!(
+        memory_mib = memory.total_mib,
+        memory_from = %memory.source,
+        images_budget_mib = memory.images_bytes / (1024 * 1024),
+        "memory budget for variants"
+    );
     let replicator = Replicator::new(
         S3Source::new(&sdk, force_path_style),
         gcs,

@@ -29,6 +29,14 @@ pub enum Home {
 }
 
 impl Home {
+    /// Jobs handled at once, in either home.
+    pub fn concurrency(&self) -> usize {
+        match self {
+            Home::Lambda { concurrency, .. } => *concurrency,
+            Home::Service(settings) => settings.concurrency,
+        }
+    }
+
     /// `queue_var` names the variable holding the queue a service polls.
     pub fn from_env(
         env: &Env,

@@ -4,17 +4,24 @@
 //! proves the bytes are the ones S3 announced (length, single-part ETag, S3's CRC32C), lets GCS
 //! check them again on arrival, and records the source's identity and digests in the replica's
 //! metadata. Memory is bounded by a few upload chunks whatever the object size (large objects go
-//! up in parts, several at once). A delete job removes the replica unless the key exists again
+//! up in parts, several at once), and image work by the process's images budget (`memory`),
+//! which every render reserves its estimated peak from before the source is held whole. A delete job removes the replica unless the key exists again
 //! in S3.
 //!
 //! Used by the worker and by the reconciler's inline backfill, so both copy the same way.
 
+mod memory;
 mod replicator;
 mod source;
 mod verify;
 
+pub use memory::{
+    ALLOCATOR_SLACK_PERCENT, Footprint, ImageGate, LAMBDA_MEMORY, MEMORY_SETTING,
+    MIN_IMAGES_BUDGET_MIB, MemoryBudget, MemorySource, OverBudget, PROCESS_BASE_MIB, Reservation,
+    images_budget,
+};
 pub use replicator::{
-    Outcome, ReplicateError, Replicator, ReplicatorSettings, VARIANT_NAME_ERROR, replica_name,
-    variants_error_kinds,
+    Outcome, ReplicateError, Replicator, ReplicatorSettings, TOO_LARGE_FOR_MEMORY,
+    VARIANT_NAME_ERROR, replica_name, variants_error_kinds,
 };
 pub use verify::{ContentVerifier, ExpectedContent, IntegrityError};

@@ -15,14 +15,22 @@ use yuba_model::{
     ReplicaRecord, ReplicateJob, SourceFacts, VariantRecord, crc32c_from_base64, gcs_object_name,
     keys,
 };
-use yuba_transform::{Identified, Limits, TransformError, identify, render};
+use yuba_transform::{
+    Identified, Limits, MemoryEstimate, TransformError, estimate_memory, identify, render,
+};
 use yuba_variants::{Profile, VariantConfig, VariantConfigError};
 
+use crate::memory::{Footprint, ImageGate, MemoryBudget, OverBudget, Reservation};
 use crate::source::{StreamFailure, StreamReport, VerifiedStream};
 use crate::verify::{ContentVerifier, ExpectedContent, IntegrityError};
 
 /// Enough of the start of an object to tell an image format by its magic number.
 const SNIFF_BYTES: usize = 64;
+
+/// How much of an image is read ahead for its header, to estimate its render before holding it
+/// whole. JPEG's frame header follows the EXIF and ICC segments, which rarely pass this; an image
+/// whose header does is admitted on the whole budget until it has been read.
+const HEADER_BYTES: usize = 256 * 1024;
 
 /// How many times a job looks at the replica again after another write of it came first. Each
 /// lost race means another job made progress on the key, so a few suffice; past them the job
@@ -43,19 +51,26 @@ pub struct ReplicatorSettings {
     pub variants: VariantConfig,
     /// What an image may be for variants to be made of it; larger ones are replicated only.
     pub image_limits: Limits,
+    /// The process's memory, and what of it renders may take at once.
+    pub memory: MemoryBudget,
 }
 
 impl ReplicatorSettings {
-    pub fn from_env(env: &Env, upload_chunk_bytes: usize) -> Result<Self, VariantConfigError> {
+    /// `footprint` is the process's copies' buffers (chunk size, parallel parts, jobs at once),
+    /// which the images' memory budget is what is left after.
+    pub fn from_env(env: &Env, footprint: &Footprint) -> Result<Self, VariantConfigError> {
         let defaults = Limits::default();
+        let variants = VariantConfig::from_env(env)?;
+        let memory = MemoryBudget::from_env(env, footprint, !variants.profiles.is_empty())?;
         Ok(ReplicatorSettings {
             replica_bucket: env.required(
                 "YUBA_GCS_BUCKET",
                 "set it to the name of the GCS bucket that holds the replicas",
             )?,
             mirror_deletes: env.flag("YUBA_MIRROR_DELETES", true)?,
-            whole_object_limit: upload_chunk_bytes as u64,
-            variants: VariantConfig::from_env(env)?,
+            whole_object_limit: footprint.upload_chunk_bytes,
+            variants,
+            memory,
             image_limits: Limits {
                 max_pixels: env.number_in(
                     "YUBA_MAX_SOURCE_PIXELS",
@@ -82,12 +97,30 @@ impl ReplicatorSettings {
 /// name (the transform's own errors start with [`TransformError::kind`]).
 pub const VARIANT_NAME_ERROR: &str = "name";
 
+/// The kind a recorded variants error starts with when the image's render would need more
+/// memory than the process has for images at all ([`crate::MemoryBudget`]).
+pub const TOO_LARGE_FOR_MEMORY: &str = "too_large_for_memory";
+
 /// Every kind a recorded variants error (`kind: details`, in `Outcome::Replicated` and the
 /// replica's record) starts with: the metric catalog's `VariantError` values.
 pub fn variants_error_kinds() -> impl Iterator<Item = &'static str> {
     TransformError::KINDS
         .into_iter()
-        .chain([VARIANT_NAME_ERROR])
+        .chain([VARIANT_NAME_ERROR, TOO_LARGE_FOR_MEMORY])
+}
+
+/// What a job does about variants, decided before the source is read whole.
+enum Admission {
+    /// None are made; the reason, when there is one to record.
+    NoVariants(Option<String>),
+    /// They are made, under a reservation of the images' memory budget held until the job ends.
+    Render {
+        profiles: Vec<Profile>,
+        reservation: Reservation,
+        /// The reservation is the estimate; `false`: it is the whole budget, because the header
+        /// was past the bytes read ahead (the estimate is made once the source is read).
+        sized: bool,
+    },
 }
 
 /// What a job did. Every variant is a success: the message can be acknowledged.
@@ -217,11 +250,19 @@ pub struct Replicator {
     s3: S3Source,
     gcs: Gcs,
     settings: ReplicatorSettings,
+    /// Shared by the clones of one replicator: the process's renders pass it.
+    images: ImageGate,
 }
 
 impl Replicator {
     pub fn new(s3: S3Source, gcs: Gcs, settings: ReplicatorSettings) -> Self {
-        Replicator { s3, gcs, settings }
+        let images = ImageGate::new(settings.memory.images_bytes);
+        Replicator {
+            s3,
+            gcs,
+            settings,
+            images,
+        }
     }
 
     pub async fn run(&self, job: &Job) -> Result<Outcome, ReplicateError> {
@@ -352,35 +393,19 @@ impl Replicator {
                 .as_deref()
                 .and_then(crc32c_from_base64),
         };
-        let variants_by_key = self
-            .settings
-            .variants
-            .profiles
-            .iter()
-            .any(|profile| profile.covers_key(&job.key));
-        let max_image_bytes = self.settings.image_limits.max_bytes;
         // What the bytes are decides, not what the upload claimed; the format is recorded so
         // that the variants a replica should have can be told from its record alone.
         let identified = identify(&source.peek(SNIFF_BYTES).await?);
-        if source.size <= self.settings.whole_object_limit {
-            return self
-                .write_whole(target, source, facts, expected, identified)
-                .await;
-        }
-        // Only images yuba decodes are held whole for variants; anything else larger than a
-        // chunk streams.
-        let variants_error = match identified {
-            Identified::Decodable(_) if variants_by_key && source.size <= max_image_bytes => {
+        let admission = self.admit(&job.key, &mut source, identified).await?;
+        // Images that get variants are held whole (bounded by the image byte limit, and
+        // reserved in the images' budget); anything else larger than a chunk streams.
+        let variants_error = match admission {
+            Admission::NoVariants(error) if source.size > self.settings.whole_object_limit => error,
+            admission => {
                 return self
-                    .write_whole(target, source, facts, expected, identified)
+                    .write_whole(target, source, facts, expected, identified, admission)
                     .await;
             }
-            Identified::Decodable(_) if variants_by_key => Some(format!(
-                "too_large: source is {} bytes, more than the limit of {max_image_bytes}",
-                source.size
-            )),
-            Identified::UnsupportedImage(format) if variants_by_key => Some(unsupported(format)),
-            _ => None,
         };
         let streamed = Streamed {
             variants_error,
@@ -423,6 +448,7 @@ impl Replicator {
         facts: SourceFacts,
         expected: ExpectedContent,
         identified: Identified,
+        admission: Admission,
     ) -> Result<Outcome, ReplicateError> {
         let integrity = |reason| ReplicateError::Integrity {
             bucket: facts.bucket.clone(),
@@ -439,7 +465,7 @@ impl Replicator {
         let checksums = verifier.finish().map_err(integrity)?;
         let content = Bytes::from(content);
         let (variants, variants_error) = self
-            .write_variants(&facts, &source, &content, &checksums, identified)
+            .write_variants(&facts, &source, &content, &checksums, admission)
             .await?;
         let record = ReplicaRecord {
             source: facts,
@@ -468,44 +494,126 @@ impl Replicator {
         })
     }
 
-    /// Makes and writes the variants of `content` that its key and (sniffed) format call for.
-    /// Returns the `profile.extension` of each written, or why none could be made: a bad image
-    /// is a fact to record, not a failure of the job. A failed upload is a failure (transient).
+    /// Decides what the job does about variants, before the source is read whole: an image the
+    /// configuration makes variants of reserves its render's estimated memory (and its source's
+    /// size) in the images' budget, waiting while it is taken. One that needs more than the
+    /// whole budget gets none ([`TOO_LARGE_FOR_MEMORY`]); its original is replicated as always.
+    async fn admit(
+        &self,
+        key: &str,
+        source: &mut SourceObject,
+        identified: Identified,
+    ) -> Result<Admission, ReplicateError> {
+        let config = &self.settings.variants;
+        let covered = || {
+            config
+                .profiles
+                .iter()
+                .any(|profile| profile.covers_key(key))
+        };
+        let format = match identified {
+            Identified::Decodable(format) => format,
+            Identified::UnsupportedImage(format) => {
+                return Ok(Admission::NoVariants(
+                    covered().then(|| unsupported(format)),
+                ));
+            }
+            Identified::NotAnImage => return Ok(Admission::NoVariants(None)),
+        };
+        let profiles: Vec<Profile> = config
+            .profiles_for(key, format.content_type())
+            .cloned()
+            .collect();
+        if profiles.is_empty() {
+            return Ok(Admission::NoVariants(None));
+        }
+        let limits = &self.settings.image_limits;
+        if source.size > limits.max_bytes {
+            let error = TransformError::TooLarge {
+                bytes: source.size,
+                max: limits.max_bytes,
+            };
+            return Ok(Admission::NoVariants(Some(transform_failure(&error))));
+        }
+        let head = source.peek(HEADER_BYTES).await?;
+        let complete = head.len() as u64 >= source.size;
+        let estimate = {
+            let profiles: Vec<&Profile> = profiles.iter().collect();
+            estimate_memory(&head, complete, &profiles, limits)
+        };
+        let (reservation, sized) = match estimate {
+            MemoryEstimate::Bytes(render) => {
+                let needed = render + source.size;
+                if needed > self.images.available_bytes() {
+                    tracing::info!(
+                        needed_mib = needed / (1024 * 1024),
+                        available_mib = self.images.available_bytes() / (1024 * 1024),
+                        "waiting for memory to make variants"
+                    );
+                }
+                match self.images.reserve(needed).await {
+                    Ok(reservation) => (reservation, true),
+                    Err(over) => {
+                        return Ok(Admission::NoVariants(Some(too_large_for_memory(over))));
+                    }
+                }
+            }
+            MemoryEstimate::NeedMoreBytes => (self.images.reserve_all().await, false),
+        };
+        Ok(Admission::Render {
+            profiles,
+            reservation,
+            sized,
+        })
+    }
+
+    /// Makes and writes the variants `admission` calls for. Returns the `profile.extension` of
+    /// each written, or why none could be made: a bad image is a fact to record, not a failure
+    /// of the job. A failed upload is a failure (transient).
     async fn write_variants(
         &self,
         facts: &SourceFacts,
         source: &SourceObject,
         content: &Bytes,
         checksums: &Checksums,
-        identified: Identified,
+        admission: Admission,
     ) -> Result<(Vec<String>, Option<String>), ReplicateError> {
-        let format = match identified {
-            Identified::Decodable(format) => format,
-            Identified::UnsupportedImage(format) => {
-                return Ok((Vec::new(), Some(unsupported(format))));
-            }
-            Identified::NotAnImage => return Ok((Vec::new(), None)),
+        let (profiles, mut reservation, sized) = match admission {
+            Admission::NoVariants(error) => return Ok((Vec::new(), error)),
+            Admission::Render {
+                profiles,
+                reservation,
+                sized,
+            } => (profiles, reservation, sized),
         };
-        let config = &self.settings.variants;
-        let profiles: Vec<Profile> = config
-            .profiles_for(&facts.key, format.content_type())
-            .cloned()
-            .collect();
-        if profiles.is_empty() {
-            return Ok((Vec::new(), None));
-        }
         let limits = self.settings.image_limits;
+        if !sized {
+            let render = {
+                let profiles: Vec<&Profile> = profiles.iter().collect();
+                estimate_memory(content, true, &profiles, &limits)
+            };
+            let MemoryEstimate::Bytes(render) = render else {
+                unreachable!("the whole source always gives an estimate")
+            };
+            if let Err(over) = reservation.keep(render + source.size) {
+                return Ok((Vec::new(), Some(too_large_for_memory(over))));
+            }
+        }
         let image = content.clone();
         let rendered = tokio::task::spawn_blocking(move || {
             let profiles: Vec<&Profile> = profiles.iter().collect();
             render(&image, &profiles, &limits)
         })
         .await;
+        // What the render allocated is freed; the source (part of the reservation) is held by
+        // the caller until the original is written, a smaller share not worth splitting off.
+        drop(reservation);
+        let config = &self.settings.variants;
         let rendered = match rendered {
             Ok(Ok(rendered)) => rendered,
             Ok(Err(error)) => {
                 tracing::warn!(kind = error.kind(), %error, "no variants: the image cannot be transformed");
-                return Ok((Vec::new(), Some(format!("{}: {error}", error.kind()))));
+                return Ok((Vec::new(), Some(transform_failure(&error))));
             }
             Err(join) => {
                 tracing::error!(error = %join, "the transform did not finish");
@@ -924,6 +1032,22 @@ fn image_format(identified: Identified) -> Option<String> {
     }
 }
 
+/// The recorded reason for a transform's refusal: `kind: message`.
+fn transform_failure(error: &TransformError) -> String {
+    format!("{}: {error}", error.kind())
+}
+
+/// The recorded reason for an image whose render needs more than the images' whole budget.
+fn too_large_for_memory(over: OverBudget) -> String {
+    const MIB: u64 = 1024 * 1024;
+    format!(
+        "{TOO_LARGE_FOR_MEMORY}: making its variants needs about {} MiB with the source, more than \
+         the {} MiB this process has for images; give it more memory (README \"Memory\")",
+        over.needed.div_ceil(MIB),
+        over.budget / MIB
+    )
+}
+
 /// The recorded reason for an image in a format the transform does not decode, in the same
 /// `kind: message` form as the transform's own errors.
 fn unsupported(format: &str) -> String {
@@ -1000,6 +1124,12 @@ fn user_metadata(source: &HashMap<String, String>) -> Vec<(String, String)> {
 mod tests {
     use super::*;
 
+    const FOOTPRINT: Footprint = Footprint {
+        upload_chunk_bytes: 256 * 1024,
+        parallel_uploads: 1,
+        concurrency: 1,
+    };
+
     /// One outcome of each variant (the match is exhaustive, so a new variant must be added
     /// here before this compiles) against the hand-written list.
     #[test]
@@ -1058,10 +1188,10 @@ mod tests {
             ("YUBA_GCS_BUCKET", "replica"),
             ("YUBA_MIRROR_DELETES", "false"),
         ]);
-        let settings = ReplicatorSettings::from_env(&env, 1024).unwrap();
+        let settings = ReplicatorSettings::from_env(&env, &FOOTPRINT).unwrap();
         assert_eq!(settings.replica_bucket, "replica");
         assert!(!settings.mirror_deletes);
-        let missing = ReplicatorSettings::from_env(&Env::default(), 1024).unwrap_err();
+        let missing = ReplicatorSettings::from_env(&Env::default(), &FOOTPRINT).unwrap_err();
         assert!(missing.to_string().contains("YUBA_GCS_BUCKET"));
     }
 
@@ -1070,7 +1200,7 @@ mod tests {
         let with = |name, value| {
             ReplicatorSettings::from_env(
                 &Env::from_pairs([("YUBA_GCS_BUCKET", "replica"), (name, value)]),
-                1024,
+                &FOOTPRINT,
             )
         };
         let settings = with("YUBA_MAX_SOURCE_PIXELS", "1000").unwrap();
