@@ -34,9 +34,9 @@ package: bootstrap
 package-smoke: bootstrap build
 	$(PYTHON) scripts/package.py --no-synth
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run -p yuba-e2e --test package --run-ignored only --no-fail-fast; \
+		$(CARGO) nextest run -p yuba-e2e --run-ignored only -E 'test(/^package::/)' --no-fail-fast; \
 	else \
-		$(CARGO) test -p yuba-e2e --test package -- --ignored; \
+		$(CARGO) test -p yuba-e2e --test e2e package:: -- --ignored; \
 	fi
 
 bootstrap:

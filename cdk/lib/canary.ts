@@ -23,7 +23,7 @@ import { StageConfig } from './config';
 import { stageLogGroup } from './log-group';
 import { YubaMetrics } from './metrics';
 
-/** The job message the worker's probe sends, written from the Rust model by tests/tests/metrics.rs. */
+/** The job message the worker's probe sends, written from the Rust model by tests/tests/e2e/metrics.rs. */
 export interface CanaryJobTemplate {
   readonly message: Record<string, unknown>;
   readonly fields: { readonly bucket: string; readonly key: string };

@@ -1,7 +1,7 @@
 /**
  * Every role of the synthesized templates against the permissions contract,
  * lib/generated/aws-iam.json, which the Rust tests generate from what each crate declares beside
- * its AWS calls (tests/tests/iam.rs). The local emulators enforce no IAM; this is where a role
+ * its AWS calls (tests/tests/e2e/iam.rs). The local emulators enforce no IAM; this is where a role
  * that cannot make a call the code makes, or may do what the code never does, is caught.
  *
  * - Each program's role (found by what runs with it: the Lambda function or the task definition

@@ -1,7 +1,7 @@
 /**
  * Every alarm and every dashboard widget that reads a yuba metric reads one the programs emit:
  * its name, its dimension set and its dimension values are in the contract the Rust catalog
- * writes (lib/generated/metrics.json, by tests/tests/metrics.rs). And every alarm stays within
+ * writes (lib/generated/metrics.json, by tests/tests/e2e/metrics.rs). And every alarm stays within
  * CloudWatch's limits, which no emulator checks.
  */
 import { Template } from 'aws-cdk-lib/assertions';

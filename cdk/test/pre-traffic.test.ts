@@ -169,7 +169,7 @@ describe('pre-traffic probe', () => {
 
 /**
  * The probe's two events and its PNG, built with fixed inputs, are testdata/ files that
- * tests/tests/lambda.rs feeds to the real yuba-worker and yuba-ingest under a loopback Lambda
+ * tests/tests/e2e/lambda.rs feeds to the real yuba-worker and yuba-ingest under a loopback Lambda
  * Runtime API: what the probe sends is what the programs accept. A change here rewrites the
  * files and fails once, so that the Rust test runs on the new shapes.
  */
@@ -194,7 +194,7 @@ describe('the probe and the real programs share their inputs', () => {
     if (!current || !current.equals(expected[name])) {
       fs.mkdirSync(dir, { recursive: true });
       fs.writeFileSync(file, expected[name]);
-      throw new Error(`${file} was stale and has been rewritten: run the tests again, and tests/tests/lambda.rs with it`);
+      throw new Error(`${file} was stale and has been rewritten: run the tests again, and tests/tests/e2e/lambda.rs with it`);
     }
   });
 });

@@ -8,6 +8,7 @@
 pub mod ecs_agent;
 pub mod fault_proxy;
 mod http;
+mod images;
 pub mod lambda_api;
 pub mod package;
 
@@ -26,6 +27,7 @@ use yuba_gcs::{Gcs, GcsSettings, ListQuery, ObjectInfo};
 use yuba_replicate::{Footprint, Replicator, ReplicatorSettings};
 
 use crate::fault_proxy::{FaultProxy, socket_addr_of};
+pub use crate::images::amplification_png;
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -157,7 +157,7 @@ exports.handler = async (event) => {
 };
 
 // For the tests that hold these shapes to what the real programs accept (cdk/test/pre-traffic.test.ts
-// writes them to testdata/, tests/tests/lambda.rs feeds them to yuba-worker and yuba-ingest).
+// writes them to testdata/, tests/tests/e2e/lambda.rs feeds them to yuba-worker and yuba-ingest).
 exports.canaryPng = canaryPng;
 exports.canaryJob = canaryJob;
 exports.sqsEvent = sqsEvent;

@@ -2,7 +2,7 @@
 //!
 //! Every crate that calls AWS has a `permissions` module: one [`Permission`] for each thing a
 //! call (or the program's home) needs, and groups of them by public API, which the program list
-//! in `tests/tests/iam.rs` composes into each program's permissions. From that list a test
+//! in `tests/tests/e2e/iam.rs` composes into each program's permissions. From that list a test
 //! renders `cdk/lib/generated/aws-iam.json`, the contract every role of the CDK app is checked
 //! against (`cdk/test/iam.test.ts`); another test fails when a crate calls an SDK operation it
 //! does not declare, or declares one it no longer calls. The local emulators enforce no IAM, so

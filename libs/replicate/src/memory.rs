@@ -11,7 +11,7 @@
 //!
 //! The rule is one function, [`images_budget`]; the CDK sizes its Lambda and Fargate workers
 //! with the same numbers (`cdk/lib/generated/memory.json`, written and checked by
-//! `tests/tests/memory.rs`).
+//! `tests/tests/e2e/memory.rs`).
 
 use std::sync::Arc;
 

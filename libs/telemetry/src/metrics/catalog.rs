@@ -1,6 +1,6 @@
 //! Every metric yuba emits and every dimension it emits them by: the one list that the programs
 //! emit through ([`super::emit`] takes a [`Metric`] and [`Dimension`]s, never names) and that
-//! `tests/tests/metrics.rs` renders into `cdk/lib/generated/metrics.json`, which the CDK app's
+//! `tests/tests/e2e/metrics.rs` renders into `cdk/lib/generated/metrics.json`, which the CDK app's
 //! alarms, dashboard and canary read instead of spelling names of their own.
 //!
 //! A dimension's values are either a closed set, taken from the Rust enum that produces them

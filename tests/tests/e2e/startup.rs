@@ -16,9 +16,17 @@ fn start(binary: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
     )
 }
 
+/// A well-formed queue URL, for the cases about other settings (the worker reads its home, and
+/// so the queue, before the replicator's settings: their memory budget depends on its concurrency).
+const QUEUE_URL: &str = "https://sqs.eu-west-1.amazonaws.com/123456789012/work";
+
 #[test]
 fn the_worker_names_what_is_missing_or_wrong() {
     let (code, stderr) = start("yuba-worker", &[]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("YUBA_QUEUE_URL is not set"), "{stderr}");
+
+    let (code, stderr) = start("yuba-worker", &[("YUBA_QUEUE_URL", QUEUE_URL)]);
     assert_eq!(code, Some(1));
     assert!(stderr.contains("YUBA_GCS_BUCKET is not set"), "{stderr}");
 
@@ -39,6 +47,7 @@ fn the_worker_names_what_is_missing_or_wrong() {
         "yuba-worker",
         &[
             ("YUBA_GCS_BUCKET", "replica"),
+            ("YUBA_QUEUE_URL", QUEUE_URL),
             (
                 "YUBA_VARIANTS",
                 r#"{"profiles": [{"name": "t", "width": 90, "fit": "contain"}]}"#,

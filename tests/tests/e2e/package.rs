@@ -5,7 +5,7 @@
 //! user on a read-only root, as ECS runs them.
 //!
 //! They need the package, so they are ignored by a plain `cargo test`; `make test` builds the
-//! package and runs them (`cargo nextest run -p yuba-e2e --test package --run-ignored only`).
+//! package and runs them (`cargo nextest run -p yuba-e2e --run-ignored only -E 'test(/^package::/)'`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

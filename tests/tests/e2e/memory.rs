@@ -15,7 +15,8 @@
 use std::time::Duration;
 
 use yuba_e2e::{
-    Stack, check_generated, dump_logs, eventually, gcs_sha256, queue_depth, replica_of, sha256_hex,
+    Stack, amplification_png, check_generated, dump_logs, eventually, gcs_sha256, queue_depth,
+    replica_of, sha256_hex,
 };
 use yuba_replicate::{
     ALLOCATOR_SLACK_PERCENT, Footprint, MEMORY_SETTING, MIN_IMAGES_BUDGET_MIB, PROCESS_BASE_MIB,
@@ -36,42 +37,6 @@ const VARIANTS: &str = r#"{
         {"name": "full", "width": 7000, "height": 7000, "format": "png", "prefixes": ["full/"]}
     ]
 }"#;
-
-/// 7000 × 7000 RGBA, 16 bits per sample, written row by row (never held whole): a soft
-/// gradient under a translucent band, so the alpha is real and the file small.
-fn amplification_png() -> Vec<u8> {
-    const SIDE: u32 = 7000;
-    let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, SIDE, SIDE);
-    encoder.set_color(png::ColorType::Rgba);
-    encoder.set_depth(png::BitDepth::Sixteen);
-    encoder.set_compression(png::Compression::High);
-    let mut writer = encoder.write_header().unwrap();
-    let mut stream = writer.stream_writer().unwrap();
-    let mut row = vec![0u8; SIDE as usize * 8];
-    for y in 0..SIDE {
-        for (x, pixel) in row.chunks_exact_mut(8).enumerate() {
-            let x = x as u32;
-            let alpha: u16 = if (y / 500) % 2 == 0 { 0xFFFF } else { 0x8000 };
-            for (channel, value) in [
-                x / 50 * 460,
-                y / 50 * 460,
-                (x + y) / 100 * 460,
-                u32::from(alpha),
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                pixel[channel * 2..channel * 2 + 2]
-                    .copy_from_slice(&(value.min(0xFFFF) as u16).to_be_bytes());
-            }
-        }
-        std::io::Write::write_all(&mut stream, &row).unwrap();
-    }
-    stream.finish().unwrap();
-    writer.finish().unwrap();
-    out
-}
 
 fn peak_rss_mib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
