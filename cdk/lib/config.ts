@@ -189,7 +189,7 @@ export interface StageConfig {
 
 /**
  * The worker's memory rule, as the programs apply it (libs/replicate/src/memory.rs): the contract
- * `cdk/lib/generated/memory.json`, written from the Rust constants by `tests/tests/memory.rs`
+ * `cdk/lib/generated/memory.json`, written from the Rust constants by `tests/tests/e2e/memory.rs`
  * under `cargo test`, with worked examples of the budget that `cdk/test/config.test.ts` holds
  * `imagesBudgetBytes` to. The worker admits image work by this budget: a job waits while it is
  * taken, and an image whose render would exceed all of it gets no variants
@@ -232,8 +232,30 @@ export const DEFAULT_UPLOAD_CHUNK_BYTES = 8 * MIB;
 export const DEFAULT_PARALLEL_UPLOADS = 4;
 /** The reconciler's `--concurrency` default (YUBA_RECONCILE_CONCURRENCY; bins/reconciler/src/cli.rs). */
 export const RECONCILER_DEFAULT_CONCURRENCY = 16;
-/** Lambda's memory range (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html). */
+/**
+ * Lambda's memory range: "between 128 MB and 10,240 MB in 1-MB increments"
+ * (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html).
+ */
 export const LAMBDA_MEMORY_MIB = { min: 128, max: 10240 } as const;
+
+interface TemplateResources {
+  readonly Resources?: Record<string, { readonly Type?: string; readonly Properties?: { readonly MemorySize?: unknown } }>;
+}
+
+/**
+ * The Lambda functions of a synthesized template whose memory Lambda would refuse at deploy time
+ * (LAMBDA_MEMORY_MIB), each named with what is wrong. A function without MemorySize gets
+ * Lambda's default, 128 MB.
+ */
+export function lambdaMemoryProblems(template: TemplateResources): string[] {
+  return Object.entries(template.Resources ?? {})
+    .filter(([, r]) => r.Type === 'AWS::Lambda::Function' && r.Properties?.MemorySize !== undefined)
+    .flatMap(([id, r]) => {
+      const memory = r.Properties?.MemorySize;
+      const ok = typeof memory === 'number' && Number.isInteger(memory) && memory >= LAMBDA_MEMORY_MIB.min && memory <= LAMBDA_MEMORY_MIB.max;
+      return ok ? [] : [`${id}: MemorySize ${JSON.stringify(memory)} is not a whole number of MB from ${LAMBDA_MEMORY_MIB.min} to ${LAMBDA_MEMORY_MIB.max}`];
+    });
+}
 
 /**
  * The streaming copies' buffers, bounded by the configuration whatever is sent: each job in

@@ -3,7 +3,7 @@
  * example GCP credential configurations).
  */
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import { DEFAULT_BURN_RATES, FARGATE_SCALE_OUT, lambdaWorkerMemoryMiB, workerMemoryMiB } from '../lib/config';
+import { DEFAULT_BURN_RATES, FARGATE_SCALE_OUT, lambdaMemoryProblems, lambdaWorkerMemoryMiB, stageConfig, workerMemoryMiB } from '../lib/config';
 import { SHUTDOWN_GRACE_SECONDS, STOP_TIMEOUT_SECONDS, backlogSteps } from '../lib/fargate-worker';
 import { burnRateName } from '../lib/slo';
 import { loadCanaryJob } from '../lib/canary';
@@ -149,6 +149,32 @@ describe('lambdas', () => {
     expect(worker.Properties.MemorySize).toBe(lambdaWorkerMemoryMiB(prod.config));
     expect(worker.Properties.MemorySize).toBeGreaterThanOrEqual(workerMemoryMiB(prod.config.lambdaWorker.concurrency, prod.config.variants !== ''));
     expect(worker.Properties.ReservedConcurrentExecutions).toBeGreaterThanOrEqual(prod.config.lambdaWorker.maxConcurrency);
+  });
+
+  test("every function's memory is one Lambda accepts (128 to 10,240 MB), and a copy that breaks it is caught", () => {
+    const template = t.toJSON();
+    expect(lambdaMemoryProblems(template)).toEqual([]);
+    // The largest concurrency the config accepts with variants still fits.
+    const variants = JSON.stringify({ profiles: [{ name: 'large', width: 1600, height: 1600, format: 'jpeg' }] });
+    const accepts = (concurrency: number) => {
+      try {
+        stageConfig('prod', { variants, lambdaWorker: { concurrency } });
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    let concurrency = 1;
+    while (concurrency < 1000 && accepts(concurrency + 1)) concurrency += 1;
+    expect(concurrency).toBeGreaterThan(8);
+    const largest = synth('prod', { variants, lambdaWorker: { concurrency } }).template.toJSON();
+    expect(lambdaMemoryProblems(largest)).toEqual([]);
+    const [workerId] = one(t, 'AWS::Lambda::Function', (r) => r.Properties.FunctionName === 'yuba-prod-worker');
+    for (const broken of [10241, 64, 1024.5, '2048']) {
+      const copy = JSON.parse(JSON.stringify(template));
+      copy.Resources[workerId].Properties.MemorySize = broken;
+      expect(lambdaMemoryProblems(copy)).toEqual([expect.stringContaining(`${workerId}: MemorySize ${JSON.stringify(broken)}`)]);
+    }
   });
 
   test('canary deployments roll back on the alarms (prod: 10 % for 5 minutes)', () => {
