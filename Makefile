@@ -4,7 +4,7 @@
 CARGO ?= cargo
 PYTHON := .venv/bin/python
 
-.PHONY: demo test bootstrap build fmt-check clippy terraform-check cdk-check package package-smoke bench-lambda-init bench-stream bench-reconcile bench-variants loadtest loadtest-corpus clean-stack
+.PHONY: demo test bootstrap build fmt-check clippy terraform-check cdk-check package package-smoke bench-lambda-init bench-stream bench-reconcile bench-variants bench-memory loadtest loadtest-corpus clean-stack
 
 ## demo: bring up the local stack, run ingest and workers, replicate sample images, show the result
 demo: bootstrap build
@@ -86,6 +86,26 @@ bench-reconcile: bootstrap
 bench-variants: bootstrap
 	$(CARGO) build --release -p yuba-transform --example render
 	$(PYTHON) scripts/bench_variants.py
+
+## bench-memory: images at once through one worker, the build of BEFORE_MEMORY (the commit before
+## issue 16) beside this one: peak RSS and images/s for the amplification PNG and a 24 MP photo
+BEFORE_MEMORY ?= 72316bb
+bench-memory: bootstrap loadtest-corpus
+	rm -rf target/bench-memory/src && git worktree prune
+	git worktree add --detach target/bench-memory/src $(BEFORE_MEMORY)
+	cd target/bench-memory/src && CARGO_TARGET_DIR=$(CURDIR)/target $(CARGO) build --release -p yuba-worker
+	cp target/release/yuba-worker target/bench-memory/yuba-worker-$(BEFORE_MEMORY)
+	git worktree remove --force target/bench-memory/src
+	$(CARGO) build --release --bins
+	@if cmp -s target/release/yuba-worker target/bench-memory/yuba-worker-$(BEFORE_MEMORY); then \
+		echo "the worker built from $(BEFORE_MEMORY) is this one: nothing to compare"; exit 1; fi
+	target/release/yuba-loadtest burst --images amplification \
+		--worker before=target/bench-memory/yuba-worker-$(BEFORE_MEMORY) \
+		--worker after=target/release/yuba-worker \
+		--worker after-2GiB=target/release/yuba-worker,YUBA_MEMORY_MIB=2048
+	target/release/yuba-loadtest burst --images photo --repeat 3 \
+		--worker before=target/bench-memory/yuba-worker-$(BEFORE_MEMORY) \
+		--worker after=target/release/yuba-worker
 
 ## loadtest-corpus: fetch the photos the load test uploads (Debian's lomiri-wallpapers-20.04, apt-get download)
 loadtest-corpus: bootstrap

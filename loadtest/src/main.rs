@@ -4,8 +4,11 @@
 //! By default it starts the local stack and yuba's pipeline itself (ingest and both workers,
 //! the binaries built beside this one); `--target env` runs against the endpoints and buckets
 //! yuba's own variables name, and measures only what can be seen from outside.
+//!
+//! `burst` is the memory benchmark: images at once through one worker, builds side by side.
 
 mod bodies;
+mod burst;
 mod observe;
 mod procstat;
 
@@ -42,6 +45,9 @@ struct Cli {
 enum Command {
     /// Runs a load and writes its report.
     Run(RunArgs),
+    /// Sends images at once through one worker (or several builds of it, side by side) and
+    /// reports each one's peak RSS and throughput.
+    Burst(burst::BurstArgs),
     /// Writes the report of an earlier run again (with other prices, say) from its run.json.
     Report {
         /// The run.json a run wrote.
@@ -142,6 +148,13 @@ async fn main() -> anyhow::Result<()> {
             signal = interrupted() => {
                 signal?;
                 bail!("interrupted: the pipeline and the local stack were stopped; no report was written")
+            }
+        },
+        Command::Burst(args) => tokio::select! {
+            result = burst::burst(args) => result,
+            signal = interrupted() => {
+                signal?;
+                bail!("interrupted: the worker and the local stack were stopped")
             }
         },
         Command::Report { from, out, prices } => {
