@@ -102,7 +102,7 @@ bench-memory: bootstrap loadtest-corpus
 	target/release/yuba-loadtest burst --images amplification \
 		--worker before=target/bench-memory/yuba-worker-$(BEFORE_MEMORY) \
 		--worker after=target/release/yuba-worker \
-		--worker after-2GiB=target/release/yuba-worker,YUBA_MEMORY_MIB=2048
+		--worker after-512MiB=target/release/yuba-worker,YUBA_MEMORY_MIB=512
 	target/release/yuba-loadtest burst --images photo --repeat 3 \
 		--worker before=target/bench-memory/yuba-worker-$(BEFORE_MEMORY) \
 		--worker after=target/release/yuba-worker
