@@ -15,7 +15,7 @@ use yuba_retry::{RetryBudget, RetryPolicy};
 
 use crate::composite::{CompositeUpload, MAX_PARTS, SourceIdentity};
 use crate::credentials::GcsCredentials;
-use crate::error::GcsError;
+use crate::error::{Carried, GcsError};
 use crate::json_api::JsonApi;
 
 const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
@@ -194,7 +194,11 @@ impl ObjectReader {
     /// The next piece of the content; `None` at the end.
     pub async fn next_chunk(&mut self) -> Option<Result<bytes::Bytes, GcsError>> {
         let chunk = self.response.next().await?;
-        Some(chunk.map_err(|error| GcsError::from_storage(&self.context, error)))
+        Some(
+            chunk.map_err(|error| {
+                GcsError::from_storage(&self.context, Carried::NoChecksums, error)
+            }),
+        )
     }
 }
 
@@ -225,6 +229,17 @@ pub struct UploadSpec {
     /// that name), so that two writers of one name cannot both win: the one that finds the
     /// object changed since it looked gets a conflict ([`GcsError::is_conflict`]).
     pub if_generation_match: Option<i64>,
+}
+
+impl UploadSpec {
+    /// Whether the upload carries our checksums, which decides what a 400 in answer means.
+    pub(crate) fn carried(&self) -> Carried {
+        if self.known_crc32c.is_some() || self.known_md5.is_some() {
+            Carried::OurChecksums
+        } else {
+            Carried::NoChecksums
+        }
+    }
 }
 
 /// The object GCS stored when the client found its checksums differ from what was sent.
@@ -431,6 +446,7 @@ impl Gcs {
         S: StreamingSource + Send + Sync + 'static,
     {
         let bucket = format!("projects/_/buckets/{}", spec.bucket);
+        let carried = spec.carried();
         let mut request = self
             .storage
             .write_object(bucket, spec.name.clone(), payload)
@@ -464,7 +480,7 @@ impl Gcs {
             Ok(object) => Ok(ObjectInfo::from(object)),
             Err(error) => {
                 let corrupted = mismatched_upload(&error).map(|stored| stored.generation);
-                let error = GcsError::from_storage(&context, error);
+                let error = GcsError::from_storage(&context, carried, error);
                 match corrupted {
                     Some(generation) => Err(self
                         .discard_corrupted(&spec.bucket, &spec.name, generation, error)
@@ -513,7 +529,7 @@ impl Gcs {
             .set_generation(generation)
             .send()
             .await
-            .map_err(|error| GcsError::from_storage(&context, error))?;
+            .map_err(|error| GcsError::from_storage(&context, Carried::NoChecksums, error))?;
         Ok(ObjectReader { response, context })
     }
 

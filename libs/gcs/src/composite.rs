@@ -495,6 +495,7 @@ fn sources_gone(error: GcsError, gone: &[&str]) -> GcsError {
     GcsError {
         kind: FailureKind::Transient,
         status: error.status,
+        reason: error.reason,
         message: format!(
             "{}: {} of its temporaries ({first}, ...) are gone or replaced, by another attempt \
              at the same content or by the lifecycle rule; the next attempt finds the object \
@@ -611,6 +612,7 @@ fn intermediate_groups<T>(parts: Vec<T>) -> (Vec<Vec<T>>, Vec<T>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Carried;
 
     #[test]
     fn intermediate_objects_bring_any_upload_to_one_final_compose() {
@@ -684,7 +686,8 @@ mod tests {
     #[test]
     fn a_compose_that_lost_its_sources_is_transient() {
         let relied_on = vec![("p/00000".to_owned(), 7), ("p/00001".to_owned(), 8)];
-        let not_found = || GcsError::from_status(404, "No such object".to_owned());
+        let not_found =
+            || GcsError::from_status(404, None, Carried::NoChecksums, "No such object".to_owned());
         assert_eq!(not_found().kind, FailureKind::Permanent);
         // All there at their generations: the 404 is not theirs (the bucket's, say).
         let all = [listed("p/00000", 7), listed("p/00001", 8)];

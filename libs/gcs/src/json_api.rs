@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::client::{ListPage, ListQuery, ObjectInfo, ObjectUpdate, UploadSpec};
-use crate::error::GcsError;
+use crate::error::{Carried, GcsError};
 
 /// Everything but RFC 3986's unreserved characters is escaped in a path segment, `/` included:
 /// an object name is one segment however many slashes it holds.
@@ -140,15 +140,11 @@ impl JsonApi {
             Ok(CacheableResource::New { data, .. }) => data,
             Ok(CacheableResource::NotModified) => http::HeaderMap::new(),
             Err(error) => {
-                let kind = if error.is_transient() {
-                    yuba_model::FailureKind::Transient
+                let message = format!("could not get Google credentials: {error}");
+                return Err(if error.is_transient() {
+                    GcsError::transient(message)
                 } else {
-                    yuba_model::FailureKind::Permanent
-                };
-                return Err(GcsError {
-                    kind,
-                    status: None,
-                    message: format!("could not get Google credentials: {error}"),
+                    GcsError::permanent(message)
                 });
             }
         };
@@ -163,11 +159,11 @@ impl JsonApi {
         Ok(response)
     }
 
-    async fn fail(context: &str, response: Response) -> GcsError {
+    /// The error for an answer that is not a success ([`refusal`]).
+    async fn fail(context: &str, carried: Carried, response: Response) -> GcsError {
         let status = response.status().as_u16();
         let body = response.text().await.unwrap_or_default();
-        let detail = body.chars().take(500).collect::<String>();
-        GcsError::from_status(status, format!("{context}: HTTP {status}: {detail}"))
+        refusal(context, carried, status, &body)
     }
 
     async fn object_from(context: &str, response: Response) -> Result<ObjectInfo, GcsError> {
@@ -194,7 +190,7 @@ impl JsonApi {
             StatusCode::NOT_FOUND => missing_object_or_error(&context, response)
                 .await
                 .map(|()| None),
-            _ => Err(Self::fail(&context, response).await),
+            _ => Err(Self::fail(&context, Carried::NoChecksums, response).await),
         }
     }
 
@@ -233,7 +229,7 @@ impl JsonApi {
             )));
         }
         if !response.status().is_success() {
-            return Err(Self::fail(&context, response).await);
+            return Err(Self::fail(&context, Carried::NoChecksums, response).await);
         }
         let page: ListResource = response
             .json()
@@ -284,7 +280,7 @@ impl JsonApi {
             StatusCode::NOT_FOUND => Err(GcsError::permanent(format!(
                 "{context}: HTTP 404, the bucket does not exist; check YUBA_GCS_BUCKET"
             ))),
-            _ => Err(Self::fail(&context, response).await),
+            _ => Err(Self::fail(&context, spec.carried(), response).await),
         }
     }
 
@@ -317,7 +313,7 @@ impl JsonApi {
         if response.status().is_success() {
             Self::object_from(&context, response).await
         } else {
-            Err(Self::fail(&context, response).await)
+            Err(Self::fail(&context, Carried::NoChecksums, response).await)
         }
     }
 
@@ -350,11 +346,11 @@ impl JsonApi {
             // The generation is not the live one: GCS says 412, fake-gcs-server 404 (and a
             // removed object is 404 anyway). Either way the update lost to a newer write.
             StatusCode::PRECONDITION_FAILED | StatusCode::NOT_FOUND => {
-                let mut error = Self::fail(&context, response).await;
+                let mut error = Self::fail(&context, Carried::NoChecksums, response).await;
                 error.status = Some(StatusCode::PRECONDITION_FAILED.as_u16());
                 Err(error)
             }
-            _ => Err(Self::fail(&context, response).await),
+            _ => Err(Self::fail(&context, Carried::NoChecksums, response).await),
         }
     }
 
@@ -380,9 +376,47 @@ impl JsonApi {
             StatusCode::NOT_FOUND => missing_object_or_error(&context, response)
                 .await
                 .map(|()| false),
-            _ => Err(Self::fail(&context, response).await),
+            _ => Err(Self::fail(&context, Carried::NoChecksums, response).await),
         }
     }
+}
+
+/// An answer that is not a success, classified by its status and what the request `carried`,
+/// with GCS's reason and message when the body is a JSON API error (the raw body otherwise).
+fn refusal(context: &str, carried: Carried, status: u16, body: &str) -> GcsError {
+    let (reason, detail) = match serde_json::from_str::<ErrorResponse>(body) {
+        Ok(ErrorResponse { error }) => (
+            error.errors.into_iter().find_map(|e| e.reason),
+            error.message.unwrap_or_default(),
+        ),
+        Err(_) => (None, body.to_owned()),
+    };
+    let detail = detail.chars().take(500).collect::<String>();
+    GcsError::from_status(
+        status,
+        reason,
+        carried,
+        format!("{context}: HTTP {status}: {detail}"),
+    )
+}
+
+/// The JSON API's error body: `{"error": {"code", "message", "errors": [{"reason", ...}]}}`
+/// (https://cloud.google.com/storage/docs/json_api/v1/status-codes).
+#[derive(Debug, Deserialize)]
+struct ErrorResponse {
+    error: ErrorBody,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    message: Option<String>,
+    #[serde(default)]
+    errors: Vec<ErrorItem>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorItem {
+    reason: Option<String>,
 }
 
 /// The `ifGenerationMatch` query parameter, when there is a precondition.
@@ -529,6 +563,41 @@ async fn missing_object_or_error(context: &str, response: Response) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_keeps_gcs_reason_and_is_classified_by_the_request() {
+        // The body GCS sends when an upload's bytes do not match its checksums: reason
+        // `invalid`, as for any malformed request.
+        let body = r#"{"error": {"code": 400, "message": "Provided CRC32C \"AAAAAA==\" doesn't match calculated CRC32C \"yZRlqg==\".", "errors": [{"message": "Provided CRC32C ...", "domain": "global", "reason": "invalid"}]}}"#;
+        let upload = refusal("uploading gs://b/k", Carried::OurChecksums, 400, body);
+        assert_eq!(upload.kind, yuba_model::FailureKind::Transient);
+        assert_eq!(upload.reason.as_deref(), Some("invalid"));
+        assert_eq!(upload.status, Some(400));
+        assert!(
+            upload
+                .message
+                .starts_with("uploading gs://b/k: HTTP 400: Provided CRC32C"),
+            "{upload}"
+        );
+        // The same words in answer to a request without our checksums are a refusal.
+        let update = refusal(
+            "updating gs://b/md5sums.txt#1",
+            Carried::NoChecksums,
+            400,
+            body,
+        );
+        assert_eq!(update.kind, yuba_model::FailureKind::Permanent);
+        // A body that is not a JSON API error is kept as it came.
+        let plain = refusal(
+            "listing gs://b/",
+            Carried::NoChecksums,
+            503,
+            "upstream reset",
+        );
+        assert_eq!(plain.kind, yuba_model::FailureKind::Transient);
+        assert_eq!(plain.reason, None);
+        assert_eq!(plain.message, "listing gs://b/: HTTP 503: upstream reset");
+    }
 
     #[test]
     fn uploads_send_the_resource_then_the_content() {
