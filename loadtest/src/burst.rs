@@ -274,9 +274,9 @@ async fn one_run(
             run.replicated += 1;
         }
         run.variants_made += line.get("variants").and_then(|v| v.as_u64()).unwrap_or(0);
-        if let Some(error) = field("variants_error") {
-            let kind = error.split(':').next().unwrap_or(error).trim().to_owned();
-            *run.variants_withheld.entry(kind).or_default() += 1;
+        // The kind where the worker logs it apart; a build from before that, its whole reason.
+        if let Some(reason) = field("variants_error_kind").or(field("variants_error")) {
+            *run.variants_withheld.entry(reason.to_owned()).or_default() += 1;
         }
         if let Some(failure) = field("failure") {
             *run.failed.entry(failure.to_owned()).or_default() += 1;

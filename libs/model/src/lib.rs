@@ -19,6 +19,6 @@ pub use job::{
 };
 pub use name::{CANARY_PREFIX, ObjectNameError, gcs_object_name};
 pub use replica::{
-    ContentDrift, MetadataError, RESERVED_METADATA_PREFIX, ReplicaRecord, SCHEMA_VERSION,
-    SourceFacts, VariantRecord, keys,
+    ContentDrift, MadeVariant, MetadataError, RESERVED_METADATA_PREFIX, ReplicaRecord,
+    SCHEMA_VERSION, SourceFacts, VariantRecord, VariantsError, keys,
 };

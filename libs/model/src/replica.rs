@@ -73,13 +73,77 @@ pub struct ReplicaRecord {
     pub sha256: Option<String>,
     pub crc32c: Option<u32>,
     pub replicated_at: DateTime<Utc>,
-    /// The variants made from this source (`profile.extension`); empty when none applied.
-    pub variants: Vec<String>,
+    /// The variants made from this source; empty when none applied.
+    pub variants: Vec<MadeVariant>,
     /// Why variants could not be made (corrupt, unsupported or over-limit image).
-    pub variants_error: Option<String>,
+    pub variants_error: Option<VariantsError>,
     /// The decodable image format the bytes were identified as (`image/png`), whatever the
     /// source's declared content type: what decides which variant profiles apply.
     pub image_format: Option<String>,
+}
+
+/// A variant a replica's record lists: the profile that made it and its file extension, which
+/// with the key template name the variant's object. Recorded as `profile.extension`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MadeVariant {
+    pub profile: String,
+    pub extension: String,
+}
+
+impl MadeVariant {
+    pub fn new(profile: impl Into<String>, extension: impl Into<String>) -> MadeVariant {
+        MadeVariant {
+            profile: profile.into(),
+            extension: extension.into(),
+        }
+    }
+
+    /// `None`: not `profile.extension` (profile names hold no `.`; extensions are a format's).
+    fn from_recorded(recorded: &str) -> Option<MadeVariant> {
+        let (profile, extension) = recorded.rsplit_once('.')?;
+        (!profile.is_empty() && !extension.is_empty()).then(|| MadeVariant::new(profile, extension))
+    }
+}
+
+impl std::fmt::Display for MadeVariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.profile, self.extension)
+    }
+}
+
+/// Why an image that should have had variants has none: its kind, one of a closed set that is
+/// also a metric's dimension value (`yuba_replicate::variants_error_kinds`), and the details.
+/// Recorded as `kind: details`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariantsError {
+    pub kind: String,
+    pub details: String,
+}
+
+impl VariantsError {
+    pub fn new(kind: impl Into<String>, details: impl Into<String>) -> VariantsError {
+        VariantsError {
+            kind: kind.into(),
+            details: details.into(),
+        }
+    }
+
+    fn from_recorded(recorded: &str) -> VariantsError {
+        match recorded.split_once(": ") {
+            Some((kind, details)) => VariantsError::new(kind, details),
+            None => VariantsError::new(recorded, ""),
+        }
+    }
+}
+
+impl std::fmt::Display for VariantsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.details.is_empty() {
+            f.write_str(&self.kind)
+        } else {
+            write!(f, "{}: {}", self.kind, self.details)
+        }
+    }
 }
 
 /// How a stored replica's content differs from what its record says was written.
@@ -188,9 +252,19 @@ impl ReplicaRecord {
             (keys::CRC32C, self.crc32c.map(crc32c_to_base64)),
             (
                 keys::VARIANTS,
-                Some(self.variants.join(",")).filter(|v| !v.is_empty()),
+                Some(
+                    self.variants
+                        .iter()
+                        .map(MadeVariant::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                )
+                .filter(|v| !v.is_empty()),
             ),
-            (keys::VARIANTS_ERROR, self.variants_error.clone()),
+            (
+                keys::VARIANTS_ERROR,
+                self.variants_error.as_ref().map(VariantsError::to_string),
+            ),
             (keys::IMAGE_FORMAT, self.image_format.clone()),
         ];
         entries.extend(
@@ -256,9 +330,14 @@ impl ReplicaRecord {
             crc32c,
             replicated_at: timestamp(keys::REPLICATED_AT, required(keys::REPLICATED_AT)?)?,
             variants: optional(keys::VARIANTS)
-                .map(|v| v.split(',').map(str::to_owned).collect())
+                .map(|v| {
+                    v.split(',')
+                        .filter_map(MadeVariant::from_recorded)
+                        .collect()
+                })
                 .unwrap_or_default(),
-            variants_error: optional(keys::VARIANTS_ERROR),
+            variants_error: optional(keys::VARIANTS_ERROR)
+                .map(|recorded| VariantsError::from_recorded(&recorded)),
             image_format: optional(keys::IMAGE_FORMAT),
         }))
     }
@@ -309,7 +388,10 @@ mod tests {
             sha256: Some("ed7002b439e9ac845f22357d822bac1444730fbdb6016d3ec9432297b9ec9f73".into()),
             crc32c: Some(0xc994_65aa),
             replicated_at: "2026-11-22T10:00:01.5Z".parse().unwrap(),
-            variants: vec!["large.jpg".into(), "thumb.webp".into()],
+            variants: vec![
+                MadeVariant::new("large", "jpg"),
+                MadeVariant::new("thumb", "webp"),
+            ],
             variants_error: None,
             image_format: Some("image/jpeg".into()),
         }
@@ -366,6 +448,33 @@ mod tests {
         assert_eq!(map["yuba-replicated-at"], "2026-11-22T10:00:01.500Z");
         assert!(!map.contains_key("yuba-source-version-id"));
         assert_eq!(map["yuba-variants"], "large.jpg,thumb.webp");
+    }
+
+    #[test]
+    fn a_variants_error_is_recorded_as_kind_and_details() {
+        let failed = ReplicaRecord {
+            variants: Vec::new(),
+            variants_error: Some(VariantsError::new("corrupt", "bad Huffman code: at 12")),
+            ..record()
+        };
+        let map = as_map(&failed);
+        assert_eq!(
+            map["yuba-variants-error"],
+            "corrupt: bad Huffman code: at 12"
+        );
+        let read = ReplicaRecord::from_metadata(&map).unwrap().unwrap();
+        assert_eq!(read, failed);
+        assert_eq!(read.variants_error.unwrap().kind, "corrupt");
+        // A kind alone (no details) reads back as itself.
+        assert_eq!(
+            VariantsError::from_recorded("panicked").to_string(),
+            "panicked"
+        );
+        // Entries that are not `profile.extension` are not variants.
+        let mut map = as_map(&record());
+        map.insert("yuba-variants".into(), "large.jpg,nodot,.jpg,thumb.".into());
+        let read = ReplicaRecord::from_metadata(&map).unwrap().unwrap();
+        assert_eq!(read.variants, [MadeVariant::new("large", "jpg")]);
     }
 
     #[test]

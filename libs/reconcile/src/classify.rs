@@ -367,7 +367,7 @@ pub(crate) mod tests {
         );
         assert_eq!(verdict.kind, Kind::VariantsMissing);
         assert_eq!(verdict.detail.as_deref(), Some("no thumb variant"));
-        image.variants = vec!["thumb.webp".into()];
+        image.variants = vec![yuba_model::MadeVariant::new("thumb", "webp")];
         let verdict = classify(
             &pair(Some(listed("k", "e1", 5)), Some(stored(&image, 5, 9))),
             "src",

@@ -984,10 +984,10 @@ impl Reconciler {
     /// Whether every variant the record lists is there, made from this content.
     async fn check_variants(&self, key: &str, record: &ReplicaRecord) -> Option<Verdict> {
         for variant in &record.variants {
-            let Some((profile, extension)) = variant.rsplit_once('.') else {
-                continue;
-            };
-            let name = self.variants.key_template.render(profile, key, extension);
+            let name = self
+                .variants
+                .key_template
+                .render(&variant.profile, key, &variant.extension);
             match self.gcs.object(&self.buckets.replica, &name).await {
                 Ok(None) => {
                     return Some(Verdict::drift(

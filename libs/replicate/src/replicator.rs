@@ -11,9 +11,9 @@ use yuba_gcs::{
     UploadSpec,
 };
 use yuba_model::{
-    Checksums, DeleteJob, FailureKind, Job, ObjectNameError, RESERVED_METADATA_PREFIX,
-    ReplicaRecord, ReplicateJob, SourceFacts, VariantRecord, crc32c_from_base64, gcs_object_name,
-    keys,
+    Checksums, DeleteJob, FailureKind, Job, MadeVariant, ObjectNameError, RESERVED_METADATA_PREFIX,
+    ReplicaRecord, ReplicateJob, SourceFacts, VariantRecord, VariantsError, crc32c_from_base64,
+    gcs_object_name, keys,
 };
 use yuba_transform::{
     Identified, Limits, MemoryEstimate, TransformError, estimate_memory, identify, render,
@@ -93,16 +93,15 @@ impl ReplicatorSettings {
     }
 }
 
-/// The kind a recorded variants error starts with when a variant's name cannot be a GCS object
-/// name (the transform's own errors start with [`TransformError::kind`]).
+/// The [`VariantsError`] kind when a variant's name cannot be a GCS object name (the
+/// transform's own refusals have [`TransformError::kind`]).
 pub const VARIANT_NAME_ERROR: &str = "name";
 
-/// The kind a recorded variants error starts with when the image's render would need more
-/// memory than the process has for images at all ([`crate::MemoryBudget`]).
+/// The [`VariantsError`] kind when the image's render would need more memory than the process
+/// has for images at all ([`crate::MemoryBudget`]).
 pub const TOO_LARGE_FOR_MEMORY: &str = "too_large_for_memory";
 
-/// Every kind a recorded variants error (`kind: details`, in `Outcome::Replicated` and the
-/// replica's record) starts with: the metric catalog's `VariantError` values.
+/// Every [`VariantsError`] kind the worker records: the metric catalog's `VariantError` values.
 pub fn variants_error_kinds() -> impl Iterator<Item = &'static str> {
     TransformError::KINDS
         .into_iter()
@@ -112,7 +111,7 @@ pub fn variants_error_kinds() -> impl Iterator<Item = &'static str> {
 /// What a job does about variants, decided before the source is read whole.
 enum Admission {
     /// None are made; the reason, when there is one to record.
-    NoVariants(Option<String>),
+    NoVariants(Option<VariantsError>),
     /// They are made, under a reservation of the images' memory budget held until the job ends.
     Render {
         profiles: Vec<Profile>,
@@ -137,7 +136,7 @@ pub enum Outcome {
         /// Variants written beside it.
         variants: usize,
         /// Why no variants could be made of an image that should have had them.
-        variants_error: Option<String>,
+        variants_error: Option<VariantsError>,
     },
     /// The replica already holds this content; nothing was read or written.
     AlreadyReplicated {
@@ -567,8 +566,8 @@ impl Replicator {
         })
     }
 
-    /// Makes and writes the variants `admission` calls for. Returns the `profile.extension` of
-    /// each written, or why none could be made: a bad image is a fact to record, not a failure
+    /// Makes and writes the variants `admission` calls for. Returns each one written, or why
+    /// none could be made: a bad image is a fact to record, not a failure
     /// of the job. A failed upload is a failure (transient).
     async fn write_variants(
         &self,
@@ -577,7 +576,7 @@ impl Replicator {
         content: &Bytes,
         checksums: &Checksums,
         admission: Admission,
-    ) -> Result<(Vec<String>, Option<String>), ReplicateError> {
+    ) -> Result<(Vec<MadeVariant>, Option<VariantsError>), ReplicateError> {
         let (profiles, mut reservation, sized) = match admission {
             Admission::NoVariants(error) => return Ok((Vec::new(), error)),
             Admission::Render {
@@ -617,7 +616,10 @@ impl Replicator {
             }
             Err(join) => {
                 tracing::error!(error = %join, "the transform did not finish");
-                return Ok((Vec::new(), Some(format!("panicked: {join}"))));
+                return Ok((
+                    Vec::new(),
+                    Some(VariantsError::new("panicked", join.to_string())),
+                ));
             }
         };
         let mut named = Vec::with_capacity(rendered.variants.len());
@@ -632,7 +634,10 @@ impl Replicator {
             if let Err(reason) = gcs_object_name(&name) {
                 return Ok((
                     Vec::new(),
-                    Some(format!("{VARIANT_NAME_ERROR}: variant {name:?}: {reason}")),
+                    Some(VariantsError::new(
+                        VARIANT_NAME_ERROR,
+                        format!("variant {name:?}: {reason}"),
+                    )),
                 ));
             }
             named.push((name, variant));
@@ -663,10 +668,9 @@ impl Replicator {
             self.gcs
                 .upload_bytes(spec, Bytes::from(variant.bytes))
                 .await?;
-            made.push(format!(
-                "{}.{}",
+            made.push(MadeVariant::new(
                 variant.profile,
-                variant.format.extension()
+                variant.format.extension(),
             ));
         }
         Ok((made, None))
@@ -877,14 +881,11 @@ impl Replicator {
         // The record lists the variants; they go first, so that a failure part-way leaves the
         // record that names what is still to delete.
         for variant in record.iter().flat_map(|record| &record.variants) {
-            let Some((profile, extension)) = variant.rsplit_once('.') else {
-                continue;
-            };
-            let variant_name = self
-                .settings
-                .variants
-                .key_template
-                .render(profile, &job.key, extension);
+            let variant_name = self.settings.variants.key_template.render(
+                &variant.profile,
+                &job.key,
+                &variant.extension,
+            );
             *variants_deleted |= self.gcs.delete(bucket, &variant_name, None).await?;
         }
         match self
@@ -1020,7 +1021,7 @@ async fn send_parts(
 
 /// What a streamed replica records about its content's format and variants.
 struct Streamed {
-    variants_error: Option<String>,
+    variants_error: Option<VariantsError>,
     image_format: Option<String>,
 }
 
@@ -1032,26 +1033,32 @@ fn image_format(identified: Identified) -> Option<String> {
     }
 }
 
-/// The recorded reason for a transform's refusal: `kind: message`.
-fn transform_failure(error: &TransformError) -> String {
-    format!("{}: {error}", error.kind())
+/// The recorded reason for a transform's refusal.
+fn transform_failure(error: &TransformError) -> VariantsError {
+    VariantsError::new(error.kind(), error.to_string())
 }
 
 /// The recorded reason for an image whose render needs more than the images' whole budget.
-fn too_large_for_memory(over: OverBudget) -> String {
+fn too_large_for_memory(over: OverBudget) -> VariantsError {
     const MIB: u64 = 1024 * 1024;
-    format!(
-        "{TOO_LARGE_FOR_MEMORY}: making its variants needs about {} MiB with the source, more than \
-         the {} MiB this process has for images; give it more memory (README \"Memory\")",
-        over.needed.div_ceil(MIB),
-        over.budget / MIB
+    VariantsError::new(
+        TOO_LARGE_FOR_MEMORY,
+        format!(
+            "making its variants needs about {} MiB with the source, more than the {} MiB this \
+             process has for images; give it more memory (README \"Memory\")",
+            over.needed.div_ceil(MIB),
+            over.budget / MIB
+        ),
     )
 }
 
-/// The recorded reason for an image in a format the transform does not decode, in the same
-/// `kind: message` form as the transform's own errors.
-fn unsupported(format: &str) -> String {
-    format!("unsupported: {format} images are replicated without variants")
+/// The recorded reason for an image in a format the transform does not decode, of the same
+/// kind as the transform's own refusal of one.
+fn unsupported(format: &str) -> VariantsError {
+    VariantsError::new(
+        "unsupported",
+        format!("{format} images are replicated without variants"),
+    )
 }
 
 /// A replica's record, if it has a readable one. An unreadable record is treated as none, so the

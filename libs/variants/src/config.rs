@@ -314,14 +314,7 @@ impl VariantConfig {
         else {
             return Vec::new();
         };
-        let made = |profile: &str| {
-            record.variants.iter().any(|variant| {
-                variant
-                    .rsplit_once('.')
-                    .map_or(variant.as_str(), |(name, _)| name)
-                    == profile
-            })
-        };
+        let made = |profile: &str| record.variants.iter().any(|v| v.profile == profile);
         self.profiles_for(&record.source.key, format)
             .filter(|profile| !made(&profile.name))
             .map(|profile| profile.name.as_str())
@@ -501,7 +494,10 @@ mod tests {
     #[test]
     fn missing_variants_are_read_from_the_record() {
         let config = VariantConfig::from_json(EXAMPLE).unwrap();
-        let record = |key: &str, format: Option<&str>, made: &[&str], error: Option<&str>| {
+        let record = |key: &str,
+                      format: Option<&str>,
+                      made: &[(&str, &str)],
+                      error: Option<&str>| {
             yuba_model::ReplicaRecord {
                 source: yuba_model::SourceFacts {
                     bucket: "src".into(),
@@ -515,12 +511,15 @@ mod tests {
                 sha256: None,
                 crc32c: None,
                 replicated_at: "2026-11-22T10:00:00Z".parse().unwrap(),
-                variants: made.iter().map(|v| (*v).to_owned()).collect(),
-                variants_error: error.map(str::to_owned),
+                variants: made
+                    .iter()
+                    .map(|(profile, extension)| yuba_model::MadeVariant::new(*profile, *extension))
+                    .collect(),
+                variants_error: error.map(|kind| yuba_model::VariantsError::new(kind, "x")),
                 image_format: format.map(str::to_owned),
             }
         };
-        let all = ["large.jpg", "medium.png", "thumb.webp"];
+        let all = [("large", "jpg"), ("medium", "png"), ("thumb", "webp")];
         assert!(
             config
                 .missing_for(&record("photos/a.png", Some("image/png"), &all, None))
@@ -530,7 +529,7 @@ mod tests {
             config.missing_for(&record(
                 "photos/a.png",
                 Some("image/png"),
-                &["large.jpg"],
+                &[("large", "jpg")],
                 None
             )),
             ["medium", "thumb"]
@@ -552,7 +551,7 @@ mod tests {
                     "photos/a.png",
                     Some("image/png"),
                     &[],
-                    Some("corrupt: x")
+                    Some("corrupt")
                 ))
                 .is_empty(),
             "an image that cannot be transformed expects no variants"
