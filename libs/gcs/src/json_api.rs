@@ -1,9 +1,10 @@
 //! The few JSON API calls the official crate only offers over gRPC.
 
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -40,6 +41,9 @@ pub(crate) struct JsonApi {
     http: reqwest::Client,
     endpoint: String,
     credentials: Credentials,
+    /// Buckets a listing has shown to exist, shared by every clone: in them, an object's 404 is
+    /// the object's ([`JsonApi::missing_object`]).
+    existing_buckets: Arc<Mutex<HashSet<String>>>,
 }
 
 /// The object resource as the JSON API spells it (numbers as strings).
@@ -123,7 +127,32 @@ impl JsonApi {
             http,
             endpoint,
             credentials,
+            existing_buckets: Arc::default(),
         })
+    }
+
+    /// After an object's 404: `Ok` if the object is what is missing. GCS answers 404, with
+    /// the same reason (`notFound`), for a missing object and for a missing bucket; the second
+    /// is a configuration error that must not pass for "no replica yet". A listing's 404 can
+    /// only be the bucket's, so one listing per bucket (`storage.objects.list`, which the
+    /// replica's roles grant) tells them apart, and a bucket once seen is not asked again.
+    async fn missing_object(&self, context: &str, bucket: &str) -> Result<(), GcsError> {
+        if lock(&self.existing_buckets).contains(bucket) {
+            return Ok(());
+        }
+        let probe = ListQuery {
+            prefix: "",
+            delimiter: None,
+            start_offset: None,
+            page_token: None,
+            page_size: 1,
+        };
+        self.list(bucket, &probe).await.map_err(|mut error| {
+            error.message = format!("{context}: {}", error.message);
+            error
+        })?;
+        lock(&self.existing_buckets).insert(bucket.to_owned());
+        Ok(())
     }
 
     fn object_url(&self, bucket: &str, name: &str) -> String {
@@ -187,9 +216,7 @@ impl JsonApi {
         let response = self.send(&context, request).await?;
         match response.status() {
             StatusCode::OK => Self::object_from(&context, response).await.map(Some),
-            StatusCode::NOT_FOUND => missing_object_or_error(&context, response)
-                .await
-                .map(|()| None),
+            StatusCode::NOT_FOUND => self.missing_object(&context, bucket).await.map(|()| None),
             _ => Err(Self::fail(&context, Carried::NoChecksums, response).await),
         }
     }
@@ -373,9 +400,7 @@ impl JsonApi {
         let response = self.send(&context, request).await?;
         match response.status() {
             status if status.is_success() => Ok(true),
-            StatusCode::NOT_FOUND => missing_object_or_error(&context, response)
-                .await
-                .map(|()| false),
+            StatusCode::NOT_FOUND => self.missing_object(&context, bucket).await.map(|()| false),
             _ => Err(Self::fail(&context, Carried::NoChecksums, response).await),
         }
     }
@@ -417,6 +442,13 @@ struct ErrorBody {
 #[derive(Debug, Deserialize)]
 struct ErrorItem {
     reason: Option<String>,
+}
+
+/// The set of buckets seen; a poisoned lock still holds a valid set (inserts cannot half-happen).
+fn lock(buckets: &Mutex<HashSet<String>>) -> MutexGuard<'_, HashSet<String>> {
+    buckets
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The `ifGenerationMatch` query parameter, when there is a precondition.
@@ -546,18 +578,6 @@ impl http_body::Body for MultipartRelated {
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.parts.as_slice().iter().map(|p| p.len() as u64).sum())
     }
-}
-
-/// GCS answers 404 both for a missing object and for a missing bucket. Only the first is an
-/// answer; the second is a configuration error and must not pass for "no replica yet".
-async fn missing_object_or_error(context: &str, response: Response) -> Result<(), GcsError> {
-    let body = response.text().await.unwrap_or_default();
-    if body.to_ascii_lowercase().contains("bucket does not exist") {
-        return Err(GcsError::permanent(format!(
-            "{context}: the bucket does not exist; check YUBA_GCS_BUCKET"
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -55,6 +55,51 @@ async fn an_upload_stored_with_other_checksums_is_removed_and_retried() -> anyho
     Ok(())
 }
 
+/// GCS answers a missing object and a missing bucket alike (404, reason `notFound`); the
+/// adapter tells them apart by a listing of the bucket, once per bucket, never by the words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_is_told_from_a_missing_object_by_structure() -> anyhow::Result<()> {
+    let stack = Stack::start("gcs-missing", 3)?;
+    let env = Env::from_pairs([("YUBA_GCS_ENDPOINT", stack.var("YUBA_GCS_ENDPOINT"))]);
+    let gcs = Gcs::connect(&GcsSettings::from_env(&env)?).await?;
+    let bucket = stack.replica_bucket();
+    let listings = || -> anyhow::Result<usize> {
+        Ok(stack
+            .gcs_requests()?
+            .iter()
+            .filter(|r| r.starts_with(&format!("GET /storage/v1/b/{bucket}/o?")))
+            .count())
+    };
+    let before = listings()?;
+    assert!(gcs.object(bucket, "no/such.jpg").await?.is_none());
+    assert!(gcs.object(bucket, "no/other.jpg").await?.is_none());
+    assert!(!gcs.delete(bucket, "no/such.jpg", None).await?);
+    assert_eq!(
+        listings()? - before,
+        1,
+        "one listing for the bucket, then none"
+    );
+
+    let missing = gcs
+        .object("no-such-bucket", "a.jpg")
+        .await
+        .expect_err("a missing bucket is not a missing object");
+    assert_eq!(missing.kind, FailureKind::Permanent, "{missing}");
+    assert!(
+        missing
+            .message
+            .starts_with("reading the metadata of gs://no-such-bucket/a.jpg: ")
+            && missing.message.contains("check YUBA_GCS_BUCKET"),
+        "{missing}"
+    );
+    let missing = gcs
+        .delete("no-such-bucket", "a.jpg", None)
+        .await
+        .expect_err("a missing bucket is not a missing object");
+    assert_eq!(missing.kind, FailureKind::Permanent, "{missing}");
+    Ok(())
+}
+
 /// The adapter with 256 KiB parts, two of them uploading at once.
 async fn small_parts(stack: &Stack) -> anyhow::Result<Gcs> {
     let env = Env::from_pairs([
