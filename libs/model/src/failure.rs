@@ -25,3 +25,68 @@ impl FailureKind {
         }
     }
 }
+
+/// The boxed cause an edge error keeps as its `#[source]`: the SDK's or the transport's own
+/// error, so that a log shows what went wrong underneath and not only our summary of it.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Displays an error followed by its chain of sources, `outer: cause: root cause`, for log lines
+/// and reports, which otherwise show only the outermost message. A source whose text the outer
+/// message already ends with (an error that repeats its cause's words) is not shown twice.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut next = self.0.source();
+        while let Some(cause) = next {
+            let text = cause.to_string();
+            if !text.is_empty() && !shown.ends_with(&text) {
+                write!(f, ": {text}")?;
+                shown = text;
+            }
+            next = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{message}")]
+    struct Outer {
+        message: String,
+        #[source]
+        source: Option<Cause>,
+    }
+
+    #[test]
+    fn a_chain_shows_every_cause_once() {
+        let root = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset");
+        let middle = Outer {
+            message: "reading the body".into(),
+            source: Some(Box::new(root)),
+        };
+        let outer = Outer {
+            message: "GET s3://b/k".into(),
+            source: Some(Box::new(middle)),
+        };
+        assert_eq!(
+            ErrorChain(&outer).to_string(),
+            "GET s3://b/k: reading the body: connection reset"
+        );
+
+        let repeating = Outer {
+            message: "upload failed: connection reset".into(),
+            source: Some(Box::new(std::io::Error::other("connection reset"))),
+        };
+        assert_eq!(
+            ErrorChain(&repeating).to_string(),
+            "upload failed: connection reset"
+        );
+    }
+}

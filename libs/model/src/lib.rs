@@ -12,7 +12,7 @@ mod name;
 mod replica;
 
 pub use checksum::{Checksums, crc32c_from_base64, crc32c_to_base64};
-pub use failure::FailureKind;
+pub use failure::{Cause, ErrorChain, FailureKind};
 pub use job::{
     DeleteJob, Job, JobDecodeError, MAX_KEY_BYTES, MAX_OBJECT_BYTES, ReplicateJob, normalize_etag,
     sequencer_order,
