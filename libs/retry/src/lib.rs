@@ -6,6 +6,10 @@
 //! and time limits, and only while the client's [`RetryBudget`] has tokens for it; a permanent
 //! failure is returned at once.
 //!
+//! [`Backoff`] is that curve on its own, for the pauses that are not in-process retries: how
+//! long a failed SQS message stays invisible before it is tried again. Every backoff in yuba is
+//! drawn by it, so there is one definition of the curve and its jitter.
+//!
 //! ```no_run
 //! use yuba_retry::{FailureKind, RetryBudget, RetryPolicy, Retryable};
 //!
@@ -45,6 +49,7 @@
 //! }
 //! ```
 
+mod backoff;
 mod budget;
 mod policy;
 
@@ -53,6 +58,7 @@ use std::fmt::Display;
 use tokio::time::Instant;
 pub use yuba_model::FailureKind;
 
+pub use backoff::{Backoff, Jitter};
 pub use budget::RetryBudget;
 pub use policy::RetryPolicy;
 
@@ -72,7 +78,7 @@ pub trait Retryable {
 /// Runs `op` until it succeeds, fails permanently, or may not be retried any more, and returns
 /// its last result.
 ///
-/// A transient failure is retried after [`RetryPolicy::backoff`] unless that was the last of
+/// A transient failure is retried after a pause drawn from [`RetryPolicy::curve`] unless that was the last of
 /// `policy.max_attempts`, the pause would end past `policy.time_limit` (from the start of the
 /// first attempt: no sleep goes past it), or `budget` refuses the retry. Each retry is logged
 /// (`tracing::warn!`, with `what`, the attempt, the error and the pause), as is a refusal by the
@@ -102,7 +108,7 @@ where
         if !error.kind().is_transient() || attempt >= policy.attempts() {
             return Err(error);
         }
-        let pause = policy.backoff(attempt);
+        let pause = policy.curve().pause(attempt);
         if started.elapsed() + pause > policy.time_limit {
             return Err(error);
         }
