@@ -10,11 +10,15 @@ What it does, all on loopback (moto for S3 + SQS, fake-gcs-server for GCS; no cl
    three image variant profiles (`YUBA_VARIANTS`: large, medium, thumb);
 3. generates a handful of sample images with Pillow, deterministically (same bytes every run);
 4. uploads them through the S3 API, then polls GCS every 50 ms until each replica is complete
-   (its custom metadata carries `yuba-sha256`), downloads each replica and hashes it;
-5. prints a table (route, integrity, latency from upload to complete replica), then a table of
-   the variants each image got (read back from GCS and checked: content type, source sha256,
-   dimensions within the profile's box) or the reason recorded why it got none, and a summary;
-   deletes one object in S3 and times the disappearance of its replica and its variants;
+   (its custom metadata carries `yuba-sha256`), downloads each replica and hashes it, and has
+   `yuba-reconciler verify` check the replicas (content by checksums; every variant the
+   profiles call for recorded, present and made from that content);
+5. prints a table (route, integrity, verify, latency from upload to complete replica), then a
+   table of the variants each replica's record lists (each read back from GCS and checked with
+   Pillow: it decodes, its content type is what it decoded, its size is the recorded one and
+   fits the profile's box, its source sha256 is the upload's) or the reason recorded why it got
+   none, and a summary; deletes one object in S3 and times the disappearance of its replica and
+   its variants;
 6. backfill: objects put in S3 before the pipeline existed (their notifications dropped, as
    for a bucket that predates yuba) are found by `yuba-reconciler diff`, repaired by
    `yuba-reconciler backfill` (jobs on the work queues, copied by the running workers), and
@@ -47,9 +51,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from loopback import isolate_environment
+from stack_clients import boto3_client, gcs_client, sha256_of
+
+if TYPE_CHECKING:
+    from google.cloud.storage import Blob, Bucket
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN_DIR = ROOT / "target" / "debug"
@@ -75,11 +84,8 @@ VARIANTS = {
         {"name": "thumb", "width": 200, "height": 200, "fit": "cover", "format": "jpeg", "quality": 80},
     ],
 }
-MAX_SOURCE_BYTES = 64 * 1024 * 1024  # the worker's default YUBA_MAX_SOURCE_BYTES
 VARIANTS_KEY = "yuba-variants"
 VARIANTS_ERROR_KEY = "yuba-variants-error"
-# A variant's file extension → its content type and the name Pillow gives its format.
-VARIANT_TYPES = {"jpg": ("image/jpeg", "JPEG"), "webp": ("image/webp", "WEBP"), "png": ("image/png", "PNG")}
 
 PIPELINE_ENV = {
     "YUBA_LOG_FORMAT": "json",
@@ -364,67 +370,12 @@ def make_samples() -> list[Sample]:
 
 
 # --------------------------------------------------------------------------------------------
-# S3 and GCS clients
-
-
-def s3_client(env: dict[str, str]):
-    return boto3_client("s3", env)
-
-
-def boto3_client(service: str, env: dict[str, str]):
-    import boto3
-    from botocore.config import Config
-
-    return boto3.session.Session().client(
-        service,
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        region_name=env["AWS_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        config=Config(s3={"addressing_style": "path"}, proxies={}, retries={"max_attempts": 3}),
-    )
-
-
-class Gcs:
-    """Just enough of the GCS JSON API (as fake-gcs-server serves it)."""
-
-    def __init__(self, env: dict[str, str]):
-        self.endpoint = env["YUBA_GCS_ENDPOINT"].rstrip("/")
-        self.bucket = env["YUBA_GCS_BUCKET"]
-
-    @staticmethod
-    def session():
-        import requests
-
-        s = requests.Session()
-        s.trust_env = False  # no proxies, no netrc
-        return s
-
-    def object(self, http, name: str) -> dict | None:
-        r = http.get(f"{self.endpoint}/storage/v1/b/{self.bucket}/o/{quote(name, safe='')}", timeout=5)
-        if r.status_code == 404:
-            return None
-        r.raise_for_status()
-        return r.json()
-
-    def content(self, http, name: str) -> bytes:
-        url = f"{self.endpoint}/download/storage/v1/b/{self.bucket}/o/{quote(name, safe='')}"
-        r = http.get(url, params={"alt": "media"}, timeout=30)
-        r.raise_for_status()
-        return r.content
-
-    def sha256_of(self, http, name: str) -> str:
-        url = f"{self.endpoint}/download/storage/v1/b/{self.bucket}/o/{quote(name, safe='')}"
-        h = hashlib.sha256()
-        with http.get(url, params={"alt": "media"}, stream=True, timeout=30) as r:
-            r.raise_for_status()
-            for chunk in r.iter_content(1 << 20):
-                h.update(chunk)
-        return h.hexdigest()
-
-
-# --------------------------------------------------------------------------------------------
 # the demo
+
+
+def metadata(blob) -> dict[str, str]:
+    """An object's custom metadata ({} for no object)."""
+    return (blob.metadata or {}) if blob is not None else {}
 
 
 @dataclass
@@ -432,12 +383,12 @@ class Replica:
     sample: Sample
     uploaded_at: float
     complete_at: float = 0.0
-    info: dict = field(default_factory=dict)  # as first seen complete
-    final_info: dict = field(default_factory=dict)  # once the worker logged the job done
+    info: Blob | None = None  # the GCS object as first seen complete
+    final_info: Blob | None = None  # once the worker logged the job done
     downloaded_sha256: str = ""
     route: str = "?"
     streamed: bool | None = None
-    job: dict | None = None  # the worker's "job done" line
+    findings: list[dict] = field(default_factory=list)  # what `yuba-reconciler verify` found wrong
 
     @property
     def latency_ms(self) -> float:
@@ -445,9 +396,11 @@ class Replica:
 
     @property
     def sha_ok(self) -> bool:
-        meta = self.info.get("metadata") or {}
-        return (self.sample.sha256 == self.downloaded_sha256 == meta.get(SHA256_KEY)
-                and int(self.info.get("size", -1)) == len(self.sample.data))
+        return (
+            self.info is not None
+            and self.sample.sha256 == self.downloaded_sha256 == metadata(self.info).get(SHA256_KEY)
+            and self.info.size == len(self.sample.data)
+        )
 
     @property
     def expected_route(self) -> str:
@@ -456,9 +409,16 @@ class Replica:
     @property
     def attrs_ok(self) -> bool:
         """The replica kept the source's Content-Type and user metadata."""
-        meta = self.final_info.get("metadata") or {}
-        return (self.final_info.get("contentType") == self.sample.content_type
-                and all(meta.get(k) == v for k, v in self.sample.metadata.items()))
+        meta = metadata(self.final_info)
+        return (
+            self.final_info is not None
+            and self.final_info.content_type == self.sample.content_type
+            and all(meta.get(k) == v for k, v in self.sample.metadata.items())
+        )
+
+    @property
+    def verified(self) -> bool:
+        return not self.findings
 
 
 def poll(what: str, probe, since: float, timeout: float, cancel: threading.Event):
@@ -473,18 +433,16 @@ def poll(what: str, probe, since: float, timeout: float, cancel: threading.Event
     raise DemoError("cancelled")
 
 
-def watch_replica(gcs: Gcs, replica: Replica, timeout: float, cancel: threading.Event) -> Replica:
+def watch_replica(gcs: Bucket, replica: Replica, timeout: float, cancel: threading.Event) -> Replica:
     """Waits for the complete replica (its record has the sha256), then downloads and hashes it."""
-    http = gcs.session()
     name = replica.sample.key
 
     def complete():
-        info = gcs.object(http, name)
-        return info if info and SHA256_KEY in (info.get("metadata") or {}) else None
+        blob = gcs.get_blob(name)
+        return blob if SHA256_KEY in metadata(blob) else None
 
-    replica.info, replica.complete_at = poll(f"the replica of {name!r}", complete, replica.uploaded_at,
-                                             timeout, cancel)
-    replica.downloaded_sha256 = gcs.sha256_of(http, name)
+    replica.info, replica.complete_at = poll(f"the replica of {name!r}", complete, replica.uploaded_at, timeout, cancel)
+    replica.downloaded_sha256, _ = sha256_of(replica.info)
     return replica
 
 
@@ -512,16 +470,22 @@ def find_job(workers: list[Service], key: str, outcome: str, timeout: float = 5.
         time.sleep(POLL_INTERVAL)
 
 
-def replicate_samples(samples: list[Sample], s3, gcs: Gcs, bucket: str, services: list[Service],
-                      timeout: float) -> list[Replica]:
+def replicate_samples(
+    samples: list[Sample], s3, s3_bucket: str, gcs: Bucket, services: list[Service], timeout: float
+) -> list[Replica]:
     """Uploads each sample (watching for its replica from the moment the upload returns)."""
     cancel = threading.Event()
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(samples)) as pool:
         try:
             futures = []
             for sample in samples:
-                s3.put_object(Bucket=bucket, Key=sample.key, Body=sample.data,
-                              ContentType=sample.content_type, Metadata=sample.metadata)
+                s3.put_object(
+                    Bucket=s3_bucket,
+                    Key=sample.key,
+                    Body=sample.data,
+                    ContentType=sample.content_type,
+                    Metadata=sample.metadata,
+                )
                 replica = Replica(sample, uploaded_at=time.monotonic())
                 futures.append(pool.submit(watch_replica, gcs, replica, timeout, cancel))
             replicas = wait_for(futures, services)
@@ -530,26 +494,55 @@ def replicate_samples(samples: list[Sample], s3, gcs: Gcs, bucket: str, services
     # A replica is complete once its record has the sha256, but the worker may still be touching
     # it up: against fake-gcs-server, which drops the Content-Type of a multipart upload, the
     # worker PATCHes it back just after. So attributes are checked once the job is logged done.
-    workers, http = services[1:], gcs.session()
     for r in replicas:
-        r.route, r.job = find_job(workers, r.sample.key, "replicated")
-        r.streamed = r.job.get("streamed") if r.job else None
-        r.final_info = gcs.object(http, r.sample.key) or {}
+        r.route, job = find_job(services[1:], r.sample.key, "replicated")
+        r.streamed = job.get("streamed") if job else None
+        r.final_info = gcs.get_blob(r.sample.key)
     return replicas
 
 
-def demo_delete(s3, gcs: Gcs, bucket: str, services: list[Service], variant_names: list[str],
-                timeout: float) -> tuple[str, bool]:
+def verify_replicas(env: dict[str, str], replicas: list[Replica], state_dir: Path, timeout: float) -> str:
+    """`yuba-reconciler verify` of the samples' keys (a manifest): the project's own proof of each
+    replica's content (by checksums) and of its variants (every one the profiles call for is
+    recorded, exists, and was made from this content). Each key's findings go to its replica.
+    Returns a report line; raises if verify found something about a key it was not given."""
+    manifest = state_dir / "samples.manifest"
+    manifest.write_text("".join(f"{r.sample.key}\n" for r in replicas))
+    t = time.monotonic()
+    code, lines = reconciler(env, "verify", "--json", "--manifest", str(manifest), timeout=timeout)
+    seconds = time.monotonic() - t
+    by_key = {r.sample.key: r for r in replicas}
+    summary: dict = {}
+    for entry in map(json.loads, lines):
+        if entry.get("type") == "summary":
+            summary = entry
+        elif entry.get("key") in by_key:
+            by_key[entry["key"]].findings.append(entry)
+        else:
+            raise DemoError(f"yuba-reconciler verify reported a key it was not given: {entry}")
+    in_sync, verified = summary.get("in_sync", 0), summary.get("verified", 0)
+    if code != 0 or verified != len(replicas):
+        for r in replicas:
+            if r.verified:  # no finding, yet not counted verified: say so rather than mark it ✓
+                r.findings.append({"kind": "not verified", "detail": f"exit {code}, summary {summary}"})
+    return (
+        f"$ yuba-reconciler verify --manifest <the {len(replicas)} keys>  (exit {code}, {seconds:.1f} s): "
+        f"{in_sync} in sync, {verified} proved by checksums with all their variants"
+    )
+
+
+def demo_delete(
+    s3, s3_bucket: str, gcs: Bucket, services: list[Service], variant_names: list[str], timeout: float
+) -> tuple[str, bool]:
     """Deletes DELETE_KEY in S3 and waits for its replica and its variants (`variant_names`, as
     found in GCS before) to go (raises on a timeout). Returns a report and whether it passed:
     the object is expected to have had variants, so none to watch is a failure."""
-    http = gcs.session()
     for name in variant_names:  # still there just before the delete: their going means something
-        if gcs.object(http, name) is None:
+        if gcs.get_blob(name) is None:
             raise DemoError(f"variant {name!r} of {DELETE_KEY!r} vanished before the delete")
     # Timed from the request: moto notifies (and the pipeline may finish) before it answers.
     deleted_at = time.monotonic()
-    s3.delete_object(Bucket=bucket, Key=DELETE_KEY)
+    s3.delete_object(Bucket=s3_bucket, Key=DELETE_KEY)
     answered_ms = (time.monotonic() - deleted_at) * 1000
 
     remaining = [DELETE_KEY, *variant_names]
@@ -558,23 +551,29 @@ def demo_delete(s3, gcs: Gcs, bucket: str, services: list[Service], variant_name
     def all_gone():
         check_alive(services)
         for name in list(remaining):
-            if gcs.object(http, name) is None:
+            if gcs.get_blob(name) is None:
                 gone_at[name] = time.monotonic()
                 remaining.remove(name)
         return True if not remaining else None
 
     try:
-        poll(f"the replica of {DELETE_KEY!r} and its {len(variant_names)} variants to go", all_gone, deleted_at,
-             timeout, threading.Event())
+        poll(
+            f"the replica of {DELETE_KEY!r} and its {len(variant_names)} variants to go",
+            all_gone,
+            deleted_at,
+            timeout,
+            threading.Event(),
+        )
     except DemoError as e:
         raise DemoError(f"{e}; still in GCS: {', '.join(repr(n) for n in remaining)}") from None
     route, _ = find_job(services[1:], DELETE_KEY, "deleted")
     ms = {name: (t - deleted_at) * 1000 for name, t in gone_at.items()}
-    report = (f"deleted s3://{bucket}/{DELETE_KEY} (S3 answered in {answered_ms:,.0f} ms) → replica gone "
-              f"{ms[DELETE_KEY]:,.0f} ms after the request (worker-{route})")
+    report = (
+        f"deleted s3://{s3_bucket}/{DELETE_KEY} (S3 answered in {answered_ms:,.0f} ms) → replica gone "
+        f"{ms[DELETE_KEY]:,.0f} ms after the request (worker-{route})"
+    )
     if variant_names:
-        report += (f", its {len(variant_names)} variants gone too "
-                   f"(by {max(ms[n] for n in variant_names):,.0f} ms)")
+        report += f", its {len(variant_names)} variants gone too (by {max(ms[n] for n in variant_names):,.0f} ms)"
         return report, True
     return report + f"\n  ✗ {DELETE_KEY} had no variants in GCS, so their deletion could not be checked", False
 
@@ -583,71 +582,70 @@ def mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
-def print_table(replicas: list[Replica]) -> None:
-    def mark(ok: bool) -> str:
-        return "✓" if ok else "✗"
+def mark(ok: bool) -> str:
+    return "✓" if ok else "✗"
 
-    rows = [("key", "image", "bytes", "route", "copy", "sha256", "attrs", "latency")]
+
+def print_table(replicas: list[Replica]) -> None:
+    rows = [("key", "image", "bytes", "route", "copy", "sha256", "attrs", "verify", "latency")]
     for r in replicas:
         copy = {True: "streamed", False: "whole", None: "?"}[r.streamed]
         route = r.route if r.route == r.expected_route else f"{r.route} ✗"
-        rows.append((r.sample.key, r.sample.what, f"{len(r.sample.data):,}", route, copy,
-                     mark(r.sha_ok), mark(r.attrs_ok), f"{r.latency_ms:,.0f} ms"))
-    print_grid(rows, right={2, 7})
-    print(f"  (route: the worker that copied it, objects over {mib(ROUTE_THRESHOLD_BYTES)} go to fargate; copy: whole = "
-          f"one request, streamed = resumable upload;\n   sha256: source = downloaded replica = {SHA256_KEY}; "
-          f"attrs: Content-Type and user metadata kept; latency: upload returned → complete replica)")
+        rows.append(
+            (
+                r.sample.key,
+                r.sample.what,
+                f"{len(r.sample.data):,}",
+                route,
+                copy,
+                mark(r.sha_ok),
+                mark(r.attrs_ok),
+                mark(r.verified),
+                f"{r.latency_ms:,.0f} ms",
+            )
+        )
+    print_grid(rows, right={2, 8})
+    print(
+        f"  (route: the worker that copied it, objects over {mib(ROUTE_THRESHOLD_BYTES)} go to fargate; copy: whole = "
+        f"one request, streamed = resumable upload;\n   sha256: source = downloaded replica = {SHA256_KEY}; "
+        "attrs: Content-Type and user metadata kept; verify: yuba-reconciler verify finds it in sync, its content\n"
+        "   proved by checksums and every variant the profiles call for recorded, present and made from it; "
+        "latency: upload returned → complete replica)"
+    )
     for r in replicas:
         if r.route != r.expected_route:
-            print(f"  ✗ {r.sample.key}: handled by worker-{r.route}, expected worker-{r.expected_route} "
-                  f"(objects over {ROUTE_THRESHOLD_BYTES:,} bytes go to fargate)")
+            print(
+                f"  ✗ {r.sample.key}: handled by worker-{r.route}, expected worker-{r.expected_route} "
+                f"(objects over {ROUTE_THRESHOLD_BYTES:,} bytes go to fargate)"
+            )
         if not r.sha_ok:
-            meta = r.info.get("metadata") or {}
-            print(f"  ✗ {r.sample.key}: source {r.sample.sha256}, replica {r.downloaded_sha256}, "
-                  f"{SHA256_KEY} {meta.get(SHA256_KEY)}, size {r.info.get('size')} (source {len(r.sample.data)})")
+            size = r.info.size if r.info is not None else None
+            print(
+                f"  ✗ {r.sample.key}: source {r.sample.sha256}, replica {r.downloaded_sha256}, "
+                f"{SHA256_KEY} {metadata(r.info).get(SHA256_KEY)}, size {size} (source {len(r.sample.data)})"
+            )
         if not r.attrs_ok:
-            print(f"  ✗ {r.sample.key}: contentType {r.final_info.get('contentType')!r} "
-                  f"(source {r.sample.content_type!r}), metadata {r.final_info.get('metadata')} "
-                  f"(source user metadata {r.sample.metadata})")
-
-
-def sniff(data: bytes) -> str | None:
-    """The source format the worker decodes, by magic number (as the worker sniffs it)."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith((b"GIF87a", b"GIF89a")):
-        return "gif"
-    if len(data) >= 12 and data[0:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
-
-
-def profile_extension(profile: dict, source_format: str | None) -> str:
-    fmt = profile.get("format", "same")
-    if fmt == "same":  # the source's format when it is JPEG, PNG or WebP; PNG for any other
-        fmt = source_format if source_format in ("jpeg", "png", "webp") else "png"
-    return {"jpeg": "jpg", "webp": "webp", "png": "png"}[fmt]
-
-
-def variant_name(profile: str, key: str, extension: str) -> str:
-    """Where the worker writes a variant: the template, plus the extension unless the key has it."""
-    base = VARIANTS["key_template"].replace("{variant}", profile).replace("{key}", key)
-    current = key.rsplit("/", 1)[-1].rpartition(".")[2].lower() if "." in key.rsplit("/", 1)[-1] else ""
-    has_it = current == extension or (extension == "jpg" and current == "jpeg")
-    return base if has_it else f"{base}.{extension}"
+            content_type = r.final_info.content_type if r.final_info is not None else None
+            print(
+                f"  ✗ {r.sample.key}: contentType {content_type!r} (source {r.sample.content_type!r}), "
+                f"metadata {metadata(r.final_info)} (source user metadata {r.sample.metadata})"
+            )
+        for finding in r.findings:
+            print(f"  ✗ {r.sample.key}: yuba-reconciler verify: {finding.get('kind')} ({finding.get('detail', '')})")
 
 
 @dataclass
 class Variant:
-    profile: str
-    extension: str
-    name: str
-    info: dict | None = None  # its GCS object, None if missing
-    width: int | None = None  # measured in the downloaded bytes
+    entry: str  # as the replica's record lists it: profile.extension
+    blob: Blob | None  # its GCS object, None if missing
+    format: str | None = None  # measured in the downloaded bytes
+    width: int | None = None
     height: int | None = None
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def profile(self) -> str:
+        return self.entry.rpartition(".")[0]
 
 
 @dataclass
@@ -668,114 +666,103 @@ class Variants:
         return self.error.split(":", 1)[0].strip() if self.error is not None else None
 
 
-def check_variants(gcs: Gcs, replica: Replica) -> Variants:
-    """Reads the replica's record of its variants, then each variant object, and checks them
-    against the profiles and the source."""
+def variant_objects(gcs: Bucket) -> dict[tuple[str, str], Blob]:
+    """The bucket's variants by (source key, profile), as their own metadata names them."""
+    out = {}
+    for blob in gcs.list_blobs():
+        meta = metadata(blob)
+        if "yuba-variant" in meta:
+            out[(meta.get("yuba-source-key", ""), meta["yuba-variant"])] = blob
+    return out
+
+
+def check_variant(v: Variant, sample: Sample) -> None:
+    """Evidence of the variant's bytes that does not take yuba's word for it: Pillow decodes
+    them, the content type is that of what it decoded, the recorded source sha256 is the one of
+    the bytes the demo uploaded, the recorded size is the measured one and fits the profile."""
     from PIL import Image
 
-    http = gcs.session()
-    sample = replica.sample
-    meta = replica.final_info.get("metadata") or {}
+    meta = metadata(v.blob)
+    if meta.get("yuba-source-sha256") != sample.sha256:
+        v.problems.append(f"yuba-source-sha256 {meta.get('yuba-source-sha256')!r}, source {sample.sha256}")
+    data = v.blob.download_as_bytes()
+    if v.blob.size != len(data):
+        v.problems.append(f"size {v.blob.size} but {len(data)} bytes downloaded")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            v.width, v.height = img.size
+            v.format = img.format
+    except Exception as e:  # noqa: BLE001 - anything Pillow cannot read is the finding
+        v.problems.append(f"not a readable image: {e}")
+        return
+    if v.blob.content_type != Image.MIME.get(v.format):
+        v.problems.append(f"contentType {v.blob.content_type!r}, the bytes are {v.format}")
+    recorded_size = (meta.get("yuba-variant-width"), meta.get("yuba-variant-height"))
+    if recorded_size != (str(v.width), str(v.height)):
+        v.problems.append(
+            f"yuba-variant-width/height {'×'.join(map(str, recorded_size))}, the image is {v.width}×{v.height}"
+        )
+    profile = next((p for p in VARIANTS["profiles"] if p["name"] == v.profile), None)
+    if profile is None:
+        v.problems.append(f"no profile is named {v.profile!r}")
+        return
+    box_w, box_h = profile.get("width"), profile.get("height")
+    if not (0 < v.width <= (box_w or v.width) and 0 < v.height <= (box_h or v.height)):
+        v.problems.append(f"{v.width}×{v.height} does not fit the {box_w or '∞'}×{box_h or '∞'} box")
+
+
+def check_variants(replica: Replica, objects: dict[tuple[str, str], Blob]) -> Variants:
+    """The variants the replica's record lists, each found by its own metadata and checked; a
+    variant object of this source that the record does not list is a problem of the record.
+    Which variants an image should have is the worker's rule: yuba-reconciler verify checks it."""
+    key = replica.sample.key
+    meta = metadata(replica.final_info)
     out = Variants(replica, error=meta.get(VARIANTS_ERROR_KEY))
-    recorded = [e for e in meta.get(VARIANTS_KEY, "").split(",") if e]
-    profiles = {p["name"]: p for p in VARIANTS["profiles"]}
-
-    # What the worker should have recorded, from the demo's own reading of the source.
-    source_format = sniff(sample.data)
-    if source_format is not None and len(sample.data) <= MAX_SOURCE_BYTES:
-        expected = sorted(f"{p['name']}.{profile_extension(p, source_format)}" for p in VARIANTS["profiles"])
-        if sorted(recorded) != expected:
-            out.problems.append(f"{VARIANTS_KEY} is {meta.get(VARIANTS_KEY)!r}, expected {','.join(expected)}")
-        if out.error is not None:
-            out.problems.append(f"{VARIANTS_ERROR_KEY} recorded for an image the worker decodes: {out.error!r}")
-    else:
-        if recorded:
-            out.problems.append(f"variants recorded for an image the worker cannot decode: {recorded}")
-        if out.error is None:
-            out.problems.append(f"neither {VARIANTS_KEY} nor {VARIANTS_ERROR_KEY} recorded, though it is an image "
-                                f"no variant could be made of (expected an `unsupported` error)")
-        elif source_format is None and out.error_kind != "unsupported":
-            out.problems.append(f"the format is not one the worker decodes, yet the error recorded is "
-                                f"{out.error_kind!r}, not 'unsupported'")
-    job = replica.job or {}
-    if replica.job is not None and (job.get("variants") != len(recorded) or job.get("variants_error") != out.error):
-        out.problems.append(f"the worker logged variants={job.get('variants')!r}, "
-                            f"variants_error={job.get('variants_error')!r}; the record says otherwise")
-
-    for entry in recorded:
-        profile_name, _, extension = entry.rpartition(".")
-        v = Variant(profile_name, extension, variant_name(profile_name, sample.key, extension))
+    for entry in (e for e in meta.get(VARIANTS_KEY, "").split(",") if e):
+        v = Variant(entry, objects.get((key, entry.rpartition(".")[0])))
         out.variants.append(v)
-        profile = profiles.get(profile_name)
-        if profile is None:
-            v.problems.append(f"no profile is named {profile_name!r}")
-        elif extension != profile_extension(profile, source_format):
-            v.problems.append(f"extension .{extension}, the profile makes "
-                              f".{profile_extension(profile, source_format)}")
-        v.info = gcs.object(http, v.name)
-        if v.info is None:
-            v.problems.append("missing from GCS")
-            continue
-        vmeta = v.info.get("metadata") or {}
-        want_type, want_pillow = VARIANT_TYPES.get(extension, ("?", "?"))
-        if v.info.get("contentType") != want_type:
-            v.problems.append(f"contentType {v.info.get('contentType')!r}, expected {want_type!r} for .{extension}")
-        if vmeta.get("yuba-source-sha256") != sample.sha256:
-            v.problems.append(f"yuba-source-sha256 {vmeta.get('yuba-source-sha256')!r}, source {sample.sha256}")
-        if vmeta.get("yuba-variant") != profile_name or vmeta.get("yuba-source-key") != sample.key:
-            v.problems.append(f"yuba-variant {vmeta.get('yuba-variant')!r}, yuba-source-key "
-                              f"{vmeta.get('yuba-source-key')!r}")
-        data = gcs.content(http, v.name)
-        if int(v.info.get("size", -1)) != len(data):
-            v.problems.append(f"size {v.info.get('size')} but {len(data)} bytes downloaded")
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                v.width, v.height = img.size
-                pillow_format = img.format
-        except Exception as e:  # noqa: BLE001 - anything Pillow cannot read is the finding
-            v.problems.append(f"not a readable image: {e}")
-            continue
-        if pillow_format != want_pillow:
-            v.problems.append(f"the bytes are {pillow_format}, not {want_pillow}")
-        recorded_size = (vmeta.get("yuba-variant-width"), vmeta.get("yuba-variant-height"))
-        if recorded_size != (str(v.width), str(v.height)):
-            v.problems.append(f"yuba-variant-width/height {'×'.join(map(str, recorded_size))}, "
-                              f"the image is {v.width}×{v.height}")
-        if profile is not None:
-            box_w, box_h = profile.get("width"), profile.get("height")
-            if not (0 < v.width <= (box_w or v.width) and 0 < v.height <= (box_h or v.height)):
-                v.problems.append(f"{v.width}×{v.height} does not fit the {box_w or '∞'}×{box_h or '∞'} box")
+        if v.blob is None:
+            v.problems.append("no variant object names this source and profile")
+        else:
+            check_variant(v, replica.sample)
+    listed = {v.profile for v in out.variants}
+    for (source, profile), blob in objects.items():
+        if source == key and profile not in listed:
+            out.problems.append(f"{blob.name} is a {profile} variant of it, but {VARIANTS_KEY} does not list it")
     return out
 
 
 def print_variants_table(checked: list[Variants]) -> None:
-    def mark(ok: bool) -> str:
-        return "✓" if ok else "✗"
-
-    rows = [("key", "variant", "format", "size", "bytes", "object", "ok")]
+    rows = [("key", "variant", "decoded", "size", "bytes", "object", "ok")]
     for c in checked:
         key = c.replica.sample.key
         for v in c.variants:
             size = f"{v.width}×{v.height}" if v.width is not None else "?"
-            nbytes = f"{int(v.info['size']):,}" if v.info else "—"
-            rows.append((key, v.profile, v.extension, size, nbytes, v.name, mark(not v.problems)))
+            nbytes = f"{v.blob.size:,}" if v.blob is not None else "—"
+            name = v.blob.name if v.blob is not None else "(missing)"
+            rows.append((key, v.entry, v.format or "?", size, nbytes, name, mark(not v.problems)))
             key = ""
         if c.error is not None:
             rows.append((key, "—", "", "", "", f"{VARIANTS_ERROR_KEY}: {c.error}", mark(not c.problems)))
         elif not c.variants:
             rows.append((key, "—", "", "", "", "(nothing recorded)", mark(not c.problems)))
     print_grid(rows, right={3, 4})
-    boxes = ", ".join(f"{p['name']} {p.get('width', '∞')}×{p.get('height', '∞')} {p.get('fit', 'inside')} "
-                      f"{p.get('format', 'same')}" for p in VARIANTS["profiles"])
-    print(f"  (profiles: {boxes}; size: measured in the downloaded variant; ok: exists, content type matches "
-          f"its extension,\n   yuba-source-sha256 = source sha256, yuba-variant-width/height = measured, fits the "
-          f"profile's box; {VARIANTS_ERROR_KEY}: why the worker made none)")
+    boxes = ", ".join(
+        f"{p['name']} {p.get('width', '∞')}×{p.get('height', '∞')} {p.get('fit', 'inside')} {p.get('format', 'same')}"
+        for p in VARIANTS["profiles"]
+    )
+    print(
+        f"  (profiles: {boxes}; variant: as {VARIANTS_KEY} lists it, the object found by its yuba-source-key and "
+        "yuba-variant;\n   decoded, size: what Pillow reads in the downloaded variant; ok: content type = the decoded "
+        "format's, yuba-source-sha256 = source sha256,\n   yuba-variant-width/height = measured, fits the profile's "
+        f"box; {VARIANTS_ERROR_KEY}: why the worker made none)"
+    )
     for c in checked:
         for problem in c.problems:
             print(f"  ✗ {c.replica.sample.key}: {problem}")
         for v in c.variants:
             for problem in v.problems:
-                print(f"  ✗ {v.name}: {problem}")
+                print(f"  ✗ {c.replica.sample.key} {v.entry}: {problem}")
 
 
 def run(state_dir: Path, stack: Stack, services: list[Service], timeout: float) -> bool:
@@ -786,19 +773,26 @@ def run(state_dir: Path, stack: Stack, services: list[Service], timeout: float) 
     t = time.monotonic()
     stack.start()
     env = stack.env
-    print(f"  stack      S3+SQS {env['AWS_ENDPOINT_URL']}, GCS {env['YUBA_GCS_ENDPOINT']} "
-          f"(up in {time.monotonic() - t:.1f} s)")
+    print(
+        f"  stack      S3+SQS {env['AWS_ENDPOINT_URL']}, GCS {env['YUBA_GCS_ENDPOINT']} "
+        f"(up in {time.monotonic() - t:.1f} s)"
+    )
 
-    s3, gcs = s3_client(env), Gcs(env)
+    s3 = boto3_client("s3", env, retries={"max_attempts": 3})
+    gcs = gcs_client(env["YUBA_GCS_ENDPOINT"]).bucket(env["YUBA_GCS_BUCKET"])
     archive = seed_archive(s3, env)
-    print(f"  archive    {len(archive)} objects put under s3://{env['YUBA_SOURCE_BUCKET']}/{ARCHIVE_PREFIX} "
-          f"before the pipeline exists (their notifications dropped, as for a bucket older than yuba)")
+    print(
+        f"  archive    {len(archive)} objects put under s3://{env['YUBA_SOURCE_BUCKET']}/{ARCHIVE_PREFIX} "
+        f"before the pipeline exists (their notifications dropped, as for a bucket older than yuba)"
+    )
 
     t = time.monotonic()
     start_pipeline(env, state_dir, services)
     wait_until_consuming(services)
-    print(f"  pipeline   yuba-ingest (objects > {mib(ROUTE_THRESHOLD_BYTES)} → fargate queue), "
-          f"yuba-worker × 2 (lambda, fargate queues), polling in {time.monotonic() - t:.1f} s")
+    print(
+        f"  pipeline   yuba-ingest (objects > {mib(ROUTE_THRESHOLD_BYTES)} → fargate queue), "
+        f"yuba-worker × 2 (lambda, fargate queues), polling in {time.monotonic() - t:.1f} s"
+    )
 
     t = time.monotonic()
     samples = make_samples()
@@ -807,22 +801,29 @@ def run(state_dir: Path, stack: Stack, services: list[Service], timeout: float) 
 
     bucket = env["YUBA_SOURCE_BUCKET"]
     print(f"\nuploading to s3://{bucket}, waiting for complete replicas in gs://{env['YUBA_GCS_BUCKET']} ...\n")
-    replicas = replicate_samples(samples, s3, gcs, bucket, services, timeout)
+    replicas = replicate_samples(samples, s3, bucket, gcs, services, timeout)
+    verify_report = verify_replicas(env, replicas, state_dir, timeout)
     print_table(replicas)
+    print(f"  {verify_report}")
 
     sha_ok = all(r.sha_ok for r in replicas)
     attrs_ok = all(r.attrs_ok for r in replicas)
     routes_ok = all(r.route == r.expected_route for r in replicas)
+    verify_ok = all(r.verified for r in replicas)
     latencies = [r.latency_ms for r in replicas]
-    print(f"\n{len(replicas)} objects, {mib(total)} ({total:,} bytes): "
-          + ("all sha256 match (source = downloaded replica = yuba-sha256)" if sha_ok else "SHA256 MISMATCH")
-          + (", attributes kept" if attrs_ok else ", ATTRIBUTES LOST")
-          + ("" if routes_ok else ", WRONG ROUTES")
-          + f"; latency upload → complete replica p50 {statistics.median(latencies):,.0f} ms, "
-            f"max {max(latencies):,.0f} ms")
+    print(
+        f"\n{len(replicas)} objects, {mib(total)} ({total:,} bytes): "
+        + ("all sha256 match (source = downloaded replica = yuba-sha256)" if sha_ok else "SHA256 MISMATCH")
+        + (", attributes kept" if attrs_ok else ", ATTRIBUTES LOST")
+        + ("" if routes_ok else ", WRONG ROUTES")
+        + (", verify in sync" if verify_ok else ", VERIFY FOUND DRIFT")
+        + f"; latency upload → complete replica p50 {statistics.median(latencies):,.0f} ms, "
+        f"max {max(latencies):,.0f} ms"
+    )
 
     print("\nvariants made by the workers (read back from GCS):\n")
-    checked = [check_variants(gcs, r) for r in replicas]
+    objects = variant_objects(gcs)
+    checked = [check_variants(r, objects) for r in replicas]
     print_variants_table(checked)
 
     variants_ok = all(c.ok for c in checked)
@@ -830,17 +831,22 @@ def run(state_dir: Path, stack: Stack, services: list[Service], timeout: float) 
     n_images = sum(1 for c in checked if c.variants)
     kinds = sorted({c.error_kind for c in checked if c.error_kind is not None})
     n_failed = sum(1 for c in checked for v in c.variants if v.problems) + sum(1 for c in checked if c.problems)
-    print(f"\n{n_variants} variants from {n_images} images ({len(kinds)} "
-          f"{'kind' if len(kinds) == 1 else 'kinds'} of failure recorded{': ' + ', '.join(kinds) if kinds else ''})"
-          + ("; all checked: present, content types match, made from the source (sha256), within their boxes"
-             if variants_ok else f"; VARIANT CHECKS FAILED for {n_failed} {'entry' if n_failed == 1 else 'entries'}"))
+    failures = f"{len(kinds)} {'kind' if len(kinds) == 1 else 'kinds'} of failure recorded"
+    print(
+        f"\n{n_variants} variants from {n_images} images ({failures}{': ' + ', '.join(kinds) if kinds else ''})"
+        + (
+            "; all checked: present, decoded, content types match, made from the source (sha256), within their boxes"
+            if variants_ok
+            else f"; VARIANT CHECKS FAILED for {n_failed} {'entry' if n_failed == 1 else 'entries'}"
+        )
+    )
 
     delete_variants = next((c for c in checked if c.replica.sample.key == DELETE_KEY), None)
-    names = [v.name for v in delete_variants.variants if v.info is not None] if delete_variants else []
-    report, delete_ok = demo_delete(s3, gcs, bucket, services, names, timeout)
+    names = [v.blob.name for v in delete_variants.variants if v.blob is not None] if delete_variants else []
+    report, delete_ok = demo_delete(s3, bucket, gcs, services, names, timeout)
     print(report)
     backfill_ok = demo_backfill(env, archive, gcs, services, timeout)
-    return sha_ok and attrs_ok and routes_ok and variants_ok and delete_ok and backfill_ok
+    return sha_ok and attrs_ok and routes_ok and verify_ok and variants_ok and delete_ok and backfill_ok
 
 
 # --------------------------------------------------------------------------------------------
@@ -858,26 +864,39 @@ def seed_archive(s3, env: dict[str, str]) -> dict[str, str]:
             data = f"archived note {i}\n".encode() * (i + 1)
         s3.put_object(Bucket=env["YUBA_SOURCE_BUCKET"], Key=key, Body=data)
         archive[key] = hashlib.sha256(data).hexdigest()
-    sqs = boto3_client("sqs", env)
+    sqs = boto3_client("sqs", env, retries={"max_attempts": 3})
     sqs.purge_queue(QueueUrl=env["YUBA_EVENTS_QUEUE_URL"])
     return archive
 
 
 def reconciler(env: dict[str, str], *args: str, timeout: float) -> tuple[int, list[str]]:
     """Runs yuba-reconciler to completion; returns its exit code and its report (stdout)."""
-    proc = subprocess.run([str(BIN_DIR / "yuba-reconciler"), *args, "--no-checkpoint"],
-                          env={**os.environ, **env, **PIPELINE_ENV, "YUBA_VARIANTS": json.dumps(VARIANTS),
-                               "YUBA_ROUTE_THRESHOLD_BYTES": str(ROUTE_THRESHOLD_BYTES)},
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [str(BIN_DIR / "yuba-reconciler"), *args, "--no-checkpoint"],
+        env={
+            **os.environ,
+            **env,
+            **PIPELINE_ENV,
+            "YUBA_VARIANTS": json.dumps(VARIANTS),
+            "YUBA_ROUTE_THRESHOLD_BYTES": str(ROUTE_THRESHOLD_BYTES),
+        },
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if proc.returncode not in (0, 1):
         raise DemoError(f"yuba-reconciler {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
     return proc.returncode, [line for line in proc.stdout.splitlines() if line.strip()]
 
 
-def demo_backfill(env: dict[str, str], archive: dict[str, str], gcs: Gcs, services: list[Service],
-                  timeout: float) -> bool:
-    print(f"\nbackfill: the {len(archive)} archived objects were never announced; the reconciler lists both "
-          "buckets and merge-joins them:\n")
+def demo_backfill(
+    env: dict[str, str], archive: dict[str, str], gcs: Bucket, services: list[Service], timeout: float
+) -> bool:
+    print(
+        f"\nbackfill: the {len(archive)} archived objects were never announced; the reconciler lists both "
+        "buckets and merge-joins them:\n"
+    )
     t = time.monotonic()
     code, lines = reconciler(env, "diff", timeout=timeout)
     print(f"  $ yuba-reconciler diff          (exit {code}, {time.monotonic() - t:.1f} s)")
@@ -887,30 +906,35 @@ def demo_backfill(env: dict[str, str], archive: dict[str, str], gcs: Gcs, servic
     t = time.monotonic()
     code_backfill, lines = reconciler(env, "backfill", "--json", timeout=timeout)
     summary = json.loads(lines[-1]) if lines else {}
-    routes = sorted({json.loads(l).get("action", "") for l in lines[:-1]})
-    print(f"\n  $ yuba-reconciler backfill      (exit {code_backfill}, {time.monotonic() - t:.1f} s): "
-          f"{summary.get('repaired', 0)} jobs enqueued ({', '.join(routes)}); the running workers copy them")
+    routes = sorted({json.loads(line).get("action", "") for line in lines[:-1]})
+    print(
+        f"\n  $ yuba-reconciler backfill      (exit {code_backfill}, {time.monotonic() - t:.1f} s): "
+        f"{summary.get('repaired', 0)} jobs enqueued ({', '.join(routes)}); the running workers copy them"
+    )
     t = time.monotonic()
-    http = Gcs.session()
     pending = dict(archive)
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
         check_alive(services)
         for key in list(pending):
-            info = gcs.object(http, key)
-            if info and SHA256_KEY in (info.get("metadata") or {}):
+            if SHA256_KEY in metadata(gcs.get_blob(key)):
                 pending.pop(key)
         time.sleep(0.2)
-    print(f"    replicas complete in {time.monotonic() - t:.1f} s" + (f"; STILL MISSING: {sorted(pending)}" if pending else ""))
-    shas_ok = all(gcs.sha256_of(http, key) == sha for key, sha in archive.items() if key not in pending)
+    still = f"; STILL MISSING: {sorted(pending)}" if pending else ""
+    print(f"    replicas complete in {time.monotonic() - t:.1f} s{still}")
+    shas_ok = all(sha256_of(gcs.blob(key))[0] == sha for key, sha in archive.items() if key not in pending)
     t = time.monotonic()
     code_verify, lines = reconciler(env, "verify", timeout=timeout)
     print(f"\n  $ yuba-reconciler verify        (exit {code_verify}, {time.monotonic() - t:.1f} s)")
     for line in lines:
         print(f"    {line}")
-    ok = (code == 1 and found == set(archive) and code_backfill == 0 and not pending and shas_ok and code_verify == 0)
-    print(f"\n  backfill: {'diff found exactly the archived objects' if found == set(archive) else 'DIFF FOUND ' + str(sorted(found))}, "
-          f"{'all repaired, replica sha256 = source sha256, verify in sync' if ok else 'BACKFILL CHECKS FAILED'}")
+    diff_ok = found == set(archive)
+    ok = code == 1 and diff_ok and code_backfill == 0 and not pending and shas_ok and code_verify == 0
+    print(
+        "\n  backfill: "
+        + ("diff found exactly the archived objects" if diff_ok else f"DIFF FOUND {sorted(found)}")
+        + (", all repaired, replica sha256 = source sha256, verify in sync" if ok else ", BACKFILL CHECKS FAILED")
+    )
     return ok
 
 
