@@ -11,6 +11,7 @@ use google_cloud_storage::model::Object;
 use google_cloud_storage::retry_policy::RetryableErrors;
 use google_cloud_storage::streaming_source::{Payload, StreamingSource};
 use yuba_config::{ConfigError, Env};
+use yuba_model::ErrorChain;
 use yuba_retry::{RetryBudget, RetryPolicy};
 
 use crate::composite::{CompositeUpload, MAX_PARTS, SourceIdentity};
@@ -280,7 +281,7 @@ impl Gcs {
             .with_initial_delay(FIRST_BACKOFF)
             .with_maximum_delay(MAX_BACKOFF)
             .build()
-            .map_err(|error| GcsError::permanent(format!("bad backoff policy: {error}")))?;
+            .map_err(|error| GcsError::permanent("bad backoff policy").caused_by(error))?;
         let chunk = settings.upload_chunk_bytes;
         let storage = Storage::builder()
             .with_endpoint(endpoint.clone())
@@ -296,7 +297,7 @@ impl Gcs {
             .build()
             .await
             .map_err(|error| {
-                GcsError::permanent(format!("could not build the GCS client: {error}"))
+                GcsError::permanent("could not build the GCS client").caused_by(error)
             })?;
         let json = JsonApi::new(endpoint, credentials, settings.request_time_limit)?;
         Ok(Gcs {
@@ -424,7 +425,10 @@ impl Gcs {
         error: GcsError,
     ) -> GcsError {
         if let Err(cleanup) = self.json.delete(bucket, name, Some(generation)).await {
-            tracing::error!(%cleanup, "could not remove a corrupted upload");
+            tracing::error!(
+                cleanup = %ErrorChain(&cleanup),
+                "could not remove a corrupted upload"
+            );
         }
         error
     }

@@ -29,7 +29,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
-use yuba_model::{FailureKind, keys};
+use yuba_model::{ErrorChain, FailureKind, keys};
 
 use crate::client::{Gcs, ListQuery, ObjectInfo, UploadSpec};
 use crate::error::GcsError;
@@ -372,9 +372,10 @@ impl CompositeUpload {
     ) -> Result<(), GcsError> {
         let part = done.map_err(|error| {
             GcsError::transient(format!(
-                "uploading a part of gs://{}/{}: {error}",
+                "uploading a part of gs://{}/{}",
                 self.bucket, self.name
             ))
+            .caused_by(error)
         })??;
         self.uploaded.push((part.index, part.generation));
         self.reused += usize::from(part.reused);
@@ -419,7 +420,7 @@ impl CompositeUpload {
         for (name, error) in failed {
             tracing::warn!(
                 object = %name,
-                %error,
+                error = %ErrorChain(&error),
                 "could not delete a temporary part of a composite upload; left to the bucket's \
                  lifecycle rule on {PARTS_PREFIX}"
             );
@@ -465,8 +466,9 @@ async fn put_part(
             Some(now) if holds(now.size, now.crc32c) => Ok((now.generation, false)),
             _ => Err(GcsError::transient(format!(
                 "uploading gs://{bucket}/{name}: another writer replaced the part with other \
-                 bytes since it was listed ({conflict})"
-            ))),
+                 bytes since it was listed"
+            ))
+            .caused_by(conflict)),
         },
         Err(error) => Err(error),
     }
@@ -488,22 +490,19 @@ fn gone_sources<'a>(relied_on: &'a [(String, i64)], listed: &[ObjectInfo]) -> Ve
 
 /// A compose's 404 when `gone` are the sources it named that are no longer there: transient
 /// if there are any (see [`CompositeUpload::explain`]), the answer as it was otherwise.
-fn sources_gone(error: GcsError, gone: &[&str]) -> GcsError {
+fn sources_gone(mut error: GcsError, gone: &[&str]) -> GcsError {
     let Some(first) = gone.first() else {
         return error;
     };
-    GcsError {
-        kind: FailureKind::Transient,
-        status: error.status,
-        reason: error.reason,
-        message: format!(
-            "{}: {} of its temporaries ({first}, ...) are gone or replaced, by another attempt \
-             at the same content or by the lifecycle rule; the next attempt finds the object \
-             made or puts them back",
-            error.message,
-            gone.len()
-        ),
-    }
+    error.kind = FailureKind::Transient;
+    error.message = format!(
+        "{}: {} of its temporaries ({first}, ...) are gone or replaced, by another attempt at \
+         the same content or by the lifecycle rule; the next attempt finds the object made or \
+         puts them back",
+        error.message,
+        gone.len()
+    );
+    error
 }
 
 /// Every temporary under `prefix`, page after page, each page retried like any read.

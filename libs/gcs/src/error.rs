@@ -1,6 +1,9 @@
 use thiserror::Error;
-use yuba_model::FailureKind;
+use yuba_model::{Cause, FailureKind};
 
+/// A failed GCS operation: what was being done (the message, its own summary), how it can be
+/// retried, GCS's answer when there was one, and the transport's, the SDK's or the system's
+/// error underneath as the source, which [`yuba_model::ErrorChain`] shows after the message.
 #[derive(Debug, Error)]
 #[error("{message}")]
 pub struct GcsError {
@@ -11,6 +14,8 @@ pub struct GcsError {
     /// `required`, `forbidden`, `conditionNotMet`, ...), when it gave one.
     pub reason: Option<String>,
     pub message: String,
+    #[source]
+    source: Option<Cause>,
 }
 
 /// What a request carried besides itself, which decides what a 400 in answer to it means.
@@ -47,7 +52,14 @@ impl GcsError {
             status: None,
             reason: None,
             message: message.into(),
+            source: None,
         }
+    }
+
+    /// This error with `cause`, the error underneath it, as its source.
+    pub(crate) fn caused_by(mut self, cause: impl Into<Cause>) -> Self {
+        self.source = Some(cause.into());
+        self
     }
 
     /// Classified from the answer's structure and the request it answered, never from its text:
@@ -71,6 +83,7 @@ impl GcsError {
             status: Some(status),
             reason,
             message,
+            source: None,
         }
     }
 
@@ -79,30 +92,27 @@ impl GcsError {
         carried: Carried,
         error: google_cloud_storage::Error,
     ) -> Self {
-        let message = format!("{context}: {}", chain(&error));
-        if let Some(status) = error.http_status_code() {
-            return GcsError::from_status(status, None, carried, message);
-        }
-        let kind = if error.is_authentication() || error.is_binding() {
-            FailureKind::Permanent
+        let summary = if let Some(status) = error.http_status_code() {
+            GcsError::from_status(status, None, carried, context.to_owned())
+        } else if error.is_authentication() || error.is_binding() {
+            GcsError::permanent(context)
         } else {
             // Timeouts, I/O, exhausted retries, and checksum mismatches found by the client
             // after an upload: all are worth another try from the start.
-            FailureKind::Transient
+            GcsError::transient(context)
         };
-        GcsError::without_status(kind, message)
+        summary.caused_by(error)
     }
 
     /// A request that got no answer (reqwest gives a status only to `error_for_status`, which
     /// is not used: answers go through [`GcsError::from_status`]).
     pub(crate) fn from_http(context: &str, error: reqwest::Error) -> Self {
-        let message = format!("{context}: {}", chain(&error));
-        let kind = if error.is_builder() {
-            FailureKind::Permanent
+        let summary = if error.is_builder() {
+            GcsError::permanent(context)
         } else {
-            FailureKind::Transient
+            GcsError::transient(context)
         };
-        GcsError::without_status(kind, message)
+        summary.caused_by(error)
     }
 }
 
@@ -116,21 +126,6 @@ impl yuba_retry::Retryable for GcsError {
     fn is_timeout(&self) -> bool {
         self.status.is_none()
     }
-}
-
-/// An error and its sources on one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
@@ -162,5 +157,30 @@ mod tests {
         );
         assert_eq!(refusal.kind, FailureKind::Permanent);
         assert_eq!(refusal.reason.as_deref(), Some("invalid"));
+    }
+
+    #[test]
+    fn the_error_underneath_is_the_source_not_part_of_the_message() {
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset");
+        let error = GcsError::from_storage(
+            "reading gs://b/k#1",
+            Carried::NoChecksums,
+            google_cloud_storage::Error::io(reset),
+        );
+        assert_eq!(error.kind, FailureKind::Transient);
+        assert_eq!(error.to_string(), "reading gs://b/k#1");
+        let shown = yuba_model::ErrorChain(&error).to_string();
+        assert!(
+            shown.starts_with("reading gs://b/k#1: ") && shown.ends_with("connection reset"),
+            "{shown}"
+        );
+
+        let busy = google_cloud_storage::Error::http(503, http::HeaderMap::new(), "busy".into());
+        let error = GcsError::from_storage("reading gs://b/k#1", Carried::NoChecksums, busy);
+        assert_eq!(
+            (error.status, error.kind),
+            (Some(503), FailureKind::Transient)
+        );
+        assert!(std::error::Error::source(&error).is_some());
     }
 }

@@ -83,8 +83,9 @@ struct ListResource {
 impl ObjectResource {
     fn into_info(self) -> Result<ObjectInfo, GcsError> {
         let number = |field: &str, value: Option<String>| -> Result<i64, GcsError> {
-            value.unwrap_or_default().parse().map_err(|_| {
+            value.unwrap_or_default().parse().map_err(|error| {
                 GcsError::permanent(format!("GCS returned an object without a numeric {field}"))
+                    .caused_by(error)
             })
         };
         let md5 = self
@@ -121,7 +122,7 @@ impl JsonApi {
             .timeout(timeout)
             .build()
             .map_err(|error| {
-                GcsError::permanent(format!("could not build an HTTP client: {error}"))
+                GcsError::permanent("could not build an HTTP client").caused_by(error)
             })?;
         Ok(JsonApi {
             http,
@@ -169,12 +170,13 @@ impl JsonApi {
             Ok(CacheableResource::New { data, .. }) => data,
             Ok(CacheableResource::NotModified) => http::HeaderMap::new(),
             Err(error) => {
-                let message = format!("could not get Google credentials: {error}");
-                return Err(if error.is_transient() {
-                    GcsError::transient(message)
+                const SUMMARY: &str = "could not get Google credentials";
+                let summary = if error.is_transient() {
+                    GcsError::transient(SUMMARY)
                 } else {
-                    GcsError::permanent(message)
-                });
+                    GcsError::permanent(SUMMARY)
+                };
+                return Err(summary.caused_by(error));
             }
         };
         Ok(self.http.request(method, url).headers(headers))
