@@ -28,6 +28,7 @@ blocks and context managers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -40,11 +41,18 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psutil
+from google.api_core.exceptions import NotFound
 
 from loopback import isolate_environment
+from stack_clients import boto3_client, gcs_client, sha256_of
+
+if TYPE_CHECKING:
+    from google.cloud.storage import Bucket
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -115,48 +123,45 @@ class ObjectGenerator:
 # processes and memory
 
 
-def read_status(pid: int) -> dict[str, int]:
-    """VmRSS/VmHWM in KiB, {} once the process is gone."""
-    out: dict[str, int] = {}
+def vm_hwm_kib(pid: int) -> int:
+    """The peak RSS (VmHWM, KiB) of a running process, 0 once it is gone. The one thing read
+    from /proc by hand: psutil reports a process's RSS, not its high-water mark."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith(("VmRSS:", "VmHWM:")):
-                    name, value = line.split(":", 1)
-                    out[name] = int(value.split()[0])
-    except (FileNotFoundError, ProcessLookupError, ValueError):
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
         pass
-    return out
+    return 0
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (its own threads), 0 if gone."""
+    """User + system CPU time of a process (its own threads), 0 if gone."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
         return 0.0
+    return times.user + times.system
 
 
 def children_of(ppid: int) -> dict[int, str]:
-    """Direct children of ppid: pid -> comm."""
+    """Direct children of ppid: pid -> name."""
+    try:
+        children = psutil.Process(ppid).children()
+    except psutil.Error:
+        return {}
     out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for child in children:
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                head, rest = f.read().rsplit(")", 1)
-            if int(rest.split()[1]) == ppid:
-                out[int(entry)] = head.split("(", 1)[1]
-        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            out[child.pid] = child.name()
+        except psutil.Error:
             continue
     return out
 
 
 class RssSampler(threading.Thread):
-    """Reads /proc/PID/status every SAMPLE_EVERY seconds until stopped or the process exits."""
+    """Samples a process's RSS every SAMPLE_EVERY seconds until stopped or the process exits."""
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
@@ -166,13 +171,15 @@ class RssSampler(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._halt.is_set():
-            status = read_status(self.pid)
-            if not status:
-                return
-            self.samples.append((time.monotonic(), status.get("VmRSS", 0)))
-            self.hwm_kib = max(self.hwm_kib, status.get("VmHWM", 0))
-            self._halt.wait(SAMPLE_EVERY)
+        try:
+            process = psutil.Process(self.pid)
+            while not self._halt.is_set():
+                rss_kib = process.memory_info().rss // 1024
+                self.samples.append((time.monotonic(), rss_kib))
+                self.hwm_kib = max(self.hwm_kib, vm_hwm_kib(self.pid))
+                self._halt.wait(SAMPLE_EVERY)
+        except psutil.Error:  # gone (or a zombie): nothing more to sample
+            return
 
     def stop(self) -> None:
         self._halt.set()
@@ -358,34 +365,13 @@ def fmt_profile(kib: list[int]) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# GCS helpers (fake-gcs-server JSON API, plain HTTP)
+# GCS helpers
 
 
-def gcs_object_url(endpoint: str, bucket: str, name: str, download: bool) -> str:
-    quoted = urllib.parse.quote(name, safe="")
-    prefix = "/download" if download else ""
-    return f"{endpoint}{prefix}/storage/v1/b/{bucket}/o/{quoted}" + ("?alt=media" if download else "")
-
-
-def gcs_sha256(http, endpoint: str, bucket: str, name: str) -> tuple[str, int]:
-    h = hashlib.sha256()
-    n = 0
-    with http.get(gcs_object_url(endpoint, bucket, name, True), stream=True, timeout=600) as r:
-        r.raise_for_status()
-        for chunk in r.iter_content(chunk_size=MiB):
-            h.update(chunk)
-            n += len(chunk)
-    return h.hexdigest(), n
-
-
-def gcs_metadata(http, endpoint: str, bucket: str, name: str) -> dict:
-    r = http.get(gcs_object_url(endpoint, bucket, name, False), timeout=60)
-    r.raise_for_status()
-    return r.json()
-
-
-def gcs_delete(http, endpoint: str, bucket: str, name: str) -> None:
-    http.delete(gcs_object_url(endpoint, bucket, name, False), timeout=60)
+def gcs_delete(gcs: Bucket, name: str) -> None:
+    """Deletes an object if it is there."""
+    with contextlib.suppress(NotFound):
+        gcs.blob(name).delete(timeout=60)
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,48 +409,37 @@ def probe_source(s3, bucket: str) -> tuple[int, float]:
     return n, time.monotonic() - started
 
 
-def probe_sink(http, endpoint: str, bucket: str, size: int, chunk: int) -> tuple[int, float, list[float]]:
+def probe_sink(gcs: Bucket, size: int, chunk: int) -> tuple[int, float, list[float]]:
     """A plain resumable upload of `size` bytes in `chunk`-byte requests (one buffer reused,
-    nothing generated): fake-gcs-server's ceiling for what yuba does. The object is deleted."""
+    nothing generated): fake-gcs-server's ceiling for what yuba does. The object is deleted.
+    The writer sends a chunk once it holds one, so each write of `chunk` bytes is one request
+    (and closing it sends the last, short or empty, one)."""
     name = "probe/sink.bin"
     pool = ObjectGenerator(chunk).pool
-    buf = (pool * (chunk // len(pool) + 1))[:chunk]
+    buf = memoryview((pool * (chunk // len(pool) + 1))[:chunk])
     started = time.monotonic()
-    r = http.post(
-        f"{endpoint}/upload/storage/v1/b/{bucket}/o",
-        params={"uploadType": "resumable", "name": name},
-        json={"name": name, "contentType": "application/octet-stream"},
-        timeout=60,
-    )
-    r.raise_for_status()
-    session = r.headers["Location"]
     sent = 0
     request_s: list[float] = []
-    while sent < size:
-        n = min(chunk, size - sent)
-        t = time.monotonic()
-        last = sent + n == size
-        total = str(size) if last else "*"
-        r = http.put(
-            session,
-            data=buf[:n] if n < chunk else buf,
-            headers={"Content-Range": f"bytes {sent}-{sent + n - 1}/{total}"},
-            timeout=600,
-        )
-        if r.status_code not in (200, 201, 308):
-            raise SetupError(f"sink probe: HTTP {r.status_code} at offset {sent}: {r.text[:300]}")
-        request_s.append(time.monotonic() - t)
-        sent += n
+    # No client-side checksum: the probe measures the server, as yuba's own checksums are
+    # computed while it reads the source.
+    blob = gcs.blob(name, chunk_size=chunk)
+    with blob.open("wb", content_type="application/octet-stream", checksum=None, timeout=600) as writer:
+        while sent < size:
+            n = min(chunk, size - sent)
+            t = time.monotonic()
+            writer.write(buf[:n])
+            request_s.append(time.monotonic() - t)
+            sent += n
     elapsed = time.monotonic() - started
-    gcs_delete(http, endpoint, bucket, name)
+    gcs_delete(gcs, name)
     return sent, elapsed, request_s
 
 
-def run_yuba(stack: LocalStack, work: Path, args, chunk_mib: int, size: int, etag: str, sha256: str, http, sqs) -> Run:
+def run_yuba(stack: LocalStack, work: Path, args, chunk_mib: int, size: int, etag: str, sha256: str, gcs: Bucket, sqs) -> Run:
     env = stack.env
     run = Run(tool=f"yuba-worker, {chunk_mib} MiB chunks")
     # No replica yet (else the job is "already-replicated"), and the same sink state every run.
-    gcs_delete(http, env["YUBA_GCS_ENDPOINT"].rstrip("/"), env["YUBA_GCS_BUCKET"], KEY)
+    gcs_delete(gcs, KEY)
     job = {"v": 1, "op": "replicate", "bucket": env["YUBA_SOURCE_BUCKET"], "key": KEY, "etag": etag, "size": size}
     sqs.send_message(QueueUrl=env["YUBA_FARGATE_QUEUE_URL"], MessageBody=json.dumps(job))
     worker_env = dict(os.environ)
@@ -554,9 +529,9 @@ def run_yuba(stack: LocalStack, work: Path, args, chunk_mib: int, size: int, eta
         run.note += f"; {len(failures)} warning/error line(s) in the log, last: {failures[-1][:300]}"
 
     # verify the replica
-    endpoint, bucket = env["YUBA_GCS_ENDPOINT"].rstrip("/"), env["YUBA_GCS_BUCKET"]
-    replica_sha, replica_len = gcs_sha256(http, endpoint, bucket, KEY)
-    meta = gcs_metadata(http, endpoint, bucket, KEY).get("metadata", {})
+    replica = gcs.get_blob(KEY, timeout=60)
+    replica_sha, replica_len = sha256_of(replica)
+    meta = replica.metadata or {}
     checks = {
         "replica bytes == source sha256": replica_sha == sha256,
         "replica size == source size": replica_len == size,
@@ -599,7 +574,7 @@ def rclone_env(stack_env: dict[str, str], work: Path) -> dict[str, str]:
     return env
 
 
-def run_rclone(stack: LocalStack, work: Path, args, size: int, sha256: str, http) -> Run:
+def run_rclone(stack: LocalStack, work: Path, args, size: int, sha256: str, gcs: Bucket) -> Run:
     run = Run(tool="rclone copyto, 16 MiB chunks")
     exe = ensure_rclone()
     if exe is None:
@@ -631,8 +606,7 @@ def run_rclone(stack: LocalStack, work: Path, args, size: int, sha256: str, http
         tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
         run.note = f"rclone exited {proc.returncode}: " + " | ".join(tail) + f" (log: {log_path})"
         return run
-    endpoint, bucket = env["YUBA_GCS_ENDPOINT"].rstrip("/"), env["YUBA_GCS_BUCKET"]
-    copy_sha, copy_len = gcs_sha256(http, endpoint, bucket, RCLONE_DEST)
+    copy_sha, copy_len = sha256_of(gcs.blob(RCLONE_DEST))
     run.bytes = copy_len
     run.verified = copy_sha == sha256 and copy_len == size
     run.note = "copy verified by download + sha256 (rclone itself checks size only here: the source is multipart, so no MD5)"
@@ -771,10 +745,6 @@ def main() -> int:
     if not args.skip_rclone:
         ensure_rclone()
 
-    import boto3
-    import requests
-    from botocore.config import Config
-
     header = versions()
     work = Path(tempfile.mkdtemp(prefix="yuba-bench-stream."))
     runs: list[Run] = []
@@ -782,18 +752,10 @@ def main() -> int:
     try:
         with LocalStack(work) as stack:
             env = stack.env
-            endpoint, bucket = env["YUBA_GCS_ENDPOINT"].rstrip("/"), env["YUBA_GCS_BUCKET"]
-            say(f"stack up (state in {work}); S3 {env['AWS_ENDPOINT_URL']}, GCS {endpoint}")
-            session = boto3.session.Session(
-                aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-                region_name=env["AWS_REGION"],
-            )
-            cfg = Config(s3={"addressing_style": "path"}, read_timeout=600, retries={"max_attempts": 2})
-            s3 = session.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], config=cfg)
-            sqs = session.client("sqs", endpoint_url=env["AWS_ENDPOINT_URL"])
-            http = requests.Session()
-            http.trust_env = False
+            say(f"stack up (state in {work}); S3 {env['AWS_ENDPOINT_URL']}, GCS {env['YUBA_GCS_ENDPOINT']}")
+            s3 = boto3_client("s3", env, read_timeout=600, retries={"max_attempts": 2})
+            sqs = boto3_client("sqs", env)
+            gcs = gcs_client(env["YUBA_GCS_ENDPOINT"]).bucket(env["YUBA_GCS_BUCKET"])
 
             say(f"uploading {size} bytes to s3://{env['YUBA_SOURCE_BUCKET']}/{KEY}")
             sha256, etag, upload_s = upload_source(s3, env["YUBA_SOURCE_BUCKET"], size, args.part_mib)
@@ -803,20 +765,20 @@ def main() -> int:
                 probes["source"] = probe_source(s3, env["YUBA_SOURCE_BUCKET"])
                 say(f"source ceiling: plain GET {probes['source'][1]:.1f} s")
                 probes["sink_chunk_mib"] = args.chunk_mib[0]
-                probes["sink"] = probe_sink(http, endpoint, bucket, size, args.chunk_mib[0] * MiB)
+                probes["sink"] = probe_sink(gcs, size, args.chunk_mib[0] * MiB)
                 say(f"sink ceiling: plain resumable upload {probes['sink'][1]:.1f} s")
 
             for chunk in args.chunk_mib:
                 say(f"running yuba-worker with {chunk} MiB chunks")
-                yuba = run_yuba(stack, work, args, chunk, size, etag, sha256, http, sqs)
+                yuba = run_yuba(stack, work, args, chunk, size, etag, sha256, gcs, sqs)
                 runs.append(yuba)
                 say(f"{yuba.tool}: {yuba.wall_s:.1f} s, peak RSS {yuba.peak_mib:.1f} MiB, verified={yuba.verified}; {yuba.note}")
 
             if not args.skip_rclone:
                 # Same sink state as the yuba runs: only the source object and nothing in GCS.
-                gcs_delete(http, endpoint, bucket, KEY)
+                gcs_delete(gcs, KEY)
                 say("running rclone copyto")
-                rc = run_rclone(stack, work, args, size, sha256, http)
+                rc = run_rclone(stack, work, args, size, sha256, gcs)
                 runs.append(rc)
                 say(f"rclone: {rc.wall_s:.1f} s, peak RSS {rc.peak_mib:.1f} MiB, verified={rc.verified}; {rc.note}")
 
