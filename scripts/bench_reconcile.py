@@ -25,7 +25,7 @@ paginated listings, bare GETs, bare uploads): the "server alone" rows say whethe
 a tool, is the bottleneck.
 
 Every tool runs under GNU time (`/usr/bin/time -f "%M %U %S"`: peak RSS and CPU); the CPU the
-servers spend during each run is read from /proc. Results are checked: the diff counts of both
+servers spend during each run is read with psutil. Results are checked: the diff counts of both
 tools, every copied object's size and MD5 in the destination listing, sha256 of a sample of
 downloaded copies (the whole object for copy-big) against the source. Exit 0 when it ran, 1 if a
 copy did not verify or a tool's diff was wrong, 2 on a set-up error; never on timing.
@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import base64
 import concurrent.futures as cf
+import contextlib
 import ctypes
 import hashlib
 import html
@@ -58,11 +59,19 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from loopback import isolate_environment
+import google_crc32c
+import psutil
+from google.api_core.exceptions import Conflict, NotFound
 
 import bench_stream
-from bench_stream import LocalStack, Measured, ObjectGenerator, SetupError, children_of, cpu_seconds, table
+from bench_stream import LocalStack, Measured, ObjectGenerator, SetupError, children_of, cpu_seconds, gcs_delete, table
+from loopback import isolate_environment
+from stack_clients import gcs_client, sha256_of
+
+if TYPE_CHECKING:
+    from google.cloud.storage import Blob, Bucket, Client
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -96,41 +105,9 @@ class CheckFailed(Exception):
     """A seeded object came back different from what was sent: the data set is not usable."""
 
 
-# --------------------------------------------------------------------------------------------
-# CRC32C (Castagnoli), table-driven: the stdlib has none (zlib.crc32 is the IEEE polynomial)
-
-
-def _crc32c_table() -> list[int]:
-    table_ = []
-    for n in range(256):
-        c = n
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table_.append(c)
-    return table_
-
-
-CRC32C_TABLE = _crc32c_table()
-
-
-def crc32c_update(register: int, data: bytes) -> int:
-    """The raw CRC32C register after `data` (no initial or final inversion)."""
-    t = CRC32C_TABLE
-    for b in data:
-        register = t[(register ^ b) & 0xFF] ^ (register >> 8)
-    return register
-
-
-def crc32c(data: bytes) -> int:
-    return crc32c_update(0xFFFFFFFF, data) ^ 0xFFFFFFFF
-
-
 def crc32c_b64(value: int) -> str:
-    """GCS's encoding: base64 of the 4 big-endian bytes."""
+    """GCS's encoding of a CRC32C: base64 of the 4 big-endian bytes."""
     return base64.b64encode(value.to_bytes(4, "big")).decode()
-
-
-assert crc32c(b"123456789") == 0xE3069283, "CRC32C self-test failed"
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,8 +129,8 @@ class Digests:
 class SmallObjects:
     """N objects of 1-4 KiB. Object i is one of 1,024 pseudo-random bodies (chosen by a seeded
     RNG) followed by a 16-byte trailer unique to i: every object differs, and its digests cost a
-    copy of the body's precomputed hash states plus 16 bytes, so 100,000 objects are hashed in a
-    second or two (a table-driven CRC32C over all their bytes would take a minute in Python)."""
+    copy of the body's precomputed hash states (its CRC32C extended) plus 16 bytes, so 100,000
+    objects are hashed in a second or two."""
 
     BODIES = 1024
     TRAILER = 16
@@ -165,11 +142,11 @@ class SmallObjects:
         self.choice = [rng.randrange(self.BODIES) for _ in range(n)]
         self._md5 = [hashlib.md5(b) for b in self.bodies]
         self._sha = [hashlib.sha256(b) for b in self.bodies]
-        self._crc = [crc32c_update(0xFFFFFFFF, b) for b in self.bodies]
+        self._crc = [google_crc32c.value(b) for b in self.bodies]
         for i in sorted({0, n // 2, n - 1} if n else set()):  # the shortcut equals the plain computation
             body = self.content(i)
             d = self.digests(i)
-            assert d.crc32c == crc32c(body) and d.md5 == hashlib.md5(body).hexdigest() and d.size == len(body)
+            assert d.crc32c == google_crc32c.value(body) and d.md5 == hashlib.md5(body).hexdigest() and d.size == len(body)
 
     def trailer(self, i: int) -> bytes:
         return i.to_bytes(8, "big") + ((i * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big")
@@ -183,7 +160,7 @@ class SmallObjects:
         md5, sha = self._md5[k].copy(), self._sha[k].copy()
         md5.update(tail)
         sha.update(tail)
-        crc = crc32c_update(self._crc[k], tail) ^ 0xFFFFFFFF
+        crc = google_crc32c.extend(self._crc[k], tail)
         return Digests(len(self.bodies[k]) + len(tail), md5.hexdigest(), sha.hexdigest(), crc)
 
 
@@ -214,7 +191,7 @@ class ManyObjects:
 
 
 # --------------------------------------------------------------------------------------------
-# bare HTTP clients (one keep-alive connection per thread): for seeding and for the ceilings,
+# a bare S3 client (one keep-alive connection per thread): for seeding and for the ceilings,
 # so that the numbers are the servers', not boto3's XML parsing
 
 
@@ -353,98 +330,6 @@ class S3Raw(_Http):
         return n, h.hexdigest(), first or 0.0
 
 
-class GcsRaw(_Http):
-    """The GCS JSON API of fake-gcs-server (anonymous)."""
-
-    LIST_FIELDS = "items(name,generation,metageneration,size,crc32c,md5Hash,contentType,metadata),prefixes,nextPageToken"
-
-    def create_bucket(self, bucket: str) -> None:
-        status, data, _ = self.call("POST", "/storage/v1/b?project=test", json.dumps({"name": bucket}).encode(), {"Content-Type": "application/json"})
-        if status not in (200, 409):
-            raise SetupError(f"GCS create bucket {bucket}: HTTP {status} {data[:300]!r}")
-
-    def upload(self, bucket: str, name: str, data: bytes, metadata: dict[str, str] | None = None) -> dict:
-        """uploadType=multipart: the object resource (with custom metadata) and the bytes in one request."""
-        resource = {"name": name, "contentType": "application/octet-stream"}
-        if metadata:
-            resource["metadata"] = metadata
-        boundary = "yuba-bench-" + uuid.uuid4().hex
-        body = (
-            f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{json.dumps(resource)}\r\n"
-            f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n"
-        ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
-        target = f"/upload/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o?uploadType=multipart"
-        status, out, _ = self.call("POST", target, body, {"Content-Type": f"multipart/related; boundary={boundary}"})
-        if status != 200:
-            raise SetupError(f"GCS upload {bucket}/{name}: HTTP {status} {out[:300]!r}")
-        return json.loads(out)
-
-    def list_page(self, bucket: str, prefix: str = "", delimiter: str = "", token: str | None = None, max_results: int = 1000):
-        """(items, prefixes, next token)."""
-        query = {"maxResults": str(max_results), "fields": self.LIST_FIELDS}
-        if prefix:
-            query["prefix"] = prefix
-        if delimiter:
-            query["delimiter"] = delimiter
-        if token:
-            query["pageToken"] = token
-        target = f"/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o?" + urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
-        status, data, _ = self.call("GET", target)
-        if status != 200:
-            raise SetupError(f"GCS list {bucket} {prefix!r}: HTTP {status} {data[:300]!r}")
-        page = json.loads(data)
-        return page.get("items", []), page.get("prefixes", []), page.get("nextPageToken")
-
-    def list_all(self, bucket: str, prefix: str = "", threads: int = 16) -> list[dict]:
-        """Every object under `prefix` in name order, directory by directory, `threads` at
-        once: the filesystem backend reads the whole prefix for every page, so a flat listing
-        of 100,000 objects takes minutes."""
-        items, dirs, token = [], [], None
-        while True:
-            page, prefixes, token = self.list_page(bucket, prefix, delimiter="/", token=token)
-            items += page
-            dirs += prefixes
-            if not token:
-                break
-        lock = threading.Lock()
-
-        def one(directory: str) -> None:
-            found = self.list_all(bucket, directory, threads=1)
-            with lock:
-                items.extend(found)
-
-        parallel(one, dirs, threads)
-        return sorted(items, key=lambda o: o["name"].encode())
-
-    def get_digest(self, bucket: str, name: str) -> tuple[int, str]:
-        target = f"/download/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o/{urllib.parse.quote(name, safe='')}?alt=media"
-        r = self.send("GET", target, None, {})
-        if r.status != 200:
-            data = r.read()
-            self.done(r)
-            raise SetupError(f"GCS download {bucket}/{name}: HTTP {r.status} {data[:300]!r}")
-        h = hashlib.sha256()
-        n = 0
-        while chunk := r.read(MiB):
-            h.update(chunk)
-            n += len(chunk)
-        self.done(r)
-        return n, h.hexdigest()
-
-    def delete(self, bucket: str, name: str) -> None:
-        self.call("DELETE", f"/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o/{urllib.parse.quote(name, safe='')}")
-
-    def empty_bucket(self, bucket: str, threads: int = 4) -> int:
-        """Deletes every object (fake-gcs-server's memory backend keeps them all in RAM)."""
-        try:
-            names = [o["name"] for o in self.list_all(bucket)]
-        except SetupError:
-            return 0
-        with cf.ThreadPoolExecutor(threads) as pool:
-            list(pool.map(lambda name: self.delete(bucket, name), names))
-        return len(names)
-
-
 def parallel(fn, items, threads: int, label: str = "", every: float = 0.0) -> None:
     """Runs fn(item) on `threads` threads; the first exception stops the rest and is raised.
     With `every` > 0, logs progress (done, rate, elapsed) at most that often."""
@@ -476,6 +361,54 @@ def parallel(fn, items, threads: int, label: str = "", every: float = 0.0) -> No
     with cf.ThreadPoolExecutor(max(1, threads)) as pool:
         for f in cf.as_completed([pool.submit(one, it) for it in items]):
             f.result()
+
+
+# --------------------------------------------------------------------------------------------
+# GCS: the stack's google-cloud-storage client (scripts/stack_clients.py); the JSON it parses is
+# small beside what fake-gcs-server does for each request
+
+
+def create_bucket(gcs: Client, name: str) -> Bucket:
+    with contextlib.suppress(Conflict):
+        gcs.create_bucket(name)
+    return gcs.bucket(name)
+
+
+def upload_object(bucket: Bucket, name: str, data: bytes, metadata: dict[str, str] | None = None) -> Blob:
+    """One uploadType=multipart request: the object resource (with custom metadata) and the bytes.
+    No client-side checksum: what is timed is the server."""
+    blob = bucket.blob(name)
+    blob.metadata = metadata
+    blob.upload_from_string(data, content_type="application/octet-stream", checksum=None, timeout=900)
+    return blob
+
+
+def list_all(gcs: Client, bucket: str, prefix: str = "", threads: int = 16) -> list[Blob]:
+    """Every object under `prefix` in name order, directory by directory, `threads` at once:
+    the filesystem backend reads the whole prefix for every page, so a flat listing of 100,000
+    objects takes minutes."""
+    pages = gcs.list_blobs(bucket, prefix=prefix, delimiter="/", page_size=1000)
+    items = list(pages)
+    lock = threading.Lock()
+
+    def one(directory: str) -> None:
+        found = list_all(gcs, bucket, directory, threads=1)
+        with lock:
+            items.extend(found)
+
+    parallel(one, sorted(pages.prefixes), threads)
+    return sorted(items, key=lambda o: o.name.encode())
+
+
+def empty_bucket(gcs: Client, bucket: str, threads: int = 4) -> int:
+    """Deletes every object (fake-gcs-server's memory backend keeps them all in RAM)."""
+    try:
+        names = [o.name for o in list_all(gcs, bucket)]
+    except NotFound:
+        return 0
+    with cf.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda name: gcs_delete(gcs.bucket(bucket), name), names))
+    return len(names)
 
 
 # --------------------------------------------------------------------------------------------
@@ -650,7 +583,7 @@ class Bench:
         self.work = work
         env = stack.env
         self.env = env
-        self.gcs = GcsRaw(env["YUBA_GCS_ENDPOINT"].rstrip("/"))
+        self.gcs = gcs_client(env["YUBA_GCS_ENDPOINT"], connections=max(16, args.concurrency, args.seed_threads))
         self.moto = S3Raw(env["AWS_ENDPOINT_URL"], env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env["AWS_REGION"])
         self.rows: list[Row] = []
         self.seedings: list[Seeding] = []
@@ -663,9 +596,9 @@ class Bench:
         for pid, label in self.server_pids.items():
             if label == "fake-gcs":
                 try:
-                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+                    argv = psutil.Process(pid).cmdline()
                     self.gcs_backend = argv[argv.index("-backend") + 1]
-                except (OSError, ValueError, IndexError):
+                except (psutil.Error, ValueError, IndexError):
                     pass
 
     # ---- helpers
@@ -862,29 +795,22 @@ class Bench:
     def probe_gcs_lists(self, scenario: str, bucket: str) -> None:
         cpu = self.cpu_meter(None)
         started = time.monotonic()
-        n, pages, token = 0, 0, None
-        while True:
-            items, _, token = self.gcs.list_page(bucket, token=token)
-            n += len(items)
-            pages += 1
-            if not token:
-                break
-        self.ceiling(scenario, "-", f"GCS flat list, {pages} pages of 1000", n, 0, time.monotonic() - started, cpu.stop(), note="GET /storage/v1/b/B/o?maxResults=1000&pageToken=...")
+        listing = self.gcs.list_blobs(bucket, page_size=1000)
+        n = sum(1 for _ in listing)
+        self.ceiling(scenario, "-", f"GCS flat list, {listing.page_number} pages of 1000", n, 0, time.monotonic() - started, cpu.stop(), note="GET /storage/v1/b/B/o?maxResults=1000&pageToken=...")
 
         cpu = self.cpu_meter(None)
         started = time.monotonic()
-        _, dirs, _ = self.gcs.list_page(bucket, prefix="bench/", delimiter="/")
+        listing = self.gcs.list_blobs(bucket, prefix="bench/", delimiter="/")
+        list(listing)
+        dirs = sorted(listing.prefixes)
         count = [0]
         lock = threading.Lock()
 
         def list_dir(prefix: str) -> None:
-            token = None
-            while True:
-                items, _, token = self.gcs.list_page(bucket, prefix=prefix, delimiter="/", token=token)
-                with lock:
-                    count[0] += len(items)
-                if not token:
-                    return
+            found = sum(1 for _ in self.gcs.list_blobs(bucket, prefix=prefix, delimiter="/", page_size=1000))
+            with lock:
+                count[0] += found
 
         parallel(list_dir, dirs, self.args.concurrency)
         self.ceiling(scenario, "-", f"GCS list by directory ({len(dirs)} dirs, {self.args.concurrency} at once)", count[0], 0, time.monotonic() - started, cpu.stop())
@@ -894,18 +820,18 @@ class Bench:
     def verify_copies(self, row: Row, bucket: str, many: ManyObjects, yuba: bool) -> None:
         """Every object: present, right size and MD5 (GCS computes md5Hash of what it stored);
         a sample: downloaded, sha256 against the source; yuba's: the yuba-sha256 it recorded."""
-        listed = {o["name"]: o for o in self.gcs.list_all(bucket)}
+        listed = {o.name: o for o in list_all(self.gcs, bucket)}
         problems = []
         for i, d in many.digests.items():
             o = listed.get(key_of(i))
             if o is None:
                 problems.append(f"{key_of(i)} missing")
-            elif int(o.get("size", -1)) != d.size:
-                problems.append(f"{key_of(i)} has {o.get('size')} bytes, not {d.size}")
-            elif o.get("md5Hash") != base64.b64encode(bytes.fromhex(d.md5)).decode():
-                problems.append(f"{key_of(i)} md5Hash {o.get('md5Hash')} differs from the source's")
-            elif yuba and (o.get("metadata") or {}).get("yuba-sha256") != d.sha256:
-                problems.append(f"{key_of(i)} records yuba-sha256 {(o.get('metadata') or {}).get('yuba-sha256')}")
+            elif o.size != d.size:
+                problems.append(f"{key_of(i)} has {o.size} bytes, not {d.size}")
+            elif o.md5_hash != base64.b64encode(bytes.fromhex(d.md5)).decode():
+                problems.append(f"{key_of(i)} md5Hash {o.md5_hash} differs from the source's")
+            elif yuba and (o.metadata or {}).get("yuba-sha256") != d.sha256:
+                problems.append(f"{key_of(i)} records yuba-sha256 {(o.metadata or {}).get('yuba-sha256')}")
         extra = len(listed.keys() - {key_of(i) for i in many.digests})
         if extra:
             problems.append(f"{extra} unexpected objects")
@@ -914,11 +840,11 @@ class Bench:
         for i in sample:
             if key_of(i) not in listed:
                 continue
-            n, sha = self.gcs.get_digest(bucket, key_of(i))
+            sha, _ = sha256_of(self.gcs.bucket(bucket).blob(key_of(i)))
             if sha != many.digests[i].sha256:
                 problems.append(f"{key_of(i)} downloads with sha256 {sha}, the source's is {many.digests[i].sha256}")
         row.objects = sum(1 for i in many.digests if key_of(i) in listed)
-        row.bytes = sum(int(listed[key_of(i)].get("size", 0)) for i in many.digests if key_of(i) in listed)
+        row.bytes = sum(listed[key_of(i)].size for i in many.digests if key_of(i) in listed)
         row.ok = not problems and row.exit_code == 0
         row.check = (
             f"{row.objects}/{len(many.digests)} objects with the source's size and MD5"
@@ -947,7 +873,7 @@ class Bench:
         # same bucket name, keys and ETags (MD5) on both)
         expect_gcs = {key_of(i): base64.b64encode(bytes.fromhex(digests[i].md5)).decode() for i in range(n) if i not in missing_set}
         if not self.reusable_gcs(gcs_bucket, expect_gcs, digests_by_key={key_of(i): digests[i] for i in range(n)}):
-            self.gcs.create_bucket(gcs_bucket)
+            replicas = create_bucket(self.gcs, gcs_bucket)
             replicated_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
             todo = [i for i in range(n) if i not in missing_set]
             why = {
@@ -969,9 +895,9 @@ class Bench:
                     "yuba-sha256": d.sha256,
                     "yuba-crc32c": crc32c_b64(d.crc32c),
                 }
-                out = self.gcs.upload(gcs_bucket, key_of(i), objs.content(i), meta)
-                if out.get("crc32c") != crc32c_b64(d.crc32c) or out.get("md5Hash") != expect_gcs[key_of(i)]:
-                    raise CheckFailed(f"fake-gcs-server stored {key_of(i)} with crc32c {out.get('crc32c')} md5 {out.get('md5Hash')}, expected {crc32c_b64(d.crc32c)} {expect_gcs[key_of(i)]}")
+                out = upload_object(replicas, key_of(i), objs.content(i), meta)
+                if out.crc32c != crc32c_b64(d.crc32c) or out.md5_hash != expect_gcs[key_of(i)]:
+                    raise CheckFailed(f"fake-gcs-server stored {key_of(i)} with crc32c {out.crc32c} md5 {out.md5_hash}, expected {crc32c_b64(d.crc32c)} {expect_gcs[key_of(i)]}")
 
             parallel(upload, todo, a.seed_threads, "seeding replicas into fake-gcs-server", every=30)
             self.seeded("diff replicas -> fake-gcs-server", len(todo), sum(digests[i].size for i in todo), time.monotonic() - started, "uploadType=multipart with the yuba record")
@@ -1028,20 +954,20 @@ class Bench:
         if not self.args.stack_dir:
             return False
         try:
-            listed = self.gcs.list_all(bucket)
-        except SetupError:
+            listed = list_all(self.gcs, bucket)
+        except NotFound:
             return False
-        have = {o["name"]: o.get("md5Hash") for o in listed}
+        have = {o.name: o.md5_hash for o in listed}
         if have != expect_md5:
             if listed:
                 say(f"[diff] {bucket} holds {len(listed)} objects, not the expected {len(expect_md5)}: emptying and seeding it again")
-                self.gcs.empty_bucket(bucket)
+                empty_bucket(self.gcs, bucket)
             return False
         for o in listed:
-            d = digests_by_key[o["name"]]
-            meta = o.get("metadata") or {}
-            if meta.get("yuba-sha256") != d.sha256 or meta.get("yuba-source-etag") != d.md5 or o.get("crc32c") != crc32c_b64(d.crc32c):
-                say(f"[diff] {bucket}/{o['name']} carries another record: seeding again")
+            d = digests_by_key[o.name]
+            meta = o.metadata or {}
+            if meta.get("yuba-sha256") != d.sha256 or meta.get("yuba-source-etag") != d.md5 or o.crc32c != crc32c_b64(d.crc32c):
+                say(f"[diff] {bucket}/{o.name} carries another record: seeding again")
                 return False
         say(f"[diff] {bucket} already holds the {len(listed)} replicas (--stack-dir): not seeding it again")
         return True
@@ -1090,32 +1016,32 @@ class Bench:
                     if not sink_probed:
                         sink_probed = True
                         probe_bucket = f"bench-many-probe-{self.run_id}"
-                        self.gcs.create_bucket(probe_bucket)
+                        probe = create_bucket(self.gcs, probe_bucket)
                         cpu = self.cpu_meter(None)
                         started = time.monotonic()
-                        parallel(lambda i: self.gcs.upload(probe_bucket, key_of(i), many.content(i)), range(n), a.concurrency)
+                        parallel(lambda i: upload_object(probe, key_of(i), many.content(i)), range(n), a.concurrency)
                         self.ceiling("copy-many", "-", f"GCS uploadType=multipart of every object, {a.concurrency} at once (+ generating here)", n, n * size, time.monotonic() - started, cpu.stop())
-                        self.gcs.empty_bucket(probe_bucket)
+                        empty_bucket(self.gcs, probe_bucket)
 
                 if not a.skip_yuba:
                     dst = f"bench-many-yuba-{server}-{self.run_id}"
-                    self.gcs.create_bucket(dst)
+                    create_bucket(self.gcs, dst)
                     row, summary = self.run_yuba("copy-many", server, serve, ["backfill", "--inline"], bucket, dst)
                     self.verify_copies(row, dst, many, yuba=True)
                     if summary and (summary.get("repaired") != n or summary.get("failed")):
                         row.ok = False
                         row.check += f"; summary repaired={summary.get('repaired')} failed={summary.get('failed')} (want {n}, 0)"
                     self.done(row)
-                    self.gcs.empty_bucket(dst)
+                    empty_bucket(self.gcs, dst)
                 if not a.skip_rclone:
                     dst = f"bench-many-rclone-{server}-{self.run_id}"
-                    self.gcs.create_bucket(dst)
+                    create_bucket(self.gcs, dst)
                     row, log = self.run_rclone("copy-many", server, serve, ["copy", f"s3:{bucket}", f"gcs:{dst}"], "rclone copy")
                     self.verify_copies(row, dst, many, yuba=False)
                     if not row.ok:
                         row.note = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])[:600] + f" (log: {log})"
                     self.done(row)
-                    self.gcs.empty_bucket(dst)
+                    empty_bucket(self.gcs, dst)
             if server == "moto":  # frees n x size of moto's memory before copy-big
                 parallel(lambda i: self.moto.request("DELETE", bucket, key_of(i)), range(n), a.seed_threads)
             else:
@@ -1173,10 +1099,9 @@ class Bench:
                         sink_probed = True
                         chunk = max(a.yuba_chunk_mib) if not a.skip_yuba else 16
                         probe_bucket = f"bench-big-probe-{self.run_id}"
-                        self.gcs.create_bucket(probe_bucket)
+                        probe = create_bucket(self.gcs, probe_bucket)
                         cpu = self.cpu_meter(None)
-                        session = _requests_session()
-                        sent, seconds, per = bench_stream.probe_sink(session, self.gcs.base, probe_bucket, size, chunk * MiB)
+                        sent, seconds, per = bench_stream.probe_sink(probe, size, chunk * MiB)
                         tenth = max(1, len(per) // 10)
                         self.ceiling(
                             "copy-big", "-", f"GCS resumable upload, {chunk} MiB requests", 1, sent, seconds, cpu.stop(),
@@ -1191,7 +1116,7 @@ class Bench:
                     runs.append(("rclone", None))
                 for tool, chunk in runs:
                     dst = f"bench-big-{tool}{chunk or ''}-{server}-{self.run_id}"
-                    self.gcs.create_bucket(dst)
+                    copies = create_bucket(self.gcs, dst)
                     if tool == "yuba":
                         row, summary = self.run_yuba(
                             "copy-big", server, serve, ["backfill", "--inline"], bucket, dst,
@@ -1201,8 +1126,8 @@ class Bench:
                         row, log = self.run_rclone("copy-big", server, serve, ["copy", f"s3:{bucket}", f"gcs:{dst}"], "rclone copy (16 MiB chunks)")
                     problems = []
                     try:
-                        n, sha = self.gcs.get_digest(dst, BIG_KEY)
-                    except SetupError as e:
+                        sha, n = sha256_of(copies.blob(BIG_KEY))
+                    except NotFound as e:
                         n, sha = 0, ""
                         problems.append(str(e)[:300])
                     row.objects, row.bytes = (1, n) if n else (0, 0)
@@ -1212,8 +1137,8 @@ class Bench:
                         if not summary or summary.get("repaired") != 1 or summary.get("failed"):
                             problems.append(f"summary repaired={summary.get('repaired')} failed={summary.get('failed')} (want 1, 0)")
                         if n:
-                            meta = self.gcs.list_page(dst, prefix=BIG_KEY)[0]
-                            recorded = ((meta[0] if meta else {}).get("metadata") or {}).get("yuba-sha256")
+                            copy = copies.get_blob(BIG_KEY)
+                            recorded = ((copy.metadata if copy else None) or {}).get("yuba-sha256")
                             if recorded != sha256:
                                 problems.append(f"yuba-sha256 is {recorded}")
                     elif row.exit_code:
@@ -1225,7 +1150,7 @@ class Bench:
                     if problems:
                         row.check += "; " + "; ".join(problems)
                     self.done(row)
-                    self.gcs.delete(dst, BIG_KEY)
+                    gcs_delete(copies, BIG_KEY)
             if server == "moto":
                 self.moto.request("DELETE", bucket, BIG_KEY)  # frees ~size of moto's memory
             else:
@@ -1238,14 +1163,6 @@ class _Null:
 
     def __exit__(self, *exc):
         return None
-
-
-def _requests_session():
-    import requests
-
-    s = requests.Session()
-    s.trust_env = False
-    return s
 
 
 # --------------------------------------------------------------------------------------------
