@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import json
 import os
 import random
@@ -31,6 +32,7 @@ import time
 from pathlib import Path
 
 from loopback import isolate_environment
+from stack_clients import gcs_client
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = ROOT / ".stack"
@@ -38,7 +40,6 @@ DEFAULT_STATE_DIR = ROOT / ".stack"
 REGION = "us-east-1"
 SOURCE_BUCKET = "yuba-source"
 GCS_BUCKET = "yuba-replica"
-GCS_PROJECT = "test"
 QUEUES = {  # env key stem -> queue name
     "EVENTS": "yuba-events",
     "LAMBDA": "yuba-work-lambda",
@@ -306,12 +307,18 @@ class Stack:
     # ---- resources
 
     def create_gcs_bucket(self, gcs_url: str) -> None:
-        r = self.http.post(f"{gcs_url}/storage/v1/b", params={"project": GCS_PROJECT}, json={"name": GCS_BUCKET}, timeout=5)
-        if r.status_code not in (200, 409):
-            raise StackError(f"creating GCS bucket {GCS_BUCKET}: HTTP {r.status_code} {r.text[:500]}")
-        r = self.http.get(f"{gcs_url}/storage/v1/b/{GCS_BUCKET}", timeout=5)
-        if r.status_code != 200:
-            raise StackError(f"GCS bucket {GCS_BUCKET} not visible after creation: HTTP {r.status_code}")
+        from google.api_core.exceptions import Conflict, GoogleAPIError
+
+        gcs = gcs_client(gcs_url)
+        try:
+            with contextlib.suppress(Conflict):  # it survived a restart (filesystem backend)
+                gcs.create_bucket(GCS_BUCKET, timeout=5)
+        except GoogleAPIError as e:
+            raise StackError(f"creating GCS bucket {GCS_BUCKET}: {e}") from e
+        try:
+            gcs.get_bucket(GCS_BUCKET, timeout=5)
+        except GoogleAPIError as e:
+            raise StackError(f"GCS bucket {GCS_BUCKET} not visible after creation: {e}") from e
 
     def create_resources(self, aws_url: str, gcs_url: str) -> None:
         import boto3
@@ -445,14 +452,16 @@ def read_pid(state_dir: Path) -> int | None:
 
 def is_stack_process(pid: int) -> bool:
     """Alive, not a zombie, and really a `stack.py up` (guards against pid reuse)."""
+    import psutil
+
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat[stat.rindex(")") + 2] in "ZX":
+        process = psutil.Process(pid)
+        if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
             return False
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError, IndexError):
+        cmd = process.cmdline()
+    except psutil.Error:
         return False
-    return any(a.endswith(b"stack.py") for a in cmd) and b"up" in cmd
+    return any(a.endswith("stack.py") for a in cmd) and "up" in cmd
 
 
 def remove_if_ours(path: Path, pid: int) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 
+GCS_PROJECT = "test"  # fake-gcs-server ignores it, the client wants one
+
 
 def gcs_client(endpoint: str, connections: int = 64):
     """A `google.cloud.storage.Client` of the fake-gcs-server at `endpoint`."""
@@ -22,7 +24,7 @@ def gcs_client(endpoint: str, connections: int = 64):
     adapter = requests.adapters.HTTPAdapter(pool_connections=connections, pool_maxsize=connections)
     http.mount("http://", adapter)
     return storage.Client(
-        project="test",
+        project=GCS_PROJECT,
         credentials=AnonymousCredentials(),
         client_options={"api_endpoint": endpoint.rstrip("/")},
         _http=http,
