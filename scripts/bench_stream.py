@@ -275,7 +275,14 @@ class LocalStack:
     def __enter__(self) -> "LocalStack":
         self.stderr = open(self.state_dir / "stack.stderr", "wb")
         self.proc = subprocess.Popen(
-            [str(PYTHON), str(ROOT / "scripts" / "stack.py"), "up", "--state-dir", str(self.state_dir), "--exit-on-stdin-eof"],
+            [
+                str(PYTHON),
+                str(ROOT / "scripts" / "stack.py"),
+                "up",
+                "--state-dir",
+                str(self.state_dir),
+                "--exit-on-stdin-eof",
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
@@ -435,7 +442,9 @@ def probe_sink(gcs: Bucket, size: int, chunk: int) -> tuple[int, float, list[flo
     return sent, elapsed, request_s
 
 
-def run_yuba(stack: LocalStack, work: Path, args, chunk_mib: int, size: int, etag: str, sha256: str, gcs: Bucket, sqs) -> Run:
+def run_yuba(
+    stack: LocalStack, work: Path, args, chunk_mib: int, size: int, etag: str, sha256: str, gcs: Bucket, sqs
+) -> Run:
     env = stack.env
     run = Run(tool=f"yuba-worker, {chunk_mib} MiB chunks")
     # No replica yet (else the job is "already-replicated"), and the same sink state every run.
@@ -488,7 +497,11 @@ def run_yuba(stack: LocalStack, work: Path, args, chunk_mib: int, size: int, eta
                     result["_seen"] = time.monotonic()
                     done.set()
                 elif line.get("level") in ("WARN", "ERROR"):
-                    failures.append(line.get("message", "") + " " + json.dumps({k: v for k, v in line.items() if k not in ("timestamp", "message")}))
+                    failures.append(
+                        line.get("message", "")
+                        + " "
+                        + json.dumps({k: v for k, v in line.items() if k not in ("timestamp", "message")})
+                    )
 
     reader = threading.Thread(target=read_log, daemon=True)
     reader.start()
@@ -589,7 +602,14 @@ def run_rclone(stack: LocalStack, work: Path, args, size: int, sha256: str, gcs:
     cpu.start()
     started = time.monotonic()
     with open(log_path, "wb") as logf:
-        tool = Measured(argv, work / "rclone.time", env=rclone_env(env, work), stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
+        tool = Measured(
+            argv,
+            work / "rclone.time",
+            env=rclone_env(env, work),
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+        )
         try:
             tool.wait(timeout=args.timeout)
         finally:
@@ -609,7 +629,9 @@ def run_rclone(stack: LocalStack, work: Path, args, size: int, sha256: str, gcs:
     copy_sha, copy_len = sha256_of(gcs.blob(RCLONE_DEST))
     run.bytes = copy_len
     run.verified = copy_sha == sha256 and copy_len == size
-    run.note = "copy verified by download + sha256 (rclone itself checks size only here: the source is multipart, so no MD5)"
+    run.note = (
+        "copy verified by download + sha256 (rclone itself checks size only here: the source is multipart, so no MD5)"
+    )
     if not run.verified:
         run.note = "copy does NOT match the source"
     run.ok = run.verified
@@ -633,7 +655,9 @@ def table(rows: list[list[str]]) -> str:
 def report(args, size: int, upload_s: float, probes: dict, runs: list[Run], header: list[str]) -> str:
     out = list(header)
     out.append(f"object: {size} bytes ({size / GiB:g} GiB); machine: {os.cpu_count()} cores")
-    out.append(f"source upload (boto3 multipart, {args.part_mib} MiB parts, generated + sha256): {upload_s:.1f} s, {size / MiB / upload_s:.0f} MiB/s")
+    out.append(
+        f"source upload (boto3 multipart, {args.part_mib} MiB parts, generated + sha256): {upload_s:.1f} s, {size / MiB / upload_s:.0f} MiB/s"
+    )
     if "source" in probes:
         n, s = probes["source"]
         out.append(f"source ceiling (plain boto3 GET from moto, read and dropped): {s:.1f} s, {n / MiB / s:.0f} MiB/s")
@@ -647,7 +671,19 @@ def report(args, size: int, upload_s: float, probes: dict, runs: list[Run], head
             f"{1000 * sum(last) / len(last):.0f} ms in the last"
         )
     out.append("")
-    rows = [["tool", "bytes", "wall s", "MiB/s", "peak RSS MiB", "sha256 verified", "tool CPU s", "moto CPU s", "fake-gcs CPU s"]]
+    rows = [
+        [
+            "tool",
+            "bytes",
+            "wall s",
+            "MiB/s",
+            "peak RSS MiB",
+            "sha256 verified",
+            "tool CPU s",
+            "moto CPU s",
+            "fake-gcs CPU s",
+        ]
+    ]
     for r in runs:
         moto = sum(v for k, v in r.server_cpu.items() if k == "moto")
         gcs = sum(v for k, v in r.server_cpu.items() if k != "moto")
@@ -667,21 +703,28 @@ def report(args, size: int, upload_s: float, probes: dict, runs: list[Run], head
     out.append(table(rows))
     out.append("")
     for r in runs:
-        out.append(f"{r.tool}: RSS every 50 ms, max per quarter of the run (MiB): {fmt_profile(r.profile_kib)}; {r.note}")
+        out.append(
+            f"{r.tool}: RSS every 50 ms, max per quarter of the run (MiB): {fmt_profile(r.profile_kib)}; {r.note}"
+        )
     rclone = next((r for r in runs if r.tool.startswith("rclone")), None)
     for r in runs:
         if not r.tool.startswith("yuba"):
             continue
         if rclone and r.ok and rclone.ok:
-            out.append(f"{r.tool} / rclone: throughput x{r.mib_s / rclone.mib_s:.2f}, peak RSS x{r.peak_mib / rclone.peak_mib:.2f}")
+            out.append(
+                f"{r.tool} / rclone: throughput x{r.mib_s / rclone.mib_s:.2f}, peak RSS x{r.peak_mib / rclone.peak_mib:.2f}"
+            )
         if r.ok and r.peak_rss_kib:
             verdict = "yes" if r.peak_mib < RSS_LIMIT_MIB else "NO"
-            out.append(f"{r.tool}: peak RSS < {RSS_LIMIT_MIB} MiB: {verdict} ({r.peak_mib:.1f} MiB for a {size / GiB:g} GiB object)")
+            out.append(
+                f"{r.tool}: peak RSS < {RSS_LIMIT_MIB} MiB: {verdict} ({r.peak_mib:.1f} MiB for a {size / GiB:g} GiB object)"
+            )
     return "\n".join(out)
 
 
 def build_line(binary: Path) -> str:
     """Which yuba binary (and work tree) and which rclone a benchmark ran."""
+
     def run(argv: list[str]) -> str:
         try:
             return subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=ROOT).stdout.strip()
@@ -772,7 +815,9 @@ def main() -> int:
                 say(f"running yuba-worker with {chunk} MiB chunks")
                 yuba = run_yuba(stack, work, args, chunk, size, etag, sha256, gcs, sqs)
                 runs.append(yuba)
-                say(f"{yuba.tool}: {yuba.wall_s:.1f} s, peak RSS {yuba.peak_mib:.1f} MiB, verified={yuba.verified}; {yuba.note}")
+                say(
+                    f"{yuba.tool}: {yuba.wall_s:.1f} s, peak RSS {yuba.peak_mib:.1f} MiB, verified={yuba.verified}; {yuba.note}"
+                )
 
             if not args.skip_rclone:
                 # Same sink state as the yuba runs: only the source object and nothing in GCS.

@@ -185,7 +185,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=0, help="only the first N images")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--corpus-only", action="store_true", help="fetch the photos, print their directory, and stop (the load test uploads them)")
+    parser.add_argument(
+        "--corpus-only",
+        action="store_true",
+        help="fetch the photos, print their directory, and stop (the load test uploads them)",
+    )
     args = parser.parse_args()
 
     if args.corpus_only:
@@ -214,11 +218,17 @@ def main() -> int:
             row.yuba = run_yuba(variants_file, image, scratch, single)
             rows.append(row)
 
-        print(f"\n{len(images)} photos from {CORPUS_PACKAGE}; outputs: JPEG q{QUALITY} inside {', '.join(f'{s}×{s}' for s in SIZES)}")
-        print(f"yuba: {RENDER.relative_to(ROOT)} (decodes once)  ·  libvips: vipsthumbnail {version} (one run per output), VIPS_CONCURRENCY=1\n")
+        print(
+            f"\n{len(images)} photos from {CORPUS_PACKAGE}; outputs: JPEG q{QUALITY} inside {', '.join(f'{s}×{s}' for s in SIZES)}"
+        )
+        print(
+            f"yuba: {RENDER.relative_to(ROOT)} (decodes once)  ·  libvips: vipsthumbnail {version} (one run per output), VIPS_CONCURRENCY=1\n"
+        )
         header = f"{'image':<34} {'MP':>5} {'prog':>4} │ {'wall ms':>15} {'ratio':>5} │ {'CPU ms':>15} {'ratio':>5} │ {'peak RSS MiB':>13} {'ratio':>5} │ {'output KiB':>15} {'ratio':>5}"
         print(header)
-        print(f"{'':<34} {'':>5} {'':>4} │ {'yuba':>7} {'vips':>7} {'':>5} │ {'yuba':>7} {'vips':>7} {'':>5} │ {'yuba':>6} {'vips':>6} {'':>5} │ {'yuba':>7} {'vips':>7} {'':>5}")
+        print(
+            f"{'':<34} {'':>5} {'':>4} │ {'yuba':>7} {'vips':>7} {'':>5} │ {'yuba':>7} {'vips':>7} {'':>5} │ {'yuba':>6} {'vips':>6} {'':>5} │ {'yuba':>7} {'vips':>7} {'':>5}"
+        )
         total = Row(image="total", megapixels=sum(r.megapixels for r in rows), progressive=False)
         for row in rows + [None]:
             if row is None:
@@ -257,7 +267,13 @@ def main() -> int:
                     {
                         "vips_version": version,
                         "rows": [
-                            {"image": r.image, "megapixels": r.megapixels, "progressive": r.progressive, "yuba": r.yuba.__dict__, "vips": r.vips.__dict__}
+                            {
+                                "image": r.image,
+                                "megapixels": r.megapixels,
+                                "progressive": r.progressive,
+                                "yuba": r.yuba.__dict__,
+                                "vips": r.vips.__dict__,
+                            }
                             for r in rows
                         ],
                         "throughput": {f"{tool} {label}": rate for (tool, label), rate in rates.items()},

@@ -44,8 +44,7 @@ def templates(assembly: Path) -> list[Path]:
 
 
 def lint(paths: list[Path]) -> tuple[int, str]:
-    proc = subprocess.run([str(CFN_LINT), "--format", "parseable", *map(str, paths)],
-                          capture_output=True, text=True)
+    proc = subprocess.run([str(CFN_LINT), "--format", "parseable", *map(str, paths)], capture_output=True, text=True)
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 
@@ -53,8 +52,11 @@ def self_check(paths: list[Path]) -> str | None:
     """Why cfn-lint cannot be trusted, if it passes a Lambda function with an invalid Runtime."""
     for path in paths:
         template = json.loads(path.read_text())
-        functions = [r for r in template.get("Resources", {}).values()
-                     if r.get("Type") == "AWS::Lambda::Function" and "Runtime" in r.get("Properties", {})]
+        functions = [
+            r
+            for r in template.get("Resources", {}).values()
+            if r.get("Type") == "AWS::Lambda::Function" and "Runtime" in r.get("Properties", {})
+        ]
         if functions:
             break
     else:
@@ -71,8 +73,12 @@ def self_check(paths: list[Path]) -> str | None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--assembly", type=Path, default=ROOT / "cdk" / "cdk.out",
-                    help="the cloud assembly `cdk synth` wrote (default: cdk/cdk.out)")
+    ap.add_argument(
+        "--assembly",
+        type=Path,
+        default=ROOT / "cdk" / "cdk.out",
+        help="the cloud assembly `cdk synth` wrote (default: cdk/cdk.out)",
+    )
     args = ap.parse_args()
     if not CFN_LINT.exists():
         print(f"check_cfn: {CFN_LINT} is missing; run scripts/bootstrap.sh", file=sys.stderr)

@@ -237,11 +237,21 @@ def check_buckets(cfg: Config) -> list[Failure]:
     for r in cfg.of_type("google_storage_bucket"):
         w = cfg.where(r)
         if r.body.get("uniform_bucket_level_access") is not True:
-            out.append(Failure(w, f"uniform_bucket_level_access is {json.dumps(r.body.get('uniform_bucket_level_access'))}, "
-                                  "must be true (access by bucket IAM only, no object ACLs)"))
+            out.append(
+                Failure(
+                    w,
+                    f"uniform_bucket_level_access is {json.dumps(r.body.get('uniform_bucket_level_access'))}, "
+                    "must be true (access by bucket IAM only, no object ACLs)",
+                )
+            )
         if r.body.get("public_access_prevention") != "enforced":
-            out.append(Failure(w, f"public_access_prevention is {json.dumps(r.body.get('public_access_prevention'))}, "
-                                  "must be \"enforced\""))
+            out.append(
+                Failure(
+                    w,
+                    f"public_access_prevention is {json.dumps(r.body.get('public_access_prevention'))}, "
+                    'must be "enforced"',
+                )
+            )
         # Static, not dynamic: the rule must exist whatever the variables say.
         found = False
         for rule in blocks(r.body, "lifecycle_rule"):
@@ -251,16 +261,17 @@ def check_buckets(cfg: Config) -> list[Failure]:
                 continue
             cond = conditions[0]
             prefixes = cfg.resolve(r.module, cond.get("matches_prefix", []))
-            if (
-                actions[0].get("type") == "Delete"
-                and cond.get("age") == 1
-                and PARTS_PREFIX in prefixes
-            ):
+            if actions[0].get("type") == "Delete" and cond.get("age") == 1 and PARTS_PREFIX in prefixes:
                 found = True
         if not found:
-            out.append(Failure(w, f"no lifecycle_rule deleting objects under {PARTS_PREFIX!r} at age 1 "
-                                  "(abandoned composite-upload parts would stay forever); it must be a "
-                                  "plain lifecycle_rule block, not a dynamic one"))
+            out.append(
+                Failure(
+                    w,
+                    f"no lifecycle_rule deleting objects under {PARTS_PREFIX!r} at age 1 "
+                    "(abandoned composite-upload parts would stay forever); it must be a "
+                    "plain lifecycle_rule block, not a dynamic one",
+                )
+            )
     return out
 
 
@@ -277,8 +288,13 @@ def check_pool_providers(cfg: Config) -> list[Failure]:
         mapping = mapping if isinstance(mapping, dict) else {}
         role_map = cfg.value(r.module, mapping.get("attribute.aws_role", ""))
         if not isinstance(role_map, str) or " ".join(role_map.split()) != AWS_ROLE_MAPPING:
-            out.append(Failure(w, "attribute_mapping[\"attribute.aws_role\"] is not Google's documented "
-                                  f"mapping of an assumed-role ARN to its role: {AWS_ROLE_MAPPING}"))
+            out.append(
+                Failure(
+                    w,
+                    'attribute_mapping["attribute.aws_role"] is not Google\'s documented '
+                    f"mapping of an assumed-role ARN to its role: {AWS_ROLE_MAPPING}",
+                )
+            )
         if "google.subject" not in mapping:
             out.append(Failure(w, "attribute_mapping must map google.subject"))
         condition = cfg.resolve(r.module, r.body.get("attribute_condition", ""))
@@ -304,7 +320,9 @@ def principal_problems(text: str) -> list[str]:
         if not m.startswith("principalSet://iam.googleapis.com/"):
             problems.append(f"{m!r} is not a principalSet of a workload identity pool")
         elif "/attribute.aws_role/" not in m:
-            problems.append(f"{m!r} is not restricted to an AWS role (attribute.aws_role): a whole pool or another attribute")
+            problems.append(
+                f"{m!r} is not restricted to an AWS role (attribute.aws_role): a whole pool or another attribute"
+            )
         elif m.rstrip("/").endswith("*"):
             problems.append(f"{m!r} is a wildcard")
     for other in ("allUsers", "allAuthenticatedUsers", "serviceAccount:", "user:", "group:", "domain:"):
@@ -332,8 +350,13 @@ def check_iam(cfg: Config) -> list[Failure]:
                 continue
             bucket = cfg.resolve(r.module, r.body.get("bucket", ""))
             if not any(refers_to(bucket, f"google_storage_bucket.{b}") for b in buckets):
-                out.append(Failure(w, f"bucket = {r.body.get('bucket')!r}: IAM only on the replica bucket "
-                                      "declared here (google_storage_bucket.NAME.name)"))
+                out.append(
+                    Failure(
+                        w,
+                        f"bucket = {r.body.get('bucket')!r}: IAM only on the replica bucket "
+                        "declared here (google_storage_bucket.NAME.name)",
+                    )
+                )
             role = cfg.value(r.module, r.body.get("role", ""))
             if role not in BUCKET_ROLES:
                 out.append(Failure(w, f"role {role!r} on the bucket; allowed: {', '.join(sorted(BUCKET_ROLES))}"))
@@ -347,12 +370,22 @@ def check_iam(cfg: Config) -> list[Failure]:
                 continue
             sa = cfg.resolve(r.module, r.body.get("service_account_id", ""))
             if not any(refers_to(sa, f"google_service_account.{a}") for a in accounts):
-                out.append(Failure(w, f"service_account_id = {r.body.get('service_account_id')!r}: IAM only on "
-                                      "the service accounts declared here"))
+                out.append(
+                    Failure(
+                        w,
+                        f"service_account_id = {r.body.get('service_account_id')!r}: IAM only on "
+                        "the service accounts declared here",
+                    )
+                )
             role = cfg.value(r.module, r.body.get("role", ""))
             if role != "roles/iam.workloadIdentityUser":
-                out.append(Failure(w, f"role {role!r} on a service account; only roles/iam.workloadIdentityUser "
-                                      "(the AWS roles' federation) is granted there"))
+                out.append(
+                    Failure(
+                        w,
+                        f"role {role!r} on a service account; only roles/iam.workloadIdentityUser "
+                        "(the AWS roles' federation) is granted there",
+                    )
+                )
                 continue
             members = cfg.resolve(r.module, r.body.get("member", r.body.get("members", "")))
             for problem in principal_problems(members):
@@ -376,13 +409,19 @@ def check_presence(cfg: Config) -> list[Failure]:
         if not cfg.of_type(rtype):
             out.append(Failure(where, f"no {rtype} ({what}) found"))
     federated = [
-        r for r in cfg.resources
+        r
+        for r in cfg.resources
         if r.type.startswith("google_service_account_iam_")
         and "workloadIdentityUser" in cfg.resolve(r.module, r.body.get("role", ""))
     ]
     if len(federated) < 2:
-        out.append(Failure(where, "expected roles/iam.workloadIdentityUser grants for the workers' and the "
-                                  f"reconciler's service accounts, found {len(federated)}"))
+        out.append(
+            Failure(
+                where,
+                "expected roles/iam.workloadIdentityUser grants for the workers' and the "
+                f"reconciler's service accounts, found {len(federated)}",
+            )
+        )
     return out
 
 
@@ -397,11 +436,19 @@ def check_versions(cfg: Config) -> list[Failure]:
             for tf in doc.get("terraform", []):
                 for rp in blocks(tf, "required_providers"):
                     google = rp.get("google")
-                    if isinstance(google, dict) and google.get("source") == "hashicorp/google" and google.get("version"):
+                    if (
+                        isinstance(google, dict)
+                        and google.get("source") == "hashicorp/google"
+                        and google.get("version")
+                    ):
                         pinned = True
         if not pinned:
-            out.append(Failure(cfg.rel(module), "no terraform { required_providers { google = { source = "
-                                                "\"hashicorp/google\", version = ... } } }"))
+            out.append(
+                Failure(
+                    cfg.rel(module),
+                    'no terraform { required_providers { google = { source = "hashicorp/google", version = ... } } }',
+                )
+            )
     return out
 
 
@@ -422,7 +469,9 @@ CREDENTIAL_MARKERS = [
 def check_outputs(cfg: Config) -> list[Failure]:
     out = []
     for module, outputs in cfg.outputs.items():
-        if not any(r.module == module and r.type == "google_iam_workload_identity_pool_provider" for r in cfg.resources):
+        if not any(
+            r.module == module and r.type == "google_iam_workload_identity_pool_provider" for r in cfg.resources
+        ):
             continue
         for role in ("worker", "reconciler"):
             name = f"{role}_credentials_json"
@@ -432,8 +481,12 @@ def check_outputs(cfg: Config) -> list[Failure]:
             text = cfg.resolve(module, outputs[name])
             missing = [m for m in CREDENTIAL_MARKERS if m not in text]
             if missing:
-                out.append(Failure(f"{cfg.rel(module)}: output {name}",
-                                   f"not an AWS external_account configuration: missing {missing}"))
+                out.append(
+                    Failure(
+                        f"{cfg.rel(module)}: output {name}",
+                        f"not an AWS external_account configuration: missing {missing}",
+                    )
+                )
     return out
 
 
@@ -443,13 +496,22 @@ def check_skip_comments(cfg: Config) -> list[Failure]:
         for n, line in enumerate(text.splitlines(), 1):
             m = SKIP_COMMENT.search(line)
             if m and len((m.group(2) or "").strip()) < MIN_SKIP_REASON:
-                out.append(Failure(f"{cfg.rel(path)}:{n}", f"checkov skip of {m.group(1)} without a written "
-                                                            "reason (#checkov:skip=ID:why it does not apply)"))
+                out.append(
+                    Failure(
+                        f"{cfg.rel(path)}:{n}",
+                        f"checkov skip of {m.group(1)} without a written "
+                        "reason (#checkov:skip=ID:why it does not apply)",
+                    )
+                )
     for name in (".checkov.yaml", ".checkov.yml"):
         for d in (ROOT, cfg.root):
             if (d / name).exists():
-                out.append(Failure(cfg.rel(d / name), "checkov configuration files could skip checks "
-                                                      "out of sight; skip inline beside the resource"))
+                out.append(
+                    Failure(
+                        cfg.rel(d / name),
+                        "checkov configuration files could skip checks out of sight; skip inline beside the resource",
+                    )
+                )
     return out
 
 
@@ -561,7 +623,7 @@ def fn_regex(pattern: str, text: str) -> object:
 def fn_substr(text: str, offset: int, length: int) -> str:
     if offset < 0:
         offset += len(text)
-    return text[offset:] if length == -1 else text[offset:offset + length]
+    return text[offset:] if length == -1 else text[offset : offset + length]
 
 
 def fn_coalesce(*values: object) -> object:
@@ -637,7 +699,7 @@ class HclModule:
                         attrs.get("default"),
                         constant(attrs["nullable"]) if "nullable" in attrs else True,
                         [(v["condition"], v["error_message"]) for v in validations],
-                        text[block.meta.start_pos:block.meta.end_pos],
+                        text[block.meta.start_pos : block.meta.end_pos],
                     )
                 elif kind == "locals":
                     self.locals.update(attrs)
@@ -665,8 +727,9 @@ class Instance:
     """A module with values for its variables (`inputs`: thunks, evaluated when first read, as a
     module call's arguments are), evaluating its expressions as terraform would."""
 
-    def __init__(self, module: HclModule, modules: dict[Path, HclModule],
-                 inputs: dict[str, Callable[[], object]] | None = None) -> None:
+    def __init__(
+        self, module: HclModule, modules: dict[Path, HclModule], inputs: dict[str, Callable[[], object]] | None = None
+    ) -> None:
         self.module = module
         self.modules = modules
         self.inputs = inputs or {}
@@ -881,8 +944,9 @@ def tfvars_values(path: Path) -> dict[str, object]:
 # variable that feeds an id: its validations must reject what the rule rejects.
 
 POOL_ID_DOC = "https://cloud.google.com/iam/docs/reference/rest/v1/projects.locations.workloadIdentityPools/create"
-PROVIDER_ID_DOC = ("https://cloud.google.com/iam/docs/reference/rest/v1/"
-                   "projects.locations.workloadIdentityPools.providers/create")
+PROVIDER_ID_DOC = (
+    "https://cloud.google.com/iam/docs/reference/rest/v1/projects.locations.workloadIdentityPools.providers/create"
+)
 SERVICE_ACCOUNT_ID_DOC = "https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/create"
 BUCKET_NAME_DOC = "https://cloud.google.com/storage/docs/buckets#naming"
 # "close misspellings, such as g00gle": Google names no list; these are the ones refused here.
@@ -927,8 +991,9 @@ def bucket_name_problem(value: str) -> str | None:
     # notation; not beginning with "goog"; not containing "google" or close misspellings.
     problems = []
     if not re.fullmatch(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?", value):
-        problems.append("has characters other than a-z, 0-9, '-', '_' and '.', or does not start and end "
-                        "with a letter or digit")
+        problems.append(
+            "has characters other than a-z, 0-9, '-', '_' and '.', or does not start and end with a letter or digit"
+        )
     limit = 222 if "." in value else 63
     if not 3 <= len(value) <= limit:
         problems.append(f"is {len(value)} characters, not 3-{limit}")
@@ -955,12 +1020,13 @@ class IdRule:
 
 
 ID_RULES = {
-    "google_iam_workload_identity_pool": IdRule("workload_identity_pool_id", "workload identity pool id",
-                                                pool_id_problem, True),
+    "google_iam_workload_identity_pool": IdRule(
+        "workload_identity_pool_id", "workload identity pool id", pool_id_problem, True
+    ),
     # Unique within its pool only.
-    "google_iam_workload_identity_pool_provider": IdRule("workload_identity_pool_provider_id",
-                                                         "workload identity pool provider id",
-                                                         provider_id_problem, False),
+    "google_iam_workload_identity_pool_provider": IdRule(
+        "workload_identity_pool_provider_id", "workload identity pool provider id", provider_id_problem, False
+    ),
     "google_service_account": IdRule("account_id", "service account id", service_account_id_problem, True),
     # Global, and given per stage (it is the CDK stage's gcp.bucket).
     "google_storage_bucket": IdRule("name", "bucket name", bucket_name_problem, False),
@@ -972,12 +1038,44 @@ def id_samples() -> list[str]:
     letters = "abcdefghijklmnopqrstuvwxyz" * 10
     lengths = (0, 1, 2, 3, 4, 5, 6, 7, 18, 19, 20, 21, 25, 26, 28, 29, 30, 31, 32, 33, 62, 63, 64)
     return [letters[:n] for n in lengths] + [
-        "yuba", "yuba-dev", "yuba-prod", "yuba-aws", "aws", "aws-account", "yuba-dev-replica",
-        "Yuba-dev", "yuba_dev", "yuba.dev", "yuba dev", "-yuba", "yuba-", "_yuba", "yuba_", ".yuba", "yuba.",
-        "1yuba", "yuba1", "123", "gcp", "gcp-", "gcp-yuba", "gcpyuba", "x-gcp-yuba",
-        "goog", "goog-replica", "my-google-replica", "my-g00gle-replica", "my-go0gle-replica", "gogle-replica",
-        "192.168.5.4", "192.168.5", "1.2.3.4.5", "my.replica.example.com",
-        "a" * 63 + "." + "b" * 63, "a" * 64 + ".b", ".".join(["a" * 63] * 3 + ["a" * 30]),
+        "yuba",
+        "yuba-dev",
+        "yuba-prod",
+        "yuba-aws",
+        "aws",
+        "aws-account",
+        "yuba-dev-replica",
+        "Yuba-dev",
+        "yuba_dev",
+        "yuba.dev",
+        "yuba dev",
+        "-yuba",
+        "yuba-",
+        "_yuba",
+        "yuba_",
+        ".yuba",
+        "yuba.",
+        "1yuba",
+        "yuba1",
+        "123",
+        "gcp",
+        "gcp-",
+        "gcp-yuba",
+        "gcpyuba",
+        "x-gcp-yuba",
+        "goog",
+        "goog-replica",
+        "my-google-replica",
+        "my-g00gle-replica",
+        "my-go0gle-replica",
+        "gogle-replica",
+        "192.168.5.4",
+        "192.168.5",
+        "1.2.3.4.5",
+        "my.replica.example.com",
+        "a" * 63 + "." + "b" * 63,
+        "a" * 64 + ".b",
+        ".".join(["a" * 63] * 3 + ["a" * 30]),
         ".".join(["a" * 63] * 3 + ["a" * 31]),
     ]
 
@@ -1017,6 +1115,7 @@ GCP_ROLE_LISTS = {"yuba-worker": "worker_role_arns", "yuba-reconciler": "reconci
 class Deployment:
     """A root module with its inputs: a module with its defaults, or the example with its
     terraform.tfvars.example."""
+
     root: HclModule
     inputs: dict[str, object]
     label: str
@@ -1030,6 +1129,7 @@ class Deployment:
 @dataclass
 class Made:
     """One id a deployment creates: its resource, rule and value (or why it has none)."""
+
     instance: Instance
     key: tuple[tuple[str, ...], str, str]  # (module calls from the root, resource type, name)
     rule: IdRule
@@ -1057,7 +1157,7 @@ def made_ids(root: Instance, only: set[tuple] | None = None, path: tuple[str, ..
             made.error = e
         out.append(made)
     for call in root.module.calls:
-        if only is None or any(key[0][:len(path) + 1] == (*path, call) for key in only):
+        if only is None or any(key[0][: len(path) + 1] == (*path, call) for key in only):
             out += made_ids(root.child(call), only, (*path, call))
     return out
 
@@ -1066,8 +1166,11 @@ def deployments(cfg: Config) -> tuple[list[Deployment], list[Deployment]]:
     """The modules that create ids, with their defaults; the roots that call a module, with their
     terraform.tfvars.example."""
     modules = cfg.modules
-    own = [Deployment(m, {}, f"{cfg_rel(d)} (its defaults)", modules) for d, m in sorted(modules.items())
-           if any(rtype in ID_RULES for rtype, _ in m.resources)]
+    own = [
+        Deployment(m, {}, f"{cfg_rel(d)} (its defaults)", modules)
+        for d, m in sorted(modules.items())
+        if any(rtype in ID_RULES for rtype, _ in m.resources)
+    ]
     roots = []
     for d, m in sorted(modules.items()):
         if not m.calls:
@@ -1093,8 +1196,9 @@ def id_failures(cfg: Config, made: list[Made], context: str, unset_ok: bool) -> 
         if isinstance(m.error, Unset) and unset_ok:
             continue  # a required input: checked through the example and the validations
         if m.error is not None:
-            out.append(Failure(f"{context}: {resource_where(cfg, m)}", f"the {m.rule.what} cannot be evaluated: "
-                                                                      f"{m.error}"))
+            out.append(
+                Failure(f"{context}: {resource_where(cfg, m)}", f"the {m.rule.what} cannot be evaluated: {m.error}")
+            )
         elif (problem := m.rule.check(m.value)) is not None:
             out.append(Failure(f"{context}: {resource_where(cfg, m)}", f"{m.rule.what} {m.value!r} {problem}"))
     return out
@@ -1149,14 +1253,27 @@ def validation_failures(dep: Deployment, exact: bool) -> list[Failure]:
             outcomes.add(ok)
             if ok and broken:
                 m = broken[0]
-                out.append(Failure(where, f"accepts {sample!r}, which makes the {m.rule.what} {m.value!r}: it "
-                                          f"{m.rule.check(m.value)}"))
+                out.append(
+                    Failure(
+                        where,
+                        f"accepts {sample!r}, which makes the {m.rule.what} {m.value!r}: it {m.rule.check(m.value)}",
+                    )
+                )
             elif exact and not ok and not broken:
-                out.append(Failure(where, f"refuses {sample!r}, which makes only valid ids "
-                                          f"({', '.join(repr(m.value) for m in fed)})"))
+                out.append(
+                    Failure(
+                        where,
+                        f"refuses {sample!r}, which makes only valid ids ({', '.join(repr(m.value) for m in fed)})",
+                    )
+                )
         if outcomes != {True, False}:
-            out.append(Failure(where, f"{'accepts' if True in outcomes else 'refuses'} every sample: the samples "
-                                      "should find a value it accepts and one it refuses"))
+            out.append(
+                Failure(
+                    where,
+                    f"{'accepts' if True in outcomes else 'refuses'} every sample: the samples "
+                    "should find a value it accepts and one it refuses",
+                )
+            )
     return out
 
 
@@ -1172,8 +1289,13 @@ def stage_failures(cfg: Config, dep: Deployment, base: list[Made]) -> list[Failu
         out += id_failures(cfg, new, f"{dep.label}, {STAGE_PREFIX_VARIABLE} = {prefix!r} ({what})", False)
         project_ids[prefix] = {(m.rule.what, m.value) for m in made if m.rule.project_wide and m.error is None}
     for what, value in sorted(project_ids[DEV] & project_ids[PROD], key=str):
-        out.append(Failure(dep.label, f"dev and prod in one GCP project would both create the {what} {value!r}: "
-                                      f"derive it from {STAGE_PREFIX_VARIABLE}"))
+        out.append(
+            Failure(
+                dep.label,
+                f"dev and prod in one GCP project would both create the {what} {value!r}: "
+                f"derive it from {STAGE_PREFIX_VARIABLE}",
+            )
+        )
     return out
 
 
@@ -1184,16 +1306,18 @@ def check_ids(cfg: Config) -> list[Failure]:
         made = made_ids(dep.instance())
         out += id_failures(cfg, made, dep.label, True)
         out += validation_failures(dep, exact=True)
-        cfg.notes.append(f"ids of {dep.label}: " + ", ".join(
-            f"{m.rule.what} {m.value!r}" for m in made if m.error is None))
+        cfg.notes.append(
+            f"ids of {dep.label}: " + ", ".join(f"{m.rule.what} {m.value!r}" for m in made if m.error is None)
+        )
     for dep in roots:
         made = made_ids(dep.instance())
         out += id_failures(cfg, made, dep.label, False)
         out += validation_failures(dep, exact=False)
         if STAGE_PREFIX_VARIABLE in dep.root.variables:
             out += stage_failures(cfg, dep, made)
-        cfg.notes.append(f"ids of {dep.label}: " + ", ".join(
-            f"{m.rule.what} {m.value!r}" for m in made if m.error is None))
+        cfg.notes.append(
+            f"ids of {dep.label}: " + ", ".join(f"{m.rule.what} {m.value!r}" for m in made if m.error is None)
+        )
     if not own:
         out.append(Failure(cfg.rel(cfg.root), f"no module creates any of {', '.join(ID_RULES)}"))
     return out
@@ -1211,12 +1335,22 @@ def check_role_contract(cfg: Config) -> list[Failure]:
     roles: dict[str, list[str]] = {"worker_role_arns": [], "reconciler_role_arns": []}
     for program, p in sorted(programs.items()):
         if p.get("binary") not in GCP_ROLE_LISTS:
-            out.append(Failure(where, f"programs.{program}: binary {p.get('binary')!r} is unknown to "
-                                      "check_terraform.py; say in GCP_ROLE_LISTS whether it reaches GCS"))
+            out.append(
+                Failure(
+                    where,
+                    f"programs.{program}: binary {p.get('binary')!r} is unknown to "
+                    "check_terraform.py; say in GCP_ROLE_LISTS whether it reaches GCS",
+                )
+            )
         elif GCP_ROLE_LISTS[p["binary"]] is not None:
             if not p.get("role"):
-                out.append(Failure(where, f"programs.{program} reaches GCS but has no fixed role name "
-                                          "(role: null), so terraform cannot trust it"))
+                out.append(
+                    Failure(
+                        where,
+                        f"programs.{program} reaches GCS but has no fixed role name "
+                        "(role: null), so terraform cannot trust it",
+                    )
+                )
             else:
                 roles[GCP_ROLE_LISTS[p["binary"]]].append(p["role"])
 
@@ -1226,17 +1360,26 @@ def check_role_contract(cfg: Config) -> list[Failure]:
         out.append(Failure(cfg.rel(cfg.root), "no root module passes worker_role_arns to the module"))
     for dep in roots:
         if STAGE_PREFIX_VARIABLE not in dep.root.variables:
-            out.append(Failure(dep.label, f"no variable {STAGE_PREFIX_VARIABLE}: the role ARNs must be derived from "
-                                          "the CDK stage's prefix, not typed"))
+            out.append(
+                Failure(
+                    dep.label,
+                    f"no variable {STAGE_PREFIX_VARIABLE}: the role ARNs must be derived from "
+                    "the CDK stage's prefix, not typed",
+                )
+            )
             continue
         # The variable is the CDK's prefix: it must refuse exactly what the CDK refuses.
         for sample in SAMPLES + list(STAGE_PREFIXES):
             inst = dep.instance(**{STAGE_PREFIX_VARIABLE: sample})
             ok = not inst.failed_validations(STAGE_PREFIX_VARIABLE)
             if ok != bool(CDK_PREFIX.fullmatch(sample)):
-                out.append(Failure(f"{dep.label}: var.{STAGE_PREFIX_VARIABLE}",
-                                   f"{'accepts' if ok else 'refuses'} {sample!r}, which the CDK's stage prefix rule "
-                                   f"{CDK_PREFIX.pattern} (cdk/lib/config.ts) {'refuses' if ok else 'accepts'}"))
+                out.append(
+                    Failure(
+                        f"{dep.label}: var.{STAGE_PREFIX_VARIABLE}",
+                        f"{'accepts' if ok else 'refuses'} {sample!r}, which the CDK's stage prefix rule "
+                        f"{CDK_PREFIX.pattern} (cdk/lib/config.ts) {'refuses' if ok else 'accepts'}",
+                    )
+                )
                 break
         for prefix in (DEV, PROD):
             inst = dep.instance(**{STAGE_PREFIX_VARIABLE: prefix})
@@ -1252,14 +1395,28 @@ def check_role_contract(cfg: Config) -> list[Failure]:
                         continue
                     want = [f"arn:aws:iam::{account}:role/{prefix}-{suffix}" for suffix in suffixes]
                     if sorted(got) != sorted(want):
-                        out.append(Failure(f"{dep.label}, {STAGE_PREFIX_VARIABLE} = {prefix!r}",
-                                           f"module.{call}.{arg} is {got}, but the CDK app's roles "
-                                           f"({where}: programs.*.role) are {want}"))
+                        out.append(
+                            Failure(
+                                f"{dep.label}, {STAGE_PREFIX_VARIABLE} = {prefix!r}",
+                                f"module.{call}.{arg} is {got}, but the CDK app's roles "
+                                f"({where}: programs.*.role) are {want}",
+                            )
+                        )
     return out
 
 
-CHECKS = [check_presence, check_buckets, check_pool_providers, check_iam, check_outputs, check_versions,
-          check_skip_comments, check_tfvars_examples, check_ids, check_role_contract]
+CHECKS = [
+    check_presence,
+    check_buckets,
+    check_pool_providers,
+    check_iam,
+    check_outputs,
+    check_versions,
+    check_skip_comments,
+    check_tfvars_examples,
+    check_ids,
+    check_role_contract,
+]
 
 
 def assertions(root: Path) -> tuple[Config, list[Failure]]:
@@ -1294,8 +1451,17 @@ def ensure_checkov() -> Path:
         started = time.monotonic()
         steps = [
             [sys.executable, "-m", "venv", "--clear", str(CHECKOV_VENV)],
-            [str(CHECKOV_VENV / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-             "--no-input", "-q", "-r", str(CHECKOV_REQ)],
+            [
+                str(CHECKOV_VENV / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "-q",
+                "-r",
+                str(CHECKOV_REQ),
+            ],
         ]
         for cmd in steps:
             if subprocess.run(cmd).returncode != 0:
@@ -1307,10 +1473,19 @@ def ensure_checkov() -> Path:
 
 def start_checkov(exe: Path, root: Path, out_dir: Path) -> subprocess.Popen:
     env = {**os.environ, **CHECKOV_ENV}
-    cmd = [str(exe), "--directory", str(root), "--framework", "terraform", "--skip-download",
-           "--output", "json", "--output-file-path", str(out_dir)]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=root)
+    cmd = [
+        str(exe),
+        "--directory",
+        str(root),
+        "--framework",
+        "terraform",
+        "--skip-download",
+        "--output",
+        "json",
+        "--output-file-path",
+        str(out_dir),
+    ]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=root)
 
 
 def finish_checkov(proc: subprocess.Popen, out_dir: Path) -> dict:
@@ -1319,8 +1494,13 @@ def finish_checkov(proc: subprocess.Popen, out_dir: Path) -> dict:
     if proc.returncode not in (0, 1) or not report.exists():
         raise ToolError(f"checkov exited {proc.returncode} without a report:\n{output}")
     data = json.loads(report.read_text())
-    merged: dict = {"passed_checks": [], "failed_checks": [], "skipped_checks": [], "parsing_errors": 0,
-                    "resource_count": 0}
+    merged: dict = {
+        "passed_checks": [],
+        "failed_checks": [],
+        "skipped_checks": [],
+        "parsing_errors": 0,
+        "resource_count": 0,
+    }
     # One report per framework; with --framework terraform, one (a list only when there are more).
     for rep in data if isinstance(data, list) else [data]:
         for key in ("passed_checks", "failed_checks", "skipped_checks"):
@@ -1340,13 +1520,21 @@ def checkov_failures(result: dict, root: Path) -> list[Failure]:
     out = []
     for c in result["failed_checks"]:
         lines = c.get("file_line_range") or [0, 0]
-        out.append(Failure(f"{cfg_rel(root)}/{c.get('file_path', '?').lstrip('/')}:{lines[0]}: {c.get('resource')}",
-                           f"checkov {c['check_id']} failed: {c.get('check_name')}"))
+        out.append(
+            Failure(
+                f"{cfg_rel(root)}/{c.get('file_path', '?').lstrip('/')}:{lines[0]}: {c.get('resource')}",
+                f"checkov {c['check_id']} failed: {c.get('check_name')}",
+            )
+        )
     for c in result["skipped_checks"]:
         reason = (c.get("check_result") or {}).get("suppress_comment") or ""
         if len(reason.strip()) < MIN_SKIP_REASON or reason.strip() == "No comment provided":
-            out.append(Failure(f"{cfg_rel(root)}/{c.get('file_path', '?').lstrip('/')}: {c.get('resource')}",
-                               f"checkov {c['check_id']} skipped without a written reason"))
+            out.append(
+                Failure(
+                    f"{cfg_rel(root)}/{c.get('file_path', '?').lstrip('/')}: {c.get('resource')}",
+                    f"checkov {c['check_id']} skipped without a written reason",
+                )
+            )
     if result["parsing_errors"]:
         out.append(Failure(cfg_rel(root), f"checkov could not parse {result['parsing_errors']} file(s)"))
     if not result["passed_checks"]:
@@ -1364,8 +1552,12 @@ def terraform_fmt(root: Path) -> list[Failure] | None:
     p = subprocess.run([exe, "fmt", "-check", "-recursive", "-diff", str(root)], capture_output=True, text=True)
     if p.returncode == 0:
         return []
-    return [Failure(cfg_rel(root), f"terraform fmt -check failed (run `terraform fmt -recursive terraform`):\n"
-                                   f"{p.stdout}{p.stderr}")]
+    return [
+        Failure(
+            cfg_rel(root),
+            f"terraform fmt -check failed (run `terraform fmt -recursive terraform`):\n{p.stdout}{p.stderr}",
+        )
+    ]
 
 
 # --- self-test -----------------------------------------------------------------------------
@@ -1377,65 +1569,184 @@ EXAMPLE_MAIN = "examples/basic/main.tf"
 EXAMPLE_VARIABLES = "examples/basic/variables.tf"
 EXAMPLE_TFVARS = "examples/basic/terraform.tfvars.example"
 KEY = 'resource "google_service_account_key" "leak" {\n  service_account_id = google_service_account.worker.name\n}\n'
-PROJECT_IAM = ('resource "google_project_iam_member" "broad" {\n  project = var.project_id\n'
-               '  role    = "roles/storage.admin"\n  member  = google_service_account.worker.member\n}\n')
-OTHER_BUCKET_IAM = ('resource "google_storage_bucket_iam_member" "elsewhere" {\n  bucket = "someone-elses-bucket"\n'
-                    '  role   = "roles/storage.objectViewer"\n  member = google_service_account.worker.member\n}\n')
-TOKEN_CREATOR = ('resource "google_service_account_iam_member" "impersonate" {\n'
-                 '  service_account_id = google_service_account.worker.name\n'
-                 '  role               = "roles/iam.serviceAccountTokenCreator"\n'
-                 '  member             = "user:someone@example.com"\n}\n')
+PROJECT_IAM = (
+    'resource "google_project_iam_member" "broad" {\n  project = var.project_id\n'
+    '  role    = "roles/storage.admin"\n  member  = google_service_account.worker.member\n}\n'
+)
+OTHER_BUCKET_IAM = (
+    'resource "google_storage_bucket_iam_member" "elsewhere" {\n  bucket = "someone-elses-bucket"\n'
+    '  role   = "roles/storage.objectViewer"\n  member = google_service_account.worker.member\n}\n'
+)
+TOKEN_CREATOR = (
+    'resource "google_service_account_iam_member" "impersonate" {\n'
+    "  service_account_id = google_service_account.worker.name\n"
+    '  role               = "roles/iam.serviceAccountTokenCreator"\n'
+    '  member             = "user:someone@example.com"\n}\n'
+)
 
 # (what is broken, file under terraform/, text to find (regex), replacement (may use \\1) or None
 #  to append `extra`, extra, what a failure must mention)
 MUTATIONS = [
-    ("uniform bucket-level access off", MAIN, r"uniform_bucket_level_access = true",
-     "uniform_bucket_level_access = false", None, "uniform_bucket_level_access"),
-    ("public access prevention inherited", MAIN, r'public_access_prevention\s*=\s*"enforced"',
-     'public_access_prevention = "inherited"', None, "public_access_prevention"),
-    ("parts rule on another prefix", MAIN, r'parts_prefix = "_yuba-parts/"',
-     'parts_prefix = "_parts/"', None, PARTS_PREFIX),
+    (
+        "uniform bucket-level access off",
+        MAIN,
+        r"uniform_bucket_level_access = true",
+        "uniform_bucket_level_access = false",
+        None,
+        "uniform_bucket_level_access",
+    ),
+    (
+        "public access prevention inherited",
+        MAIN,
+        r'public_access_prevention\s*=\s*"enforced"',
+        'public_access_prevention = "inherited"',
+        None,
+        "public_access_prevention",
+    ),
+    (
+        "parts rule on another prefix",
+        MAIN,
+        r'parts_prefix = "_yuba-parts/"',
+        'parts_prefix = "_parts/"',
+        None,
+        PARTS_PREFIX,
+    ),
     ("parts rule after a month", MAIN, r"\bage\s*=\s*1\n", "age = 30\n", None, PARTS_PREFIX),
     ("service account key", MAIN, None, None, KEY, "google_service_account_key"),
     ("project-wide IAM", MAIN, None, None, PROJECT_IAM, "google_project_iam_member"),
     ("IAM on another bucket", MAIN, None, None, OTHER_BUCKET_IAM, "IAM only on the replica bucket"),
     ("token creator on a service account", MAIN, None, None, TOKEN_CREATOR, "serviceAccountTokenCreator"),
     ("whole pool may impersonate", MAIN, r"/attribute\.aws_role/\$\{p\}", "/*", None, "principalSet"),
-    ("condition without the account", MAIN, r"assertion\.account == '\$\{var\.aws_account_id\}' && ",
-     "", None, "aws_account_id"),
-    ("condition without the roles", MAIN, r" && attribute\.aws_role in \$\{jsonencode\([^\n]*\)\}\"",
-     '"', None, "var.worker_role_arns"),
-    ("role mapping changed", MAIN, r"assertion\.arn\.extract\('assumed-role/\{role_name\}/'\)",
-     "assertion.arn", None, "attribute.aws_role"),
-    ("checkov skip without a reason", MAIN, r"#checkov:skip=CKV_GCP_62:[^\n]*", "#checkov:skip=CKV_GCP_62",
-     None, "without a written reason"),
-    ("credential configuration without impersonation", OUTPUTS,
-     r"\n\s*service_account_impersonation_url\s*=[^\n]*", "", None, "generateAccessToken"),
+    (
+        "condition without the account",
+        MAIN,
+        r"assertion\.account == '\$\{var\.aws_account_id\}' && ",
+        "",
+        None,
+        "aws_account_id",
+    ),
+    (
+        "condition without the roles",
+        MAIN,
+        r" && attribute\.aws_role in \$\{jsonencode\([^\n]*\)\}\"",
+        '"',
+        None,
+        "var.worker_role_arns",
+    ),
+    (
+        "role mapping changed",
+        MAIN,
+        r"assertion\.arn\.extract\('assumed-role/\{role_name\}/'\)",
+        "assertion.arn",
+        None,
+        "attribute.aws_role",
+    ),
+    (
+        "checkov skip without a reason",
+        MAIN,
+        r"#checkov:skip=CKV_GCP_62:[^\n]*",
+        "#checkov:skip=CKV_GCP_62",
+        None,
+        "without a written reason",
+    ),
+    (
+        "credential configuration without impersonation",
+        OUTPUTS,
+        r"\n\s*service_account_impersonation_url\s*=[^\n]*",
+        "",
+        None,
+        "generateAccessToken",
+    ),
     # Google's ids and names (check_ids), and the roles the CDK app names (check_role_contract).
-    ("provider id of 3 characters", VARIABLES, r'default     = "aws-account"', 'default     = "aws"', None,
-     "workload identity pool provider id 'aws' is not 4-32"),
-    ("pool id with Google's prefix", VARIABLES, r'default     = "yuba-aws"', 'default     = "gcp-yuba"', None,
-     "workload identity pool id 'gcp-yuba' begins with gcp-"),
-    ("31-character service account id", EXAMPLE_TFVARS, None, None, 'name_prefix = "yuba-development-eu1"\n',
-     "service account id 'yuba-development-eu1-reconciler' is 31 characters"),
-    ("bucket name containing google", EXAMPLE_TFVARS, r'bucket_name = "yuba-dev-replica"',
-     'bucket_name = "yuba-google-replica"', None, "bucket name 'yuba-google-replica' contains google"),
-    ("provider id validation removed", VARIABLES, r'(variable "pool_provider_id" \{[^}]*?)\n  validation \{.*?\n  \}\n',
-     "\\1", None, "var.pool_provider_id: feeds a Google id or name but has no validation"),
-    ("bucket validation lets google through", VARIABLES, r'\["google", ', "[", None,
-     "var.bucket_name: accepts 'my-google-replica'"),
-    ("name_prefix validation one character too long", VARIABLES, r"length\(id\) <= 30", "length(id) <= 31", None,
-     "var.name_prefix: accepts 'abcdefghijklmnopqrst'"),
-    ("stage prefix not cut to 19 characters", EXAMPLE_MAIN, r"substr\(var\.aws_stage_prefix, 0, 19\)",
-     "var.aws_stage_prefix", None, "the longest the CDK allows"),
-    ("dev and prod share the pool", EXAMPLE_MAIN, r'"\$\{local\.name_prefix\}-aws"', '"yuba-aws"', None,
-     "dev and prod in one GCP project would both create the workload identity pool id 'yuba-aws'"),
-    ("a role suffix renamed in the example", EXAMPLE_MAIN, r"-worker-task", "-worker-fargate", None,
-     "programs.*.role"),
-    ("stage prefix looser than the CDK's", EXAMPLE_VARIABLES, r"\{0,19\}", "{0,39}", None,
-     "which the CDK's stage prefix rule"),
-    ("stage prefix may start with gcp", EXAMPLE_VARIABLES, r' && !startswith\(var\.aws_stage_prefix, "gcp"\)', "",
-     None, "which the CDK's stage prefix rule"),
+    (
+        "provider id of 3 characters",
+        VARIABLES,
+        r'default     = "aws-account"',
+        'default     = "aws"',
+        None,
+        "workload identity pool provider id 'aws' is not 4-32",
+    ),
+    (
+        "pool id with Google's prefix",
+        VARIABLES,
+        r'default     = "yuba-aws"',
+        'default     = "gcp-yuba"',
+        None,
+        "workload identity pool id 'gcp-yuba' begins with gcp-",
+    ),
+    (
+        "31-character service account id",
+        EXAMPLE_TFVARS,
+        None,
+        None,
+        'name_prefix = "yuba-development-eu1"\n',
+        "service account id 'yuba-development-eu1-reconciler' is 31 characters",
+    ),
+    (
+        "bucket name containing google",
+        EXAMPLE_TFVARS,
+        r'bucket_name = "yuba-dev-replica"',
+        'bucket_name = "yuba-google-replica"',
+        None,
+        "bucket name 'yuba-google-replica' contains google",
+    ),
+    (
+        "provider id validation removed",
+        VARIABLES,
+        r'(variable "pool_provider_id" \{[^}]*?)\n  validation \{.*?\n  \}\n',
+        "\\1",
+        None,
+        "var.pool_provider_id: feeds a Google id or name but has no validation",
+    ),
+    (
+        "bucket validation lets google through",
+        VARIABLES,
+        r'\["google", ',
+        "[",
+        None,
+        "var.bucket_name: accepts 'my-google-replica'",
+    ),
+    (
+        "name_prefix validation one character too long",
+        VARIABLES,
+        r"length\(id\) <= 30",
+        "length(id) <= 31",
+        None,
+        "var.name_prefix: accepts 'abcdefghijklmnopqrst'",
+    ),
+    (
+        "stage prefix not cut to 19 characters",
+        EXAMPLE_MAIN,
+        r"substr\(var\.aws_stage_prefix, 0, 19\)",
+        "var.aws_stage_prefix",
+        None,
+        "the longest the CDK allows",
+    ),
+    (
+        "dev and prod share the pool",
+        EXAMPLE_MAIN,
+        r'"\$\{local\.name_prefix\}-aws"',
+        '"yuba-aws"',
+        None,
+        "dev and prod in one GCP project would both create the workload identity pool id 'yuba-aws'",
+    ),
+    ("a role suffix renamed in the example", EXAMPLE_MAIN, r"-worker-task", "-worker-fargate", None, "programs.*.role"),
+    (
+        "stage prefix looser than the CDK's",
+        EXAMPLE_VARIABLES,
+        r"\{0,19\}",
+        "{0,39}",
+        None,
+        "which the CDK's stage prefix rule",
+    ),
+    (
+        "stage prefix may start with gcp",
+        EXAMPLE_VARIABLES,
+        r' && !startswith\(var\.aws_stage_prefix, "gcp"\)',
+        "",
+        None,
+        "which the CDK's stage prefix rule",
+    ),
 ]
 
 
@@ -1476,19 +1787,31 @@ def self_test(root: Path, checkov_exe: Path | None) -> list[Failure]:
                 _, failures = assertions(copy)
                 if not any(expect in str(f) for f in failures):
                     seen = "; ".join(str(f) for f in failures) or "nothing"
-                    out.append(Failure("self-test", f"broken copy ({what}) was not caught: expected a failure "
-                                                    f"mentioning {expect!r}, got {seen}"))
+                    out.append(
+                        Failure(
+                            "self-test",
+                            f"broken copy ({what}) was not caught: expected a failure "
+                            f"mentioning {expect!r}, got {seen}",
+                        )
+                    )
                 shutil.rmtree(copy)
             if ck is not None:
                 result = finish_checkov(*ck)
                 if not any(c["check_id"] == "CKV_GCP_29" for c in result["failed_checks"]):
-                    out.append(Failure("self-test", "checkov did not fail a bucket without uniform bucket-level "
-                                                    "access (CKV_GCP_29): is it scanning anything?"))
+                    out.append(
+                        Failure(
+                            "self-test",
+                            "checkov did not fail a bucket without uniform bucket-level "
+                            "access (CKV_GCP_29): is it scanning anything?",
+                        )
+                    )
         finally:
             if ck is not None:
                 stop(ck[0])
-        log(f"self-test: {len(MUTATIONS)} broken copies{' + 1 through checkov' if ck else ''}, "
-            f"{'all caught' if not out else f'{len(out)} not caught'}")
+        log(
+            f"self-test: {len(MUTATIONS)} broken copies{' + 1 through checkov' if ck else ''}, "
+            f"{'all caught' if not out else f'{len(out)} not caught'}"
+        )
     return out
 
 
@@ -1515,8 +1838,10 @@ def main() -> int:
 
         if not args.self_test:
             cfg, found = assertions(root)
-            log(f"assertions: {len(cfg.files)} files, {len(cfg.resources)} resources, "
-                f"{'ok' if not found else f'{len(found)} failed'}")
+            log(
+                f"assertions: {len(cfg.files)} files, {len(cfg.resources)} resources, "
+                f"{'ok' if not found else f'{len(found)} failed'}"
+            )
             for note in cfg.notes:
                 log(f"  {note}")
             failures += found
@@ -1528,8 +1853,10 @@ def main() -> int:
             result = finish_checkov(*main_ck)
             found = checkov_failures(result, root)
             skipped = ", ".join(sorted({c["check_id"] for c in result["skipped_checks"]})) or "none"
-            log(f"checkov: {len(result['passed_checks'])} passed, {len(result['failed_checks'])} failed, "
-                f"{len(result['skipped_checks'])} skipped inline ({skipped})")
+            log(
+                f"checkov: {len(result['passed_checks'])} passed, {len(result['failed_checks'])} failed, "
+                f"{len(result['skipped_checks'])} skipped inline ({skipped})"
+            )
             for c in result["skipped_checks"]:
                 reason = (c.get("check_result") or {}).get("suppress_comment", "")
                 log(f"  skipped {c['check_id']} on {c.get('resource')}: {reason}")

@@ -197,11 +197,23 @@ class Stack:
         self.env: dict[str, str] = {}
 
     def start(self) -> None:
-        argv = [sys.executable, str(ROOT / "scripts" / "stack.py"), "up",
-                "--state-dir", str(self.state_dir), "--exit-on-stdin-eof"]
+        argv = [
+            sys.executable,
+            str(ROOT / "scripts" / "stack.py"),
+            "up",
+            "--state-dir",
+            str(self.state_dir),
+            "--exit-on-stdin-eof",
+        ]
         with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                                         preexec_fn=_own_session_dying_with_us, close_fds=True)
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                preexec_fn=_own_session_dying_with_us,
+                close_fds=True,
+            )
         # stack.py gives up by itself after 30 s; a line or EOF always comes.
         line = self.proc.stdout.readline()
         if not line.strip():
@@ -240,8 +252,15 @@ def start_service(label: str, binary: str, env: dict[str, str], state_dir: Path)
     exe = BIN_DIR / binary
     log_path = state_dir / f"{label}.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(exe)], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=log, preexec_fn=_own_session_dying_with_us, close_fds=True)
+        proc = subprocess.Popen(
+            [str(exe)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            preexec_fn=_own_session_dying_with_us,
+            close_fds=True,
+        )
     return Service(label, proc, log_path)
 
 
@@ -250,10 +269,16 @@ def start_pipeline(stack_env: dict[str, str], state_dir: Path, services: list[Se
     base = {**os.environ, **stack_env, **PIPELINE_ENV}
     for label, binary, extra in (
         ("ingest", "yuba-ingest", {"YUBA_ROUTE_THRESHOLD_BYTES": str(ROUTE_THRESHOLD_BYTES)}),
-        ("worker-lambda", "yuba-worker", {"YUBA_QUEUE_URL": stack_env["YUBA_LAMBDA_QUEUE_URL"],
-                                          "YUBA_VARIANTS": json.dumps(VARIANTS)}),
-        ("worker-fargate", "yuba-worker", {"YUBA_QUEUE_URL": stack_env["YUBA_FARGATE_QUEUE_URL"],
-                                           "YUBA_VARIANTS": json.dumps(VARIANTS)}),
+        (
+            "worker-lambda",
+            "yuba-worker",
+            {"YUBA_QUEUE_URL": stack_env["YUBA_LAMBDA_QUEUE_URL"], "YUBA_VARIANTS": json.dumps(VARIANTS)},
+        ),
+        (
+            "worker-fargate",
+            "yuba-worker",
+            {"YUBA_QUEUE_URL": stack_env["YUBA_FARGATE_QUEUE_URL"], "YUBA_VARIANTS": json.dumps(VARIANTS)},
+        ),
     ):
         services.append(start_service(label, binary, {**base, **extra}, state_dir))
 
@@ -312,11 +337,14 @@ def photo(width: int, height: int, seed: int):
     rng = random.Random(seed)
     vertical = Image.linear_gradient("L").resize((width, height))
     radial = Image.radial_gradient("L").resize((width, height))
-    img = Image.merge("RGB", (
-        vertical.point(lambda v: int(255 - v * 0.55)),
-        vertical.point(lambda v: int(140 + v * 0.3)),
-        radial.point(lambda v: int(255 - v * 0.6)),
-    ))
+    img = Image.merge(
+        "RGB",
+        (
+            vertical.point(lambda v: int(255 - v * 0.55)),
+            vertical.point(lambda v: int(140 + v * 0.3)),
+            radial.point(lambda v: int(255 - v * 0.6)),
+        ),
+    )
     draw = ImageDraw.Draw(img)
     draw.ellipse((width * 0.6, height * 0.15, width * 0.75, height * 0.35), fill=(255, 200, 90))
     draw.rectangle((0, height * 0.62, width, height), fill=(40, 110, 170))
@@ -354,18 +382,37 @@ def make_samples() -> list[Sample]:
     frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:], duration=80, loop=0)
 
     return [
-        Sample("photos/2026/beach day+sunset ü.jpg", "JPEG 4000×3000",
-               encode(big, "JPEG", quality=85), "image/jpeg", {**meta, "camera": "synthetic", "seed": "2026"}),
-        Sample("photos/harbour.jpg", "JPEG progressive 1600×1200",
-               encode(photo(1600, 1200, seed=3), "JPEG", quality=85, progressive=True, optimize=True),
-               "image/jpeg", {**meta, "seed": "3"}),
+        Sample(
+            "photos/2026/beach day+sunset ü.jpg",
+            "JPEG 4000×3000",
+            encode(big, "JPEG", quality=85),
+            "image/jpeg",
+            {**meta, "camera": "synthetic", "seed": "2026"},
+        ),
+        Sample(
+            "photos/harbour.jpg",
+            "JPEG progressive 1600×1200",
+            encode(photo(1600, 1200, seed=3), "JPEG", quality=85, progressive=True, optimize=True),
+            "image/jpeg",
+            {**meta, "seed": "3"},
+        ),
         Sample("graphics/logo alpha.png", "PNG RGBA 800×600", encode(rgba, "PNG"), "image/png", meta),
         Sample("scans/grey+scale.png", "PNG grey 1024×768", encode(grey, "PNG"), "image/png", meta),
         Sample(DELETE_KEY, "GIF 64×64, 8 frames", gif.getvalue(), "image/gif", meta),
-        Sample("photos/2026/café.webp", "WebP 1200×900",
-               encode(photo(1200, 900, seed=5), "WEBP", quality=80), "image/webp", meta),
-        Sample("raw/panorama 20MiB.tiff", "TIFF 3072×2304 raw",
-               encode(big.resize((3072, 2304)), "TIFF"), "image/tiff", {**meta, "note": "uncompressed"}),
+        Sample(
+            "photos/2026/café.webp",
+            "WebP 1200×900",
+            encode(photo(1200, 900, seed=5), "WEBP", quality=80),
+            "image/webp",
+            meta,
+        ),
+        Sample(
+            "raw/panorama 20MiB.tiff",
+            "TIFF 3072×2304 raw",
+            encode(big.resize((3072, 2304)), "TIFF"),
+            "image/tiff",
+            {**meta, "note": "uncompressed"},
+        ),
     ]
 
 
@@ -952,8 +999,13 @@ def print_log_tails(state_dir: Path, services: list[Service]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                    help=f"how long a replica may take to appear or go (default {DEFAULT_TIMEOUT:g})")
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long a replica may take to appear or go (default {DEFAULT_TIMEOUT:g})",
+    )
     args = ap.parse_args(argv)
     # UTF-8 whatever the locale (keys and marks are not ASCII); line-buffered so that the
     # table and the log tails on stderr interleave in order when both go to one pipe.
@@ -993,10 +1045,13 @@ def main(argv: list[str] | None = None) -> int:
         t = time.monotonic()
         stopped = stop_all(services, stack)
         print(f"\nstopped in {time.monotonic() - t:.1f} s (exit codes: {stopped or 'nothing was running'})")
-        print(f"logs: {state_dir}/ — ingest.log, worker-lambda.log, worker-fargate.log (JSON lines, "
-              f"{log_levels(services)}); moto.log, fake-gcs-server.log, stack.stderr")
+        print(
+            f"logs: {state_dir}/ — ingest.log, worker-lambda.log, worker-fargate.log (JSON lines, "
+            f"{log_levels(services)}); moto.log, fake-gcs-server.log, stack.stderr"
+        )
     print(f"{verdict} in {time.monotonic() - t_start:.1f} s")
     return {"PASS": 0, "FAIL": 1, "INTERRUPTED": 130}[verdict]
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -106,8 +106,9 @@ def source_date_epoch() -> int:
 
 def git_revision() -> str:
     p = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     return p.stdout.strip() + ("-dirty" if dirty else "")
 
 
@@ -117,6 +118,7 @@ def git_revision() -> str:
 def ensure_debian_packages() -> None:
     """Installs the Debian packages that are missing, the image's at their pinned versions (as
     root, the way CI runs)."""
+
     def installed(pkg: str) -> str | None:
         p = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
         return p.stdout.strip() if p.returncode == 0 else None
@@ -165,8 +167,16 @@ def cargo_lambda_env() -> dict[str, str]:
 
 
 def build(bins: list[str]) -> dict[str, Path]:
-    cmd = [str(VENV_BIN / "cargo-lambda"), "lambda", "build", "--profile", PROFILE, "--target", TARGET,
-           "--disable-optimizations"]
+    cmd = [
+        str(VENV_BIN / "cargo-lambda"),
+        "lambda",
+        "build",
+        "--profile",
+        PROFILE,
+        "--target",
+        TARGET,
+        "--disable-optimizations",
+    ]
     for b in bins:
         cmd += ["--bin", b]
     started = time.monotonic()
@@ -318,13 +328,15 @@ def write_image(binaries: dict[str, Path], epoch: int, revision: str) -> dict:
     digest = sha256(manifest_bytes)
     index = {
         "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": OCI_MANIFEST,
-            "digest": digest,
-            "size": len(manifest_bytes),
-            "platform": {"architecture": "arm64", "os": "linux"},
-            "annotations": {"org.opencontainers.image.ref.name": IMAGE_REPOSITORY_NAME},
-        }],
+        "manifests": [
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": digest,
+                "size": len(manifest_bytes),
+                "platform": {"architecture": "arm64", "os": "linux"},
+                "annotations": {"org.opencontainers.image.ref.name": IMAGE_REPOSITORY_NAME},
+            }
+        ],
     }
     files = {
         "oci-layout": canonical_json({"imageLayoutVersion": "1.0.0"}),
@@ -353,8 +365,7 @@ def write_image(binaries: dict[str, Path], epoch: int, revision: str) -> dict:
 
 def inspect_image(image: dict) -> None:
     """skopeo reads the archive as a registry would receive it, and agrees on the digest."""
-    p = subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{OUT / image['archive']}"],
-                       capture_output=True)
+    p = subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{OUT / image['archive']}"], capture_output=True)
     if p.returncode != 0:
         raise PackageError(f"skopeo cannot read {image['archive']}: {p.stderr.decode().strip()}")
     if sha256(p.stdout) != image["digest"]:
@@ -374,8 +385,22 @@ def synth(manifest: dict) -> None:
         run(["npm", "ci", "--no-audit", "--no-fund"], cwd=cdk)
     out = OUT / "cdk.out"  # its own, so that no asset of an earlier synth is looked at
     shutil.rmtree(out, ignore_errors=True)
-    run(["npx", "cdk", "synth", "--quiet", "--no-notices", "--output", str(out), "-c", f"yuba:package={OUT}",
-         "-c", "yuba:exampleGcp=true"], cwd=cdk)
+    run(
+        [
+            "npx",
+            "cdk",
+            "synth",
+            "--quiet",
+            "--no-notices",
+            "--output",
+            str(out),
+            "-c",
+            f"yuba:package={OUT}",
+            "-c",
+            "yuba:exampleGcp=true",
+        ],
+        cwd=cdk,
+    )
     assets = {hashlib.sha256(f.read_bytes()).hexdigest() for f in out.glob("asset.*.zip")}
     for name, entry in manifest["lambda"].items():
         if hashlib.sha256((OUT / entry["zip"]).read_bytes()).hexdigest() not in assets:
@@ -389,20 +414,27 @@ def synth(manifest: dict) -> None:
         if f"@{digest}" not in text:
             raise PackageError(f"{template.relative_to(ROOT)} does not name the image {digest}")
         refused = "NotDeployable" in json.loads(text).get("Rules", {})
-        log(f"{template.relative_to(ROOT)}: the zips and {digest}"
-            + ("; NOT deployable: the GCP configurations are examples (docs/DEPLOY.md, step 1)" if refused else ""))
+        log(
+            f"{template.relative_to(ROOT)}: the zips and {digest}"
+            + ("; NOT deployable: the GCP configurations are examples (docs/DEPLOY.md, step 1)" if refused else "")
+        )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bins", default=",".join(sorted(set(LAMBDA_BINS) | set(IMAGE_BINS))),
-                    help="bins to build (default: all three); zips and the image take those built")
+    ap.add_argument(
+        "--bins",
+        default=",".join(sorted(set(LAMBDA_BINS) | set(IMAGE_BINS))),
+        help="bins to build (default: all three); zips and the image take those built",
+    )
     ap.add_argument("--no-synth", action="store_true", help="skip the CDK synth at the end")
     args = ap.parse_args()
     bins = [b.strip() for b in args.bins.split(",") if b.strip()]
     unknown = set(bins) - set(LAMBDA_BINS) - set(IMAGE_BINS)
     if unknown:
-        log(f"error: --bins: {', '.join(sorted(unknown))} is not packaged (one of {', '.join(LAMBDA_BINS + IMAGE_BINS)})")
+        log(
+            f"error: --bins: {', '.join(sorted(unknown))} is not packaged (one of {', '.join(LAMBDA_BINS + IMAGE_BINS)})"
+        )
         return 2
     try:
         ensure_debian_packages()
@@ -412,8 +444,14 @@ def main() -> int:
         built = build(bins)
         OUT.mkdir(parents=True, exist_ok=True)
         (OUT / "lambda").mkdir(exist_ok=True)
-        manifest: dict = {"revision": revision, "source_date_epoch": epoch, "target": TARGET,
-                          "profile": PROFILE, "lambda": {}, "image": None}
+        manifest: dict = {
+            "revision": revision,
+            "source_date_epoch": epoch,
+            "target": TARGET,
+            "profile": PROFILE,
+            "lambda": {},
+            "image": None,
+        }
         for name in LAMBDA_BINS:
             if name not in built:
                 continue
@@ -431,9 +469,11 @@ def main() -> int:
         if image_bins:
             manifest["image"] = write_image(image_bins, epoch, revision)
             inspect_image(manifest["image"])
-            log(f"{(OUT / manifest['image']['archive']).relative_to(ROOT)}: {manifest['image']['digest']} "
+            log(
+                f"{(OUT / manifest['image']['archive']).relative_to(ROOT)}: {manifest['image']['digest']} "
                 f"({mib(manifest['image']['layer_bytes'])} compressed, {mib(manifest['image']['unpacked_bytes'])} unpacked; "
-                f"{', '.join(manifest['image']['binaries'])})")
+                f"{', '.join(manifest['image']['binaries'])})"
+            )
         (OUT / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         log(f"wrote {(OUT / 'manifest.json').relative_to(ROOT)}")
         if not args.no_synth:

