@@ -10,18 +10,25 @@
 //!
 //! Used by the worker and by the reconciler's inline backfill, so both copy the same way.
 
+mod error;
 mod memory;
+mod name;
+mod outcome;
 mod replicator;
+mod settings;
 mod source;
+mod variants_error;
 mod verify;
 
+pub use error::ReplicateError;
 pub use memory::{
     ALLOCATOR_SLACK_PERCENT, Footprint, ImageGate, LAMBDA_MEMORY, MEMORY_SETTING,
     MIN_IMAGES_BUDGET_MIB, MemoryBudget, MemorySource, OverBudget, PROCESS_BASE_MIB, Reservation,
     images_budget,
 };
-pub use replicator::{
-    Outcome, ReplicateError, Replicator, ReplicatorSettings, TOO_LARGE_FOR_MEMORY,
-    VARIANT_NAME_ERROR, replica_name, variants_error_kinds,
-};
+pub use name::replica_name;
+pub use outcome::Outcome;
+pub use replicator::Replicator;
+pub use settings::ReplicatorSettings;
+pub use variants_error::{TOO_LARGE_FOR_MEMORY, VARIANT_NAME_ERROR, variants_error_kinds};
 pub use verify::{ContentVerifier, ExpectedContent, IntegrityError};
