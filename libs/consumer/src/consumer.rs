@@ -4,15 +4,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
-use tokio::sync::{Semaphore, mpsc, watch};
+use thiserror::Error;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use yuba_aws::describe_sdk_error;
+use yuba_aws::{classify_sdk_error, describe_sdk_error};
+use yuba_model::{Cause, ErrorChain, FailureKind};
+use yuba_retry::{RetryBudget, RetryPolicy, Retryable};
 
 use crate::handler::{Delivery, Handler, log_failure};
 use crate::protection::protect_while_busy;
 use crate::settings::{ConsumerSettings, TaskProtectionSettings};
-use crate::visibility::{change_visibility, whole_seconds};
+use crate::visibility::{change_visibility, keep_invisible, whole_seconds};
 
 /// Deletes wait at most this long for company before going out in a batch.
 const DELETE_LINGER: Duration = Duration::from_millis(100);
@@ -42,6 +46,17 @@ struct Counters {
     received: AtomicU64,
     succeeded: AtomicU64,
     failed: AtomicU64,
+}
+
+impl Counters {
+    fn stats(&self, released: u64) -> ConsumerStats {
+        ConsumerStats {
+            received: self.received.load(Ordering::Relaxed),
+            succeeded: self.succeeded.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            released,
+        }
+    }
 }
 
 /// Receipt handles of the messages being worked on, by message id.
@@ -88,22 +103,20 @@ impl<H: Handler> Consumer<H> {
     /// shutdown grace to finish, releases those that did not, flushes pending deletes, and
     /// returns.
     pub async fn run(self, shutdown: CancellationToken) -> ConsumerStats {
-        let settings = Arc::new(self.settings);
-        let counters = Arc::new(Counters::default());
-        let in_flight: InFlight = Arc::default();
-        let permits = Arc::new(Semaphore::new(settings.concurrency));
+        let Consumer {
+            sqs,
+            settings,
+            handler,
+            protection,
+        } = self;
         let (acks, ack_queue) = mpsc::unbounded_channel::<String>();
         let deleter = tokio::spawn(delete_in_batches(
-            self.sqs.clone(),
+            sqs.clone(),
             settings.queue_url.clone(),
             ack_queue,
         ));
-        let mut tasks = JoinSet::new();
-        let mut receive_failures = 0_u32;
-        let mut stop_deadline = None;
         let (busy, in_flight_count) = watch::channel(0_usize);
-        let busy: Busy = Arc::new(busy);
-        let protector = self.protection.clone().map(|protection| {
+        let protector = protection.clone().map(|protection| {
             tracing::info!(
                 expires_in_minutes = protection.expires_in_minutes,
                 renew_every = ?protection.renew_every,
@@ -112,146 +125,185 @@ impl<H: Handler> Consumer<H> {
             );
             tokio::spawn(protect_while_busy(protection, in_flight_count))
         });
-
         tracing::info!(
             queue = %settings.queue_url,
             concurrency = settings.concurrency,
-            task_protection = self.protection.is_some(),
+            task_protection = protection.is_some(),
             "consuming"
         );
-        loop {
-            let first = tokio::select! {
-                permit = Arc::clone(&permits).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-                () = shutdown.cancelled() => break,
-            };
-            let mut held = vec![first];
-            while held.len() < SQS_BATCH {
-                match Arc::clone(&permits).try_acquire_owned() {
-                    Ok(permit) => held.push(permit),
-                    Err(_) => break,
-                }
-            }
-            let poll = receive(&self.sqs, &settings, held.len());
-            tokio::pin!(poll);
-            let received = tokio::select! {
-                received = &mut poll => received,
-                () = shutdown.cancelled() => {
-                    // Dropping a long poll does not cancel it at SQS: the messages it returns
-                    // would stay invisible for a whole visibility timeout. Let it finish and
-                    // hand back whatever it took.
-                    let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
-                    stop_deadline = Some(deadline);
-                    if let Ok(Ok(messages)) = tokio::time::timeout_at(deadline, poll).await {
-                        let released: Vec<(String, Duration)> = messages
-                            .into_iter()
-                            .filter_map(|m| m.receipt_handle)
-                            .map(|receipt| (receipt, Duration::ZERO))
-                            .collect();
-                        change_visibility(&self.sqs, &settings.queue_url, &released).await;
-                    }
-                    break;
-                }
-            };
-            let messages = match received {
-                Ok(messages) => {
-                    receive_failures = 0;
-                    messages
-                }
-                Err(error) => {
-                    receive_failures += 1;
-                    let pause = settings
-                        .backoff
-                        .delay(receive_failures)
-                        .min(Duration::from_secs(20));
-                    tracing::warn!(%error, ?pause, "ReceiveMessage failed; polling again after a pause");
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => continue,
-                        () = shutdown.cancelled() => break,
-                    }
-                }
-            };
-            counters
-                .received
-                .fetch_add(messages.len() as u64, Ordering::Relaxed);
-            for message in messages {
-                let Some(permit) = held.pop() else { break };
-                let Some(work) = Work::from_message(message) else {
-                    continue;
-                };
-                let task = Task {
-                    sqs: self.sqs.clone(),
-                    settings: Arc::clone(&settings),
-                    handler: Arc::clone(&self.handler),
-                    counters: Arc::clone(&counters),
-                    in_flight: Arc::clone(&in_flight),
-                    acks: acks.clone(),
-                    busy: Arc::clone(&busy),
-                };
-                tasks.spawn(async move {
-                    task.run(work).await;
-                    drop(permit);
-                });
-            }
-            while tasks.try_join_next().is_some() {}
-        }
-
-        let pending = tasks.len();
-        if pending > 0 {
-            tracing::info!(
-                in_flight = pending,
-                grace = ?settings.shutdown_grace,
-                "stopped receiving; waiting for in-flight messages"
-            );
-        }
-        // One grace period from the stop signal, however it was spent (a long poll, the drain).
-        let deadline =
-            stop_deadline.unwrap_or_else(|| tokio::time::Instant::now() + settings.shutdown_grace);
-        let drained = tokio::time::timeout_at(deadline, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await
-        .is_ok();
-        let mut released = 0;
-        if !drained {
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
-            let unfinished: Vec<(String, Duration)> = lock(&in_flight)
-                .drain()
-                .map(|(_, receipt)| (receipt, Duration::ZERO))
-                .collect();
-            released = unfinished.len() as u64;
-            tracing::warn!(
-                released,
-                "shutdown grace ran out; releasing unfinished messages for another consumer"
-            );
-            change_visibility(&self.sqs, &settings.queue_url, &unfinished).await;
-        }
+        let task = Task {
+            sqs,
+            settings: Arc::new(settings),
+            handler,
+            counters: Arc::default(),
+            in_flight: Arc::default(),
+            acks,
+            busy: Arc::new(busy),
+        };
+        let mut tasks = JoinSet::new();
+        let stopped_at = receive_until_stopped(&task, &shutdown, &mut tasks).await;
+        let released = drain(&task, tasks, stopped_at).await;
         // Protection is not dropped on the way out, and no call is made for it: a consumer
         // stops only on SIGTERM, which ECS sends to a task it is stopping (Spot reclaim,
         // scale-in, deployment, StopTask), and a stopped task's protection ends with it. A last
         // request would only spend stop-timeout seconds on an agent that may be slow, while
-        // the release of unfinished messages above must come first.
+        // the release of unfinished messages in the drain must come first.
         if let Some(protector) = protector {
             protector.abort();
         }
-        drop(acks);
+        let stats = task.counters.stats(released);
+        // The last sender of acknowledgements: the batcher flushes what it holds and ends.
+        drop(task);
         if deleter.await.is_err() {
             tracing::error!(
                 "the delete batcher panicked; some finished messages may be redelivered"
             );
         }
-        let stats = ConsumerStats {
-            received: counters.received.load(Ordering::Relaxed),
-            succeeded: counters.succeeded.load(Ordering::Relaxed),
-            failed: counters.failed.load(Ordering::Relaxed),
-            released,
-        };
         tracing::info!(?stats, "consumer stopped");
         stats
     }
+}
+
+/// Receives messages and starts a task for each, as permits free up, until `shutdown` is
+/// cancelled. Returns the instant the shutdown was seen during a long poll, if it was: the
+/// shutdown grace counts from there, since the poll's end was waited for.
+async fn receive_until_stopped<H: Handler>(
+    task: &Task<H>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Option<Instant> {
+    let settings = &task.settings;
+    let permits = Arc::new(Semaphore::new(settings.concurrency));
+    let mut receive_failures = 0_u32;
+    loop {
+        let mut held = tokio::select! {
+            held = permits_for_a_batch(&permits) => held?,
+            () = shutdown.cancelled() => return None,
+        };
+        let messages = match receive_unless_stopped(task, shutdown, held.len()).await {
+            Polled::Stopped(at) => return Some(at),
+            Polled::Received(Ok(messages)) => {
+                receive_failures = 0;
+                messages
+            }
+            Polled::Received(Err(error)) => {
+                receive_failures += 1;
+                let pause = settings
+                    .backoff
+                    .delay(receive_failures)
+                    .min(Duration::from_secs(20));
+                tracing::warn!(%error, ?pause, "ReceiveMessage failed; polling again after a pause");
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => continue,
+                    () = shutdown.cancelled() => return None,
+                }
+            }
+        };
+        task.counters
+            .received
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        for message in messages {
+            let Some(permit) = held.pop() else { break };
+            let Some(work) = Work::from_message(message) else {
+                continue;
+            };
+            let task = task.clone();
+            tasks.spawn(async move {
+                task.run(work).await;
+                drop(permit);
+            });
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+}
+
+/// Waits for one free slot, then takes as many more as are free, up to a receive's worth.
+/// `None`: the semaphore is closed.
+async fn permits_for_a_batch(permits: &Arc<Semaphore>) -> Option<Vec<OwnedSemaphorePermit>> {
+    let first = Arc::clone(permits).acquire_owned().await.ok()?;
+    let mut held = vec![first];
+    while held.len() < SQS_BATCH {
+        match Arc::clone(permits).try_acquire_owned() {
+            Ok(permit) => held.push(permit),
+            Err(_) => break,
+        }
+    }
+    Some(held)
+}
+
+/// What a long poll came to.
+enum Polled {
+    Received(Result<Vec<Message>, String>),
+    /// `shutdown` was cancelled at this instant, during the poll.
+    Stopped(Instant),
+}
+
+/// One long poll for up to `max` messages, unless `shutdown` comes first.
+async fn receive_unless_stopped<H>(
+    task: &Task<H>,
+    shutdown: &CancellationToken,
+    max: usize,
+) -> Polled {
+    let settings = &task.settings;
+    let poll = receive(&task.sqs, settings, max);
+    tokio::pin!(poll);
+    tokio::select! {
+        received = &mut poll => Polled::Received(received),
+        () = shutdown.cancelled() => {
+            // Dropping a long poll does not cancel it at SQS: the messages it returns would
+            // stay invisible for a whole visibility timeout. Let it finish and hand back
+            // whatever it took.
+            let stopped_at = Instant::now();
+            let deadline = stopped_at + settings.shutdown_grace;
+            if let Ok(Ok(messages)) = tokio::time::timeout_at(deadline, poll).await {
+                let released: Vec<(String, Duration)> = messages
+                    .into_iter()
+                    .filter_map(|m| m.receipt_handle)
+                    .map(|receipt| (receipt, Duration::ZERO))
+                    .collect();
+                change_visibility(&task.sqs, &settings.queue_url, &released).await;
+            }
+            Polled::Stopped(stopped_at)
+        }
+    }
+}
+
+/// Gives the tasks still running the shutdown grace (from `stopped_at`, or from now) to finish,
+/// then aborts the rest and makes their messages visible at once for another consumer.
+/// Returns how many were released.
+async fn drain<H>(task: &Task<H>, mut tasks: JoinSet<()>, stopped_at: Option<Instant>) -> u64 {
+    let grace = task.settings.shutdown_grace;
+    let pending = tasks.len();
+    if pending > 0 {
+        tracing::info!(
+            in_flight = pending,
+            ?grace,
+            "stopped receiving; waiting for in-flight messages"
+        );
+    }
+    // One grace period from the stop signal, however it was spent (a long poll, the drain).
+    let deadline = stopped_at.unwrap_or_else(Instant::now) + grace;
+    let drained = tokio::time::timeout_at(deadline, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok();
+    if drained {
+        return 0;
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    let unfinished: Vec<(String, Duration)> = lock(&task.in_flight)
+        .drain()
+        .map(|(_, receipt)| (receipt, Duration::ZERO))
+        .collect();
+    let released = unfinished.len() as u64;
+    tracing::warn!(
+        released,
+        "shutdown grace ran out; releasing unfinished messages for another consumer"
+    );
+    change_visibility(&task.sqs, &task.settings.queue_url, &unfinished).await;
+    released
 }
 
 async fn receive(
@@ -300,6 +352,7 @@ impl Work {
     }
 }
 
+/// What a message's task needs; one for each message, cloned from the consumer's.
 struct Task<H> {
     sqs: aws_sdk_sqs::Client,
     settings: Arc<ConsumerSettings>,
@@ -308,6 +361,20 @@ struct Task<H> {
     in_flight: InFlight,
     acks: mpsc::UnboundedSender<String>,
     busy: Busy,
+}
+
+impl<H> Clone for Task<H> {
+    fn clone(&self) -> Self {
+        Task {
+            sqs: self.sqs.clone(),
+            settings: Arc::clone(&self.settings),
+            handler: Arc::clone(&self.handler),
+            counters: Arc::clone(&self.counters),
+            in_flight: Arc::clone(&self.in_flight),
+            acks: self.acks.clone(),
+            busy: Arc::clone(&self.busy),
+        }
+    }
 }
 
 impl<H: Handler> Task<H> {
@@ -319,7 +386,9 @@ impl<H: Handler> Task<H> {
         lock(&self.in_flight).insert(delivery.message_id.clone(), receipt.clone());
         let result = tokio::select! {
             result = self.handler.handle(&delivery) => result,
-            never = self.keep_invisible(&receipt) => match never {},
+            never = keep_invisible(self.settings.visibility_timeout, || {
+                self.set_visibility(&receipt, self.settings.visibility_timeout)
+            }) => match never {},
         };
         lock(&self.in_flight).remove(&delivery.message_id);
         match result {
@@ -338,16 +407,6 @@ impl<H: Handler> Task<H> {
                     .visible_in(error.kind, delivery.receive_count);
                 self.set_visibility(&receipt, visible_in).await;
             }
-        }
-    }
-
-    /// Renews the message's invisibility every half timeout, for as long as it is polled.
-    async fn keep_invisible(&self, receipt: &str) -> std::convert::Infallible {
-        let period = self.settings.visibility_timeout / 2;
-        loop {
-            tokio::time::sleep(period).await;
-            self.set_visibility(receipt, self.settings.visibility_timeout)
-                .await;
         }
     }
 
@@ -373,6 +432,7 @@ async fn delete_in_batches(
     queue_url: String,
     mut receipts: mpsc::UnboundedReceiver<String>,
 ) {
+    let budget = RetryBudget::default();
     let mut batch = Vec::with_capacity(SQS_BATCH);
     loop {
         let Some(first) = receipts.recv().await else {
@@ -390,51 +450,113 @@ async fn delete_in_batches(
                 () = &mut linger => break,
             }
         }
-        delete_batch(&sqs, &queue_url, std::mem::take(&mut batch)).await;
+        delete_batch(&sqs, &queue_url, std::mem::take(&mut batch), &budget).await;
     }
 }
 
-async fn delete_batch(sqs: &aws_sdk_sqs::Client, queue_url: &str, receipts: Vec<String>) {
-    let mut pending: Vec<(usize, String)> = receipts.into_iter().enumerate().collect();
-    for attempt in 0..3 {
-        if pending.is_empty() {
-            return;
-        }
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-        }
-        let entries: Result<Vec<_>, _> = pending
-            .iter()
-            .map(|(id, receipt)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(id.to_string())
-                    .receipt_handle(receipt)
-                    .build()
-            })
-            .collect();
-        let Ok(entries) = entries else { return };
-        match sqs
-            .delete_message_batch()
-            .queue_url(queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-        {
-            Ok(output) => {
-                let failed: Vec<&str> = output.failed().iter().map(|f| f.id()).collect();
-                pending.retain(|(id, _)| failed.contains(&id.to_string().as_str()));
-            }
-            Err(error) => {
-                tracing::warn!(error = %describe_sdk_error(&error), "DeleteMessageBatch failed; retrying");
-            }
-        }
+/// How a batch of deletes is retried: the entries SQS did not delete, or the whole batch when
+/// the call failed, twice more, after pauses under 200 and 400 ms. A message whose delete
+/// still fails is redelivered later and found done, so a short effort is enough.
+const DELETE_RETRIES: RetryPolicy = RetryPolicy {
+    first_backoff: Duration::from_millis(200),
+    max_backoff: Duration::from_millis(400),
+    max_attempts: 3,
+    time_limit: Duration::from_secs(10),
+};
+
+/// Why some of a batch of finished messages were not deleted.
+#[derive(Debug, Error)]
+#[error("{message}")]
+struct DeleteError {
+    kind: FailureKind,
+    message: String,
+    #[source]
+    source: Option<Cause>,
+}
+
+impl Retryable for DeleteError {
+    fn kind(&self) -> FailureKind {
+        self.kind
     }
-    if !pending.is_empty() {
+}
+
+async fn delete_batch(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    receipts: Vec<String>,
+    budget: &RetryBudget,
+) {
+    let pending = Mutex::new(receipts.into_iter().enumerate().collect());
+    let deleted = yuba_retry::run(
+        &DELETE_RETRIES,
+        budget,
+        "deleting finished messages",
+        || delete_pending(sqs, queue_url, &pending),
+    )
+    .await;
+    if let Err(error) = deleted {
         tracing::warn!(
-            count = pending.len(),
+            count = lock(&pending).len(),
+            error = %ErrorChain(&error),
             "could not delete finished messages; they will be redelivered and found done"
         );
     }
+}
+
+/// One DeleteMessageBatch of the receipts still `pending` (by entry id), which keeps those SQS
+/// did not delete.
+async fn delete_pending(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    pending: &Mutex<Vec<(usize, String)>>,
+) -> Result<(), DeleteError> {
+    let entries: Result<Vec<_>, _> = lock(pending)
+        .iter()
+        .map(|(id, receipt)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(id.to_string())
+                .receipt_handle(receipt)
+                .build()
+        })
+        .collect();
+    let entries = entries.map_err(|error| DeleteError {
+        kind: FailureKind::Permanent,
+        message: "could not build the DeleteMessageBatch request".to_owned(),
+        source: Some(Box::new(error)),
+    })?;
+    let output = sqs
+        .delete_message_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .map_err(|error| DeleteError {
+            kind: classify_sdk_error(&error),
+            message: format!("DeleteMessageBatch failed: {}", describe_sdk_error(&error)),
+            source: Some(Box::new(error)),
+        })?;
+    let failed = output.failed();
+    lock(pending).retain(|(id, _)| failed.iter().any(|f| f.id() == id.to_string()));
+    let Some(first) = failed.first() else {
+        return Ok(());
+    };
+    // An entry refused for a fault of ours (a receipt SQS does not know) cannot be deleted by
+    // trying again; the others can.
+    let kind = if failed.iter().all(|f| f.sender_fault()) {
+        FailureKind::Permanent
+    } else {
+        FailureKind::Transient
+    };
+    Err(DeleteError {
+        kind,
+        message: format!(
+            "SQS did not delete {} of the messages: {} ({})",
+            failed.len(),
+            first.message().unwrap_or("no reason given"),
+            first.code()
+        ),
+        source: None,
+    })
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

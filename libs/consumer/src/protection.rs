@@ -29,6 +29,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use yuba_model::FailureKind;
+use yuba_retry::Backoff;
 
 use crate::settings::TaskProtectionSettings;
 
@@ -150,9 +151,13 @@ impl Plan {
     pub(crate) fn failed(&mut self, request: Request, kind: FailureKind, now: Instant) -> Duration {
         self.failures = self.failures.saturating_add(1);
         let delay = match kind {
-            FailureKind::Transient => FIRST_RETRY
-                .saturating_mul(1 << self.failures.saturating_sub(1).min(16))
-                .min(self.renew_every),
+            // The curve's ceiling, without jitter: one task's requests to its own agent leave
+            // no burst to spread.
+            FailureKind::Transient => Backoff {
+                first: FIRST_RETRY,
+                max: self.renew_every,
+            }
+            .ceiling(self.failures),
             FailureKind::Permanent => self.renew_every,
         };
         self.not_before = Some(now + delay);

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use yuba_config::{ConfigError, Env};
 use yuba_model::FailureKind;
+use yuba_retry::{Backoff, Jitter};
 
 /// How a [`Consumer`](crate::Consumer) polls its queue.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,12 +174,15 @@ impl MessageBackoff {
         }
     }
 
-    /// Exponential in the attempt, capped, with jitter so that a burst of failures does not
-    /// come back as a burst.
+    /// The delay after `attempt` failures: the [`Backoff`] from `base` up to `max`, drawn with
+    /// [`Jitter::Equal`] so that a burst of failures does not come back as a burst, and none
+    /// comes back before half its ceiling.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let exponent = attempt.saturating_sub(1).min(20);
-        let ceiling = self.base.saturating_mul(1 << exponent).min(self.max);
-        ceiling.mul_f64(0.5 + rand::random::<f64>() / 2.0)
+        let curve = Backoff {
+            first: self.base,
+            max: self.max,
+        };
+        curve.pause(attempt, Jitter::Equal)
     }
 }
 

@@ -1,17 +1,15 @@
 use std::time::Duration;
 
-/// Capped exponential backoff: the one curve every pause between attempts in yuba follows, and
-/// the jitter drawn under it.
+/// Capped exponential backoff: the one curve every pause between attempts in yuba follows.
 ///
 /// The pause after `attempt` failures is drawn under a ceiling of `first · 2^(attempt-1)`, at
-/// most `max`; [`Jitter`] says how much of that window the draw may use.
+/// most `max`; the [`Jitter`] says how much of that window the draw may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     /// The ceiling after the first failure; doubled after each further one...
     pub first: Duration,
     /// ...up to this.
     pub max: Duration,
-    pub jitter: Jitter,
 }
 
 /// How a pause is drawn under its ceiling.
@@ -41,11 +39,11 @@ impl Backoff {
     }
 
     /// The pause after `attempt` failed attempts, drawn under [`ceiling`](Self::ceiling) as
-    /// the [`Jitter`] says.
-    pub fn pause(&self, attempt: u32) -> Duration {
+    /// `jitter` says.
+    pub fn pause(&self, attempt: u32, jitter: Jitter) -> Duration {
         let ceiling = self.ceiling(attempt);
         let share = rand::random::<f64>();
-        match self.jitter {
+        match jitter {
             Jitter::Full => ceiling.mul_f64(share),
             Jitter::Equal => ceiling.mul_f64(0.5 + share / 2.0),
         }
@@ -56,32 +54,28 @@ impl Backoff {
 mod tests {
     use super::*;
 
-    fn backoff(jitter: Jitter) -> Backoff {
-        Backoff {
-            first: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-            jitter,
-        }
-    }
+    const BACKOFF: Backoff = Backoff {
+        first: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+    };
 
     #[test]
     fn the_ceiling_doubles_up_to_the_cap() {
-        let backoff = backoff(Jitter::Full);
         let ceilings: Vec<u64> = (1..=6)
-            .map(|attempt| backoff.ceiling(attempt).as_millis() as u64)
+            .map(|attempt| BACKOFF.ceiling(attempt).as_millis() as u64)
             .collect();
         assert_eq!(ceilings, [100, 200, 400, 800, 1000, 1000]);
-        assert_eq!(backoff.ceiling(0), Duration::from_millis(100));
-        assert_eq!(backoff.ceiling(u32::MAX), Duration::from_secs(1));
+        assert_eq!(BACKOFF.ceiling(0), Duration::from_millis(100));
+        assert_eq!(BACKOFF.ceiling(u32::MAX), Duration::from_secs(1));
     }
 
     /// Draws 2,000 pauses after `attempt` failures: the shortest and the longest, and the
     /// ceiling they must stay under.
-    fn draws(backoff: &Backoff, attempt: u32) -> (Duration, Duration, Duration) {
-        let pauses: Vec<Duration> = (0..2000).map(|_| backoff.pause(attempt)).collect();
+    fn draws(jitter: Jitter, attempt: u32) -> (Duration, Duration, Duration) {
+        let pauses: Vec<Duration> = (0..2000).map(|_| BACKOFF.pause(attempt, jitter)).collect();
         let shortest = pauses.iter().copied().min().unwrap_or_default();
         let longest = pauses.iter().copied().max().unwrap_or_default();
-        (shortest, longest, backoff.ceiling(attempt))
+        (shortest, longest, BACKOFF.ceiling(attempt))
     }
 
     // Each check on how far the draws reach fails by chance with probability 0.9^2000.
@@ -89,7 +83,7 @@ mod tests {
     #[test]
     fn full_jitter_covers_the_whole_window() {
         for attempt in [1, 3, 5, 40] {
-            let (shortest, longest, ceiling) = draws(&backoff(Jitter::Full), attempt);
+            let (shortest, longest, ceiling) = draws(Jitter::Full, attempt);
             assert!(longest <= ceiling, "{attempt}: {longest:?}");
             // Neither at its top (no jitter) nor in its upper half (equal jitter).
             assert!(shortest < ceiling / 10, "{attempt}: {shortest:?}");
@@ -100,7 +94,7 @@ mod tests {
     #[test]
     fn equal_jitter_covers_the_upper_half_of_the_window() {
         for attempt in [1, 3, 5, 40] {
-            let (shortest, longest, ceiling) = draws(&backoff(Jitter::Equal), attempt);
+            let (shortest, longest, ceiling) = draws(Jitter::Equal, attempt);
             assert!(shortest >= ceiling / 2, "{attempt}: {shortest:?}");
             assert!(longest <= ceiling, "{attempt}: {longest:?}");
             assert!(shortest < ceiling * 11 / 20, "{attempt}: {shortest:?}");

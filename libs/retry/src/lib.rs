@@ -78,7 +78,7 @@ pub trait Retryable {
 /// Runs `op` until it succeeds, fails permanently, or may not be retried any more, and returns
 /// its last result.
 ///
-/// A transient failure is retried after a pause drawn from [`RetryPolicy::curve`] unless that was the last of
+/// A transient failure is retried after [`RetryPolicy::backoff`] unless that was the last of
 /// `policy.max_attempts`, the pause would end past `policy.time_limit` (from the start of the
 /// first attempt: no sleep goes past it), or `budget` refuses the retry. Each retry is logged
 /// (`tracing::warn!`, with `what`, the attempt, the error and the pause), as is a refusal by the
@@ -108,7 +108,7 @@ where
         if !error.kind().is_transient() || attempt >= policy.attempts() {
             return Err(error);
         }
-        let pause = policy.curve().pause(attempt);
+        let pause = policy.backoff(attempt);
         if started.elapsed() + pause > policy.time_limit {
             return Err(error);
         }

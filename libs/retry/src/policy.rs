@@ -4,7 +4,7 @@ use crate::backoff::{Backoff, Jitter};
 
 /// How often and how patiently one operation is retried.
 ///
-/// The pause before each retry is drawn from its [`curve`](RetryPolicy::curve); the operation is given up
+/// The pause before each retry is drawn by [`RetryPolicy::backoff`]; the operation is given up
 /// after `max_attempts` attempts, or as soon as the next pause would end past `time_limit`
 /// (counted from the start of the first attempt). The time limit bounds the waiting, not an
 /// attempt under way: each request is bounded by its client's own timeout.
@@ -36,14 +36,15 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The curve the pauses follow: [`Backoff`] from `first_backoff` up to `max_backoff`, with
-    /// [`Jitter::Full`], since a retry made in-process costs one request whenever it comes.
-    pub fn curve(&self) -> Backoff {
-        Backoff {
+    /// The pause after `attempt` failed attempts: drawn under the [`Backoff`] from
+    /// `first_backoff` up to `max_backoff` with [`Jitter::Full`], since a retry made in-process
+    /// costs one request whenever it comes.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let curve = Backoff {
             first: self.first_backoff,
             max: self.max_backoff,
-            jitter: Jitter::Full,
-        }
+        };
+        curve.pause(attempt, Jitter::Full)
     }
 
     pub(crate) fn attempts(&self) -> u32 {
