@@ -8,6 +8,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Duration } from 'aws-cdk-lib';
+import { SETTINGS, settingProblem } from './settings';
 
 export type StageName = 'dev' | 'prod';
 
@@ -501,6 +502,10 @@ function reconcilerSetting(c: StageConfig, name: string, fallback: number): numb
  */
 function validateReconcilerMemory(c: StageConfig): void {
   const r = c.reconciler;
+  for (const name of Object.keys(r.environment)) {
+    const problem = settingProblem(SETTINGS, 'yuba-reconciler', false, name);
+    if (problem !== undefined) fail(c, `reconciler.environment.${name}`, problem);
+  }
   if (MEMORY.memorySetting in r.environment) {
     fail(c, `reconciler.environment.${MEMORY.memorySetting}`, 'is set from reconciler.memoryMiB (the task\'s memory): change that instead');
   }

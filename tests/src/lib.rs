@@ -47,6 +47,28 @@ pub fn check_generated(relative: &str, rendered: &str) {
     }
 }
 
+/// Holds the part of a hand-written document between the line `begin` and the line `end` to
+/// what the code renders now (README's configuration table, say), as [`check_generated`] does a
+/// whole file.
+pub fn check_generated_section(relative: &str, begin: &str, end: &str, rendered: &str) {
+    let path = repo_root().join(relative);
+    let document = std::fs::read_to_string(&path).expect("the document");
+    let start = document
+        .find(begin)
+        .map(|at| at + begin.len())
+        .and_then(|at| document[at..].find('\n').map(|newline| at + newline + 1))
+        .unwrap_or_else(|| panic!("{relative} has no line starting {begin:?}"));
+    let stop = start
+        + document[start..]
+            .find(end)
+            .unwrap_or_else(|| panic!("{relative} has no {end:?} after {begin:?}"));
+    if document[start..stop] != *rendered {
+        let updated = format!("{}{rendered}{}", &document[..start], &document[stop..]);
+        std::fs::write(&path, updated).expect("writing the document");
+        panic!("{relative} was out of date and has been regenerated; commit it");
+    }
+}
+
 /// Every `.rs` file under `bins/*/src` and `libs/*/src`, as (path from the repository's root,
 /// contents), sorted: what the tidy tests (tests/iam.rs, tests/metrics.rs) scan.
 pub fn program_sources() -> Vec<(String, String)> {

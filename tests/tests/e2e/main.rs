@@ -24,4 +24,5 @@ mod resume;
 mod sender;
 mod soak;
 mod startup;
+mod tidy;
 mod variants;

@@ -1,0 +1,96 @@
+/**
+ * Every environment the app gives a yuba program holds only variables that program reads where it
+ * runs: the contract lib/generated/settings.json, rendered from the Rust catalog of settings
+ * (libs/config/src/catalog.rs). No emulator sees a misspelt or misplaced variable: the program
+ * starts with its default and the setting is lost without a word.
+ */
+import { SETTINGS, SettingsContract, settingProblem } from '../lib/settings';
+import { stageConfig } from '../lib/config';
+import { synth } from './helpers';
+
+/** One environment a template gives a program: where, which executable, on Lambda or not. */
+interface Environment {
+  where: string;
+  program: string;
+  onLambda: boolean;
+  names: string[];
+}
+
+/**
+ * The yuba programs' environments: Lambda functions running a yuba binary (their description
+ * names it: `yuba yuba-worker (dev)`) and ECS containers whose command starts with one.
+ */
+function environments(template: any): Environment[] {
+  const out: Environment[] = [];
+  for (const [id, r] of Object.entries<any>(template.Resources)) {
+    const p = r.Properties ?? {};
+    if (r.Type === 'AWS::Lambda::Function' && p.Handler === 'bootstrap') {
+      const program = /^yuba (yuba-[a-z]+) /.exec(p.Description ?? '')?.[1];
+      if (program === undefined) throw new Error(`${id}: a Rust function whose description names no yuba program`);
+      out.push({ where: id, program, onLambda: true, names: Object.keys(p.Environment?.Variables ?? {}) });
+    }
+    if (r.Type === 'AWS::ECS::TaskDefinition') {
+      for (const container of p.ContainerDefinitions ?? []) {
+        const program = container.Command?.[0];
+        if (typeof program !== 'string' || !program.startsWith('yuba-')) continue;
+        const names = (container.Environment ?? []).map((e: any) => e.Name);
+        out.push({ where: `${id}/${container.Name}`, program, onLambda: false, names });
+      }
+    }
+  }
+  return out;
+}
+
+function problems(template: any, contract: SettingsContract = SETTINGS): string[] {
+  return environments(template).flatMap((e) =>
+    e.names.flatMap((name) => {
+      const problem = settingProblem(contract, e.program, e.onLambda, name);
+      return problem === undefined ? [] : [`${e.where} (${e.program}): ${problem}`];
+    }),
+  );
+}
+
+describe('the environments the app sets', () => {
+  const templates = (['dev', 'prod'] as const).map((stage) => [stage, synth(stage).template.toJSON()] as const);
+
+  test.each(templates)('%s: every program gets only settings it reads', (_stage, template) => {
+    const found = environments(template);
+    // Each program is found, so the check below cannot pass by finding nothing.
+    expect(new Set(found.map((e) => e.program))).toEqual(new Set(['yuba-ingest', 'yuba-worker', 'yuba-reconciler']));
+    expect(found.every((e) => e.names.length > 0)).toBe(true);
+    expect(problems(template)).toEqual([]);
+  });
+
+  test('a copy that breaks the contract fails', () => {
+    const template = JSON.parse(JSON.stringify(templates[0][1]));
+    const worker = Object.values<any>(template.Resources).find(
+      (r) => r.Type === 'AWS::Lambda::Function' && /^yuba yuba-worker /.test(r.Properties.Description ?? ''),
+    );
+    const variables = worker.Properties.Environment.Variables;
+    variables.YUBA_GCS_BUCKETS = 'misspelt';
+    variables.YUBA_SOURCE_BUCKET = 'the reconciler reads this one';
+    variables.YUBA_VISIBILITY_TIMEOUT_SECONDS = '60';
+    expect(problems(template)).toEqual([
+      expect.stringContaining('YUBA_GCS_BUCKETS is no setting'),
+      expect.stringContaining('YUBA_SOURCE_BUCKET is read by yuba-reconciler, not yuba-worker'),
+      expect.stringContaining('YUBA_VISIBILITY_TIMEOUT_SECONDS is read only off Lambda'),
+    ]);
+  });
+});
+
+describe("the reconciler's extra environment", () => {
+  test('takes its own settings', () => {
+    expect(stageConfig('dev', { reconciler: { environment: { YUBA_RECONCILE_PREFIX: 'photos/' } } }).reconciler.environment).toEqual({
+      YUBA_RECONCILE_PREFIX: 'photos/',
+    });
+  });
+
+  test('refuses a name it would ignore, at synth', () => {
+    expect(() => stageConfig('dev', { reconciler: { environment: { YUBA_RECONCILE_PREFIXES: 'photos/' } } })).toThrow(
+      /reconciler\.environment\.YUBA_RECONCILE_PREFIXES.*no setting/,
+    );
+    expect(() => stageConfig('dev', { reconciler: { environment: { YUBA_TASK_PROTECTION: 'false' } } })).toThrow(
+      /read by yuba-worker, not yuba-reconciler/,
+    );
+  });
+});

@@ -1,0 +1,153 @@
+//! Tidy checks, in the manner of rust-analyzer's: names that cross a boundary are defined once,
+//! and every other place that spells them is generated from the definition or held to it here.
+//! No server is needed; they read the repository.
+//!
+//! - Settings: `yuba_config::catalog` is the definition. README's table and
+//!   `cdk/lib/generated/settings.json` (which the CDK app checks every environment it sets
+//!   against, `cdk/test/settings.test.ts`) are rendered from it; every `YUBA_` variable the
+//!   programs read is in it, and everything in it is read.
+//! - Reserved prefixes: the parts prefix the worker writes under (`yuba_gcs::PARTS_PREFIX`) is the
+//!   one terraform's lifecycle rule deletes and its checks expect.
+
+use std::collections::BTreeSet;
+
+use yuba_config::catalog::{AWS_SDK_SETTINGS, Home, SETTINGS, is_setting, render_table};
+use yuba_e2e::{check_generated, check_generated_section, program_sources, repo_root};
+
+const README: &str = "README.md";
+const SETTINGS_BEGIN: &str = "<!-- settings: generated from libs/config/src/catalog.rs";
+const SETTINGS_END: &str = "<!-- settings: end -->";
+const SETTINGS_CONTRACT: &str = "cdk/lib/generated/settings.json";
+const CATALOG_FILE: &str = "libs/config/src/catalog.rs";
+
+/// Every `YUBA_…` token in `text` (upper case, digits and `_`), in order. A token ending in `_`
+/// is a family (`YUBA_RECONCILE_*` in prose).
+fn yuba_tokens(text: &str) -> Vec<&str> {
+    let mut tokens = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("YUBA_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        tokens.push(&tail[..end]);
+        rest = &tail[end..];
+    }
+    tokens
+}
+
+/// Whether a token names a setting, or is the family prefix of one.
+fn is_known(token: &str) -> bool {
+    if token.ends_with('_') {
+        SETTINGS
+            .iter()
+            .flat_map(|s| s.names)
+            .any(|name| name.starts_with(token))
+    } else {
+        is_setting(token)
+    }
+}
+
+#[test]
+fn the_readme_settings_table_is_rendered_from_the_catalog() {
+    check_generated_section(README, SETTINGS_BEGIN, SETTINGS_END, &render_table());
+}
+
+#[test]
+fn the_settings_contract_file_is_up_to_date() {
+    check_generated(SETTINGS_CONTRACT, &render_contract());
+}
+
+#[test]
+fn every_variable_the_programs_name_is_in_the_catalog() {
+    let unknown: BTreeSet<String> = program_sources()
+        .iter()
+        .filter(|(path, _)| path != CATALOG_FILE)
+        .flat_map(|(path, source)| {
+            yuba_tokens(source)
+                .into_iter()
+                .filter(|token| !is_known(token))
+                .map(move |token| format!("{path}: {token}"))
+        })
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "variables no setting of {CATALOG_FILE} lists (add them there, with their meaning and \
+         default, or correct the name): {unknown:#?}"
+    );
+}
+
+#[test]
+fn every_setting_in_the_catalog_is_read_by_a_program() {
+    let sources = program_sources();
+    let unread: Vec<&str> = SETTINGS
+        .iter()
+        .flat_map(|s| s.names.iter().copied())
+        .filter(|name| {
+            let quoted = format!("\"{name}\"");
+            !sources
+                .iter()
+                .any(|(path, source)| path != CATALOG_FILE && source.contains(&quoted))
+        })
+        .collect();
+    assert!(
+        unread.is_empty(),
+        "settings {CATALOG_FILE} lists that no program reads (a rename left the old name \
+         behind?): {unread:?}"
+    );
+}
+
+#[test]
+fn the_token_scanner_finds_names_and_families() {
+    let text = r#"env.optional("YUBA_GCS_BUCKET") // YUBA_RECONCILE_* and YUBA_NOT_A_SETTING."#;
+    assert_eq!(
+        yuba_tokens(text),
+        ["YUBA_GCS_BUCKET", "YUBA_RECONCILE_", "YUBA_NOT_A_SETTING"]
+    );
+    assert!(is_known("YUBA_GCS_BUCKET") && is_known("YUBA_RECONCILE_"));
+    // What the scan must catch: a misspelt or forgotten name.
+    assert!(!is_known("YUBA_NOT_A_SETTING") && !is_known("YUBA_GCS_BUCKETS"));
+}
+
+/// The contract file: each setting, the executables that read it, and whether only off Lambda.
+fn render_contract() -> String {
+    let settings: serde_json::Map<String, serde_json::Value> = SETTINGS
+        .iter()
+        .flat_map(|setting| setting.names.iter().map(move |name| (*name, setting)))
+        .map(|(name, setting)| {
+            let programs: Vec<&str> = setting.used_by.iter().map(|p| p.binary()).collect();
+            let entry = serde_json::json!({
+                "programs": programs,
+                "offLambdaOnly": setting.home == Home::OffLambda,
+            });
+            (name.to_owned(), entry)
+        })
+        .collect();
+    let contract = serde_json::json!({
+        "_comment": "Generated from libs/config/src/catalog.rs by `cargo test` \
+                     (tests/tests/e2e/tidy.rs); edit it there.",
+        "settings": settings,
+        "awsSdk": AWS_SDK_SETTINGS,
+    });
+    serde_json::to_string_pretty(&contract).expect("JSON") + "\n"
+}
+
+/// terraform's lifecycle rule deletes what a worker that died mid-upload left under the parts
+/// prefix; if the two disagreed, the leftovers would be kept (and billed) forever.
+#[test]
+fn terraform_deletes_the_parts_prefix_the_worker_writes() {
+    let expected = format!("parts_prefix = \"{}\"", yuba_gcs::PARTS_PREFIX);
+    for (file, spelling) in [
+        ("terraform/modules/yuba-gcp/main.tf", expected.clone()),
+        (
+            "scripts/check_terraform.py",
+            format!("PARTS_PREFIX = \"{}\"", yuba_gcs::PARTS_PREFIX),
+        ),
+    ] {
+        let text = std::fs::read_to_string(repo_root().join(file)).expect(file);
+        assert!(
+            text.contains(&spelling),
+            "{file} does not spell the parts prefix as {spelling:?} (yuba_gcs::PARTS_PREFIX)"
+        );
+    }
+}
