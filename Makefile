@@ -4,15 +4,15 @@
 CARGO ?= cargo
 PYTHON := .venv/bin/python
 
-.PHONY: demo test bootstrap build fmt-check clippy terraform-check cdk-check package package-smoke bench-lambda-init bench-stream bench-reconcile bench-variants bench-memory loadtest loadtest-corpus clean-stack
+.PHONY: demo test bootstrap build fmt-check clippy python-check terraform-check cdk-check package package-smoke bench-lambda-init bench-stream bench-reconcile bench-variants bench-memory loadtest loadtest-corpus clean-stack
 
 ## demo: bring up the local stack, run ingest and workers, replicate sample images, show the result
 demo: bootstrap build
 	$(PYTHON) scripts/demo.py
 
-## test: formatting, clippy (warnings are errors), the terraform and CDK checks, unit and end-to-end
+## test: formatting, clippy (warnings are errors), ruff, the terraform and CDK checks, unit and end-to-end
 ## tests, then what AWS runs: the arm64 package built and smoke-tested under qemu (package-smoke)
-test: bootstrap terraform-check cdk-check fmt-check clippy build
+test: bootstrap python-check terraform-check cdk-check fmt-check clippy build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
@@ -50,6 +50,11 @@ fmt-check:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## python-check: ruff over scripts/ (ruff.toml): the lint rules, and the formatting checked, not applied
+python-check: bootstrap
+	$(PYTHON) -m ruff check scripts
+	$(PYTHON) -m ruff format --check scripts
 
 ## cdk-check: the AWS side offline: npm ci (again only when the lockfile changes), tsc, jest
 ## (template assertions and cdk-nag), cdk synth of both stages with placeholder Lambda code, and

@@ -59,7 +59,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import google_crc32c
 import psutil
@@ -295,7 +295,9 @@ class S3Raw(_Http):
         return (r.getheader("etag") or "").strip('"')
 
     _CONTENTS = re.compile(rb"<Contents>(.*?)</Contents>", re.S)
-    _FIELD = {name: re.compile(rb"<" + name + rb">(.*?)</" + name + rb">", re.S) for name in (b"Key", b"ETag", b"Size")}
+    _FIELD: ClassVar[dict[bytes, re.Pattern[bytes]]] = {
+        name: re.compile(rb"<" + name + rb">(.*?)</" + name + rb">", re.S) for name in (b"Key", b"ETag", b"Size")
+    }
     _TOKEN = re.compile(rb"<NextContinuationToken>(.*?)</NextContinuationToken>", re.S)
     _PREFIX = re.compile(rb"<CommonPrefixes>\s*<Prefix>(.*?)</Prefix>", re.S)
 
@@ -313,11 +315,14 @@ class S3Raw(_Http):
         status, data, _ = self.request("GET", bucket, query=query)
         if status != 200:
             raise SetupError(f"S3 ListObjectsV2 {bucket} {prefix!r}: HTTP {status} {data[:300]!r}")
+
+        def field(part: bytes, name: bytes) -> str:
+            return html.unescape(self._FIELD[name].search(part).group(1).decode())
+
         objects = []
         for m in self._CONTENTS.finditer(data):
             part = m.group(1)
-            get = lambda name: html.unescape(self._FIELD[name].search(part).group(1).decode())  # noqa: E731
-            objects.append((get(b"Key"), get(b"ETag").strip('"'), int(get(b"Size"))))
+            objects.append((field(part, b"Key"), field(part, b"ETag").strip('"'), int(field(part, b"Size"))))
         prefixes = [html.unescape(p.decode()) for p in self._PREFIX.findall(data)]
         t = self._TOKEN.search(data)
         truncated = b"<IsTruncated>true</IsTruncated>" in data
@@ -460,8 +465,8 @@ class RcloneServe:
         self.proc: subprocess.Popen | None = None
         self.endpoint = ""
 
-    def __enter__(self) -> "RcloneServe":
-        for attempt in range(5):
+    def __enter__(self) -> RcloneServe:
+        for _attempt in range(5):
             port = free_port()
             self.endpoint = f"http://127.0.0.1:{port}"
             argv = [
@@ -507,10 +512,8 @@ class RcloneServe:
         if p is None:
             return
         if p.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -537,8 +540,9 @@ class RunningStack:
             self.pid = int((state_dir / "stack.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError) as e:
             raise SetupError(
-                f"no running stack in {state_dir} ({e}); start one with: .venv/bin/python scripts/stack.py up --detach --state-dir {state_dir}"
-            )
+                f"no running stack in {state_dir} ({e}); start one with: "
+                f".venv/bin/python scripts/stack.py up --detach --state-dir {state_dir}"
+            ) from e
 
     def server_pids(self) -> dict[int, str]:
         return children_of(self.pid)
@@ -558,7 +562,7 @@ class CpuMeter:
         self.before: dict[int, float] = {}
         self.used: dict[str, float] = {}
 
-    def start(self) -> "CpuMeter":
+    def start(self) -> CpuMeter:
         self.before = {pid: cpu_seconds(pid) for pid in self.pids}
         return self
 
@@ -1182,6 +1186,35 @@ class Bench:
 
     # ---- scenario 2: backfill --inline vs rclone copy, many objects
 
+    def probe_s3_gets(self, server: str, s3: S3Raw, bucket: str, many: ManyObjects, serve) -> None:
+        """Bare GETs of every object, --concurrency at once, each checked against its sha256."""
+        cpu = self.cpu_meter(serve)
+        started = time.monotonic()
+        total = [0]
+        lock = threading.Lock()
+
+        def get(i: int) -> None:
+            got, sha, _ = s3.get_digest(bucket, key_of(i))
+            if sha != many.digests[i].sha256:
+                raise CheckFailed(f"{server} serves {key_of(i)} with sha256 {sha}, expected {many.digests[i].sha256}")
+            with lock:
+                total[0] += got
+
+        parallel(get, range(many.n), self.args.concurrency)
+        what = f"GET every object, {self.args.concurrency} at once (+ sha256 here)"
+        self.ceiling("copy-many", server, what, many.n, total[0], time.monotonic() - started, cpu.stop())
+
+    def probe_gcs_uploads(self, many: ManyObjects) -> None:
+        """Bare uploads of every object into a bucket of their own, --concurrency at once."""
+        probe_bucket = f"bench-many-probe-{self.run_id}"
+        probe = create_bucket(self.gcs, probe_bucket)
+        cpu = self.cpu_meter(None)
+        started = time.monotonic()
+        parallel(lambda i: upload_object(probe, key_of(i), many.content(i)), range(many.n), self.args.concurrency)
+        what = f"GCS uploadType=multipart of every object, {self.args.concurrency} at once (+ generating here)"
+        self.ceiling("copy-many", "-", what, many.n, many.n * many.size, time.monotonic() - started, cpu.stop())
+        empty_bucket(self.gcs, probe_bucket)
+
     def scenario_copy_many(self, servers: list[str]) -> None:
         a = self.args
         n, size = a.many_objects, a.many_size
@@ -1197,47 +1230,10 @@ class Bench:
             ):
                 s3 = self.s3_for(server, serve)
                 if not a.skip_probes:
-                    cpu = self.cpu_meter(serve)
-                    started = time.monotonic()
-                    total = [0]
-                    lock = threading.Lock()
-
-                    def get(i: int) -> None:
-                        got, sha, _ = s3.get_digest(bucket, key_of(i))
-                        if sha != many.digests[i].sha256:
-                            raise CheckFailed(
-                                f"{server} serves {key_of(i)} with sha256 {sha}, expected {many.digests[i].sha256}"
-                            )
-                        with lock:
-                            total[0] += got
-
-                    parallel(get, range(n), a.concurrency)
-                    self.ceiling(
-                        "copy-many",
-                        server,
-                        f"GET every object, {a.concurrency} at once (+ sha256 here)",
-                        n,
-                        total[0],
-                        time.monotonic() - started,
-                        cpu.stop(),
-                    )
+                    self.probe_s3_gets(server, s3, bucket, many, serve)
                     if not sink_probed:
                         sink_probed = True
-                        probe_bucket = f"bench-many-probe-{self.run_id}"
-                        probe = create_bucket(self.gcs, probe_bucket)
-                        cpu = self.cpu_meter(None)
-                        started = time.monotonic()
-                        parallel(lambda i: upload_object(probe, key_of(i), many.content(i)), range(n), a.concurrency)
-                        self.ceiling(
-                            "copy-many",
-                            "-",
-                            f"GCS uploadType=multipart of every object, {a.concurrency} at once (+ generating here)",
-                            n,
-                            n * size,
-                            time.monotonic() - started,
-                            cpu.stop(),
-                        )
-                        empty_bucket(self.gcs, probe_bucket)
+                        self.probe_gcs_uploads(many)
 
                 if not a.skip_yuba:
                     dst = f"bench-many-yuba-{server}-{self.run_id}"

@@ -232,10 +232,8 @@ class Measured:
 
     def terminate(self) -> None:
         if self.running():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
     def wait(self, timeout: float) -> None:
         try:
@@ -243,10 +241,8 @@ class Measured:
         except subprocess.TimeoutExpired:
             say(f"pid {self.pid} did not exit within {timeout:.0f} s, killing it")
             for pid in (self.pid, self.proc.pid):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             self.proc.wait(timeout=30)
 
     def finish(self) -> tuple[int, float]:
@@ -272,7 +268,7 @@ class LocalStack:
         self.proc: subprocess.Popen | None = None
         self.env: dict[str, str] = {}
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         self.stderr = open(self.state_dir / "stack.stderr", "wb")
         self.proc = subprocess.Popen(
             [
@@ -302,10 +298,8 @@ class LocalStack:
     def close(self) -> None:
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(OSError):
             self.proc.stdin.close()
-        except OSError:
-            pass
         try:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:

@@ -90,7 +90,7 @@ class Measure:
     peak_rss_kib: int = 0
     output_bytes: int = 0
 
-    def add(self, other: "Measure") -> None:
+    def add(self, other: Measure) -> None:
         self.wall_s += other.wall_s
         self.cpu_s += other.cpu_s
         self.peak_rss_kib = max(self.peak_rss_kib, other.peak_rss_kib)
@@ -230,7 +230,7 @@ def main() -> int:
             f"{'':<34} {'':>5} {'':>4} │ {'yuba':>7} {'vips':>7} {'':>5} │ {'yuba':>7} {'vips':>7} {'':>5} │ {'yuba':>6} {'vips':>6} {'':>5} │ {'yuba':>7} {'vips':>7} {'':>5}"
         )
         total = Row(image="total", megapixels=sum(r.megapixels for r in rows), progressive=False)
-        for row in rows + [None]:
+        for row in [*rows, None]:
             if row is None:
                 row = total
             else:
@@ -250,10 +250,10 @@ def main() -> int:
         for workers, label in ((1, "single"), (cores, "all cores")):
             env = single if workers == 1 else dict(os.environ)
             rates[("yuba", label)] = throughput(
-                f"yuba, {label}", lambda image: run_yuba(variants_file, image, scratch, env), images, workers
+                f"yuba, {label}", lambda image, env=env: run_yuba(variants_file, image, scratch, env), images, workers
             )
             rates[("vips", label)] = throughput(
-                f"vipsthumbnail, {label}", lambda image: run_vips(vips, image, scratch, env), images, workers
+                f"vipsthumbnail, {label}", lambda image, env=env: run_vips(vips, image, scratch, env), images, workers
             )
             print(
                 f"throughput, {label} ({workers} at once): yuba {rates[('yuba', label)]:.2f} images/s, "

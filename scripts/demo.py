@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import hashlib
 import io
 import ipaddress
@@ -112,7 +113,7 @@ def print_grid(rows: list[tuple[str, ...]], right: set[int]) -> None:
     """Rows of cells, the first a header underlined; columns in `right` are right-aligned."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
         print("  " + "  ".join(cells).rstrip())
         if n == 0:
             print("  " + "  ".join("─" * w for w in widths))
@@ -172,10 +173,8 @@ class Service:
             return []
         out = []
         for line in text.splitlines():
-            try:
+            with contextlib.suppress(ValueError):
                 out.append(json.loads(line))
-            except ValueError:
-                pass
         return out
 
     def jobs_done(self, key: str) -> list[dict]:
@@ -226,10 +225,8 @@ class Stack:
         if p is None:
             return None
         for stream in (p.stdin, p.stdout):
-            try:
+            with contextlib.suppress(OSError):
                 stream.close()  # stdin EOF: the stack stops its servers and exits
-            except OSError:
-                pass
         return wait_or_kill(p, STOP_TIMEOUT)
 
 
@@ -295,7 +292,7 @@ def wait_until_consuming(services: list[Service]) -> None:
     waiting = list(services)
     while waiting:
         check_alive(services)
-        waiting = [s for s in waiting if not any(l.get("message") == "consuming" for l in s.log_lines())]
+        waiting = [s for s in waiting if not any(line.get("message") == "consuming" for line in s.log_lines())]
         if waiting and time.monotonic() > deadline:
             raise DemoError(f"{', '.join(s.label for s in waiting)} not polling after {STARTUP_TIMEOUT:.0f} s")
         time.sleep(POLL_INTERVAL)
@@ -739,7 +736,7 @@ def check_variant(v: Variant, sample: Sample) -> None:
         with Image.open(io.BytesIO(data)) as img:
             v.width, v.height = img.size
             v.format = img.format
-    except Exception as e:  # noqa: BLE001 - anything Pillow cannot read is the finding
+    except Exception as e:
         v.problems.append(f"not a readable image: {e}")
         return
     if v.blob.content_type != Image.MIME.get(v.format):

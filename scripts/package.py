@@ -402,7 +402,7 @@ def synth(manifest: dict) -> None:
         cwd=cdk,
     )
     assets = {hashlib.sha256(f.read_bytes()).hexdigest() for f in out.glob("asset.*.zip")}
-    for name, entry in manifest["lambda"].items():
+    for entry in manifest["lambda"].values():
         if hashlib.sha256((OUT / entry["zip"]).read_bytes()).hexdigest() not in assets:
             raise PackageError(f"the synthesized stacks do not carry {entry['zip']} as Lambda code")
     digest = manifest["image"]["digest"]

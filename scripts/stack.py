@@ -129,10 +129,8 @@ class Server:
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -333,13 +331,13 @@ class Stack:
         import boto3
         from botocore.config import Config
 
-        kw = dict(
-            endpoint_url=aws_url,
-            region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}, proxies={}),
-        )
+        kw = {
+            "endpoint_url": aws_url,
+            "region_name": REGION,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+            "config": Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}, proxies={}),
+        }
         s3 = boto3.client("s3", **kw)
         sqs = boto3.client("sqs", **kw)
 
@@ -610,11 +608,10 @@ def detach_up(args: argparse.Namespace, state_dir: Path) -> int:
     ]
     if args.gcs_external_url:
         argv += ["--gcs-external-url", args.gcs_external_url]
-    logf = open(state_dir / "stack.log", "ab")
-    child = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=logf, start_new_session=True, close_fds=True
-    )
-    logf.close()
+    with open(state_dir / "stack.log", "ab") as logf:
+        child = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=logf, start_new_session=True, close_fds=True
+        )
     deadline = time.monotonic() + READY_TIMEOUT + 30
     buf = b""
     while b"\n" not in buf:
@@ -660,10 +657,8 @@ def cmd_down(args: argparse.Namespace) -> int:
         time.sleep(0.1)
     if is_stack_process(pid):
         log(f"pid {pid} still running, sending SIGKILL (its servers die with it)")
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         for p in (env_path(state_dir), pid_path(state_dir)):
             p.unlink(missing_ok=True)
     log("stopped")
