@@ -130,6 +130,116 @@ struct ProfileDocument {
     content_types: Vec<String>,
 }
 
+impl ProfileDocument {
+    /// The profile this document describes, or the first field that keeps it from being one
+    /// (`profiles[index].field`).
+    fn validate(self, index: usize) -> Result<Profile, VariantConfigError> {
+        let invalid = |name: &str, problem: String| VariantConfigError::Invalid {
+            field: format!("profiles[{index}].{name}"),
+            problem,
+        };
+        self.check_name()
+            .map_err(|problem| invalid("name", problem))?;
+        self.check_box()
+            .map_err(|(field, problem)| invalid(field, problem))?;
+        let quality = u8::try_from(self.quality)
+            .ok()
+            .filter(|q| (1..=100).contains(q))
+            .ok_or_else(|| {
+                invalid(
+                    "quality",
+                    format!("{}: must be between 1 and 100", self.quality),
+                )
+            })?;
+        self.check_content_types().map_err(|(position, problem)| {
+            invalid(&format!("content_types[{position}]"), problem)
+        })?;
+        Ok(Profile {
+            name: self.name,
+            width: self.width,
+            height: self.height,
+            fit: self.fit,
+            upscale: self.upscale,
+            format: self.format,
+            quality,
+            prefixes: self.prefixes,
+            content_types: self
+                .content_types
+                .into_iter()
+                .map(|t| t.to_ascii_lowercase())
+                .collect(),
+        })
+    }
+
+    /// The name becomes part of object names.
+    fn check_name(&self) -> Result<(), String> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if name_ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "{:?}: use 1–64 of a-z, 0-9, - and _ (it becomes part of object names)",
+                self.name
+            ))
+        }
+    }
+
+    /// The box: each side within bounds, at least one given, both for the fits that fill it.
+    fn check_box(&self) -> Result<(), (&'static str, String)> {
+        for (side, value) in [("width", self.width), ("height", self.height)] {
+            if let Some(value) = value
+                && !(1..=MAX_SIDE).contains(&value)
+            {
+                return Err((
+                    side,
+                    format!("{value}: must be between 1 and {MAX_SIDE} pixels"),
+                ));
+            }
+        }
+        match (self.fit, self.width, self.height) {
+            (_, None, None) => Err((
+                "width",
+                "give a width, a height or both: the box is empty".to_owned(),
+            )),
+            (Fit::Cover | Fit::Fill, None, _) | (Fit::Cover | Fit::Fill, _, None) => {
+                let missing = if self.width.is_none() {
+                    "width"
+                } else {
+                    "height"
+                };
+                Err((
+                    missing,
+                    "cover and fill need both a width and a height".to_owned(),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Each content type is `image/<subtype>` or `image/*`.
+    fn check_content_types(&self) -> Result<(), (usize, String)> {
+        for (position, content_type) in self.content_types.iter().enumerate() {
+            let valid = content_type.split_once('/').is_some_and(|(family, sub)| {
+                family == "image" && !sub.is_empty() && !sub.contains('/')
+            });
+            if !valid {
+                return Err((
+                    position,
+                    format!(
+                        "{content_type:?}: expected an image type such as image/jpeg, or image/*"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn default_fit() -> Fit {
     Fit::Inside
 }
@@ -191,99 +301,15 @@ impl VariantConfig {
         )?;
         let mut names = HashSet::new();
         let mut profiles = Vec::with_capacity(parsed.profiles.len());
-        for (index, profile) in parsed.profiles.into_iter().enumerate() {
-            let field = |name: &str| format!("profiles[{index}].{name}");
-            let invalid = |name: &str, problem: String| VariantConfigError::Invalid {
-                field: field(name),
-                problem,
-            };
-            let name_ok = !profile.name.is_empty()
-                && profile.name.len() <= 64
-                && profile.name.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
-                });
-            if !name_ok {
-                return Err(invalid(
-                    "name",
-                    format!(
-                        "{:?}: use 1–64 of a-z, 0-9, - and _ (it becomes part of object names)",
-                        profile.name
-                    ),
-                ));
-            }
+        for (index, document) in parsed.profiles.into_iter().enumerate() {
+            let profile = document.validate(index)?;
             if !names.insert(profile.name.clone()) {
-                return Err(invalid(
-                    "name",
-                    format!("{:?} is used by an earlier profile", profile.name),
-                ));
-            }
-            for (side, value) in [("width", profile.width), ("height", profile.height)] {
-                if let Some(value) = value
-                    && !(1..=MAX_SIDE).contains(&value)
-                {
-                    return Err(invalid(
-                        side,
-                        format!("{value}: must be between 1 and {MAX_SIDE} pixels"),
-                    ));
-                }
-            }
-            match (profile.fit, profile.width, profile.height) {
-                (_, None, None) => {
-                    return Err(invalid(
-                        "width",
-                        "give a width, a height or both: the box is empty".to_owned(),
-                    ));
-                }
-                (Fit::Cover | Fit::Fill, None, _) | (Fit::Cover | Fit::Fill, _, None) => {
-                    let missing = if profile.width.is_none() {
-                        "width"
-                    } else {
-                        "height"
-                    };
-                    return Err(invalid(
-                        missing,
-                        "cover and fill need both a width and a height".to_owned(),
-                    ));
-                }
-                _ => {}
-            }
-            let quality = u8::try_from(profile.quality)
-                .ok()
-                .filter(|q| (1..=100).contains(q))
-                .ok_or_else(|| {
-                    invalid(
-                        "quality",
-                        format!("{}: must be between 1 and 100", profile.quality),
-                    )
-                })?;
-            for (position, content_type) in profile.content_types.iter().enumerate() {
-                let valid = content_type.split_once('/').is_some_and(|(family, sub)| {
-                    family == "image" && !sub.is_empty() && !sub.contains('/')
+                return Err(VariantConfigError::Invalid {
+                    field: format!("profiles[{index}].name"),
+                    problem: format!("{:?} is used by an earlier profile", profile.name),
                 });
-                if !valid {
-                    return Err(invalid(
-                        &format!("content_types[{position}]"),
-                        format!(
-                            "{content_type:?}: expected an image type such as image/jpeg, or image/*"
-                        ),
-                    ));
-                }
             }
-            profiles.push(Profile {
-                name: profile.name,
-                width: profile.width,
-                height: profile.height,
-                fit: profile.fit,
-                upscale: profile.upscale,
-                format: profile.format,
-                quality,
-                prefixes: profile.prefixes,
-                content_types: profile
-                    .content_types
-                    .into_iter()
-                    .map(|t| t.to_ascii_lowercase())
-                    .collect(),
-            });
+            profiles.push(profile);
         }
         profiles.sort_by_key(|profile| std::cmp::Reverse(profile.largest_side()));
         Ok(VariantConfig {
