@@ -413,8 +413,8 @@ def probe_source(s3, bucket: str) -> tuple[int, float]:
 def probe_sink(gcs: Bucket, size: int, chunk: int) -> tuple[int, float, list[float]]:
     """A plain resumable upload of `size` bytes in `chunk`-byte requests (one buffer reused,
     nothing generated): fake-gcs-server's ceiling for what yuba does. The object is deleted.
-    The writer sends a chunk once it holds one, so each write of `chunk` bytes is one request
-    (and closing it sends the last, short or empty, one)."""
+    The writer sends a chunk once it holds one, so each write of `chunk` bytes is one request;
+    closing it sends the last (short, or empty when `size` is a multiple of `chunk`)."""
     name = "probe/sink.bin"
     pool = ObjectGenerator(chunk).pool
     buf = memoryview((pool * (chunk // len(pool) + 1))[:chunk])
@@ -424,13 +424,16 @@ def probe_sink(gcs: Bucket, size: int, chunk: int) -> tuple[int, float, list[flo
     # No client-side checksum: the probe measures the server, as yuba's own checksums are
     # computed while it reads the source.
     blob = gcs.blob(name, chunk_size=chunk)
-    with blob.open("wb", content_type="application/octet-stream", checksum=None, timeout=600) as writer:
-        while sent < size:
-            n = min(chunk, size - sent)
-            t = time.monotonic()
-            writer.write(buf[:n])
-            request_s.append(time.monotonic() - t)
-            sent += n
+    writer = blob.open("wb", content_type="application/octet-stream", checksum=None, timeout=600)
+    while sent < size:
+        n = min(chunk, size - sent)
+        t = time.monotonic()
+        writer.write(buf[:n])
+        request_s.append(time.monotonic() - t)
+        sent += n
+    t = time.monotonic()
+    writer.close()  # sends what the writer still holds: the last request is timed with it
+    request_s[-1] += time.monotonic() - t
     elapsed = time.monotonic() - started
     gcs_delete(gcs, name)
     return sent, elapsed, request_s
