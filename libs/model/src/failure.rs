@@ -33,6 +33,7 @@ pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Displays an error followed by its chain of sources, `outer: cause: root cause`, for log lines
 /// and reports, which otherwise show only the outermost message. A source whose text the outer
 /// message already ends with (an error that repeats its cause's words) is not shown twice.
+#[derive(Debug)]
 pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for ErrorChain<'_> {
