@@ -3,8 +3,8 @@ use std::time::Instant;
 use chrono::Utc;
 use tracing::Instrument;
 use yuba_consumer::{Delivery, FailureKind, Handler, HandlerError};
-use yuba_model::Job;
-use yuba_replicate::{Outcome, Replicator, variants_error_kinds};
+use yuba_model::{ErrorChain, Job};
+use yuba_replicate::{Outcome, ReplicateError, Replicator, variants_error_kinds};
 use yuba_telemetry::metrics::catalog::{OUTCOME_FAILED, OUTCOME_REJECTED, VARIANT_ERROR_UNKNOWN};
 use yuba_telemetry::metrics::{self, Dimension, Metric};
 
@@ -22,17 +22,7 @@ impl JobHandler {
 
 impl Handler for JobHandler {
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
-        let job = Job::from_message(&delivery.body).map_err(|error| {
-            // Poison: counted apart from jobs that failed, as no retry or redrive can help it.
-            metrics::emit(
-                &[
-                    (Dimension::Outcome, OUTCOME_REJECTED),
-                    (Dimension::Failure, FailureKind::Permanent.as_str()),
-                ],
-                &[(Metric::Jobs, 1.0)],
-            );
-            HandlerError::new(FailureKind::Permanent, error.to_string())
-        })?;
+        let job = decode(delivery)?;
         let span = tracing::info_span!(
             "job",
             message_id = %delivery.message_id,
@@ -43,85 +33,120 @@ impl Handler for JobHandler {
         async {
             let started = Instant::now();
             let result = self.replicator.run(&job).await;
-            let elapsed_ms = started.elapsed().as_millis() as u64;
-            // Upload-to-replica latency, as far as the event's timestamp allows.
-            let lag_ms = job
-                .event_time()
-                .map(|t| (Utc::now() - t).num_milliseconds().max(0));
+            let timing = Timing {
+                elapsed_ms: started.elapsed().as_millis() as u64,
+                // Upload-to-replica latency, as far as the event's timestamp allows.
+                lag_ms: job
+                    .event_time()
+                    .map(|t| (Utc::now() - t).num_milliseconds().max(0)),
+            };
             match result {
                 Ok(outcome) => {
-                    let (bytes, sha256, streamed, variants, variants_error) = match &outcome {
-                        Outcome::Replicated {
-                            bytes,
-                            checksums,
-                            streamed,
-                            variants,
-                            variants_error,
-                            ..
-                        } => (
-                            Some(*bytes),
-                            Some(checksums.sha256_hex()),
-                            Some(*streamed),
-                            Some(*variants),
-                            variants_error.clone(),
-                        ),
-                        _ => (None, None, None, None, None),
-                    };
-                    tracing::info!(
-                        outcome = outcome.as_str(),
-                        bytes,
-                        sha256,
-                        streamed,
-                        variants,
-                        variants_error_kind = variants_error.as_ref().map(|e| e.kind.as_str()),
-                        variants_error = variants_error.as_ref().map(tracing::field::display),
-                        elapsed_ms,
-                        lag_ms,
-                        "job done"
-                    );
-                    let mut values = vec![
-                        (Metric::Jobs, 1.0),
-                        (Metric::JobDuration, elapsed_ms as f64),
-                        (Metric::BytesReplicated, bytes.unwrap_or(0) as f64),
-                        (Metric::VariantsMade, variants.unwrap_or(0) as f64),
-                    ];
-                    if let Some(lag_ms) = lag_ms {
-                        values.push((Metric::ReplicationLag, lag_ms as f64));
-                    }
-                    metrics::emit(&[(Dimension::Outcome, outcome.as_str())], &values);
-                    if let Some(error) = &variants_error {
-                        metrics::emit(
-                            &[(Dimension::VariantError, variant_error_kind(&error.kind))],
-                            &[(Metric::VariantFailures, 1.0)],
-                        );
-                    }
+                    report_done(&outcome, &timing);
                     Ok(())
                 }
                 Err(error) => {
-                    // The job's own line, in its span (key and bucket), beside the consumer's
-                    // line about the message's fate.
-                    tracing::warn!(
-                        outcome = "failed",
-                        failure = error.kind().as_str(),
-                        error = %error,
-                        elapsed_ms,
-                        lag_ms,
-                        "job failed"
-                    );
-                    metrics::emit(
-                        &[
-                            (Dimension::Outcome, OUTCOME_FAILED),
-                            (Dimension::Failure, error.kind().as_str()),
-                        ],
-                        &[(Metric::Jobs, 1.0)],
-                    );
-                    Err(HandlerError::new(error.kind(), error.to_string()))
+                    report_failed(&error, &timing);
+                    Err(HandlerError::new(error.kind(), "the job failed").with_source(error))
                 }
             }
         }
         .instrument(span)
         .await
     }
+}
+
+/// The job a message carries. One that holds none is poison: counted apart from jobs that
+/// failed, as no retry or redrive can help it.
+fn decode(delivery: &Delivery) -> Result<Job, HandlerError> {
+    Job::from_message(&delivery.body).map_err(|error| {
+        metrics::emit(
+            &[
+                (Dimension::Outcome, OUTCOME_REJECTED),
+                (Dimension::Failure, FailureKind::Permanent.as_str()),
+            ],
+            &[(Metric::Jobs, 1.0)],
+        );
+        HandlerError::new(FailureKind::Permanent, "the message holds no job").with_source(error)
+    })
+}
+
+/// How long a job took, and how long after its event it finished.
+#[derive(Clone, Copy)]
+struct Timing {
+    elapsed_ms: u64,
+    lag_ms: Option<i64>,
+}
+
+/// The job's line and metrics when it succeeded.
+fn report_done(outcome: &Outcome, timing: &Timing) {
+    let Timing { elapsed_ms, lag_ms } = *timing;
+    let (bytes, sha256, streamed, variants, variants_error) = match outcome {
+        Outcome::Replicated {
+            bytes,
+            checksums,
+            streamed,
+            variants,
+            variants_error,
+            ..
+        } => (
+            Some(*bytes),
+            Some(checksums.sha256_hex()),
+            Some(*streamed),
+            Some(*variants),
+            variants_error.as_ref(),
+        ),
+        _ => (None, None, None, None, None),
+    };
+    tracing::info!(
+        outcome = outcome.as_str(),
+        bytes,
+        sha256,
+        streamed,
+        variants,
+        variants_error_kind = variants_error.map(|e| e.kind.as_str()),
+        variants_error = variants_error.map(tracing::field::display),
+        elapsed_ms,
+        lag_ms,
+        "job done"
+    );
+    let mut values = vec![
+        (Metric::Jobs, 1.0),
+        (Metric::JobDuration, elapsed_ms as f64),
+        (Metric::BytesReplicated, bytes.unwrap_or(0) as f64),
+        (Metric::VariantsMade, variants.unwrap_or(0) as f64),
+    ];
+    if let Some(lag_ms) = lag_ms {
+        values.push((Metric::ReplicationLag, lag_ms as f64));
+    }
+    metrics::emit(&[(Dimension::Outcome, outcome.as_str())], &values);
+    if let Some(error) = variants_error {
+        metrics::emit(
+            &[(Dimension::VariantError, variant_error_kind(&error.kind))],
+            &[(Metric::VariantFailures, 1.0)],
+        );
+    }
+}
+
+/// The job's own line when it failed, in its span (key and bucket), beside the consumer's line
+/// about the message's fate; and its metrics.
+fn report_failed(error: &ReplicateError, timing: &Timing) {
+    let Timing { elapsed_ms, lag_ms } = *timing;
+    tracing::warn!(
+        outcome = "failed",
+        failure = error.kind().as_str(),
+        error = %ErrorChain(error),
+        elapsed_ms,
+        lag_ms,
+        "job failed"
+    );
+    metrics::emit(
+        &[
+            (Dimension::Outcome, OUTCOME_FAILED),
+            (Dimension::Failure, error.kind().as_str()),
+        ],
+        &[(Metric::Jobs, 1.0)],
+    );
 }
 
 /// The `VariantError` value of a variants error's kind: itself, or [`VARIANT_ERROR_UNKNOWN`]

@@ -61,7 +61,8 @@ async fn main() -> anyhow::Result<()> {
             backoff,
         } => yuba_lambda::serve_sqs_batches(handler, SqsBatches::new(sqs, concurrency, backoff))
             .await
-            .map_err(|error| anyhow::anyhow!("the Lambda runtime stopped: {error}")),
+            // The runtime's error is boxed: `anyhow!` keeps it, with its sources, under the context.
+            .map_err(|error| anyhow::anyhow!(error).context("the Lambda runtime stopped")),
         Home::Service(settings) => {
             let shutdown = cancel_on_termination().context("installing signal handlers")?;
             Consumer::new(sqs, settings, handler)
