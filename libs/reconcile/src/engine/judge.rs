@@ -1,0 +1,170 @@
+//! Judging a pair: its state from the listings (see [`classify`](crate::classify)), and with
+//! `verify` the proof of what looks in sync (see [`content`](crate::content)), variants
+//! included.
+
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, Utc};
+use yuba_model::{ErrorChain, ReplicaRecord, keys};
+
+use super::run::RunContext;
+use super::{Depth, Reconciler};
+use crate::classify::{Kind, Pair, Verdict, classify};
+use crate::content::{ContentCheck, compare_deep, judge};
+use crate::report::{Action, Finding};
+
+/// A classified pair; `forced` when a content check, not the listing, found the drift (the
+/// worker's own check would not see it, so its job must be forced).
+pub(super) struct Judged {
+    pub(super) pair: Pair,
+    pub(super) verdict: Verdict,
+    pub(super) forced: bool,
+    pub(super) verified: bool,
+}
+
+impl Judged {
+    /// The finding a drifted pair is, with what was done about it.
+    pub(super) fn into_finding(self, action: Option<Action>, error: Option<String>) -> Finding {
+        let size = match (&self.pair.source, &self.pair.replica) {
+            (Some(source), _) => source.size,
+            (None, Some(replica)) => replica.size,
+            (None, None) => 0,
+        };
+        Finding {
+            kind: self.verdict.kind,
+            key: self.pair.key,
+            size,
+            detail: self.verdict.detail,
+            action,
+            error,
+        }
+    }
+}
+
+impl Reconciler {
+    /// Classifies a pair; with `verify`, proves the content of what the listing found in sync.
+    /// `None`: outside `--since`/`--until`.
+    pub(super) async fn judge(&self, context: &RunContext<'_>, pair: Pair) -> Option<Judged> {
+        if !context.selection.admits(last_modified(&pair)) {
+            return None;
+        }
+        if let Some(pacer) = &context.pacer {
+            pacer.wait().await;
+        }
+        context.live.examined.fetch_add(1, Ordering::Relaxed);
+        let verdict = classify(&pair, &self.buckets.source, &self.variants);
+        let mut judged = Judged {
+            pair,
+            verdict,
+            forced: false,
+            verified: false,
+        };
+        let (Some(depth), Kind::InSync) = (context.task.depth(), judged.verdict.kind) else {
+            return Some(judged);
+        };
+        match self.prove(context, depth, &judged.pair).await {
+            Some(ContentCheck::Verified(_)) => judged.verified = true,
+            Some(ContentCheck::Drift(verdict)) => {
+                judged.forced = verdict.kind.needs_copy();
+                judged.verdict = verdict;
+            }
+            None => {}
+        }
+        Some(judged)
+    }
+
+    /// Proves the content of a pair the listing found in sync, variants included; `None` for
+    /// a replica without a record to prove it against.
+    async fn prove(
+        &self,
+        context: &RunContext<'_>,
+        depth: Depth,
+        pair: &Pair,
+    ) -> Option<ContentCheck> {
+        let (Some(source), Some(replica)) = (&pair.source, &pair.replica) else {
+            return None;
+        };
+        let Ok(Some(record)) = ReplicaRecord::from_metadata(&replica.metadata) else {
+            return None;
+        };
+        let _permit = context.io.acquire().await.ok();
+        let check = match depth {
+            Depth::Checksums => match self.s3.head(&self.buckets.source, &source.key).await {
+                Ok(head) => judge(source, head.as_ref(), replica, &record),
+                Err(error) => ContentCheck::Drift(Verdict::drift(
+                    Kind::Unverified,
+                    format!(
+                        "could not read the source's checksums: {}",
+                        ErrorChain(&error)
+                    ),
+                )),
+            },
+            Depth::Deep => {
+                compare_deep(
+                    &self.s3,
+                    &self.gcs,
+                    &self.buckets.source,
+                    &self.buckets.replica,
+                    source,
+                    replica,
+                    &record,
+                )
+                .await
+            }
+        };
+        Some(match check {
+            ContentCheck::Verified(basis) => match self.check_variants(&pair.key, &record).await {
+                Some(verdict) => ContentCheck::Drift(verdict),
+                None => ContentCheck::Verified(basis),
+            },
+            drift => drift,
+        })
+    }
+
+    /// Whether every variant the record lists is there, made from this content.
+    async fn check_variants(&self, key: &str, record: &ReplicaRecord) -> Option<Verdict> {
+        for variant in &record.variants {
+            let name = self
+                .variants
+                .key_template
+                .render(&variant.profile, key, &variant.extension);
+            match self.gcs.object(&self.buckets.replica, &name).await {
+                Ok(None) => {
+                    return Some(Verdict::drift(
+                        Kind::VariantsMissing,
+                        format!("variant {name} is absent"),
+                    ));
+                }
+                Ok(Some(object))
+                    if object.metadata.get(keys::SOURCE_SHA256) != record.sha256.as_ref() =>
+                {
+                    return Some(Verdict::drift(
+                        Kind::VariantsMissing,
+                        format!("variant {name} was made from other content"),
+                    ));
+                }
+                Ok(Some(_)) => {}
+                Err(error) => {
+                    return Some(Verdict::drift(
+                        Kind::Unverified,
+                        format!("could not read variant {name}: {}", ErrorChain(&error)),
+                    ));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The time `--since` and `--until` select a pair by: its source's, or for an orphan the one
+/// its record kept.
+fn last_modified(pair: &Pair) -> Option<DateTime<Utc>> {
+    match (&pair.source, &pair.replica) {
+        (Some(source), _) => source.last_modified,
+        (None, Some(replica)) => ReplicaRecord::from_metadata(&replica.metadata)
+            .ok()
+            .flatten()
+            .and_then(|record| record.source.last_modified),
+        (None, None) => None,
+    }
+}

@@ -1,0 +1,197 @@
+//! What `backfill` does about drift: a job for each finding a copy or a delete repairs, put on
+//! the work queues as ingest routes it, or run in this process with the worker's code.
+
+use std::sync::atomic::Ordering;
+
+use futures::{StreamExt, stream};
+use yuba_aws::JobSender;
+use yuba_events::{Route, Router, WorkQueues};
+use yuba_model::{DeleteJob, ErrorChain, Job, ReplicaRecord, ReplicateJob};
+use yuba_replicate::{Outcome, Replicator};
+
+use super::judge::Judged;
+use super::run::RunContext;
+use super::{Reconciler, Repair};
+use crate::classify::Kind;
+use crate::report::{Action, Counts, Finding};
+
+impl Reconciler {
+    /// Repairs a page's drift (or, in a dry run, says what it would do), counting it.
+    pub(super) async fn repair(
+        &self,
+        context: &RunContext<'_>,
+        repair: &Repair,
+        delete_orphans: bool,
+        drift: Vec<Judged>,
+        counts: &mut Counts,
+    ) -> Vec<Finding> {
+        for judged in &drift {
+            if judged.verdict.kind.needs_copy() {
+                let size = judged.pair.source.as_ref().map_or(0, |s| s.size);
+                context
+                    .live
+                    .bytes_to_copy
+                    .fetch_add(size, Ordering::Relaxed);
+            }
+        }
+        let jobs: Vec<Option<Job>> = drift
+            .iter()
+            .map(|judged| self.job_for(judged, delete_orphans))
+            .collect();
+        let outcomes: Vec<(Action, Option<String>)> = if context.dry_run {
+            drift
+                .iter()
+                .zip(&jobs)
+                .map(|(judged, job)| (planned(judged, job.as_ref()), None))
+                .collect()
+        } else {
+            match repair {
+                Repair::Inline(replicator) => {
+                    stream::iter(drift.iter().zip(&jobs))
+                        .map(|(judged, job)| {
+                            self.repair_inline(context, replicator, judged, job.as_ref())
+                        })
+                        .buffered(context.concurrency)
+                        .collect()
+                        .await
+                }
+                Repair::Enqueue {
+                    sender,
+                    queues,
+                    router,
+                } => enqueue(sender, queues, router, &drift, &jobs).await,
+            }
+        };
+        drift
+            .into_iter()
+            .zip(outcomes)
+            .map(|(judged, (action, error))| {
+                counts.count_action(action);
+                if action == Action::Replicated {
+                    let size = judged.pair.source.as_ref().map_or(0, |s| s.size);
+                    counts.bytes_copied += size;
+                }
+                judged.into_finding(Some(action), error)
+            })
+            .collect()
+    }
+
+    /// The job that repairs a finding, if copying or deleting can.
+    fn job_for(&self, judged: &Judged, delete_orphans: bool) -> Option<Job> {
+        let key = judged.pair.key.clone();
+        match (judged.verdict.kind, &judged.pair.source) {
+            (kind, Some(source)) if kind.needs_copy() => Some(Job::Replicate(ReplicateJob {
+                bucket: self.buckets.source.clone(),
+                key,
+                version_id: None,
+                etag: Some(source.etag.clone()),
+                size: Some(source.size),
+                sequencer: None,
+                event_time: None,
+                force: judged.forced,
+            })),
+            // Only what yuba wrote is deleted: other objects in the replica bucket are someone's.
+            (Kind::Orphan, _) if delete_orphans && written_by_yuba(judged) => {
+                Some(Job::Delete(DeleteJob {
+                    bucket: self.buckets.source.clone(),
+                    key,
+                    version_id: None,
+                    sequencer: None,
+                    event_time: None,
+                }))
+            }
+            _ => None,
+        }
+    }
+
+    async fn repair_inline(
+        &self,
+        context: &RunContext<'_>,
+        replicator: &Replicator,
+        judged: &Judged,
+        job: Option<&Job>,
+    ) -> (Action, Option<String>) {
+        let Some(job) = job else {
+            return (planned(judged, None), None);
+        };
+        let _permit = context.io.acquire().await.ok();
+        match replicator
+            .run_listed(job, judged.pair.replica.clone())
+            .await
+        {
+            Ok(Outcome::Replicated { bytes, .. }) => {
+                context
+                    .live
+                    .bytes_copied
+                    .fetch_add(bytes, Ordering::Relaxed);
+                (Action::Replicated, None)
+            }
+            Ok(Outcome::Deleted) => (Action::Deleted, None),
+            Ok(Outcome::DeleteNotMirrored) => (
+                Action::Kept,
+                Some("YUBA_MIRROR_DELETES is false".to_owned()),
+            ),
+            Ok(
+                Outcome::AlreadyReplicated { .. }
+                | Outcome::Superseded { .. }
+                | Outcome::SourceGone
+                | Outcome::AlreadyAbsent
+                | Outcome::SourceRecreated,
+            ) => (Action::AlreadyDone, None),
+            Err(error) => (Action::Failed, Some(ErrorChain(&error).to_string())),
+        }
+    }
+}
+
+/// Whether the replica bears a record: only what yuba wrote is deleted.
+fn written_by_yuba(judged: &Judged) -> bool {
+    judged.pair.replica.as_ref().is_some_and(|replica| {
+        matches!(ReplicaRecord::from_metadata(&replica.metadata), Ok(Some(_)))
+    })
+}
+
+/// What a dry run would do, or what is done about a finding no job repairs.
+fn planned(judged: &Judged, job: Option<&Job>) -> Action {
+    match (job, judged.verdict.kind) {
+        (Some(Job::Replicate(_)), _) => Action::WouldCopy,
+        (Some(Job::Delete(_)), _) => Action::WouldDelete,
+        (None, Kind::Orphan) => Action::Kept,
+        (None, _) => Action::None,
+    }
+}
+
+/// Puts the jobs on the work queues, routed as ingest routes them, in batches.
+async fn enqueue(
+    sender: &JobSender,
+    queues: &WorkQueues,
+    router: &Router,
+    drift: &[Judged],
+    jobs: &[Option<Job>],
+) -> Vec<(Action, Option<String>)> {
+    let mut outcomes: Vec<(Action, Option<String>)> = drift
+        .iter()
+        .zip(jobs)
+        .map(|(judged, job)| (planned(judged, job.as_ref()), None))
+        .collect();
+    for route in [Route::Lambda, Route::Fargate] {
+        let (indices, bodies): (Vec<usize>, Vec<String>) = jobs
+            .iter()
+            .enumerate()
+            .filter_map(|(index, job)| {
+                let job = job.as_ref()?;
+                (router.route(job) == route).then(|| (index, job.to_message()))
+            })
+            .unzip();
+        if bodies.is_empty() {
+            continue;
+        }
+        let results = sender.send(queues.url(route), &bodies).await;
+        for (index, result) in indices.into_iter().zip(results) {
+            outcomes[index] = match result {
+                Ok(()) => (Action::Enqueued(route), None),
+                Err(error) => (Action::Failed, Some(ErrorChain(&error).to_string())),
+            };
+        }
+    }
+    outcomes
+}
