@@ -17,6 +17,7 @@ use yuba_config::Env;
 use yuba_consumer::cancel_on_termination;
 use yuba_events::{Router, WorkQueues};
 use yuba_gcs::{Gcs, GcsSettings};
+use yuba_model::ErrorChain;
 use yuba_reconcile::{
     Buckets, Depth, Live, ReconcileError, Reconciler, Repair, RunOptions, Selection, Summary, Task,
 };
@@ -45,8 +46,9 @@ fn main() -> ExitCode {
                 error.downcast_ref::<ReconcileError>(),
                 Some(ReconcileError::Interrupted { .. })
             );
-            tracing::error!("{error:#}");
-            eprintln!("yuba-reconciler: {error:#}");
+            let error = ErrorChain(error.as_ref());
+            tracing::error!("{error}");
+            eprintln!("yuba-reconciler: {error}");
             ExitCode::from(if interrupted {
                 u8::try_from(yuba_reconcile::EXIT_INTERRUPTED).unwrap_or(EXIT_ERROR)
             } else {
@@ -84,11 +86,35 @@ async fn run(cli: Cli) -> anyhow::Result<Summary> {
     let gcs = Gcs::connect(&gcs_settings).await?;
     tracing::info!(gcs_credentials = %gcs_settings.credentials, "GCS client ready");
 
-    let task = match command {
+    let task = task(command, |inline| {
+        Ok(if inline {
+            Repair::Inline(Box::new(Replicator::new(
+                s3.clone(),
+                gcs.clone(),
+                replicator_settings.clone(),
+            )))
+        } else {
+            Repair::Enqueue {
+                sender: JobSender::new(aws_sdk_sqs::Client::new(&sdk)),
+                queues: WorkQueues::from_env(&env)
+                    .context("backfill enqueues jobs (or use --inline)")?,
+                router: Router::from_env(&env)?,
+            }
+        })
+    })?;
+    let reconciler = Reconciler::new(s3, gcs, buckets, replicator_settings.variants);
+    reconcile(&reconciler, &task, command, progress_every).await
+}
+
+/// What the command asks for; `repair` makes a backfill's means of repair (`true`: inline).
+fn task(
+    command: &Command,
+    repair: impl FnOnce(bool) -> anyhow::Result<Repair>,
+) -> anyhow::Result<Task> {
+    let depth = |deep: bool| if deep { Depth::Deep } else { Depth::Checksums };
+    Ok(match command {
         Command::Diff { .. } => Task::Diff,
-        Command::Verify { deep, .. } => {
-            Task::Verify(if *deep { Depth::Deep } else { Depth::Checksums })
-        }
+        Command::Verify { deep, .. } => Task::Verify(depth(*deep)),
         Command::Backfill {
             inline,
             verify,
@@ -96,24 +122,23 @@ async fn run(cli: Cli) -> anyhow::Result<Summary> {
             delete_orphans,
             ..
         } => Task::Backfill {
-            verify: verify.then_some(if *deep { Depth::Deep } else { Depth::Checksums }),
-            repair: if *inline {
-                Repair::Inline(Box::new(Replicator::new(
-                    s3.clone(),
-                    gcs.clone(),
-                    replicator_settings.clone(),
-                )))
-            } else {
-                Repair::Enqueue {
-                    sender: JobSender::new(aws_sdk_sqs::Client::new(&sdk)),
-                    queues: WorkQueues::from_env(&env)
-                        .context("backfill enqueues jobs (or use --inline)")?,
-                    router: Router::from_env(&env)?,
-                }
-            },
+            verify: verify.then_some(depth(*deep)),
+            repair: repair(*inline)?,
             delete_orphans: *delete_orphans,
         },
-    };
+    })
+}
+
+/// Runs the task over the keys the command selects, reporting as it asks (a progress line every
+/// `progress_every`), until it ends or a signal stops it; then prints the summary and emits
+/// the metrics.
+async fn reconcile(
+    reconciler: &Reconciler,
+    task: &Task,
+    command: &Command,
+    progress_every: Duration,
+) -> anyhow::Result<Summary> {
+    let common = command.common();
     let selection = Selection {
         prefix: common.prefix.clone(),
         manifest: common.manifest.clone(),
@@ -128,8 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<Summary> {
         checkpoint: common.checkpoint_path(command.name()),
         resume: common.resume,
     };
-    let reconciler = Reconciler::new(s3, gcs, buckets, replicator_settings.variants);
-    tracing::info!(run = %reconciler.run_identity(&task, &selection), "starting");
+    tracing::info!(run = %reconciler.run_identity(task, &selection), "starting");
 
     let report = Arc::new(Report::new(common.json));
     let live = Arc::new(Live::default());
@@ -138,7 +162,7 @@ async fn run(cli: Cli) -> anyhow::Result<Summary> {
     let interrupt = cancel_on_termination().context("installing signal handlers")?;
     let result = reconciler
         .run(
-            &task,
+            task,
             &selection,
             &options,
             report.as_ref(),
