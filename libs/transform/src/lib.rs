@@ -37,11 +37,11 @@ mod encode;
 mod header;
 mod memory;
 mod orient;
+mod resample;
 mod sniff;
 
 use std::cmp::Reverse;
 
-use fast_image_resize as fr;
 use yuba_variants::{Format, Plan, Profile};
 
 pub use colour::IccHandling;
@@ -293,90 +293,37 @@ fn render_unguarded(
         .collect();
     jobs.sort_by_key(|(_, plan)| Reverse(u64::from(plan.width) * u64::from(plan.height)));
 
-    let pixel_type = if decoded.channels == 4 {
-        fr::PixelType::U8x4
-    } else {
-        fr::PixelType::U8x3
-    };
-    let alpha = decoded.channels == 4;
-    let mut image =
-        fr::images::Image::from_vec_u8(decoded.width, decoded.height, decoded.pixels, pixel_type)
-            .map_err(|e| TransformError::Resample(e.to_string()))?;
-    // Alpha is premultiplied around the filter so transparent pixels do not bleed their
-    // (meaningless) colour into the edges. Done here, in the decoded image itself, because the
-    // resizer's own `use_alpha` premultiplies into a second image of the full decoded size.
-    let mul_div = fr::MulDiv::default();
-    if alpha {
-        mul_div
-            .multiply_alpha_inplace(&mut image)
-            .map_err(|e| TransformError::Resample(e.to_string()))?;
-    }
-    // The plan is in stored pixels; a JPEG decoded at 1/n maps stored pixel x to x/n exactly
-    // (its decoded size is rounded up, so `decoded / stored` would drift by up to a pixel).
-    let scale = 1.0 / f64::from(decoded.shrink_on_load);
     let (icc, to_srgb) = colour::to_srgb(
         decoded.icc_profile.as_deref(),
         decoded.cmyk,
         decoded.channels,
     );
-    let mut resizer = fr::Resizer::new();
+    let source = SourceInfo {
+        format,
+        width: upright_width,
+        height: upright_height,
+        orientation: orientation.value(),
+        frames: decoded.frames,
+        shrink_on_load: decoded.shrink_on_load,
+        decoded_width: decoded.width,
+        decoded_height: decoded.height,
+        icc,
+    };
+    let mut canvas = resample::Canvas::new(decoded, to_srgb)?;
     let mut variants = Vec::with_capacity(jobs.len());
     for (profile, plan) in jobs {
-        let geometry = stored_geometry(&plan, orientation, (header.width, header.height));
-        let (left, top, width, height) = geometry.crop;
-        let (left, top) = ((left * scale).max(0.0), (top * scale).max(0.0));
-        let width = (width * scale).min(f64::from(decoded.width) - left);
-        let height = (height * scale).min(f64::from(decoded.height) - top);
-        let mut resized = fr::images::Image::new(geometry.width, geometry.height, pixel_type);
-        // Lanczos3 as libvips uses for downsizing, on pixels already premultiplied.
-        let options = fr::ResizeOptions::new()
-            .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3))
-            .use_alpha(false)
-            .crop(left, top, width, height);
-        resizer
-            .resize(&image, &mut resized, &options)
-            .map_err(|e| TransformError::Resample(e.to_string()))?;
-        if alpha {
-            mul_div
-                .divide_alpha_inplace(&mut resized)
-                .map_err(|e| TransformError::Resample(e.to_string()))?;
-        }
-        let mut resized = resized.into_vec();
-        if let Some(transform) = &to_srgb {
-            transform.apply(&mut resized);
-        }
-        let (data, width, height) =
-            orientation.apply(resized, geometry.width, geometry.height, decoded.channels);
+        let pixels = canvas.resample(&plan)?;
         let output = OutputFormat::for_profile(profile.format, format);
-        let pixels = encode::Pixels {
-            width,
-            height,
-            channels: decoded.channels,
-            data,
-        };
         let bytes = encode::encode(&pixels, output, profile.quality)?;
         variants.push(Variant {
             profile: profile.name.clone(),
             format: output,
-            width,
-            height,
+            width: pixels.width,
+            height: pixels.height,
             bytes,
         });
     }
-    Ok(Rendered {
-        source: SourceInfo {
-            format,
-            width: upright_width,
-            height: upright_height,
-            orientation: orientation.value(),
-            frames: decoded.frames,
-            shrink_on_load: decoded.shrink_on_load,
-            decoded_width: decoded.width,
-            decoded_height: decoded.height,
-            icc,
-        },
-        variants,
-    })
+    Ok(Rendered { source, variants })
 }
 
 /// How large, relative to the stored size, the decoded image must be so that every variant is
