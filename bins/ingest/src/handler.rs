@@ -1,8 +1,8 @@
 use std::collections::{BTreeMap, HashSet};
 
-use yuba_aws::JobSender;
+use yuba_aws::{Dispatcher, SendError};
 use yuba_consumer::{Delivery, FailureKind, Handler, HandlerError};
-use yuba_events::{KeyFilter, RecordOutcome, Route, Router, WorkQueues, parse_notification};
+use yuba_events::{KeyFilter, RecordOutcome, Route, parse_notification};
 use yuba_model::Job;
 use yuba_telemetry::metrics::{self, Dimension, IngestRecord, Metric};
 
@@ -14,24 +14,58 @@ use yuba_telemetry::metrics::{self, Dimension, IngestRecord, Metric};
 /// the worker recognises as already done).
 #[derive(Debug)]
 pub struct IngestHandler {
-    sender: JobSender,
-    queues: WorkQueues,
+    dispatcher: Dispatcher,
     filter: KeyFilter,
-    router: Router,
 }
 
 impl IngestHandler {
-    pub fn new(sender: JobSender, queues: WorkQueues, filter: KeyFilter, router: Router) -> Self {
-        IngestHandler {
-            sender,
-            queues,
-            filter,
-            router,
-        }
+    pub fn new(dispatcher: Dispatcher, filter: KeyFilter) -> Self {
+        IngestHandler { dispatcher, filter }
     }
 
-    fn queue(&self, route: Route) -> &str {
-        self.queues.url(route)
+    /// The jobs of a notification's records that are to be enqueued: admitted by the filter
+    /// and not already in it. The rest are counted in `tally`.
+    fn admit(&self, outcomes: Vec<RecordOutcome>, message_id: &str, tally: &mut Tally) -> Vec<Job> {
+        let mut seen = HashSet::new();
+        let mut jobs = Vec::new();
+        for outcome in outcomes {
+            match outcome {
+                RecordOutcome::Job(job) if !self.filter.admits(job.key()) => {
+                    tally.add(IngestRecord::Filtered);
+                }
+                // S3 may describe one change twice in a notification batch.
+                RecordOutcome::Job(job) if !seen.insert(job.to_message()) => {
+                    tally.add(IngestRecord::Duplicate);
+                }
+                RecordOutcome::Job(job) => jobs.push(job),
+                RecordOutcome::Ignored { event, reason } => {
+                    tally.add(IngestRecord::Ignored);
+                    tracing::info!(%event, reason, "event ignored");
+                }
+                RecordOutcome::Rejected(error) => {
+                    tally.add(IngestRecord::Rejected);
+                    tracing::error!(message_id, %error, "record rejected");
+                }
+            }
+        }
+        jobs
+    }
+
+    /// Puts the jobs on their queues; the jobs that did not make it, with their errors.
+    async fn enqueue(&self, jobs: &[Job], tally: &mut Tally) -> Vec<SendError> {
+        let jobs: Vec<&Job> = jobs.iter().collect();
+        let mut failures = Vec::new();
+        for (job, (route, result)) in jobs.iter().zip(self.dispatcher.dispatch(&jobs).await) {
+            log_job(job, route, &result);
+            match result {
+                Ok(()) => tally.add(IngestRecord::Enqueued),
+                Err(error) => {
+                    tally.add(IngestRecord::NotEnqueued);
+                    failures.push(error);
+                }
+            }
+        }
+        failures
     }
 }
 
@@ -40,65 +74,11 @@ impl Handler for IngestHandler {
         let outcomes = parse_notification(&delivery.body).map_err(|error| {
             // Counted as one rejected record: like a rejected record, it goes to the DLQ.
             Tally::of(IngestRecord::Rejected).emit();
-            HandlerError::new(
-                FailureKind::Permanent,
-                format!("unusable notification: {error}"),
-            )
+            HandlerError::new(FailureKind::Permanent, "unusable notification").with_source(error)
         })?;
-
-        let mut seen = HashSet::new();
-        let (mut for_lambda, mut for_fargate) = (Vec::new(), Vec::new());
         let mut tally = Tally::default();
-        for outcome in outcomes {
-            match outcome {
-                RecordOutcome::Job(job) => {
-                    if !self.filter.admits(job.key()) {
-                        tally.add(IngestRecord::Filtered);
-                        continue;
-                    }
-                    let body = job.to_message();
-                    // S3 may describe one change twice in a notification batch.
-                    if !seen.insert(body.clone()) {
-                        tally.add(IngestRecord::Duplicate);
-                        continue;
-                    }
-                    let route = self.router.route(&job);
-                    log_job(&job, route);
-                    match route {
-                        Route::Lambda => for_lambda.push(body),
-                        Route::Fargate => for_fargate.push(body),
-                    }
-                }
-                RecordOutcome::Ignored { event, reason } => {
-                    tally.add(IngestRecord::Ignored);
-                    tracing::info!(%event, reason, "event ignored");
-                }
-                RecordOutcome::Rejected(error) => {
-                    tally.add(IngestRecord::Rejected);
-                    tracing::error!(message_id = %delivery.message_id, %error, "record rejected");
-                }
-            }
-        }
-
-        let mut failures: Vec<String> = Vec::new();
-        let mut worst = None;
-        for (route, bodies) in [(Route::Lambda, for_lambda), (Route::Fargate, for_fargate)] {
-            if bodies.is_empty() {
-                continue;
-            }
-            for result in self.sender.send(self.queue(route), &bodies).await {
-                match result {
-                    Ok(()) => tally.add(IngestRecord::Enqueued),
-                    Err(error) => {
-                        tally.add(IngestRecord::NotEnqueued);
-                        if worst != Some(FailureKind::Transient) {
-                            worst = Some(error.kind);
-                        }
-                        failures.push(error.message);
-                    }
-                }
-            }
-        }
+        let jobs = self.admit(outcomes, &delivery.message_id, &mut tally);
+        let failures = self.enqueue(&jobs, &mut tally).await;
         tracing::info!(
             message_id = %delivery.message_id,
             enqueued = tally.get(IngestRecord::Enqueued),
@@ -110,31 +90,45 @@ impl Handler for IngestHandler {
             "notification ingested"
         );
         tally.emit();
-        let (enqueued, rejected) = (
-            tally.get(IngestRecord::Enqueued),
-            tally.get(IngestRecord::Rejected),
-        );
-        if let Some(kind) = worst {
-            return Err(HandlerError::new(
-                kind,
-                format!(
-                    "{} of {} jobs could not be enqueued: {}",
-                    failures.len(),
-                    failures.len() as u64 + enqueued,
-                    failures.join("; ")
-                ),
-            ));
-        }
-        if rejected > 0 {
-            return Err(HandlerError::new(
-                FailureKind::Permanent,
-                format!(
-                    "{rejected} record(s) of the notification were rejected (see the errors above)"
-                ),
-            ));
-        }
-        Ok(())
+        verdict(&tally, failures)
     }
+}
+
+/// A notification succeeds when all its jobs are on a queue and none of its records was
+/// rejected. A failure to enqueue is as retryable as the most retryable of its causes: one
+/// transient failure is enough to try the notification again.
+fn verdict(tally: &Tally, mut failures: Vec<SendError>) -> Result<(), HandlerError> {
+    let enqueued = tally.get(IngestRecord::Enqueued);
+    if !failures.is_empty() {
+        let kind = if failures.iter().any(|f| f.kind.is_transient()) {
+            FailureKind::Transient
+        } else {
+            FailureKind::Permanent
+        };
+        let message = format!(
+            "{} of {} jobs could not be enqueued: {}",
+            failures.len(),
+            failures.len() as u64 + enqueued,
+            failures
+                .iter()
+                .map(|f| f.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        // The first failure's SDK error, if it has one, is the cause the chain shows.
+        let first = failures.swap_remove(0);
+        return Err(HandlerError::new(kind, message).with_source(first));
+    }
+    let rejected = tally.get(IngestRecord::Rejected);
+    if rejected > 0 {
+        return Err(HandlerError::new(
+            FailureKind::Permanent,
+            format!(
+                "{rejected} record(s) of the notification were rejected (see the errors above)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// What became of a notification's records, by kind, sent as `IngestRecords` by `Record`.
@@ -185,12 +179,13 @@ impl Tally {
     }
 }
 
-fn log_job(job: &Job, route: Route) {
+fn log_job(job: &Job, route: Route, result: &Result<(), SendError>) {
     let op = match job {
         Job::Replicate(_) => "replicate",
         Job::Delete(_) => "delete",
     };
-    tracing::debug!(op, bucket = %job.bucket(), key = %job.key(), route = route.as_str(), "job");
+    let enqueued = result.is_ok();
+    tracing::debug!(op, bucket = %job.bucket(), key = %job.key(), route = route.as_str(), enqueued, "job");
 }
 
 #[cfg(test)]

@@ -9,11 +9,12 @@ mod handler;
 
 use anyhow::Context;
 use lambda_runtime::{LambdaEvent, service_fn};
-use yuba_aws::JobSender;
+use yuba_aws::{Dispatcher, JobSender};
 use yuba_config::Env;
 use yuba_consumer::{Consumer, Delivery, Handler, cancel_on_termination};
 use yuba_events::{KeyFilter, Router, WorkQueues};
 use yuba_lambda::{Home, SqsBatches};
+use yuba_model::ErrorChain;
 
 use crate::handler::IngestHandler;
 
@@ -40,7 +41,8 @@ async fn main() -> anyhow::Result<()> {
 
     let sdk = yuba_aws::load_sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let handler = IngestHandler::new(JobSender::new(sqs.clone()), queues, filter, router);
+    let dispatcher = Dispatcher::new(JobSender::new(sqs.clone()), queues, router);
+    let handler = IngestHandler::new(dispatcher, filter);
 
     match home {
         Home::Lambda {
@@ -71,7 +73,11 @@ async fn serve_lambda(handler: IngestHandler, batches: SqsBatches) -> anyhow::Re
                 body: event.payload.to_string(),
                 receive_count: 1,
             };
-            handler.handle(&delivery).await?;
+            // The invocation's error message is all Lambda keeps: the whole chain goes into it.
+            handler
+                .handle(&delivery)
+                .await
+                .map_err(|error| ErrorChain(&error).to_string())?;
             Ok(serde_json::Value::Null)
         },
     ))

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use yuba_aws::{JobSender, S3Source};
+use yuba_aws::{Dispatcher, JobSender, S3Source};
 use yuba_config::Env;
 use yuba_consumer::cancel_on_termination;
 use yuba_events::{Router, WorkQueues};
@@ -94,12 +94,11 @@ async fn run(cli: Cli) -> anyhow::Result<Summary> {
                 replicator_settings.clone(),
             )))
         } else {
-            Repair::Enqueue {
-                sender: JobSender::new(aws_sdk_sqs::Client::new(&sdk)),
-                queues: WorkQueues::from_env(&env)
-                    .context("backfill enqueues jobs (or use --inline)")?,
-                router: Router::from_env(&env)?,
-            }
+            Repair::Enqueue(Dispatcher::new(
+                JobSender::new(aws_sdk_sqs::Client::new(&sdk)),
+                WorkQueues::from_env(&env).context("backfill enqueues jobs (or use --inline)")?,
+                Router::from_env(&env)?,
+            ))
         })
     })?;
     let reconciler = Reconciler::new(s3, gcs, buckets, replicator_settings.variants);

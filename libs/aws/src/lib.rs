@@ -1,4 +1,5 @@
-//! yuba's edge to AWS: reading source objects from S3 and putting jobs on SQS work queues.
+//! yuba's edge to AWS: reading source objects from S3 and putting jobs on SQS work queues
+//! ([`Dispatcher`], the one path by which ingest and the reconciler enqueue).
 //!
 //! Endpoints, region and credentials come from the standard AWS environment (`AWS_REGION`,
 //! `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`, the credential chain), so the same code runs on
@@ -10,12 +11,14 @@
 
 mod batch;
 mod classify;
+mod dispatch;
 pub mod permissions;
 mod s3;
 mod sqs;
 
 pub use batch::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, pack_batches};
 pub use classify::{classify_sdk_error, describe_sdk_error};
+pub use dispatch::{Dispatched, Dispatcher};
 pub use s3::{ListQuery, ListedObject, ListedPage, S3Error, S3Source, SourceHead, SourceObject};
 pub use sqs::{JobSender, SendError};
 

@@ -24,8 +24,7 @@ use std::sync::atomic::AtomicU64;
 
 use chrono::{DateTime, Utc};
 use thiserror::Error;
-use yuba_aws::{JobSender, S3Source};
-use yuba_events::{Router, WorkQueues};
+use yuba_aws::{Dispatcher, S3Source};
 use yuba_gcs::Gcs;
 use yuba_replicate::Replicator;
 use yuba_variants::VariantConfig;
@@ -54,12 +53,8 @@ pub enum Depth {
 /// How `backfill` repairs.
 #[derive(Debug, Clone)]
 pub enum Repair {
-    /// Jobs on the work queues, in the format and by the routing ingest uses.
-    Enqueue {
-        sender: JobSender,
-        queues: WorkQueues,
-        router: Router,
-    },
+    /// Jobs on the work queues, by ingest's own path to them.
+    Enqueue(Dispatcher),
     /// In this process, with the worker's code.
     Inline(Box<Replicator>),
 }

@@ -4,8 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use futures::{StreamExt, stream};
-use yuba_aws::JobSender;
-use yuba_events::{Route, Router, WorkQueues};
+use yuba_aws::Dispatcher;
 use yuba_model::{DeleteJob, ErrorChain, Job, ReplicaRecord, ReplicateJob};
 use yuba_replicate::{Outcome, Replicator};
 
@@ -55,11 +54,7 @@ impl Reconciler {
                         .collect()
                         .await
                 }
-                Repair::Enqueue {
-                    sender,
-                    queues,
-                    router,
-                } => enqueue(sender, queues, router, &drift, &jobs).await,
+                Repair::Enqueue(dispatcher) => enqueue(dispatcher, &drift, &jobs).await,
             }
         };
         drift
@@ -162,9 +157,7 @@ fn planned(judged: &Judged, job: Option<&Job>) -> Action {
 
 /// Puts the jobs on the work queues, routed as ingest routes them, in batches.
 async fn enqueue(
-    sender: &JobSender,
-    queues: &WorkQueues,
-    router: &Router,
+    dispatcher: &Dispatcher,
     drift: &[Judged],
     jobs: &[Option<Job>],
 ) -> Vec<(Action, Option<String>)> {
@@ -173,25 +166,16 @@ async fn enqueue(
         .zip(jobs)
         .map(|(judged, job)| (planned(judged, job.as_ref()), None))
         .collect();
-    for route in [Route::Lambda, Route::Fargate] {
-        let (indices, bodies): (Vec<usize>, Vec<String>) = jobs
-            .iter()
-            .enumerate()
-            .filter_map(|(index, job)| {
-                let job = job.as_ref()?;
-                (router.route(job) == route).then(|| (index, job.to_message()))
-            })
-            .unzip();
-        if bodies.is_empty() {
-            continue;
-        }
-        let results = sender.send(queues.url(route), &bodies).await;
-        for (index, result) in indices.into_iter().zip(results) {
-            outcomes[index] = match result {
-                Ok(()) => (Action::Enqueued(route), None),
-                Err(error) => (Action::Failed, Some(ErrorChain(&error).to_string())),
-            };
-        }
+    let (indices, to_send): (Vec<usize>, Vec<&Job>) = jobs
+        .iter()
+        .enumerate()
+        .filter_map(|(index, job)| Some((index, job.as_ref()?)))
+        .unzip();
+    for (index, (route, result)) in indices.into_iter().zip(dispatcher.dispatch(&to_send).await) {
+        outcomes[index] = match result {
+            Ok(()) => (Action::Enqueued(route), None),
+            Err(error) => (Action::Failed, Some(ErrorChain(&error).to_string())),
+        };
     }
     outcomes
 }
