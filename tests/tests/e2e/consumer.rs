@@ -6,22 +6,60 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use aws_sdk_sqs::config::interceptors::FinalizerInterceptorContextRef;
+use aws_sdk_sqs::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_sqs::operation::change_message_visibility::ChangeMessageVisibilityOutput;
 use tokio_util::sync::CancellationToken;
 use yuba_config::Env;
 use yuba_consumer::{Consumer, ConsumerSettings, ConsumerStats, Delivery, Handler, HandlerError};
 use yuba_e2e::{Stack, eventually};
 
-/// Takes `work` per message and counts how often each was handled.
+/// Takes `work` per message, or until `done` is cancelled, and counts how often each was
+/// handled.
 #[derive(Clone)]
 struct SlowHandler {
     work: Duration,
+    done: CancellationToken,
     calls: Arc<AtomicU32>,
 }
 
 impl Handler for SlowHandler {
     async fn handle(&self, _delivery: &Delivery) -> Result<(), HandlerError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        tokio::time::sleep(self.work).await;
+        tokio::select! {
+            () = tokio::time::sleep(self.work) => {}
+            () = self.done.cancelled() => {}
+        }
+        Ok(())
+    }
+}
+
+/// Counts the ChangeMessageVisibility calls that succeeded, as a client's
+/// interceptor: the renewals of a message being worked on, seen as they happen.
+#[derive(Debug, Default, Clone)]
+struct Renewals(Arc<AtomicU32>);
+
+impl Intercept for Renewals {
+    fn name(&self) -> &'static str {
+        "Renewals"
+    }
+
+    fn read_after_execution(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let renewed = context.output_or_error().is_some_and(|outcome| {
+            outcome.is_ok_and(|output| {
+                output
+                    .downcast_ref::<ChangeMessageVisibilityOutput>()
+                    .is_some()
+            })
+        });
+        if renewed {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
         Ok(())
     }
 }
@@ -30,6 +68,9 @@ impl Handler for SlowHandler {
 /// `work` per message; running until the returned token is cancelled.
 struct Running {
     calls: Arc<AtomicU32>,
+    /// Ends the handler's work early.
+    done: CancellationToken,
+    renewals: Renewals,
     shutdown: CancellationToken,
     stats: tokio::task::JoinHandle<ConsumerStats>,
 }
@@ -55,13 +96,23 @@ async fn consume_one(
     let settings = ConsumerSettings::from_env(&Env::from_pairs(all), "YUBA_QUEUE_URL", 2)?;
     let handler = SlowHandler {
         work,
+        done: CancellationToken::new(),
         calls: Arc::default(),
     };
-    let calls = Arc::clone(&handler.calls);
+    let (calls, done) = (Arc::clone(&handler.calls), handler.done.clone());
+    let renewals = Renewals::default();
+    let config = sqs
+        .config()
+        .to_builder()
+        .interceptor(renewals.clone())
+        .build();
+    let sqs = aws_sdk_sqs::Client::from_conf(config);
     let shutdown = CancellationToken::new();
     let stats = tokio::spawn(Consumer::new(sqs, settings, handler).run(shutdown.clone()));
     Ok(Running {
         calls,
+        done,
+        renewals,
         shutdown,
         stats,
     })
@@ -86,25 +137,35 @@ async fn a_message_worked_on_past_its_visibility_timeout_is_not_redelivered() ->
 {
     let stack = Stack::start("visibility", 5)?;
     // Two slots, so a redelivered message would be picked up while the first run goes on. The
-    // work lasts over twice the timeout; renewals come every half timeout, which leaves a loaded
-    // machine two seconds of slack per renewal.
+    // work lasts until the message has been renewed three times, each renewal for another
+    // timeout: past its first timeout (4 s) and past the end the first renewal gave it.
     let running = consume_one(
         &stack,
         "slow",
-        Duration::from_secs(9),
+        Duration::from_secs(120),
         &[
             ("YUBA_VISIBILITY_TIMEOUT_SECONDS", "4"),
             ("YUBA_CONCURRENCY", "2"),
         ],
     )
     .await?;
+    running.started().await?;
+    eventually(
+        Duration::from_secs(60),
+        "three renewals of the message's visibility",
+        || async { Ok((running.renewals.0.load(Ordering::SeqCst) >= 3).then_some(())) },
+    )
+    .await?;
+    assert_eq!(
+        running.calls.load(Ordering::SeqCst),
+        1,
+        "not handed out again while it was worked on"
+    );
+    running.done.cancel();
     eventually(
         Duration::from_secs(30),
-        "the message to be handled and deleted",
-        || async {
-            let handled = running.calls.load(Ordering::SeqCst) >= 1;
-            Ok((handled && queue_depth(&stack).await? == 0).then_some(()))
-        },
+        "the finished message to be deleted",
+        || async { Ok((queue_depth(&stack).await? == 0).then_some(())) },
     )
     .await?;
     let calls = Arc::clone(&running.calls);
