@@ -141,6 +141,7 @@ impl Watcher {
         let mut token: Option<String> = None;
         loop {
             let page = gcs
+                .objects()
                 .list(
                     bucket,
                     &ListQuery {

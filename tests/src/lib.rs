@@ -766,7 +766,8 @@ pub async fn replica_of(
     .await
     .map_err(|e| e.context(dump_logs(processes)))?;
     let object = gcs
-        .object(bucket, key)
+        .objects()
+        .get(bucket, key)
         .await?
         .with_context(|| format!("the worker replicated {key:?} but there is no replica"))?;
     ensure!(
@@ -789,7 +790,7 @@ pub async fn temporaries_under(
         page_size: 1000,
         ..ListQuery::default()
     };
-    let page = gcs.list(bucket, &query).await?;
+    let page = gcs.objects().list(bucket, &query).await?;
     anyhow::ensure!(page.next_page_token.is_none(), "more than one page");
     Ok(page
         .objects

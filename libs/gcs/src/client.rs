@@ -253,8 +253,8 @@ fn mismatched_upload(error: &google_cloud_storage::Error) -> Option<&Object> {
     }
 }
 
-/// A GCS connection: the official client for streamed uploads and reads, the JSON API for the
-/// rest.
+/// A GCS connection: uploads (checked, retried, composed) and reads through the official client
+/// or the JSON API; the objects' metadata through [`objects`](Gcs::objects).
 #[derive(Debug, Clone)]
 pub struct Gcs {
     storage: Storage,
@@ -311,6 +311,17 @@ impl Gcs {
     /// The official client, for what this adapter does not wrap.
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// Objects' metadata: read, update, list, delete.
+    pub fn objects(&self) -> &JsonApi {
+        &self.json
+    }
+
+    /// What this connection was made with: its upload sizes (whether an object is composed,
+    /// [`GcsSettings::composes`]) and retry limits.
+    pub fn settings(&self) -> &GcsSettings {
+        &self.settings
     }
 
     /// Creates or replaces `spec.name` with `content`, held in memory, in one request that
@@ -383,12 +394,6 @@ impl Gcs {
         let what = format!("composing gs://{}/{}", destination.bucket, destination.name);
         self.retrying(&what, || self.json.compose(destination, sources))
             .await
-    }
-
-    /// Whether a streamed object of `size` bytes goes up as a [`CompositeUpload`]
-    /// ([`GcsSettings::composes`]).
-    pub fn composes(&self, size: u64) -> bool {
-        self.settings.composes(size)
     }
 
     /// Starts uploading `source`'s content to `bucket/name` in parts of
@@ -495,29 +500,6 @@ impl Gcs {
         }
     }
 
-    /// `Ok(None)`: no such object.
-    pub async fn object(&self, bucket: &str, name: &str) -> Result<Option<ObjectInfo>, GcsError> {
-        self.json.get(bucket, name).await
-    }
-
-    /// Applies `update` to generation `generation` of the object, and only that generation: if
-    /// the object was replaced or removed meanwhile, the answer is a conflict
-    /// ([`GcsError::is_conflict`]) and the newer object keeps its own attributes.
-    pub async fn update(
-        &self,
-        bucket: &str,
-        name: &str,
-        generation: i64,
-        update: ObjectUpdate,
-    ) -> Result<ObjectInfo, GcsError> {
-        self.json.patch(bucket, name, generation, update).await
-    }
-
-    /// One page of the objects in `bucket`, in name order, with their custom metadata.
-    pub async fn list(&self, bucket: &str, query: &ListQuery<'_>) -> Result<ListPage, GcsError> {
-        self.json.list(bucket, query).await
-    }
-
     /// Starts reading generation `generation` of an object (so a replacement midway cannot mix
     /// two contents). The client checks the bytes against the object's crc32c as they arrive.
     pub async fn read(
@@ -535,18 +517,6 @@ impl Gcs {
             .await
             .map_err(|error| GcsError::from_storage(&context, Carried::NoChecksums, error))?;
         Ok(ObjectReader { response, context })
-    }
-
-    /// Deletes the object; with `if_generation_match`, only if that generation is the live one
-    /// (a conflict otherwise), so a newer object under the same name survives. `Ok(false)`: it
-    /// was not there.
-    pub async fn delete(
-        &self,
-        bucket: &str,
-        name: &str,
-        if_generation_match: Option<i64>,
-    ) -> Result<bool, GcsError> {
-        self.json.delete(bucket, name, if_generation_match).await
     }
 }
 

@@ -408,7 +408,8 @@ impl CompositeUpload {
         let failed: Vec<(String, GcsError)> =
             futures::stream::iter(std::mem::take(&mut self.temporaries))
                 .map(|name| async move {
-                    gcs.delete(bucket, &name, None)
+                    gcs.objects()
+                        .delete(bucket, &name, None)
                         .await
                         .err()
                         .map(|error| (name, error))
@@ -462,7 +463,7 @@ async fn put_part(
     let (bucket, name) = (spec.bucket.clone(), spec.name.clone());
     match gcs.upload_bytes(spec, part).await {
         Ok(stored) => Ok((stored.generation, false)),
-        Err(conflict) if conflict.is_conflict() => match gcs.object(&bucket, &name).await? {
+        Err(conflict) if conflict.is_conflict() => match gcs.objects().get(&bucket, &name).await? {
             Some(now) if holds(now.size, now.crc32c) => Ok((now.generation, false)),
             _ => Err(GcsError::transient(format!(
                 "uploading gs://{bucket}/{name}: another writer replaced the part with other \
@@ -521,7 +522,9 @@ async fn list_temporaries(
             page_token: token.as_deref(),
             ..ListQuery::default()
         };
-        let page = gcs.retrying(&what, || gcs.list(bucket, &query)).await?;
+        let page = gcs
+            .retrying(&what, || gcs.objects().list(bucket, &query))
+            .await?;
         objects.extend(page.objects);
         match page.next_page_token {
             Some(next) => token = Some(next),

@@ -36,8 +36,11 @@ const OBJECT_FIELDS: &str =
 /// other timestamps GCS would add by default are most of a page's bytes.
 const LIST_FIELDS: &str = "items(name,generation,metageneration,size,crc32c,md5Hash,contentType,metadata,timeCreated),prefixes,nextPageToken";
 
+/// A stored object's metadata: read, update, list and delete, through the JSON API with the
+/// connection's credentials ([`Gcs::objects`](crate::Gcs::objects)). Each call is one request,
+/// not retried here: the caller knows whether repeating it is safe.
 #[derive(Debug, Clone)]
-pub(crate) struct JsonApi {
+pub struct JsonApi {
     http: reqwest::Client,
     endpoint: String,
     credentials: Credentials,
@@ -205,11 +208,8 @@ impl JsonApi {
         resource.into_info()
     }
 
-    pub(crate) async fn get(
-        &self,
-        bucket: &str,
-        name: &str,
-    ) -> Result<Option<ObjectInfo>, GcsError> {
+    /// The object's metadata; `Ok(None)`: no such object (a missing bucket is an error).
+    pub async fn get(&self, bucket: &str, name: &str) -> Result<Option<ObjectInfo>, GcsError> {
         let context = format!("reading the metadata of gs://{bucket}/{name}");
         let request = self
             .request(Method::GET, &self.object_url(bucket, name))
@@ -223,11 +223,8 @@ impl JsonApi {
         }
     }
 
-    pub(crate) async fn list(
-        &self,
-        bucket: &str,
-        query: &ListQuery<'_>,
-    ) -> Result<ListPage, GcsError> {
+    /// One page of the objects in `bucket`, in name order, with their custom metadata.
+    pub async fn list(&self, bucket: &str, query: &ListQuery<'_>) -> Result<ListPage, GcsError> {
         let context = format!("listing gs://{bucket}/{}", query.prefix);
         let url = format!(
             "{}/storage/v1/b/{}/o",
@@ -346,7 +343,10 @@ impl JsonApi {
         }
     }
 
-    pub(crate) async fn patch(
+    /// Applies `update` to generation `generation` of the object, and only that generation: if
+    /// the object was replaced or removed meanwhile, the answer is a conflict
+    /// ([`GcsError::is_conflict`]) and the newer object keeps its own attributes.
+    pub async fn update(
         &self,
         bucket: &str,
         name: &str,
@@ -383,9 +383,10 @@ impl JsonApi {
         }
     }
 
-    /// With `if_generation_match`, only that generation, so a newer object under the same name
-    /// survives.
-    pub(crate) async fn delete(
+    /// Deletes the object; with `if_generation_match`, only if that generation is the live one
+    /// (a conflict otherwise), so a newer object under the same name survives. `Ok(false)`: it
+    /// was not there.
+    pub async fn delete(
         &self,
         bucket: &str,
         name: &str,

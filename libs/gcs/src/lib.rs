@@ -4,8 +4,8 @@
 //! checksum validation by the service), or, for large objects, as parts composed into the
 //! object at the end (`CompositeUpload`, resumed from the parts an earlier attempt left). Content already in memory goes up in one JSON API
 //! multipart request instead, which carries the content type in the media part as well (the
-//! crate sends `application/octet-stream` there, which some servers store). Everything else
-//! this crate does (read an object's metadata, update it, delete, list) uses the JSON API
+//! crate sends `application/octet-stream` there, which some servers store). Objects' metadata
+//! (read, update, delete, list: [`Gcs::objects`], a [`JsonApi`]) goes through the JSON API
 //! directly with the same credentials, because the crate offers those operations only over
 //! gRPC, which no local emulator speaks.
 
@@ -25,3 +25,4 @@ pub use credentials::{
 };
 pub use error::GcsError;
 pub use google_cloud_storage::streaming_source::{Payload, SizeHint, StreamingSource};
+pub use json_api::JsonApi;

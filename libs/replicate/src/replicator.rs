@@ -51,7 +51,11 @@ impl Replicator {
         match job {
             Job::Replicate(job) => {
                 let name = replica_name(&job.bucket, &job.key, &self.settings.variants)?;
-                let existing = self.gcs.object(&self.settings.replica_bucket, name).await?;
+                let existing = self
+                    .gcs
+                    .objects()
+                    .get(&self.settings.replica_bucket, name)
+                    .await?;
                 Box::pin(self.replicate(job, existing)).await
             }
             Job::Delete(job) => Box::pin(self.delete(job)).await,

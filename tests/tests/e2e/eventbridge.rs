@@ -157,7 +157,12 @@ async fn eventbridge_events_on_the_events_queue_replicate_and_delete() -> anyhow
         .send()
         .await?;
     eventually(TIMEOUT, "the replica to be deleted", || async {
-        Ok(gcs.object(replicas, KEY).await?.is_none().then_some(()))
+        Ok(gcs
+            .objects()
+            .get(replicas, KEY)
+            .await?
+            .is_none()
+            .then_some(()))
     })
     .await
     .map_err(|e| e.context(dump_logs(&pipeline)))?;

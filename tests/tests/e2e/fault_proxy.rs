@@ -455,7 +455,8 @@ async fn a_stack_behind_proxies_survives_a_gcs_restart() -> anyhow::Result<()> {
         "the object survives the restart and reads back through the proxy"
     );
     let object = gcs
-        .object(bucket, "through/the proxy.bin")
+        .objects()
+        .get(bucket, "through/the proxy.bin")
         .await?
         .expect("the object is still there");
     assert_eq!(object.metadata["owner"], "ann");

@@ -73,7 +73,8 @@ async fn a_copy_of_an_older_version_cannot_overwrite_a_newer_replica() -> anyhow
         );
         if key.ends_with(".jpg") {
             let thumb = gcs
-                .object(bucket, &format!("_variants/thumb/{key}"))
+                .objects()
+                .get(bucket, &format!("_variants/thumb/{key}"))
                 .await?
                 .expect("the variant");
             assert_eq!(
@@ -154,7 +155,11 @@ async fn a_source_read_cut_half_way_resumes_on_the_same_version() -> anyhow::Res
             .contains("changed while it was being read"),
         "{error}"
     );
-    assert_eq!(gcs.object(bucket, key).await?, None, "nothing was written");
+    assert_eq!(
+        gcs.objects().get(bucket, key).await?,
+        None,
+        "nothing was written"
+    );
     replicator.run(&job).await?;
     assert_eq!(gcs_sha256(&gcs, bucket, key).await?, sha256_hex(&v2));
     Ok(())
@@ -194,7 +199,8 @@ async fn poison_messages_reach_the_dlq_without_blocking_their_batch() -> anyhow:
     let gcs = stack.gcs().await?;
     eventually(TIMEOUT, "the good job done", || async {
         Ok(gcs
-            .object(stack.replica_bucket(), "poison/good.bin")
+            .objects()
+            .get(stack.replica_bucket(), "poison/good.bin")
             .await?
             .map(|_| ()))
     })
@@ -259,7 +265,7 @@ async fn a_worker_killed_mid_upload_leaves_nothing_and_the_job_completes() -> an
         worker.kill()?;
         let gcs = stack.gcs().await?;
         assert_eq!(
-            gcs.object(stack.replica_bucket(), key).await?,
+            gcs.objects().get(stack.replica_bucket(), key).await?,
             None,
             "a partial upload became visible (compose threshold {composed})"
         );
@@ -268,7 +274,11 @@ async fn a_worker_killed_mid_upload_leaves_nothing_and_the_job_completes() -> an
     let _worker = stack.spawn("yuba-worker", "survivor", &env)?;
     let gcs = stack.gcs().await?;
     eventually(Duration::from_secs(120), "the job redone", || async {
-        Ok(gcs.object(stack.replica_bucket(), key).await?.map(|_| ()))
+        Ok(gcs
+            .objects()
+            .get(stack.replica_bucket(), key)
+            .await?
+            .map(|_| ()))
     })
     .await?;
     assert_eq!(
@@ -357,7 +367,8 @@ async fn permanent_failures_are_told_apart_from_transient_ones() -> anyhow::Resu
     let gcs = stack.gcs().await?;
     eventually(TIMEOUT, "the job done once GCS is back", || async {
         Ok(gcs
-            .object(stack.replica_bucket(), "kinds/good.bin")
+            .objects()
+            .get(stack.replica_bucket(), "kinds/good.bin")
             .await?
             .map(|_| ()))
     })

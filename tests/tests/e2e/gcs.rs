@@ -35,7 +35,10 @@ async fn an_upload_stored_with_other_checksums_is_removed_and_retried() -> anyho
         .expect_err("a crc32c that is not the content's never stands");
     assert_eq!(error.kind, FailureKind::Transient, "{error}");
     assert!(
-        gcs.object(bucket, "notes/hello.txt").await?.is_none(),
+        gcs.objects()
+            .get(bucket, "notes/hello.txt")
+            .await?
+            .is_none(),
         "each stored generation was removed"
     );
     let requests = stack.gcs_requests()?;
@@ -71,9 +74,9 @@ async fn a_missing_bucket_is_told_from_a_missing_object_by_structure() -> anyhow
             .count())
     };
     let before = listings()?;
-    assert!(gcs.object(bucket, "no/such.jpg").await?.is_none());
-    assert!(gcs.object(bucket, "no/other.jpg").await?.is_none());
-    assert!(!gcs.delete(bucket, "no/such.jpg", None).await?);
+    assert!(gcs.objects().get(bucket, "no/such.jpg").await?.is_none());
+    assert!(gcs.objects().get(bucket, "no/other.jpg").await?.is_none());
+    assert!(!gcs.objects().delete(bucket, "no/such.jpg", None).await?);
     assert_eq!(
         listings()? - before,
         1,
@@ -81,7 +84,8 @@ async fn a_missing_bucket_is_told_from_a_missing_object_by_structure() -> anyhow
     );
 
     let missing = gcs
-        .object("no-such-bucket", "a.jpg")
+        .objects()
+        .get("no-such-bucket", "a.jpg")
         .await
         .expect_err("a missing bucket is not a missing object");
     assert_eq!(missing.kind, FailureKind::Permanent, "{missing}");
@@ -93,6 +97,7 @@ async fn a_missing_bucket_is_told_from_a_missing_object_by_structure() -> anyhow
         "{missing}"
     );
     let missing = gcs
+        .objects()
         .delete("no-such-bucket", "a.jpg", None)
         .await
         .expect_err("a missing bucket is not a missing object");
@@ -170,7 +175,7 @@ async fn a_composite_upload_is_one_object_with_its_attributes() -> anyhow::Resul
     assert_eq!(stored.size, content.len() as u64);
     assert_eq!(stored.crc32c, Some(crc32c::crc32c(&content)));
     assert_eq!(gcs_sha256(&gcs, bucket, name).await?, sha256_hex(&content));
-    let object = gcs.object(bucket, name).await?.expect("the object");
+    let object = gcs.objects().get(bucket, name).await?.expect("the object");
     assert_eq!(object.content_type.as_deref(), Some("video/mp4"));
     // Its creation time, as the object and as a listing say it (the load test's clock).
     let created = object.created.expect("timeCreated");
@@ -180,6 +185,7 @@ async fn a_composite_upload_is_one_object_with_its_attributes() -> anyhow::Resul
         "{created}"
     );
     let listed = gcs
+        .objects()
         .list(
             bucket,
             &ListQuery {
@@ -239,7 +245,7 @@ async fn a_failed_composite_upload_leaves_nothing_behind() -> anyhow::Result<()>
     assert_eq!(failed.to_string(), "connection reset");
     // A failure no attempt will get past: nothing is kept for one.
     upload.abort(FailureKind::Permanent).await;
-    assert!(gcs.object(bucket, name).await?.is_none());
+    assert!(gcs.objects().get(bucket, name).await?.is_none());
     assert_eq!(temporaries(&gcs, bucket).await?, Vec::<String>::new());
 
     // Parts whose composition does not hold the content read: the object made is removed,
@@ -260,7 +266,7 @@ async fn a_failed_composite_upload_leaves_nothing_behind() -> anyhow::Result<()>
         .await
         .expect_err("a composition with another crc32c never stands");
     assert_eq!(error.kind, FailureKind::Transient, "{error}");
-    assert!(gcs.object(bucket, name).await?.is_none());
+    assert!(gcs.objects().get(bucket, name).await?.is_none());
     assert_eq!(temporaries(&gcs, bucket).await?, Vec::<String>::new());
     Ok(())
 }
@@ -324,7 +330,9 @@ async fn a_composite_upload_resumes_from_the_parts_an_earlier_attempt_left() -> 
         altered(&parts[2]),
     )
     .await?;
-    gcs.delete(bucket, &format!("{prefix}00004"), None).await?;
+    gcs.objects()
+        .delete(bucket, &format!("{prefix}00004"), None)
+        .await?;
 
     // The second attempt at the same content finds them under the same prefix, and uploads
     // only what it did not find intact: parts 2 and 4, and 6 to 9.
@@ -415,7 +423,7 @@ async fn a_part_written_by_another_attempt_meanwhile_is_used_only_if_it_holds_th
     };
     assert_eq!(error.kind, FailureKind::Transient, "{error}");
     assert!(!error.is_conflict(), "{error}");
-    assert!(gcs.object(bucket, name).await?.is_none());
+    assert!(gcs.objects().get(bucket, name).await?.is_none());
     // The next attempt lists that part, replaces it (conditional on the generation listed)
     // and makes the object.
     let mut retry = gcs.composite_upload(bucket, name, &source).await?;
@@ -450,7 +458,9 @@ async fn a_compose_whose_parts_another_attempt_removed_fails_transiently() -> an
         Ok((temporaries_under(&gcs, bucket, &prefix).await?.len() == 5).then_some(()))
     })
     .await?;
-    gcs.delete(bucket, &format!("{prefix}00003"), None).await?;
+    gcs.objects()
+        .delete(bucket, &format!("{prefix}00003"), None)
+        .await?;
     let error = upload
         .finish(destination(bucket, name), crc32c::crc32c(&content))
         .await
@@ -458,6 +468,6 @@ async fn a_compose_whose_parts_another_attempt_removed_fails_transiently() -> an
     // GCS answers 404 (which the adapter reads as transient once a listing shows the part
     // gone: unit-tested in yuba-gcs); fake-gcs-server answers 500.
     assert_eq!(error.kind, FailureKind::Transient, "{error}");
-    assert!(gcs.object(bucket, name).await?.is_none());
+    assert!(gcs.objects().get(bucket, name).await?.is_none());
     Ok(())
 }

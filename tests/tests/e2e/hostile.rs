@@ -30,7 +30,7 @@ async fn list_all(gcs: &Gcs, bucket: &str, prefix: &str) -> anyhow::Result<Vec<O
             page_size: 1000,
             ..ListQuery::default()
         };
-        let page = gcs.list(bucket, &query).await?;
+        let page = gcs.objects().list(bucket, &query).await?;
         objects.extend(page.objects);
         match page.next_page_token {
             Some(next) => token = Some(next),
@@ -343,7 +343,7 @@ async fn user_metadata_at_the_limits_is_copied_as_s3_returns_it() -> anyhow::Res
         }
     }
     assert!(
-        gcs.object(bucket, "meta/newline").await?.is_none(),
+        gcs.objects().get(bucket, "meta/newline").await?.is_none(),
         "nothing was uploaded, nothing replicated"
     );
     Ok(())
@@ -485,13 +485,15 @@ async fn content_types_that_lie_are_sniffed_not_trusted() -> anyhow::Result<()> 
     );
     assert_eq!(field(key, "yuba-variants-error"), None);
     let large = gcs
-        .object(bucket, "_variants/large/lies/png-as-jpeg.jpg")
+        .objects()
+        .get(bucket, "_variants/large/lies/png-as-jpeg.jpg")
         .await?
         .expect("the large variant exists");
     assert_eq!(large.content_type.as_deref(), Some("image/jpeg"));
     assert_eq!(large.metadata["yuba-variant-width"], "120");
     let small = gcs
-        .object(bucket, "_variants/pngonly/lies/png-as-jpeg.jpg.png")
+        .objects()
+        .get(bucket, "_variants/pngonly/lies/png-as-jpeg.jpg.png")
         .await?
         .expect("the png variant exists");
     assert_eq!(small.content_type.as_deref(), Some("image/png"));

@@ -138,7 +138,7 @@ fn permutations<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
 
 /// The sha256 a replica records, if there is one.
 async fn recorded_sha256(gcs: &Gcs, bucket: &str, name: &str) -> anyhow::Result<Option<String>> {
-    Ok(gcs.object(bucket, name).await?.map(|object| {
+    Ok(gcs.objects().get(bucket, name).await?.map(|object| {
         object
             .metadata
             .get(keys::SHA256)
@@ -188,7 +188,7 @@ async fn every_order_of_a_keys_events_converges_to_its_latest_state() -> anyhow:
             for order in permutations(&jobs) {
                 orders += 1;
                 for name in [key, variant.as_str()] {
-                    gcs.delete(bucket, name, None).await?;
+                    gcs.objects().delete(bucket, name, None).await?;
                 }
                 for job in &order {
                     let outcome = replicator.run(job).await?;
@@ -205,15 +205,19 @@ async fn every_order_of_a_keys_events_converges_to_its_latest_state() -> anyhow:
                 match want {
                     Some(sha256) => {
                         assert_eq!(&gcs_sha256(&gcs, bucket, key).await?, sha256, "{order:?}");
-                        let thumb = gcs.object(bucket, &variant).await?;
+                        let thumb = gcs.objects().get(bucket, &variant).await?;
                         let made_from = thumb
                             .as_ref()
                             .and_then(|thumb| thumb.metadata.get(keys::SOURCE_SHA256));
                         assert_eq!(made_from, Some(sha256), "{key}'s variant, {order:?}");
                     }
                     None => {
-                        assert_eq!(gcs.object(bucket, key).await?, None, "{order:?}");
-                        assert_eq!(gcs.object(bucket, &variant).await?, None, "{order:?}");
+                        assert_eq!(gcs.objects().get(bucket, key).await?, None, "{order:?}");
+                        assert_eq!(
+                            gcs.objects().get(bucket, &variant).await?,
+                            None,
+                            "{order:?}"
+                        );
                     }
                 }
             }

@@ -42,7 +42,7 @@ async fn assert_replicated(
     let bucket = stack.replica_bucket();
     replica_of(workers, &gcs, bucket, KEY, TIMEOUT).await?;
     assert_eq!(gcs_sha256(&gcs, bucket, KEY).await?, sha256);
-    let variant = gcs.object(bucket, VARIANT).await?;
+    let variant = gcs.objects().get(bucket, VARIANT).await?;
     ensure!(variant.is_some(), "no {VARIANT}: {}", dump_logs(workers));
     Ok(())
 }

@@ -112,6 +112,7 @@ async fn generations(gcs: &Gcs, bucket: &str) -> anyhow::Result<HashMap<String, 
     let mut token: Option<String> = None;
     loop {
         let page = gcs
+            .objects()
             .list(
                 bucket,
                 &ListQuery {
@@ -236,7 +237,7 @@ async fn every_kind_of_drift_is_found_and_repaired() -> anyhow::Result<()> {
     assert_eq!(count(&summary, "repaired"), objects.len() as u64);
     for (key, _) in &objects {
         assert!(
-            gcs.object(bucket, key).await?.is_some(),
+            gcs.objects().get(bucket, key).await?.is_some(),
             "{key:?} replicated"
         );
     }
@@ -247,7 +248,10 @@ async fn every_kind_of_drift_is_found_and_repaired() -> anyhow::Result<()> {
         "variant-outdated.jpg",
     ] {
         let variant = format!("_variants/thumb/{image}.webp");
-        assert!(gcs.object(bucket, &variant).await?.is_some(), "{variant}");
+        assert!(
+            gcs.objects().get(bucket, &variant).await?.is_some(),
+            "{variant}"
+        );
     }
 
     // An image replicated while no profile was configured: its record lists no variant.
@@ -262,7 +266,8 @@ async fn every_kind_of_drift_is_found_and_repaired() -> anyhow::Result<()> {
     );
     assert_eq!(plain.code, Some(0));
     let record = gcs
-        .object(bucket, no_variants.0)
+        .objects()
+        .get(bucket, no_variants.0)
         .await?
         .expect("replicated");
     assert!(
@@ -281,7 +286,11 @@ async fn every_kind_of_drift_is_found_and_repaired() -> anyhow::Result<()> {
     objects.retain(|(key, _)| *key != "stale.txt");
     objects.push(("stale.txt", stale_bytes));
     // Other bytes of the same length under the old record, as a botched manual copy would.
-    let replica = gcs.object(bucket, "mismatch.txt").await?.expect("replica");
+    let replica = gcs
+        .objects()
+        .get(bucket, "mismatch.txt")
+        .await?
+        .expect("replica");
     gcs.upload(
         UploadSpec {
             bucket: bucket.to_owned(),
@@ -293,12 +302,20 @@ async fn every_kind_of_drift_is_found_and_repaired() -> anyhow::Result<()> {
         "THE ORIGINAL REPLICA CONTENT".to_owned(),
     )
     .await?;
-    let tampered = gcs.object(bucket, "mismatch.txt").await?.expect("replica");
+    let tampered = gcs
+        .objects()
+        .get(bucket, "mismatch.txt")
+        .await?
+        .expect("replica");
     assert_eq!(tampered.metadata, replica.metadata);
     assert_ne!(tampered.crc32c, replica.crc32c);
     // Other bytes under a record rewritten to match them: the listing cannot tell, only the
     // content (S3's checksum, or both streams) can, and only a forced job repairs it.
-    let replica = gcs.object(bucket, "forged.txt").await?.expect("replica");
+    let replica = gcs
+        .objects()
+        .get(bucket, "forged.txt")
+        .await?
+        .expect("replica");
     let forged = gcs
         .upload(
             UploadSpec {
@@ -312,16 +329,17 @@ async fn every_kind_of_drift_is_found_and_repaired() -> anyhow::Result<()> {
         )
         .await?;
     let crc32c = yuba_model::crc32c_to_base64(forged.crc32c.expect("GCS computes a crc32c"));
-    gcs.update(
-        bucket,
-        "forged.txt",
-        forged.generation,
-        ObjectUpdate {
-            content_type: None,
-            metadata: vec![("yuba-crc32c".to_owned(), crc32c)],
-        },
-    )
-    .await?;
+    gcs.objects()
+        .update(
+            bucket,
+            "forged.txt",
+            forged.generation,
+            ObjectUpdate {
+                content_type: None,
+                metadata: vec![("yuba-crc32c".to_owned(), crc32c)],
+            },
+        )
+        .await?;
     s3.delete_object()
         .bucket(stack.source_bucket())
         .key("orphan.jpg")
@@ -329,22 +347,24 @@ async fn every_kind_of_drift_is_found_and_repaired() -> anyhow::Result<()> {
         .await?;
     objects.retain(|(key, _)| *key != "orphan.jpg");
     assert!(
-        gcs.delete(bucket, "_variants/thumb/variant-deleted.jpg.webp", None)
+        gcs.objects()
+            .delete(bucket, "_variants/thumb/variant-deleted.jpg.webp", None)
             .await?
     );
     // A variant left from other content (a lost update): there, but not of these bytes.
     let outdated = "_variants/thumb/variant-outdated.jpg.webp";
-    let variant = gcs.object(bucket, outdated).await?.expect("variant");
-    gcs.update(
-        bucket,
-        outdated,
-        variant.generation,
-        ObjectUpdate {
-            content_type: None,
-            metadata: vec![("yuba-source-sha256".to_owned(), sha256_hex(b"other"))],
-        },
-    )
-    .await?;
+    let variant = gcs.objects().get(bucket, outdated).await?.expect("variant");
+    gcs.objects()
+        .update(
+            bucket,
+            outdated,
+            variant.generation,
+            ObjectUpdate {
+                content_type: None,
+                metadata: vec![("yuba-source-sha256".to_owned(), sha256_hex(b"other"))],
+            },
+        )
+        .await?;
 
     let listing_drift = [
         ("missing", "missing.txt"),
@@ -464,7 +484,7 @@ async fn every_kind_of_drift_is_found_and_repaired() -> anyhow::Result<()> {
     assert_replicas_equal_sources(&stack, &gcs, &objects).await?;
     for gone in ["orphan.jpg", "_variants/thumb/orphan.jpg.webp"] {
         assert!(
-            gcs.object(bucket, gone).await?.is_none(),
+            gcs.objects().get(bucket, gone).await?.is_none(),
             "{gone} deleted with the orphan"
         );
     }
@@ -473,9 +493,10 @@ async fn every_kind_of_drift_is_found_and_repaired() -> anyhow::Result<()> {
         "variant-outdated.jpg",
         "no-variants.jpg",
     ] {
-        let record = gcs.object(bucket, image).await?.expect("replica");
+        let record = gcs.objects().get(bucket, image).await?.expect("replica");
         let variant = gcs
-            .object(bucket, &format!("_variants/thumb/{image}.webp"))
+            .objects()
+            .get(bucket, &format!("_variants/thumb/{image}.webp"))
             .await?
             .unwrap_or_else(|| panic!("the thumb of {image} was made again"));
         assert_eq!(
@@ -708,7 +729,7 @@ async fn backfill_enqueues_jobs_routed_by_size_for_the_workers() -> anyhow::Resu
         .send()
         .await?;
     let thumb = "_variants/thumb/photos/p.jpg.webp";
-    assert!(gcs.delete(bucket, thumb, None).await?);
+    assert!(gcs.objects().delete(bucket, thumb, None).await?);
     for (key, body) in small.iter().chain(&large) {
         stack.put(key, body).await?;
     }
@@ -752,7 +773,7 @@ async fn backfill_enqueues_jobs_routed_by_size_for_the_workers() -> anyhow::Resu
     assert_eq!(queue_depth(&sqs, lambda_queue).await?, 4);
     assert_eq!(queue_depth(&sqs, fargate_queue).await?, 3);
     assert!(
-        gcs.object(bucket, "gone.txt").await?.is_some(),
+        gcs.objects().get(bucket, "gone.txt").await?.is_some(),
         "enqueuing changes nothing by itself"
     );
 
@@ -786,9 +807,14 @@ async fn backfill_enqueues_jobs_routed_by_size_for_the_workers() -> anyhow::Resu
             "{key} is worked on by the Fargate worker: {by:?}"
         );
     }
-    let record = gcs.object(bucket, "photos/p.jpg").await?.expect("replica");
+    let record = gcs
+        .objects()
+        .get(bucket, "photos/p.jpg")
+        .await?
+        .expect("replica");
     let variant = gcs
-        .object(bucket, thumb)
+        .objects()
+        .get(bucket, thumb)
         .await?
         .expect("the forced job made the lost variant again");
     assert_eq!(
@@ -797,7 +823,8 @@ async fn backfill_enqueues_jobs_routed_by_size_for_the_workers() -> anyhow::Resu
     );
     eventually(REPLICA_TIMEOUT, "the orphan to be deleted", || async {
         Ok(gcs
-            .object(bucket, "gone.txt")
+            .objects()
+            .get(bucket, "gone.txt")
             .await?
             .is_none()
             .then_some(()))
@@ -890,9 +917,9 @@ async fn selection_and_safety_options_limit_what_is_touched() -> anyhow::Result<
         actions(&findings),
         HashMap::from([("missing/a.txt".to_owned(), "replicated".to_owned())])
     );
-    assert!(gcs.object(bucket, "missing/a.txt").await?.is_some());
+    assert!(gcs.objects().get(bucket, "missing/a.txt").await?.is_some());
     assert!(
-        gcs.object(bucket, "missing/b.txt").await?.is_none(),
+        gcs.objects().get(bucket, "missing/b.txt").await?.is_none(),
         "a key outside the manifest is not touched"
     );
     let mut drift = all_drift;
@@ -920,8 +947,8 @@ async fn selection_and_safety_options_limit_what_is_touched() -> anyhow::Result<
     assert_eq!(future.code, Some(0), "{}", future.stderr);
     assert_eq!(count(&summary, "skipped"), 5, "{summary}");
     assert_eq!(count(&summary, "repaired"), 0, "{summary}");
-    assert!(gcs.object(bucket, "missing/b.txt").await?.is_none());
-    assert!(gcs.object(bucket, "orphan.txt").await?.is_some());
+    assert!(gcs.objects().get(bucket, "missing/b.txt").await?.is_none());
+    assert!(gcs.objects().get(bucket, "orphan.txt").await?.is_some());
 
     // --dry-run: says what it would do, does nothing, and leaves the checkpoint file alone.
     std::fs::write(&checkpoint, "another run's checkpoint")?;
@@ -949,7 +976,7 @@ async fn selection_and_safety_options_limit_what_is_touched() -> anyhow::Result<
     std::fs::remove_file(&checkpoint)?;
     let diff = reconcile(&stack, &["diff"], &[], &checkpoint).await?;
     assert_eq!(kinds_and_keys(&parse(&diff).0), drift, "{}", diff.stdout);
-    assert!(gcs.object(bucket, "orphan.txt").await?.is_some());
+    assert!(gcs.objects().get(bucket, "orphan.txt").await?.is_some());
 
     // Without --delete-orphans an orphan is kept, and said to be: drift left unrepaired (exit 1).
     let keep = reconcile(&stack, &["backfill", "--inline"], &[], &checkpoint).await?;
@@ -963,7 +990,7 @@ async fn selection_and_safety_options_limit_what_is_touched() -> anyhow::Result<
         ])
     );
     assert_eq!(count(&summary, "kept"), 1);
-    assert!(gcs.object(bucket, "orphan.txt").await?.is_some());
+    assert!(gcs.objects().get(bucket, "orphan.txt").await?.is_some());
     let diff = reconcile(&stack, &["diff"], &[], &checkpoint).await?;
     assert_eq!(
         kinds_and_keys(&parse(&diff).0),
@@ -1012,9 +1039,14 @@ async fn selection_and_safety_options_limit_what_is_touched() -> anyhow::Result<
         "a kept orphan is drift left: {}",
         delete.stdout
     );
-    assert!(gcs.object(bucket, "orphan.txt").await?.is_none());
-    assert!(gcs.object(bucket, "someone-elses.txt").await?.is_some());
-    assert!(gcs.object(bucket, part).await?.is_some());
+    assert!(gcs.objects().get(bucket, "orphan.txt").await?.is_none());
+    assert!(
+        gcs.objects()
+            .get(bucket, "someone-elses.txt")
+            .await?
+            .is_some()
+    );
+    assert!(gcs.objects().get(bucket, part).await?.is_some());
     assert_eq!(
         count(&parse(&delete).1, "listed_upload_parts"),
         1,
@@ -1135,7 +1167,7 @@ async fn a_manifest_that_names_a_variant_does_not_make_it_an_orphan() -> anyhow:
     let seeded = reconcile(&stack, &["backfill", "--inline"], &variants, &checkpoint).await?;
     assert_eq!(seeded.code, Some(0), "{}", seeded.stderr);
     let thumb = "_variants/thumb/photos/a.jpg.webp";
-    assert!(gcs.object(bucket, thumb).await?.is_some());
+    assert!(gcs.objects().get(bucket, thumb).await?.is_some());
     let manifest = stack.dir.join("manifest.txt");
     std::fs::write(&manifest, format!("photos/a.jpg\n{thumb}\n"))?;
     let manifest = manifest.to_str().unwrap_or_default();
@@ -1161,7 +1193,7 @@ async fn a_manifest_that_names_a_variant_does_not_make_it_an_orphan() -> anyhow:
         backfill.stdout
     );
     assert!(
-        gcs.object(bucket, thumb).await?.is_some(),
+        gcs.objects().get(bucket, thumb).await?.is_some(),
         "--delete-orphans --manifest deleted the variant {thumb}"
     );
     assert_eq!(backfill.code, Some(0), "{}", backfill.stderr);
@@ -1203,7 +1235,7 @@ async fn the_canarys_replicas_are_neither_orphans_nor_deleted() -> anyhow::Resul
     // The worker does not refuse the prefix (it does refuse `_yuba-parts/`).
     let outcome = replicator.run(&job).await?;
     assert_eq!(outcome.as_str(), "replicated", "{outcome:?}");
-    assert!(gcs.object(bucket, &canary_key).await?.is_some());
+    assert!(gcs.objects().get(bucket, &canary_key).await?.is_some());
     // A real orphan beside it, so the run is seen to delete orphans at all.
     stack.put("gone.txt", b"short-lived").await?;
     let seeded = reconcile(&stack, &["backfill", "--inline"], &[], &checkpoint).await?;
@@ -1238,9 +1270,9 @@ async fn the_canarys_replicas_are_neither_orphans_nor_deleted() -> anyhow::Resul
         delete.stdout
     );
     assert_eq!(delete.code, Some(0), "{}", delete.stdout);
-    assert!(gcs.object(bucket, "gone.txt").await?.is_none());
+    assert!(gcs.objects().get(bucket, "gone.txt").await?.is_none());
     assert!(
-        gcs.object(bucket, &canary_key).await?.is_some(),
+        gcs.objects().get(bucket, &canary_key).await?.is_some(),
         "--delete-orphans deleted the canary's replica {canary_key}"
     );
     Ok(())

@@ -141,7 +141,11 @@ async fn uploads_are_replicated_byte_for_byte_with_their_metadata() -> anyhow::R
         page_size: 10,
         ..yuba_gcs::ListQuery::default()
     };
-    let left = gcs.list(stack.replica_bucket(), &query).await?.objects;
+    let left = gcs
+        .objects()
+        .list(stack.replica_bucket(), &query)
+        .await?
+        .objects;
     assert!(left.is_empty(), "temporaries left: {left:?}");
 
     let fargate_jobs = logs_where(&pipeline, "outcome", "replicated")
@@ -279,7 +283,8 @@ async fn the_same_event_twice_uploads_once() -> anyhow::Result<()> {
     .await
     .map_err(|e| e.context(dump_logs(&pipeline)))?;
     let after = gcs
-        .object(stack.replica_bucket(), "dup/photo.jpg")
+        .objects()
+        .get(stack.replica_bucket(), "dup/photo.jpg")
         .await?
         .expect("the replica is still there");
     assert_eq!(after.generation, first.generation, "no second upload");
@@ -311,7 +316,8 @@ async fn deletes_are_mirrored_unless_switched_off() -> anyhow::Result<()> {
         .await?;
     eventually(REPLICA_TIMEOUT, "the replica to be deleted", || async {
         Ok(gcs
-            .object(bucket, "gone.jpg")
+            .objects()
+            .get(bucket, "gone.jpg")
             .await?
             .is_none()
             .then_some(()))
@@ -345,7 +351,7 @@ async fn deletes_are_mirrored_unless_switched_off() -> anyhow::Result<()> {
     })
     .await
     .map_err(|e| e.context(dump_logs(&workers)))?;
-    assert!(gcs.object(bucket, "kept.jpg").await?.is_some());
+    assert!(gcs.objects().get(bucket, "kept.jpg").await?.is_some());
     Ok(())
 }
 

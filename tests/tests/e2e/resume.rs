@@ -89,7 +89,7 @@ async fn resume(
         PARTS - kept,
         "{key}: the {kept} parts of the first attempt were uploaded again"
     );
-    let replica = gcs.object(bucket, key).await?.expect("the replica");
+    let replica = gcs.objects().get(bucket, key).await?.expect("the replica");
     assert_eq!(replica.crc32c, Some(crc32c::crc32c(content)), "{key}");
     assert_eq!(replica.metadata[keys::SHA256], sha256_hex(content), "{key}");
     assert_eq!(gcs_sha256(&gcs, bucket, key).await?, sha256_hex(content));
@@ -123,7 +123,7 @@ async fn a_composite_copy_that_failed_transiently_resumes_from_its_parts() -> an
             .aws
             .reset_next_toward(ResetDirection::ToClient, 0, 0);
         assert_eq!(error.kind(), FailureKind::Transient, "{error}");
-        assert!(gcs.object(bucket, key).await?.is_none(), "{key}");
+        assert!(gcs.objects().get(bucket, key).await?.is_none(), "{key}");
         let kept = temporaries(&gcs, bucket).await?.len();
         assert!((1..PARTS).contains(&kept), "{key}: {kept} parts kept");
         Ok(kept)
@@ -199,7 +199,7 @@ async fn a_cancelled_composite_copy_resumes_from_its_parts() -> anyhow::Result<(
     proxies.aws.heal();
     // A part whose request had reached GCS in full is still made: let it land.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(gcs.object(bucket, key).await?.is_none());
+    assert!(gcs.objects().get(bucket, key).await?.is_none());
     let kept = temporaries(&gcs, bucket).await?.len();
     assert!((2..PARTS).contains(&kept), "{kept} parts kept");
     resume(&stack, &replicator, &job, &content, kept).await
@@ -240,7 +240,7 @@ async fn a_copy_the_worker_drain_aborts_resumes_in_the_next_worker() -> anyhow::
     .await?;
     doomed.terminate(Duration::from_secs(15))?;
     assert!(
-        gcs.object(bucket, key).await?.is_none(),
+        gcs.objects().get(bucket, key).await?.is_none(),
         "the copy finished within the grace: {}",
         doomed.raw_log()
     );
@@ -252,7 +252,7 @@ async fn a_copy_the_worker_drain_aborts_resumes_in_the_next_worker() -> anyhow::
     let uploaded = uploads(&stack)?;
     let _survivor = stack.spawn("yuba-worker", "survivor", &env)?;
     eventually(TIMEOUT, "the job done by the next worker", || async {
-        Ok(gcs.object(bucket, key).await?.map(|_| ()))
+        Ok(gcs.objects().get(bucket, key).await?.map(|_| ()))
     })
     .await?;
     assert_eq!(

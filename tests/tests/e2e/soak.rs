@@ -261,7 +261,7 @@ async fn two_thousand_objects_survive_faults_kills_and_restarts() -> anyhow::Res
     let gcs = stack.gcs().await?;
     let (mut lost, mut corrupt, mut stale) = (Vec::new(), Vec::new(), Vec::new());
     for (key, want) in &truth {
-        let replica = gcs.object(stack.replica_bucket(), key).await?;
+        let replica = gcs.objects().get(stack.replica_bucket(), key).await?;
         match (want, replica) {
             (Some(_), None) => lost.push(key.clone()),
             (Some(want), Some(_)) => {

@@ -194,12 +194,14 @@ async fn images_get_their_variants_and_bad_images_keep_their_original() -> anyho
 
     // The variants, where the key template puts them, linked to their source.
     let large = gcs
-        .object(bucket, "_variants/large/photos/sea.jpg")
+        .objects()
+        .get(bucket, "_variants/large/photos/sea.jpg")
         .await?
         .expect("the large variant exists");
     assert_eq!(large.content_type.as_deref(), Some("image/jpeg"));
     let thumb = gcs
-        .object(bucket, "_variants/thumb/photos/sea.jpg.webp")
+        .objects()
+        .get(bucket, "_variants/thumb/photos/sea.jpg.webp")
         .await?
         .expect("the thumb variant exists");
     assert_eq!(thumb.content_type.as_deref(), Some("image/webp"));
@@ -225,7 +227,8 @@ async fn images_get_their_variants_and_bad_images_keep_their_original() -> anyho
         );
     }
     assert!(
-        gcs.object(bucket, "_variants/large/photos/broken.jpg")
+        gcs.objects()
+            .get(bucket, "_variants/large/photos/broken.jpg")
             .await?
             .is_none()
     );
@@ -255,7 +258,7 @@ async fn images_get_their_variants_and_bad_images_keep_their_original() -> anyho
                 "_variants/thumb/photos/sea.jpg.webp",
             ];
             for name in left {
-                if gcs.object(bucket, name).await?.is_some() {
+                if gcs.objects().get(bucket, name).await?.is_some() {
                     return Ok(None);
                 }
             }

@@ -128,7 +128,7 @@ impl Reconciler {
                 .variants
                 .key_template
                 .render(&variant.profile, key, &variant.extension);
-            match self.gcs.object(&self.buckets.replica, &name).await {
+            match self.gcs.objects().get(&self.buckets.replica, &name).await {
                 Ok(None) => {
                     return Some(Verdict::drift(
                         Kind::VariantsMissing,

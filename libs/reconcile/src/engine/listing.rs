@@ -121,6 +121,7 @@ impl Reconciler {
                     page_size,
                 };
                 let page = gcs
+                    .objects()
                     .list(&bucket, &query)
                     .await
                     .map_err(|error| ListingFailure::gcs(&what, error))?;
@@ -223,6 +224,7 @@ mod tests {
         let answer = S3Error {
             kind: FailureKind::Permanent,
             message: "NoSuchBucket: the bucket does not exist".to_owned(),
+            source: None,
         };
         let failure = ListingFailure::s3("listing s3://photos/2026/", answer);
         assert_eq!(failure.kind, FailureKind::Permanent);

@@ -147,7 +147,7 @@ impl Reconciler {
     async fn look_up(&self, key: String) -> Result<Pair, ReconcileError> {
         let (head, replica) = tokio::join!(
             self.s3.head(&self.buckets.source, &key),
-            self.gcs.object(&self.buckets.replica, &key)
+            self.gcs.objects().get(&self.buckets.replica, &key)
         );
         let head = head.map_err(|error| {
             let what = format!("looking up s3://{}/{key}", self.buckets.source);

@@ -203,6 +203,7 @@ impl Reconciler {
             }),
             with_retries(&replica_what, || async {
                 self.gcs
+                    .objects()
                     .list(&self.buckets.replica, &gcs_query)
                     .await
                     .map_err(|error| ListingFailure::gcs(&replica_what, error))

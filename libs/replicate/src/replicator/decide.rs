@@ -61,7 +61,11 @@ impl Replicator {
                     ..job.into_owned()
                 });
             }
-            existing = self.gcs.object(&self.settings.replica_bucket, name).await?;
+            existing = self
+                .gcs
+                .objects()
+                .get(&self.settings.replica_bucket, name)
+                .await?;
         }
     }
 

@@ -40,7 +40,11 @@ impl Replicator {
                         event_time: job.event_time,
                         force: true,
                     };
-                    let existing = self.gcs.object(&self.settings.replica_bucket, name).await?;
+                    let existing = self
+                        .gcs
+                        .objects()
+                        .get(&self.settings.replica_bucket, name)
+                        .await?;
                     Box::pin(self.replicate(&repair, existing)).await?;
                     return Ok(Outcome::SourceRecreated);
                 }
@@ -56,7 +60,7 @@ impl Replicator {
         variants_deleted: &mut bool,
     ) -> Result<Outcome, ReplicateError> {
         let bucket = &self.settings.replica_bucket;
-        let existing = self.gcs.object(bucket, name).await?;
+        let existing = self.gcs.objects().get(bucket, name).await?;
         let record = existing.as_ref().and_then(read_record);
         if record
             .as_ref()
@@ -78,10 +82,15 @@ impl Replicator {
                 &job.key,
                 &variant.extension,
             );
-            *variants_deleted |= self.gcs.delete(bucket, &variant_name, None).await?;
+            *variants_deleted |= self
+                .gcs
+                .objects()
+                .delete(bucket, &variant_name, None)
+                .await?;
         }
         match self
             .gcs
+            .objects()
             .delete(bucket, name, Some(existing.generation))
             .await
         {

@@ -72,7 +72,7 @@ impl Replicator {
             variants: Vec::new(),
             variants_error,
         };
-        if self.gcs.composes(source.size) {
+        if self.gcs.settings().composes(source.size) {
             return self
                 .write_composed(target, source, facts, expected, imaging)
                 .await;

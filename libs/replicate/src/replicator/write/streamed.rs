@@ -61,6 +61,7 @@ impl Replicator {
             ],
         };
         self.gcs
+            .objects()
             .update(bucket, target.name, stored.generation, completion)
             .await
             .map_err(|error| ReplicateError::conditional_write(error, false))?;
