@@ -8,7 +8,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use thiserror::Error;
-use yuba_model::{FailureKind, normalize_etag};
+use yuba_model::{Cause, FailureKind, normalize_etag};
 
 use crate::classify::{classify_sdk_error, describe_sdk_error};
 use crate::permissions::{
@@ -76,17 +76,20 @@ impl SourceObject {
             return Some(Ok(peeked));
         }
         loop {
-            let cut = match self.body.next().await {
+            let (cut, cause): (String, Option<Cause>) = match self.body.next().await {
                 Some(Ok(chunk)) => {
                     self.received += chunk.len() as u64;
                     return Some(Ok(chunk));
                 }
                 None if self.received >= self.size => return None,
-                None => format!(
-                    "the body ended after {} of {} bytes",
-                    self.received, self.size
+                None => (
+                    format!(
+                        "the body ended after {} of {} bytes",
+                        self.received, self.size
+                    ),
+                    None,
                 ),
-                Some(Err(error)) => error.to_string(),
+                Some(Err(error)) => (error.to_string(), Some(Box::new(error))),
             };
             let message = format!(
                 "reading s3://{}/{} failed mid-body: {cut}",
@@ -95,10 +98,7 @@ impl SourceObject {
             // Past the end there is nothing to resume (an error there is not the connection's),
             // and without an ETag nothing to pin the resumed read to.
             if self.resumes_left == 0 || self.received >= self.size || self.etag.is_empty() {
-                return Some(Err(S3Error {
-                    kind: FailureKind::Transient,
-                    message,
-                }));
+                return Some(Err(S3Error::transient(message, cause)));
             }
             self.resumes_left -= 1;
             tracing::warn!(
@@ -131,37 +131,28 @@ impl SourceObject {
         // and an SDK request's own is deep too (in debug builds, deeper than a thread's stack).
         let output = tokio::spawn(request)
             .await
-            .map_err(|error| S3Error {
-                kind: FailureKind::Transient,
-                message: format!("resuming the read of {location} did not finish: {error}"),
+            .map_err(|error| {
+                S3Error::transient(
+                    format!("resuming the read of {location} did not finish"),
+                    Some(Box::new(error)),
+                )
             })?
             .map_err(|error| {
                 let changed = error
                     .raw_response()
                     .is_some_and(|response| response.status().as_u16() == 412);
                 let request = format!("GET {location} (resuming at byte {})", self.received);
-                if let Some(refusal) =
-                    refused(&self.client, &request, &self.bucket, RESUME_NEEDS, &error)
-                {
-                    refusal
-                } else if changed {
-                    S3Error {
-                        kind: FailureKind::Transient,
-                        message: format!(
+                if changed {
+                    S3Error::transient(
+                        format!(
                             "{location} changed while it was being read (its ETag is no longer \
                              {}); the copy starts over with the new version",
                             self.etag
                         ),
-                    }
+                        Some(Box::new(error)),
+                    )
                 } else {
-                    S3Error {
-                        kind: classify_sdk_error(&error),
-                        message: format!(
-                            "resuming the read of {location} at byte {} failed: {}",
-                            self.received,
-                            describe_sdk_error(&error)
-                        ),
-                    }
+                    failed(&self.client, &request, &self.bucket, RESUME_NEEDS, error)
                 }
             })?;
         Ok(output.body)
@@ -189,6 +180,20 @@ impl SourceObject {
 pub struct S3Error {
     pub kind: FailureKind,
     pub message: String,
+    /// What failed underneath: the SDK's error (with its own chain down to the connection's),
+    /// or the body stream's.
+    #[source]
+    pub source: Option<Cause>,
+}
+
+impl S3Error {
+    fn transient(message: String, source: Option<Cause>) -> Self {
+        S3Error {
+            kind: FailureKind::Transient,
+            message,
+            source,
+        }
+    }
 }
 
 impl S3Source {
@@ -224,16 +229,7 @@ impl S3Source {
                     return Ok(None);
                 }
                 let request = format!("GET s3://{bucket}/{key}");
-                if let Some(refusal) = refused(&self.client, &request, bucket, GET_NEEDS, &error) {
-                    return Err(refusal);
-                }
-                return Err(S3Error {
-                    kind: classify_sdk_error(&error),
-                    message: format!(
-                        "GET s3://{bucket}/{key} failed: {}",
-                        describe_sdk_error(&error)
-                    ),
-                });
+                return Err(failed(&self.client, &request, bucket, GET_NEEDS, error));
             }
         };
 
@@ -248,9 +244,11 @@ impl S3Source {
         let size = output
             .content_length()
             .and_then(|length| u64::try_from(length).ok())
-            .ok_or_else(|| S3Error {
-                kind: FailureKind::Transient,
-                message: format!("GET s3://{bucket}/{key} answered without a Content-Length"),
+            .ok_or_else(|| {
+                S3Error::transient(
+                    format!("GET s3://{bucket}/{key} answered without a Content-Length"),
+                    None,
+                )
             })?;
         Ok(Some(SourceObject {
             bucket: bucket.to_owned(),
@@ -340,15 +338,7 @@ impl S3Source {
             .await
             .map_err(|error| {
                 let request = format!("ListObjectsV2 s3://{bucket}/{prefix}");
-                refused(&self.client, &request, bucket, LIST_NEEDS, &error).unwrap_or_else(|| {
-                    S3Error {
-                        kind: classify_sdk_error(&error),
-                        message: format!(
-                            "listing s3://{bucket}/{prefix} failed: {}",
-                            describe_sdk_error(&error)
-                        ),
-                    }
-                })
+                failed(&self.client, &request, bucket, LIST_NEEDS, error)
             })?;
         let objects = response
             .contents()
@@ -398,16 +388,7 @@ impl S3Source {
             }
             Err(error) => {
                 let request = format!("HEAD s3://{bucket}/{key}");
-                if let Some(refusal) = refused(&self.client, &request, bucket, HEAD_NEEDS, &error) {
-                    return Err(refusal);
-                }
-                return Err(S3Error {
-                    kind: classify_sdk_error(&error),
-                    message: format!(
-                        "HEAD s3://{bucket}/{key} failed: {}",
-                        describe_sdk_error(&error)
-                    ),
-                });
+                return Err(failed(&self.client, &request, bucket, HEAD_NEEDS, error));
             }
         };
         let etag = output.e_tag().map(normalize_etag).unwrap_or_default();
@@ -449,7 +430,7 @@ fn refused<E>(
     bucket: &str,
     needs: &[&Permission],
     error: &SdkError<E, HttpResponse>,
-) -> Option<S3Error>
+) -> Option<String>
 where
     E: std::error::Error + ProvideErrorMetadata + 'static,
 {
@@ -491,10 +472,34 @@ where
     if error.as_service_error().and_then(|e| e.code()).is_some() {
         message.push_str(&format!("; S3 said: {}", describe_sdk_error(error)));
     }
-    Some(S3Error {
-        kind: FailureKind::Permanent,
+    Some(message)
+}
+
+/// The error for a request S3 answered with `error`: a refusal (403) names the permissions the
+/// role needs, anything else is classified from the SDK's error and described by S3's answer.
+/// Either way the SDK's error stays underneath as the source.
+fn failed<E>(
+    client: &aws_sdk_s3::Client,
+    request: &str,
+    bucket: &str,
+    needs: &[&Permission],
+    error: SdkError<E, HttpResponse>,
+) -> S3Error
+where
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+{
+    let (kind, message) = match refused(client, request, bucket, needs, &error) {
+        Some(refusal) => (FailureKind::Permanent, refusal),
+        None => (
+            classify_sdk_error(&error),
+            format!("{request} failed: {}", describe_sdk_error(&error)),
+        ),
+    };
+    S3Error {
+        kind,
         message,
-    })
+        source: Some(Box::new(error)),
+    }
 }
 
 /// The ARN partition of a region (`arn:aws-cn:...` in China).

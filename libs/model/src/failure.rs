@@ -31,25 +31,24 @@ impl FailureKind {
 pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Displays an error followed by its chain of sources, `outer: cause: root cause`, for log lines
-/// and reports, which otherwise show only the outermost message. A source whose text the outer
-/// message already ends with (an error that repeats its cause's words) is not shown twice.
+/// and reports, which otherwise show only the outermost message. A source whose text is already
+/// in what is shown (an error that repeats its cause's words) is not shown twice.
 #[derive(Debug)]
 pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut shown = self.0.to_string();
-        f.write_str(&shown)?;
         let mut next = self.0.source();
         while let Some(cause) = next {
             let text = cause.to_string();
-            if !text.is_empty() && !shown.ends_with(&text) {
-                write!(f, ": {text}")?;
-                shown = text;
+            if !text.is_empty() && !shown.contains(&text) {
+                shown.push_str(": ");
+                shown.push_str(&text);
             }
             next = cause.source();
         }
-        Ok(())
+        f.write_str(&shown)
     }
 }
 
@@ -82,12 +81,12 @@ mod tests {
         );
 
         let repeating = Outer {
-            message: "upload failed: connection reset".into(),
+            message: "upload failed: connection reset (os error 104)".into(),
             source: Some(Box::new(std::io::Error::other("connection reset"))),
         };
         assert_eq!(
             ErrorChain(&repeating).to_string(),
-            "upload failed: connection reset"
+            "upload failed: connection reset (os error 104)"
         );
     }
 }

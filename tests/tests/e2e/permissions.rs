@@ -108,3 +108,31 @@ async fn a_refused_listing_names_the_permission_the_role_needs() {
          arn:aws:s3:::images"
     );
 }
+
+/// A request that never reached S3 is transient, and its error keeps what the connection said
+/// underneath (its source chain), for the log line that shows it with `ErrorChain`.
+#[tokio::test]
+async fn a_request_that_cannot_connect_is_transient_and_keeps_its_cause() {
+    // A port that was just free: nothing listens on it.
+    let address = TcpListener::bind("127.0.0.1:0")
+        .await
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port");
+    let s3 = source_at(&format!("http://{address}")).await;
+    let error = s3.head("images", "photos/cat.jpg").await.unwrap_err();
+    assert_eq!(error.kind, FailureKind::Transient, "{}", error.message);
+    assert!(std::error::Error::source(&error).is_some(), "{error:?}");
+    let shown = yuba_model::ErrorChain(&error).to_string();
+    assert!(
+        shown.starts_with("HEAD s3://images/photos/cat.jpg failed: ")
+            && shown.contains("dispatch failure"),
+        "{shown}"
+    );
+    // A refusal keeps the answer it was read from, too.
+    let refused = source_at(&refusing_endpoint().await)
+        .await
+        .head("images", "photos/cat.jpg")
+        .await
+        .unwrap_err();
+    assert!(std::error::Error::source(&refused).is_some(), "{refused:?}");
+}
