@@ -19,10 +19,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use clap::ValueEnum;
 use serde::Serialize;
-use yuba_e2e::{Process, Stack};
+use yuba_e2e::{Process, Stack, procstat};
 
 use crate::DEFAULT_VARIANTS;
-use crate::procstat;
 
 #[derive(Debug, clap::Args)]
 pub struct BurstArgs {

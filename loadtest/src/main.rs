@@ -10,7 +10,6 @@
 mod bodies;
 mod burst;
 mod observe;
-mod procstat;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -22,7 +21,7 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use rand::SeedableRng;
 use tokio_util::sync::CancellationToken;
-use yuba_e2e::{Process, Stack, StackOptions};
+use yuba_e2e::{Process, Stack, StackOptions, procstat};
 use yuba_gcs::{Gcs, GcsSettings};
 use yuba_loadtest::cost::Prices;
 use yuba_loadtest::model::{

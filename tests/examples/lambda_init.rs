@@ -17,20 +17,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use yuba_e2e::Stack;
 use yuba_e2e::lambda_api::RuntimeApi;
+use yuba_e2e::{Stack, procstat};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Peak resident memory of a running process (VmHWM), in KiB.
-fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/PID/status")
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
@@ -82,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
                 .spawn()
                 .with_context(|| format!("starting {}", binary.display()))?;
             let polled = api.first_poll(TIMEOUT).await;
-            let rss = peak_rss_kib(child.id());
+            let rss = procstat::peak_rss_bytes(child.id()).context("no VmHWM in /proc/PID/status");
             child.kill()?;
             child.wait()?;
             let polled = polled.with_context(|| format!("{name} never asked for an invocation"))?;
@@ -95,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
             percentile(&times, 50.0),
             percentile(&times, 90.0),
             times.last().copied().unwrap_or_default(),
-            peak as f64 / 1024.0
+            peak as f64 / f64::from(1 << 20)
         );
     }
     Ok(())

@@ -11,6 +11,7 @@ mod http;
 mod images;
 pub mod lambda_api;
 pub mod package;
+pub mod procstat;
 
 use std::collections::HashMap;
 use std::fs::File;

@@ -1,4 +1,5 @@
-//! CPU time and peak memory of processes, from Linux's /proc (proc(5)).
+//! CPU time and peak memory of processes, from Linux's /proc (proc(5)): what the memory tests,
+//! the load test and the Lambda init benchmark measure the processes they start with.
 
 use std::path::Path;
 

@@ -15,8 +15,8 @@
 use std::time::Duration;
 
 use yuba_e2e::{
-    Stack, amplification_png, check_generated, dump_logs, eventually, gcs_sha256, queue_depth,
-    replica_of, sha256_hex,
+    Stack, amplification_png, check_generated, dump_logs, eventually, gcs_sha256, procstat,
+    queue_depth, replica_of, sha256_hex,
 };
 use yuba_replicate::{
     ALLOCATOR_SLACK_PERCENT, Footprint, MEMORY_SETTING, MIN_IMAGES_BUDGET_MIB, PROCESS_BASE_MIB,
@@ -37,17 +37,6 @@ const VARIANTS: &str = r#"{
         {"name": "full", "width": 7000, "height": 7000, "format": "png", "prefixes": ["full/"]}
     ]
 }"#;
-
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        / 1024
-}
 
 async fn amplification_at_once(name: &str, at_once: usize) -> anyhow::Result<()> {
     let stack = Stack::start(name, 3)?;
@@ -117,7 +106,7 @@ async fn amplification_at_once(name: &str, at_once: usize) -> anyhow::Result<()>
         "nothing is dead-lettered"
     );
 
-    let peak = peak_rss_mib(processes[0].pid());
+    let peak = procstat::peak_rss_bytes(processes[0].pid()).expect("the worker's VmHWM") >> 20;
     println!("{at_once} amplification images at once: worker peak RSS {peak} MiB of {MEMORY_MIB}");
     assert!(
         peak <= MEMORY_MIB,
