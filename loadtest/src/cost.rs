@@ -14,7 +14,7 @@
 //! storage at rest, logs and metrics are left out: they do not depend on the replication method,
 //! or they vanish at a million images a month.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 use serde::{Deserialize, Serialize};
 
@@ -417,12 +417,7 @@ pub fn estimate(run: &Run, prices: &Prices) -> CostTable {
         Ok(()) => price_rows(&measured, prices, memory, &mut notes),
         Err(error) => {
             notes.push(format!("the prices are not usable: {error}"));
-            all_options()
-                .map(|option| CostRow {
-                    option,
-                    per_million: None,
-                })
-                .to_vec()
+            unpriced_rows()
         }
     };
     if measured.replicated_objects == 0 {
@@ -495,62 +490,9 @@ fn price_rows(
     memory: Option<f64>,
     notes: &mut Vec<String>,
 ) -> Vec<CostRow> {
-    let (Some(gb), Some(class_a), Some(ingest_cpu)) = (
-        measured.gb_per_object(),
-        measured.gcs_class_a_per_object(),
-        measured.ingest_cpu_s_per_object(),
-    ) else {
-        return all_options()
-            .map(|option| CostRow {
-                option,
-                per_million: None,
-            })
-            .to_vec();
+    let Some(per_object) = PerObject::of(measured, p) else {
+        return unpriced_rows();
     };
-    let worker_cpu = measured.worker_cpu_s_per_object();
-    let common_transfer = gb * p.egress_per_gb;
-
-    let ingest_compute = lambda_gb_seconds(
-        ingest_cpu,
-        p.ingest_memory_mb,
-        p.ingest_batch_size,
-        p.ingest_wait_s,
-    ) * p.lambda_per_gb_second;
-    let yuba_requests = p.sqs_requests_per_object * p.sqs_per_million / PER_MILLION
-        + p.s3_get_per_1000 / 1000.0
-        + class_a * p.gcs_class_a_per_1000 / 1000.0
-        + p.gcs_class_b_per_object * p.gcs_class_b_per_1000 / 1000.0
-        + p.lambda_per_million_requests / PER_MILLION / p.ingest_batch_size;
-
-    let lambda = worker_cpu.zip(memory).map(|(cpu, mb)| {
-        let worker = lambda_gb_seconds(cpu, mb, p.lambda_batch_size, p.lambda_wait_s)
-            * p.lambda_per_gb_second;
-        let invocations = p.lambda_per_million_requests / PER_MILLION / p.lambda_batch_size;
-        Breakdown::per_million(
-            worker + ingest_compute,
-            yuba_requests + invocations,
-            0.0,
-            common_transfer,
-        )
-    });
-
-    let fargate = worker_cpu.map(|cpu| {
-        let task_hours = cpu / p.fargate_utilization / 3600.0 / p.fargate_task_vcpu;
-        let task_hour_price = p.fargate_task_vcpu * p.fargate_spot_per_vcpu_hour
-            + p.fargate_task_memory_gb * p.fargate_spot_per_gb_hour;
-        Breakdown::per_million(
-            task_hours * task_hour_price + ingest_compute,
-            yuba_requests,
-            gb * p.nat_per_gb,
-            common_transfer,
-        )
-    });
-
-    let sts_requests = p.s3_get_per_1000 / 1000.0
-        + p.s3_list_per_1000 / 1000.0 / KEYS_PER_LIST
-        + (1.0 + 1.0 / KEYS_PER_LIST) * p.gcs_class_a_per_1000 / 1000.0;
-    let sts = Breakdown::per_million(gb * p.sts_per_gb, sts_requests, 0.0, common_transfer);
-
     if measured.variant_profiles > 0 {
         notes.push(format!(
             "yuba's rows include {} variant profile(s) per image; Storage Transfer Service makes none",
@@ -560,17 +502,110 @@ fn price_rows(
     vec![
         CostRow {
             option: CostOption::LambdaArm64,
-            per_million: lambda,
+            per_million: per_object.on_lambda(p, memory),
         },
         CostRow {
             option: CostOption::FargateSpot,
-            per_million: fargate,
+            per_million: per_object.on_fargate(p),
         },
         CostRow {
             option: CostOption::StorageTransferService,
-            per_million: Some(sts),
+            per_million: Some(per_object.by_sts(p)),
         },
     ]
+}
+
+/// Every option's row, unpriced: what the table shows when the run or the prices give nothing
+/// to price.
+fn unpriced_rows() -> Vec<CostRow> {
+    all_options()
+        .map(|option| CostRow {
+            option,
+            per_million: None,
+        })
+        .to_vec()
+}
+
+/// What the options' rows are built from, per replicated object.
+struct PerObject {
+    gb: f64,
+    /// `None` without a worker process: see [`Measured::worker_cpu_s_per_object`].
+    worker_cpu: Option<f64>,
+    /// The ingest Lambda, in front of both yuba deployments.
+    ingest_compute: f64,
+    /// SQS, S3, GCS and ingest invocation requests, the same for both yuba deployments.
+    yuba_requests: f64,
+    common_transfer: f64,
+}
+
+impl PerObject {
+    fn of(measured: &Measured, p: &Prices) -> Option<PerObject> {
+        let (Some(gb), Some(class_a), Some(ingest_cpu)) = (
+            measured.gb_per_object(),
+            measured.gcs_class_a_per_object(),
+            measured.ingest_cpu_s_per_object(),
+        ) else {
+            return None;
+        };
+        let ingest_compute = lambda_gb_seconds(
+            ingest_cpu,
+            p.ingest_memory_mb,
+            p.ingest_batch_size,
+            p.ingest_wait_s,
+        ) * p.lambda_per_gb_second;
+        let yuba_requests = p.sqs_requests_per_object * p.sqs_per_million / PER_MILLION
+            + p.s3_get_per_1000 / 1000.0
+            + class_a * p.gcs_class_a_per_1000 / 1000.0
+            + p.gcs_class_b_per_object * p.gcs_class_b_per_1000 / 1000.0
+            + p.lambda_per_million_requests / PER_MILLION / p.ingest_batch_size;
+        Some(PerObject {
+            gb,
+            worker_cpu: measured.worker_cpu_s_per_object(),
+            ingest_compute,
+            yuba_requests,
+            common_transfer: gb * p.egress_per_gb,
+        })
+    }
+
+    fn on_lambda(&self, p: &Prices, memory: Option<f64>) -> Option<Breakdown> {
+        self.worker_cpu.zip(memory).map(|(cpu, mb)| {
+            let worker = lambda_gb_seconds(cpu, mb, p.lambda_batch_size, p.lambda_wait_s)
+                * p.lambda_per_gb_second;
+            let invocations = p.lambda_per_million_requests / PER_MILLION / p.lambda_batch_size;
+            Breakdown::per_million(
+                worker + self.ingest_compute,
+                self.yuba_requests + invocations,
+                0.0,
+                self.common_transfer,
+            )
+        })
+    }
+
+    fn on_fargate(&self, p: &Prices) -> Option<Breakdown> {
+        self.worker_cpu.map(|cpu| {
+            let task_hours = cpu / p.fargate_utilization / 3600.0 / p.fargate_task_vcpu;
+            let task_hour_price = p.fargate_task_vcpu * p.fargate_spot_per_vcpu_hour
+                + p.fargate_task_memory_gb * p.fargate_spot_per_gb_hour;
+            Breakdown::per_million(
+                task_hours * task_hour_price + self.ingest_compute,
+                self.yuba_requests,
+                self.gb * p.nat_per_gb,
+                self.common_transfer,
+            )
+        })
+    }
+
+    fn by_sts(&self, p: &Prices) -> Breakdown {
+        let sts_requests = p.s3_get_per_1000 / 1000.0
+            + p.s3_list_per_1000 / 1000.0 / KEYS_PER_LIST
+            + (1.0 + 1.0 / KEYS_PER_LIST) * p.gcs_class_a_per_1000 / 1000.0;
+        Breakdown::per_million(
+            self.gb * p.sts_per_gb,
+            sts_requests,
+            0.0,
+            self.common_transfer,
+        )
+    }
 }
 
 /// Dollars to cents, or to two significant figures below a dollar: per-million costs span from
@@ -611,45 +646,61 @@ fn or_na(value: Option<String>) -> String {
 impl CostTable {
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
-        let m = &self.measured;
-        let p = &self.prices;
-        // Writing into a String cannot fail; the results are ignored for that reason.
-        let _ = writeln!(out, "## Cost per million images\n");
-        let _ = writeln!(
+        // Writing into a String cannot fail; the Result only comes from the fmt::Write trait.
+        let _ = self.render_markdown(&mut out);
+        out
+    }
+
+    fn render_markdown(&self, out: &mut String) -> fmt::Result {
+        writeln!(out, "## Cost per million images\n")?;
+        writeln!(
             out,
             "Dollars per million images replicated, from this run's measured CPU time and memory and the \
              prices below (us-east-1 list prices by default, no free tiers). Change any of them with \
              `--price name=value`.\n"
-        );
-        let _ = writeln!(
-            out,
-            "| Option | Compute | Requests | Network (own) | Transfer out of AWS (all options) | Total |"
-        );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
-        for row in &self.rows {
-            match &row.per_million {
-                Some(b) => {
-                    let _ = writeln!(
-                        out,
-                        "| {} | {} | {} | {} | {} | **{}** |",
-                        row.option.label(),
-                        usd(b.compute),
-                        usd(b.requests),
-                        usd(b.network),
-                        usd(b.common_transfer),
-                        usd(b.total)
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        out,
-                        "| {} | n/a | n/a | n/a | n/a | **n/a** |",
-                        row.option.label()
-                    );
-                }
+        )?;
+        self.rows_table(out)?;
+        if !self.notes.is_empty() {
+            writeln!(out, "\nNotes for this run:\n")?;
+            for note in &self.notes {
+                writeln!(out, "- {note}")?;
             }
         }
-        let _ = writeln!(
+        self.measured_list(out)?;
+        writeln!(out, "\n### Assumptions\n")?;
+        for line in ASSUMPTIONS {
+            writeln!(out, "- {line}")?;
+        }
+        self.prices_table(out)
+    }
+
+    /// One row per option, by where the money goes, and what the columns hold.
+    fn rows_table(&self, out: &mut String) -> fmt::Result {
+        writeln!(
+            out,
+            "| Option | Compute | Requests | Network (own) | Transfer out of AWS (all options) | Total |"
+        )?;
+        writeln!(out, "|---|---:|---:|---:|---:|---:|")?;
+        for row in &self.rows {
+            match &row.per_million {
+                Some(b) => writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | **{}** |",
+                    row.option.label(),
+                    usd(b.compute),
+                    usd(b.requests),
+                    usd(b.network),
+                    usd(b.common_transfer),
+                    usd(b.total)
+                )?,
+                None => writeln!(
+                    out,
+                    "| {} | n/a | n/a | n/a | n/a | **n/a** |",
+                    row.option.label()
+                )?,
+            }
+        }
+        writeln!(
             out,
             "\nCompute: Lambda GB-seconds or Fargate task-hours for the worker, plus the ingest Lambda \
              (yuba's ingest runs on Lambda in both deployments); for Storage Transfer Service, its own \
@@ -657,21 +708,19 @@ impl CostTable {
              invocations. Network (own): the NAT gateway Fargate tasks send through. Transfer out of \
              AWS: every option reads the source over the internet, so this column is the same for all \
              three and is shown apart to keep the comparison fair."
-        );
-        if !self.notes.is_empty() {
-            let _ = writeln!(out, "\nNotes for this run:\n");
-            for note in &self.notes {
-                let _ = writeln!(out, "- {note}");
-            }
-        }
+        )
+    }
 
-        let _ = writeln!(out, "\n### Measured\n");
-        let _ = writeln!(
+    /// What the run measured that went into the rows.
+    fn measured_list(&self, out: &mut String) -> fmt::Result {
+        let m = &self.measured;
+        writeln!(out, "\n### Measured\n")?;
+        writeln!(
             out,
             "- Replicated objects: {} (of {} uploaded); costs are divided by these",
             m.replicated_objects, m.uploaded_objects
-        );
-        let _ = writeln!(
+        )?;
+        writeln!(
             out,
             "- Worker CPU per replicated object: {} ({:.3} s over {} worker process(es))",
             or_na(
@@ -680,8 +729,8 @@ impl CostTable {
             ),
             m.worker_cpu_s,
             m.worker_processes
-        );
-        let _ = writeln!(
+        )?;
+        writeln!(
             out,
             "- Ingest CPU per replicated object: {} ({:.3} s over {} ingest process(es))",
             or_na(
@@ -690,56 +739,54 @@ impl CostTable {
             ),
             m.ingest_cpu_s,
             m.ingest_processes
-        );
-        let _ = writeln!(
+        )?;
+        writeln!(
             out,
             "- Mean bytes per replicated object: {}",
             or_na(m.mean_bytes.map(|b| format!("{:.0} ({:.3} MB)", b, b / MB)))
-        );
-        let _ = writeln!(
+        )?;
+        writeln!(
             out,
             "- Worker peak RSS (largest worker process): {}",
             or_na(
                 m.worker_peak_rss_bytes
                     .map(|b| format!("{:.0} MB", b as f64 / MB))
             )
-        );
-        let _ = writeln!(
+        )?;
+        writeln!(
             out,
             "- GCS writes (Class A) per object for yuba: {} (1 replica + {} variant profile(s) x {} image share)",
             or_na(m.gcs_class_a_per_object().map(|a| format!("{a:.2}"))),
             m.variant_profiles,
             or_na(m.image_share.map(|s| format!("{s:.2}")))
-        );
-        let memory_source = if p.lambda_worker_memory_mb.is_some() {
+        )?;
+        let memory_source = if self.prices.lambda_worker_memory_mb.is_some() {
             "set"
         } else {
             "auto: 1.5 x peak RSS, 128 MB steps, at least 512"
         };
-        let _ = writeln!(
+        writeln!(
             out,
             "- Lambda worker memory priced: {} ({memory_source})",
             or_na(self.lambda_worker_memory_mb.map(|mb| format!("{mb:.0} MB")))
-        );
+        )
+    }
 
-        let _ = writeln!(out, "\n### Assumptions\n");
-        for line in ASSUMPTIONS {
-            let _ = writeln!(out, "- {line}");
-        }
-
-        let _ = writeln!(out, "\n### Prices and inputs\n");
-        let _ = writeln!(out, "| `--price` name | Value | Meaning |");
-        let _ = writeln!(out, "|---|---:|---|");
+    /// Every price and modelling input, by the name `--price` takes.
+    fn prices_table(&self, out: &mut String) -> fmt::Result {
+        let p = &self.prices;
+        writeln!(out, "\n### Prices and inputs\n")?;
+        writeln!(out, "| `--price` name | Value | Meaning |")?;
+        writeln!(out, "|---|---:|---|")?;
         for (name, value, unit) in p.numbers() {
-            let _ = writeln!(out, "| `{name}` | {} | {unit} |", plain(value));
+            writeln!(out, "| `{name}` | {} | {unit} |", plain(value))?;
         }
-        let _ = writeln!(
+        writeln!(
             out,
             "| `lambda_worker_memory_mb` | {} | MB, Lambda worker memory (`auto` sizes it from the run) |",
             p.lambda_worker_memory_mb
                 .map_or_else(|| "auto".to_string(), plain)
-        );
-        out
+        )
     }
 }
 
