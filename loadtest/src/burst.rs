@@ -137,42 +137,8 @@ pub async fn burst(args: BurstArgs) -> anyhow::Result<()> {
         "--per-run must be at least the largest --at-once ({largest}) and at most 1000"
     );
     ensure!((1..=20).contains(&args.repeat), "--repeat takes 1 to 20");
-    let workers = if args.workers.is_empty() {
-        vec![WorkerSpec {
-            label: "worker".into(),
-            path: yuba_e2e::binary("yuba-worker")?,
-            env: Vec::new(),
-        }]
-    } else {
-        args.workers
-            .iter()
-            .map(|s| WorkerSpec::parse(s))
-            .collect::<anyhow::Result<Vec<_>>>()?
-    };
-    for worker in &workers {
-        ensure!(
-            worker.path.is_file(),
-            "--worker {}: {} is not a file (build it first)",
-            worker.label,
-            worker.path.display()
-        );
-    }
-    let (image, name) = match args.images {
-        BurstImages::Amplification => (
-            Bytes::from(yuba_e2e::amplification_png()),
-            "amplification.png",
-        ),
-        BurstImages::Photo => {
-            let path = args.corpus.join(&args.photo);
-            let bytes = std::fs::read(&path).with_context(|| {
-                format!(
-                    "reading {}: fetch the photos with `make loadtest-corpus`",
-                    path.display()
-                )
-            })?;
-            (Bytes::from(bytes), "photo.jpg")
-        }
-    };
+    let workers = workers_of(&args)?;
+    let (image, name) = image_of(&args)?;
     let timeout = Duration::from_secs_f64(args.timeout.clamp(1.0, 3600.0));
 
     let mut runs = Vec::new();
@@ -195,7 +161,65 @@ pub async fn burst(args: BurstArgs) -> anyhow::Result<()> {
             }
         }
     }
+    let out = write_record(&args, image.len(), &workers, &runs)?;
+    println!("{}", table(&workers, &args.at_once, &runs));
+    println!("every run: {}", out.display());
+    Ok(())
+}
 
+/// The worker builds `--worker` names, each checked to be there; by default the one built
+/// beside this binary.
+fn workers_of(args: &BurstArgs) -> anyhow::Result<Vec<WorkerSpec>> {
+    let workers = if args.workers.is_empty() {
+        vec![WorkerSpec {
+            label: "worker".into(),
+            path: yuba_e2e::binary("yuba-worker")?,
+            env: Vec::new(),
+        }]
+    } else {
+        args.workers
+            .iter()
+            .map(|s| WorkerSpec::parse(s))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    for worker in &workers {
+        ensure!(
+            worker.path.is_file(),
+            "--worker {}: {} is not a file (build it first)",
+            worker.label,
+            worker.path.display()
+        );
+    }
+    Ok(workers)
+}
+
+/// The image every job replicates, and the name its keys end in.
+fn image_of(args: &BurstArgs) -> anyhow::Result<(Bytes, &'static str)> {
+    match args.images {
+        BurstImages::Amplification => Ok((
+            Bytes::from(yuba_e2e::amplification_png()),
+            "amplification.png",
+        )),
+        BurstImages::Photo => {
+            let path = args.corpus.join(&args.photo);
+            let bytes = std::fs::read(&path).with_context(|| {
+                format!(
+                    "reading {}: fetch the photos with `make loadtest-corpus`",
+                    path.display()
+                )
+            })?;
+            Ok((Bytes::from(bytes), "photo.jpg"))
+        }
+    }
+}
+
+/// Every run's figures as JSON, at `--out` or its default; returns where.
+fn write_record(
+    args: &BurstArgs,
+    image_bytes: usize,
+    workers: &[WorkerSpec],
+    runs: &[BurstRun],
+) -> anyhow::Result<PathBuf> {
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("target/bench-memory").join(format!(
             "burst-{}.json",
@@ -209,16 +233,14 @@ pub async fn burst(args: BurstArgs) -> anyhow::Result<()> {
     }
     let record = serde_json::json!({
         "images": args.images,
-        "image_bytes": image.len(),
+        "image_bytes": image_bytes,
         "per_run": args.per_run,
         "workers": workers,
         "runs": runs,
     });
     std::fs::write(&out, serde_json::to_vec_pretty(&record)?)
         .with_context(|| format!("writing {}", out.display()))?;
-    println!("{}", table(&workers, &args.at_once, &runs));
-    println!("every run: {}", out.display());
-    Ok(())
+    Ok(out)
 }
 
 async fn one_run(

@@ -205,52 +205,94 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         bail!("--duration must be in (0, 3600] seconds and --drain in [0, 3600]");
     }
     let prices = prices_from(&args.prices)?;
-    let (mix, variants_json, p99_default) = match args.scenario {
-        ScenarioName::PassThrough => (Mix::pass_through(), None, 1.0),
-        ScenarioName::Photos | ScenarioName::PhotosOnly => {
-            let json = match &args.variants {
-                Some(path) => std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?,
-                None => DEFAULT_VARIANTS.to_owned(),
-            };
-            let mix = if args.scenario == ScenarioName::Photos {
-                Mix::photos(&args.corpus)?
-            } else {
-                Mix::photos_only(&args.corpus)?
-            };
-            (mix, Some(json), 2.0)
-        }
-    };
-    let variants = match &variants_json {
-        Some(json) => VariantConfig::from_json(json)?,
-        None => VariantConfig::none(),
-    };
+    let plan = Plan::of(&args)?;
     let started_at = Utc::now();
     let run_prefix = format!("loadtest/{}", started_at.format("%Y%m%dT%H%M%S"));
-    let layout = layout_of(&variants, &run_prefix)?;
+    let layout = layout_of(&plan.variants, &run_prefix)?;
     let setup = match args.target {
-        Target::Local => local_setup(variants_json.as_deref()).await?,
+        Target::Local => local_setup(plan.variants_json.as_deref()).await?,
         Target::Env => env_setup().await?,
     };
+    let run = drive(&args, plan, &setup, layout, &run_prefix).await?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("target/loadtest").join(format!(
+            "{}-{}",
+            args.scenario.slug(),
+            started_at.format("%Y%m%dT%H%M%S")
+        ))
+    });
+    write_report(&run, &prices, &out)
+}
 
-    let scenario = Scenario {
-        name: match args.scenario {
-            ScenarioName::PassThrough => "pass-through".into(),
-            ScenarioName::Photos => "photos, PNGs and large files, three variants per image".into(),
-            ScenarioName::PhotosOnly => "photos only, three variants each".into(),
-        },
-        rate_per_s: Some(args.rate),
-        concurrency: args.concurrency,
-        duration_s: args.duration,
-        drain_s: args.drain,
-        variant_profiles: variants.profiles.iter().map(|p| p.name.clone()).collect(),
-        mix: mix.describe(),
-        p99_target_s: Some(args.p99_target.unwrap_or(p99_default)),
-    };
-    let processes_before = usage(&setup);
+/// What a run uploads and what it expects of the pipeline, from the scenario asked for.
+struct Plan {
+    mix: Mix,
+    /// The YUBA_VARIANTS the local pipeline is started with, for the scenarios with variants.
+    variants_json: Option<String>,
+    variants: VariantConfig,
+    scenario: Scenario,
+}
+
+impl Plan {
+    fn of(args: &RunArgs) -> anyhow::Result<Plan> {
+        let (mix, variants_json, p99_default) = match args.scenario {
+            ScenarioName::PassThrough => (Mix::pass_through(), None, 1.0),
+            ScenarioName::Photos | ScenarioName::PhotosOnly => {
+                let json = match &args.variants {
+                    Some(path) => std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                    None => DEFAULT_VARIANTS.to_owned(),
+                };
+                let mix = if args.scenario == ScenarioName::Photos {
+                    Mix::photos(&args.corpus)?
+                } else {
+                    Mix::photos_only(&args.corpus)?
+                };
+                (mix, Some(json), 2.0)
+            }
+        };
+        let variants = match &variants_json {
+            Some(json) => VariantConfig::from_json(json)?,
+            None => VariantConfig::none(),
+        };
+        let scenario = Scenario {
+            name: match args.scenario {
+                ScenarioName::PassThrough => "pass-through".into(),
+                ScenarioName::Photos => {
+                    "photos, PNGs and large files, three variants per image".into()
+                }
+                ScenarioName::PhotosOnly => "photos only, three variants each".into(),
+            },
+            rate_per_s: Some(args.rate),
+            concurrency: args.concurrency,
+            duration_s: args.duration,
+            drain_s: args.drain,
+            variant_profiles: variants.profiles.iter().map(|p| p.name.clone()).collect(),
+            mix: mix.describe(),
+            p99_target_s: Some(args.p99_target.unwrap_or(p99_default)),
+        };
+        Ok(Plan {
+            mix,
+            variants_json,
+            variants,
+            scenario,
+        })
+    }
+}
+
+/// Uploads on schedule while watching the replica bucket and sampling the queues, waits up to
+/// the drain for the replicas still missing, and records it all.
+async fn drive(
+    args: &RunArgs,
+    plan: Plan,
+    setup: &Setup,
+    layout: Layout,
+    run_prefix: &str,
+) -> anyhow::Result<Run> {
+    let processes_before = usage(setup);
     eprintln!(
         "{}: {} uploads/s for {} s into s3://{}/{run_prefix}/ ({})",
-        scenario.name, args.rate, args.duration, setup.source_bucket, setup.target
+        plan.scenario.name, args.rate, args.duration, setup.source_bucket, setup.target
     );
 
     let watcher = Watcher::new(layout);
@@ -276,7 +318,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         stop_watching.clone(),
     ));
 
-    let uploads = upload_all(&args, &mix, &setup, &run_prefix, &watcher, start).await;
+    let uploads = upload_all(args, &plan.mix, setup, run_prefix, &watcher, start).await;
     let deadline = Instant::now() + Duration::from_secs_f64(args.drain);
     while watcher.outstanding() > 0 && Instant::now() < deadline && !poller.is_finished() {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -285,10 +327,29 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     poller.await?.context("watching the replica bucket")?;
     sampler.await?;
     let processes = usage_since(&processes_before);
+    Ok(Run {
+        scenario: plan.scenario,
+        started_at: wall_start.to_rfc3339(),
+        environment: Environment {
+            target: setup.target.clone(),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        },
+        objects: with_replicas(uploads, &watcher, wall_start),
+        queue_depth: std::mem::take(&mut *lock(&samples)),
+        processes,
+    })
+}
 
+/// The uploads' records with when the watcher saw each one's replica and variants, on the
+/// run's clock.
+fn with_replicas(
+    uploads: Vec<(u64, bool, ObjectResult)>,
+    watcher: &Watcher,
+    wall_start: DateTime<Utc>,
+) -> Vec<ObjectResult> {
     let on_run_clock =
         |t: DateTime<Utc>| (t - wall_start).num_microseconds().unwrap_or(0) as f64 / 1e6;
-    let objects = uploads
+    uploads
         .into_iter()
         .map(|(seq, image, mut result)| {
             if result.uploaded_s.is_some() {
@@ -298,26 +359,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             result
         })
-        .collect();
-    let run = Run {
-        scenario,
-        started_at: wall_start.to_rfc3339(),
-        environment: Environment {
-            target: setup.target.clone(),
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        },
-        objects,
-        queue_depth: std::mem::take(&mut *lock(&samples)),
-        processes,
-    };
-    let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from("target/loadtest").join(format!(
-            "{}-{}",
-            args.scenario.slug(),
-            started_at.format("%Y%m%dT%H%M%S")
-        ))
-    });
-    write_report(&run, &prices, &out)
+        .collect()
 }
 
 /// Writes the report and says where, with its summary on stdout for scripts.
