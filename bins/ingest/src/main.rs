@@ -11,9 +11,9 @@ use anyhow::Context;
 use lambda_runtime::{LambdaEvent, service_fn};
 use yuba_aws::{Dispatcher, JobSender};
 use yuba_config::Env;
+use yuba_consumer::lambda::{Home, SqsBatches};
 use yuba_consumer::{Consumer, Delivery, Handler, cancel_on_termination};
 use yuba_events::{KeyFilter, Router, WorkQueues};
-use yuba_lambda::{Home, SqsBatches};
 use yuba_model::ErrorChain;
 
 use crate::handler::IngestHandler;
@@ -64,7 +64,7 @@ async fn serve_lambda(handler: IngestHandler, batches: SqsBatches) -> anyhow::Re
     let (handler, batches) = (&handler, &batches);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            if let Some(batch) = yuba_lambda::as_sqs_event(&event.payload) {
+            if let Some(batch) = yuba_consumer::lambda::as_sqs_event(&event.payload) {
                 let response = batches.answer(handler, batch).await;
                 return Ok::<_, lambda_runtime::Error>(serde_json::to_value(response)?);
             }

@@ -13,9 +13,9 @@ mod handler;
 use anyhow::Context;
 use yuba_aws::S3Source;
 use yuba_config::Env;
+use yuba_consumer::lambda::{Home, SqsBatches};
 use yuba_consumer::{Consumer, TaskProtectionSettings, cancel_on_termination};
 use yuba_gcs::{Gcs, GcsSettings};
-use yuba_lambda::{Home, SqsBatches};
 use yuba_replicate::{Footprint, Replicator, ReplicatorSettings};
 
 use crate::handler::JobHandler;
@@ -59,10 +59,13 @@ async fn main() -> anyhow::Result<()> {
         Home::Lambda {
             concurrency,
             backoff,
-        } => yuba_lambda::serve_sqs_batches(handler, SqsBatches::new(sqs, concurrency, backoff))
-            .await
-            // The runtime's error is boxed: `anyhow!` keeps it, with its sources, under the context.
-            .map_err(|error| anyhow::anyhow!(error).context("the Lambda runtime stopped")),
+        } => yuba_consumer::lambda::serve_sqs_batches(
+            handler,
+            SqsBatches::new(sqs, concurrency, backoff),
+        )
+        .await
+        // The runtime's error is boxed: `anyhow!` keeps it, with its sources, under the context.
+        .map_err(|error| anyhow::anyhow!(error).context("the Lambda runtime stopped")),
         Home::Service(settings) => {
             let shutdown = cancel_on_termination().context("installing signal handlers")?;
             Consumer::new(sqs, settings, handler)

@@ -5,12 +5,13 @@
 //! shutdown. On ECS, the task holds scale-in protection while messages are in flight
 //! ([`protection`]).
 //!
-//! The same [`Handler`] also serves batches that arrive pushed rather than pulled (a Lambda SQS
-//! trigger): see [`handle_batch`]. This crate knows nothing of Lambda itself.
+//! The same [`Handler`] also serves batches that arrive pushed rather than pulled: see
+//! [`handle_batch`], and [`lambda`] for a Lambda SQS trigger (the one module that knows Lambda).
 
 mod batch;
 mod consumer;
 mod handler;
+pub mod lambda;
 pub mod permissions;
 pub mod protection;
 mod settings;

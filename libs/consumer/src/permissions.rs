@@ -84,6 +84,45 @@ pub const TASK_PROTECTION: &[&Permission] = &[&UPDATE_TASK_PROTECTION];
 /// Setting messages' visibility alone: [`change_visibility`](crate::change_visibility).
 pub const CHANGING_VISIBILITY: &[&Permission] = &[&CHANGE_MESSAGE_VISIBILITY_BATCH];
 
+// The Lambda home (`lambda`): every permission here is on the trigger queue.
+
+/// Not a call of ours: the event source mapping polls the trigger queue, and deletes what a
+/// batch response does not report failed, with the function's role.
+pub const EVENT_SOURCE_MAPPING: Permission = Permission {
+    need: Need::Other("the Lambda SQS event source mapping, which polls with the function's role"),
+    actions: &[
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+    ],
+    resource: Resource::Queue,
+    condition: None,
+    why: "Lambda reads, deletes and inspects the trigger queue as the function",
+    doc: "https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html",
+    declared_in: CRATE,
+};
+
+/// `SqsBatches::queue_url`: an SQS event names its queue by ARN, the visibility calls need
+/// its URL.
+pub const GET_QUEUE_URL: Permission = Permission {
+    need: Need::Call(Sdk::Sqs, "GetQueueUrl"),
+    actions: &["sqs:GetQueueUrl"],
+    resource: Resource::Queue,
+    condition: None,
+    why: "finds the URL of the trigger queue, to set its failed messages' visibility",
+    doc: "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_GetQueueUrl.html",
+    declared_in: CRATE,
+};
+
+/// Served from an SQS trigger: [`SqsBatches`](crate::lambda::SqsBatches) (and
+/// [`serve_sqs_batches`](crate::lambda::serve_sqs_batches)), which makes failed messages visible
+/// again after their backoff through [`change_visibility`](crate::change_visibility).
+pub const SQS_TRIGGER: &[&Permission] = &[
+    &EVENT_SOURCE_MAPPING,
+    &GET_QUEUE_URL,
+    &CHANGE_MESSAGE_VISIBILITY_BATCH,
+];
+
 /// Everything this crate declares.
 pub const DECLARED: &[&Permission] = &[
     &RECEIVE_MESSAGE,
@@ -91,4 +130,6 @@ pub const DECLARED: &[&Permission] = &[
     &DELETE_MESSAGE_BATCH,
     &CHANGE_MESSAGE_VISIBILITY_BATCH,
     &UPDATE_TASK_PROTECTION,
+    &EVENT_SOURCE_MAPPING,
+    &GET_QUEUE_URL,
 ];

@@ -30,14 +30,13 @@ use serde::Serialize;
 use yuba_aws::permissions::{self as aws, Condition, Need, Permission, Resource, Sdk};
 use yuba_consumer::permissions as consumer;
 use yuba_e2e::{program_sources, repo_root};
-use yuba_lambda::permissions as lambda;
 
 /// Where the contract is written, from the repository's root.
 const CONTRACT: &str = "cdk/lib/generated/aws-iam.json";
 
 /// What each crate that calls AWS declares. A crate that calls AWS and is missing here has
 /// every call reported as undeclared.
-const DECLARATIONS: &[&[&Permission]] = &[aws::DECLARED, consumer::DECLARED, lambda::DECLARED];
+const DECLARATIONS: &[&[&Permission]] = &[aws::DECLARED, consumer::DECLARED];
 
 /// A deployed program: a binary in one home, with one role.
 #[derive(Debug)]
@@ -146,7 +145,7 @@ const PROGRAMS: &[Program] = &[
             // main.rs serve_lambda: SQS batches answered through SqsBatches, from the events
             // queue; with notifications 'direct' S3 invokes the function and there is no queue.
             Use {
-                permissions: lambda::SQS_TRIGGER,
+                permissions: consumer::SQS_TRIGGER,
                 queues: &[Queue::Events],
                 when: Some(When::EventsQueue),
             },
@@ -160,7 +159,7 @@ const PROGRAMS: &[Program] = &[
         uses: &[
             // The Replicator: get (copies), exists (deletes).
             uses(aws::S3_READS),
-            on(lambda::SQS_TRIGGER, &[Queue::LambdaWork]),
+            on(consumer::SQS_TRIGGER, &[Queue::LambdaWork]),
             uses(aws::GCS_FEDERATION),
         ],
     },
@@ -626,7 +625,6 @@ fn declarations_name_the_crate_that_lists_them() {
     let lists = [
         ("yuba-aws", aws::DECLARED),
         ("yuba-consumer", consumer::DECLARED),
-        ("yuba-lambda", lambda::DECLARED),
     ];
     assert_eq!(lists.len(), DECLARATIONS.len());
     for (package, declared) in lists {
@@ -1129,7 +1127,7 @@ fn a_call_its_crate_does_not_declare_fails_with_its_file_and_line() {
 fn a_call_declared_by_another_crate_fails() {
     let workspace = workspace();
     // The Lambda glue sending messages itself: yuba-aws declares SendMessageBatch, not it.
-    let files = sources_with("libs/lambda/src/lib.rs", |source| {
+    let files = sources_with("libs/consumer/src/lambda.rs", |source| {
         source.replacen(
             ".get_queue_url()",
             ".get_queue_url()\n            .send_message_batch()",
@@ -1143,7 +1141,7 @@ fn a_call_declared_by_another_crate_fails() {
     );
     assert_eq!(found.len(), 1, "{found:#?}");
     assert!(
-        found[0].contains("yuba-lambda calls SendMessageBatch"),
+        found[0].contains("yuba-consumer calls SendMessageBatch"),
         "{}",
         found[0]
     );
@@ -1152,7 +1150,7 @@ fn a_call_declared_by_another_crate_fails() {
 #[test]
 fn a_declaration_whose_call_is_gone_fails() {
     let workspace = workspace();
-    let files = sources_with("libs/lambda/src/lib.rs", |source| {
+    let files = sources_with("libs/consumer/src/lambda.rs", |source| {
         source.replace(".get_queue_url()", ".get_queue_url_gone()")
     });
     let found = problems(
@@ -1163,7 +1161,7 @@ fn a_declaration_whose_call_is_gone_fails() {
     assert_eq!(
         found,
         vec![
-            "yuba-lambda declares GetQueueUrl (aws-sdk-sqs) but no longer calls it: remove the \
+            "yuba-consumer declares GetQueueUrl (aws-sdk-sqs) but no longer calls it: remove the \
              declaration"
                 .to_owned()
         ]
@@ -1175,7 +1173,7 @@ fn a_declaration_of_an_operation_the_sdk_lacks_fails() {
     let workspace = workspace();
     let misspelt = Permission {
         need: Need::Call(Sdk::Sqs, "GetQueueURL"),
-        ..lambda::GET_QUEUE_URL
+        ..consumer::GET_QUEUE_URL
     };
     let mut declared = all_declared();
     declared.push(&misspelt);
@@ -1183,7 +1181,7 @@ fn a_declaration_of_an_operation_the_sdk_lacks_fails() {
     let found = problems(&calls, &declared, &workspace.operations);
     assert!(
         found.contains(
-            &"yuba-lambda declares GetQueueURL, which is not an operation of aws-sdk-sqs"
+            &"yuba-consumer declares GetQueueURL, which is not an operation of aws-sdk-sqs"
                 .to_owned()
         ),
         "{found:#?}"

@@ -151,3 +151,92 @@ fn terraform_deletes_the_parts_prefix_the_worker_writes() {
         );
     }
 }
+
+/// The longest a function in libs/ may be before its reader loses the thread.
+const MAX_FUNCTION_LINES: usize = 80;
+
+/// Functions allowed to be longer, each with its reason: (file, function, why).
+const LONG_FUNCTIONS: &[(&str, &str, &str)] = &[];
+
+/// Every function in `source` as (name, first line, length in lines). It relies on rustfmt's
+/// layout, which `make test` enforces: a body ends at the first `}` line at the indentation of
+/// the line that opened it.
+fn functions(source: &str) -> Vec<(&str, usize, usize)> {
+    const QUALIFIERS: [&str; 4] = ["async ", "const ", "unsafe ", "extern \"C\" "];
+    let lines: Vec<&str> = source.lines().collect();
+    let mut found = Vec::new();
+    for (at, line) in lines.iter().enumerate() {
+        let body = line.trim_start();
+        let indent = &line[..line.len() - body.len()];
+        let mut rest = body;
+        if let Some(after) = rest.strip_prefix("pub") {
+            rest = match after.strip_prefix('(') {
+                Some(scoped) => scoped.split_once(") ").map_or("", |(_, tail)| tail),
+                None => after.strip_prefix(' ').unwrap_or(""),
+            };
+        }
+        while let Some(qualifier) = QUALIFIERS.iter().find(|q| rest.starts_with(**q)) {
+            rest = &rest[qualifier.len()..];
+        }
+        let Some(signature) = rest.strip_prefix("fn ") else {
+            continue;
+        };
+        if line.trim_end().ends_with(';') {
+            continue; // a declaration in a trait
+        }
+        let name_end = signature
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(signature.len());
+        let closing = format!("{indent}}}");
+        if let Some(end) = (at..lines.len()).find(|&i| lines[i] == closing) {
+            found.push((&signature[..name_end], at + 1, end - at + 1));
+        }
+    }
+    found
+}
+
+#[test]
+fn no_function_in_libs_is_longer_than_its_reader_can_follow() {
+    let long: Vec<String> = program_sources()
+        .iter()
+        .filter(|(path, _)| path.starts_with("libs/"))
+        .flat_map(|(path, source)| {
+            functions(source)
+                .into_iter()
+                .filter(move |&(name, _, length)| {
+                    length > MAX_FUNCTION_LINES
+                        && !LONG_FUNCTIONS
+                            .iter()
+                            .any(|&(file, function, _)| file == path && function == name)
+                })
+                .map(move |(name, line, length)| format!("{path}:{line} {name}: {length} lines"))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "functions over {MAX_FUNCTION_LINES} lines: split them along their seams, or list one in \
+         LONG_FUNCTIONS with the reason it reads better whole: {long:#?}"
+    );
+}
+
+#[test]
+fn the_function_scanner_measures_what_rustfmt_writes() {
+    let source = "\
+impl A {
+    pub(crate) async fn short(&self) -> u8 {
+        1
+    }
+}
+
+pub fn long() {
+    let a = 1;
+    if a == 1 {
+    }
+}
+
+trait T {
+    fn declared(&self);
+}
+";
+    assert_eq!(functions(source), [("short", 2, 3), ("long", 7, 5)]);
+}

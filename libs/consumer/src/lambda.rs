@@ -1,19 +1,15 @@
-//! The Lambda side of the binaries. Only this crate and the bins know about Lambda: handlers are
-//! written once against [`yuba_consumer::Handler`] and served here from a Lambda SQS trigger, or
-//! by [`yuba_consumer::Consumer`] from a long-polling process.
-
-pub mod permissions;
+//! The Lambda home: a handler written once against [`Handler`] is served here from a Lambda
+//! SQS trigger, as [`Consumer`](crate::Consumer) serves it from a long-polling process. Only
+//! this module and the bins know about Lambda.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::{ConsumerSettings, Delivery, Handler, MessageBackoff, change_visibility, handle_batch};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use yuba_aws::describe_sdk_error;
 use yuba_config::{ConfigError, Env};
-use yuba_consumer::{
-    ConsumerSettings, Delivery, Handler, MessageBackoff, change_visibility, handle_batch,
-};
 
 /// Where a binary runs, and what it needs to know there.
 #[derive(Debug, Clone, PartialEq)]
@@ -252,8 +248,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{FailureKind, HandlerError};
     use yuba_config::Env;
-    use yuba_consumer::{FailureKind, HandlerError};
 
     struct RejectsBad;
 
