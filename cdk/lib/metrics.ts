@@ -1,6 +1,6 @@
 /**
  * yuba's own metrics, as the programs emit them: the contract `cdk/lib/generated/metrics.json`,
- * written from the Rust catalog (libs/telemetry) by `tests/tests/e2e/metrics.rs` under `cargo test`.
+ * written from the Rust catalog (libs/startup) by `tests/tests/e2e/metrics.rs` under `cargo test`.
  * Every alarm and dashboard widget that reads a yuba metric builds it here, and a name, a
  * dimension set or a dimension value the programs do not emit fails synth, naming it: a renamed
  * metric can no longer leave an alarm watching nothing. `cdk/test/metrics.test.ts` checks the

@@ -1,6 +1,6 @@
 /**
  * The settings the programs read from their environment: the contract
- * `cdk/lib/generated/settings.json`, written from the Rust catalog (libs/config/src/catalog.rs)
+ * `cdk/lib/generated/settings.json`, written from the Rust catalog (libs/startup/src/catalog.rs)
  * by `tests/tests/e2e/tidy.rs` under `cargo test`. A variable the program does not read is
  * ignored silently and its default used, so every environment the app sets is held to it:
  * `validate()` checks the reconciler's extra environment at synth, `cdk/test/settings.test.ts`

@@ -1,7 +1,7 @@
 /**
  * Every environment the app gives a yuba program holds only variables that program reads where it
  * runs: the contract lib/generated/settings.json, rendered from the Rust catalog of settings
- * (libs/config/src/catalog.rs). No emulator sees a misspelt or misplaced variable: the program
+ * (libs/startup/src/catalog.rs). No emulator sees a misspelt or misplaced variable: the program
  * starts with its default and the setting is lost without a word.
  */
 import { SETTINGS, SettingsContract, settingProblem } from '../lib/settings';

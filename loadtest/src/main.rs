@@ -528,7 +528,7 @@ async fn local_setup(variants: Option<&str>) -> anyhow::Result<Setup> {
 }
 
 async fn env_setup() -> anyhow::Result<Setup> {
-    let env = yuba_config::Env::from_process();
+    let env = yuba_startup::Env::from_process();
     let source_bucket =
         env.required("YUBA_SOURCE_BUCKET", "set it to the S3 bucket to upload to")?;
     let replica_bucket = env.required("YUBA_GCS_BUCKET", "set it to the replica bucket")?;

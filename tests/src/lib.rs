@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use sha2::{Digest, Sha256};
 use yuba_aws::S3Source;
-use yuba_config::Env;
 use yuba_gcs::{Gcs, GcsSettings, ListQuery, ObjectInfo};
 use yuba_replicate::{Footprint, Replicator, ReplicatorSettings};
+use yuba_startup::Env;
 
 use crate::fault_proxy::{FaultProxy, socket_addr_of};
 pub use crate::images::amplification_png;

@@ -4,7 +4,7 @@ use yuba_aws::{Dispatcher, SendError};
 use yuba_consumer::{Delivery, FailureKind, Handler, HandlerError};
 use yuba_events::{KeyFilter, RecordOutcome, Route, parse_notification};
 use yuba_model::Job;
-use yuba_telemetry::metrics::{self, Dimension, IngestRecord, Metric};
+use yuba_startup::metrics::{self, Dimension, IngestRecord, Metric};
 
 /// Parses one notification, filters and routes its jobs, and enqueues them.
 ///

@@ -10,11 +10,12 @@ mod handler;
 use anyhow::Context;
 use lambda_runtime::{LambdaEvent, service_fn};
 use yuba_aws::{Dispatcher, JobSender};
-use yuba_config::Env;
 use yuba_consumer::lambda::{Home, SqsBatches};
-use yuba_consumer::{Consumer, Delivery, Handler, cancel_on_termination};
+use yuba_consumer::{Consumer, Delivery, Handler};
 use yuba_events::{KeyFilter, Router, WorkQueues};
 use yuba_model::ErrorChain;
+use yuba_startup::Env;
+use yuba_startup::cancel_on_termination;
 
 use crate::handler::IngestHandler;
 
@@ -24,7 +25,7 @@ const DEFAULT_CONCURRENCY: u64 = 4;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let env = Env::from_process();
-    yuba_telemetry::init(&env).map_err(anyhow::Error::msg)?;
+    yuba_startup::telemetry::init(&env).map_err(anyhow::Error::msg)?;
     let queues = WorkQueues::from_env(&env)?;
     let router = Router::from_env(&env)?;
     let filter = KeyFilter::new(

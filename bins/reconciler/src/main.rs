@@ -13,8 +13,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use yuba_aws::{Dispatcher, JobSender, S3Source};
-use yuba_config::Env;
-use yuba_consumer::cancel_on_termination;
 use yuba_events::{Router, WorkQueues};
 use yuba_gcs::{Gcs, GcsSettings};
 use yuba_model::ErrorChain;
@@ -22,7 +20,9 @@ use yuba_reconcile::{
     Buckets, Depth, Live, ReconcileError, Reconciler, Repair, RunOptions, Selection, Summary, Task,
 };
 use yuba_replicate::{Footprint, Replicator, ReplicatorSettings};
-use yuba_telemetry::metrics::{self, Dimension, Metric};
+use yuba_startup::Env;
+use yuba_startup::cancel_on_termination;
+use yuba_startup::metrics::{self, Dimension, Metric};
 
 use crate::cli::{Cli, Command};
 use crate::output::Report;
@@ -60,7 +60,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<Summary> {
     let env = Env::from_process();
-    yuba_telemetry::init(&env).map_err(anyhow::Error::msg)?;
+    yuba_startup::telemetry::init(&env).map_err(anyhow::Error::msg)?;
     let command = &cli.command;
     let common = command.common();
     let gcs_settings = GcsSettings::from_env(&env)?;

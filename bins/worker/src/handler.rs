@@ -5,8 +5,8 @@ use tracing::Instrument;
 use yuba_consumer::{Delivery, FailureKind, Handler, HandlerError};
 use yuba_model::{ErrorChain, Job};
 use yuba_replicate::{Outcome, ReplicateError, Replicator, variants_error_kinds};
-use yuba_telemetry::metrics::catalog::{OUTCOME_FAILED, OUTCOME_REJECTED, VARIANT_ERROR_UNKNOWN};
-use yuba_telemetry::metrics::{self, Dimension, Metric};
+use yuba_startup::metrics::catalog::{OUTCOME_FAILED, OUTCOME_REJECTED, VARIANT_ERROR_UNKNOWN};
+use yuba_startup::metrics::{self, Dimension, Metric};
 
 /// Decodes a job message and runs it; logs one line per job with what happened.
 #[derive(Debug)]

@@ -12,11 +12,12 @@ mod handler;
 
 use anyhow::Context;
 use yuba_aws::S3Source;
-use yuba_config::Env;
 use yuba_consumer::lambda::{Home, SqsBatches};
-use yuba_consumer::{Consumer, TaskProtectionSettings, cancel_on_termination};
+use yuba_consumer::{Consumer, TaskProtectionSettings};
 use yuba_gcs::{Gcs, GcsSettings};
 use yuba_replicate::{Footprint, Replicator, ReplicatorSettings};
+use yuba_startup::Env;
+use yuba_startup::cancel_on_termination;
 
 use crate::handler::JobHandler;
 
@@ -26,7 +27,7 @@ const DEFAULT_CONCURRENCY: u64 = 8;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let env = Env::from_process();
-    yuba_telemetry::init(&env).map_err(anyhow::Error::msg)?;
+    yuba_startup::telemetry::init(&env).map_err(anyhow::Error::msg)?;
     let gcs_settings = GcsSettings::from_env(&env)?;
     let home = Home::from_env(&env, "YUBA_QUEUE_URL", DEFAULT_CONCURRENCY)?;
     let replicator_settings =

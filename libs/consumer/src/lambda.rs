@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::{ConsumerSettings, Delivery, Handler, MessageBackoff, change_visibility, handle_batch};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use yuba_aws::describe_sdk_error;
-use yuba_config::{ConfigError, Env};
+use yuba_startup::{ConfigError, Env};
 
 /// Where a binary runs, and what it needs to know there.
 #[derive(Debug, Clone, PartialEq)]
@@ -249,7 +249,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::{FailureKind, HandlerError};
-    use yuba_config::Env;
+    use yuba_startup::Env;
 
     struct RejectsBad;
 

@@ -15,13 +15,11 @@ pub mod lambda;
 pub mod permissions;
 pub mod protection;
 mod settings;
-mod signals;
 mod visibility;
 
 pub use batch::{FailedDelivery, handle_batch};
 pub use consumer::{Consumer, ConsumerStats};
 pub use handler::{Delivery, Handler, HandlerError};
 pub use settings::{ConsumerSettings, MessageBackoff, TaskProtectionSettings};
-pub use signals::cancel_on_termination;
 pub use visibility::change_visibility;
 pub use yuba_model::FailureKind;

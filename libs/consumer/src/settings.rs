@@ -1,8 +1,8 @@
 use std::time::Duration;
 
-use yuba_config::{ConfigError, Env};
 use yuba_model::FailureKind;
 use yuba_retry::{Backoff, Jitter};
+use yuba_startup::{ConfigError, Env};
 
 /// How a [`Consumer`](crate::Consumer) polls its queue.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,5 +1,5 @@
-use yuba_config::{ConfigError, Env};
 use yuba_model::Job;
+use yuba_startup::{ConfigError, Env};
 
 /// Objects up to this size are copied by the Lambda worker, larger ones by Fargate.
 const DEFAULT_ROUTE_THRESHOLD_BYTES: u64 = 256 * 1024 * 1024;

@@ -10,9 +10,9 @@ use google_cloud_storage::client::Storage;
 use google_cloud_storage::model::Object;
 use google_cloud_storage::retry_policy::RetryableErrors;
 use google_cloud_storage::streaming_source::{Payload, StreamingSource};
-use yuba_config::{ConfigError, Env};
 use yuba_model::ErrorChain;
 use yuba_retry::{RetryBudget, RetryPolicy};
+use yuba_startup::{ConfigError, Env};
 
 use crate::composite::{CompositeUpload, MAX_PARTS, SourceIdentity};
 use crate::credentials::GcsCredentials;

@@ -16,8 +16,8 @@ use google_cloud_auth::credentials::{CacheableResource, Credentials};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use yuba_config::Env;
 use yuba_gcs::{GcsCredentials, GcsSettings, aws_subject_token};
+use yuba_startup::Env;
 
 /// terraform/'s defaults: pool `yuba-aws`, provider `aws-account`.
 const AUDIENCE: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/yuba-aws/providers/aws-account";

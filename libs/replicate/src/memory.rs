@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use yuba_config::{ConfigError, Env};
+use yuba_startup::{ConfigError, Env};
 
 const MIB: u64 = 1024 * 1024;
 

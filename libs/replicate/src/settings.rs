@@ -1,4 +1,4 @@
-use yuba_config::Env;
+use yuba_startup::Env;
 use yuba_transform::Limits;
 use yuba_variants::{VariantConfig, VariantConfigError};
 

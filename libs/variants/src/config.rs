@@ -2,8 +2,8 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 use thiserror::Error;
-use yuba_config::{ConfigError, Env};
 use yuba_model::ReplicaRecord;
+use yuba_startup::{ConfigError, Env};
 
 use crate::naming::KeyTemplate;
 

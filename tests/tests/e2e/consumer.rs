@@ -10,9 +10,9 @@ use aws_sdk_sqs::config::interceptors::FinalizerInterceptorContextRef;
 use aws_sdk_sqs::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_sqs::operation::change_message_visibility::ChangeMessageVisibilityOutput;
 use tokio_util::sync::CancellationToken;
-use yuba_config::Env;
 use yuba_consumer::{Consumer, ConsumerSettings, ConsumerStats, Delivery, Handler, HandlerError};
 use yuba_e2e::{Stack, eventually};
+use yuba_startup::Env;
 
 /// Takes `work` per message, or until `done` is cancelled, and counts how often each was
 /// handled.

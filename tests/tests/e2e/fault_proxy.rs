@@ -10,10 +10,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
-use yuba_config::Env;
 use yuba_e2e::fault_proxy::{Chaos, FaultProxy, ResetDirection};
 use yuba_e2e::{Stack, StackOptions, gcs_sha256, pseudo_random_bytes, sha256_hex};
 use yuba_gcs::{Gcs, GcsSettings, UploadSpec};
+use yuba_startup::Env;
 
 /// A bound on every wait in these tests, so a broken proxy fails a test rather than hangs it.
 const LIMIT: Duration = Duration::from_secs(5);

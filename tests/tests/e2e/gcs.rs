@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use std::time::Duration;
-use yuba_config::Env;
+use yuba_startup::Env;
 
 use yuba_e2e::{Stack, eventually, gcs_sha256, pseudo_random_bytes, sha256_hex, temporaries_under};
 use yuba_gcs::{Gcs, GcsSettings, ListQuery, PARTS_PREFIX, SourceIdentity, UploadSpec};

@@ -2,7 +2,7 @@
 //!
 //! The CDK app's alarms, dashboard and deployment canary read metrics by name and dimension;
 //! nothing at synth time would tell them that a program emits other names, or other values.
-//! So the one list is `yuba_telemetry::metrics::catalog` (every emit call goes through its
+//! So the one list is `yuba_startup::metrics::catalog` (every emit call goes through its
 //! enums), with the closed value sets of its dimensions taken here from the enums that make
 //! them (each in the crate that owns the concept, which this crate, depending on all of them,
 //! can join), and
@@ -32,7 +32,7 @@ use yuba_e2e::{
 use yuba_model::{CANARY_PREFIX, FailureKind, Job, ReplicateJob};
 use yuba_reconcile::Command;
 use yuba_replicate::{Outcome, variants_error_kinds};
-use yuba_telemetry::metrics::catalog::{
+use yuba_startup::metrics::catalog::{
     Dimension, Domain, IngestRecord, Metric, OUTCOME_FAILED, OUTCOME_REJECTED, Program,
     VARIANT_ERROR_UNKNOWN, VERSION_DIMENSION,
 };
@@ -271,12 +271,12 @@ fn closed_dimensions_have_distinct_values() {
     }
 }
 
-/// Every program source (`bins/*/src`, `libs/*/src`) except the telemetry crate's: the catalog
+/// Every program source (`bins/*/src`, `libs/*/src`) except the metrics module's: the catalog
 /// itself and the one writer of EMF.
 fn sources() -> Vec<(String, String)> {
     program_sources()
         .into_iter()
-        .filter(|(path, _)| !path.starts_with("libs/telemetry/"))
+        .filter(|(path, _)| !path.starts_with("libs/startup/src/metrics"))
         .collect()
 }
 
@@ -306,14 +306,14 @@ fn scan(path: &str, source: &str) -> (Vec<String>, BTreeSet<Metric>) {
             if let Some(kind) = names.get(literal) {
                 violations.push(at(format!(
                     "the {kind} name \"{literal}\" spelled as a string: emit through \
-                     yuba_telemetry::metrics::{{Metric, Dimension}}"
+                     yuba_startup::metrics::{{Metric, Dimension}}"
                 )));
             }
         }
         for marker in ["CloudWatchMetrics", "\"_aws\"", "emf_line"] {
             if code.contains(marker) {
                 violations.push(at(format!(
-                    "{marker}: EMF written outside yuba_telemetry::metrics, around the catalog"
+                    "{marker}: EMF written outside yuba_startup::metrics, around the catalog"
                 )));
             }
         }

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use yuba_aws::permissions::Need;
-use yuba_config::Env;
 use yuba_consumer::permissions as consumer_permissions;
 use yuba_consumer::{
     Consumer, ConsumerSettings, ConsumerStats, Delivery, Handler, HandlerError,
@@ -24,6 +23,7 @@ use yuba_consumer::{
 };
 use yuba_e2e::ecs_agent::{EcsAgent, Fault, Recorded, describe};
 use yuba_e2e::{Stack, dump_logs, eventually, queue_depth, replica_of};
+use yuba_startup::Env;
 
 const WAIT: Duration = Duration::from_secs(30);
 

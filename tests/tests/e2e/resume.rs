@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::bail;
 use yuba_aws::S3Source;
-use yuba_config::Env;
 use yuba_e2e::fault_proxy::ResetDirection;
 use yuba_e2e::{
     Stack, StackOptions, eventually, gcs_sha256, pseudo_random_bytes, replicate, sha256_hex,
@@ -16,6 +15,7 @@ use yuba_e2e::{
 use yuba_gcs::{Gcs, GcsSettings, PARTS_PREFIX};
 use yuba_model::{FailureKind, Job, keys};
 use yuba_replicate::{Footprint, Outcome, Replicator, ReplicatorSettings};
+use yuba_startup::Env;
 
 const PART: usize = 256 * 1024;
 const PARTS: usize = 24;

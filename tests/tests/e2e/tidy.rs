@@ -2,7 +2,7 @@
 //! and every other place that spells them is generated from the definition or held to it here.
 //! No server is needed; they read the repository.
 //!
-//! - Settings: `yuba_config::catalog` is the definition. README's table and
+//! - Settings: `yuba_startup::catalog` is the definition. README's table and
 //!   `cdk/lib/generated/settings.json` (which the CDK app checks every environment it sets
 //!   against, `cdk/test/settings.test.ts`) are rendered from it; every `YUBA_` variable the
 //!   programs read is in it, and everything in it is read.
@@ -11,14 +11,14 @@
 
 use std::collections::BTreeSet;
 
-use yuba_config::catalog::{AWS_SDK_SETTINGS, Home, SETTINGS, is_setting, render_table};
 use yuba_e2e::{check_generated, check_generated_section, program_sources, repo_root};
+use yuba_startup::catalog::{AWS_SDK_SETTINGS, Home, SETTINGS, is_setting, render_table};
 
 const README: &str = "README.md";
-const SETTINGS_BEGIN: &str = "<!-- settings: generated from libs/config/src/catalog.rs";
+const SETTINGS_BEGIN: &str = "<!-- settings: generated from libs/startup/src/catalog.rs";
 const SETTINGS_END: &str = "<!-- settings: end -->";
 const SETTINGS_CONTRACT: &str = "cdk/lib/generated/settings.json";
-const CATALOG_FILE: &str = "libs/config/src/catalog.rs";
+const CATALOG_FILE: &str = "libs/startup/src/catalog.rs";
 
 /// Every `YUBA_…` token in `text` (upper case, digits and `_`), in order. A token ending in `_`
 /// is a family (`YUBA_RECONCILE_*` in prose).
@@ -124,7 +124,7 @@ fn render_contract() -> String {
         })
         .collect();
     let contract = serde_json::json!({
-        "_comment": "Generated from libs/config/src/catalog.rs by `cargo test` \
+        "_comment": "Generated from libs/startup/src/catalog.rs by `cargo test` \
                      (tests/tests/e2e/tidy.rs); edit it there.",
         "settings": settings,
         "awsSdk": AWS_SDK_SETTINGS,

@@ -10,8 +10,8 @@ use google_cloud_auth::credentials::Credentials;
 use google_cloud_auth::credentials::external_account::{self, ProgrammaticBuilder};
 use reqwest::Url;
 use serde_json::{Map, Value};
-use yuba_config::ConfigError;
 use yuba_model::Cause;
+use yuba_startup::ConfigError;
 
 use super::aws::{AwsSubjectTokenProvider, sts_url};
 use super::impersonated::ImpersonatedCredentials;

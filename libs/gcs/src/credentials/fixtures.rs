@@ -2,7 +2,7 @@
 //! the environment makes with it.
 
 use serde_json::Value;
-use yuba_config::{ConfigError, Env};
+use yuba_startup::{ConfigError, Env};
 
 use super::{CREDENTIALS_VARIABLE, GcsCredentials};
 

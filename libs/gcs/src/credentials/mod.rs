@@ -29,7 +29,7 @@ mod impersonated;
 use std::fmt;
 
 use google_cloud_auth::credentials::{Credentials, anonymous};
-use yuba_config::{ConfigError, Env};
+use yuba_startup::{ConfigError, Env};
 
 use crate::error::GcsError;
 pub use aws::{AwsSubjectTokenError, AwsSubjectTokenProvider, aws_subject_token};

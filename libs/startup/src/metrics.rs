@@ -16,8 +16,8 @@ use std::io::Write;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::{ConfigError, Env};
 use serde_json::{Map, Value, json};
-use yuba_config::{ConfigError, Env};
 
 pub mod catalog;
 

@@ -3,16 +3,14 @@
 //!
 //! The format is chosen by `YUBA_LOG_FORMAT` (`json` or `pretty`); unset, it is JSON when running
 //! on Lambda or ECS or when stderr is not a terminal. The level comes from `RUST_LOG`
-//! (default `info`). Metrics ([`metrics`]) ride along in JSON mode, in the namespace
+//! (default `info`). Metrics ([`crate::metrics`]) ride along in JSON mode, in the namespace
 //! `YUBA_METRICS_NAMESPACE` names (default `yuba`), with the Lambda function version
 //! (`AWS_LAMBDA_FUNCTION_VERSION`) as a second dimension set of the per-version metrics.
 
-pub mod metrics;
-
 use std::io::IsTerminal;
 
+use crate::{ConfigError, Env, metrics};
 use tracing_subscriber::EnvFilter;
-use yuba_config::{ConfigError, Env};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {

@@ -2,8 +2,6 @@
 //! bad deployment fails at once with a message that names the variable and says what it takes,
 //! rather than at the first job.
 
-pub mod catalog;
-
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::str::FromStr;
