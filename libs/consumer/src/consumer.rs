@@ -3,6 +3,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_sdk_sqs::config::http::HttpResponse;
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -192,7 +194,11 @@ async fn receive_until_stopped<H: Handler>(
                     .backoff
                     .delay(receive_failures)
                     .min(Duration::from_secs(20));
-                tracing::warn!(%error, ?pause, "ReceiveMessage failed; polling again after a pause");
+                tracing::warn!(
+                    error = %ErrorChain(&error),
+                    ?pause,
+                    "ReceiveMessage failed; polling again after a pause"
+                );
                 tokio::select! {
                     () = tokio::time::sleep(pause) => continue,
                     () = shutdown.cancelled() => return None,
@@ -233,7 +239,7 @@ async fn permits_for_a_batch(permits: &Arc<Semaphore>) -> Option<Vec<OwnedSemaph
 
 /// What a long poll came to.
 enum Polled {
-    Received(Result<Vec<Message>, String>),
+    Received(Result<Vec<Message>, SqsCallError>),
     /// `shutdown` was cancelled at this instant, during the poll.
     Stopped(Instant),
 }
@@ -310,7 +316,7 @@ async fn receive(
     sqs: &aws_sdk_sqs::Client,
     settings: &ConsumerSettings,
     max: usize,
-) -> Result<Vec<Message>, String> {
+) -> Result<Vec<Message>, SqsCallError> {
     let output = sqs
         .receive_message()
         .queue_url(&settings.queue_url)
@@ -320,8 +326,30 @@ async fn receive(
         .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
         .send()
         .await
-        .map_err(|error| describe_sdk_error(&error))?;
+        .map_err(SqsCallError::new)?;
     Ok(output.messages.unwrap_or_default())
+}
+
+/// A failed SQS call that is only logged: SQS's answer on one line (status, code, message and a
+/// hint), with the SDK's error underneath for [`ErrorChain`] to show.
+#[derive(Debug, Error)]
+#[error("{summary}")]
+pub(crate) struct SqsCallError {
+    summary: String,
+    #[source]
+    source: Cause,
+}
+
+impl SqsCallError {
+    pub(crate) fn new<E>(error: SdkError<E, HttpResponse>) -> SqsCallError
+    where
+        E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+    {
+        SqsCallError {
+            summary: describe_sdk_error(&error),
+            source: Box::new(error),
+        }
+    }
 }
 
 /// A received message, as the handler and the bookkeeping need it.
@@ -563,4 +591,28 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sqs::operation::receive_message::ReceiveMessageError;
+
+    #[test]
+    fn a_failed_call_keeps_the_sdk_error_underneath() {
+        let timeout = std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 20s");
+        let error = SqsCallError::new(
+            SdkError::<ReceiveMessageError, HttpResponse>::timeout_error(timeout),
+        );
+        let source = std::error::Error::source(&error).expect("a source");
+        assert!(
+            source.is::<SdkError<ReceiveMessageError, HttpResponse>>(),
+            "{source:?}"
+        );
+        assert!(
+            ErrorChain(&error).to_string().contains("no answer in 20s"),
+            "{}",
+            ErrorChain(&error)
+        );
+    }
 }

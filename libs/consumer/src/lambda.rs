@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::consumer::SqsCallError;
 use crate::{ConsumerSettings, Delivery, Handler, MessageBackoff, change_visibility, handle_batch};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use yuba_aws::describe_sdk_error;
+use yuba_model::ErrorChain;
 use yuba_startup::{ConfigError, Env};
 
 /// Where a binary runs, and what it needs to know there.
@@ -140,7 +141,7 @@ impl SqsBatches {
             Err(error) => {
                 tracing::warn!(
                     queue_arn,
-                    error = %describe_sdk_error(&error),
+                    error = %ErrorChain(&SqsCallError::new(error)),
                     "GetQueueUrl failed; failed messages return after the queue's visibility timeout"
                 );
                 None
