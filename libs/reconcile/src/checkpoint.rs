@@ -38,9 +38,17 @@ pub enum CheckpointError {
         source: std::io::Error,
     },
     #[error(
-        "the checkpoint {path} is not one this build wrote ({problem}); remove it to start over"
+        "the checkpoint {path} is not one this build wrote ({source}); remove it to start over"
     )]
-    Unreadable { path: PathBuf, problem: String },
+    Unreadable {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(
+        "the checkpoint {path} is not one this build wrote (format version {version}); remove \
+         it to start over"
+    )]
+    OtherVersion { path: PathBuf, version: u32 },
     #[error(
         "the checkpoint {path} belongs to another run ({found}), not this one ({wanted}); run \
          the same command again with --resume, or remove the checkpoint to start over"
@@ -86,14 +94,14 @@ impl CheckpointFile {
             }
         };
         let checkpoint: Checkpoint =
-            serde_json::from_str(&text).map_err(|error| CheckpointError::Unreadable {
+            serde_json::from_str(&text).map_err(|source| CheckpointError::Unreadable {
                 path: self.path.clone(),
-                problem: error.to_string(),
+                source,
             })?;
         if checkpoint.version != FORMAT_VERSION {
-            return Err(CheckpointError::Unreadable {
+            return Err(CheckpointError::OtherVersion {
                 path: self.path.clone(),
-                problem: format!("format version {}", checkpoint.version),
+                version: checkpoint.version,
             });
         }
         if checkpoint.run != self.run {
@@ -192,5 +200,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("remove it to start over"), "{error}");
+    }
+
+    #[test]
+    fn an_unreadable_checkpoint_keeps_the_parse_error_as_its_source() {
+        let path = scratch("unreadable");
+        std::fs::write(&path, "{not json").unwrap();
+        let error = CheckpointFile::new(path, "x".into()).load().unwrap_err();
+        assert!(
+            matches!(error, CheckpointError::Unreadable { .. }),
+            "{error:?}"
+        );
+        let source = std::error::Error::source(&error).expect("a source");
+        assert!(source.is::<serde_json::Error>(), "{source:?}");
+    }
+
+    #[test]
+    fn a_checkpoint_of_another_format_version_names_it() {
+        let path = scratch("other-version");
+        let file = CheckpointFile::new(path.clone(), "x".into());
+        file.save(Position::Lines(1), &Counts::default()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut checkpoint: Checkpoint = serde_json::from_str(&text).unwrap();
+        checkpoint.version = FORMAT_VERSION + 1;
+        std::fs::write(&path, serde_json::to_string(&checkpoint).unwrap()).unwrap();
+        let error = file.load().unwrap_err();
+        assert!(
+            matches!(error, CheckpointError::OtherVersion { version, .. } if version == FORMAT_VERSION + 1),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().contains("remove it to start over"),
+            "{error}"
+        );
     }
 }

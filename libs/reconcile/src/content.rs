@@ -2,9 +2,9 @@
 //! streaming both.
 
 use sha2::{Digest, Sha256};
-use yuba_aws::{ListedObject, S3Source, SourceHead};
-use yuba_gcs::{Gcs, ObjectInfo};
-use yuba_model::{ReplicaRecord, crc32c_from_base64, crc32c_to_base64};
+use yuba_aws::{ListedObject, S3Error, S3Source, SourceHead};
+use yuba_gcs::{Gcs, GcsError, ObjectInfo};
+use yuba_model::{ErrorChain, ReplicaRecord, crc32c_from_base64, crc32c_to_base64};
 
 use crate::classify::{Kind, Verdict};
 use crate::report::Basis;
@@ -99,10 +99,11 @@ pub async fn compare_deep(
         source_sha256(s3, source_bucket, listed),
         replica_sha256(gcs, replica_bucket, replica)
     );
-    let unverified = |error: String| {
+    // The report's detail is text: the whole chain, so that it says why the read failed.
+    let unverified = |error: &(dyn std::error::Error + 'static)| {
         ContentCheck::Drift(Verdict::drift(
             Kind::Unverified,
-            format!("could not read it: {error}"),
+            format!("could not read it: {}", ErrorChain(error)),
         ))
     };
     let source = match source {
@@ -113,11 +114,11 @@ pub async fn compare_deep(
                 "the source object changed or was deleted during the run",
             ));
         }
-        Err(error) => return unverified(error),
+        Err(error) => return unverified(&error),
     };
     let stored = match stored {
         Ok(digest) => digest,
-        Err(error) => return unverified(error),
+        Err(error) => return unverified(&error),
     };
     if source != stored {
         return ContentCheck::Drift(Verdict::drift(
@@ -142,12 +143,8 @@ async fn source_sha256(
     s3: &S3Source,
     bucket: &str,
     listed: &ListedObject,
-) -> Result<Option<String>, String> {
-    let Some(mut object) = s3
-        .get(bucket, &listed.key)
-        .await
-        .map_err(|e| e.to_string())?
-    else {
+) -> Result<Option<String>, S3Error> {
+    let Some(mut object) = s3.get(bucket, &listed.key).await? else {
         return Ok(None);
     };
     if object.etag != listed.etag {
@@ -155,19 +152,16 @@ async fn source_sha256(
     }
     let mut hasher = Sha256::new();
     while let Some(chunk) = object.next_chunk().await {
-        hasher.update(chunk.map_err(|e| e.to_string())?);
+        hasher.update(chunk?);
     }
     Ok(Some(hex::encode(hasher.finalize())))
 }
 
-async fn replica_sha256(gcs: &Gcs, bucket: &str, replica: &ObjectInfo) -> Result<String, String> {
-    let mut reader = gcs
-        .read(bucket, &replica.name, replica.generation)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn replica_sha256(gcs: &Gcs, bucket: &str, replica: &ObjectInfo) -> Result<String, GcsError> {
+    let mut reader = gcs.read(bucket, &replica.name, replica.generation).await?;
     let mut hasher = Sha256::new();
     while let Some(chunk) = reader.next_chunk().await {
-        hasher.update(chunk.map_err(|e| e.to_string())?);
+        hasher.update(chunk?);
     }
     Ok(hex::encode(hasher.finalize()))
 }
