@@ -21,35 +21,7 @@ pub struct Setting {
     pub meaning: &'static str,
 }
 
-/// A program that reads its settings from the environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Program {
-    Ingest,
-    Worker,
-    Reconciler,
-}
-
-impl Program {
-    pub const ALL: [Program; 3] = [Program::Ingest, Program::Worker, Program::Reconciler];
-
-    /// Its name in the table.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Program::Ingest => "ingest",
-            Program::Worker => "worker",
-            Program::Reconciler => "reconciler",
-        }
-    }
-
-    /// Its executable, as the packages name it and the CDK app runs it.
-    pub fn binary(self) -> &'static str {
-        match self {
-            Program::Ingest => "yuba-ingest",
-            Program::Worker => "yuba-worker",
-            Program::Reconciler => "yuba-reconciler",
-        }
-    }
-}
+pub use crate::Program;
 
 /// Where a setting is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

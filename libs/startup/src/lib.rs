@@ -12,3 +12,34 @@ pub mod telemetry;
 
 pub use env::{ConfigError, Env};
 pub use signals::cancel_on_termination;
+
+/// A yuba program: what reads the settings of [`catalog`] and emits the metrics of
+/// [`metrics::catalog`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Program {
+    Ingest,
+    Worker,
+    Reconciler,
+}
+
+impl Program {
+    pub const ALL: [Program; 3] = [Program::Ingest, Program::Worker, Program::Reconciler];
+
+    /// Its short name, as README's tables give it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Program::Ingest => "ingest",
+            Program::Worker => "worker",
+            Program::Reconciler => "reconciler",
+        }
+    }
+
+    /// Its executable, as the packages name it and the CDK app runs it.
+    pub const fn binary(self) -> &'static str {
+        match self {
+            Program::Ingest => "yuba-ingest",
+            Program::Worker => "yuba-worker",
+            Program::Reconciler => "yuba-reconciler",
+        }
+    }
+}

@@ -110,7 +110,7 @@ fn render_metrics() -> String {
         .map(|metric| {
             let entry = MetricEntry {
                 unit: metric.unit().as_str(),
-                emitted_by: metric.emitted_by().iter().map(|p| p.name()).collect(),
+                emitted_by: metric.emitted_by().iter().map(|p| p.binary()).collect(),
                 dimension_sets: metric
                     .dimension_sets()
                     .iter()
@@ -285,7 +285,7 @@ fn program_of(path: &str) -> Option<Program> {
     let bin = path.strip_prefix("bins/")?.split('/').next()?;
     Program::ALL
         .into_iter()
-        .find(|program| program.name().strip_prefix("yuba-") == Some(bin))
+        .find(|program| program.as_str() == bin)
 }
 
 /// What the scan finds in one file's sources (comments removed): `violations` as `line: why`,
@@ -335,7 +335,7 @@ fn scan(path: &str, source: &str) -> (Vec<String>, BTreeSet<Metric>) {
                     violations.push(at(format!(
                         "{token} emitted by {}, which the catalog does not list among its \
                          emitters",
-                        program.name()
+                        program.binary()
                     )));
                 }
                 Some(_) => {}
@@ -364,7 +364,7 @@ fn no_metric_bypasses_the_catalog() {
                 violations.push(format!(
                     "the catalog says {} emits {} (Metric::{metric:?}), but no source under \
                      bins/ names it",
-                    program.name(),
+                    program.binary(),
                     metric.name()
                 ));
             }

@@ -10,25 +10,7 @@
 //! ([`OUTCOME_FAILED`], [`OUTCOME_REJECTED`], [`VARIANT_ERROR_UNKNOWN`], [`IngestRecord`]), are
 //! defined here.
 
-/// A program that emits metrics, by its binary's name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Program {
-    Ingest,
-    Worker,
-    Reconciler,
-}
-
-impl Program {
-    pub const ALL: [Program; 3] = [Program::Ingest, Program::Worker, Program::Reconciler];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Program::Ingest => "yuba-ingest",
-            Program::Worker => "yuba-worker",
-            Program::Reconciler => "yuba-reconciler",
-        }
-    }
-}
+pub use crate::Program;
 
 /// Where the values of a dimension come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,7 +295,7 @@ mod tests {
         let unique = |names: Vec<&str>| names.iter().collect::<BTreeSet<_>>().len() == names.len();
         assert!(unique(Metric::ALL.iter().map(|m| m.name()).collect()));
         assert!(unique(Dimension::ALL.iter().map(|d| d.name()).collect()));
-        assert!(unique(Program::ALL.iter().map(|p| p.name()).collect()));
+        assert!(unique(Program::ALL.iter().map(|p| p.binary()).collect()));
         assert!(unique(
             IngestRecord::ALL.iter().map(|r| r.as_str()).collect()
         ));
