@@ -448,7 +448,10 @@ impl<H: Handler> Task<H> {
             .send()
             .await;
         if let Err(error) = result {
-            tracing::warn!(error = %describe_sdk_error(&error), "ChangeMessageVisibility failed");
+            tracing::warn!(
+                error = %ErrorChain(&SqsCallError::new(error)),
+                "ChangeMessageVisibility failed"
+            );
         }
     }
 }
@@ -587,7 +590,9 @@ async fn delete_pending(
     })
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// The guarded value even if a holder panicked: the maps it guards stay consistent whatever a
+/// handler does, since they are only touched by this crate's own short critical sections.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

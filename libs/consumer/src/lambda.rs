@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::consumer::SqsCallError;
+use crate::consumer::{SqsCallError, lock};
 use crate::{ConsumerSettings, Delivery, Handler, MessageBackoff, change_visibility, handle_batch};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use yuba_model::ErrorChain;
@@ -238,12 +238,6 @@ pub fn as_sqs_event(payload: &serde_json::Value) -> Option<SqsEvent> {
         return None;
     }
     serde_json::from_value(payload.clone()).ok()
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

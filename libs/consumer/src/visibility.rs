@@ -2,9 +2,9 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
-use yuba_aws::describe_sdk_error;
+use yuba_model::ErrorChain;
 
-use crate::consumer::SQS_BATCH;
+use crate::consumer::{SQS_BATCH, SqsCallError};
 
 /// Sets when each message (by receipt handle) is visible again: zero releases it to another
 /// consumer now, more delays its retry. Best effort: a message whose change fails comes back
@@ -44,7 +44,7 @@ pub async fn change_visibility(
                 }
             }
             Err(error) => tracing::warn!(
-                error = %describe_sdk_error(&error),
+                error = %ErrorChain(&SqsCallError::new(error)),
                 count = chunk.len(),
                 "could not change messages' visibility; they return after the one they have"
             ),
