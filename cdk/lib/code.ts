@@ -2,7 +2,8 @@
  * What AWS runs: the artifacts `make package` builds (scripts/package.py), found through the
  * manifest it writes (`target/package/manifest.json`, or the directory in `yuba:package`):
  *
- * - the Lambda zips of `yuba-ingest` and `yuba-worker` (arm64, provided.al2023), used as they are;
+ * - the Lambda zips of `yuba-ingest`, `yuba-worker` and `yuba-serve` (arm64, provided.al2023),
+ *   used as they are;
  * - the Fargate image's digest. The task definitions name the image by digest, never by tag, so
  *   a service that scales from zero runs exactly what was deployed. `fargateWorker.imageDigest`
  *   in the stage's configuration overrides it (a rollback to an image pushed earlier).
@@ -24,7 +25,7 @@ export const PLACEHOLDER_CONTEXT = 'yuba:placeholderCode';
 export const PACKAGE_CONTEXT = 'yuba:package';
 /** The digest a synth-only stack names when no image was built: no registry holds it. */
 export const PLACEHOLDER_DIGEST = `sha256:${'0'.repeat(64)}`;
-export type LambdaBinary = 'yuba-ingest' | 'yuba-worker';
+export type LambdaBinary = 'yuba-ingest' | 'yuba-worker' | 'yuba-serve';
 
 /** What scripts/package.py records (the fields the app reads). */
 interface PackageManifest {

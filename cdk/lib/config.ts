@@ -116,16 +116,28 @@ export interface AlarmConfig {
   readonly emails: string[];
 }
 
+/**
+ * The delivery origin, yuba-serve, on Lambda: the function behind CloudFront's function URL origin
+ * (lib/serve.ts). It answers one request per instance, streaming the body: past the first 6 MB a
+ * streamed response is capped at 2 MB/s, so `timeoutSeconds` bounds the largest original the
+ * failover can serve (about 6 MB + 2 MB/s x timeout; docs/DEPLOY.md).
+ */
+export interface ServeConfig {
+  /** The function's memory: with variants, at least the worker's rule for one job (renders on a miss). */
+  readonly memoryMiB: number;
+  readonly timeoutSeconds: number;
+  /** Reserved concurrency of the function: a ceiling on renders at once across instances. */
+  readonly reservedConcurrency?: number;
+}
+
 export interface DeliveryConfig {
-  readonly enabled: boolean;
   /**
-   * The failover origin: a host that serves the replica bucket's objects and variants over HTTPS
-   * (the image server of the delivery path, a GCS-fronting proxy, or storage.googleapis.com for a
-   * bucket that allows public reads, which terraform/ does not make).
+   * A CloudFront distribution: originals from the source bucket (origin access control), failing
+   * over to yuba-serve (a Lambda function URL, also through origin access control); variants
+   * straight from yuba-serve. Every origin is one CloudFront can authenticate to.
    */
-  readonly failoverDomain: string;
-  /** Path prefix on the failover origin, e.g. `/<bucket>` for storage.googleapis.com. */
-  readonly failoverPath: string;
+  readonly enabled: boolean;
+  readonly serve: ServeConfig;
   /** Optional custom domain and ACM certificate (us-east-1); enforces TLS 1.2 when given. */
   readonly domainNames?: string[];
   readonly certificateArn?: string;
@@ -142,6 +154,8 @@ export interface GcpConfig {
   /** Files with terraform's worker_credentials_json / reconciler_credentials_json outputs. */
   readonly workerCredentialsFile: string;
   readonly reconcilerCredentialsFile: string;
+  /** The file with terraform's serve_credentials_json: read only when delivery is enabled. */
+  readonly serveCredentialsFile: string;
 }
 
 /**
@@ -313,13 +327,19 @@ export const DEFAULT_BURN_RATES: BurnRateAlarm[] = [
   { rate: 6, longWindowMinutes: 360, shortWindowMinutes: 30 },
 ];
 
+/**
+ * yuba-serve's defaults: 1 GiB (the worker's floor with variants, and more CPU for a render on a
+ * miss) and 30 s, CloudFront's default read timeout for an origin.
+ */
+export const DEFAULT_SERVE: ServeConfig = { memoryMiB: 1024, timeoutSeconds: 30 };
+
 export const DEFAULTS: Record<StageName, StageConfig> = {
   dev: {
     ...common,
     stage: 'dev',
     prefix: 'yuba-dev',
     source: { name: 'yuba-dev-images', mode: 'import', versioned: false, prefixes: [], suffixes: [] },
-    gcp: { bucket: 'yuba-dev-replica', workerCredentialsFile: 'config/dev-worker-gcp.json', reconcilerCredentialsFile: 'config/dev-reconciler-gcp.json' },
+    gcp: { bucket: 'yuba-dev-replica', workerCredentialsFile: 'config/dev-worker-gcp.json', reconcilerCredentialsFile: 'config/dev-reconciler-gcp.json', serveCredentialsFile: 'config/dev-serve-gcp.json' },
     lambdaWorker: {
       routeThresholdBytes: 64 * 1024 * 1024,
       concurrency: 4,
@@ -339,7 +359,7 @@ export const DEFAULTS: Record<StageName, StageConfig> = {
     },
     reconciler: { schedule: 'cron(0 3 * * ? *)', timezone: 'UTC', cpu: 512, memoryMiB: 1024, environment: {} },
     alarms: { lagObjectiveSeconds: 900, errorBudget: 0.05, budgetDays: 30, burnRates: DEFAULT_BURN_RATES, emails: [] },
-    delivery: { enabled: false, failoverDomain: 'images-fallback.dev.example.com', failoverPath: '', priceClass: 'PriceClass_100' },
+    delivery: { enabled: false, serve: DEFAULT_SERVE, priceClass: 'PriceClass_100' },
     logRetentionDays: 14,
     dlqRetentionDays: 7,
     natGateways: 0,
@@ -351,7 +371,7 @@ export const DEFAULTS: Record<StageName, StageConfig> = {
     stage: 'prod',
     prefix: 'yuba-prod',
     source: { name: 'yuba-prod-images', mode: 'import', versioned: true, prefixes: [], suffixes: [] },
-    gcp: { bucket: 'yuba-prod-replica', workerCredentialsFile: 'config/prod-worker-gcp.json', reconcilerCredentialsFile: 'config/prod-reconciler-gcp.json' },
+    gcp: { bucket: 'yuba-prod-replica', workerCredentialsFile: 'config/prod-worker-gcp.json', reconcilerCredentialsFile: 'config/prod-reconciler-gcp.json', serveCredentialsFile: 'config/prod-serve-gcp.json' },
     lambdaWorker: {
       routeThresholdBytes: 64 * 1024 * 1024,
       concurrency: 8,
@@ -376,7 +396,7 @@ export const DEFAULTS: Record<StageName, StageConfig> = {
     },
     reconciler: { schedule: 'cron(0 3 * * ? *)', timezone: 'UTC', cpu: 1024, memoryMiB: 2048, environment: {} },
     alarms: { lagObjectiveSeconds: 120, errorBudget: 0.01, budgetDays: 30, burnRates: DEFAULT_BURN_RATES, emails: [] },
-    delivery: { enabled: true, failoverDomain: 'images-fallback.example.com', failoverPath: '', priceClass: 'PriceClass_All' },
+    delivery: { enabled: true, serve: DEFAULT_SERVE, priceClass: 'PriceClass_All' },
     logRetentionDays: 90,
     natGateways: 2,
     retainData: true,
@@ -412,6 +432,11 @@ export function stageConfig(stage: StageName, overrides?: Overrides<StageConfig>
  * must fail synth, not deploy with the setting silently dropped.
  */
 const REMOVED_FIELDS: Record<string, Record<string, string>> = {
+  delivery: {
+    failoverDomain:
+      'removed: the failover origin is yuba-serve, a Lambda function URL behind origin access control (delivery.serve); CloudFront cannot authenticate to any other origin that reads the private replica',
+    failoverPath: 'removed with failoverDomain: yuba-serve reads the URL scheme of libs/delivery (docs/design/delivery.md)',
+  },
   fargateWorker: {
     onDemandBase: 'use fargateWorker.minTasks (tasks kept warm); the pool is on-demand only, since ARM64 tasks cannot count on Fargate Spot',
     spotWeight: 'removed: the pool is on-demand only, since ARM64 tasks cannot count on Fargate Spot (lib/fargate-worker.ts)',
@@ -476,8 +501,26 @@ export function validate(c: StageConfig): void {
   }
   validateReconcilerMemory(c);
   if (c.delivery.domainNames && !c.delivery.certificateArn) fail(c, 'delivery.certificateArn', 'required with domainNames');
+  validateServe(c);
   // A misspelt mode must not fall through to another one (anything not 'queue' used to mean direct).
   if (!NOTIFICATION_MODES.includes(c.notifications)) fail(c, 'notifications', `${JSON.stringify(c.notifications)} is not one of ${NOTIFICATION_MODES.join(', ')}`);
+}
+
+/**
+ * yuba-serve renders a missing variant with the worker's transform and memory admission, one
+ * request per Lambda instance: with variants its memory must hold one job by the worker's rule.
+ * Its timeout is a Lambda timeout (1-900 s).
+ */
+function validateServe(c: StageConfig): void {
+  const s = c.delivery.serve;
+  if (!Number.isInteger(s.timeoutSeconds) || s.timeoutSeconds < 1 || s.timeoutSeconds > 900) fail(c, 'delivery.serve.timeoutSeconds', 'must be a whole number of seconds, 1..900 (a Lambda timeout)');
+  if (!Number.isInteger(s.memoryMiB) || s.memoryMiB < LAMBDA_MEMORY_MIB.min || s.memoryMiB > LAMBDA_MEMORY_MIB.max) {
+    fail(c, 'delivery.serve.memoryMiB', `must be a whole number of MB from ${LAMBDA_MEMORY_MIB.min} to ${LAMBDA_MEMORY_MIB.max}`);
+  }
+  const variants = c.variants !== '';
+  const needed = workerMemoryMiB(1, variants);
+  if (s.memoryMiB < needed) fail(c, 'delivery.serve.memoryMiB', `${s.memoryMiB} MiB is too little to render a variant on a miss: at least ${needed} MiB (README "Memory": ${memoryNeeds(1, variants)})`);
+  if (s.reservedConcurrency !== undefined && (!Number.isInteger(s.reservedConcurrency) || s.reservedConcurrency < 1)) fail(c, 'delivery.serve.reservedConcurrency', 'must be a whole number, at least 1');
 }
 
 /** What a worker of `concurrency` jobs needs memory for, in words, for synth's messages. */

@@ -1,9 +1,10 @@
 /**
  * The GCP side's inputs: the workload identity federation configurations terraform/ writes
- * (`worker_credentials_json`, `reconciler_credentials_json`). They hold no secret (the pool's
- * provider and the service account to impersonate), so they travel as YUBA_GCS_CREDENTIALS in the
- * environment; the AWS roles that run the programs are the federated principals, and their names
- * are fixed (see roleNames) because terraform must know their ARNs before they exist.
+ * (`worker_credentials_json`, `reconciler_credentials_json`, and `serve_credentials_json` for the
+ * delivery origin). They hold no secret (the pool's provider and the service account to
+ * impersonate), so they travel as YUBA_GCS_CREDENTIALS in the environment; the AWS roles that run
+ * the programs are the federated principals, and their names are fixed (see roleNames) because
+ * terraform must know their ARNs before they exist.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -23,9 +24,9 @@ function exampleGcpMode(scope: Construct): boolean {
 }
 
 /**
- * The fixed role names terraform's worker_role_arns / reconciler_role_arns must list: the stage
- * prefix and each program's role suffix from the permissions contract the Rust tests generate
- * (lib/generated/aws-iam.json), so the roles and the contract cannot disagree.
+ * The fixed role names terraform's worker_role_arns / reconciler_role_arns / serve_role_arns must
+ * list: the stage prefix and each program's role suffix from the permissions contract the Rust
+ * tests generate (lib/generated/aws-iam.json), so the roles and the contract cannot disagree.
  */
 const CONTRACT = JSON.parse(fs.readFileSync(path.join(__dirname, 'generated', 'aws-iam.json'), 'utf8'));
 
@@ -39,6 +40,7 @@ export function roleNames(c: StageConfig) {
     lambdaWorker: role('worker-lambda'),
     fargateWorker: role('worker-task'),
     reconciler: role('reconciler-task'),
+    serve: role('serve-lambda'),
   };
 }
 
@@ -96,7 +98,7 @@ function audienceProblem(audience: unknown): string | undefined {
  * Reads and checks one credential configuration; returns it as compact JSON. The same fields the
  * programs check at start-up are checked here, so a wrong file fails `cdk synth`, not a deploy.
  */
-export function loadCredentials(scope: Construct, file: string, which: 'worker' | 'reconciler'): string {
+export function loadCredentials(scope: Construct, file: string, which: 'worker' | 'reconciler' | 'serve'): string {
   const resolved = path.resolve(file);
   if (!fs.existsSync(resolved)) {
     if (placeholderMode(scope) || exampleGcpMode(scope)) {

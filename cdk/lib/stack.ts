@@ -1,7 +1,8 @@
 /**
  * One stage of yuba's AWS side, composed from constructs with one job each:
  * source bucket + notifications, queues, Lambdas (ingest, worker) with canary deployments,
- * the Fargate worker, the scheduled reconciler, observability, and the optional delivery path.
+ * the Fargate worker, the scheduled reconciler, observability, and the optional delivery path
+ * (CloudFront with yuba-serve, the origin that reads the replica).
  */
 import { CfnOutput, Duration, Stack, StackProps, Tags } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -19,6 +20,7 @@ import { Network } from './network';
 import { Observability } from './observability';
 import { QueuePair, Queues, usesEventsQueue } from './queues';
 import { Reconciler } from './reconciler';
+import { Serve } from './serve';
 import { SourceBucket } from './source';
 import { Acknowledgement, applyNagSuppressions } from './nag';
 
@@ -34,6 +36,8 @@ export class YubaStack extends Stack {
   readonly reconciler: Reconciler;
   readonly observability: Observability;
   readonly delivery?: Delivery;
+  /** yuba-serve's Lambda home, with the delivery path only (its function URL is CloudFront's origin). */
+  readonly serve?: Serve;
   /** The rule that sends the bucket's EventBridge events to the events queue (notifications: 'eventbridge'). */
   readonly sourceEventsRule?: events.Rule;
   /** cdk-nag acknowledgements that matched nothing in this stack (expected: the conditional ones). */
@@ -100,19 +104,24 @@ export class YubaStack extends Stack {
       reconciler: this.reconciler,
     });
     if (c.delivery.enabled && logs) {
+      // Its credentials are read only here: a stage without the delivery path needs no serve identity.
+      const serveCredentials = loadCredentials(this, c.gcp.serveCredentialsFile, 'serve');
+      this.serve = new Serve(this, 'Serve', { config: c, credentials: serveCredentials });
       this.delivery = new Delivery(this, 'Delivery', {
         config: c,
         bucket: this.source.bucket,
         bucketIsOwned: c.source.mode === 'create',
         logs,
+        serveUrl: this.serve.url,
       });
     }
 
-    // What terraform/ needs (worker_role_arns, reconciler_role_arns): fixed names, known before deploy.
+    // What terraform/ needs (worker_role_arns, reconciler_role_arns, serve_role_arns): fixed names, known before deploy.
     const names = roleNames(c);
     const arn = (name: string) => `arn:${this.partition}:iam::${this.account}:role/${name}`;
     new CfnOutput(this, 'WorkerRoleArns', { value: [arn(names.lambdaWorker), arn(names.fargateWorker)].join(',') });
     new CfnOutput(this, 'ReconcilerRoleArn', { value: arn(names.reconciler) });
+    if (this.serve) new CfnOutput(this, 'ServeRoleArn', { value: arn(names.serve) });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.observability.topic.topicArn });
     new CfnOutput(this, 'DashboardName', { value: c.prefix });
 

@@ -135,10 +135,18 @@ function probes(t: Json): Array<[string, Json]> {
 }
 
 /**
+ * Programs a stage runs only in some configurations (every other program runs in every stage):
+ * yuba-serve is the delivery path's origin, and exists with it.
+ */
+const PRESENT: Record<string, (c: StageConfig) => boolean> = {
+  'serve-lambda': (c) => c.delivery.enabled,
+};
+
+/**
  * The roles of the programs, by what they are attached to: the Lambda function that runs the
  * binary, or the task definition whose container runs it.
  */
-function programRoles(t: Json, contract: Contract, problems: string[]): Map<string, string> {
+function programRoles(t: Json, contract: Contract, c: StageConfig, problems: string[]): Map<string, string> {
   const roles = new Map<string, string>();
   for (const [name, p] of Object.entries(contract.programs)) {
     const found =
@@ -149,11 +157,13 @@ function programRoles(t: Json, contract: Contract, problems: string[]): Map<stri
         : byType(t, 'AWS::ECS::TaskDefinition')
             .filter(([, d]) => d.Properties.ContainerDefinitions.some((c: Json) => c.Command?.[0] === p.binary))
             .map(([, d]) => roleIdOf(d.Properties.TaskRoleArn));
-    if (found.length !== 1 || !found[0]) {
-      problems.push(`${name}: expected one ${p.home} home running ${p.binary}, found ${found.length}`);
-      continue;
+    const expected = (PRESENT[name]?.(c) ?? true) ? 1 : 0;
+    const roleId = found[0];
+    if (found.length !== expected || (expected === 1 && !roleId)) {
+      problems.push(`${name}: expected ${expected} ${p.home} home running ${p.binary}, found ${found.length}`);
+    } else if (roleId) {
+      roles.set(name, roleId);
     }
-    roles.set(name, found[0]);
   }
   return roles;
 }
@@ -268,7 +278,7 @@ function check(t: Json, stack: YubaStack, c: StageConfig, contract: Contract = C
   }
   const tokens = resourceTokens(stack);
   const label = (resource: string) => Object.entries(tokens).find(([, v]) => canonical(v) === resource)?.[0] ?? resource;
-  const roles = programRoles(t, contract, problems);
+  const roles = programRoles(t, contract, c, problems);
   for (const [name, program] of Object.entries(contract.programs)) {
     const roleId = roles.get(name);
     if (!roleId) continue;
@@ -442,6 +452,18 @@ describe('the check fails on broken copies', () => {
     const lambdaQueue = resourceTokens(stack)['queue:lambda-work'];
     policyOf(t, 'yuba-prod-worker-task').Statement.push({ Effect: 'Allow', Action: 'sqs:ReceiveMessage', Resource: lambdaQueue });
     expect(check(t, stack, config)).toEqual([expect.stringMatching(/grants sqs:ReceiveMessage on queue:lambda-work, which the contract does not list$/)]);
+  });
+
+  test('a stage with the delivery path but no yuba-serve, and one without it that runs yuba-serve', () => {
+    const { template, stack, config } = prod();
+    const t = copy(template.toJSON());
+    const [serveId] = byType(t, 'AWS::Lambda::Function').find(([, f]) => String(f.Properties.Description).startsWith('yuba yuba-serve '))!;
+    t.Resources[serveId].Properties.Description = 'yuba something-else (prod)';
+    expect(check(t, stack, config)).toEqual(expect.arrayContaining(['serve-lambda: expected 1 lambda home running yuba-serve, found 0']));
+    const dev = variant('dev (unversioned, events queue)');
+    const u = copy(dev.template.toJSON());
+    u.Resources.Stray = copy(template.toJSON().Resources[serveId]);
+    expect(check(u, dev.stack, dev.config)).toEqual(expect.arrayContaining(['serve-lambda: expected 0 lambda home running yuba-serve, found 1']));
   });
 
   test('a program role named otherwise than the contract says', () => {

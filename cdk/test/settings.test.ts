@@ -53,10 +53,12 @@ function problems(template: any, contract: SettingsContract = SETTINGS): string[
 describe('the environments the app sets', () => {
   const templates = (['dev', 'prod'] as const).map((stage) => [stage, synth(stage).template.toJSON()] as const);
 
-  test.each(templates)('%s: every program gets only settings it reads', (_stage, template) => {
+  test.each(templates)('%s: every program gets only settings it reads', (stage, template) => {
     const found = environments(template);
-    // Each program is found, so the check below cannot pass by finding nothing.
-    expect(new Set(found.map((e) => e.program))).toEqual(new Set(['yuba-ingest', 'yuba-worker', 'yuba-reconciler']));
+    // Each program is found, so the check below cannot pass by finding nothing (yuba-serve runs
+    // with the delivery path only, which prod has).
+    const programs = ['yuba-ingest', 'yuba-worker', 'yuba-reconciler', ...(stageConfig(stage).delivery.enabled ? ['yuba-serve'] : [])];
+    expect(new Set(found.map((e) => e.program))).toEqual(new Set(programs));
     expect(found.every((e) => e.names.length > 0)).toBe(true);
     expect(problems(template)).toEqual([]);
   });

@@ -559,7 +559,7 @@ describe('observability', () => {
       return { written: [...written], read: [...read].filter((ns) => !ns.startsWith('AWS/') && !ns.startsWith('ECS/')) };
     };
     const p = namespaces(t);
-    // The Lambda worker, the Fargate worker and the reconciler.
+    // The Lambda worker, the Fargate worker, the reconciler and (prod has the delivery path) yuba-serve.
     expect(p.written).toEqual(['yuba-prod']);
     expect(p.read).toEqual(['yuba-prod']);
     expect(namespaces(dev.template)).toEqual({ written: ['yuba-dev'], read: ['yuba-dev'] });
@@ -567,7 +567,7 @@ describe('observability', () => {
       ...resources(t, 'AWS::Lambda::Function').filter(([, f]) => f.Properties.Environment?.Variables?.YUBA_METRICS_NAMESPACE),
       ...resources(t, 'AWS::ECS::TaskDefinition').filter(([, td]) => td.Properties.ContainerDefinitions[0].Environment.some((e: any) => e.Name === 'YUBA_METRICS_NAMESPACE')),
     ];
-    expect(writers.length).toBe(3);
+    expect(writers.length).toBe(4);
   });
 
   test('the dashboard shows lag, throughput, failures, queues, Lambda and Fargate', () => {
@@ -593,7 +593,7 @@ describe('observability', () => {
 });
 
 describe('delivery', () => {
-  test('prod: CloudFront origin group, S3 with OAC first, the replica as failover', () => {
+  test('prod: CloudFront origin group, S3 with OAC first, yuba-serve as failover (test/delivery.test.ts holds the rest)', () => {
     const t = prod.template;
     const [, d] = one(t, 'AWS::CloudFront::Distribution');
     const cfg = d.Properties.DistributionConfig;
@@ -604,16 +604,23 @@ describe('delivery', () => {
     const byId = Object.fromEntries(cfg.Origins.map((o: any) => [o.Id, o]));
     expect(byId[primaryId].S3OriginConfig).toBeDefined();
     expect(byId[primaryId].OriginAccessControlId).toBeDefined();
-    expect(byId[failoverId].DomainName).toBe(prod.config.delivery.failoverDomain);
+    const [urlId] = one(t, 'AWS::Lambda::Url');
+    expect(byId[failoverId].DomainName).toEqual({ 'Fn::Select': [2, { 'Fn::Split': ['/', { 'Fn::GetAtt': [urlId, 'FunctionUrl'] }] }] });
     expect(byId[failoverId].CustomOriginConfig.OriginProtocolPolicy).toBe('https-only');
+    expect(byId[failoverId].OriginAccessControlId).toBeDefined();
     expect(cfg.DefaultCacheBehavior.TargetOriginId).toBe(group.Id);
     expect(cfg.DefaultCacheBehavior.ViewerProtocolPolicy).toBe('redirect-to-https');
     expect(cfg.Logging).toBeDefined();
     t.hasResourceProperties('AWS::CloudFront::OriginAccessControl', { OriginAccessControlConfig: Match.objectLike({ SigningBehavior: 'always' }) });
   });
 
-  test('dev: no distribution', () => {
+  test('a configuration with the removed failoverDomain fails synth, saying what replaced it', () => {
+    expect(() => stageConfig('prod', { delivery: { failoverDomain: 'images-fallback.example.com' } } as any)).toThrow(/delivery\.failoverDomain: removed: the failover origin is yuba-serve/);
+  });
+
+  test('dev: no distribution, and no yuba-serve', () => {
     dev.template.resourceCountIs('AWS::CloudFront::Distribution', 0);
+    dev.template.resourceCountIs('AWS::Lambda::Url', 0);
   });
 });
 
