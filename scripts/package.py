@@ -8,7 +8,8 @@
    in requirements-dev.txt) and the `dist` profile of Cargo.toml (fat LTO, one codegen unit,
    symbols stripped), with cargo-lambda's own profile overrides off, so that what Cargo.toml
    says is what is built. The target is added with rustup (the toolchain itself is left alone).
-2. Zips `yuba-ingest` and `yuba-worker` for `provided.al2023` (the binary as `bootstrap`).
+2. Zips `yuba-ingest`, `yuba-worker` and `yuba-serve` for `provided.al2023` (the binary as
+   `bootstrap`).
 3. Builds the Fargate image (`yuba-worker` and `yuba-reconciler`) as an OCI archive, without a
    daemon and without a base image: the same glibc binaries as the zips, the arm64 C runtime
    they need (ld.so, libc, libm, ...) from Debian's pinned cross package, the Mozilla CA
@@ -50,7 +51,7 @@ VENV_BIN = ROOT / ".venv" / "bin"
 
 TARGET = "aarch64-unknown-linux-gnu"
 PROFILE = "dist"  # [profile.dist] in Cargo.toml
-LAMBDA_BINS = ("yuba-ingest", "yuba-worker")
+LAMBDA_BINS = ("yuba-ingest", "yuba-worker", "yuba-serve")
 IMAGE_BINS = ("yuba-worker", "yuba-reconciler")
 
 # The arm64 C runtime the image carries: pinned, since a new Debian build of it would change the
@@ -425,7 +426,7 @@ def main() -> int:
     ap.add_argument(
         "--bins",
         default=",".join(sorted(set(LAMBDA_BINS) | set(IMAGE_BINS))),
-        help="bins to build (default: all three); zips and the image take those built",
+        help="bins to build (default: all of them); zips and the image take those built",
     )
     ap.add_argument("--no-synth", action="store_true", help="skip the CDK synth at the end")
     args = ap.parse_args()
