@@ -5,7 +5,9 @@ No provider can be downloaded here, so `terraform validate` cannot run; instead:
 
 1. assertions on every .tf file, parsed with python-hcl2: the properties yuba's security and
    its workers depend on (the bucket's access settings and its `_yuba-parts/` lifecycle rule,
-   the federation's condition and grants, no keys, IAM on the bucket and the accounts only);
+   the federation's condition and grants, no keys, IAM on the bucket and the accounts only;
+   yuba-serve reads the bucket unconditioned and creates objects under the variants' prefix
+   only, through an IAM condition on the object name);
    Google's formats of every id and name created (pool, provider, service accounts, bucket),
    evaluated from the module's defaults and through the example with its
    terraform.tfvars.example, and the validations of the variables they are made of, tried on
@@ -60,7 +62,12 @@ AWS_ROLE_MAPPING = (
     "assertion.arn.contains('assumed-role') ? assertion.arn.extract('{account_arn}assumed-role/')"
     " + 'assumed-role/' + assertion.arn.extract('assumed-role/{role_name}/') : assertion.arn"
 )
-BUCKET_ROLES = {"roles/storage.objectViewer", "roles/storage.objectUser", "roles/storage.objectAdmin"}
+BUCKET_ROLES = {
+    "roles/storage.objectViewer",
+    "roles/storage.objectCreator",
+    "roles/storage.objectUser",
+    "roles/storage.objectAdmin",
+}
 FORBIDDEN_TYPES = {
     "google_service_account_key": "a long-lived key; the AWS side authenticates by federation",
     "google_storage_hmac_key": "a long-lived key; the AWS side authenticates by federation",
@@ -303,8 +310,10 @@ def check_pool_providers(cfg: Config) -> list[Failure]:
             continue
         if "var.aws_account_id" not in condition:
             out.append(Failure(w, "attribute_condition does not restrict the AWS account (var.aws_account_id)"))
-        for var in ("var.worker_role_arns", "var.reconciler_role_arns"):
-            if var not in condition:
+        for var in ("var.worker_role_arns", "var.reconciler_role_arns", "var.serve_role_arns"):
+            # The list's own roles (a for over the variable), not a mention of it elsewhere: every
+            # list's ARNs are parsed together, which names all three variables.
+            if not re.search(r"\bfor\s+\w+\s+in\s+" + re.escape(var) + r"\b", condition):
                 out.append(Failure(w, f"attribute_condition does not restrict to the roles of {var}"))
         if "attribute.aws_role" not in condition:
             out.append(Failure(w, "attribute_condition must test attribute.aws_role (the mapped role)"))
@@ -473,7 +482,7 @@ def check_outputs(cfg: Config) -> list[Failure]:
             r.module == module and r.type == "google_iam_workload_identity_pool_provider" for r in cfg.resources
         ):
             continue
-        for role in ("worker", "reconciler"):
+        for role in ("worker", "reconciler", "serve"):
             name = f"{role}_credentials_json"
             if name not in outputs:
                 out.append(Failure(cfg.rel(module), f"no output {name} (the external_account file of the {role})"))
@@ -1108,7 +1117,12 @@ STAGE_PREFIXES = {
 # being PREFIX-ROLE), and which of the module's role lists a program's binary belongs in: the
 # programs that reach GCS, as the workers or as the reconciler. None: needs no GCP access.
 AWS_IAM_CONTRACT = ROOT / "cdk" / "lib" / "generated" / "aws-iam.json"
-GCP_ROLE_LISTS = {"yuba-worker": "worker_role_arns", "yuba-reconciler": "reconciler_role_arns", "yuba-ingest": None}
+GCP_ROLE_LISTS = {
+    "yuba-worker": "worker_role_arns",
+    "yuba-reconciler": "reconciler_role_arns",
+    "yuba-serve": "serve_role_arns",
+    "yuba-ingest": None,
+}
 
 
 @dataclass
@@ -1332,7 +1346,7 @@ def check_role_contract(cfg: Config) -> list[Failure]:
         programs = json.loads(AWS_IAM_CONTRACT.read_text())["programs"]
     except (OSError, ValueError, KeyError) as e:
         return [Failure(where, f"cannot read the programs' roles: {e}")]
-    roles: dict[str, list[str]] = {"worker_role_arns": [], "reconciler_role_arns": []}
+    roles: dict[str, list[str]] = {arg: [] for arg in GCP_ROLE_LISTS.values() if arg is not None}
     for program, p in sorted(programs.items()):
         if p.get("binary") not in GCP_ROLE_LISTS:
             out.append(
@@ -1384,9 +1398,19 @@ def check_role_contract(cfg: Config) -> list[Failure]:
         for prefix in (DEV, PROD):
             inst = dep.instance(**{STAGE_PREFIX_VARIABLE: prefix})
             for call, args in dep.root.calls.items():
+                if "worker_role_arns" not in args:
+                    continue
                 child = inst.child(call)
                 for arg, suffixes in roles.items():
                     if arg not in args:
+                        if suffixes:
+                            out.append(
+                                Failure(
+                                    dep.label,
+                                    f"module.{call} is not given {arg}, so the CDK app's roles "
+                                    f"{', '.join(suffixes)} ({where}) cannot act as their service account",
+                                )
+                            )
                         continue
                     try:
                         account, got = inst.var("aws_account_id"), child.var(arg)
@@ -1405,6 +1429,136 @@ def check_role_contract(cfg: Config) -> list[Failure]:
     return out
 
 
+# --- yuba-serve's access ------------------------------------------------------------------
+#
+# yuba-serve reads the replica and writes back only the variants it renders on a miss. Its read
+# grant has no condition: listing is authorised on the bucket (an IAM condition sees the bucket's
+# resource name, projects/_/buckets/BUCKET, for storage.objects.list; Google's 403 for exactly
+# that is quoted in https://github.com/lanes-sh/link/pull/100), so a condition on object names
+# would refuse every list. Its write grant is roles/storage.objectCreator, create only (a
+# write with ifGenerationMatch=0 never overwrites; "To replace an existing object, both
+# storage.objects.create and storage.objects.delete permissions are required",
+# https://cloud.google.com/storage/docs/access-control/iam-permissions), under the variants'
+# prefix only: resource.name.startsWith("projects/_/buckets/BUCKET/objects/PREFIX")
+# (https://cloud.google.com/iam/docs/conditions-resource-attributes#resource-name). Conditions on
+# a bucket need uniform bucket-level access
+# (https://cloud.google.com/storage/docs/access-control/iam#conditions), which check_buckets holds.
+
+SERVE_ACCOUNT = "google_service_account.serve"
+READER_ROLE = "roles/storage.objectViewer"
+CREATOR_ROLE = "roles/storage.objectCreator"
+VARIANTS_PREFIX_VARIABLE = "variants_prefix"
+VARIANTS_CONDITION = re.compile(
+    r"resource\.name\.startsWith\(([\"'])projects/_/buckets/\$\{google_storage_bucket\.([\w-]+)\.name\}"
+    r"/objects/\$\{var\." + VARIANTS_PREFIX_VARIABLE + r"\}\1\)"
+)
+# Values of variants_prefix and whether terraform must accept them: the prefix is all of
+# yuba-serve's write access, so it must end a path segment ("_variants" would admit
+# "_variants-x"), be literal and fit in the condition's CEL string, and stay off the parts.
+VARIANTS_PREFIX_SAMPLES = {
+    "_variants/": True,
+    "v/": True,
+    "yuba/variants/": True,
+    "": False,
+    "/": False,
+    "_variants": False,
+    "/_variants/": False,
+    "{variant}/": False,
+    'a"b/': False,
+    "a\\b/": False,
+    "_yuba-parts/": False,
+    "_yuba-parts/v/": False,
+}
+
+
+def serve_bindings(cfg: Config) -> list[Resource]:
+    """The bucket grants whose members include yuba-serve's service account."""
+    return [
+        r
+        for r in cfg.resources
+        if r.type.startswith("google_storage_bucket_iam_")
+        and refers_to(cfg.resolve(r.module, r.body.get("member", r.body.get("members", ""))), SERVE_ACCOUNT)
+    ]
+
+
+def condition_expression(cfg: Config, r: Resource) -> str | None:
+    found = blocks(r.body, "condition")
+    if not found:
+        return None
+    return " ".join(cfg.resolve(r.module, found[0].get("expression", "")).split())
+
+
+def serve_write_problems(cfg: Config, r: Resource, buckets: set[str]) -> list[str]:
+    role = cfg.value(r.module, r.body.get("role", ""))
+    expression = condition_expression(cfg, r)
+    out = []
+    if role != CREATOR_ROLE:
+        out.append(
+            f"yuba-serve gets {role}; only {CREATOR_ROLE} (create, never overwrite or delete: ifGenerationMatch=0)"
+        )
+    if expression is None:
+        out.append(
+            f"an unconditioned write role {role} on the bucket: yuba-serve may write under var.{VARIANTS_PREFIX_VARIABLE} only"
+        )
+        return out
+    m = VARIANTS_CONDITION.fullmatch(expression)
+    if m is None or m.group(2) not in buckets:
+        out.append(
+            f'condition {expression!r} is not resource.name.startsWith("projects/_/buckets/'
+            f'${{google_storage_bucket.NAME.name}}/objects/${{var.{VARIANTS_PREFIX_VARIABLE}}}")'
+        )
+    return out
+
+
+def check_serve_access(cfg: Config) -> list[Failure]:
+    where = cfg.rel(cfg.root)
+    if not any(r.name == "serve" for r in cfg.of_type("google_service_account")):
+        return [Failure(where, f"no {SERVE_ACCOUNT} (yuba-serve's identity)")]
+    buckets = {r.name for r in cfg.of_type("google_storage_bucket")}
+    grants = serve_bindings(cfg)
+    reads = [r for r in grants if cfg.value(r.module, r.body.get("role", "")) == READER_ROLE]
+    writes = [r for r in grants if r not in reads]
+    out = []
+    if not any(condition_expression(cfg, r) is None for r in reads):
+        out.append(
+            Failure(where, f"yuba-serve has no unconditioned {READER_ROLE} on the bucket: it cannot read and list")
+        )
+    for r in reads:
+        if condition_expression(cfg, r) is not None:
+            out.append(
+                Failure(
+                    cfg.where(r),
+                    f"{READER_ROLE} with a condition: listing is authorised on the bucket, so a "
+                    "condition on object names refuses every list",
+                )
+            )
+    if not writes:
+        out.append(Failure(where, "yuba-serve has no write grant: it cannot write back a variant rendered on a miss"))
+    for r in writes:
+        out += [Failure(cfg.where(r), problem) for problem in serve_write_problems(cfg, r, buckets)]
+    return out
+
+
+def check_variants_prefix(cfg: Config) -> list[Failure]:
+    """The validations of var.variants_prefix accept a prefix exactly when it is safe to grant."""
+    out = []
+    for d, m in sorted(cfg.modules.items()):
+        if not any(rtype == "google_service_account" and name == "serve" for rtype, name in m.resources):
+            continue
+        label = f"{cfg_rel(d)}: var.{VARIANTS_PREFIX_VARIABLE}"
+        if VARIANTS_PREFIX_VARIABLE not in m.variables:
+            out.append(Failure(label, "is not declared: yuba-serve's write condition is made of it"))
+            continue
+        dep = Deployment(m, {}, cfg_rel(d), cfg.modules)
+        for sample, ok in VARIANTS_PREFIX_SAMPLES.items():
+            accepted = not dep.instance(**{VARIANTS_PREFIX_VARIABLE: sample}).failed_validations(
+                VARIANTS_PREFIX_VARIABLE
+            )
+            if accepted != ok:
+                out.append(Failure(label, f"{'accepts' if accepted else 'refuses'} {sample!r}"))
+    return out
+
+
 CHECKS = [
     check_presence,
     check_buckets,
@@ -1416,6 +1570,8 @@ CHECKS = [
     check_tfvars_examples,
     check_ids,
     check_role_contract,
+    check_serve_access,
+    check_variants_prefix,
 ]
 
 
@@ -1576,6 +1732,12 @@ PROJECT_IAM = (
 OTHER_BUCKET_IAM = (
     'resource "google_storage_bucket_iam_member" "elsewhere" {\n  bucket = "someone-elses-bucket"\n'
     '  role   = "roles/storage.objectViewer"\n  member = google_service_account.worker.member\n}\n'
+)
+SERVE_ADMIN = (
+    'resource "google_storage_bucket_iam_member" "serve_admin" {\n'
+    "  bucket = google_storage_bucket.replica.name\n"
+    '  role   = "roles/storage.objectAdmin"\n'
+    "  member = google_service_account.serve.member\n}\n"
 )
 TOKEN_CREATOR = (
     'resource "google_service_account_iam_member" "impersonate" {\n'
@@ -1738,6 +1900,79 @@ MUTATIONS = [
         "{0,39}",
         None,
         "which the CDK's stage prefix rule",
+    ),
+    # yuba-serve's access (check_serve_access, check_variants_prefix, check_role_contract).
+    (
+        "serve writes anywhere (the condition removed)",
+        MAIN,
+        r'\n  condition \{\n    title       = "variants-only".*?\n  \}\n',
+        "\n",
+        None,
+        "an unconditioned write role roles/storage.objectCreator",
+    ),
+    (
+        "serve writes under the whole bucket (the prefix left out of the condition)",
+        MAIN,
+        r"/objects/\$\{var\.variants_prefix\}",
+        "/objects/",
+        None,
+        "is not resource.name.startsWith",
+    ),
+    (
+        "serve may overwrite and delete (objectUser)",
+        MAIN,
+        r'creator_role = "roles/storage\.objectCreator"',
+        'creator_role = "roles/storage.objectUser"',
+        None,
+        "only roles/storage.objectCreator",
+    ),
+    (
+        "serve admin on the whole bucket",
+        MAIN,
+        None,
+        None,
+        SERVE_ADMIN,
+        "an unconditioned write role roles/storage.objectAdmin",
+    ),
+    (
+        "serve reads under the prefix only",
+        MAIN,
+        r'("serve_reads" \{.*?member = google_service_account\.serve\.member\n)',
+        r'\1  condition {\n    title      = "v"\n    expression = "resource.name.startsWith(\\"projects/_/buckets/b/objects/v/\\")"\n  }\n',
+        None,
+        "refuses every list",
+    ),
+    (
+        "variants_prefix without its trailing slash",
+        VARIABLES,
+        r' && endswith\(var\.variants_prefix, "/"\)',
+        "",
+        None,
+        "var.variants_prefix: accepts '_variants'",
+    ),
+    (
+        "the pool does not admit yuba-serve's roles",
+        MAIN,
+        r", local\.serve_principals\)",
+        ")",
+        None,
+        "var.serve_role_arns",
+    ),
+    (
+        "the example trusts no serve role",
+        EXAMPLE_MAIN,
+        r"\n  serve_role_arns      = local\.serve_role_arns",
+        "",
+        None,
+        "is not given serve_role_arns",
+    ),
+    (
+        "no serve credentials output",
+        OUTPUTS,
+        r'output "serve_credentials_json"',
+        'output "serve_json"',
+        None,
+        "no output serve_credentials_json",
     ),
     (
         "stage prefix may start with gcp",

@@ -12,6 +12,9 @@ locals {
     "${local.aws_roles}-worker-task",
   ]
   reconciler_role_arns = concat(["${local.aws_roles}-reconciler-task"], var.extra_reconciler_role_arns)
+  # yuba-serve's Lambda, which the stage has with delivery.enabled; trusting the name of a role
+  # that does not exist (yet) grants nothing.
+  serve_role_arns = ["${local.aws_roles}-serve-lambda"]
 
   # Named after the stage, so that dev and prod can share a GCP project. A service account id
   # has at most 30 characters and PREFIX-reconciler adds 11, so a prefix of the CDK's longest
@@ -30,6 +33,8 @@ module "yuba_gcp" {
   worker_role_arns     = local.worker_role_arns
   reconciler_role_arns = local.reconciler_role_arns
   reconciler_can_write = var.reconciler_can_write
+  serve_role_arns      = local.serve_role_arns
+  variants_prefix      = var.variants_prefix
   reader_members       = var.reader_members
 
   name_prefix      = local.name_prefix

@@ -13,6 +13,11 @@ output "reconciler_credentials_json" {
   value       = module.yuba_gcp.reconciler_credentials_json
 }
 
+output "serve_credentials_json" {
+  description = "Credential configuration of yuba-serve, the delivery origin: terraform output -raw serve_credentials_json > ../../../cdk/config/STAGE-serve-gcp.json"
+  value       = module.yuba_gcp.serve_credentials_json
+}
+
 output "worker_service_account_email" {
   description = "The workers' service account."
   value       = module.yuba_gcp.worker_service_account_email
@@ -21,6 +26,11 @@ output "worker_service_account_email" {
 output "reconciler_service_account_email" {
   description = "The reconciler's service account."
   value       = module.yuba_gcp.reconciler_service_account_email
+}
+
+output "serve_service_account_email" {
+  description = "yuba-serve's service account."
+  value       = module.yuba_gcp.serve_service_account_email
 }
 
 output "workload_identity_provider" {
@@ -36,4 +46,9 @@ output "worker_role_arns" {
 output "reconciler_role_arns" {
   description = "The AWS roles that may act as the reconciler."
   value       = local.reconciler_role_arns
+}
+
+output "serve_role_arns" {
+  description = "The AWS roles that may act as yuba-serve."
+  value       = local.serve_role_arns
 }

@@ -19,7 +19,7 @@ variable "aws_account_id" {
 }
 
 variable "aws_stage_prefix" {
-  description = "The CDK stage's prefix (yuba-dev, yuba-prod): its roles are PREFIX-worker-lambda, PREFIX-worker-task and PREFIX-reconciler-task, and it names the stage's pool and service accounts here."
+  description = "The CDK stage's prefix (yuba-dev, yuba-prod): its roles are PREFIX-worker-lambda, PREFIX-worker-task, PREFIX-reconciler-task and PREFIX-serve-lambda, and it names the stage's pool and service accounts here."
   type        = string
   default     = "yuba-dev"
 
@@ -38,7 +38,7 @@ variable "extra_reconciler_role_arns" {
 }
 
 variable "name_prefix" {
-  description = "Prefix of the service account ids (PREFIX-worker, PREFIX-reconciler). null: aws_stage_prefix (its first 19 characters)."
+  description = "Prefix of the service account ids (PREFIX-worker, PREFIX-reconciler, PREFIX-serve). null: aws_stage_prefix (its first 19 characters)."
   type        = string
   default     = null
 }
@@ -59,6 +59,12 @@ variable "reconciler_can_write" {
   description = "Allow `yuba-reconciler backfill --inline` and `--delete-orphans`."
   type        = bool
   default     = false
+}
+
+variable "variants_prefix" {
+  description = "The literal start of the variants' object names, before the first placeholder of their key_template (_variants/ for the default _variants/{variant}/{key}): where yuba-serve may create variants. null: the module's default."
+  type        = string
+  default     = null
 }
 
 variable "reader_members" {

@@ -1,6 +1,7 @@
 # The GCP side of yuba: the replica bucket, and the identities the AWS side writes and reads it
-# with. No key ever leaves Google: the workers and the reconciler exchange their AWS role's
-# credentials for short-lived tokens of a service account (workload identity federation).
+# with. No key ever leaves Google: the workers, the reconciler and the delivery origin
+# (yuba-serve) exchange their AWS role's credentials for short-lived tokens of a service account
+# (workload identity federation).
 
 locals {
   # The part of a workload's identity that the pool keeps, and that grants are made to: Google's
@@ -13,7 +14,7 @@ locals {
   # The role ARN given (arn:aws:iam::ACCOUNT:role/PATH/NAME) as the mapping above writes it:
   # STS ARNs carry the role's name without its path.
   role_arn_parts = {
-    for arn in distinct(concat(var.worker_role_arns, var.reconciler_role_arns)) :
+    for arn in distinct(concat(var.worker_role_arns, var.reconciler_role_arns, var.serve_role_arns)) :
     arn => regex("^arn:(?P<partition>aws[a-z-]*):iam::(?P<account>[0-9]{12}):role/(?:[^/]+/)*(?P<name>[^/]+)$", arn)
   }
   assumed_roles = {
@@ -22,6 +23,7 @@ locals {
 
   worker_principals     = [for arn in var.worker_role_arns : local.assumed_roles[arn]]
   reconciler_principals = [for arn in var.reconciler_role_arns : local.assumed_roles[arn]]
+  serve_principals      = [for arn in var.serve_role_arns : local.assumed_roles[arn]]
 
   parts_prefix = "_yuba-parts/"
 
@@ -31,6 +33,13 @@ locals {
   # cannot hand the bucket to someone else.
   writer_role = "roles/storage.objectUser"
   reader_role = "roles/storage.objectViewer"
+  # yuba-serve writes a variant it rendered on a miss with ifGenerationMatch=0: a create, never an
+  # overwrite, and creating needs storage.objects.create alone ("To replace an existing object,
+  # both storage.objects.create and storage.objects.delete permissions are required",
+  # https://cloud.google.com/storage/docs/access-control/iam-permissions; the methods' table,
+  # https://cloud.google.com/storage/docs/access-control/iam-json, needs delete only to overwrite).
+  # objectCreator has create and nothing else of objects: no read, delete or overwrite.
+  creator_role = "roles/storage.objectCreator"
 
   # The services behind the token exchange (sts), the impersonation of the service accounts
   # (iamcredentials), the pool and the accounts themselves (iam), and the bucket.
@@ -135,7 +144,7 @@ resource "google_iam_workload_identity_pool" "aws" {
   project                   = var.project_id
   workload_identity_pool_id = var.pool_id
   display_name              = "yuba (AWS)"
-  description               = "AWS roles of yuba's workers and reconciler"
+  description               = "AWS roles of yuba's workers, reconciler and delivery origin"
 
   depends_on = [google_project_service.apis]
 }
@@ -163,15 +172,15 @@ resource "google_iam_workload_identity_pool_provider" "aws" {
   # Only yuba's own roles get a federated token at all; the grants below then decide which
   # service account each may become. Without this, any role in the account could exchange its
   # credentials and would be stopped only by the IAM bindings.
-  attribute_condition = "assertion.account == '${var.aws_account_id}' && attribute.aws_role in ${jsonencode(distinct(concat(local.worker_principals, local.reconciler_principals)))}"
+  attribute_condition = "assertion.account == '${var.aws_account_id}' && attribute.aws_role in ${jsonencode(distinct(concat(local.worker_principals, local.reconciler_principals, local.serve_principals)))}"
 
   lifecycle {
     precondition {
       condition = alltrue([
-        for arn in concat(var.worker_role_arns, var.reconciler_role_arns) :
+        for arn in concat(var.worker_role_arns, var.reconciler_role_arns, var.serve_role_arns) :
         split(":", arn)[4] == var.aws_account_id
       ])
-      error_message = "Every role in worker_role_arns and reconciler_role_arns must belong to aws_account_id: the provider accepts that account only."
+      error_message = "Every role in worker_role_arns, reconciler_role_arns and serve_role_arns must belong to aws_account_id: the provider accepts that account only."
     }
   }
 }
@@ -190,6 +199,15 @@ resource "google_service_account" "reconciler" {
   account_id   = "${var.name_prefix}-reconciler"
   display_name = "yuba reconciler"
   description  = "Lists and reads gs://${var.bucket_name} (and repairs it if allowed); impersonated by the reconciler's AWS roles."
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_service_account" "serve" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-serve"
+  display_name = "yuba serve"
+  description  = "Reads gs://${var.bucket_name} and creates variants under ${var.variants_prefix}; impersonated by the delivery origin's AWS roles."
 
   depends_on = [google_project_service.apis]
 }
@@ -216,6 +234,17 @@ resource "google_service_account_iam_binding" "reconciler_federation" {
   ]
 }
 
+resource "google_service_account_iam_binding" "serve_federation" {
+  count = length(local.serve_principals) > 0 ? 1 : 0
+
+  service_account_id = google_service_account.serve.name
+  role               = "roles/iam.workloadIdentityUser"
+  members = [
+    for p in local.serve_principals :
+    "principalSet://iam.googleapis.com/${google_iam_workload_identity_pool.aws.name}/attribute.aws_role/${p}"
+  ]
+}
+
 resource "google_storage_bucket_iam_member" "worker_writes" {
   bucket = google_storage_bucket.replica.name
   role   = local.writer_role
@@ -235,6 +264,34 @@ resource "google_storage_bucket_iam_member" "reconciler_writes" {
   bucket = google_storage_bucket.replica.name
   role   = local.writer_role
   member = google_service_account.reconciler.member
+}
+
+# yuba-serve reads originals, variants and their records, and lists; with no condition, because
+# listing is authorised on the bucket, not on an object, so a condition on object names would
+# refuse every list (resource.name is the bucket's for storage.objects.list).
+resource "google_storage_bucket_iam_member" "serve_reads" {
+  bucket = google_storage_bucket.replica.name
+  role   = local.reader_role
+  member = google_service_account.serve.member
+}
+
+# yuba-serve writes back a variant it rendered on a miss: a create (see creator_role), under the
+# variants' prefix only. An object's resource name in a condition is
+# projects/_/buckets/BUCKET/objects/OBJECT
+# (https://cloud.google.com/iam/docs/conditions-resource-attributes#resource-name), and IAM
+# Conditions on a bucket need uniform bucket-level access, which the bucket has
+# (https://cloud.google.com/storage/docs/access-control/iam#conditions). scripts/check_terraform.py
+# holds this condition to exactly that prefix.
+resource "google_storage_bucket_iam_member" "serve_writes_variants" {
+  bucket = google_storage_bucket.replica.name
+  role   = local.creator_role
+  member = google_service_account.serve.member
+
+  condition {
+    title       = "variants-only"
+    description = "Create objects under ${var.variants_prefix} (variants rendered on a miss) and nowhere else"
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.replica.name}/objects/${var.variants_prefix}\")"
+  }
 }
 
 # The delivery path's read access, on this bucket only.

@@ -16,6 +16,7 @@ locals {
     for role, sa in {
       worker     = google_service_account.worker.email
       reconciler = google_service_account.reconciler.email
+      serve      = google_service_account.serve.email
     } :
     role => jsonencode({
       universe_domain                   = "googleapis.com"
@@ -30,7 +31,7 @@ locals {
 }
 
 output "bucket_name" {
-  description = "The replica bucket: YUBA_GCS_BUCKET of the workers and the reconciler."
+  description = "The replica bucket: YUBA_GCS_BUCKET of the workers, the reconciler and yuba-serve."
   value       = google_storage_bucket.replica.name
 }
 
@@ -47,6 +48,11 @@ output "worker_service_account_email" {
 output "reconciler_service_account_email" {
   description = "The service account the reconciler acts as."
   value       = google_service_account.reconciler.email
+}
+
+output "serve_service_account_email" {
+  description = "The service account yuba-serve (the delivery origin) acts as."
+  value       = google_service_account.serve.email
 }
 
 output "workload_identity_provider" {
@@ -69,4 +75,9 @@ output "worker_credentials_json" {
 output "reconciler_credentials_json" {
   description = "external_account credential configuration for the reconciler: YUBA_GCS_CREDENTIALS, or the file GOOGLE_APPLICATION_CREDENTIALS names."
   value       = local.credential_configs["reconciler"]
+}
+
+output "serve_credentials_json" {
+  description = "external_account credential configuration for yuba-serve, the delivery origin (its Lambda): YUBA_GCS_CREDENTIALS, or the file GOOGLE_APPLICATION_CREDENTIALS names."
+  value       = local.credential_configs["serve"]
 }

@@ -90,6 +90,43 @@ variable "reconciler_role_arns" {
   }
 }
 
+variable "serve_role_arns" {
+  description = "IAM role ARNs yuba-serve runs as: the delivery origin's Lambda role (PREFIX-serve-lambda). They may read the bucket, and create objects under variants_prefix only. Empty: no AWS identity can use the serve service account."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.serve_role_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/", arn))])
+    error_message = "serve_role_arns must be IAM role ARNs (arn:aws:iam::ACCOUNT:role/NAME)."
+  }
+}
+
+variable "variants_prefix" {
+  description = "The literal start of every variant's object name: the variants' key_template up to its first placeholder (the default template _variants/{variant}/{key} gives _variants/). yuba-serve may create objects under it and nowhere else, so it must match the template the workers and yuba-serve are given."
+  type        = string
+  default     = "_variants/"
+  nullable    = false
+
+  # The prefix is the whole of yuba-serve's write access (an IAM condition on the object name,
+  # main.tf): it must be a literal prefix that ends a path segment, or "_variants" would let it
+  # write "_variants-anything", and an empty one the whole bucket.
+  validation {
+    condition     = length(var.variants_prefix) > 1 && endswith(var.variants_prefix, "/") && !startswith(var.variants_prefix, "/")
+    error_message = "variants_prefix must be a non-empty object name prefix ending in '/' (such as _variants/), not starting with '/'."
+  }
+
+  validation {
+    # It is spliced into the condition's CEL string literal: no quote or backslash either.
+    condition     = alltrue([for c in ["{", "}", "\"", "\\"] : !strcontains(var.variants_prefix, c)])
+    error_message = "variants_prefix is the literal part of the key template before its first placeholder: no '{', '}', '\"' or '\\'."
+  }
+
+  validation {
+    condition     = !startswith(var.variants_prefix, "_yuba-parts/")
+    error_message = "variants_prefix must not be under _yuba-parts/, where the workers keep the parts of composite uploads."
+  }
+}
+
 variable "reconciler_can_write" {
   description = "Let the reconciler write and delete objects, which `backfill --inline` and `--delete-orphans` need. Off, it can list and read only, and repairs through the workers' queues."
   type        = bool
@@ -151,7 +188,7 @@ variable "reader_members" {
 }
 
 variable "name_prefix" {
-  description = "Prefix of the service account ids (PREFIX-worker, PREFIX-reconciler): one per deployment that shares the project, e.g. the CDK stage's prefix."
+  description = "Prefix of the service account ids (PREFIX-worker, PREFIX-reconciler, PREFIX-serve): one per deployment that shares the project, e.g. the CDK stage's prefix."
   type        = string
   default     = "yuba"
   nullable    = false
@@ -160,10 +197,10 @@ variable "name_prefix" {
     # The ids exactly as the service accounts below make them, against Google's rule:
     # https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/create
     condition = alltrue([
-      for id in ["${var.name_prefix}-worker", "${var.name_prefix}-reconciler"] :
+      for id in ["${var.name_prefix}-worker", "${var.name_prefix}-reconciler", "${var.name_prefix}-serve"] :
       length(id) >= 6 && length(id) <= 30 && can(regex("^[a-z]([-a-z0-9]*[a-z0-9])$", id))
     ])
-    error_message = "name_prefix must make PREFIX-worker and PREFIX-reconciler valid service account ids: 6-30 characters matching [a-z]([-a-z0-9]*[a-z0-9]) (https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/create), so 1-19 characters of a-z, 0-9 and '-', starting with a letter."
+    error_message = "name_prefix must make PREFIX-worker, PREFIX-reconciler and PREFIX-serve valid service account ids: 6-30 characters matching [a-z]([-a-z0-9]*[a-z0-9]) (https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/create), so 1-19 characters of a-z, 0-9 and '-', starting with a letter."
   }
 }
 
