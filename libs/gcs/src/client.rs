@@ -8,6 +8,7 @@ use google_cloud_gax::retry_policy::RetryPolicyExt;
 use google_cloud_gax::retry_throttler::CircuitBreaker;
 use google_cloud_storage::client::Storage;
 use google_cloud_storage::model::Object;
+use google_cloud_storage::model_ext::ReadRange;
 use google_cloud_storage::retry_policy::RetryableErrors;
 use google_cloud_storage::streaming_source::{Payload, StreamingSource};
 use yuba_model::ErrorChain;
@@ -135,6 +136,9 @@ pub struct ObjectInfo {
     pub crc32c: Option<u32>,
     pub md5: Option<[u8; 16]>,
     pub content_type: Option<String>,
+    /// The `Cache-Control` the object is served with. A listing does not ask for it (`None`);
+    /// a read of one object's metadata does.
+    pub cache_control: Option<String>,
     pub metadata: HashMap<String, String>,
     /// When this generation was created (GCS's `timeCreated`): when it became visible.
     pub created: Option<DateTime<Utc>>,
@@ -151,6 +155,7 @@ impl From<Object> for ObjectInfo {
             crc32c: checksums.crc32c,
             md5: checksums.md5_hash.as_ref().try_into().ok(),
             content_type: Some(object.content_type).filter(|t| !t.is_empty()),
+            cache_control: Some(object.cache_control).filter(|c| !c.is_empty()),
             metadata: object.metadata.into_iter().collect(),
             created: object.create_time.and_then(|t| {
                 DateTime::from_timestamp(t.seconds(), u32::try_from(t.nanos()).unwrap_or(0))
@@ -508,11 +513,28 @@ impl Gcs {
         name: &str,
         generation: i64,
     ) -> Result<ObjectReader, GcsError> {
+        self.read_part(bucket, name, generation, None).await
+    }
+
+    /// Starts reading generation `generation` of an object, whole (`None`, checked against its
+    /// crc32c as the bytes arrive) or `count` bytes from `offset` (a part has no checksum of its
+    /// own to check).
+    pub async fn read_part(
+        &self,
+        bucket: &str,
+        name: &str,
+        generation: i64,
+        part: Option<(u64, u64)>,
+    ) -> Result<ObjectReader, GcsError> {
         let context = format!("reading gs://{bucket}/{name}#{generation}");
-        let response = self
+        let mut request = self
             .storage
             .read_object(format!("projects/_/buckets/{bucket}"), name)
-            .set_generation(generation)
+            .set_generation(generation);
+        if let Some((offset, count)) = part {
+            request = request.set_read_range(ReadRange::segment(offset, count));
+        }
+        let response = request
             .send()
             .await
             .map_err(|error| GcsError::from_storage(&context, Carried::NoChecksums, error))?;

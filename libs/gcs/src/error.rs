@@ -38,11 +38,11 @@ impl GcsError {
         self.status == Some(412)
     }
 
-    pub(crate) fn permanent(message: impl Into<String>) -> Self {
+    pub fn permanent(message: impl Into<String>) -> Self {
         GcsError::without_status(FailureKind::Permanent, message)
     }
 
-    pub(crate) fn transient(message: impl Into<String>) -> Self {
+    pub fn transient(message: impl Into<String>) -> Self {
         GcsError::without_status(FailureKind::Transient, message)
     }
 

@@ -30,8 +30,7 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-const OBJECT_FIELDS: &str =
-    "name,generation,metageneration,size,crc32c,md5Hash,contentType,metadata,timeCreated";
+const OBJECT_FIELDS: &str = "name,generation,metageneration,size,crc32c,md5Hash,contentType,cacheControl,metadata,timeCreated";
 /// A listing asks for the same fields of each object, and nothing else: the ACLs, links and
 /// other timestamps GCS would add by default are most of a page's bytes.
 const LIST_FIELDS: &str = "items(name,generation,metageneration,size,crc32c,md5Hash,contentType,metadata,timeCreated),prefixes,nextPageToken";
@@ -66,6 +65,8 @@ struct ObjectResource {
     md5_hash: Option<String>,
     #[serde(default)]
     content_type: Option<String>,
+    #[serde(default)]
+    cache_control: Option<String>,
     #[serde(default)]
     metadata: Option<HashMap<String, String>>,
     #[serde(default)]
@@ -105,6 +106,7 @@ impl ObjectResource {
                 .and_then(yuba_model::crc32c_from_base64),
             md5,
             content_type: self.content_type,
+            cache_control: self.cache_control,
             metadata: self.metadata.unwrap_or_default(),
             created: self
                 .time_created
