@@ -368,6 +368,22 @@ impl VariantRecord {
             (keys::SOURCE_SHA256, self.source_sha256.clone()),
         ]
     }
+
+    /// The record a variant object carries; `None` for an object that is not a variant (or
+    /// whose record is damaged: it is then made again, not trusted).
+    pub fn from_metadata(metadata: &HashMap<String, String>) -> Option<VariantRecord> {
+        let text = |key: &str| metadata.get(key).cloned();
+        let number = |key: &str| metadata.get(key)?.parse().ok();
+        Some(VariantRecord {
+            source_bucket: text(keys::SOURCE_BUCKET)?,
+            source_key: text(keys::SOURCE_KEY)?,
+            source_etag: text(keys::SOURCE_ETAG)?,
+            source_sha256: text(keys::SOURCE_SHA256)?,
+            profile: text(keys::VARIANT)?,
+            width: number(keys::VARIANT_WIDTH)?,
+            height: number(keys::VARIANT_HEIGHT)?,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -395,6 +411,29 @@ mod tests {
             variants_error: None,
             image_format: Some("image/jpeg".into()),
         }
+    }
+
+    #[test]
+    fn a_variant_record_reads_back_what_it_wrote() {
+        let variant = VariantRecord {
+            source_bucket: "src".into(),
+            source_key: "a/b.jpg".into(),
+            source_etag: "9a0364b9e99bb480dd25e1f0284c8555".into(),
+            source_sha256: "ed7002b4".into(),
+            profile: "thumb".into(),
+            width: 200,
+            height: 150,
+        };
+        let mut metadata: HashMap<String, String> = variant
+            .to_metadata()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        assert_eq!(VariantRecord::from_metadata(&metadata), Some(variant));
+        metadata.insert(keys::VARIANT_WIDTH.into(), "wide".into());
+        assert_eq!(VariantRecord::from_metadata(&metadata), None);
+        // A replica's record is not a variant's.
+        assert_eq!(VariantRecord::from_metadata(&as_map(&record())), None);
     }
 
     fn as_map(record: &ReplicaRecord) -> HashMap<String, String> {

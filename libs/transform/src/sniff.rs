@@ -15,6 +15,21 @@ pub enum SourceFormat {
 }
 
 impl SourceFormat {
+    pub const ALL: [SourceFormat; 4] = [
+        SourceFormat::Jpeg,
+        SourceFormat::Png,
+        SourceFormat::Gif,
+        SourceFormat::Webp,
+    ];
+
+    /// The format whose [`content_type`](SourceFormat::content_type) this is: how a replica's
+    /// record names the format its bytes were identified as.
+    pub fn from_content_type(content_type: &str) -> Option<SourceFormat> {
+        SourceFormat::ALL
+            .into_iter()
+            .find(|format| format.content_type() == content_type)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             SourceFormat::Jpeg => "JPEG",
@@ -208,6 +223,17 @@ fn webp_frames(bytes: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recorded_content_type_names_its_format_again() {
+        for format in SourceFormat::ALL {
+            assert_eq!(
+                SourceFormat::from_content_type(format.content_type()),
+                Some(format)
+            );
+        }
+        assert_eq!(SourceFormat::from_content_type("image/heic"), None);
+    }
 
     #[test]
     fn magic_numbers_decide_and_other_formats_are_named() {
