@@ -239,6 +239,7 @@ pub(crate) mod tests {
             crc32c: Some(crc32c),
             md5: None,
             content_type: None,
+            cache_control: None,
             metadata: record
                 .to_metadata()
                 .into_iter()

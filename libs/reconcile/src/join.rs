@@ -127,6 +127,7 @@ mod tests {
             crc32c: None,
             md5: None,
             content_type: None,
+            cache_control: None,
             metadata: HashMap::new(),
             created: None,
         }

@@ -14,9 +14,11 @@ mod error;
 mod memory;
 mod name;
 mod outcome;
+mod render;
 mod replicator;
 mod settings;
 mod source;
+mod variant_object;
 mod variants_error;
 mod verify;
 
@@ -28,7 +30,9 @@ pub use memory::{
 };
 pub use name::replica_name;
 pub use outcome::Outcome;
+pub use render::{Admitted, HEADER_BYTES, Renderer};
 pub use replicator::Replicator;
-pub use settings::ReplicatorSettings;
+pub use settings::{ReplicatorSettings, image_limits_from_env};
+pub use variant_object::{variant_name, variant_upload};
 pub use variants_error::{TOO_LARGE_FOR_MEMORY, VARIANT_NAME_ERROR, variants_error_kinds};
 pub use verify::{ContentVerifier, ExpectedContent, IntegrityError};

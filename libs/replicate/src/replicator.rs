@@ -13,9 +13,9 @@ use yuba_gcs::{Gcs, ObjectInfo};
 use yuba_model::Job;
 
 use crate::error::ReplicateError;
-use crate::memory::ImageGate;
 use crate::name::replica_name;
 use crate::outcome::Outcome;
+use crate::render::Renderer;
 use crate::settings::ReplicatorSettings;
 
 /// How many times a job looks at the replica again after another write of it came first. Each
@@ -29,18 +29,18 @@ pub struct Replicator {
     s3: S3Source,
     gcs: Gcs,
     settings: ReplicatorSettings,
-    /// Shared by the clones of one replicator: the process's renders pass it.
-    images: ImageGate,
+    /// Shared by the clones of one replicator: the process's renders pass its budget.
+    renderer: Renderer,
 }
 
 impl Replicator {
     pub fn new(s3: S3Source, gcs: Gcs, settings: ReplicatorSettings) -> Self {
-        let images = ImageGate::new(settings.memory.images_bytes);
+        let renderer = Renderer::new(settings.memory.images_bytes, settings.image_limits);
         Replicator {
             s3,
             gcs,
             settings,
-            images,
+            renderer,
         }
     }
 

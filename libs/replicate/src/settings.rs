@@ -1,4 +1,4 @@
-use yuba_startup::Env;
+use yuba_startup::{ConfigError, Env};
 use yuba_transform::Limits;
 use yuba_variants::{VariantConfig, VariantConfigError};
 
@@ -26,7 +26,6 @@ impl ReplicatorSettings {
     /// `footprint` is the process's copies' buffers (chunk size, parallel parts, jobs at once),
     /// which the images' memory budget is what is left after.
     pub fn from_env(env: &Env, footprint: &Footprint) -> Result<Self, VariantConfigError> {
-        let defaults = Limits::default();
         let variants = VariantConfig::from_env(env)?;
         let memory = MemoryBudget::from_env(env, footprint, !variants.profiles.is_empty())?;
         Ok(ReplicatorSettings {
@@ -38,26 +37,33 @@ impl ReplicatorSettings {
             whole_object_limit: footprint.upload_chunk_bytes,
             variants,
             memory,
-            image_limits: Limits {
-                max_pixels: env.number_in(
-                    "YUBA_MAX_SOURCE_PIXELS",
-                    defaults.max_pixels,
-                    1..=1_000_000_000,
-                )?,
-                max_bytes: env.number_in(
-                    "YUBA_MAX_SOURCE_BYTES",
-                    defaults.max_bytes,
-                    1..=1024 * 1024 * 1024,
-                )?,
-                max_frames: u32::try_from(env.number_in(
-                    "YUBA_MAX_SOURCE_FRAMES",
-                    u64::from(defaults.max_frames),
-                    1..=100_000,
-                )?)
-                .unwrap_or(defaults.max_frames),
-            },
+            image_limits: image_limits_from_env(env)?,
         })
     }
+}
+
+/// What an image may be for variants to be made of it (`YUBA_MAX_SOURCE_*`): the worker's and
+/// the delivery origin's renders are held to the same limits.
+pub fn image_limits_from_env(env: &Env) -> Result<Limits, ConfigError> {
+    let defaults = Limits::default();
+    Ok(Limits {
+        max_pixels: env.number_in(
+            "YUBA_MAX_SOURCE_PIXELS",
+            defaults.max_pixels,
+            1..=1_000_000_000,
+        )?,
+        max_bytes: env.number_in(
+            "YUBA_MAX_SOURCE_BYTES",
+            defaults.max_bytes,
+            1..=1024 * 1024 * 1024,
+        )?,
+        max_frames: u32::try_from(env.number_in(
+            "YUBA_MAX_SOURCE_FRAMES",
+            u64::from(defaults.max_frames),
+            1..=100_000,
+        )?)
+        .unwrap_or(defaults.max_frames),
+    })
 }
 
 #[cfg(test)]

@@ -1,19 +1,17 @@
-//! An image's variants: rendered on a blocking thread under the memory its admission reserved,
+//! An image's variants: rendered under the memory its admission reserved (`crate::render`),
 //! named by the configuration's key template, and written before the original.
 
 use bytes::Bytes;
 use yuba_aws::SourceObject;
-use yuba_gcs::{GcsError, UploadSpec};
-use yuba_model::{
-    Checksums, ErrorChain, MadeVariant, SourceFacts, VariantRecord, VariantsError, gcs_object_name,
-};
+use yuba_gcs::GcsError;
+use yuba_model::{Checksums, MadeVariant, SourceFacts, VariantsError};
 use yuba_transform::Variant;
-use yuba_variants::{Profile, VariantConfig};
+use yuba_variants::VariantConfig;
 
 use crate::error::ReplicateError;
 use crate::replicator::Replicator;
-use crate::replicator::admission::{Admission, Render};
-use crate::variants_error::{transform_failure, transform_lost, unnameable};
+use crate::replicator::admission::Admission;
+use crate::variant_object::{variant_name, variant_upload};
 
 impl Replicator {
     /// Makes and writes the variants `admission` calls for. Returns each one written, or why
@@ -31,7 +29,7 @@ impl Replicator {
             Admission::NoVariants(error) => return Ok((Vec::new(), error)),
             Admission::Render(render) => render,
         };
-        let rendered = self.render(content, render).await;
+        let rendered = self.renderer.render(content, render).await;
         let named = rendered
             .and_then(|variants| name_variants(&self.settings.variants, &facts.key, variants));
         let named = match named {
@@ -48,32 +46,6 @@ impl Replicator {
         Ok((made, None))
     }
 
-    /// Renders the image `content` holds, or says why it cannot be.
-    async fn render(&self, content: &Bytes, render: Render) -> Result<Vec<Variant>, VariantsError> {
-        let limits = self.settings.image_limits;
-        let (profiles, reservation) = render.settle(content, &limits)?;
-        let image = content.clone();
-        let rendered = tokio::task::spawn_blocking(move || {
-            let profiles: Vec<&Profile> = profiles.iter().collect();
-            yuba_transform::render(&image, &profiles, &limits)
-        })
-        .await;
-        // What the render allocated is freed; the source (part of the reservation) is held by
-        // the caller until the original is written, a smaller share not worth splitting off.
-        drop(reservation);
-        match rendered {
-            Ok(Ok(rendered)) => Ok(rendered.variants),
-            Ok(Err(error)) => {
-                tracing::warn!(kind = error.kind(), error = %ErrorChain(&error), "no variants: the image cannot be transformed");
-                Err(transform_failure(&error))
-            }
-            Err(join) => {
-                tracing::error!(error = %ErrorChain(&join), "the transform did not finish");
-                Err(transform_lost(&join))
-            }
-        }
-    }
-
     /// Writes one variant beside the replica, with the record that ties it to its source.
     async fn write_variant(
         &self,
@@ -83,27 +55,14 @@ impl Replicator {
         name: String,
         variant: Variant,
     ) -> Result<MadeVariant, GcsError> {
-        let record = VariantRecord {
-            source_bucket: facts.bucket.clone(),
-            source_key: facts.key.clone(),
-            source_etag: facts.etag.clone(),
-            source_sha256: checksums.sha256_hex(),
-            profile: variant.profile.clone(),
-            width: variant.width,
-            height: variant.height,
-        };
-        let spec = UploadSpec {
-            bucket: self.settings.replica_bucket.clone(),
+        let spec = variant_upload(
+            &self.settings.replica_bucket,
             name,
-            content_type: Some(variant.format.content_type().to_owned()),
-            cache_control: source.cache_control.clone(),
-            metadata: record
-                .to_metadata()
-                .into_iter()
-                .map(|(key, value)| (key.to_owned(), value))
-                .collect(),
-            ..UploadSpec::default()
-        };
+            facts,
+            checksums.sha256_hex(),
+            source.cache_control.clone(),
+            &variant,
+        );
         self.gcs
             .upload_bytes(spec, Bytes::from(variant.bytes))
             .await?;
@@ -114,9 +73,8 @@ impl Replicator {
     }
 }
 
-/// Each variant with the GCS name it is written under. A long key plus the template's prefix
-/// can outgrow GCS's name limit: that costs the variants (all of them, none is written), never
-/// the original.
+/// Each variant with the GCS name it is written under. A name GCS cannot hold costs the
+/// variants (all of them, none is written), never the original.
 fn name_variants(
     config: &VariantConfig,
     key: &str,
@@ -125,14 +83,8 @@ fn name_variants(
     variants
         .into_iter()
         .map(|variant| {
-            let name =
-                config
-                    .key_template
-                    .render(&variant.profile, key, variant.format.extension());
-            match gcs_object_name(&name) {
-                Ok(_) => Ok((name, variant)),
-                Err(reason) => Err(unnameable(&name, &reason)),
-            }
+            let name = variant_name(config, &variant.profile, key, variant.format.extension())?;
+            Ok((name, variant))
         })
         .collect()
 }
