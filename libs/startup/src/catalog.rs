@@ -80,7 +80,7 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         names: &["YUBA_GCS_BUCKET"],
-        used_by: &[Program::Worker, Program::Reconciler],
+        used_by: &[Program::Worker, Program::Reconciler, Program::Serve],
         home: Home::Anywhere,
         default: "required",
         meaning: "the replica bucket",
@@ -94,7 +94,7 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         names: &["YUBA_VARIANTS", "YUBA_VARIANTS_FILE"],
-        used_by: &[Program::Worker, Program::Reconciler],
+        used_by: &[Program::Worker, Program::Reconciler, Program::Serve],
         home: Home::Anywhere,
         default: "no variants",
         meaning: "the variant profiles, as a JSON document or the path of one (below)",
@@ -105,14 +105,14 @@ pub const SETTINGS: &[Setting] = &[
             "YUBA_MAX_SOURCE_BYTES",
             "YUBA_MAX_SOURCE_FRAMES",
         ],
-        used_by: &[Program::Worker, Program::Reconciler],
+        used_by: &[Program::Worker, Program::Reconciler, Program::Serve],
         home: Home::Anywhere,
         default: "50000000, 67108864, 256",
         meaning: "larger images are replicated without variants (the reason is recorded)",
     },
     Setting {
         names: &["YUBA_MEMORY_MIB"],
-        used_by: &[Program::Worker, Program::Reconciler],
+        used_by: &[Program::Worker, Program::Reconciler, Program::Serve],
         home: Home::Anywhere,
         default: "the Lambda function's memory, else the cgroup's `memory.max`, else the machine's",
         meaning: "the process's memory, from which the image-work budget is derived (below)",
@@ -148,14 +148,14 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         names: &["YUBA_GCS_ENDPOINT"],
-        used_by: &[Program::Worker, Program::Reconciler],
+        used_by: &[Program::Worker, Program::Reconciler, Program::Serve],
         home: Home::Anywhere,
         default: "Google's",
         meaning: "an `http://` URL is an emulator, used without credentials",
     },
     Setting {
         names: &["YUBA_GCS_CREDENTIALS"],
-        used_by: &[Program::Worker, Program::Reconciler],
+        used_by: &[Program::Worker, Program::Reconciler, Program::Serve],
         home: Home::Anywhere,
         default: "unset",
         meaning: "the workload identity federation configuration itself (`\"type\": \
@@ -170,7 +170,7 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         names: &["GOOGLE_APPLICATION_CREDENTIALS"],
-        used_by: &[Program::Worker, Program::Reconciler],
+        used_by: &[Program::Worker, Program::Reconciler, Program::Serve],
         home: Home::Anywhere,
         default: "ADC",
         meaning: "the path of a credential file: an `external_account` configuration is read and \
@@ -181,7 +181,7 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         names: &["YUBA_GCS_RETRY_ATTEMPTS", "YUBA_GCS_RETRY_SECONDS"],
-        used_by: &[Program::Worker, Program::Reconciler],
+        used_by: &[Program::Worker, Program::Reconciler, Program::Serve],
         home: Home::Anywhere,
         default: "6, 60",
         meaning: "attempts and time limit of one GCS request (also its timeout). Retries are \
@@ -301,15 +301,32 @@ pub const SETTINGS: &[Setting] = &[
         meaning: "how often a run logs its progress (0.1–3600)",
     },
     Setting {
+        names: &["YUBA_SERVE_ADDRESS"],
+        used_by: &[Program::Serve],
+        home: Home::OffLambda,
+        default: "`127.0.0.1:8080`",
+        meaning: "the address the delivery origin listens on (`0.0.0.0:8080` in a container)",
+    },
+    Setting {
         names: &["YUBA_LOG_FORMAT"],
-        used_by: &[Program::Ingest, Program::Worker, Program::Reconciler],
+        used_by: &[
+            Program::Ingest,
+            Program::Worker,
+            Program::Reconciler,
+            Program::Serve,
+        ],
         home: Home::Anywhere,
         default: "JSON in the cloud or when not a terminal",
         meaning: "`json` or `pretty`; level from `RUST_LOG` (default `info`)",
     },
     Setting {
         names: &["YUBA_METRICS_NAMESPACE"],
-        used_by: &[Program::Ingest, Program::Worker, Program::Reconciler],
+        used_by: &[
+            Program::Ingest,
+            Program::Worker,
+            Program::Reconciler,
+            Program::Serve,
+        ],
         home: Home::Anywhere,
         default: "`yuba`",
         meaning: "CloudWatch namespace of the Embedded Metric Format lines (written with JSON \

@@ -20,10 +20,17 @@ pub enum Program {
     Ingest,
     Worker,
     Reconciler,
+    /// The delivery origin: serves the replica and its variants over HTTP.
+    Serve,
 }
 
 impl Program {
-    pub const ALL: [Program; 3] = [Program::Ingest, Program::Worker, Program::Reconciler];
+    pub const ALL: [Program; 4] = [
+        Program::Ingest,
+        Program::Worker,
+        Program::Reconciler,
+        Program::Serve,
+    ];
 
     /// Its short name, as README's tables give it.
     pub const fn as_str(self) -> &'static str {
@@ -31,6 +38,7 @@ impl Program {
             Program::Ingest => "ingest",
             Program::Worker => "worker",
             Program::Reconciler => "reconciler",
+            Program::Serve => "serve",
         }
     }
 
@@ -40,6 +48,7 @@ impl Program {
             Program::Ingest => "yuba-ingest",
             Program::Worker => "yuba-worker",
             Program::Reconciler => "yuba-reconciler",
+            Program::Serve => "yuba-serve",
         }
     }
 }
