@@ -12,6 +12,7 @@ mod images;
 pub mod lambda_api;
 pub mod package;
 pub mod procstat;
+pub mod raw_http;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -333,6 +334,27 @@ impl Stack {
         let mut command = self.command(name, overrides)?;
         command.args(args);
         run_to_end(command, timeout).await
+    }
+
+    /// `yuba-serve` on a free loopback port with `overrides`, and the address it listens on
+    /// (from its log, once it is ready).
+    pub async fn spawn_serve(
+        &self,
+        overrides: &[(&str, &str)],
+    ) -> anyhow::Result<(Process, std::net::SocketAddr)> {
+        let mut env = vec![("YUBA_SERVE_ADDRESS", "127.0.0.1:0")];
+        env.extend_from_slice(overrides);
+        let serve = self.spawn("yuba-serve", "serve", &env)?;
+        let address = eventually(Duration::from_secs(30), "yuba-serve to listen", || async {
+            let listening = serve
+                .log_lines()
+                .into_iter()
+                .find_map(|line| line["address"].as_str().map(str::to_owned));
+            Ok(listening.map(|address| address.parse()).transpose()?)
+        })
+        .await
+        .with_context(|| serve.raw_log())?;
+        Ok((serve, address))
     }
 
     /// ingest in local mode plus one worker per work queue: the whole pipeline.

@@ -177,6 +177,17 @@ const PROGRAMS: &[Program] = &[
         ],
     },
     Program {
+        name: "serve-lambda",
+        binary: "yuba-serve",
+        home: Home::Lambda,
+        role: Some("serve-lambda"),
+        uses: &[
+            // The delivery origin reads the replica, and writes variants made on demand, with
+            // GCS credentials federated from its role; it calls no AWS API of its own.
+            uses(aws::GCS_FEDERATION),
+        ],
+    },
+    Program {
         name: "reconciler-task",
         binary: "yuba-reconciler",
         home: Home::Fargate,

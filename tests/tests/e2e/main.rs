@@ -22,6 +22,7 @@ mod reconciler;
 mod replication;
 mod resume;
 mod sender;
+mod serve;
 mod soak;
 mod startup;
 mod tidy;
