@@ -23,7 +23,13 @@ What it does, all on loopback (moto for S3 + SQS, fake-gcs-server for GCS; no cl
    for a bucket that predates yuba) are found by `yuba-reconciler diff`, repaired by
    `yuba-reconciler backfill` (jobs on the work queues, copied by the running workers), and
    `yuba-reconciler verify` then proves the whole bucket in sync;
-7. stops everything (also on Ctrl-C or an error) and exits 0 only if every check passed.
+7. delivery: starts `yuba-serve` (the delivery origin) on the replica with the workers' profiles
+   plus one they never made, and fetches a few URLs over raw HTTP: an original, a stored variant,
+   a variant rendered on demand and the same again (now a hit), a revalidation (304), a range
+   (206) and the deleted object (404); prints each URL's status, bytes and `x-yuba-served`, checks
+   the bytes against the upload (sha256, a range of it; variants decoded by Pillow, within their
+   profile's box), then stops it;
+8. stops everything (also on Ctrl-C or an error) and exits 0 only if every check passed.
 
 Run it with the project venv after building the binaries (that is what `make demo` does):
 
@@ -38,6 +44,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import hashlib
+import http.client
 import io
 import ipaddress
 import json
@@ -53,7 +60,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from loopback import isolate_environment
 from stack_clients import boto3_client, gcs_client, sha256_of
@@ -240,7 +247,7 @@ def wait_or_kill(p: subprocess.Popen, timeout: float) -> int:
 
 
 def check_binaries() -> None:
-    for name in ("yuba-ingest", "yuba-worker", "yuba-reconciler"):
+    for name in ("yuba-ingest", "yuba-worker", "yuba-reconciler", "yuba-serve"):
         if not (BIN_DIR / name).exists():
             raise DemoError(f"{BIN_DIR / name} is missing; build it first with `cargo build --bins`")
 
@@ -890,7 +897,10 @@ def run(state_dir: Path, stack: Stack, services: list[Service], timeout: float) 
     report, delete_ok = demo_delete(s3, bucket, gcs, services, names, timeout)
     print(report)
     backfill_ok = demo_backfill(env, archive, gcs, services, timeout)
-    return sha_ok and attrs_ok and routes_ok and verify_ok and variants_ok and delete_ok and backfill_ok
+    delivered = next(r.sample for r in replicas if r.sample.key == DELIVERY_KEY)
+    delivery_ok = demo_delivery(env, state_dir, services, delivered)
+    checks = (sha_ok, attrs_ok, routes_ok, verify_ok, variants_ok, delete_ok, backfill_ok, delivery_ok)
+    return all(checks)
 
 
 # --------------------------------------------------------------------------------------------
@@ -982,6 +992,173 @@ def demo_backfill(
     return ok
 
 
+# --------------------------------------------------------------------------------------------
+# delivery: yuba-serve in front of the replica
+
+# The origin knows the workers' profiles plus one they never made: its variants are rendered on
+# the first request and written back, so that the next request is a hit.
+ON_DEMAND_PROFILE = {"name": "small", "width": 480, "height": 480, "format": "webp", "quality": 70}
+SERVE_VARIANTS = {**VARIANTS, "profiles": [*VARIANTS["profiles"], ON_DEMAND_PROFILE]}
+DELIVERY_KEY = "photos/2026/beach day+sunset ü.jpg"  # a space, a plus and a ü: all escaped
+RANGE_BYTES = 1024
+
+
+def escape_key(key: str) -> str:
+    """`key` as the delivery path spells it (libs/delivery/src/path.rs, `escape_key`): RFC 3986
+    unreserved bytes (quote's always-safe set) and `/` literal, every other UTF-8 byte %XX; a key
+    with an empty, `.` or `..` segment gets its `/` escaped too, so no browser or CDN resolves it."""
+    opaque = any(segment in ("", ".", "..") for segment in key.split("/"))
+    return quote(key, safe="" if opaque else "/")
+
+
+@dataclass
+class Fetch:
+    """One request to yuba-serve, what it should get (status, x-yuba-served) and what it got."""
+
+    what: str
+    path: str
+    expect: tuple[int, str]
+    headers: dict[str, str] = field(default_factory=dict)
+    status: int = 0
+    served: str = ""
+    etag: str = ""
+    body: bytes = b""
+    ms: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    def require(self, ok: bool, problem: str) -> None:
+        if not ok:
+            self.problems.append(problem)
+
+
+def start_serve(env: dict[str, str], state_dir: Path, services: list[Service]) -> tuple[Service, str]:
+    """yuba-serve on a free loopback port; returns it and the address it logged once listening."""
+    serve_env = {
+        **os.environ,
+        **env,
+        **PIPELINE_ENV,
+        "YUBA_VARIANTS": json.dumps(SERVE_VARIANTS),
+        "YUBA_SERVE_ADDRESS": "127.0.0.1:0",
+    }
+    serve = start_service("serve", "yuba-serve", serve_env, state_dir)
+    services.append(serve)
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        check_alive(services)
+        address = next((line["address"] for line in serve.log_lines() if "address" in line), None)
+        if address is not None:
+            return serve, address
+        if time.monotonic() > deadline:
+            raise DemoError(f"yuba-serve not listening after {STARTUP_TIMEOUT:.0f} s")
+        time.sleep(POLL_INTERVAL)
+
+
+def fetch(address: str, f: Fetch) -> Fetch:
+    """GET f.path with http.client, which sends the path exactly as given (no normalisation)."""
+    host, port = address.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=DEFAULT_TIMEOUT)
+    t = time.monotonic()
+    try:
+        conn.request("GET", f.path, headers=f.headers)
+        response = conn.getresponse()
+        f.body = response.read()
+    finally:
+        conn.close()
+    f.ms = (time.monotonic() - t) * 1000
+    f.status, f.served, f.etag = (
+        response.status,
+        response.getheader("x-yuba-served", ""),
+        response.getheader("ETag", ""),
+    )
+    f.require((f.status, f.served) == f.expect, f"expected {f.expect[0]} with x-yuba-served: {f.expect[1]}")
+    return f
+
+
+def delivery_fetches(address: str) -> list[Fetch]:
+    """The demo's requests, in order: the revalidation sends the ETag the render answered with."""
+    key = escape_key(DELIVERY_KEY)
+    on_demand = f"/_yuba-variants/{ON_DEMAND_PROFILE['name']}/{key}"
+    fetches = [
+        fetch(address, Fetch("original", f"/{key}", (200, "original"))),
+        fetch(address, Fetch("stored variant", f"/_yuba-variants/thumb/{key}", (200, "hit"))),
+        fetch(address, Fetch("variant made on demand", on_demand, (200, "rendered"))),
+        fetch(address, Fetch("the same again", on_demand, (200, "hit"))),
+    ]
+    revalidate = {"If-None-Match": fetches[2].etag}
+    range_header = {"Range": f"bytes=0-{RANGE_BYTES - 1}"}
+    return [
+        *fetches,
+        fetch(address, Fetch("revalidation (If-None-Match)", on_demand, (304, "hit"), revalidate)),
+        fetch(address, Fetch("range of the original", f"/{key}", (206, "original"), range_header)),
+        fetch(address, Fetch("deleted in S3 above", f"/{escape_key(DELETE_KEY)}", (404, "not_found"))),
+    ]
+
+
+def image_problem(body: bytes, profile: dict) -> str | None:
+    """Why `body` is not an image of the profile's format inside its box, or None."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(body)) as img:
+            (width, height), fmt = img.size, img.format
+    except Exception as e:
+        return f"not a readable image: {e}"
+    if fmt.lower() != profile["format"]:
+        return f"a {fmt}, not {profile['format']}"
+    if width > profile["width"] or height > profile["height"]:
+        return f"{width}×{height} does not fit the {profile['width']}×{profile['height']} box"
+    return None
+
+
+def check_delivery(fetches: list[Fetch], sample: Sample) -> None:
+    """The bytes against evidence from outside yuba: the upload's, and Pillow's decoding."""
+    original, stored, rendered, again, revalidated, ranged, _ = fetches
+    thumb = next(p for p in VARIANTS["profiles"] if p["name"] == "thumb")
+    original.require(hashlib.sha256(original.body).hexdigest() == sample.sha256, "not the uploaded bytes")
+    for f, profile in ((stored, thumb), (rendered, ON_DEMAND_PROFILE)):
+        problem = image_problem(f.body, profile)
+        f.require(problem is None, problem or "")
+    again.require(again.body == rendered.body, "not the bytes rendered on demand")
+    again.require(again.etag == rendered.etag, f"ETag {again.etag}, the render's {rendered.etag}")
+    revalidated.require(not revalidated.body, f"a body of {len(revalidated.body)} bytes")
+    ranged.require(ranged.body == sample.data[:RANGE_BYTES], f"not the first {RANGE_BYTES} bytes of the upload")
+
+
+def print_delivery_table(address: str, fetches: list[Fetch]) -> None:
+    rows = [("request", "URL", "status", "bytes", "x-yuba-served", "time", "ok")]
+    for f in fetches:
+        url = f"http://{address}{f.path}"
+        rows.append((f.what, url, str(f.status), f"{len(f.body):,}", f.served, f"{f.ms:,.0f} ms", mark(not f.problems)))
+    print_grid(rows, right={3, 5})
+    print(
+        f"  (profiles: the workers' three plus {ON_DEMAND_PROFILE['name']} {ON_DEMAND_PROFILE['width']}×"
+        f"{ON_DEMAND_PROFILE['height']} {ON_DEMAND_PROFILE['format']}, which no worker made; ok: the status and "
+        "x-yuba-served expected, the original's sha256 = the upload's,\n   the range = its first "
+        f"{RANGE_BYTES:,} bytes, variants decoded by Pillow in their profile's format and box, the hit = the "
+        "render's bytes and ETag, the 304 without a body)"
+    )
+    for f in fetches:
+        for problem in f.problems:
+            print(f"  ✗ {f.what} ({f.path}): {problem}")
+
+
+def demo_delivery(env: dict[str, str], state_dir: Path, services: list[Service], sample: Sample) -> bool:
+    print(f"\ndelivery: yuba-serve serves the replica of {sample.key!r} (and renders what is missing):\n")
+    serve, address = start_serve(env, state_dir, services)
+    fetches = delivery_fetches(address)
+    check_delivery(fetches, sample)
+    print_delivery_table(address, fetches)
+    serve.proc.send_signal(signal.SIGTERM)
+    code = wait_or_kill(serve.proc, STOP_TIMEOUT)
+    ok = all(not f.problems for f in fetches) and code == 0
+    print(
+        f"\n  delivery: {len(fetches)} requests"
+        + (", every answer as expected" if all(not f.problems for f in fetches) else ", DELIVERY CHECKS FAILED")
+        + f"; yuba-serve stopped (exit {code})"
+    )
+    return ok
+
+
 def log_levels(services: list[Service]) -> str:
     """How many warnings and errors the services logged."""
     levels = [line.get("level") for s in services for line in s.log_lines()]
@@ -1043,7 +1220,7 @@ def main(argv: list[str] | None = None) -> int:
         stopped = stop_all(services, stack)
         print(f"\nstopped in {time.monotonic() - t:.1f} s (exit codes: {stopped or 'nothing was running'})")
         print(
-            f"logs: {state_dir}/ — ingest.log, worker-lambda.log, worker-fargate.log (JSON lines, "
+            f"logs: {state_dir}/ — ingest.log, worker-lambda.log, worker-fargate.log, serve.log (JSON lines, "
             f"{log_levels(services)}); moto.log, fake-gcs-server.log, stack.stderr"
         )
     print(f"{verdict} in {time.monotonic() - t_start:.1f} s")
