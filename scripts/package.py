@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import certifi
+import debian
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "target" / "package"
@@ -119,23 +120,13 @@ def git_revision() -> str:
 def ensure_debian_packages() -> None:
     """Installs the Debian packages that are missing, the image's at their pinned versions (as
     root, the way CI runs)."""
-
-    def installed(pkg: str) -> str | None:
-        p = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
-        return p.stdout.strip() if p.returncode == 0 else None
-
-    missing = [f"{pkg}={ver}" for pkg, ver in IMAGE_PACKAGES.items() if installed(pkg) != ver]
-    missing += [pkg for pkg in TOOL_PACKAGES if installed(pkg) is None]
-    if not missing:
-        return
-    if os.geteuid() != 0:
-        raise ToolMissing(f"install these Debian packages (as root): apt-get install {' '.join(missing)}")
-    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if subprocess.run(cmd, env=env).returncode != 0:
-        # Stale package lists on a fresh machine: refresh once.
-        run(["apt-get", "update", "-q"], env=env)
-        run(cmd, env=env)
+    pinned = [f"{pkg}={ver}" for pkg, ver in IMAGE_PACKAGES.items()]
+    try:
+        debian.ensure([*pinned, *TOOL_PACKAGES])
+    except debian.NotRoot as e:
+        raise ToolMissing(str(e)) from e
+    except debian.DebianError as e:
+        raise PackageError(str(e)) from e
 
 
 def ensure_rust_target() -> None:
