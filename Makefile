@@ -4,7 +4,7 @@
 CARGO ?= cargo
 PYTHON := .venv/bin/python
 
-.PHONY: demo test bootstrap build fmt-check clippy python-check terraform-check cdk-check package package-smoke bench-lambda-init bench-stream bench-reconcile bench-variants bench-memory loadtest loadtest-corpus clean-stack
+.PHONY: demo test bootstrap browser build fmt-check clippy python-check terraform-check cdk-check package package-smoke bench-lambda-init bench-stream bench-reconcile bench-variants bench-memory loadtest loadtest-corpus clean-stack
 
 ## demo: bring up the local stack, run ingest and workers, replicate sample images, show the result
 demo: bootstrap build
@@ -12,7 +12,7 @@ demo: bootstrap build
 
 ## test: formatting, clippy (warnings are errors), ruff, the terraform and CDK checks, unit and end-to-end
 ## tests, then what AWS runs: the arm64 package built and smoke-tested under qemu (package-smoke)
-test: bootstrap python-check terraform-check cdk-check fmt-check clippy build
+test: bootstrap browser python-check terraform-check cdk-check fmt-check clippy build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
@@ -41,6 +41,10 @@ package-smoke: bootstrap build
 
 bootstrap:
 	scripts/bootstrap.sh
+
+## browser: Debian's chromium (unpinned, as root), the headless browser of the e2e gallery test
+browser: bootstrap
+	$(PYTHON) scripts/debian.py chromium
 
 build:
 	$(CARGO) build --workspace --bins
