@@ -333,6 +333,7 @@ async fn serve(
             path,
             body,
             close,
+            ..
         }) = read_request(&mut reader).await?
         else {
             return Ok(());

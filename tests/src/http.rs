@@ -12,6 +12,9 @@ pub(crate) struct Request {
     pub body: Vec<u8>,
     /// The client asked for the connection to be closed after the answer.
     pub close: bool,
+    /// A Lambda function's streamed response (`Lambda-Runtime-Function-Response-Mode:
+    /// streaming`): a metadata prelude, eight NUL bytes, then the body.
+    pub streaming: bool,
 }
 
 /// The next request on the connection, `None` once the client has closed it. The body is read by
@@ -26,7 +29,7 @@ pub(crate) async fn read_request<R: AsyncBufReadExt + Unpin>(
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or_default().to_owned();
     let path = parts.next().unwrap_or_default().to_owned();
-    let (mut length, mut chunked, mut close) = (0_usize, false, false);
+    let (mut length, mut chunked, mut close, mut streaming) = (0_usize, false, false, false);
     loop {
         let mut header = String::new();
         reader.read_line(&mut header).await?;
@@ -39,6 +42,9 @@ pub(crate) async fn read_request<R: AsyncBufReadExt + Unpin>(
                 "content-length" => length = value.trim().parse().context("content-length")?,
                 "transfer-encoding" => chunked = value.trim().eq_ignore_ascii_case("chunked"),
                 "connection" => close = value.trim().eq_ignore_ascii_case("close"),
+                "lambda-runtime-function-response-mode" => {
+                    streaming = value.trim().eq_ignore_ascii_case("streaming");
+                }
                 _ => {}
             }
         }
@@ -55,6 +61,7 @@ pub(crate) async fn read_request<R: AsyncBufReadExt + Unpin>(
         path,
         body,
         close,
+        streaming,
     }))
 }
 

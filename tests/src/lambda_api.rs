@@ -45,6 +45,27 @@ pub fn s3_notification(
 pub enum InvocationResult {
     Response(serde_json::Value),
     Error(serde_json::Value),
+    /// A streamed response: its metadata prelude (status code, headers, cookies), and the
+    /// bytes after it (<https://docs.aws.amazon.com/lambda/latest/dg/runtimes-custom.html#runtimes-custom-response-streaming>).
+    Streamed {
+        prelude: serde_json::Value,
+        body: Vec<u8>,
+    },
+}
+
+/// The eight NUL bytes between a streamed response's metadata prelude and its body.
+const PRELUDE_END: [u8; 8] = [0; 8];
+
+/// A streamed response's body split into its prelude and the bytes after it.
+fn streamed(body: &[u8]) -> anyhow::Result<InvocationResult> {
+    let end = body
+        .windows(PRELUDE_END.len())
+        .position(|window| window == PRELUDE_END)
+        .context("a streamed response without the eight NUL bytes after its prelude")?;
+    Ok(InvocationResult::Streamed {
+        prelude: serde_json::from_slice(&body[..end]).context("the metadata prelude")?,
+        body: body[end + PRELUDE_END.len()..].to_vec(),
+    })
 }
 
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<InvocationResult>>>>;
@@ -153,7 +174,11 @@ async fn serve(
     let mut reader = BufReader::new(read);
     loop {
         let Some(Request {
-            method, path, body, ..
+            method,
+            path,
+            body,
+            streaming,
+            ..
         }) = read_request(&mut reader).await?
         else {
             return Ok(());
@@ -188,6 +213,7 @@ async fn serve(
         let value = || serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         let request_id = |rest: &str| rest.rsplit('/').next().unwrap_or_default().to_owned();
         let result = match (path.strip_suffix("/response"), path.strip_suffix("/error")) {
+            (Some(rest), _) if streaming => Some((request_id(rest), streamed(&body)?)),
             (Some(rest), _) => Some((request_id(rest), InvocationResult::Response(value()))),
             (None, Some(rest)) => Some((request_id(rest), InvocationResult::Error(value()))),
             (None, None) => None,

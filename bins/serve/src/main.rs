@@ -25,10 +25,17 @@ async fn main() -> anyhow::Result<()> {
     yuba_startup::telemetry::init(&env).map_err(anyhow::Error::msg)?;
     let gcs_settings = GcsSettings::from_env(&env)?;
     let settings = OriginSettings::from_env(&env)?;
-    let address: SocketAddr = env.parsed(
-        "YUBA_SERVE_ADDRESS",
-        DEFAULT_ADDRESS.parse().context("the default address")?,
-    )?;
+    let on_lambda = env.is_set("AWS_LAMBDA_RUNTIME_API");
+    // Read and checked at start-up with the rest, off Lambda only: a function URL invokes the
+    // function, and there is nothing to listen on.
+    let address: Option<SocketAddr> = if on_lambda {
+        None
+    } else {
+        Some(env.parsed(
+            "YUBA_SERVE_ADDRESS",
+            DEFAULT_ADDRESS.parse().context("the default address")?,
+        )?)
+    };
     let gcs = Gcs::connect(&gcs_settings).await?;
     tracing::info!(gcs_credentials = %gcs_settings.credentials, "GCS client ready");
     let memory = &settings.memory;
@@ -39,6 +46,12 @@ async fn main() -> anyhow::Result<()> {
         "memory budget for variants made on demand"
     );
     let origin = Origin::new(gcs, settings);
+    let Some(address) = address else {
+        return yuba_origin::lambda::serve(origin)
+            .await
+            // The runtime's error is boxed: `anyhow!` keeps it, with its sources.
+            .map_err(|error| anyhow::anyhow!(error).context("the Lambda runtime stopped"));
+    };
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("listening on {address} (YUBA_SERVE_ADDRESS)"))?;

@@ -3,9 +3,10 @@
 //! bytes from GCS as they arrive.
 
 use std::convert::Infallible;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -88,7 +89,6 @@ async fn handle(
     origin: &Origin,
     request: hyper::Request<Incoming>,
 ) -> hyper::Response<ResponseBody> {
-    let started = Instant::now();
     let headers = request.headers();
     let text = |name: HeaderName| headers.get(name).and_then(|value| value.to_str().ok());
     let asked = Asked {
@@ -104,30 +104,17 @@ async fn handle(
         path: request.uri().path(),
         asked,
     };
-    let answer = origin.answer(&ours).await;
-    tracing::info!(
-        method = ours.method,
-        path = ours.path,
-        status = answer.status,
-        served = answer.served.as_str(),
-        millis = started.elapsed().as_millis() as u64,
-        "answered"
-    );
-    response(answer)
+    response(origin.answer(&ours).await)
 }
 
 fn response(answer: Answer) -> hyper::Response<ResponseBody> {
-    let body: ResponseBody = match answer.body {
+    let body = match answer.body {
         Body::Empty => Empty::new().map_err(|never| match never {}).boxed_unsync(),
         Body::Bytes(bytes) => Full::new(bytes)
             .map_err(|never| match never {})
             .boxed_unsync(),
-        Body::Object(reader) => {
-            let chunks = futures::stream::unfold(reader, |mut reader| async move {
-                let chunk = reader.next_chunk().await?;
-                Some((chunk.map(Frame::data), reader))
-            });
-            StreamBody::new(chunks).boxed_unsync()
+        object => {
+            StreamBody::new(object.into_stream().map(|chunk| chunk.map(Frame::data))).boxed_unsync()
         }
     };
     let mut response = hyper::Response::new(body);

@@ -6,13 +6,15 @@
 //! next request.
 //!
 //! [`Origin::answer`] is the whole of it, with no HTTP server of its own: the plain-HTTP home
-//! ([`http`]) and the Lambda function URL's home give it requests and send what it answers.
+//! ([`http`]) and the Lambda function URL's home ([`lambda`]) give it requests and send what it
+//! answers.
 //!
 //! Invariant: only objects that are replicas (a complete record) or fresh variants of one (their
 //! record names the replica's content) are served; nothing else in the bucket is reachable by a
 //! path, whatever its spelling.
 
 pub mod http;
+pub mod lambda;
 mod made;
 mod origin;
 mod refusal;

@@ -3,13 +3,16 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use yuba_delivery::conditional::Validators;
 use yuba_delivery::path::{self, Target};
 use yuba_delivery::respond::{Asked, Body as Part, Method, Stored, respond};
-use yuba_gcs::{Gcs, ObjectInfo, ObjectReader};
+use yuba_gcs::{Gcs, GcsError, ObjectInfo, ObjectReader};
 use yuba_model::ReplicaRecord;
 use yuba_replicate::{Renderer, replica_name};
 
@@ -73,6 +76,21 @@ pub enum Body {
     Object(ObjectReader),
 }
 
+impl Body {
+    /// The bytes as a stream of chunks, as both homes send them.
+    pub fn into_stream(self) -> BoxStream<'static, Result<Bytes, GcsError>> {
+        match self {
+            Body::Empty => futures::stream::empty().boxed(),
+            Body::Bytes(bytes) => futures::stream::once(async move { Ok(bytes) }).boxed(),
+            Body::Object(reader) => futures::stream::unfold(reader, |mut reader| async move {
+                let chunk = reader.next_chunk().await?;
+                Some((chunk, reader))
+            })
+            .boxed(),
+        }
+    }
+}
+
 /// The delivery origin. Clones share the GCS connection, the images' memory budget and the
 /// renders in flight.
 #[derive(Debug, Clone)]
@@ -113,6 +131,20 @@ impl Origin {
 
     /// The answer to `request`. Every failure is an answer too: a status and a message.
     pub async fn answer(&self, request: &Request<'_>) -> Answer {
+        let started = Instant::now();
+        let answer = self.answer_or_refuse(request).await;
+        tracing::info!(
+            method = request.method,
+            path = request.path,
+            status = answer.status,
+            served = answer.served.as_str(),
+            millis = started.elapsed().as_millis() as u64,
+            "answered"
+        );
+        answer
+    }
+
+    async fn answer_or_refuse(&self, request: &Request<'_>) -> Answer {
         match self.try_answer(request).await {
             Ok(answer) => answer,
             Err(refusal) => {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use yuba_delivery::path::{original_path, variant_path};
+use yuba_e2e::lambda_api::{InvocationResult, RuntimeApi};
 use yuba_e2e::raw_http::{Answer, request};
 use yuba_e2e::{Stack, gcs_sha256, gradient_jpeg, replicate, sha256_hex};
 
@@ -318,5 +319,91 @@ async fn a_bad_setting_stops_the_origin_with_its_name() -> anyhow::Result<()> {
         "{}",
         finished.stderr
     );
+    Ok(())
+}
+
+/// A function URL's invocation of `method path` with `headers`, as Lambda delivers it (payload
+/// format 2.0: <https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html#urls-payloads>).
+/// The path is the client's, still percent-encoded.
+fn function_url_event(method: &str, path: &str, headers: &[(&str, &str)]) -> serde_json::Value {
+    let headers: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), serde_json::json!(value)))
+        .collect();
+    serde_json::json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "abcdefghij", "domainName": "abcdefghij.lambda-url.us-east-1.on.aws",
+            "domainPrefix": "abcdefghij", "requestId": "req-1", "routeKey": "$default", "stage": "$default",
+            "time": "03/Dec/2026:12:00:00 +0000", "timeEpoch": 1796299200000_u64,
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "130.176.0.1", "userAgent": "Amazon CloudFront"}
+        },
+        "isBase64Encoded": false
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_lambda_the_origin_streams_its_answers() -> anyhow::Result<()> {
+    let stack = Stack::start("serve-lambda", 1)?;
+    let photo = gradient_jpeg(1200, 900, 3);
+    let key = "lambda/sea side.jpg";
+    stack
+        .s3()
+        .await
+        .put_object()
+        .bucket(stack.source_bucket())
+        .key(key)
+        .content_type("image/jpeg")
+        .body(ByteStream::from(photo.clone()))
+        .send()
+        .await?;
+    let replicator = stack
+        .replicator(
+            stack.var("AWS_ENDPOINT_URL"),
+            &[("YUBA_VARIANTS", WORKER_VARIANTS)],
+        )
+        .await?;
+    replicator
+        .run(&replicate(stack.source_bucket(), key))
+        .await?;
+    let api = RuntimeApi::start().await?;
+    let mut env: Vec<(&str, String)> = api.env();
+    env.push(("YUBA_VARIANTS", ORIGIN_VARIANTS.to_owned()));
+    let overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let _serve = stack.spawn("yuba-serve", "serve-lambda", &overrides)?;
+
+    let invoke = |method: &'static str, path: String, headers: &'static [(&str, &str)]| {
+        let api = &api;
+        async move {
+            let event = function_url_event(method, &path, headers);
+            match api.invoke(&event, Duration::from_secs(60)).await? {
+                InvocationResult::Streamed { prelude, body } => Ok((prelude, body)),
+                other => anyhow::bail!("{method} {path}: not a streamed response: {other:?}"),
+            }
+        }
+    };
+    let (prelude, body) = invoke("GET", original_path(key), &[]).await?;
+    assert_eq!(prelude["statusCode"], 200);
+    assert_eq!(prelude["headers"]["content-type"], "image/jpeg");
+    assert_eq!(prelude["headers"]["x-yuba-served"], "original");
+    assert_eq!(sha256_hex(&body), sha256_hex(&photo));
+
+    let (prelude, body) = invoke("GET", original_path(key), &[("Range", "bytes=0-99")]).await?;
+    assert_eq!(
+        (prelude["statusCode"].as_u64(), body.as_slice()),
+        (Some(206), &photo[..100])
+    );
+    let (prelude, body) = invoke("HEAD", original_path(key), &[]).await?;
+    assert_eq!((prelude["statusCode"].as_u64(), body.len()), (Some(200), 0));
+
+    let (prelude, body) = invoke("GET", variant_path("small", key), &[]).await?;
+    assert_eq!(prelude["statusCode"], 200);
+    assert_eq!(prelude["headers"]["x-yuba-served"], "rendered");
+    assert_eq!(jpeg_size(&body), Some((300, 225)));
+
+    let (prelude, body) = invoke("GET", "/lambda/none.jpg".to_owned(), &[]).await?;
+    assert_eq!(prelude["statusCode"], 404);
+    assert!(String::from_utf8_lossy(&body).contains("not in the replica bucket"));
     Ok(())
 }
