@@ -40,6 +40,27 @@ pub fn s3_notification(
                "object": {"key": key_encoded, "size": size, "eTag": etag, "sequencer": "0055AED6DCD90281E5"}}}]})
 }
 
+/// A function URL's invocation of `method path` with `headers`, as Lambda delivers it (payload
+/// format 2.0: <https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html#urls-payloads>).
+/// The path is the client's, still percent-encoded.
+pub fn function_url_event(method: &str, path: &str, headers: &[(&str, &str)]) -> serde_json::Value {
+    let headers: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), serde_json::json!(value)))
+        .collect();
+    serde_json::json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "abcdefghij", "domainName": "abcdefghij.lambda-url.us-east-1.on.aws",
+            "domainPrefix": "abcdefghij", "requestId": "req-1", "routeKey": "$default", "stage": "$default",
+            "time": "03/Dec/2026:12:00:00 +0000", "timeEpoch": 1796299200000_u64,
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "130.176.0.1", "userAgent": "Amazon CloudFront"}
+        },
+        "isBase64Encoded": false
+    })
+}
+
 /// What the function answered for one invocation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum InvocationResult {

@@ -1,6 +1,6 @@
 //! Smoke tests of what AWS runs: the arm64 binaries `make package` put into the Lambda zip and
 //! the Fargate image (scripts/package.py), run with qemu-user against the local stack, each
-//! replicating a photo with its variant. The zip's bootstrap runs under the loopback Lambda
+//! replicating a photo with its variant (and the delivery origin's zip serving it back). The zip's bootstrap runs under the loopback Lambda
 //! Runtime API; the image's worker and reconciler run from the unpacked image as its non-root
 //! user on a read-only root, as ECS runs them.
 //!
@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use anyhow::ensure;
 use serde_json::json;
-use yuba_e2e::lambda_api::{InvocationResult, RuntimeApi, s3_notification, sqs_record};
+use yuba_delivery::path::{original_path, variant_path};
+use yuba_e2e::lambda_api::{
+    InvocationResult, RuntimeApi, function_url_event, s3_notification, sqs_record,
+};
 use yuba_e2e::package::{ARM64_SYSROOT, Package, arm64};
 use yuba_e2e::{
     Stack, THUMBNAIL_VARIANTS, dump_logs, first_message, gcs_sha256, gradient_jpeg, replica_of,
@@ -59,6 +62,7 @@ async fn the_lambda_zips_carry_a_photo_from_its_notification_to_its_replica() ->
     for (bin, extra) in [
         ("yuba-ingest", None),
         ("yuba-worker", Some(("YUBA_VARIANTS", THUMBNAIL_VARIANTS))),
+        ("yuba-serve", Some(("YUBA_VARIANTS", THUMBNAIL_VARIANTS))),
     ] {
         let bootstrap = package.unzip_lambda(bin, &stack.dir.join(bin))?;
         // Lambda runs the bootstrap as unzipped: the zip must record it as executable.
@@ -76,9 +80,12 @@ async fn the_lambda_zips_carry_a_photo_from_its_notification_to_its_replica() ->
             stack.spawn_command(stack.configure(arm64(&bootstrap, sysroot), &overrides), bin)?;
         functions.push((api, process));
     }
-    let [(ingest_api, ingest), (worker_api, worker)] =
-        <[_; 2]>::try_from(functions).map_err(|_| anyhow::anyhow!("two functions"))?;
-    let (ingest, worker) = ([ingest], [worker]);
+    let [
+        (ingest_api, ingest),
+        (worker_api, worker),
+        (serve_api, serve),
+    ] = <[_; 3]>::try_from(functions).map_err(|_| anyhow::anyhow!("three functions"))?;
+    let (ingest, worker, serve) = ([ingest], [worker], [serve]);
 
     // S3 notifies ingest, which routes the photo's job to the Lambda work queue...
     let (sha256, size) = upload_photo(&stack).await?;
@@ -110,7 +117,32 @@ async fn the_lambda_zips_carry_a_photo_from_its_notification_to_its_replica() ->
         "{}",
         dump_logs(&worker)
     );
-    assert_replicated(&stack, &worker, &sha256).await
+    assert_replicated(&stack, &worker, &sha256).await?;
+
+    // The delivery origin's function URL streams the replica and its variant back.
+    for (path, served) in [
+        (original_path(KEY), "original"),
+        (variant_path("thumb", KEY), "hit"),
+    ] {
+        let answer = serve_api
+            .invoke(&function_url_event("GET", &path, &[]), TIMEOUT)
+            .await
+            .map_err(|e| e.context(dump_logs(&serve)))?;
+        let InvocationResult::Streamed { prelude, body } = answer else {
+            anyhow::bail!("GET {path}: {answer:?}\n{}", dump_logs(&serve));
+        };
+        assert_eq!(
+            prelude["statusCode"],
+            200,
+            "GET {path}: {}",
+            dump_logs(&serve)
+        );
+        assert_eq!(prelude["headers"]["x-yuba-served"], served, "GET {path}");
+        if served == "original" {
+            assert_eq!(sha256_hex(&body), sha256);
+        }
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use yuba_delivery::path::{original_path, variant_path};
-use yuba_e2e::lambda_api::{InvocationResult, RuntimeApi};
+use yuba_e2e::lambda_api::{InvocationResult, RuntimeApi, function_url_event};
 use yuba_e2e::raw_http::{Answer, request};
 use yuba_e2e::{Stack, gcs_sha256, gradient_jpeg, replicate, sha256_hex};
 
@@ -320,27 +320,6 @@ async fn a_bad_setting_stops_the_origin_with_its_name() -> anyhow::Result<()> {
         finished.stderr
     );
     Ok(())
-}
-
-/// A function URL's invocation of `method path` with `headers`, as Lambda delivers it (payload
-/// format 2.0: <https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html#urls-payloads>).
-/// The path is the client's, still percent-encoded.
-fn function_url_event(method: &str, path: &str, headers: &[(&str, &str)]) -> serde_json::Value {
-    let headers: serde_json::Map<String, serde_json::Value> = headers
-        .iter()
-        .map(|(name, value)| (name.to_ascii_lowercase(), serde_json::json!(value)))
-        .collect();
-    serde_json::json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "abcdefghij", "domainName": "abcdefghij.lambda-url.us-east-1.on.aws",
-            "domainPrefix": "abcdefghij", "requestId": "req-1", "routeKey": "$default", "stage": "$default",
-            "time": "03/Dec/2026:12:00:00 +0000", "timeEpoch": 1796299200000_u64,
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "130.176.0.1", "userAgent": "Amazon CloudFront"}
-        },
-        "isBase64Encoded": false
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
