@@ -4,7 +4,7 @@
 CARGO ?= cargo
 PYTHON := .venv/bin/python
 
-.PHONY: demo test bootstrap browser build fmt-check clippy python-check terraform-check cdk-check package package-smoke bench-lambda-init bench-stream bench-reconcile bench-variants bench-memory loadtest loadtest-corpus clean-stack
+.PHONY: demo test bootstrap browser build fmt-check clippy python-check terraform-check cdk-check package package-smoke bench-lambda-init bench-stream bench-reconcile bench-variants bench-serve bench-memory loadtest loadtest-corpus clean-stack
 
 ## demo: bring up the local stack, run ingest and workers, replicate sample images, show the result
 demo: bootstrap build
@@ -95,6 +95,13 @@ bench-reconcile: bootstrap
 bench-variants: bootstrap
 	$(CARGO) build --release -p yuba-transform --example render
 	$(PYTHON) scripts/bench_variants.py
+
+## bench-serve: yuba-serve (release) beside a direct GET from fake-gcs-server: hits/s and p50/p99
+## of an original and a stored variant (wrk, Debian's, pinned), then renders on demand per second;
+## the debug reconciler only puts the replicas in place (docs/BENCHMARKS.md)
+bench-serve: bootstrap build
+	$(CARGO) build --release -p yuba-serve
+	$(PYTHON) scripts/bench_serve.py
 
 ## bench-memory: images at once through one worker, the build of BEFORE_MEMORY (the commit before
 ## issue 16) beside this one: peak RSS and images/s for the amplification PNG and a 24 MP photo
