@@ -6,7 +6,10 @@
 //! is an HTTP/1.1 server on `YUBA_SERVE_ADDRESS`. Either way every request goes to the same
 //! [`Origin`].
 
+mod metrics;
+
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -45,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
         images_budget_mib = memory.images_bytes / (1024 * 1024),
         "memory budget for variants made on demand"
     );
-    let origin = Origin::new(gcs, settings);
+    let origin = Origin::new(gcs, settings, Arc::new(metrics::Metrics));
     let Some(address) = address else {
         return yuba_origin::lambda::serve(origin)
             .await

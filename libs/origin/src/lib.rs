@@ -20,6 +20,6 @@ mod origin;
 mod refusal;
 mod settings;
 
-pub use origin::{Answer, Body, Origin, Request, Served};
+pub use origin::{Answer, Body, Observer, Origin, Request, Served};
 pub use refusal::Refusal;
 pub use settings::OriginSettings;

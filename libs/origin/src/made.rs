@@ -183,6 +183,7 @@ impl Origin {
             .pop()
             .ok_or_else(|| Refusal::Lost("the transform made no variant".to_owned()))?;
         drop(content);
+        self.observer.rendered();
         let cache_control = original.cache_control.clone();
         let sha256 = record.sha256.clone().unwrap_or_default();
         let bucket = &self.settings.replica_bucket;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -47,6 +47,19 @@ pub enum Served {
 }
 
 impl Served {
+    /// Every [`as_str`](Served::as_str): the metrics' `Served` dimension.
+    pub const NAMES: [&'static str; 9] = [
+        "original",
+        "hit",
+        "rendered",
+        Refusal::KINDS[0],
+        Refusal::KINDS[1],
+        Refusal::KINDS[2],
+        Refusal::KINDS[3],
+        Refusal::KINDS[4],
+        Refusal::KINDS[5],
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Served::Original => "original",
@@ -91,6 +104,15 @@ impl Body {
     }
 }
 
+/// What the origin reports of its work, as it happens: the program turns it into metrics (the
+/// libraries emit none of their own).
+pub trait Observer: Send + Sync + std::fmt::Debug + 'static {
+    /// A request was answered, `served` so, its head ready after `latency`.
+    fn answered(&self, served: Served, latency: Duration);
+    /// A variant was rendered on demand (once, however many requests waited for it).
+    fn rendered(&self);
+}
+
 /// The delivery origin. Clones share the GCS connection, the images' memory budget and the
 /// renders in flight.
 #[derive(Debug, Clone)]
@@ -100,6 +122,7 @@ pub struct Origin {
     pub(crate) renderer: Renderer,
     /// Variants being made, by GCS name: a second request for one waits for the first's render.
     pub(crate) pending: Arc<Mutex<HashMap<String, Pending>>>,
+    pub(crate) observer: Arc<dyn Observer>,
 }
 
 /// What an answer is made from: an object's facts, and where its bytes come from.
@@ -119,13 +142,14 @@ pub(crate) enum Content {
 }
 
 impl Origin {
-    pub fn new(gcs: Gcs, settings: OriginSettings) -> Origin {
+    pub fn new(gcs: Gcs, settings: OriginSettings, observer: Arc<dyn Observer>) -> Origin {
         let renderer = Renderer::new(settings.memory.images_bytes, settings.image_limits);
         Origin {
             gcs,
             settings: Arc::new(settings),
             renderer,
             pending: Arc::default(),
+            observer,
         }
     }
 
@@ -133,14 +157,16 @@ impl Origin {
     pub async fn answer(&self, request: &Request<'_>) -> Answer {
         let started = Instant::now();
         let answer = self.answer_or_refuse(request).await;
+        let latency = started.elapsed();
         tracing::info!(
             method = request.method,
             path = request.path,
             status = answer.status,
             served = answer.served.as_str(),
-            millis = started.elapsed().as_millis() as u64,
+            millis = latency.as_secs_f64() * 1000.0,
             "answered"
         );
+        self.observer.answered(answer.served, latency);
         answer
     }
 

@@ -54,6 +54,10 @@ impl Refusal {
         }
     }
 
+    /// Every [`kind`](Refusal::kind).
+    pub const KINDS: [&'static str; 6] =
+        ["method", "path", "not_found", "no_variant", "gcs", "lost"];
+
     /// The metric and log name of the refusal.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -89,5 +93,18 @@ mod tests {
         assert_eq!(Refusal::NotFound("x".into()).status(), 404);
         assert_eq!(Refusal::from(GcsError::transient("slow")).status(), 503);
         assert_eq!(Refusal::from(GcsError::permanent("denied")).status(), 502);
+        let every = [
+            no_variant,
+            Refusal::Method("POST".into()),
+            Refusal::Path(PathError::NoKey),
+            Refusal::NotFound("x".into()),
+            Refusal::from(GcsError::transient("slow")),
+            Refusal::Lost("x".into()),
+        ];
+        let kinds: Vec<&str> = every.iter().map(Refusal::kind).collect();
+        assert_eq!(kinds.len(), Refusal::KINDS.len());
+        for kind in kinds {
+            assert!(Refusal::KINDS.contains(&kind), "{kind}");
+        }
     }
 }

@@ -62,6 +62,7 @@ fn values_of(dimension: Dimension) -> Option<Vec<&'static str>> {
         ),
         Dimension::Command => Some(Command::ALL.map(Command::as_str).to_vec()),
         Dimension::Record => Some(IngestRecord::ALL.map(IngestRecord::as_str).to_vec()),
+        Dimension::Served => Some(yuba_origin::Served::NAMES.to_vec()),
         Dimension::FunctionVersion => None,
     }
 }

@@ -135,7 +135,19 @@ async fn the_origin_serves_originals_and_variants_as_a_cdn_expects() -> anyhow::
     }
     variants_are_stored_or_made_on_demand(&stack, address).await?;
     refusals_say_why(address).await;
-    drop(serve);
+    // The metrics count renders, not the requests that waited for one: `small` of sea.jpg,
+    // then one for the eight concurrent misses of other.jpg.
+    let lines = serve.log_lines();
+    let total = |metric: &str, served: Option<&str>| -> f64 {
+        lines
+            .iter()
+            .filter(|line| served.is_none_or(|served| line["Served"] == served))
+            .filter_map(|line| line[metric].as_f64())
+            .sum()
+    };
+    assert_eq!(total("OriginRenders", None), 2.0);
+    assert_eq!(total("OriginRequests", Some("rendered")), 9.0);
+    assert_eq!(total("OriginRequests", Some("not_found")), 4.0);
     Ok(())
 }
 

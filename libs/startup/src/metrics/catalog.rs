@@ -35,18 +35,22 @@ pub enum Dimension {
     Command,
     /// What became of a record of an S3 notification in ingest.
     Record,
+    /// How the delivery origin found what it answered (an original, a stored variant, one
+    /// rendered on demand), or why it refused.
+    Served,
     /// The Lambda function version the program runs as (only on Lambda, and only in the extra
     /// dimension sets of the metrics marked [`Metric::per_version`]).
     FunctionVersion,
 }
 
 impl Dimension {
-    pub const ALL: [Dimension; 6] = [
+    pub const ALL: [Dimension; 7] = [
         Dimension::Outcome,
         Dimension::Failure,
         Dimension::VariantError,
         Dimension::Command,
         Dimension::Record,
+        Dimension::Served,
         Dimension::FunctionVersion,
     ];
 
@@ -57,6 +61,7 @@ impl Dimension {
             Dimension::VariantError => "VariantError",
             Dimension::Command => "Command",
             Dimension::Record => "Record",
+            Dimension::Served => "Served",
             Dimension::FunctionVersion => "FunctionVersion",
         }
     }
@@ -77,6 +82,9 @@ impl Dimension {
             },
             Dimension::Record => Domain::Closed {
                 source: "IngestRecord::ALL (as_str)",
+            },
+            Dimension::Served => Domain::Closed {
+                source: "yuba_origin::Served::NAMES",
             },
             Dimension::FunctionVersion => Domain::FreeForm {
                 description: "the Lambda function version (AWS_LAMBDA_FUNCTION_VERSION)",
@@ -173,12 +181,19 @@ pub enum Metric {
     ReconcileDuration,
     /// Records of S3 notifications ingest handled, by `Record` (what became of them).
     IngestRecords,
+    /// Requests the delivery origin answered, by `Served`.
+    OriginRequests,
+    /// From a request to its answer's head (the body streams after), by `Served`.
+    OriginLatency,
+    /// Variants the delivery origin rendered on demand: one per render, however many requests
+    /// waited for it.
+    OriginRenders,
 }
 
 use Dimension as D;
 
 impl Metric {
-    pub const ALL: [Metric; 13] = [
+    pub const ALL: [Metric; 16] = [
         Metric::Jobs,
         Metric::JobDuration,
         Metric::BytesReplicated,
@@ -192,6 +207,9 @@ impl Metric {
         Metric::ReconcileBytesCopied,
         Metric::ReconcileDuration,
         Metric::IngestRecords,
+        Metric::OriginRequests,
+        Metric::OriginLatency,
+        Metric::OriginRenders,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -209,6 +227,9 @@ impl Metric {
             Metric::ReconcileBytesCopied => "ReconcileBytesCopied",
             Metric::ReconcileDuration => "ReconcileDuration",
             Metric::IngestRecords => "IngestRecords",
+            Metric::OriginRequests => "OriginRequests",
+            Metric::OriginLatency => "OriginLatency",
+            Metric::OriginRenders => "OriginRenders",
         }
     }
 
@@ -221,11 +242,14 @@ impl Metric {
             | Metric::ReconcileDrift
             | Metric::ReconcileRepaired
             | Metric::ReconcileFailed
-            | Metric::IngestRecords => Unit::Count,
+            | Metric::IngestRecords
+            | Metric::OriginRequests
+            | Metric::OriginRenders => Unit::Count,
             Metric::BytesReplicated | Metric::ReconcileBytesCopied => Unit::Bytes,
-            Metric::JobDuration | Metric::ReplicationLag | Metric::ReconcileDuration => {
-                Unit::Milliseconds
-            }
+            Metric::JobDuration
+            | Metric::ReplicationLag
+            | Metric::ReconcileDuration
+            | Metric::OriginLatency => Unit::Milliseconds,
         }
     }
 
@@ -244,6 +268,9 @@ impl Metric {
             | Metric::ReconcileBytesCopied
             | Metric::ReconcileDuration => &[Program::Reconciler],
             Metric::IngestRecords => &[Program::Ingest],
+            Metric::OriginRequests | Metric::OriginLatency | Metric::OriginRenders => {
+                &[Program::Serve]
+            }
         }
     }
 
@@ -263,6 +290,9 @@ impl Metric {
             | Metric::ReconcileBytesCopied
             | Metric::ReconcileDuration => &[&[D::Command]],
             Metric::IngestRecords => &[&[D::Record]],
+            Metric::OriginRequests | Metric::OriginLatency => &[&[D::Served]],
+            // One series, the origin's total.
+            Metric::OriginRenders => &[&[]],
         }
     }
 
