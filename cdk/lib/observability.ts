@@ -30,6 +30,7 @@ import { DeployedFunction, Lambdas } from './lambdas';
 import { YubaMetrics } from './metrics';
 import { Queues } from './queues';
 import { Reconciler } from './reconciler';
+import { Serve } from './serve';
 import { SloAlarms, badJobRatio, remainingBudget } from './slo';
 
 /**
@@ -45,6 +46,8 @@ export interface ObservabilityProps {
   readonly lambdas: Lambdas;
   readonly fargateWorker: FargateWorker;
   readonly reconciler: Reconciler;
+  /** The delivery origin, when the stage has the delivery path. */
+  readonly serve?: Serve;
 }
 
 export class Observability extends Construct {
@@ -325,8 +328,36 @@ export class Observability extends Construct {
         width: 12,
       }),
     );
+    if (p.serve) this.addDeliveryWidgets(d, metrics, p.serve);
     d.addWidgets(new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 24 }));
     return d;
+  }
+
+  /** The delivery origin: how it answers (stored hits, renders on demand, refusals) and how fast. */
+  private addDeliveryWidgets(d: cloudwatch.Dashboard, metrics: YubaMetrics, serve: Serve): void {
+    const yuba = metrics.metric.bind(metrics);
+    const fiveMinutes = Duration.minutes(5);
+    d.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Delivery origin: requests by how they were served',
+        left: [metrics.search('OriginRequests', ['Served'], 'Sum', 'requests')],
+        stacked: true,
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Delivery origin: latency to the head p50 / p99 (ms)',
+        left: ['original', 'hit', 'rendered'].flatMap((served) =>
+          ['p50', 'p99'].map((s) => yuba('OriginLatency', { Served: served }, s, fiveMinutes, `${served} ${s}`)),
+        ),
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Delivery origin: variants rendered on demand, Lambda errors',
+        left: [yuba('OriginRenders', {}, 'Sum', fiveMinutes, 'renders')],
+        right: [serve.fn.metricErrors({ statistic: 'Sum', period: fiveMinutes, label: 'errors' })],
+        width: 8,
+      }),
+    );
   }
 }
 

@@ -96,17 +96,20 @@ export class YubaStack extends Stack {
       source: this.source,
       reconcilerCredentials,
     });
+    if (c.delivery.enabled && logs) {
+      // Its credentials are read only here: a stage without the delivery path needs no serve identity.
+      const serveCredentials = loadCredentials(this, c.gcp.serveCredentialsFile, 'serve');
+      this.serve = new Serve(this, 'Serve', { config: c, credentials: serveCredentials });
+    }
     this.observability = new Observability(this, 'Observability', {
       config: c,
       queues: this.queues,
       lambdas: this.lambdas,
       fargateWorker: this.fargateWorker,
       reconciler: this.reconciler,
+      serve: this.serve,
     });
-    if (c.delivery.enabled && logs) {
-      // Its credentials are read only here: a stage without the delivery path needs no serve identity.
-      const serveCredentials = loadCredentials(this, c.gcp.serveCredentialsFile, 'serve');
-      this.serve = new Serve(this, 'Serve', { config: c, credentials: serveCredentials });
+    if (this.serve && logs) {
       this.delivery = new Delivery(this, 'Delivery', {
         config: c,
         bucket: this.source.bucket,

@@ -293,6 +293,12 @@ describe('the delivery path', () => {
     expect(allProblems(t, config.prefix)).toEqual([]);
   });
 
+  test("the dashboard shows the origin's requests, latency and renders", () => {
+    const [, dashboard] = byType(stage('prod').template.toJSON(), 'AWS::CloudWatch::Dashboard')[0];
+    const body = JSON.stringify(dashboard.Properties.DashboardBody);
+    for (const metric of ['OriginRequests', 'OriginLatency', 'OriginRenders']) expect(body).toContain(metric);
+  });
+
   test('a stage without the delivery path has no yuba-serve', () => {
     const t = synth('dev').template.toJSON();
     expect(serveFunction(t)).toBeUndefined();
