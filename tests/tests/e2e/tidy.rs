@@ -152,6 +152,42 @@ fn terraform_deletes_the_parts_prefix_the_worker_writes() {
     }
 }
 
+/// CloudFront sends the variants' path prefix to yuba-serve (cdk/lib/delivery.ts); if the two
+/// spellings disagreed, variant URLs would go to S3 and fail over only after its 403.
+#[test]
+fn cloudfront_routes_the_variants_prefix_the_origin_parses() {
+    let file = "cdk/lib/delivery.ts";
+    let text = std::fs::read_to_string(repo_root().join(file)).expect(file);
+    let spelling = format!(
+        "VARIANTS_PATH_PATTERN = '/{}*'",
+        yuba_delivery::path::VARIANTS_PREFIX
+    );
+    assert!(
+        text.contains(&spelling),
+        "{file} does not spell the variants' path pattern as {spelling:?} \
+         (yuba_delivery::path::VARIANTS_PREFIX)"
+    );
+}
+
+/// terraform lets yuba-serve create objects only under `variants_prefix`, whose default must be
+/// where the default key template writes variants: else every write-back is refused.
+#[test]
+fn terraform_lets_the_origin_write_where_the_default_template_puts_variants() {
+    let template = yuba_variants::KeyTemplate::DEFAULT;
+    let prefix = &template[..template.find('{').expect("a placeholder")];
+    let file = "terraform/modules/yuba-gcp/variables.tf";
+    let text = std::fs::read_to_string(repo_root().join(file)).expect(file);
+    let block = &text[text
+        .find("variable \"variants_prefix\"")
+        .expect("variants_prefix")..];
+    let default = format!("default     = \"{prefix}\"");
+    assert!(
+        block.contains(&default),
+        "{file}: variants_prefix's default is not {prefix:?}, the literal start of \
+         KeyTemplate::DEFAULT ({template})"
+    );
+}
+
 /// The longest a function in libs/ may be before its reader loses the thread.
 const MAX_FUNCTION_LINES: usize = 80;
 
