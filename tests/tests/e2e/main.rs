@@ -7,6 +7,7 @@ mod eventbridge;
 mod events;
 mod fault_proxy;
 mod faults;
+mod gallery;
 mod gcs;
 mod hostile;
 mod iam;
