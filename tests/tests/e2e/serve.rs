@@ -135,8 +135,9 @@ async fn the_origin_serves_originals_and_variants_as_a_cdn_expects() -> anyhow::
     }
     variants_are_stored_or_made_on_demand(&stack, address).await?;
     refusals_say_why(address).await;
+    a_variant_of_older_content_is_never_served(&stack, &replicator, address).await?;
     // The metrics count renders, not the requests that waited for one: `small` of sea.jpg,
-    // then one for the eight concurrent misses of other.jpg.
+    // one for the eight concurrent misses of other.jpg, two of the overwritten sea.jpg.
     let lines = serve.log_lines();
     let total = |metric: &str, served: Option<&str>| -> f64 {
         lines
@@ -145,8 +146,8 @@ async fn the_origin_serves_originals_and_variants_as_a_cdn_expects() -> anyhow::
             .filter_map(|line| line[metric].as_f64())
             .sum()
     };
-    assert_eq!(total("OriginRenders", None), 2.0);
-    assert_eq!(total("OriginRequests", Some("rendered")), 9.0);
+    assert_eq!(total("OriginRenders", None), 4.0);
+    assert_eq!(total("OriginRequests", Some("rendered")), 11.0);
     assert_eq!(total("OriginRequests", Some("not_found")), 4.0);
     Ok(())
 }
@@ -261,6 +262,47 @@ async fn variants_are_stored_or_made_on_demand(
         uploads()? - before,
         1,
         "one write-back for eight concurrent misses"
+    );
+    Ok(())
+}
+
+/// sea.jpg is overwritten by a portrait, which the worker replicates with its `large` variant.
+/// The `small` object on-demand rendering wrote is now of the older content: it is rendered again
+/// from the portrait for each request, and not overwritten (the origin may only create; the
+/// worker or the reconciler replaces it).
+async fn a_variant_of_older_content_is_never_served(
+    stack: &Stack,
+    replicator: &yuba_replicate::Replicator,
+    address: SocketAddr,
+) -> anyhow::Result<()> {
+    let gcs = stack.gcs().await?;
+    let small = "_variants/small/photos/sea.jpg";
+    let before = gcs.objects().get(stack.replica_bucket(), small).await?;
+    stack
+        .put("photos/sea.jpg", &gradient_jpeg(900, 1200, 4))
+        .await?;
+    // A job without the event's ETag is satisfied by any complete replica: forced, as the
+    // reconciler sends one for content that changed.
+    let mut job = replicate(stack.source_bucket(), "photos/sea.jpg");
+    if let yuba_model::Job::Replicate(job) = &mut job {
+        job.force = true;
+    }
+    replicator.run(&job).await?;
+    for _ in 0..2 {
+        let answer = get(address, &variant_path("small", "photos/sea.jpg"), &[]).await;
+        assert_eq!(answer.header("x-yuba-served"), Some("rendered"));
+        assert_eq!(jpeg_size(&answer.body), Some((225, 300)));
+    }
+    let after = gcs.objects().get(stack.replica_bucket(), small).await?;
+    assert_eq!(
+        after.map(|o| o.generation),
+        before.map(|o| o.generation),
+        "the stale variant was overwritten"
+    );
+    let large = get(address, &variant_path("large", "photos/sea.jpg"), &[]).await;
+    assert_eq!(
+        (large.header("x-yuba-served"), jpeg_size(&large.body)),
+        (Some("hit"), Some((600, 800)))
     );
     Ok(())
 }
