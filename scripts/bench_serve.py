@@ -108,7 +108,9 @@ def seed(env: dict[str, str], photos: list[Path]) -> None:
     """The photos into S3, then replicated with their stored variants by the worker's code."""
     s3 = boto3_client("s3", env, retries={"max_attempts": 3})
     for photo in photos:
-        s3.put_object(Bucket=env["YUBA_SOURCE_BUCKET"], Key=PREFIX + photo.name, Body=photo.read_bytes())
+        s3.put_object(
+            Bucket=env["YUBA_SOURCE_BUCKET"], Key=PREFIX + photo.name, Body=photo.read_bytes(), ContentType="image/jpeg"
+        )
     argv = [str(RECONCILER), "backfill", "--inline", "--json", "--no-checkpoint"]
     run_env = {**os.environ, **env, "YUBA_LOG_FORMAT": "json", "YUBA_VARIANTS": json.dumps(variants_config(0))}
     t = time.monotonic()
@@ -136,7 +138,8 @@ def _die_with_parent() -> None:
 
 
 class Serve:
-    """The release yuba-serve on a free loopback port, its JSON log in the work directory."""
+    """yuba-serve (the release build unless --serve) on a free loopback port, its JSON log (with
+    the EMF metrics line of every request, as deployed) in the work directory."""
 
     def __init__(self, binary: Path, env: dict[str, str], variants_file: Path, log_path: Path):
         self.binary = binary
@@ -253,11 +256,11 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def wrk(url: str, connections: int, seconds: float, work: Path, pids: dict[str, int]) -> Wrk:
+def wrk(url: str, connections: int, seconds: int, work: Path, pids: dict[str, int]) -> Wrk:
     """One wrk run (one thread: the machine has two cores to share with the servers)."""
     report = work / "wrk.json"
     report.unlink(missing_ok=True)
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(LUA), url]
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(LUA), url]
     before = {label: cpu_seconds(pid) for label, pid in pids.items()}
     children_before = children_cpu_seconds()
     p = subprocess.run(
@@ -572,8 +575,8 @@ def run(args, work: Path) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--connections", type=int, nargs="+", default=[1, 16], help="wrk's, one run each (default 1 16)")
-    ap.add_argument("--seconds", type=float, default=10.0, help="each measured wrk run (default 10)")
-    ap.add_argument("--warmup", type=float, default=2.0, help="a discarded wrk run before each (default 2)")
+    ap.add_argument("--seconds", type=int, default=10, help="each measured wrk run (default 10)")
+    ap.add_argument("--warmup", type=int, default=2, help="a discarded wrk run before each (default 2)")
     ap.add_argument("--renders", type=int, default=300, help="renders on demand in all (default 300)")
     ap.add_argument("--render-at-once", type=int, nargs="+", default=[1, 2, 4], help="default 1 2 4")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
