@@ -52,6 +52,11 @@ pub async fn serve(
                 }
             },
         };
+        // A head and a body are two writes: without this, Nagle's algorithm holds the second
+        // until the client acknowledges the first, which a delayed ACK puts off by ~40 ms.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
         let origin = origin.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
