@@ -17,6 +17,7 @@ pub mod http;
 pub mod lambda;
 mod made;
 mod origin;
+mod recent;
 mod refusal;
 mod settings;
 

@@ -67,10 +67,7 @@ impl Origin {
         let name = self.name_of(profile, &record)?;
         let existing = match guessed {
             Some(guessed) if guessed.name == name => guessed.object,
-            _ => {
-                let bucket = &self.settings.replica_bucket;
-                self.gcs.objects().get(bucket, &name).await?
-            }
+            _ => self.metadata(&name).await?,
         };
         if let Some(stored) = existing
             .as_ref()
@@ -108,9 +105,7 @@ impl Origin {
         let Some(guessed) = guessed else {
             return Ok((self.replica(key).await?, None));
         };
-        let bucket = &self.settings.replica_bucket;
-        let (replica, object) =
-            tokio::join!(self.replica(key), self.gcs.objects().get(bucket, &guessed));
+        let (replica, object) = tokio::join!(self.replica(key), self.metadata(&guessed));
         Ok((
             replica?,
             Some(Guessed {

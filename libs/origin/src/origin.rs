@@ -17,6 +17,7 @@ use yuba_model::ReplicaRecord;
 use yuba_replicate::{Renderer, replica_name};
 
 use crate::made::Pending;
+use crate::recent::Recent;
 use crate::refusal::Refusal;
 use crate::settings::OriginSettings;
 
@@ -123,6 +124,8 @@ pub struct Origin {
     /// Variants being made, by GCS name: a second request for one waits for the first's render.
     pub(crate) pending: Arc<Mutex<HashMap<String, Pending>>>,
     pub(crate) observer: Arc<dyn Observer>,
+    /// Metadata read recently, shared by the clones.
+    pub(crate) recent: Arc<Recent>,
 }
 
 /// What an answer is made from: an object's facts, and where its bytes come from.
@@ -144,10 +147,12 @@ pub(crate) enum Content {
 impl Origin {
     pub fn new(gcs: Gcs, settings: OriginSettings, observer: Arc<dyn Observer>) -> Origin {
         let renderer = Renderer::new(settings.memory.images_bytes, settings.image_limits);
+        let recent = Arc::new(Recent::new(settings.metadata_lifetime));
         Origin {
             gcs,
             settings: Arc::new(settings),
             renderer,
+            recent,
             pending: Arc::default(),
             observer,
         }
@@ -171,7 +176,16 @@ impl Origin {
     }
 
     async fn answer_or_refuse(&self, request: &Request<'_>) -> Answer {
-        match self.try_answer(request).await {
+        let mut answered = self.try_answer(request).await;
+        let gone =
+            |refusal: &Refusal| matches!(refusal, Refusal::Gcs(error) if error.status == Some(404));
+        if self.recent.is_on() && answered.as_ref().err().is_some_and(gone) {
+            // A generation that recent metadata named is gone (replaced or deleted since): look
+            // again, from GCS.
+            self.recent.forget_all();
+            answered = self.try_answer(request).await;
+        }
+        match answered {
             Ok(answer) => answer,
             Err(refusal) => {
                 let mut answer = refused(&refusal);
@@ -214,18 +228,29 @@ impl Origin {
         })
     }
 
+    /// The metadata of object `name`, from GCS or read recently.
+    pub(crate) async fn metadata(&self, name: &str) -> Result<Option<ObjectInfo>, GcsError> {
+        if let Some(info) = self.recent.get(name, Instant::now()) {
+            return Ok(Some(info));
+        }
+        let info = self
+            .gcs
+            .objects()
+            .get(&self.settings.replica_bucket, name)
+            .await?;
+        if let Some(info) = &info {
+            self.recent.keep(info, Instant::now());
+        }
+        Ok(info)
+    }
+
     /// The replica of `key`, with its record: only a complete replica is served.
     pub(crate) async fn replica(&self, key: &str) -> Result<(ObjectInfo, ReplicaRecord), Refusal> {
         let settings = &self.settings;
         let not_found = |why: &str| Refusal::NotFound(format!("no replica of {key:?}: {why}"));
         let name = replica_name(&settings.replica_bucket, key, &settings.variants)
             .map_err(|error| not_found(&error.to_string()))?;
-        let Some(info) = self
-            .gcs
-            .objects()
-            .get(&settings.replica_bucket, name)
-            .await?
-        else {
+        let Some(info) = self.metadata(name).await? else {
             return Err(not_found("it is not in the replica bucket"));
         };
         match ReplicaRecord::from_metadata(&info.metadata) {

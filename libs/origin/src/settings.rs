@@ -1,7 +1,12 @@
+use std::time::Duration;
+
 use yuba_replicate::{Footprint, MemoryBudget, image_limits_from_env};
 use yuba_startup::Env;
 use yuba_transform::Limits;
 use yuba_variants::{VariantConfig, VariantConfigError};
+
+/// One second of staleness, at most, for a hit that costs one request to GCS instead of two.
+const DEFAULT_METADATA_LIFETIME: Duration = Duration::from_secs(1);
 
 /// What the origin serves from, and what it may render.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +20,9 @@ pub struct OriginSettings {
     pub image_limits: Limits,
     /// The process's memory and what of it renders may take at once.
     pub memory: MemoryBudget,
+    /// How long metadata read from GCS answers again (`YUBA_SERVE_METADATA_SECONDS`; zero:
+    /// every request reads it).
+    pub metadata_lifetime: Duration,
 }
 
 impl OriginSettings {
@@ -36,6 +44,11 @@ impl OriginSettings {
             variants,
             image_limits: image_limits_from_env(env)?,
             memory,
+            metadata_lifetime: env.seconds_in(
+                "YUBA_SERVE_METADATA_SECONDS",
+                DEFAULT_METADATA_LIFETIME,
+                0.0..=60.0,
+            )?,
         })
     }
 }

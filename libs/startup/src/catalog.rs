@@ -308,6 +308,14 @@ pub const SETTINGS: &[Setting] = &[
         meaning: "the address the delivery origin listens on (`0.0.0.0:8080` in a container)",
     },
     Setting {
+        names: &["YUBA_SERVE_METADATA_SECONDS"],
+        used_by: &[Program::Serve],
+        home: Home::Anywhere,
+        default: "1",
+        meaning: "how long the delivery origin answers from metadata it read (0–60; 0: every \
+                  request reads it): the most an overwrite or delete is seen late",
+    },
+    Setting {
         names: &["YUBA_LOG_FORMAT"],
         used_by: &[
             Program::Ingest,

@@ -29,6 +29,9 @@ const ORIGIN_VARIANTS: &str = r#"{
     ]
 }"#;
 
+/// How long the origin answers from metadata it read: the most it may see an overwrite late.
+const METADATA_SECONDS: &str = "2";
+
 /// A JPEG header declaring 65000×65000 pixels in 19 bytes: no variant can be made of it.
 fn bomb() -> Vec<u8> {
     let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08];
@@ -125,7 +128,10 @@ async fn the_origin_serves_originals_and_variants_as_a_cdn_expects() -> anyhow::
             .await?;
     }
     let (serve, address) = stack
-        .spawn_serve(&[("YUBA_VARIANTS", ORIGIN_VARIANTS)])
+        .spawn_serve(&[
+            ("YUBA_VARIANTS", ORIGIN_VARIANTS),
+            ("YUBA_SERVE_METADATA_SECONDS", METADATA_SECONDS),
+        ])
         .await?;
 
     originals_are_served_with_http_semantics(address, &photo, &etags["photos/sea.jpg"]).await;
@@ -133,6 +139,10 @@ async fn the_origin_serves_originals_and_variants_as_a_cdn_expects() -> anyhow::
         let answer = get(address, &original_path(key), &[]).await;
         assert_eq!((answer.status, &answer.body), (200, body), "{key:?}");
     }
+    // Within the metadata's lifetime a hit is one request to GCS: its bytes.
+    let before = stack.gcs_requests()?.len();
+    get(address, &original_path("photos/sea.jpg"), &[]).await;
+    assert_eq!(stack.gcs_requests()?.len() - before, 1);
     variants_are_stored_or_made_on_demand(&stack, address).await?;
     refusals_say_why(address).await;
     a_variant_of_older_content_is_never_served(&stack, &replicator, address).await?;
@@ -278,9 +288,11 @@ async fn a_variant_of_older_content_is_never_served(
     let gcs = stack.gcs().await?;
     let small = "_variants/small/photos/sea.jpg";
     let before = gcs.objects().get(stack.replica_bucket(), small).await?;
-    stack
-        .put("photos/sea.jpg", &gradient_jpeg(900, 1200, 4))
-        .await?;
+    // Read now, so the origin holds the replica's metadata while it is replaced.
+    let path = original_path("photos/sea.jpg");
+    assert_eq!(get(address, &path, &[]).await.status, 200);
+    let portrait = gradient_jpeg(900, 1200, 4);
+    stack.put("photos/sea.jpg", &portrait).await?;
     // A job without the event's ETag is satisfied by any complete replica: forced, as the
     // reconciler sends one for content that changed.
     let mut job = replicate(stack.source_bucket(), "photos/sea.jpg");
@@ -288,6 +300,17 @@ async fn a_variant_of_older_content_is_never_served(
         job.force = true;
     }
     replicator.run(&job).await?;
+    // The generation it holds is gone: it is not served, the origin looks again.
+    let original = get(address, &path, &[]).await;
+    assert_eq!(
+        (original.status, sha256_hex(&original.body)),
+        (200, sha256_hex(&portrait))
+    );
+    // The origin may answer from metadata it read for this long: past it, the new content.
+    tokio::time::sleep(Duration::from_secs_f64(
+        METADATA_SECONDS.parse::<f64>()? + 0.1,
+    ))
+    .await;
     for _ in 0..2 {
         let answer = get(address, &variant_path("small", "photos/sea.jpg"), &[]).await;
         assert_eq!(answer.header("x-yuba-served"), Some("rendered"));
