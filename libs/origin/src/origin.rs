@@ -179,9 +179,9 @@ impl Origin {
         let mut answered = self.try_answer(request).await;
         let gone =
             |refusal: &Refusal| matches!(refusal, Refusal::Gcs(error) if error.status == Some(404));
-        if self.recent.is_on() && answered.as_ref().err().is_some_and(gone) {
-            // A generation that recent metadata named is gone (replaced or deleted since): look
-            // again, from GCS.
+        if answered.as_ref().err().is_some_and(gone) {
+            // The generation the metadata named (recent, or read a moment ago) is gone, replaced
+            // or deleted since: look again, from GCS.
             self.recent.forget_all();
             answered = self.try_answer(request).await;
         }
