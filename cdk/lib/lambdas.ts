@@ -81,6 +81,12 @@ export class Lambdas extends Construct {
         YUBA_LAMBDA_QUEUE_URL: queues.lambdaWork.queue.queueUrl,
         YUBA_FARGATE_QUEUE_URL: queues.fargateWork.queue.queueUrl,
         YUBA_ROUTE_THRESHOLD_BYTES: String(c.lambdaWorker.routeThresholdBytes),
+        // The only buckets whose records become jobs: the stage's source, and this stack's canary
+        // bucket for the probes' keys; a record of any other is refused.
+        YUBA_SOURCE_BUCKET: c.source.name,
+        YUBA_CANARY_BUCKET: this.canaryBucket.bucketName,
+        // A rejected record is set aside there alone (SQS's redrive would move the whole message).
+        ...(queues.events ? { YUBA_EVENTS_DLQ_URL: queues.events.dlq.queueUrl } : {}),
         // ingest is the authority on filtering (S3's filters are an optimisation, and cannot
         // express several prefixes x suffixes in one rule).
         ...(c.source.prefixes.length ? { YUBA_FILTER_PREFIXES: c.source.prefixes.join(',') } : {}),
@@ -96,6 +102,10 @@ export class Lambdas extends Construct {
       }),
     );
     if (queues.events) {
+      // ...and each rejected record, alone, to the events DLQ.
+      this.ingest.fn.addToRolePolicy(
+        new iam.PolicyStatement({ sid: 'SetAsideRejectedRecords', actions: ['sqs:SendMessage'], resources: [queues.events.dlq.queueArn] }),
+      );
       this.ingest.alias.addEventSource(
         new SqsEventSource(queues.events.queue, {
           batchSize: 10,
@@ -117,7 +127,8 @@ export class Lambdas extends Construct {
       memorySize: lambdaWorkerMemoryMiB(c),
       timeout: duration.lambdaTimeout(c),
       reservedConcurrency: c.lambdaWorker.reservedConcurrency,
-      environment: workerEnvironment(c, props.workerCredentials, c.lambdaWorker.concurrency),
+      // The probes' jobs name the canary bucket; the worker refuses any other but the source.
+      environment: { ...workerEnvironment(c, props.workerCredentials, c.lambdaWorker.concurrency), YUBA_CANARY_BUCKET: this.canaryBucket.bucketName },
     });
     // Reads source objects; s3:ListBucket too, or a missing key is a 403 and deletes fail.
     props.source.grantRead(this.worker.fn);
@@ -199,9 +210,10 @@ export class Lambdas extends Construct {
   }
 }
 
-/** The worker's environment, common to both homes. */
+/** The worker's environment, common to both homes. A job naming another bucket than the source is refused. */
 export function workerEnvironment(c: StageConfig, credentials: string, concurrency: number): Record<string, string> {
   return {
+    YUBA_SOURCE_BUCKET: c.source.name,
     YUBA_GCS_BUCKET: c.gcp.bucket,
     YUBA_GCS_CREDENTIALS: credentials,
     YUBA_MIRROR_DELETES: String(c.mirrorDeletes),

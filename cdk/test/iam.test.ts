@@ -113,7 +113,10 @@ function resourceTokens(stack: YubaStack): Record<string, unknown> {
     'cluster-tasks': stack.resolve(clusterTasksArn(stack.fargateWorker.service.cluster)),
   };
   if (stack.source.key) out['source-key'] = stack.resolve(stack.source.key.keyArn);
-  if (stack.queues.events) out['queue:events'] = stack.resolve(stack.queues.events.queue.queueArn);
+  if (stack.queues.events) {
+    out['queue:events'] = stack.resolve(stack.queues.events.queue.queueArn);
+    out['queue:events-dlq'] = stack.resolve(stack.queues.events.dlq.queueArn);
+  }
   return out;
 }
 
@@ -370,7 +373,7 @@ describe('every role against the contract', () => {
     expect(Object.keys(tokens).sort()).toEqual(Object.keys(CONTRACT.resources).filter((r) => r !== 'source-key').sort());
     expect(tokens['source-bucket']).toEqual({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':s3:::yuba-prod-images']] });
     expect(tokens['source-objects']).toEqual({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':s3:::yuba-prod-images/*']] });
-    for (const [name, queue] of [['queue:events', 'yuba-prod-events'], ['queue:lambda-work', 'yuba-prod-work-lambda'], ['queue:fargate-work', 'yuba-prod-work-fargate']]) {
+    for (const [name, queue] of [['queue:events', 'yuba-prod-events'], ['queue:events-dlq', 'yuba-prod-events-dlq'], ['queue:lambda-work', 'yuba-prod-work-lambda'], ['queue:fargate-work', 'yuba-prod-work-fargate']]) {
       const id = roleIdOf(tokens[name]);
       expect(t.Resources[id!].Properties.QueueName).toBe(queue);
     }

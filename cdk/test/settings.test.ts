@@ -70,11 +70,11 @@ describe('the environments the app sets', () => {
     );
     const variables = worker.Properties.Environment.Variables;
     variables.YUBA_GCS_BUCKETS = 'misspelt';
-    variables.YUBA_SOURCE_BUCKET = 'the reconciler reads this one';
+    variables.YUBA_RECONCILE_PREFIX = 'the reconciler reads this one';
     variables.YUBA_VISIBILITY_TIMEOUT_SECONDS = '60';
     expect(problems(template)).toEqual([
       expect.stringContaining('YUBA_GCS_BUCKETS is no setting'),
-      expect.stringContaining('YUBA_SOURCE_BUCKET is read by yuba-reconciler, not yuba-worker'),
+      expect.stringContaining('YUBA_RECONCILE_PREFIX is read by yuba-reconciler, not yuba-worker'),
       expect.stringContaining('YUBA_VISIBILITY_TIMEOUT_SECONDS is read only off Lambda'),
     ]);
   });

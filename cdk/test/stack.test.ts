@@ -122,6 +122,19 @@ describe('lambdas', () => {
     expect(JSON.stringify(esm.Properties.FunctionName)).toContain(':live');
   });
 
+  test('ingest and both workers accept only the stage source bucket (the Lambda worker and ingest the canary bucket too); ingest sets rejected records aside on the events DLQ', () => {
+    const envOf = (props: any) => props.Environment?.Variables ?? Object.fromEntries((props.Environment ?? []).map((e: any) => [e.Name, e.Value]));
+    const fn = (name: string) => envOf(one(t, 'AWS::Lambda::Function', (r) => r.Properties.FunctionName === name)[1].Properties);
+    const canary = { Ref: resources(t, 'AWS::S3::Bucket').find(([id]) => id.startsWith('LambdasCanaryBucket'))![0] };
+    const [ingest, worker] = [fn('yuba-prod-ingest'), fn('yuba-prod-worker')];
+    const td = one(t, 'AWS::ECS::TaskDefinition', (r) => r.Properties.Family === 'yuba-prod-worker')[1];
+    const task = envOf(td.Properties.ContainerDefinitions[0]);
+    for (const env of [ingest, worker, task]) expect(env.YUBA_SOURCE_BUCKET).toBe(prod.config.source.name);
+    for (const env of [ingest, worker]) expect(env.YUBA_CANARY_BUCKET).toEqual(canary);
+    expect(task.YUBA_CANARY_BUCKET).toBeUndefined();
+    expect(ingest.YUBA_EVENTS_DLQ_URL).toEqual({ Ref: queueId(t, 'yuba-prod-events-dlq') });
+  });
+
   test('ingest consumes the events queue with partial batch failures', () => {
     const events = queueId(t, 'yuba-prod-events');
     const [, esm] = one(t, 'AWS::Lambda::EventSourceMapping', (r) => JSON.stringify(r.Properties.EventSourceArn) === JSON.stringify(getAtt(events)));

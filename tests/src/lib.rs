@@ -449,7 +449,10 @@ impl Stack {
         s3_endpoint: &str,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Replicator> {
-        let mut pairs = vec![("YUBA_GCS_BUCKET", self.replica_bucket())];
+        let mut pairs = vec![
+            ("YUBA_SOURCE_BUCKET", self.source_bucket()),
+            ("YUBA_GCS_BUCKET", self.replica_bucket()),
+        ];
         pairs.extend_from_slice(env);
         // The worker's defaults: 8 MiB chunks, 4 parts at once, 8 jobs.
         let footprint = Footprint {
@@ -882,6 +885,50 @@ pub async fn first_message(
         Ok(received.messages().first().cloned())
     })
     .await
+}
+
+/// Takes `count` messages off `queue_url` (with their message attributes), deleting each, waiting
+/// up to `timeout` for them; fails if fewer arrive.
+pub async fn take_messages(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    count: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<aws_sdk_sqs::types::Message>> {
+    let mut taken = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while taken.len() < count {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{} of {count} messages on {queue_url} after {timeout:?}",
+            taken.len()
+        );
+        let received = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await?;
+        for message in received.messages() {
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .set_receipt_handle(message.receipt_handle().map(str::to_owned))
+                .send()
+                .await?;
+            taken.push(message.clone());
+        }
+    }
+    Ok(taken)
+}
+
+/// A string message attribute of `message`.
+pub fn message_attribute<'m>(
+    message: &'m aws_sdk_sqs::types::Message,
+    name: &str,
+) -> Option<&'m str> {
+    message.message_attributes()?.get(name)?.string_value()
 }
 
 /// Deterministic bytes that do not compress: a sha256 counter stream.

@@ -12,12 +12,12 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use yuba_aws::{Dispatcher, JobSender};
 use yuba_consumer::lambda::{Home, SqsBatches};
 use yuba_consumer::{Consumer, Delivery, Handler};
-use yuba_events::{KeyFilter, Router, WorkQueues};
+use yuba_events::{KeyFilter, Router, SourceBuckets, WorkQueues};
 use yuba_model::ErrorChain;
 use yuba_startup::Env;
 use yuba_startup::cancel_on_termination;
 
-use crate::handler::IngestHandler;
+use crate::handler::{IngestHandler, SetAside};
 
 /// Messages parsed at once: each is small, the work is sending.
 const DEFAULT_CONCURRENCY: u64 = 4;
@@ -32,8 +32,13 @@ async fn main() -> anyhow::Result<()> {
         env.list("YUBA_FILTER_PREFIXES"),
         env.list("YUBA_FILTER_SUFFIXES"),
     );
+    let sources = SourceBuckets::from_env(&env)?;
+    let dead_letters = env.optional("YUBA_EVENTS_DLQ_URL");
     let home = Home::from_env(&env, "YUBA_EVENTS_QUEUE_URL", DEFAULT_CONCURRENCY)?;
     tracing::info!(
+        source_bucket = sources.source(),
+        canary_bucket = sources.canary(),
+        rejected_records_to = dead_letters.as_deref(),
         prefixes = ?filter.prefixes(),
         suffixes = ?filter.suffixes(),
         route_threshold_bytes = router.threshold_bytes(),
@@ -42,8 +47,14 @@ async fn main() -> anyhow::Result<()> {
 
     let sdk = yuba_aws::load_sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let dispatcher = Dispatcher::new(JobSender::new(sqs.clone()), queues, router);
-    let handler = IngestHandler::new(dispatcher, filter);
+    let sender = JobSender::new(sqs.clone());
+    let set_aside = dead_letters.map(|url| SetAside::new(sender.clone(), url));
+    let handler = IngestHandler::new(
+        Dispatcher::new(sender, queues, router),
+        filter,
+        sources,
+        set_aside,
+    );
 
     match home {
         Home::Lambda {

@@ -5,7 +5,9 @@ use tracing::Instrument;
 use yuba_consumer::{Delivery, FailureKind, Handler, HandlerError};
 use yuba_model::{ErrorChain, Job};
 use yuba_replicate::{Outcome, ReplicateError, Replicator, variants_error_kinds};
-use yuba_startup::metrics::catalog::{OUTCOME_FAILED, OUTCOME_REJECTED, VARIANT_ERROR_UNKNOWN};
+use yuba_startup::metrics::catalog::{
+    OUTCOME_FAILED, OUTCOME_FOREIGN_BUCKET, OUTCOME_REJECTED, VARIANT_ERROR_UNKNOWN,
+};
 use yuba_startup::metrics::{self, Dimension, Metric};
 
 /// Decodes a job message and runs it; logs one line per job with what happened.
@@ -132,8 +134,14 @@ fn report_done(outcome: &Outcome, timing: &Timing) {
 /// about the message's fate; and its metrics.
 fn report_failed(error: &ReplicateError, timing: &Timing) {
     let Timing { elapsed_ms, lag_ms } = *timing;
+    // A job refused for its bucket is counted apart: it is a misrouted or forged message, not
+    // a fault of the copy.
+    let outcome = match error {
+        ReplicateError::ForeignBucket(_) => OUTCOME_FOREIGN_BUCKET,
+        _ => OUTCOME_FAILED,
+    };
     tracing::warn!(
-        outcome = "failed",
+        outcome,
         failure = error.kind().as_str(),
         error = %ErrorChain(error),
         elapsed_ms,
@@ -142,7 +150,7 @@ fn report_failed(error: &ReplicateError, timing: &Timing) {
     );
     metrics::emit(
         &[
-            (Dimension::Outcome, OUTCOME_FAILED),
+            (Dimension::Outcome, outcome),
             (Dimension::Failure, error.kind().as_str()),
         ],
         &[(Metric::Jobs, 1.0)],

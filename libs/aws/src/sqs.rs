@@ -4,7 +4,7 @@ use std::time::Duration;
 use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::SdkError;
 use aws_sdk_sqs::operation::send_message_batch::{SendMessageBatchError, SendMessageBatchOutput};
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use futures::StreamExt;
 use thiserror::Error;
 use yuba_model::{Cause, FailureKind};
@@ -32,6 +32,44 @@ const SEND_RETRIES: RetryPolicy = RetryPolicy {
 pub struct JobSender {
     client: aws_sdk_sqs::Client,
     budget: RetryBudget,
+}
+
+/// A message to send: its body, and string message attributes (which SQS keeps beside the body,
+/// through a redrive too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub body: String,
+    pub attributes: Vec<(&'static str, String)>,
+}
+
+impl Message {
+    /// What the message weighs against SQS's size limit: the body, and each attribute's name,
+    /// type and value.
+    fn size(&self) -> usize {
+        let attributes: usize = self
+            .attributes
+            .iter()
+            .map(|(name, value)| name.len() + "String".len() + value.len())
+            .sum();
+        self.body.len() + attributes
+    }
+
+    fn entry(
+        &self,
+        id: usize,
+    ) -> Result<SendMessageBatchRequestEntry, aws_sdk_sqs::error::BuildError> {
+        let mut entry = SendMessageBatchRequestEntry::builder()
+            .id(id.to_string())
+            .message_body(&self.body);
+        for (name, value) in &self.attributes {
+            let value = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()?;
+            entry = entry.message_attributes(*name, value);
+        }
+        entry.build()
+    }
 }
 
 /// Why one message was not sent.
@@ -75,11 +113,27 @@ impl JobSender {
     /// Sends every body to `queue_url`. The result has one entry per body, in order, so the
     /// caller can fail exactly the records whose jobs did not make it.
     pub async fn send(&self, queue_url: &str, bodies: &[String]) -> Vec<Result<(), SendError>> {
-        let sizes: Vec<usize> = bodies.iter().map(String::len).collect();
-        let mut results: Vec<Result<(), SendError>> = Vec::with_capacity(bodies.len());
+        let messages: Vec<Message> = bodies
+            .iter()
+            .map(|body| Message {
+                body: body.clone(),
+                attributes: Vec::new(),
+            })
+            .collect();
+        self.send_messages(queue_url, &messages).await
+    }
+
+    /// Sends every message to `queue_url`, as [`JobSender::send`] sends bodies.
+    pub async fn send_messages(
+        &self,
+        queue_url: &str,
+        messages: &[Message],
+    ) -> Vec<Result<(), SendError>> {
+        let sizes: Vec<usize> = messages.iter().map(Message::size).collect();
+        let mut results: Vec<Result<(), SendError>> = Vec::with_capacity(messages.len());
         let mut outcomes: Vec<_> = futures::stream::iter(pack_batches(&sizes))
             .map(|range| async move {
-                let outcome = self.send_batch(queue_url, &bodies[range.clone()]).await;
+                let outcome = self.send_batch(queue_url, &messages[range.clone()]).await;
                 (range.start, outcome)
             })
             .buffer_unordered(BATCHES_IN_FLIGHT)
@@ -94,16 +148,20 @@ impl JobSender {
 
     /// One SendMessageBatch, then again for the entries that failed with a fault of SQS's
     /// (with [`yuba_retry`]'s backoff and budget), until all are in or the retries run out.
-    async fn send_batch(&self, queue_url: &str, bodies: &[String]) -> Vec<Result<(), SendError>> {
-        let outcomes: Outcomes = Mutex::new(bodies.iter().map(|_| None).collect());
-        if let [body] = bodies
-            && body.len() > MAX_BATCH_BYTES
+    async fn send_batch(
+        &self,
+        queue_url: &str,
+        messages: &[Message],
+    ) -> Vec<Result<(), SendError>> {
+        let outcomes: Outcomes = Mutex::new(messages.iter().map(|_| None).collect());
+        if let [message] = messages
+            && message.size() > MAX_BATCH_BYTES
         {
             lock(&outcomes)[0] = Some(Err(SendError {
                 kind: FailureKind::Permanent,
                 message: format!(
                     "the message is {} bytes; SQS takes at most {MAX_BATCH_BYTES}",
-                    body.len()
+                    message.size()
                 ),
                 source: None,
             }));
@@ -111,7 +169,7 @@ impl JobSender {
         let what = format!("SendMessageBatch to {queue_url}");
         // What is still unsent at the end is in the outcomes, each with its own error.
         let _ = yuba_retry::run(&SEND_RETRIES, &self.budget, &what, || {
-            self.send_pending(queue_url, bodies, &outcomes)
+            self.send_pending(queue_url, messages, &outcomes)
         })
         .await;
         let outcomes = outcomes
@@ -131,12 +189,12 @@ impl JobSender {
             .collect()
     }
 
-    /// One SendMessageBatch of the bodies not yet sent nor refused for good, whose outcomes it
+    /// One SendMessageBatch of the messages not yet sent nor refused for good, whose outcomes it
     /// records. `Err`: some may still be taken if sent again.
     async fn send_pending(
         &self,
         queue_url: &str,
-        bodies: &[String],
+        messages: &[Message],
         outcomes: &Outcomes,
     ) -> Result<(), Unsent> {
         let pending: Vec<usize> = lock(outcomes)
@@ -152,15 +210,7 @@ impl JobSender {
         if pending.is_empty() {
             return Ok(());
         }
-        let entries: Result<Vec<_>, _> = pending
-            .iter()
-            .map(|&i| {
-                SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(&bodies[i])
-                    .build()
-            })
-            .collect();
+        let entries: Result<Vec<_>, _> = pending.iter().map(|&i| messages[i].entry(i)).collect();
         let answer = match entries {
             Ok(entries) => self
                 .client

@@ -10,7 +10,8 @@
 //! bounded, versions are checked, keys are decoded strictly, and one bad record never costs
 //! the others their jobs.
 //!
-//! [`KeyFilter`] narrows the keys replicated and [`Router`] sends each job to the Lambda or the
+//! [`SourceBuckets`] names the only buckets whose objects are replicated, [`KeyFilter`] narrows
+//! the keys replicated and [`Router`] sends each job to the Lambda or the
 //! Fargate worker pool by object size.
 //!
 //! Everything here is pure (no I/O, no async), so it is tested with fixtures alone.
@@ -19,11 +20,14 @@ mod filter;
 mod key;
 mod parse;
 mod route;
+mod source;
 
 pub use filter::KeyFilter;
 pub use key::{KeyDecodeError, decode_event_key};
 pub use parse::{
     MAX_BODY_BYTES, MAX_ENVELOPE_DEPTH, MAX_JSON_DEPTH, MAX_RECORDS, NotificationError,
-    RecordError, RecordOutcome, parse_notification,
+    REJECTED_FROM_ATTRIBUTE, REJECTED_REASON_ATTRIBUTE, RecordError, RecordOutcome,
+    parse_notification, parse_notification_of,
 };
 pub use route::{Route, Router, WorkQueues};
+pub use source::{ForeignBucket, SourceBuckets};

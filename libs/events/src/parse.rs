@@ -1,9 +1,13 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use thiserror::Error;
 use yuba_model::{DeleteJob, Job, MAX_KEY_BYTES, MAX_OBJECT_BYTES, ReplicateJob, normalize_etag};
 
 use crate::key::{KeyDecodeError, decode_event_key};
+use crate::source::{ForeignBucket, MAX_BUCKET_BYTES, SourceBuckets, is_bucket_name};
 
 /// The largest body read. SQS messages and asynchronous Lambda payloads are far smaller; a
 /// synchronous invoke can carry 6 MB. Anything bigger is not from AWS and is refused before
@@ -24,14 +28,15 @@ pub const MAX_ENVELOPE_DEPTH: usize = 3;
 /// 128 levels anyway, with a less helpful "recursion limit exceeded".)
 pub const MAX_JSON_DEPTH: usize = 32;
 
-/// The longest bucket name S3 has ever allowed (legacy us-east-1 names; newer ones are at most
-/// 63 characters).
-const MAX_BUCKET_BYTES: usize = 255;
-
 /// The longest value read for the other string fields that go into a job (version id, ETag,
 /// sequencer). S3 writes a few dozen characters; the bound keeps every job well inside one SQS
 /// message, whatever a record carries.
 const MAX_FIELD_BYTES: usize = 1024;
+
+/// The message attribute that says why ingest set a record aside on the events DLQ.
+pub const REJECTED_REASON_ATTRIBUTE: &str = "yuba-rejected-reason";
+/// The message attribute that names the message a set-aside record came in.
+pub const REJECTED_FROM_ATTRIBUTE: &str = "yuba-rejected-from-message";
 
 /// What became of one record of a notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,8 +47,14 @@ pub enum RecordOutcome {
     /// `s3:TestEvent` S3 sends when notifications are configured, ...).
     Ignored { event: String, reason: &'static str },
     /// A record that cannot be trusted or read. The others in the same notification are still
-    /// used; the caller decides whether the rejection is worth a DLQ entry or a log line.
-    Rejected(RecordError),
+    /// used.
+    Rejected {
+        error: RecordError,
+        /// The record alone, as a notification ingest reads again: `{"Records":[record]}` for
+        /// an S3 record, the event itself for EventBridge. What is set aside for a person, and
+        /// what a redrive to the events queue brings back.
+        notification: String,
+    },
 }
 
 const EXPECTED_SHAPES: &str = "expected an S3 event notification (`{\"Records\":[...]}`), \
@@ -98,6 +109,11 @@ pub enum NotificationError {
 /// this record.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum RecordError {
+    #[error(
+        "the record cannot be read ({problem}); S3 writes no such JSON, so the record was not \
+         written by S3 or was altered on the way"
+    )]
+    Unreadable { problem: String },
     #[error("the record is {found}, expected a JSON object")]
     NotAnObject { found: String },
     #[error(
@@ -168,6 +184,18 @@ pub enum RecordError {
          10,000 parts of 5 GiB); the record was not written by S3"
     )]
     ImpossibleSize { field: &'static str, bytes: u64 },
+    #[error(transparent)]
+    ForeignBucket(#[from] ForeignBucket),
+}
+
+impl RecordError {
+    /// A record that is JSON but not one serde can hold (a number beyond `f64`, say); the
+    /// parser's words say where.
+    fn unreadable(error: &serde_json::Error) -> RecordError {
+        RecordError::Unreadable {
+            problem: error.to_string(),
+        }
+    }
 }
 
 /// Reads a notification body, whichever of the shapes AWS delivers it in, into one outcome per
@@ -180,28 +208,94 @@ pub enum RecordError {
 /// EventBridge `aws.s3` event (one outcome). `Err` only when no record can be identified at
 /// all; a bad record becomes [`RecordOutcome::Rejected`] and the rest still count.
 pub fn parse_notification(body: &str) -> Result<Vec<RecordOutcome>, NotificationError> {
+    parse_checked(body, None)
+}
+
+/// [`parse_notification`], and a record whose object is not in `sources` rejected
+/// ([`RecordError::ForeignBucket`]): what ingest reads.
+pub fn parse_notification_of(
+    body: &str,
+    sources: &SourceBuckets,
+) -> Result<Vec<RecordOutcome>, NotificationError> {
+    parse_checked(body, Some(sources))
+}
+
+fn parse_checked(
+    body: &str,
+    sources: Option<&SourceBuckets>,
+) -> Result<Vec<RecordOutcome>, NotificationError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(NotificationError::TooLarge {
             bytes: body.len(),
             max: MAX_BODY_BYTES,
         });
     }
-    parse_value(&parse_json(body)?, 0)
+    parse_document(body, 0, sources)
 }
 
-/// Parses one JSON document, after checking its nesting without recursion: a document nested
-/// deeper than [`MAX_JSON_DEPTH`] is refused with where, and never reaches the parser.
-fn parse_json(text: &str) -> Result<Value, NotificationError> {
+/// A job's object checked against `sources` (when given): a foreign bucket's is rejected.
+fn admitted(
+    outcome: RecordOutcome,
+    sources: Option<&SourceBuckets>,
+) -> Result<RecordOutcome, RecordError> {
+    if let (RecordOutcome::Job(job), Some(sources)) = (&outcome, sources) {
+        sources.admit(job.bucket(), job.key())?;
+    }
+    Ok(outcome)
+}
+
+/// One JSON document's top-level fields, each left unparsed until it is needed: a record's
+/// values (a number out of range, say) are read with the record, so they cost only it.
+type Fields<'a> = BTreeMap<String, &'a RawValue>;
+
+/// Reads one document (a notification, or an SNS envelope's message) after checking its
+/// nesting without recursion: a document nested deeper than [`MAX_JSON_DEPTH`] is refused with
+/// where, and never reaches the parser.
+fn parse_document(
+    text: &str,
+    depth: usize,
+    sources: Option<&SourceBuckets>,
+) -> Result<Vec<RecordOutcome>, NotificationError> {
     if let Some(offset) = too_deep(text, MAX_JSON_DEPTH) {
         return Err(NotificationError::TooDeeplyNested {
             offset,
             max: MAX_JSON_DEPTH,
         });
     }
-    serde_json::from_str(text).map_err(NotificationError::NotJson)
+    // Syntax first: what is not JSON at all is told apart from JSON of the wrong shape.
+    let raw: &RawValue = serde_json::from_str(text).map_err(NotificationError::NotJson)?;
+    let Ok(fields) = serde_json::from_str::<Fields>(raw.get()) else {
+        return Err(NotificationError::UnrecognisedShape {
+            found: describe_raw(raw),
+        });
+    };
+    let field = |name: &str| -> Option<Value> {
+        let value = fields.get(name)?;
+        serde_json::from_str(value.get()).ok()
+    };
+    if let Some(records) = fields.get("Records") {
+        return s3_notification(records, sources);
+    }
+    if field("Event").as_ref().and_then(Value::as_str) == Some("s3:TestEvent") {
+        return Ok(vec![RecordOutcome::Ignored {
+            event: "s3:TestEvent".to_owned(),
+            reason: "S3 sends it once to check the destination; it names no object",
+        }]);
+    }
+    if fields.contains_key("detail-type") && fields.contains_key("detail") {
+        return Ok(vec![eventbridge_event(text, sources)]);
+    }
+    if let Some(Value::String(kind)) = field("Type")
+        && (fields.contains_key("Message") || fields.contains_key("TopicArn"))
+    {
+        return sns_envelope(&kind, field("Message"), depth, sources);
+    }
+    Err(NotificationError::UnrecognisedShape {
+        found: describe_names(fields.keys()),
+    })
 }
 
-/// The byte offset of the first `[` or `{` that nests deeper than `max`, if any. One pass, no
+/// The offset of the first `[` or `{` that nests deeper than `max`, if any. One pass, no
 /// recursion; brackets inside strings do not count. Malformed JSON is left to the parser.
 fn too_deep(text: &str, max: usize) -> Option<usize> {
     let (mut depth, mut in_string, mut escaped) = (0_usize, false, false);
@@ -230,38 +324,13 @@ fn too_deep(text: &str, max: usize) -> Option<usize> {
     None
 }
 
-fn parse_value(value: &Value, depth: usize) -> Result<Vec<RecordOutcome>, NotificationError> {
-    let Value::Object(map) = value else {
-        return Err(NotificationError::UnrecognisedShape {
-            found: describe(value),
-        });
-    };
-    if let Some(records) = map.get("Records") {
-        return s3_notification(records);
-    }
-    if map.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
-        return Ok(vec![RecordOutcome::Ignored {
-            event: "s3:TestEvent".to_owned(),
-            reason: "S3 sends it once to check the destination; it names no object",
-        }]);
-    }
-    if map.contains_key("detail-type") && map.contains_key("detail") {
-        return Ok(vec![eventbridge_event(value)]);
-    }
-    if let Some(kind) = map.get("Type").and_then(Value::as_str)
-        && (map.contains_key("Message") || map.contains_key("TopicArn"))
-    {
-        return sns_envelope(map, kind, depth);
-    }
-    Err(NotificationError::UnrecognisedShape {
-        found: describe_object(map),
-    })
-}
-
-fn s3_notification(records: &Value) -> Result<Vec<RecordOutcome>, NotificationError> {
-    let Value::Array(records) = records else {
+fn s3_notification(
+    records: &RawValue,
+    sources: Option<&SourceBuckets>,
+) -> Result<Vec<RecordOutcome>, NotificationError> {
+    let Ok(records) = serde_json::from_str::<Vec<&RawValue>>(records.get()) else {
         return Err(NotificationError::RecordsNotAnArray {
-            found: describe(records),
+            found: describe_raw(records),
         });
     };
     if records.len() > MAX_RECORDS {
@@ -270,10 +339,14 @@ fn s3_notification(records: &Value) -> Result<Vec<RecordOutcome>, NotificationEr
             max: MAX_RECORDS,
         });
     }
+    let records: Vec<(&RawValue, Result<Value, serde_json::Error>)> = records
+        .into_iter()
+        .map(|raw| (raw, serde_json::from_str(raw.get())))
+        .collect();
     // Lambda's SQS and SNS triggers also wrap their messages in `Records`. Reading their records
     // as S3 records would reject each with a misleading complaint; the handler has to unwrap
     // them (and answer SQS per message), so say that instead.
-    if let Some(first) = records.first() {
+    if let Some((_, Ok(first))) = records.first() {
         let field = |name: &str| first.get(name).and_then(Value::as_str);
         if field("eventSource") == Some("aws:sqs") {
             return Err(NotificationError::LambdaTriggerEvent { trigger: "SQS" });
@@ -283,15 +356,31 @@ fn s3_notification(records: &Value) -> Result<Vec<RecordOutcome>, NotificationEr
         }
     }
     Ok(records
-        .iter()
-        .map(|record| s3_record(record).unwrap_or_else(RecordOutcome::Rejected))
+        .into_iter()
+        .map(|(raw, record)| {
+            let alone = || format!("{{\"Records\":[{}]}}", raw.get());
+            match record {
+                Ok(record) => s3_record(&record)
+                    .and_then(|outcome| admitted(outcome, sources))
+                    .unwrap_or_else(|error| rejected(error, alone())),
+                Err(error) => rejected(RecordError::unreadable(&error), alone()),
+            }
+        })
         .collect())
 }
 
+fn rejected(error: RecordError, notification: String) -> RecordOutcome {
+    RecordOutcome::Rejected {
+        error,
+        notification,
+    }
+}
+
 fn sns_envelope(
-    map: &Map<String, Value>,
     kind: &str,
+    message: Option<Value>,
     depth: usize,
+    sources: Option<&SourceBuckets>,
 ) -> Result<Vec<RecordOutcome>, NotificationError> {
     if kind != "Notification" {
         // A SubscriptionConfirmation reaches the queue when it is subscribed from another
@@ -301,7 +390,7 @@ fn sns_envelope(
             reason: "an SNS control message names no object",
         }]);
     }
-    let Some(Value::String(message)) = map.get("Message") else {
+    let Some(Value::String(message)) = message else {
         return Err(NotificationError::SnsMessageMissing);
     };
     if depth >= MAX_ENVELOPE_DEPTH {
@@ -309,9 +398,8 @@ fn sns_envelope(
             max: MAX_ENVELOPE_DEPTH,
         });
     }
-    let in_message = |error| NotificationError::InSnsMessage(Box::new(error));
-    let inner = parse_json(message).map_err(in_message)?;
-    parse_value(&inner, depth + 1).map_err(in_message)
+    parse_document(&message, depth + 1, sources)
+        .map_err(|error| NotificationError::InSnsMessage(Box::new(error)))
 }
 
 enum JobKind {
@@ -488,8 +576,14 @@ fn s3_record(record: &Value) -> Result<RecordOutcome, RecordError> {
     Ok(RecordOutcome::Job(object.into_job(kind)))
 }
 
-fn eventbridge_event(event: &Value) -> RecordOutcome {
-    eventbridge_record(event).unwrap_or_else(RecordOutcome::Rejected)
+/// An EventBridge event is one record: rejected, it is the event itself that is set aside.
+fn eventbridge_event(text: &str, sources: Option<&SourceBuckets>) -> RecordOutcome {
+    match serde_json::from_str::<Value>(text) {
+        Ok(event) => eventbridge_record(&event)
+            .and_then(|outcome| admitted(outcome, sources))
+            .unwrap_or_else(|error| rejected(error, text.to_owned())),
+        Err(error) => rejected(RecordError::unreadable(&error), text.to_owned()),
+    }
 }
 
 fn eventbridge_record(event: &Value) -> Result<RecordOutcome, RecordError> {
@@ -562,15 +656,10 @@ fn eventbridge_record(event: &Value) -> Result<RecordOutcome, RecordError> {
     Ok(RecordOutcome::Job(object.into_job(kind)))
 }
 
-/// The bucket a record names, checked to be one S3 could have: it goes into the job and the
-/// worker reads from it, so nothing else (a path, a URL, megabytes of text) may pass.
+/// The bucket a record names, checked to be one S3 could have.
 fn bucket_name(root: &Value, path: &'static str) -> Result<String, RecordError> {
     let name = req_str(root, path)?;
-    let valid = (3..=MAX_BUCKET_BYTES).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-    if !valid {
+    if !is_bucket_name(name) {
         return Err(RecordError::InvalidBucket {
             field: path,
             found: preview(name),
@@ -723,16 +812,34 @@ fn describe(value: &Value) -> String {
 }
 
 fn describe_object(map: &Map<String, Value>) -> String {
+    describe_names(map.keys())
+}
+
+/// A value left unparsed, described as [`describe`] would; one that cannot be read as a whole
+/// (a number out of range somewhere in it) only by its first character.
+fn describe_raw(raw: &RawValue) -> String {
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(value) => describe(&value),
+        Err(_) => match raw.get().trim_start().as_bytes().first() {
+            Some(b'[') => "an array".to_owned(),
+            Some(b'{') => "an object".to_owned(),
+            _ => "a number out of range".to_owned(),
+        },
+    }
+}
+
+/// An object by its field names.
+fn describe_names<'a>(names: impl ExactSizeIterator<Item = &'a String>) -> String {
     const SHOWN: usize = 8;
-    if map.is_empty() {
+    let count = names.len();
+    if count == 0 {
         return "an empty object".to_owned();
     }
-    let names: Vec<String> = map
-        .keys()
+    let names: Vec<String> = names
         .take(SHOWN)
         .map(|name| format!("`{}`", preview(name)))
         .collect();
-    let more = match map.len().saturating_sub(SHOWN) {
+    let more = match count.saturating_sub(SHOWN) {
         0 => String::new(),
         n => format!(" and {n} more"),
     };

@@ -1,5 +1,6 @@
 use thiserror::Error;
 use yuba_aws::S3Error;
+use yuba_events::ForeignBucket;
 use yuba_gcs::GcsError;
 use yuba_model::{FailureKind, ObjectNameError, SourceFacts};
 
@@ -8,6 +9,10 @@ use crate::verify::IntegrityError;
 
 #[derive(Debug, Error)]
 pub enum ReplicateError {
+    /// The job names a bucket yuba does not replicate: refused before anything is read or
+    /// written (a delete of a foreign bucket's key would otherwise remove our replica of it).
+    #[error(transparent)]
+    ForeignBucket(#[from] ForeignBucket),
     #[error(transparent)]
     Source(#[from] S3Error),
     #[error(transparent)]
@@ -57,7 +62,9 @@ impl ReplicateError {
         match self {
             ReplicateError::Source(error) => error.kind,
             ReplicateError::Replica(error) => error.kind,
-            ReplicateError::Name { .. } | ReplicateError::Reserved { .. } => FailureKind::Permanent,
+            ReplicateError::ForeignBucket(_)
+            | ReplicateError::Name { .. }
+            | ReplicateError::Reserved { .. } => FailureKind::Permanent,
             ReplicateError::Integrity { .. } | ReplicateError::LostRace { .. } => {
                 FailureKind::Transient
             }

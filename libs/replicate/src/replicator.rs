@@ -48,6 +48,7 @@ impl Replicator {
         // A job's state (buffers, verifiers, the retry loops) is large: boxed here, it lives on
         // the heap instead of inside every caller's future, which a caller that blocks on it
         // (a test, a CLI) would otherwise hold on its stack.
+        self.settings.sources.admit(job.bucket(), job.key())?;
         match job {
             Job::Replicate(job) => {
                 let name = replica_name(&job.bucket, &job.key, &self.settings.variants)?;
@@ -71,6 +72,7 @@ impl Replicator {
         job: &Job,
         listed: Option<ObjectInfo>,
     ) -> Result<Outcome, ReplicateError> {
+        self.settings.sources.admit(job.bucket(), job.key())?;
         match job {
             Job::Replicate(job) => Box::pin(self.replicate(job, listed)).await,
             Job::Delete(job) => Box::pin(self.delete(job)).await,

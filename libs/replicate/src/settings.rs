@@ -1,3 +1,4 @@
+use yuba_events::SourceBuckets;
 use yuba_startup::{ConfigError, Env};
 use yuba_transform::Limits;
 use yuba_variants::{VariantConfig, VariantConfigError};
@@ -6,6 +7,8 @@ use crate::memory::{Footprint, MemoryBudget};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicatorSettings {
+    /// The only buckets whose objects are read (or whose replicas a delete job removes).
+    pub sources: SourceBuckets,
     /// The GCS bucket that holds the replicas.
     pub replica_bucket: String,
     /// Whether a delete in S3 removes the replica (the default), or the replica is kept.
@@ -29,6 +32,7 @@ impl ReplicatorSettings {
         let variants = VariantConfig::from_env(env)?;
         let memory = MemoryBudget::from_env(env, footprint, !variants.profiles.is_empty())?;
         Ok(ReplicatorSettings {
+            sources: SourceBuckets::from_env(env)?,
             replica_bucket: env.required(
                 "YUBA_GCS_BUCKET",
                 "set it to the name of the GCS bucket that holds the replicas",
@@ -79,21 +83,33 @@ mod tests {
     #[test]
     fn settings_come_from_the_environment() {
         let env = Env::from_pairs([
+            ("YUBA_SOURCE_BUCKET", "photos"),
             ("YUBA_GCS_BUCKET", "replica"),
             ("YUBA_MIRROR_DELETES", "false"),
         ]);
         let settings = ReplicatorSettings::from_env(&env, &FOOTPRINT).unwrap();
         assert_eq!(settings.replica_bucket, "replica");
+        assert_eq!(settings.sources.source(), "photos");
         assert!(!settings.mirror_deletes);
-        let missing = ReplicatorSettings::from_env(&Env::default(), &FOOTPRINT).unwrap_err();
+        let only_source = Env::from_pairs([("YUBA_SOURCE_BUCKET", "photos")]);
+        let missing = ReplicatorSettings::from_env(&only_source, &FOOTPRINT).unwrap_err();
         assert!(missing.to_string().contains("YUBA_GCS_BUCKET"));
+        let missing = ReplicatorSettings::from_env(&Env::default(), &FOOTPRINT).unwrap_err();
+        assert!(
+            missing.to_string().contains("YUBA_SOURCE_BUCKET"),
+            "{missing}"
+        );
     }
 
     #[test]
     fn variant_settings_are_checked_at_start_up() {
         let with = |name, value| {
             ReplicatorSettings::from_env(
-                &Env::from_pairs([("YUBA_GCS_BUCKET", "replica"), (name, value)]),
+                &Env::from_pairs([
+                    ("YUBA_SOURCE_BUCKET", "photos"),
+                    ("YUBA_GCS_BUCKET", "replica"),
+                    (name, value),
+                ]),
                 &FOOTPRINT,
             )
         };

@@ -72,6 +72,15 @@ pub const SETTINGS: &[Setting] = &[
         meaning: "the queue S3 notifications arrive on",
     },
     Setting {
+        names: &["YUBA_EVENTS_DLQ_URL"],
+        used_by: &[Program::Ingest],
+        home: Home::Anywhere,
+        default: "none: a rejected record fails its notification (S3 invoking ingest directly)",
+        meaning: "the events queue's dead-letter queue: each rejected record (malformed, or of \
+                  another bucket) is set aside there alone, as a notification a redrive reads \
+                  again, with its reason in a message attribute",
+    },
+    Setting {
         names: &["YUBA_QUEUE_URL"],
         used_by: &[Program::Worker],
         home: Home::OffLambda,
@@ -273,10 +282,19 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         names: &["YUBA_SOURCE_BUCKET"],
-        used_by: &[Program::Reconciler],
+        used_by: &[Program::Ingest, Program::Worker, Program::Reconciler],
         home: Home::Anywhere,
         default: "required",
-        meaning: "the S3 bucket that is replicated",
+        meaning: "the S3 bucket that is replicated: the only one whose objects are read; a \
+                  record or job naming another is refused (counted as `foreign_bucket` / \
+                  `foreign-bucket`)",
+    },
+    Setting {
+        names: &["YUBA_CANARY_BUCKET"],
+        used_by: &[Program::Ingest, Program::Worker],
+        home: Home::Anywhere,
+        default: "none",
+        meaning: "the stack's probe bucket, whose keys under `_yuba-canary/` are replicated too",
     },
     Setting {
         names: &[

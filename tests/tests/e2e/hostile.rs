@@ -11,9 +11,10 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::NotificationConfiguration;
 use serde_json::{Value, json};
 use yuba_e2e::{
-    Process, Stack, dump_logs, eventually, first_message, gcs_sha256, gradient_jpeg, logs_where,
-    pseudo_random_bytes, replica_of, sha256_hex,
+    Process, Stack, dump_logs, eventually, gcs_sha256, gradient_jpeg, logs_where,
+    message_attribute, pseudo_random_bytes, queue_depth, replica_of, sha256_hex, take_messages,
 };
+use yuba_events::REJECTED_REASON_ATTRIBUTE;
 use yuba_gcs::{Gcs, ListQuery, ObjectInfo};
 use yuba_model::Job;
 
@@ -554,7 +555,7 @@ const BATCH: usize = 340;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_notification_of_a_thousand_records_spares_its_good_records() -> anyhow::Result<()> {
-    // The notification is dead-lettered after its first delivery (it has rejected records).
+    // A notification that failed would be dead-lettered after its first delivery.
     let stack = Stack::start("hostile-batch", 1)?;
     let s3 = stack.s3().await;
     let sqs = stack.sqs().await;
@@ -654,8 +655,15 @@ async fn one_notification_of_a_thousand_records_spares_its_good_records() -> any
         records.insert(i * spacing + i, record.clone());
     }
     records.push(json!("not a record"));
+    // A number beyond any f64, which JSON allows and serde cannot hold: only its record is lost.
+    let mut huge = good(&keys[1]);
+    huge["s3"]["object"]["size"] = json!("HUGE");
+    records.push(huge);
     assert!(records.len() > 1000, "{}", records.len());
-    let body = json!({ "Records": records }).to_string();
+    let body = json!({ "Records": records })
+        .to_string()
+        .replace("\"size\":\"HUGE\"", "\"size\":1e400");
+    assert!(body.contains("1e400"));
     assert!(
         body.len() < 256 * 1024,
         "one SQS message: {} bytes",
@@ -698,12 +706,13 @@ async fn one_notification_of_a_thousand_records_spares_its_good_records() -> any
     assert_eq!(summary["enqueued"], BATCH);
     assert_eq!(summary["duplicates"], BATCH);
     assert_eq!(summary["ignored"], BATCH);
-    assert_eq!(summary["rejected"], bad.len() + 1);
+    assert_eq!(summary["rejected"], bad.len() + 2);
+    assert_eq!(summary["set_aside"], bad.len() + 2);
     let rejections: Vec<String> = logs_where(ingest, "message", "record rejected")
         .into_iter()
         .map(|(_, line)| line["error"].as_str().unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(rejections.len(), bad.len() + 1, "{rejections:#?}");
+    assert_eq!(rejections.len(), bad.len() + 2, "{rejections:#?}");
     for (field, _) in &bad {
         let quoted = format!("`{field}`");
         assert!(
@@ -718,10 +727,37 @@ async fn one_notification_of_a_thousand_records_spares_its_good_records() -> any
             .any(|e| e.contains("expected a JSON object"))
     );
 
-    // The notification itself goes to the DLQ for a person to look at, whole.
-    let dead = first_message(&sqs, stack.var("YUBA_EVENTS_DLQ_URL"), TIMEOUT)
+    assert!(rejections.iter().any(|e| e.contains("cannot be read")));
+
+    // Each bad record is set aside on the DLQ alone, with its reason; the notification is done
+    // (its good jobs enqueued once, not again on every redelivery).
+    let dlq = stack.var("YUBA_EVENTS_DLQ_URL");
+    let set_aside = take_messages(&sqs, dlq, bad.len() + 2, TIMEOUT)
         .await
         .map_err(|e| e.context(dump_logs(ingest)))?;
-    assert_eq!(dead.body(), Some(body.as_str()));
+    for message in &set_aside {
+        let text = message.body().unwrap_or_default();
+        let reason = message_attribute(message, REJECTED_REASON_ATTRIBUTE).unwrap_or_default();
+        assert!(
+            rejections.iter().any(|e| e == reason),
+            "{reason} was not logged"
+        );
+        if text.contains("1e400") {
+            assert!(reason.contains("cannot be read"), "{reason}");
+            continue;
+        }
+        let alone: Value = serde_json::from_str(text)?;
+        assert_eq!(alone["Records"].as_array().map(Vec::len), Some(1), "{text}");
+    }
+    assert!(
+        set_aside
+            .iter()
+            .any(|m| m.body().unwrap_or_default().contains("1e400"))
+    );
+    assert_eq!(
+        queue_depth(&sqs, stack.var("YUBA_EVENTS_QUEUE_URL")).await?,
+        0,
+        "the notification was deleted, not dead-lettered whole"
+    );
     Ok(())
 }

@@ -69,16 +69,23 @@ struct Use {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Queue {
     Events,
+    EventsDeadLetter,
     LambdaWork,
     FargateWork,
 }
 
 impl Queue {
-    const ALL: [Queue; 3] = [Queue::Events, Queue::LambdaWork, Queue::FargateWork];
+    const ALL: [Queue; 4] = [
+        Queue::Events,
+        Queue::EventsDeadLetter,
+        Queue::LambdaWork,
+        Queue::FargateWork,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Queue::Events => "queue:events",
+            Queue::EventsDeadLetter => "queue:events-dlq",
             Queue::LambdaWork => "queue:lambda-work",
             Queue::FargateWork => "queue:fargate-work",
         }
@@ -87,6 +94,9 @@ impl Queue {
     fn meaning(self) -> &'static str {
         match self {
             Queue::Events => "the events queue: S3 notifications for ingest",
+            Queue::EventsDeadLetter => {
+                "the events queue's dead-letter queue: records ingest rejects, set aside alone"
+            }
             Queue::LambdaWork => "the Lambda work queue: jobs for the Lambda worker",
             Queue::FargateWork => "the Fargate work queue: jobs for the Fargate worker",
         }
@@ -147,6 +157,12 @@ const PROGRAMS: &[Program] = &[
             Use {
                 permissions: consumer::SQS_TRIGGER,
                 queues: &[Queue::Events],
+                when: Some(When::EventsQueue),
+            },
+            // handler.rs SetAside: each rejected record, alone, to the events queue's DLQ.
+            Use {
+                permissions: aws::JOB_SENDING,
+                queues: &[Queue::EventsDeadLetter],
                 when: Some(When::EventsQueue),
             },
         ],

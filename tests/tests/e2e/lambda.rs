@@ -357,6 +357,8 @@ async fn the_pre_traffic_probes_inputs_pass_the_real_programs() -> anyhow::Resul
     let env = api.env();
     let mut overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     overrides.push(("YUBA_VARIANTS", yuba_e2e::THUMBNAIL_VARIANTS));
+    // The probes' objects are in the stack's canary bucket, as in the cloud.
+    overrides.push(("YUBA_CANARY_BUCKET", &bucket));
     let worker = [stack.spawn("yuba-worker", "worker", &overrides)?];
     let answer = api
         .invoke(&worker_event, TIMEOUT)
@@ -393,6 +395,7 @@ async fn the_pre_traffic_probes_inputs_pass_the_real_programs() -> anyhow::Resul
     let env = api.env();
     let mut overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     overrides.push(("YUBA_FILTER_PREFIXES", "photos/"));
+    overrides.push(("YUBA_CANARY_BUCKET", &bucket));
     let ingest = [stack.spawn("yuba-ingest", "ingest", &overrides)?];
     assert_eq!(
         api.invoke(&ingest_event, TIMEOUT)

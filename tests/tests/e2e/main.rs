@@ -25,6 +25,7 @@ mod resume;
 mod sender;
 mod serve;
 mod soak;
+mod sources;
 mod startup;
 mod tidy;
 mod variants;

@@ -33,8 +33,8 @@ use yuba_model::{CANARY_PREFIX, FailureKind, Job, ReplicateJob};
 use yuba_reconcile::Command;
 use yuba_replicate::{Outcome, variants_error_kinds};
 use yuba_startup::metrics::catalog::{
-    Dimension, Domain, IngestRecord, Metric, OUTCOME_FAILED, OUTCOME_REJECTED, Program,
-    VARIANT_ERROR_UNKNOWN, VERSION_DIMENSION,
+    Dimension, Domain, IngestRecord, Metric, OUTCOME_FAILED, OUTCOME_FOREIGN_BUCKET,
+    OUTCOME_REJECTED, Program, VARIANT_ERROR_UNKNOWN, VERSION_DIMENSION,
 };
 
 /// Where the contracts are written, from the repository's root.
@@ -51,7 +51,7 @@ fn values_of(dimension: Dimension) -> Option<Vec<&'static str>> {
         Dimension::Outcome => Some(
             Outcome::NAMES
                 .into_iter()
-                .chain([OUTCOME_FAILED, OUTCOME_REJECTED])
+                .chain([OUTCOME_FAILED, OUTCOME_REJECTED, OUTCOME_FOREIGN_BUCKET])
                 .collect(),
         ),
         Dimension::Failure => Some(FailureKind::ALL.map(FailureKind::as_str).to_vec()),
@@ -460,6 +460,7 @@ async fn ingest_emits_what_became_of_each_record() -> anyhow::Result<()> {
         record("ObjectCreated:Put", &bucket, "out/elsewhere.jpg", 10),
         record("ObjectTagging:Put", &bucket, "in/tagged.jpg", 10),
         record("ObjectCreated:Put", &bucket, "in/large.bin", 5000),
+        record("ObjectCreated:Put", "another-bucket", "in/small.jpg", 10),
     ]});
     // Only this notification: not the s3:TestEvent S3 sent when the stack was set up.
     sqs.purge_queue().queue_url(&events).send().await?;
@@ -484,6 +485,7 @@ async fn ingest_emits_what_became_of_each_record() -> anyhow::Result<()> {
         ("filtered", 1.0),
         ("ignored", 1.0),
         ("duplicate", 1.0),
+        ("foreign_bucket", 1.0),
     ];
     let documents = eventually(INGEST_TIMEOUT, "ingest's metrics", || async {
         let documents = ingest_documents(&ingest);

@@ -1231,7 +1231,12 @@ async fn the_canarys_replicas_are_neither_orphans_nor_deleted() -> anyhow::Resul
         event_time: None,
         force: true,
     });
-    let replicator = stack.replicator(stack.var("AWS_ENDPOINT_URL"), &[]).await?;
+    let replicator = stack
+        .replicator(
+            stack.var("AWS_ENDPOINT_URL"),
+            &[("YUBA_CANARY_BUCKET", canary_bucket)],
+        )
+        .await?;
     // The worker does not refuse the prefix (it does refuse `_yuba-parts/`).
     let outcome = replicator.run(&job).await?;
     assert_eq!(outcome.as_str(), "replicated", "{outcome:?}");

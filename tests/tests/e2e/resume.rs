@@ -27,6 +27,7 @@ async fn small_part_replicator(stack: &Stack, s3_endpoint: &str) -> anyhow::Resu
     let part = PART.to_string();
     let env = Env::from_pairs([
         ("YUBA_GCS_ENDPOINT", stack.var("YUBA_GCS_ENDPOINT")),
+        ("YUBA_SOURCE_BUCKET", stack.source_bucket()),
         ("YUBA_GCS_BUCKET", stack.replica_bucket()),
         ("YUBA_GCS_RETRY_ATTEMPTS", "3"),
         ("YUBA_GCS_RETRY_SECONDS", "10"),

@@ -28,6 +28,16 @@ fn the_worker_names_what_is_missing_or_wrong() {
 
     let (code, stderr) = start("yuba-worker", &[("YUBA_QUEUE_URL", QUEUE_URL)]);
     assert_eq!(code, Some(1));
+    assert!(stderr.contains("YUBA_SOURCE_BUCKET is not set"), "{stderr}");
+
+    let (code, stderr) = start(
+        "yuba-worker",
+        &[
+            ("YUBA_QUEUE_URL", QUEUE_URL),
+            ("YUBA_SOURCE_BUCKET", "photos"),
+        ],
+    );
+    assert_eq!(code, Some(1));
     assert!(stderr.contains("YUBA_GCS_BUCKET is not set"), "{stderr}");
 
     let (code, stderr) = start(

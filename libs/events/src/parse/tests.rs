@@ -182,7 +182,7 @@ fn delete_job(outcome: RecordOutcome) -> DeleteJob {
 
 fn rejection(outcome: RecordOutcome) -> RecordError {
     match outcome {
-        RecordOutcome::Rejected(error) => error,
+        RecordOutcome::Rejected { error, .. } => error,
         other => panic!("expected a rejection, got {other:?}"),
     }
 }
@@ -899,7 +899,8 @@ fn field_of(error: &RecordError) -> &'static str {
         | RecordError::InvalidBucket { field, .. }
         | RecordError::ImpossibleSize { field, .. } => field,
         RecordError::InvalidKey { .. } | RecordError::KeyTooLong { .. } => "s3.object.key",
-        RecordError::NotAnObject { .. } => "",
+        RecordError::ForeignBucket(_) => "s3.bucket.name",
+        RecordError::NotAnObject { .. } | RecordError::Unreadable { .. } => "",
     }
 }
 
@@ -1251,4 +1252,102 @@ fn keys_are_decoded_exactly_and_left_for_the_worker_to_judge() {
             "{message}"
         );
     }
+}
+
+#[test]
+fn a_number_out_of_range_rejects_only_its_record() {
+    let good = record("ObjectCreated:Put", "good.jpg").to_string();
+    let bad = record("ObjectCreated:Put", "bad.jpg")
+        .to_string()
+        .replace("\"size\":7", "\"size\":1e400");
+    assert!(bad.contains("1e400"), "{bad}");
+    let outcomes = parse(&format!("{{\"Records\":[{good},{bad}]}}"));
+    assert_eq!(replicate_job(outcomes[0].clone()).key, "good.jpg");
+    let RecordOutcome::Rejected {
+        error,
+        notification,
+    } = &outcomes[1]
+    else {
+        panic!("expected a rejection, got {:?}", outcomes[1]);
+    };
+    assert!(
+        matches!(error, RecordError::Unreadable { problem } if problem.contains("out of range")),
+        "{error}"
+    );
+    assert!(
+        error.to_string().starts_with("the record cannot be read"),
+        "{error}"
+    );
+    // Set aside as written, a notification of its own.
+    assert_eq!(notification, &format!("{{\"Records\":[{bad}]}}"));
+}
+
+#[test]
+fn a_rejected_record_is_set_aside_as_a_notification_that_reads_again() {
+    let bad = record("ObjectCreated:Put", "bad.jpg")
+        .to_string()
+        .replace("\"2.1\"", "\"3.0\"");
+    let body = notification(vec![
+        record("ObjectCreated:Put", "a.jpg"),
+        serde_json::from_str(&bad).unwrap(),
+    ]);
+    let RecordOutcome::Rejected { notification, .. } = parse(&body).remove(1) else {
+        panic!("the second record is rejected");
+    };
+    // Read again (after a fix, say), it is that one record.
+    let again = parse(&notification);
+    assert_eq!(again.len(), 1);
+    assert!(matches!(
+        rejection(again[0].clone()),
+        RecordError::UnsupportedVersion { .. }
+    ));
+    let event = eventbridge("Object Created")
+        .to_string()
+        .replace("\"aws.s3\"", "\"aws.ec2\"");
+    let RecordOutcome::Rejected { notification, .. } = parse_one(&event) else {
+        panic!("a foreign source is rejected");
+    };
+    assert_eq!(
+        notification, event,
+        "an EventBridge event is set aside whole"
+    );
+}
+
+#[test]
+fn an_eventbridge_event_with_a_number_out_of_range_is_one_rejected_record() {
+    let event = eventbridge("Object Created");
+    let text = event.to_string().replace(
+        &format!("\"size\":{}", event["detail"]["object"]["size"]),
+        "\"size\":1e400",
+    );
+    assert!(text.contains("1e400"), "{text}");
+    assert!(matches!(
+        rejection(parse_one(&text)),
+        RecordError::Unreadable { .. }
+    ));
+}
+
+#[test]
+fn a_record_of_another_bucket_is_rejected_with_the_bucket_named() {
+    let sources = crate::SourceBuckets::new("src".to_owned(), None).unwrap();
+    let mut foreign = record("ObjectRemoved:Delete", "a.jpg");
+    foreign["s3"]["bucket"]["name"] = json!("payroll");
+    let body = notification(vec![record("ObjectCreated:Put", "a.jpg"), foreign]);
+    let outcomes = parse_notification_of(&body, &sources).unwrap();
+    assert_eq!(replicate_job(outcomes[0].clone()).bucket, "src");
+    let error = rejection(outcomes[1].clone());
+    assert!(matches!(&error, RecordError::ForeignBucket(refused) if refused.bucket == "payroll"));
+    // Unchecked, the same body makes two jobs: the check is ingest's, by its configuration.
+    assert_eq!(delete_job(parse(&body).remove(1)).bucket, "payroll");
+    // EventBridge and SNS-wrapped deliveries are held to the same rule.
+    let event = eventbridge("Object Created").to_string();
+    let other = crate::SourceBuckets::new("another".to_owned(), None).unwrap();
+    let outcome = parse_notification_of(&event, &other).unwrap().remove(0);
+    assert!(matches!(rejection(outcome), RecordError::ForeignBucket(_)));
+    let wrapped = json!({"Type": "Notification", "Message": body}).to_string();
+    let outcomes = parse_notification_of(&wrapped, &sources).unwrap();
+    assert!(matches!(
+        rejection(outcomes[1].clone()),
+        RecordError::ForeignBucket(_)
+    ));
 }

@@ -7,7 +7,8 @@
 //! (see [`Domain::Closed`]: the enums live in the crates that own the concept, so the contract
 //! test, which sees every crate, joins them in), or free-form ([`Dimension::FunctionVersion`]).
 //! Values that no domain enum produces, because the emitting program decides them itself
-//! ([`OUTCOME_FAILED`], [`OUTCOME_REJECTED`], [`VARIANT_ERROR_UNKNOWN`], [`IngestRecord`]), are
+//! ([`OUTCOME_FAILED`], [`OUTCOME_REJECTED`], [`OUTCOME_FOREIGN_BUCKET`], [`VARIANT_ERROR_UNKNOWN`],
+//! [`IngestRecord`]), are
 //! defined here.
 
 pub use crate::Program;
@@ -69,7 +70,8 @@ impl Dimension {
     pub const fn domain(self) -> Domain {
         match self {
             Dimension::Outcome => Domain::Closed {
-                source: "yuba_replicate::Outcome::NAMES, then OUTCOME_FAILED and OUTCOME_REJECTED",
+                source: "yuba_replicate::Outcome::NAMES, then OUTCOME_FAILED, OUTCOME_REJECTED and \
+                         OUTCOME_FOREIGN_BUCKET",
             },
             Dimension::Failure => Domain::Closed {
                 source: "yuba_model::FailureKind::ALL (as_str)",
@@ -100,6 +102,8 @@ pub const VERSION_DIMENSION: Dimension = Dimension::FunctionVersion;
 pub const OUTCOME_FAILED: &str = "failed";
 /// `Outcome` of a message that is not a job at all (poison: no retry or redrive can help it).
 pub const OUTCOME_REJECTED: &str = "rejected";
+/// `Outcome` of a job refused because it names a bucket yuba does not replicate (nothing read).
+pub const OUTCOME_FOREIGN_BUCKET: &str = "foreign-bucket";
 /// `VariantError` of a variant failure whose recorded reason names no transform error kind.
 pub const VARIANT_ERROR_UNKNOWN: &str = "unknown";
 
@@ -117,19 +121,23 @@ pub enum IngestRecord {
     Ignored,
     /// The same change as an earlier record of the same notification.
     Duplicate,
-    /// Malformed: the notification goes to the DLQ for a person to look at. A notification that
-    /// cannot be parsed at all counts as one rejected record.
+    /// Malformed: set aside alone on the events DLQ for a person to look at. A notification
+    /// that cannot be parsed at all counts as one rejected record (and goes there whole).
     Rejected,
+    /// Of a bucket yuba does not replicate (not `YUBA_SOURCE_BUCKET`): set aside like a rejected
+    /// record, nothing read.
+    ForeignBucket,
 }
 
 impl IngestRecord {
-    pub const ALL: [IngestRecord; 6] = [
+    pub const ALL: [IngestRecord; 7] = [
         IngestRecord::Enqueued,
         IngestRecord::NotEnqueued,
         IngestRecord::Filtered,
         IngestRecord::Ignored,
         IngestRecord::Duplicate,
         IngestRecord::Rejected,
+        IngestRecord::ForeignBucket,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -140,6 +148,7 @@ impl IngestRecord {
             IngestRecord::Ignored => "ignored",
             IngestRecord::Duplicate => "duplicate",
             IngestRecord::Rejected => "rejected",
+            IngestRecord::ForeignBucket => "foreign_bucket",
         }
     }
 }
