@@ -322,11 +322,13 @@ async fn permanent_failures_are_told_apart_from_transient_ones() -> anyhow::Resu
     env.push(("YUBA_QUEUE_URL", queue.as_str()));
     let mut misconfigured = env.clone();
     misconfigured.push(("YUBA_GCS_BUCKET", "no-such-replica-bucket"));
+    let mut no_source = env.clone();
+    no_source.push(("YUBA_SOURCE_BUCKET", "no-such-source-bucket"));
     // A source bucket that does not exist, then a replica bucket that does not.
     let cases = [
         (
             replicate("no-such-source-bucket", "kinds/any.bin"),
-            &env,
+            &no_source,
             "NoSuchBucket",
         ),
         (
