@@ -211,9 +211,38 @@ impl ObjectReader {
 /// Attributes to change on a stored object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectUpdate {
+    /// Set when `Some` (and [`ObjectUpdate::headers`] is `None`).
     pub content_type: Option<String>,
-    /// Custom-metadata entries to add or replace; the others are kept.
+    /// Every HTTP header the object is served with, replaced: one that is `None` is cleared.
+    /// `None`: the headers are left as they are.
+    pub headers: Option<ObjectHeaders>,
+    /// Custom-metadata entries to add or replace; the others are kept...
     pub metadata: Vec<(String, String)>,
+    /// ...but for these keys, removed.
+    pub removed_metadata: Vec<String>,
+}
+
+/// The HTTP headers an object is served with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectHeaders {
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_language: Option<String>,
+}
+
+impl ObjectHeaders {
+    /// Each header by its JSON API field name.
+    pub fn fields(&self) -> [(&'static str, &Option<String>); 5] {
+        [
+            ("contentType", &self.content_type),
+            ("cacheControl", &self.cache_control),
+            ("contentDisposition", &self.content_disposition),
+            ("contentEncoding", &self.content_encoding),
+            ("contentLanguage", &self.content_language),
+        ]
+    }
 }
 
 /// A new object's name and the attributes it is created with.

@@ -356,13 +356,7 @@ impl JsonApi {
         update: ObjectUpdate,
     ) -> Result<ObjectInfo, GcsError> {
         let context = format!("updating gs://{bucket}/{name}#{generation}");
-        let mut resource = Map::new();
-        if let Some(content_type) = update.content_type {
-            resource.insert("contentType".into(), content_type.into());
-        }
-        if !update.metadata.is_empty() {
-            resource.insert("metadata".into(), metadata_object(&update.metadata));
-        }
+        let resource = update_resource(update);
         let request = self
             .request(Method::PATCH, &self.object_url(bucket, name))
             .await?
@@ -465,12 +459,46 @@ fn precondition(if_generation_match: Option<i64>) -> Vec<(&'static str, String)>
 }
 
 /// Custom metadata as the JSON API spells it.
+/// The PATCH body of an update. A PATCH writes the fields it names and keeps the others; a
+/// field or metadata key named with `null` is cleared
+/// (https://cloud.google.com/storage/docs/json_api/v1/how-tos/performance#patch, "Patch
+/// semantics"; Google's client libraries clear custom-metadata keys the same way, as
+/// googleapis/python-storage#383 documents). fake-gcs-server ignores `null` and keeps the value,
+/// so clearing is proven by this body (a unit test), not by the local stack.
+fn update_resource(update: ObjectUpdate) -> Map<String, Value> {
+    let mut resource = Map::new();
+    match &update.headers {
+        Some(headers) => {
+            for (field, value) in headers.fields() {
+                let value = value.clone().map_or(Value::Null, Value::String);
+                resource.insert(field.into(), value);
+            }
+        }
+        None => {
+            if let Some(content_type) = update.content_type {
+                resource.insert("contentType".into(), content_type.into());
+            }
+        }
+    }
+    let mut metadata = metadata_map(&update.metadata);
+    for key in update.removed_metadata {
+        metadata.insert(key, Value::Null);
+    }
+    if !metadata.is_empty() {
+        resource.insert("metadata".into(), metadata.into());
+    }
+    resource
+}
+
 fn metadata_object(entries: &[(String, String)]) -> Value {
+    metadata_map(entries).into()
+}
+
+fn metadata_map(entries: &[(String, String)]) -> Map<String, Value> {
     entries
         .iter()
         .map(|(key, value)| (key.clone(), Value::String(value.clone())))
-        .collect::<Map<_, _>>()
-        .into()
+        .collect()
 }
 
 /// The resource a new object is created with. Its checksums are what GCS validates the bytes
@@ -588,6 +616,37 @@ impl http_body::Body for MultipartRelated {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_update_of_the_headers_clears_the_absent_ones_and_removes_keys_with_null() {
+        let update = ObjectUpdate {
+            headers: Some(crate::ObjectHeaders {
+                content_type: Some("image/png".to_owned()),
+                cache_control: None,
+                ..Default::default()
+            }),
+            metadata: vec![("owner".to_owned(), "ann".to_owned())],
+            removed_metadata: vec!["team".to_owned()],
+            ..Default::default()
+        };
+        assert_eq!(
+            Value::Object(update_resource(update)),
+            serde_json::json!({
+                "contentType": "image/png", "cacheControl": null, "contentDisposition": null,
+                "contentEncoding": null, "contentLanguage": null,
+                "metadata": {"owner": "ann", "team": null}
+            })
+        );
+        // Without headers, only what is named is written: the completion of a streamed copy.
+        let completion = ObjectUpdate {
+            content_type: Some("image/jpeg".to_owned()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Value::Object(update_resource(completion)),
+            serde_json::json!({"contentType": "image/jpeg"})
+        );
+    }
 
     #[test]
     fn a_refusal_keeps_gcs_reason_and_is_classified_by_the_request() {

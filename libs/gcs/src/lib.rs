@@ -16,7 +16,8 @@ mod error;
 mod json_api;
 
 pub use client::{
-    Gcs, GcsSettings, ListPage, ListQuery, ObjectInfo, ObjectReader, ObjectUpdate, UploadSpec,
+    Gcs, GcsSettings, ListPage, ListQuery, ObjectHeaders, ObjectInfo, ObjectReader, ObjectUpdate,
+    UploadSpec,
 };
 pub use composite::{CompositeUpload, PARTS_PREFIX, SourceIdentity};
 pub use credentials::{

@@ -27,6 +27,9 @@ pub mod keys {
     pub const SOURCE_SIZE: &str = "yuba-source-size";
     pub const SOURCE_LAST_MODIFIED: &str = "yuba-source-last-modified";
     pub const SOURCE_SEQUENCER: &str = "yuba-source-sequencer";
+    /// A digest of the source's attributes the replica keeps (its HTTP headers and user
+    /// metadata), to tell a change of them alone (S3's copy onto itself) from none.
+    pub const SOURCE_ATTRIBUTES: &str = "yuba-source-attributes";
     pub const SHA256: &str = "yuba-sha256";
     pub const CRC32C: &str = "yuba-crc32c";
     pub const REPLICATED_AT: &str = "yuba-replicated-at";
@@ -58,6 +61,9 @@ pub struct SourceFacts {
     pub size: u64,
     pub last_modified: Option<DateTime<Utc>>,
     pub sequencer: Option<String>,
+    /// The digest of the attributes the replica was given (`None` in records written before
+    /// yuba kept it: their attributes are brought up to date the next time the source is read).
+    pub attributes: Option<String>,
 }
 
 /// The yuba part of a replica's custom metadata.
@@ -187,13 +193,33 @@ impl ReplicaRecord {
             == Some(std::cmp::Ordering::Greater)
     }
 
+    /// Whether the event `sequencer` may be of a later change of the key than this record was
+    /// made from: it is, or there are not two sequencers to tell (S3 always sends one; a
+    /// hand-made job or an emulator's event may not). A later change with the same content
+    /// (S3's copy of an object onto itself with new metadata keeps a single-part object's
+    /// ETag) may have changed the attributes, which only the source can tell.
+    pub fn may_be_older_than(&self, sequencer: Option<&str>) -> bool {
+        let order = self
+            .source
+            .sequencer
+            .as_deref()
+            .zip(sequencer)
+            .and_then(|(recorded, event)| sequencer_order(recorded, event));
+        !matches!(
+            order,
+            Some(std::cmp::Ordering::Equal | std::cmp::Ordering::Greater)
+        )
+    }
+
     /// Whether this replica already holds what `job` asks to copy, so the job can be skipped
     /// without reading the source. Only a complete record counts, every identity the job
-    /// carries must agree, and a forced job is never satisfied.
+    /// carries must agree, the job's event must be of no later change than the record's, and a
+    /// forced job is never satisfied.
     pub fn satisfies(&self, job: &ReplicateJob) -> bool {
         let agrees =
             |wanted: Option<&str>, have: Option<&str>| wanted.is_none_or(|w| have == Some(w));
         !job.force
+            && !self.may_be_older_than(job.sequencer.as_deref())
             && self.is_complete()
             && self.source.bucket == job.bucket
             && self.source.key == job.key
@@ -248,6 +274,7 @@ impl ReplicaRecord {
                 source.last_modified.as_ref().map(timestamp),
             ),
             (keys::SOURCE_SEQUENCER, source.sequencer.clone()),
+            (keys::SOURCE_ATTRIBUTES, source.attributes.clone()),
             (keys::SHA256, self.sha256.clone()),
             (keys::CRC32C, self.crc32c.map(crc32c_to_base64)),
             (
@@ -325,6 +352,7 @@ impl ReplicaRecord {
                 size,
                 last_modified,
                 sequencer: optional(keys::SOURCE_SEQUENCER),
+                attributes: optional(keys::SOURCE_ATTRIBUTES),
             },
             sha256,
             crc32c,
@@ -400,6 +428,7 @@ mod tests {
                 size: 7,
                 last_modified: Some("2026-11-22T10:00:00Z".parse().unwrap()),
                 sequencer: Some("0055AED6DCD90281E5".into()),
+                attributes: Some("5d".repeat(32)),
             },
             sha256: Some("ed7002b439e9ac845f22357d822bac1444730fbdb6016d3ec9432297b9ec9f73".into()),
             crc32c: Some(0xc994_65aa),
@@ -451,7 +480,8 @@ mod tests {
             version_id: None,
             etag: Some("9a0364b9e99bb480dd25e1f0284c8555".into()),
             size: Some(7),
-            sequencer: None,
+            // The event the record was made from, delivered again.
+            sequencer: Some("0055AED6DCD90281E5".into()),
             event_time: None,
             force: false,
         }
@@ -574,9 +604,34 @@ mod tests {
             force: true,
             ..job()
         };
-        for job in [other_etag, other_size, other_version, forced] {
+        // A later change of the key, or one that cannot be ordered, may have changed the
+        // attributes alone: only the source can tell.
+        let later = ReplicateJob {
+            sequencer: Some("0055AED6DCD90281E6".into()),
+            ..job()
+        };
+        let unordered = ReplicateJob {
+            sequencer: None,
+            ..job()
+        };
+        for job in [
+            other_etag,
+            other_size,
+            other_version,
+            forced,
+            later,
+            unordered,
+        ] {
             assert!(!record().satisfies(&job), "{job:?}");
         }
+        let earlier = ReplicateJob {
+            sequencer: Some("0055AED6DCD90281E4".into()),
+            ..job()
+        };
+        assert!(
+            record().satisfies(&earlier),
+            "an earlier event of the same content"
+        );
         let incomplete = ReplicaRecord {
             sha256: None,
             ..record()
@@ -599,6 +654,7 @@ mod stored_content_tests {
                 size: 7,
                 last_modified: None,
                 sequencer: None,
+                attributes: None,
             },
             sha256: Some("0".repeat(64)),
             crc32c: Some(1),

@@ -220,6 +220,7 @@ pub(crate) mod tests {
                 size,
                 last_modified: Some("2026-11-22T10:00:00Z".parse().unwrap()),
                 sequencer: None,
+                attributes: None,
             },
             sha256: Some("ab".repeat(32)),
             crc32c: Some(crc32c),

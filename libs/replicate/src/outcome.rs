@@ -21,6 +21,12 @@ pub enum Outcome {
     AlreadyReplicated {
         generation: i64,
     },
+    /// The replica held the source's content but not its attributes (its HTTP headers or user
+    /// metadata, changed alone in S3): they were brought up to date in a metadata update, and
+    /// the content was not copied again.
+    AttributesUpdated {
+        generation: i64,
+    },
     /// The replica was made from a later change of the key than the job's event (by S3's
     /// sequencer): the event is stale, nothing was read or written.
     Superseded {
@@ -33,7 +39,8 @@ pub enum Outcome {
     AlreadyAbsent,
     /// A delete was not mirrored, by configuration.
     DeleteNotMirrored,
-    /// A delete was not mirrored because the key exists in S3 again: a newer create won.
+    /// A delete was not mirrored because the key exists in S3: a newer create won, or (in a
+    /// versioned bucket) another version is current; the replica holds the current version.
     SourceRecreated,
 }
 
@@ -41,9 +48,10 @@ impl Outcome {
     /// Every name [`Outcome::as_str`] gives, in declaration order, for what iterates over them
     /// (the metric catalog's `Outcome` values); `names_are_exactly_what_as_str_gives` holds the
     /// two together.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "replicated",
         "already-replicated",
+        "attributes-updated",
         "superseded",
         "source-gone",
         "deleted",
@@ -57,6 +65,7 @@ impl Outcome {
         match self {
             Outcome::Replicated { .. } => "replicated",
             Outcome::AlreadyReplicated { .. } => "already-replicated",
+            Outcome::AttributesUpdated { .. } => "attributes-updated",
             Outcome::Superseded { .. } => "superseded",
             Outcome::SourceGone => "source-gone",
             Outcome::Deleted => "deleted",
@@ -97,6 +106,7 @@ mod tests {
         let every = |outcome: &Outcome| match outcome {
             Outcome::Replicated { .. }
             | Outcome::AlreadyReplicated { .. }
+            | Outcome::AttributesUpdated { .. }
             | Outcome::Superseded { .. }
             | Outcome::SourceGone
             | Outcome::Deleted
@@ -118,6 +128,7 @@ mod tests {
                 variants_error: None,
             },
             Outcome::AlreadyReplicated { generation: 1 },
+            Outcome::AttributesUpdated { generation: 1 },
             Outcome::Superseded { generation: 1 },
             Outcome::SourceGone,
             Outcome::Deleted,

@@ -1,9 +1,11 @@
 //! The [`Replicator`]: what it holds, and the jobs it runs. Each step of a job is a file of its
-//! own below: deciding whether the replica already holds the source (`decide`), admitting an
+//! own below: deciding whether the replica already holds the source (`decide`), the attributes
+//! a replica keeps of it (`attributes`), admitting an
 //! image's render to the images' memory budget (`admission`), the write paths (`write`), and
 //! deletes (`delete`).
 
 mod admission;
+mod attributes;
 mod decide;
 mod delete;
 mod write;

@@ -533,6 +533,7 @@ mod tests {
                     size: 1,
                     last_modified: None,
                     sequencer: None,
+                    attributes: None,
                 },
                 sha256: None,
                 crc32c: None,

@@ -2,6 +2,7 @@
 //! file, and one binary on disk (each links the AWS SDKs, the GCS client and the codecs).
 //! Run one concern with a filter: `cargo nextest run -p yuba-e2e -E 'test(/^soak::/)'`.
 
+mod attributes;
 mod consumer;
 mod eventbridge;
 mod events;
@@ -29,3 +30,4 @@ mod sources;
 mod startup;
 mod tidy;
 mod variants;
+mod versions;

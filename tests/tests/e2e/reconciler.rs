@@ -335,8 +335,8 @@ async fn every_kind_of_drift_is_found_and_repaired() -> anyhow::Result<()> {
             "forged.txt",
             forged.generation,
             ObjectUpdate {
-                content_type: None,
                 metadata: vec![("yuba-crc32c".to_owned(), crc32c)],
+                ..ObjectUpdate::default()
             },
         )
         .await?;
@@ -360,8 +360,8 @@ async fn every_kind_of_drift_is_found_and_repaired() -> anyhow::Result<()> {
             outdated,
             variant.generation,
             ObjectUpdate {
-                content_type: None,
                 metadata: vec![("yuba-source-sha256".to_owned(), sha256_hex(b"other"))],
+                ..ObjectUpdate::default()
             },
         )
         .await?;

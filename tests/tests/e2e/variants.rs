@@ -269,3 +269,78 @@ async fn images_get_their_variants_and_bad_images_keep_their_original() -> anyho
     .map_err(|e| e.context(dump_logs(&pipeline)))?;
     Ok(())
 }
+
+/// A photo overwritten by content that gets no variants (here, not an image any more) loses the
+/// previous photo's variants in the same job; overwritten by another photo, its variants are
+/// replaced, not removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overwrite_removes_the_variants_the_new_content_does_not_replace() -> anyhow::Result<()>
+{
+    let stack = Stack::start("variants-overwrite", 3)?;
+    let pipeline = stack.spawn_pipeline(&[("YUBA_VARIANTS", VARIANTS)])?;
+    let gcs = stack.gcs().await?;
+    let bucket = stack.replica_bucket();
+    let variants = [
+        "_variants/large/photos/beach.jpg",
+        "_variants/thumb/photos/beach.jpg.webp",
+    ];
+    let replica_holds = |body: Vec<u8>| {
+        let gcs = gcs.clone();
+        async move {
+            let wanted = sha256_hex(&body);
+            eventually(TIMEOUT, "the replica to hold the new content", || async {
+                let replica = gcs.objects().get(bucket, "photos/beach.jpg").await?;
+                Ok(replica.filter(|r| r.metadata.get("yuba-sha256") == Some(&wanted)))
+            })
+            .await
+        }
+    };
+
+    let first = photo();
+    stack.put("photos/beach.jpg", &first).await?;
+    replica_holds(first.clone())
+        .await
+        .map_err(|e| e.context(dump_logs(&pipeline)))?;
+    for name in variants {
+        let variant = gcs.objects().get(bucket, name).await?;
+        assert!(variant.is_some(), "{name}: {}", dump_logs(&pipeline));
+    }
+
+    // Another photo: the same names, made again from it.
+    let second = encode_jpeg(&vec![200; 300 * 200 * 3], 300, 200, 90);
+    stack.put("photos/beach.jpg", &second).await?;
+    replica_holds(second.clone())
+        .await
+        .map_err(|e| e.context(dump_logs(&pipeline)))?;
+    for name in variants {
+        let variant = gcs
+            .objects()
+            .get(bucket, name)
+            .await?
+            .expect("replaced, not removed");
+        assert_eq!(
+            variant.metadata.get("yuba-source-sha256"),
+            Some(&sha256_hex(&second)),
+            "{name}"
+        );
+    }
+
+    // Not an image any more: no variant shows the old photo.
+    stack.put("photos/beach.jpg", b"now a text file").await?;
+    let replica = replica_holds(b"now a text file".to_vec())
+        .await
+        .map_err(|e| e.context(dump_logs(&pipeline)))?;
+    assert_eq!(replica.metadata.get("yuba-variants"), None);
+    for name in variants {
+        assert!(
+            gcs.objects().get(bucket, name).await?.is_none(),
+            "{name} outlived its photo"
+        );
+    }
+    let said = pipeline.iter().any(|p| {
+        p.raw_log()
+            .contains("removed the previous content's variants")
+    });
+    assert!(said, "{}", dump_logs(&pipeline));
+    Ok(())
+}

@@ -121,6 +121,8 @@ impl Reconciler {
                     .fetch_add(bytes, Ordering::Relaxed);
                 (Action::Replicated, None)
             }
+            // Repaired, with no content sent.
+            Ok(Outcome::AttributesUpdated { .. }) => (Action::Replicated, None),
             Ok(Outcome::Deleted) => (Action::Deleted, None),
             Ok(Outcome::DeleteNotMirrored) => (
                 Action::Kept,

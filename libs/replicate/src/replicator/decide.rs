@@ -8,6 +8,7 @@ use yuba_aws::SourceObject;
 use yuba_gcs::ObjectInfo;
 use yuba_model::{ErrorChain, ReplicaRecord, ReplicateJob, SourceFacts, crc32c_from_base64};
 
+use super::attributes;
 use super::write::Target;
 use super::{MAX_LOST_RACES, Replicator};
 use crate::error::ReplicateError;
@@ -84,7 +85,9 @@ impl Replicator {
             return Ok(Outcome::SourceGone);
         };
         if let Some(generation) = self.holds(&found, |record| describes(job, record, &source)) {
-            return Ok(Outcome::AlreadyReplicated { generation });
+            return self
+                .keep_attributes(job, name, &found, &source, generation)
+                .await;
         }
         let target = Target {
             name,
@@ -92,7 +95,59 @@ impl Replicator {
         };
         let facts = source_facts(job, &source);
         let expected = expected_content(&source);
-        self.write(target, source, facts, expected).await
+        let outcome = self.write(target, source, facts, expected).await?;
+        if let (Some(previous), Outcome::Replicated { checksums, .. }) = (&found.record, &outcome) {
+            // The replica is written: a failure here does not fail the job (its redelivery
+            // would find the replica current and not look again). What is left is never served
+            // (the origin checks a variant against its original) and the reconciler finds it.
+            match self
+                .remove_outdated_variants(previous, &checksums.sha256_hex())
+                .await
+            {
+                Ok(0) => {}
+                Ok(removed) => {
+                    tracing::info!(key = %job.key, removed, "removed the previous content's variants that the new content did not replace");
+                }
+                Err(error) => {
+                    tracing::warn!(key = %job.key, error = %ErrorChain(&error), "the previous content's variants could not all be removed");
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// The replica holds the source's content: if not its attributes as well, they are brought
+    /// up to date in a metadata update of that generation (the content is not sent again).
+    async fn keep_attributes(
+        &self,
+        job: &ReplicateJob,
+        name: &str,
+        found: &Found,
+        source: &SourceObject,
+        generation: i64,
+    ) -> Result<Outcome, ReplicateError> {
+        let facts = source_facts(job, source);
+        let (Some(replica), Some(record)) = (found.replica.as_ref(), found.record.as_ref()) else {
+            return Ok(Outcome::AlreadyReplicated { generation });
+        };
+        if record.source.attributes == facts.attributes {
+            return Ok(Outcome::AlreadyReplicated { generation });
+        }
+        let mut updated = record.clone();
+        updated.source = SourceFacts {
+            sequencer: facts.sequencer.clone().or(record.source.sequencer.clone()),
+            ..facts
+        };
+        let update = attributes::update(replica, source, &updated);
+        let stored = self
+            .gcs
+            .objects()
+            .update(&self.settings.replica_bucket, name, generation, update)
+            .await
+            .map_err(|error| ReplicateError::conditional_write(error, false))?;
+        Ok(Outcome::AttributesUpdated {
+            generation: stored.generation,
+        })
     }
 
     /// What the job's event alone says of the replica: it already holds the content the event
@@ -146,6 +201,7 @@ fn source_facts(job: &ReplicateJob, source: &SourceObject) -> SourceFacts {
         size: source.size,
         last_modified: source.last_modified,
         sequencer: job.sequencer.clone().filter(|_| event_describes_source),
+        attributes: Some(attributes::digest(source)),
     }
 }
 

@@ -1,6 +1,8 @@
-//! Delete jobs: the replica and its variants go, unless the key exists in S3 again or the
-//! replica was made from a later change than the delete.
+//! Delete jobs: the replica and its variants go, unless the key exists in S3 (then the replica
+//! converges on its current version) or the replica was made from a later change than the
+//! delete.
 
+use yuba_gcs::ObjectInfo;
 use yuba_model::{DeleteJob, ErrorChain, ReplicateJob};
 
 use super::decide::read_record;
@@ -10,10 +12,10 @@ use crate::name::replica_name;
 use crate::outcome::Outcome;
 
 impl Replicator {
-    /// Removes the replica and its variants, unless the key exists in S3 again or the replica
-    /// was made from a later change than the delete. The replica is looked at before S3 is,
-    /// and removed only if it is still the generation looked at, so a create that races the
-    /// delete keeps its replica.
+    /// Removes the replica and its variants, unless the key exists in S3 (then the replica
+    /// converges on its current version) or the replica was made from a later change than the
+    /// delete. The replica is looked at before S3 is, and removed only if it is still the
+    /// generation looked at, so a create that races the delete keeps its replica.
     pub(super) async fn delete(&self, job: &DeleteJob) -> Result<Outcome, ReplicateError> {
         if !self.settings.mirror_deletes {
             return Ok(Outcome::DeleteNotMirrored);
@@ -27,30 +29,35 @@ impl Replicator {
                     lost += 1;
                     tracing::info!(key = %job.key, lost, conflict = %ErrorChain(&conflict), "the replica changed while it was being deleted; looking again");
                 }
-                Ok(Outcome::SourceRecreated) if variants_deleted => {
-                    // The variants went before the key was found re-created: they may have
-                    // been the new replica's, so they are made again from the source.
-                    let repair = ReplicateJob {
-                        bucket: job.bucket.clone(),
-                        key: job.key.clone(),
-                        version_id: None,
-                        etag: None,
-                        size: None,
-                        sequencer: None,
-                        event_time: job.event_time,
-                        force: true,
-                    };
-                    let existing = self
-                        .gcs
-                        .objects()
-                        .get(&self.settings.replica_bucket, name)
-                        .await?;
-                    Box::pin(self.replicate(&repair, existing)).await?;
-                    return Ok(Outcome::SourceRecreated);
-                }
                 done => return done,
             }
         }
+    }
+
+    /// The key is in S3 although a delete was announced: re-created since, or (in a versioned
+    /// bucket) a version other than the current one was deleted, or the current one, which
+    /// made an older version current again. The replica converges on the current version:
+    /// copied if it records another (or if variants were deleted before the key was found: they
+    /// may have been the current replica's), left as it is otherwise.
+    async fn converge(
+        &self,
+        job: &DeleteJob,
+        existing: Option<ObjectInfo>,
+        variants_deleted: bool,
+    ) -> Result<Outcome, ReplicateError> {
+        let current = ReplicateJob {
+            bucket: job.bucket.clone(),
+            key: job.key.clone(),
+            version_id: None,
+            etag: None,
+            size: None,
+            sequencer: None,
+            event_time: job.event_time,
+            force: variants_deleted,
+        };
+        let outcome = Box::pin(self.replicate(&current, existing)).await?;
+        tracing::info!(key = %job.key, converged = outcome.as_str(), "the key is in S3: the replica holds its current version");
+        Ok(Outcome::SourceRecreated)
     }
 
     async fn delete_once(
@@ -69,7 +76,7 @@ impl Replicator {
             return Ok(Outcome::SourceRecreated);
         }
         if self.s3.exists(&job.bucket, &job.key).await? {
-            return Ok(Outcome::SourceRecreated);
+            return self.converge(job, existing, *variants_deleted).await;
         }
         let Some(existing) = existing else {
             return Ok(Outcome::AlreadyAbsent);

@@ -7,18 +7,15 @@ mod streamed;
 mod variants;
 mod whole;
 
-use std::collections::HashMap;
-
 use chrono::Utc;
 use yuba_aws::SourceObject;
 use yuba_gcs::UploadSpec;
-use yuba_model::{
-    Checksums, MadeVariant, RESERVED_METADATA_PREFIX, ReplicaRecord, SourceFacts, VariantsError,
-};
+use yuba_model::{Checksums, MadeVariant, ReplicaRecord, SourceFacts, VariantsError};
 use yuba_transform::{Identified, identify};
 
 use super::Replicator;
 use super::admission::Admission;
+use super::attributes;
 use crate::error::ReplicateError;
 use crate::outcome::Outcome;
 use crate::verify::ExpectedContent;
@@ -117,60 +114,25 @@ fn upload_spec(
     source: &SourceObject,
     record: &ReplicaRecord,
 ) -> UploadSpec {
-    let mut metadata: Vec<(String, String)> = user_metadata(&source.user_metadata);
+    let mut metadata: Vec<(String, String)> = attributes::user_metadata(&source.user_metadata);
     metadata.extend(
         record
             .to_metadata()
             .into_iter()
             .map(|(key, value)| (key.to_owned(), value)),
     );
+    let headers = attributes::headers(source);
     UploadSpec {
         bucket: bucket.to_owned(),
         name: target.name.to_owned(),
-        content_type: source.content_type.clone(),
-        cache_control: source.cache_control.clone(),
-        content_disposition: source.content_disposition.clone(),
-        content_encoding: source.content_encoding.clone(),
-        content_language: source.content_language.clone(),
+        content_type: headers.content_type,
+        cache_control: headers.cache_control,
+        content_disposition: headers.content_disposition,
+        content_encoding: headers.content_encoding,
+        content_language: headers.content_language,
         metadata,
         known_crc32c: None,
         known_md5: None,
         if_generation_match: Some(target.if_generation_match),
-    }
-}
-
-fn user_metadata(source: &HashMap<String, String>) -> Vec<(String, String)> {
-    let mut entries: Vec<(String, String)> = source
-        .iter()
-        .filter(|(key, _)| {
-            let reserved = key
-                .to_ascii_lowercase()
-                .starts_with(RESERVED_METADATA_PREFIX);
-            if reserved {
-                tracing::warn!(%key, "S3 user metadata uses yuba's reserved prefix; not copied");
-            }
-            !reserved
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    entries.sort();
-    entries
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn user_metadata_cannot_forge_a_record() {
-        let source = HashMap::from([
-            ("owner".to_owned(), "ann".to_owned()),
-            ("yuba-sha256".to_owned(), "forged".to_owned()),
-            ("Yuba-Source-Etag".to_owned(), "forged".to_owned()),
-        ]);
-        assert_eq!(
-            user_metadata(&source),
-            vec![("owner".to_owned(), "ann".to_owned())]
-        );
     }
 }

@@ -59,6 +59,7 @@ impl Replicator {
                 (keys::SHA256.to_owned(), checksums.sha256_hex()),
                 (keys::CRC32C.to_owned(), checksums.crc32c_base64()),
             ],
+            ..ObjectUpdate::default()
         };
         self.gcs
             .objects()

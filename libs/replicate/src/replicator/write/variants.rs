@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use yuba_aws::SourceObject;
 use yuba_gcs::GcsError;
-use yuba_model::{Checksums, MadeVariant, SourceFacts, VariantsError};
+use yuba_model::{Checksums, MadeVariant, ReplicaRecord, SourceFacts, VariantsError, keys};
 use yuba_transform::Variant;
 use yuba_variants::VariantConfig;
 
@@ -44,6 +44,51 @@ impl Replicator {
             );
         }
         Ok((made, None))
+    }
+
+    /// Removes the variants `previous` (the record of the content a write just replaced) lists
+    /// that are still made from that content: the new content did not replace them (it is not
+    /// an image any more, is over the limits, or has other formats), so they would go on
+    /// showing the old photo. A variant made from any other content, or replaced meanwhile (its
+    /// generation's precondition fails), is left alone.
+    pub(in crate::replicator) async fn remove_outdated_variants(
+        &self,
+        previous: &ReplicaRecord,
+        current_sha256: &str,
+    ) -> Result<usize, ReplicateError> {
+        let Some(outdated) = previous
+            .sha256
+            .as_deref()
+            .filter(|old| *old != current_sha256)
+        else {
+            return Ok(0);
+        };
+        let bucket = &self.settings.replica_bucket;
+        let mut removed = 0;
+        for variant in &previous.variants {
+            let name = self.settings.variants.key_template.render(
+                &variant.profile,
+                &previous.source.key,
+                &variant.extension,
+            );
+            let Some(found) = self.gcs.objects().get(bucket, &name).await? else {
+                continue;
+            };
+            if found.metadata.get(keys::SOURCE_SHA256).map(String::as_str) != Some(outdated) {
+                continue;
+            }
+            match self
+                .gcs
+                .objects()
+                .delete(bucket, &name, Some(found.generation))
+                .await
+            {
+                Ok(deleted) => removed += usize::from(deleted),
+                Err(error) if error.is_conflict() => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(removed)
     }
 
     /// Writes one variant beside the replica, with the record that ties it to its source.
