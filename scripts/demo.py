@@ -963,7 +963,7 @@ def demo_backfill(
     routes = sorted({json.loads(line).get("action", "") for line in lines[:-1]})
     print(
         f"\n  $ yuba-reconciler backfill      (exit {code_backfill}, {time.monotonic() - t:.1f} s): "
-        f"{summary.get('repaired', 0)} jobs enqueued ({', '.join(routes)}); the running workers copy them"
+        f"{summary.get('enqueued', 0)} jobs enqueued ({', '.join(routes)}); the running workers copy them"
     )
     t = time.monotonic()
     pending = dict(archive)

@@ -324,7 +324,7 @@ export class Observability extends Construct {
       }),
       new cloudwatch.GraphWidget({
         title: 'Reconciler (daily backfill)',
-        left: ['ReconcileDrift', 'ReconcileRepaired', 'ReconcileFailed'].map((m) => yuba(m, { Command: 'backfill' }, 'Sum', Duration.hours(1), m)),
+        left: ['ReconcileDrift', 'ReconcileRepaired', 'ReconcileEnqueued', 'ReconcileFailed'].map((m) => yuba(m, { Command: 'backfill' }, 'Sum', Duration.hours(1), m)),
         width: 12,
       }),
     );

@@ -68,11 +68,9 @@ async fn run(cli: Cli) -> anyhow::Result<Summary> {
         &env,
         &Footprint::new(&gcs_settings, usize::from(common.concurrency)),
     )?;
+    // The bucket listed is the one the replicator admits (YUBA_SOURCE_BUCKET, checked there).
     let buckets = Buckets {
-        source: env.required(
-            "YUBA_SOURCE_BUCKET",
-            "set it to the name of the S3 bucket that is replicated",
-        )?,
+        source: replicator_settings.sources.source().to_owned(),
         replica: replicator_settings.replica_bucket.clone(),
     };
     let force_path_style = env.flag("YUBA_S3_FORCE_PATH_STYLE", false)?;
@@ -194,6 +192,7 @@ fn emit_metrics(summary: &Summary) {
             (Metric::ReconcileExamined, count(c.listed_source)),
             (Metric::ReconcileDrift, count(c.drift())),
             (Metric::ReconcileRepaired, count(c.repaired)),
+            (Metric::ReconcileEnqueued, count(c.enqueued)),
             (Metric::ReconcileFailed, count(c.failed)),
             (Metric::ReconcileBytesCopied, count(c.bytes_copied)),
             (Metric::ReconcileDuration, count(summary.elapsed_ms)),

@@ -120,6 +120,7 @@ impl Report {
             ("unverified", c.unverified),
             ("refused (key must change)", c.refused),
             ("repaired", c.repaired),
+            ("enqueued (the workers' to do)", c.enqueued),
             ("failed", c.failed),
             ("orphans kept", c.kept),
             ("left unrepaired", c.left),
@@ -186,6 +187,7 @@ struct Status {
     listed: u64,
     drift: u64,
     repaired: u64,
+    enqueued: u64,
     failed: u64,
     bytes_copied: u64,
     rate: f64,
@@ -207,6 +209,7 @@ impl Status {
             listed: totals.listed_source.max(examined),
             drift: totals.drift(),
             repaired: totals.repaired,
+            enqueued: totals.enqueued,
             failed: totals.failed,
             bytes_copied,
             rate: examined as f64 / seconds,
@@ -222,6 +225,9 @@ impl Status {
             HumanCount(self.drift),
             HumanCount(self.repaired),
         );
+        if self.enqueued > 0 {
+            line.push_str(&format!(" · enqueued {}", HumanCount(self.enqueued)));
+        }
         if self.failed > 0 {
             line.push_str(&format!(" · failed {}", HumanCount(self.failed)));
         }

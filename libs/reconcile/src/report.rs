@@ -57,10 +57,13 @@ impl Action {
         }
     }
 
+    /// Whether the finding is repaired: done in this process. A job on a work queue is not
+    /// (yet): it is counted as [`Counts::enqueued`], and only a verification after the workers
+    /// took it can call it repaired.
     pub fn is_repair(self) -> bool {
         matches!(
             self,
-            Action::Enqueued(_) | Action::Replicated | Action::Deleted | Action::AlreadyDone
+            Action::Replicated | Action::Deleted | Action::AlreadyDone
         )
     }
 }
@@ -126,8 +129,11 @@ pub struct Counts {
     pub unverified: u64,
     /// Source keys that cannot be replicated under their own name.
     pub refused: u64,
-    /// Findings repaired (enqueued, replicated, deleted).
+    /// Findings repaired in this process (replicated, deleted, or found done).
     pub repaired: u64,
+    /// Findings handed to the workers as jobs on a work queue: not repaired until a later look
+    /// finds them in sync.
+    pub enqueued: u64,
     pub failed: u64,
     /// Orphans left in place (`--delete-orphans` not given, or not written by yuba).
     pub kept: u64,
@@ -154,6 +160,7 @@ impl Counts {
     pub fn count_action(&mut self, action: Action) {
         match action {
             action if action.is_repair() => self.repaired += 1,
+            Action::Enqueued(_) => self.enqueued += 1,
             Action::Failed => self.failed += 1,
             Action::Kept => self.kept += 1,
             Action::None => self.left += 1,
@@ -192,6 +199,7 @@ impl Counts {
             unverified,
             refused,
             repaired,
+            enqueued,
             failed,
             kept,
             left,
@@ -215,6 +223,7 @@ impl Counts {
         self.unverified += unverified;
         self.refused += refused;
         self.repaired += repaired;
+        self.enqueued += enqueued;
         self.failed += failed;
         self.kept += kept;
         self.left += left;
@@ -235,9 +244,10 @@ pub struct Summary {
     pub exit_code: i32,
 }
 
-/// 0: in sync (or everything repaired), 1: drift found (`diff`, `verify`, a dry run) or left
-/// unrepaired (`backfill`: failed, orphans kept, content unverified), 2 is for errors and never
-/// comes from a finished run.
+/// 0: in sync (or everything repaired or enqueued: a backfill's jobs are the workers' to do, and
+/// counted apart), 1: drift found (`diff`, `verify`, a dry run) or left unrepaired (`backfill`:
+/// failed, orphans kept, content unverified), 2 is for errors and never comes from a finished
+/// run.
 pub fn exit_code(counts: &Counts, repairs: bool) -> i32 {
     let unresolved = if repairs {
         counts.failed + counts.kept + counts.left
@@ -260,6 +270,13 @@ mod tests {
         assert_eq!(exit_code(&counts, false), 1, "diff found drift");
         counts.count_action(Action::Replicated);
         assert_eq!(exit_code(&counts, true), 0, "backfill repaired it");
+        counts.count_action(Action::Enqueued(Route::Fargate));
+        assert_eq!(
+            exit_code(&counts, true),
+            0,
+            "the rest is the workers' to do"
+        );
+        assert_eq!((counts.repaired, counts.enqueued), (1, 1), "counted apart");
         counts.count_action(Action::Failed);
         assert_eq!(exit_code(&counts, true), 1, "backfill left drift");
         let mut kept = Counts::default();

@@ -184,7 +184,10 @@ pub enum Metric {
     VariantFailures,
     ReconcileExamined,
     ReconcileDrift,
+    /// Drift repaired in the reconciler's process (inline copies, deletes, found done).
     ReconcileRepaired,
+    /// Drift handed to the workers as jobs: not repaired until a later look finds it in sync.
+    ReconcileEnqueued,
     ReconcileFailed,
     ReconcileBytesCopied,
     ReconcileDuration,
@@ -202,7 +205,7 @@ pub enum Metric {
 use Dimension as D;
 
 impl Metric {
-    pub const ALL: [Metric; 16] = [
+    pub const ALL: [Metric; 17] = [
         Metric::Jobs,
         Metric::JobDuration,
         Metric::BytesReplicated,
@@ -212,6 +215,7 @@ impl Metric {
         Metric::ReconcileExamined,
         Metric::ReconcileDrift,
         Metric::ReconcileRepaired,
+        Metric::ReconcileEnqueued,
         Metric::ReconcileFailed,
         Metric::ReconcileBytesCopied,
         Metric::ReconcileDuration,
@@ -232,6 +236,7 @@ impl Metric {
             Metric::ReconcileExamined => "ReconcileExamined",
             Metric::ReconcileDrift => "ReconcileDrift",
             Metric::ReconcileRepaired => "ReconcileRepaired",
+            Metric::ReconcileEnqueued => "ReconcileEnqueued",
             Metric::ReconcileFailed => "ReconcileFailed",
             Metric::ReconcileBytesCopied => "ReconcileBytesCopied",
             Metric::ReconcileDuration => "ReconcileDuration",
@@ -250,6 +255,7 @@ impl Metric {
             | Metric::ReconcileExamined
             | Metric::ReconcileDrift
             | Metric::ReconcileRepaired
+            | Metric::ReconcileEnqueued
             | Metric::ReconcileFailed
             | Metric::IngestRecords
             | Metric::OriginRequests
@@ -273,6 +279,7 @@ impl Metric {
             Metric::ReconcileExamined
             | Metric::ReconcileDrift
             | Metric::ReconcileRepaired
+            | Metric::ReconcileEnqueued
             | Metric::ReconcileFailed
             | Metric::ReconcileBytesCopied
             | Metric::ReconcileDuration => &[Program::Reconciler],
@@ -295,6 +302,7 @@ impl Metric {
             Metric::ReconcileExamined
             | Metric::ReconcileDrift
             | Metric::ReconcileRepaired
+            | Metric::ReconcileEnqueued
             | Metric::ReconcileFailed
             | Metric::ReconcileBytesCopied
             | Metric::ReconcileDuration => &[&[D::Command]],
