@@ -84,6 +84,13 @@ export interface ReconcilerConfig {
   readonly timezone: string;
   readonly cpu: number;
   readonly memoryMiB: number;
+  /**
+   * How long the scheduled backfill waits for the work queues to hold none of its jobs before it
+   * looks at the keys it enqueued again (YUBA_RECONCILE_VERIFY_ENQUEUED): in sync is repaired,
+   * still drifting is failed (exit 1, ReconcileFailed). Longer than the Fargate pool's scale-out
+   * from zero (fargateScaleOutSeconds), or large objects' jobs would not even have started.
+   */
+  readonly verifyEnqueuedSeconds: number;
   /** Extra YUBA_RECONCILE_* settings (e.g. YUBA_RECONCILE_PREFIX); the task runs `backfill --json --no-checkpoint`. */
   readonly environment: Record<string, string>;
 }
@@ -357,7 +364,7 @@ export const DEFAULTS: Record<StageName, StageConfig> = {
       // Idle dev costs nothing; its lag objective covers the pool's scale from zero.
       minTasks: 0,
     },
-    reconciler: { schedule: 'cron(0 3 * * ? *)', timezone: 'UTC', cpu: 512, memoryMiB: 1024, environment: {} },
+    reconciler: { schedule: 'cron(0 3 * * ? *)', timezone: 'UTC', cpu: 512, memoryMiB: 1024, verifyEnqueuedSeconds: 1800, environment: {} },
     alarms: { lagObjectiveSeconds: 900, errorBudget: 0.05, budgetDays: 30, burnRates: DEFAULT_BURN_RATES, emails: [] },
     delivery: { enabled: false, serve: DEFAULT_SERVE, priceClass: 'PriceClass_100' },
     logRetentionDays: 14,
@@ -394,7 +401,7 @@ export const DEFAULTS: Record<StageName, StageConfig> = {
       // stays warm (1 vCPU / 2 GiB ARM64, on-demand).
       minTasks: 1,
     },
-    reconciler: { schedule: 'cron(0 3 * * ? *)', timezone: 'UTC', cpu: 1024, memoryMiB: 2048, environment: {} },
+    reconciler: { schedule: 'cron(0 3 * * ? *)', timezone: 'UTC', cpu: 1024, memoryMiB: 2048, verifyEnqueuedSeconds: 1800, environment: {} },
     alarms: { lagObjectiveSeconds: 120, errorBudget: 0.01, budgetDays: 30, burnRates: DEFAULT_BURN_RATES, emails: [] },
     delivery: { enabled: true, serve: DEFAULT_SERVE, priceClass: 'PriceClass_All' },
     logRetentionDays: 90,
@@ -548,6 +555,10 @@ function validateReconcilerMemory(c: StageConfig): void {
   for (const name of Object.keys(r.environment)) {
     const problem = settingProblem(SETTINGS, 'yuba-reconciler', false, name);
     if (problem !== undefined) fail(c, `reconciler.environment.${name}`, problem);
+  }
+  const scaleOut = fargateScaleOutSeconds();
+  if (!(r.verifyEnqueuedSeconds > scaleOut && r.verifyEnqueuedSeconds <= 43_200)) {
+    fail(c, 'reconciler.verifyEnqueuedSeconds', `must be more than the Fargate pool's scale-out from zero (${scaleOut} s) and at most 43200`);
   }
   if (MEMORY.memorySetting in r.environment) {
     fail(c, `reconciler.environment.${MEMORY.memorySetting}`, 'is set from reconciler.memoryMiB (the task\'s memory): change that instead');

@@ -65,6 +65,14 @@ export class Reconciler extends Construct {
         resources: [q.lambdaWork.queue.queueArn, q.fargateWork.queue.queueArn],
       }),
     );
+    // ...and waits for the workers to take them (their queues' backlog) before it looks again.
+    this.taskRole.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'WatchBackfillJobs',
+        actions: ['sqs:GetQueueAttributes'],
+        resources: [q.lambdaWork.queue.queueArn, q.fargateWork.queue.queueArn],
+      }),
+    );
 
     this.logGroup = stageLogGroup(this, 'Logs', c, `/yuba/${c.stage}/reconciler`);
     const taskDefinition = arm64TaskDefinition(this, {
@@ -92,6 +100,8 @@ export class Reconciler extends Construct {
         YUBA_LAMBDA_QUEUE_URL: q.lambdaWork.queue.queueUrl,
         YUBA_FARGATE_QUEUE_URL: q.fargateWork.queue.queueUrl,
         YUBA_ROUTE_THRESHOLD_BYTES: String(c.lambdaWorker.routeThresholdBytes),
+        // A job on a queue is not a repair: the run waits for the workers, then looks again.
+        YUBA_RECONCILE_VERIFY_ENQUEUED: String(c.reconciler.verifyEnqueuedSeconds),
         ...(c.variants ? { YUBA_VARIANTS: c.variants } : {}),
         ...(c.source.prefixes.length === 1 ? { YUBA_RECONCILE_PREFIX: c.source.prefixes[0] } : {}),
         ...c.reconciler.environment,

@@ -85,6 +85,9 @@ describe('the memory rule (lib/generated/memory.json, from libs/replicate/src/me
     expect(stageConfig('dev', { variants: VARIANTS, reconciler: { memoryMiB: 512, environment: { YUBA_RECONCILE_CONCURRENCY: '4' } } }).reconciler.memoryMiB).toBe(512);
     // Its memory setting comes from memoryMiB, never from environment.
     expect(() => stageConfig('dev', { reconciler: { environment: { [MEMORY.memorySetting]: '4096' } } })).toThrow(`reconciler.environment.${MEMORY.memorySetting}`);
+    // The scheduled run's wait for its jobs must outlast the Fargate pool's scale-out from zero.
+    expect(() => stageConfig('dev', { reconciler: { verifyEnqueuedSeconds: fargateScaleOutSeconds() } })).toThrow(/reconciler.verifyEnqueuedSeconds: must be more than the Fargate pool's scale-out from zero/);
+    expect(stageConfig('dev', { reconciler: { verifyEnqueuedSeconds: fargateScaleOutSeconds() + 1 } }).reconciler.verifyEnqueuedSeconds).toBe(fargateScaleOutSeconds() + 1);
   });
 
   test("the Fargate tasks are told their task's memory", () => {

@@ -294,14 +294,15 @@ describe('least privilege', () => {
     ]);
   });
 
-  test('reconciler: list + read the source, send jobs to both work queues, nothing more', () => {
+  test('reconciler: list + read the source, send jobs to both work queues and watch their backlog, nothing more', () => {
     const s = statementsOf(t, roleId(t, 'yuba-prod-reconciler-task'));
-    expect(s).toHaveLength(3);
+    expect(s).toHaveLength(4);
     expect(s).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ Action: 's3:ListBucket', Resource: bucketArn }),
         expect.objectContaining({ Action: ['s3:GetObject', 's3:GetObjectVersion'], Resource: bucketObjects }),
         expect.objectContaining({ Action: 'sqs:SendMessage', Resource: expect.arrayContaining([lambdaQ(), fargateQ()]) }),
+        expect.objectContaining({ Action: 'sqs:GetQueueAttributes', Resource: expect.arrayContaining([lambdaQ(), fargateQ()]) }),
       ]),
     );
   });
@@ -437,6 +438,8 @@ describe('reconciler', () => {
     const env = Object.fromEntries(c.Environment.map((e: any) => [e.Name, e.Value]));
     expect(env.YUBA_SOURCE_BUCKET).toBe('yuba-prod-images');
     expect(JSON.parse(env.YUBA_GCS_CREDENTIALS).type).toBe('external_account');
+    // Enqueued jobs are looked at again once the workers took them.
+    expect(env.YUBA_RECONCILE_VERIFY_ENQUEUED).toBe(String(prod.config.reconciler.verifyEnqueuedSeconds));
   });
 
   test('a non-zero exit raises an alarm on the topic', () => {

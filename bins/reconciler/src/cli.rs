@@ -52,6 +52,13 @@ pub enum Command {
         /// Delete replicas whose source is gone (and their variants).
         #[arg(long, env = "YUBA_RECONCILE_DELETE_ORPHANS")]
         delete_orphans: bool,
+        /// Once the jobs are enqueued, wait up to SECONDS for the work queues to hold no
+        /// message, then look at the enqueued keys again: in sync is repaired, still drifting
+        /// is failed (exit 1). Without it, enqueued jobs are counted apart and not proven.
+        #[arg(long, value_name = "SECONDS", env = "YUBA_RECONCILE_VERIFY_ENQUEUED",
+              value_parser = clap::value_parser!(u64).range(1..=43_200),
+              conflicts_with = "inline")]
+        verify_enqueued: Option<u64>,
         #[command(flatten)]
         common: Common,
     },

@@ -7,7 +7,7 @@ mod cli;
 mod output;
 
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,7 +17,8 @@ use yuba_events::{Router, WorkQueues};
 use yuba_gcs::{Gcs, GcsSettings};
 use yuba_model::ErrorChain;
 use yuba_reconcile::{
-    Buckets, Depth, Live, ReconcileError, Reconciler, Repair, RunOptions, Selection, Summary, Task,
+    Action, Buckets, Counts, Depth, Finding, Live, MAX_RECHECKED_KEYS, Manifest, Observer, Recheck,
+    ReconcileError, Reconciler, Repair, RunOptions, Selection, Summary, Task,
 };
 use yuba_replicate::{Footprint, Replicator, ReplicatorSettings};
 use yuba_startup::Env;
@@ -99,8 +100,29 @@ async fn run(cli: Cli) -> anyhow::Result<Summary> {
             ))
         })
     })?;
+    let recheck = match command {
+        Command::Backfill {
+            verify_enqueued: Some(seconds),
+            ..
+        } if !common.dry_run => {
+            let queues = WorkQueues::from_env(&env)?;
+            Some(Recheck {
+                sqs: aws_sdk_sqs::Client::new(&sdk),
+                queues: vec![queues.lambda, queues.fargate],
+                wait: Duration::from_secs(*seconds),
+            })
+        }
+        _ => None,
+    };
     let reconciler = Reconciler::new(s3, gcs, buckets, replicator_settings.variants);
-    reconcile(&reconciler, &task, command, progress_every).await
+    reconcile(
+        &reconciler,
+        &task,
+        command,
+        progress_every,
+        recheck.as_ref(),
+    )
+    .await
 }
 
 /// What the command asks for; `repair` makes a backfill's means of repair (`true`: inline).
@@ -134,11 +156,12 @@ async fn reconcile(
     task: &Task,
     command: &Command,
     progress_every: Duration,
+    recheck: Option<&Recheck>,
 ) -> anyhow::Result<Summary> {
     let common = command.common();
     let selection = Selection {
         prefix: common.prefix.clone(),
-        manifest: common.manifest.clone(),
+        manifest: common.manifest.clone().map(Manifest::File),
         since: common.since,
         until: common.until,
     };
@@ -157,18 +180,12 @@ async fn reconcile(
     let stop_watching = tokio_util::sync::CancellationToken::new();
     report.watch(Arc::clone(&live), progress_every, stop_watching.clone());
     let interrupt = cancel_on_termination().context("installing signal handlers")?;
+    let observer = Enqueued::new(report.as_ref(), recheck.is_some());
     let result = reconciler
-        .run(
-            task,
-            &selection,
-            &options,
-            report.as_ref(),
-            &live,
-            interrupt,
-        )
+        .run(task, &selection, &options, &observer, &live, interrupt)
         .await;
     stop_watching.cancel();
-    let summary = match result {
+    let mut summary = match result {
         Ok(summary) => summary,
         Err(error) => {
             if let ReconcileError::Interrupted { summary, .. } = &error {
@@ -177,9 +194,66 @@ async fn reconcile(
             return Err(error.into());
         }
     };
+    if let Some(recheck) = recheck {
+        let keys = observer.keys();
+        tracing::info!(
+            keys = keys.len(),
+            wait_s = recheck.wait.as_secs(),
+            "looking at the enqueued keys again once the workers took their jobs"
+        );
+        reconciler
+            .recheck(recheck, keys, &options, report.as_ref(), &mut summary)
+            .await?;
+    }
     report.summary(&summary);
     emit_metrics(&summary);
     Ok(summary)
+}
+
+/// Passes each finding on to the report, and keeps the keys of those enqueued (when they are to
+/// be looked at again), up to [`MAX_RECHECKED_KEYS`].
+struct Enqueued<'a> {
+    report: &'a Report,
+    keys: Option<Mutex<Vec<String>>>,
+}
+
+impl<'a> Enqueued<'a> {
+    fn new(report: &'a Report, keep: bool) -> Self {
+        Enqueued {
+            report,
+            keys: keep.then(Mutex::default),
+        }
+    }
+
+    fn keys(&self) -> Vec<String> {
+        let Some(keys) = &self.keys else {
+            return Vec::new();
+        };
+        std::mem::take(&mut *keys.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Observer for Enqueued<'_> {
+    fn finding(&self, finding: &Finding) {
+        self.report.finding(finding);
+        let (Some(keys), Some(Action::Enqueued(_))) = (&self.keys, finding.action) else {
+            return;
+        };
+        let mut keys = keys.lock().unwrap_or_else(|p| p.into_inner());
+        if keys.len() == MAX_RECHECKED_KEYS {
+            tracing::warn!(
+                max = MAX_RECHECKED_KEYS,
+                "more keys enqueued than are looked at again: the rest stay counted as enqueued"
+            );
+        }
+        if keys.len() < MAX_RECHECKED_KEYS {
+            keys.push(finding.key.clone());
+        }
+    }
+
+    fn page_done(&self, totals: &Counts) {
+        self.report.page_done(totals);
+    }
 }
 
 /// The run's figures as CloudWatch metrics (EMF), for the scheduled task's alarm and dashboard.

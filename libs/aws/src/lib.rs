@@ -9,6 +9,7 @@
 //! [`permissions`] declares what each call needs from IAM; a request S3 refuses with 403 fails
 //! with an error that names those permissions.
 
+mod backlog;
 mod batch;
 mod classify;
 mod dispatch;
@@ -16,6 +17,7 @@ pub mod permissions;
 mod s3;
 mod sqs;
 
+pub use backlog::{BacklogError, queue_backlog};
 pub use batch::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, pack_batches};
 pub use classify::{classify_sdk_error, describe_sdk_error};
 pub use dispatch::{Dispatched, Dispatcher};

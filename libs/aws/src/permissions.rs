@@ -250,6 +250,17 @@ pub const SEND_MESSAGE_BATCH: Permission = Permission {
     declared_in: CRATE,
 };
 
+/// `queue_backlog`: a backfill waits for the work queues to be done with its jobs.
+pub const GET_QUEUE_ATTRIBUTES: Permission = Permission {
+    need: Need::Call(Sdk::Sqs, "GetQueueAttributes"),
+    actions: &["sqs:GetQueueAttributes"],
+    resource: Resource::Queue,
+    condition: None,
+    why: "the messages a queue still holds (ApproximateNumberOfMessages and the rest)",
+    doc: "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_GetQueueAttributes.html",
+    declared_in: CRATE,
+};
+
 /// Declared here for `yuba-gcs`, which signs the request (`credentials`: Google's workload
 /// identity federation takes a signed STS GetCallerIdentity as the subject token, and Google's
 /// STS sends it) but does not depend on this crate; it is no SDK call.
@@ -282,6 +293,9 @@ pub const S3_LISTING: &[&Permission] = &[&LIST_OBJECTS_V2];
 /// Sending jobs: [`JobSender`](crate::JobSender).
 pub const JOB_SENDING: &[&Permission] = &[&SEND_MESSAGE_BATCH];
 
+/// Watching a queue's backlog: [`queue_backlog`](crate::queue_backlog).
+pub const QUEUE_WATCHING: &[&Permission] = &[&GET_QUEUE_ATTRIBUTES];
+
 /// Acting as a Google service account with the program's AWS role (`yuba-gcs`).
 pub const GCS_FEDERATION: &[&Permission] = &[&STS_GET_CALLER_IDENTITY];
 
@@ -295,5 +309,6 @@ pub const DECLARED: &[&Permission] = &[
     &MISSING_KEY_IS_404,
     &LIST_OBJECTS_V2,
     &SEND_MESSAGE_BATCH,
+    &GET_QUEUE_ATTRIBUTES,
     &STS_GET_CALLER_IDENTITY,
 ];

@@ -15,11 +15,13 @@ mod judge;
 mod listing;
 mod manifest;
 mod pages;
+mod recheck;
 mod repair;
 mod run;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use chrono::{DateTime, Utc};
@@ -30,6 +32,7 @@ use yuba_replicate::Replicator;
 use yuba_variants::VariantConfig;
 
 pub use listing::ListingFailure;
+pub use recheck::{MAX_RECHECKED_KEYS, Recheck};
 pub use run::EXIT_INTERRUPTED;
 
 use crate::checkpoint::CheckpointError;
@@ -141,12 +144,31 @@ impl Task {
     }
 }
 
+/// The keys a run looks up instead of listing.
+#[derive(Debug, Clone)]
+pub enum Manifest {
+    /// A file of keys, one per line (`--manifest`).
+    File(PathBuf),
+    /// Keys the program holds: the ones a backfill enqueued, looked at again once the workers
+    /// took their jobs.
+    Keys(Arc<[String]>),
+}
+
+impl std::fmt::Display for Manifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Manifest::File(path) => write!(f, "{}", path.display()),
+            Manifest::Keys(keys) => write!(f, "({} keys)", keys.len()),
+        }
+    }
+}
+
 /// Which keys a run looks at.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
     pub prefix: String,
-    /// Keys, one per line, instead of listing.
-    pub manifest: Option<PathBuf>,
+    /// Keys to look up instead of listing.
+    pub manifest: Option<Manifest>,
     /// Only sources last modified at or after this.
     pub since: Option<DateTime<Utc>>,
     /// Only sources last modified before this.
@@ -218,6 +240,9 @@ pub enum ReconcileError {
     Lookup(ListingFailure),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// The work queues' backlog could not be read while waiting for the workers.
+    #[error(transparent)]
+    Backlog(yuba_aws::BacklogError),
     #[error("interrupted{}", .checkpoint.as_ref().map(|p| format!("; the finished pages are saved in {}: run the same command with --resume to continue", p.display())).unwrap_or_default())]
     Interrupted {
         checkpoint: Option<PathBuf>,
@@ -255,7 +280,7 @@ impl Reconciler {
             self.buckets.replica
         );
         if let Some(manifest) = &selection.manifest {
-            let _ = write!(identity, " --manifest {}", manifest.display());
+            let _ = write!(identity, " --manifest {manifest}");
         }
         if let Some(since) = selection.since {
             let _ = write!(identity, " --since {}", since.to_rfc3339());

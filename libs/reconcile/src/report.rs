@@ -134,6 +134,9 @@ pub struct Counts {
     /// Findings handed to the workers as jobs on a work queue: not repaired until a later look
     /// finds them in sync.
     pub enqueued: u64,
+    /// Enqueued keys looked at again once the workers took their jobs (`--verify-enqueued`):
+    /// each then counted as repaired or failed.
+    pub rechecked: u64,
     pub failed: u64,
     /// Orphans left in place (`--delete-orphans` not given, or not written by yuba).
     pub kept: u64,
@@ -200,6 +203,7 @@ impl Counts {
             refused,
             repaired,
             enqueued,
+            rechecked,
             failed,
             kept,
             left,
@@ -224,6 +228,7 @@ impl Counts {
         self.refused += refused;
         self.repaired += repaired;
         self.enqueued += enqueued;
+        self.rechecked += rechecked;
         self.failed += failed;
         self.kept += kept;
         self.left += left;

@@ -216,6 +216,11 @@ const PROGRAMS: &[Program] = &[
             uses(aws::S3_READS),
             // backfill enqueues repairs, routed by size as ingest does.
             on(aws::JOB_SENDING, &[Queue::LambdaWork, Queue::FargateWork]),
+            // backfill --verify-enqueued waits for the work queues to hold none of its jobs.
+            on(
+                aws::QUEUE_WATCHING,
+                &[Queue::LambdaWork, Queue::FargateWork],
+            ),
             uses(aws::GCS_FEDERATION),
         ],
     },

@@ -1284,3 +1284,70 @@ async fn the_canarys_replicas_are_neither_orphans_nor_deleted() -> anyhow::Resul
     );
     Ok(())
 }
+
+/// The scheduled run (`backfill --verify-enqueued`): a job on a queue is not a repair until the
+/// key is found in sync once the workers took it. With workers that fail every job, the run
+/// exits 1 and counts each key failed with what it still is; with workers that work, the same
+/// run counts them repaired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_that_verifies_what_it_enqueued_tells_failed_jobs_from_repairs()
+-> anyhow::Result<()> {
+    // A failing job goes to its DLQ at its second receive, so the queue empties soon.
+    let stack = Stack::start("reconcile-verify-enqueued", 1)?;
+    let checkpoint = stack.dir.join("verify-enqueued.checkpoint.json");
+    for key in ["enqueued/a.txt", "enqueued/b.txt"] {
+        stack.put(key, key.as_bytes()).await?;
+    }
+    let queue = stack.var("YUBA_LAMBDA_QUEUE_URL").to_owned();
+    let args = ["backfill", "--verify-enqueued", "60"];
+
+    // Workers that fail every job: the replica bucket they write to does not exist.
+    let failing = stack.spawn(
+        "yuba-worker",
+        "failing-worker",
+        &[
+            ("YUBA_QUEUE_URL", &queue),
+            ("YUBA_GCS_BUCKET", "no-such-replica-bucket"),
+        ],
+    )?;
+    let run = reconcile(&stack, &args, &[], &checkpoint).await?;
+    let (findings, summary) = parse(&run);
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        (count(&summary, "enqueued"), count(&summary, "rechecked")),
+        (2, 2),
+        "{summary}"
+    );
+    assert_eq!(
+        (count(&summary, "failed"), count(&summary, "repaired")),
+        (2, 0),
+        "{summary}"
+    );
+    let failed: Vec<&Value> = findings
+        .iter()
+        .filter(|f| f["action"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 2, "{}", run.stdout);
+    for finding in failed {
+        let error = finding["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with("still missing"), "{error}");
+    }
+    drop(failing);
+
+    let _worker = stack.spawn("yuba-worker", "worker", &[("YUBA_QUEUE_URL", &queue)])?;
+    let run = reconcile(&stack, &args, &[], &checkpoint).await?;
+    let (findings, summary) = parse(&run);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        (count(&summary, "enqueued"), count(&summary, "repaired")),
+        (2, 2),
+        "{summary}"
+    );
+    assert_eq!(count(&summary, "failed"), 0, "{summary}");
+    assert!(
+        findings.iter().all(|f| f["action"] != "failed"),
+        "{}",
+        run.stdout
+    );
+    Ok(())
+}

@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Lines};
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader};
+use std::sync::Arc;
 
 use futures::{StreamExt, stream};
 use tokio::sync::mpsc;
@@ -12,14 +12,14 @@ use yuba_aws::ListedObject;
 
 use super::listing::ListingFailure;
 use super::pages::PairPage;
-use super::{ReconcileError, Reconciler, RunOptions};
+use super::{Manifest, ReconcileError, Reconciler, RunOptions};
 use crate::checkpoint::Position;
 use crate::classify::Pair;
 
 /// The keys of a manifest, one per line, read a page at a time.
 struct ManifestKeys {
-    path: PathBuf,
-    lines: Lines<BufReader<File>>,
+    manifest: Manifest,
+    lines: Box<dyn Iterator<Item = std::io::Result<String>> + Send>,
     /// Lines read so far, those skipped included: where the run is once their page is done.
     consumed: u64,
     /// Lines a resumed run finished before.
@@ -27,18 +27,30 @@ struct ManifestKeys {
 }
 
 impl ManifestKeys {
-    fn open(path: PathBuf, position: Option<Position>) -> Result<ManifestKeys, ReconcileError> {
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(source) => return Err(ReconcileError::Manifest { path, source }),
+    fn open(
+        manifest: Manifest,
+        position: Option<Position>,
+    ) -> Result<ManifestKeys, ReconcileError> {
+        let lines: Box<dyn Iterator<Item = std::io::Result<String>> + Send> = match &manifest {
+            Manifest::File(path) => match File::open(path) {
+                Ok(file) => Box::new(BufReader::new(file).lines()),
+                Err(source) => {
+                    let path = path.clone();
+                    return Err(ReconcileError::Manifest { path, source });
+                }
+            },
+            Manifest::Keys(keys) => {
+                let keys = Arc::clone(keys);
+                Box::new((0..keys.len()).map(move |i| Ok(keys[i].clone())))
+            }
         };
         let skip = match position {
             Some(Position::Lines(lines)) => lines,
             _ => 0,
         };
         Ok(ManifestKeys {
-            path,
-            lines: BufReader::new(file).lines(),
+            manifest,
+            lines,
             consumed: 0,
             skip,
         })
@@ -52,7 +64,7 @@ impl ManifestKeys {
                 None => break,
                 Some(Err(source)) => {
                     return Err(ReconcileError::ManifestLine {
-                        path: self.path.clone(),
+                        path: self.manifest.to_string().into(),
                         line: self.consumed + 1,
                         source,
                     });
@@ -78,11 +90,11 @@ impl Reconciler {
     /// Pages of the keys a manifest names, looked up in both buckets.
     pub(super) fn manifest_pages(
         &self,
-        path: PathBuf,
+        manifest: Manifest,
         position: Option<Position>,
         options: &RunOptions,
     ) -> Result<mpsc::Receiver<Result<PairPage, ReconcileError>>, ReconcileError> {
-        let mut manifest = ManifestKeys::open(path, position)?;
+        let mut manifest = ManifestKeys::open(manifest, position)?;
         let (pages, receiver) = mpsc::channel(1);
         let page_size = usize::try_from(options.page_size).unwrap_or(1000);
         let concurrency = options.concurrency.max(1);

@@ -129,7 +129,7 @@ impl Reconciler {
         options: &RunOptions,
     ) -> Result<mpsc::Receiver<Result<PairPage, ReconcileError>>, ReconcileError> {
         Ok(match &selection.manifest {
-            Some(path) => self.manifest_pages(path.clone(), position, options)?,
+            Some(manifest) => self.manifest_pages(manifest.clone(), position, options)?,
             None => self.listing_pages(
                 selection.prefix.clone(),
                 position,
