@@ -49,9 +49,21 @@ pub enum Command {
         /// With --verify: compare sha256 of both streams.
         #[arg(long, requires = "verify")]
         deep: bool,
-        /// Delete replicas whose source is gone (and their variants).
+        /// Delete replicas whose source is gone (and their variants), and orphan variants.
         #[arg(long, env = "YUBA_RECONCILE_DELETE_ORPHANS")]
         delete_orphans: bool,
+        /// With --delete-orphans: keep orphan variants made less than SECONDS ago. The worker
+        /// writes an image's variants before its original, so until a job writes the original
+        /// its new variants look like orphans; a job takes seconds, and one that dies is redone
+        /// within its queue's visibility timeout, well inside the default hour.
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value_t = 3600,
+            env = "YUBA_RECONCILE_ORPHAN_VARIANT_MIN_AGE",
+            requires = "delete_orphans"
+        )]
+        orphan_variant_min_age: u64,
         /// Once the jobs are enqueued, wait up to SECONDS for the work queues to hold no
         /// message, then look at the enqueued keys again: in sync is repaired, still drifting
         /// is failed (exit 1). Without it, enqueued jobs are counted apart and not proven.

@@ -17,8 +17,8 @@ use yuba_events::{Router, WorkQueues};
 use yuba_gcs::{Gcs, GcsSettings};
 use yuba_model::ErrorChain;
 use yuba_reconcile::{
-    Action, Buckets, Counts, Depth, Finding, Live, MAX_RECHECKED_KEYS, Manifest, Observer, Recheck,
-    ReconcileError, Reconciler, Repair, RunOptions, Selection, Summary, Task,
+    Action, Buckets, Counts, Depth, Finding, Live, MAX_RECHECKED_KEYS, Manifest, Observer, Orphans,
+    Recheck, ReconcileError, Reconciler, Repair, RunOptions, Selection, Summary, Task,
 };
 use yuba_replicate::{Footprint, Replicator, ReplicatorSettings};
 use yuba_startup::Env;
@@ -139,11 +139,15 @@ fn task(
             verify,
             deep,
             delete_orphans,
+            orphan_variant_min_age,
             ..
         } => Task::Backfill {
             verify: verify.then_some(depth(*deep)),
             repair: repair(*inline)?,
-            delete_orphans: *delete_orphans,
+            orphans: Orphans {
+                delete: *delete_orphans,
+                variant_min_age: Duration::from_secs(*orphan_variant_min_age),
+            },
         },
     })
 }

@@ -117,6 +117,7 @@ impl Report {
             ("mismatch", c.mismatch),
             ("variants-missing", c.variants_missing),
             ("orphan", c.orphan),
+            ("orphan-variant", c.orphan_variants),
             ("unverified", c.unverified),
             ("refused (key must change)", c.refused),
             ("repaired", c.repaired),

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use yuba_aws::ListedObject;
 use yuba_gcs::ObjectInfo;
-use yuba_model::{CANARY_PREFIX, ReplicaRecord, keys};
+use yuba_model::{CANARY_PREFIX, ReplicaRecord, VariantRecord, keys};
 use yuba_replicate::replica_name;
 use yuba_variants::VariantConfig;
 
@@ -30,6 +30,9 @@ pub enum Kind {
     VariantsMissing,
     /// A replica whose source is gone.
     Orphan,
+    /// A variant that nothing will serve or replace: its original is gone, holds other
+    /// content, or no longer calls for its profile.
+    OrphanVariant,
     /// Content that `verify` could not prove either way.
     Unverified,
     /// A source key that cannot be replicated under its own name (GCS cannot hold the name, or
@@ -38,12 +41,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const DRIFT: [Kind; 7] = [
+    pub const DRIFT: [Kind; 8] = [
         Kind::Missing,
         Kind::Stale,
         Kind::Mismatch,
         Kind::VariantsMissing,
         Kind::Orphan,
+        Kind::OrphanVariant,
         Kind::Unverified,
         Kind::Refused,
     ];
@@ -56,6 +60,7 @@ impl Kind {
             Kind::Mismatch => "mismatch",
             Kind::VariantsMissing => "variants-missing",
             Kind::Orphan => "orphan",
+            Kind::OrphanVariant => "orphan-variant",
             Kind::Unverified => "unverified",
             Kind::Refused => "refused",
         }
@@ -102,15 +107,23 @@ pub enum Companion {
     /// bucket's lifecycle rule after a crash. It is never an orphan to repair: the upload it
     /// belongs to may still be going on.
     UploadPart,
-    /// The deployment canary's replica (under [`CANARY_PREFIX`]): its source is in a bucket of
-    /// the stack's own, never in the listed source bucket, so it is never an orphan to report
-    /// or delete.
+    /// The deployment canary's replica (under [`CANARY_PREFIX`]), or a variant of it: its
+    /// source is in a bucket of the stack's own, never in the listed source bucket, so it is
+    /// never an orphan to report or delete.
     Canary,
 }
 
 impl Companion {
     pub fn of(object: &ObjectInfo) -> Option<Companion> {
-        if object.name.starts_with(CANARY_PREFIX) {
+        let canarys_variant = || {
+            object
+                .metadata
+                .get(keys::SOURCE_KEY)
+                .is_some_and(|key| key.starts_with(CANARY_PREFIX))
+        };
+        if object.name.starts_with(CANARY_PREFIX)
+            || (object.metadata.contains_key(keys::VARIANT) && canarys_variant())
+        {
             Some(Companion::Canary)
         } else if object.metadata.contains_key(keys::VARIANT) {
             Some(Companion::Variant)
@@ -122,7 +135,8 @@ impl Companion {
     }
 }
 
-/// Classifies a pair from what the listings say, reading no object.
+/// Classifies a pair from what the listings say, reading no object. A listed variant with no
+/// source of its name is judged by [`classify_variant`] and [`judge_variant`] instead.
 pub fn classify(pair: &Pair, source_bucket: &str, variants: &VariantConfig) -> Verdict {
     // The worker's own rule: what it would refuse is reported, never sent to it as a job.
     if pair.source.is_some()
@@ -189,6 +203,104 @@ pub fn classify(pair: &Pair, source_bucket: &str, variants: &VariantConfig) -> V
             Kind::VariantsMissing,
             format!("no {} variant", missing.join(", ")),
         );
+    }
+    Verdict::in_sync()
+}
+
+/// What a listed variant's own record says, before its original is looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VariantCheck {
+    /// Told from the listing alone.
+    Settled(Verdict),
+    /// Whether it is an orphan depends on its original: the replica named `original`.
+    Original {
+        original: String,
+        record: Box<VariantRecord>,
+    },
+}
+
+/// A listed variant judged by its record and the configuration: an orphan if its record cannot
+/// be read, names another source bucket, or names a profile no longer configured. Otherwise its
+/// original must be looked at ([`judge_variant`]).
+pub fn classify_variant(
+    variant: &ObjectInfo,
+    source_bucket: &str,
+    config: &VariantConfig,
+) -> VariantCheck {
+    let orphan =
+        |detail: String| VariantCheck::Settled(Verdict::drift(Kind::OrphanVariant, detail));
+    let Some(record) = VariantRecord::from_metadata(&variant.metadata) else {
+        return orphan("its yuba record cannot be read, so nothing ties it to an original".into());
+    };
+    if record.source_bucket != source_bucket {
+        return orphan(format!(
+            "made from s3://{}/{}, not from the source bucket",
+            record.source_bucket, record.source_key
+        ));
+    }
+    if !config.profiles.iter().any(|p| p.name == record.profile) {
+        return orphan(format!(
+            "profile {:?} is no longer configured",
+            record.profile
+        ));
+    }
+    VariantCheck::Original {
+        original: record.source_key.clone(),
+        record: Box::new(record),
+    }
+}
+
+/// A variant judged against its original's replica (`None`: there is none): in sync only if it
+/// was made from the original's current content, for a profile that still applies to it, under
+/// the name the key template gives it.
+pub fn judge_variant(
+    variant: &ObjectInfo,
+    record: &VariantRecord,
+    original: Option<&ObjectInfo>,
+    config: &VariantConfig,
+) -> Verdict {
+    let orphan = |detail: String| Verdict::drift(Kind::OrphanVariant, detail);
+    let Some(original) = original else {
+        return orphan(format!("its original {} is gone", record.source_key));
+    };
+    let Ok(Some(current)) = ReplicaRecord::from_metadata(&original.metadata) else {
+        return orphan(format!(
+            "the object at its original's name {} has no yuba record",
+            original.name
+        ));
+    };
+    if current.sha256.as_deref() != Some(record.source_sha256.as_str()) {
+        return orphan(format!(
+            "made from content other than its original's (sha256 {}, the original's is {})",
+            record.source_sha256,
+            current.sha256.as_deref().unwrap_or("unrecorded")
+        ));
+    }
+    let applies = current.image_format.as_deref().is_some_and(|format| {
+        config
+            .profiles_for(&record.source_key, format)
+            .any(|profile| profile.name == record.profile)
+    });
+    if !applies {
+        return orphan(format!(
+            "profile {:?} no longer applies to {}",
+            record.profile, record.source_key
+        ));
+    }
+    let recorded = current
+        .variants
+        .iter()
+        .find(|v| v.profile == record.profile);
+    if let Some(made) = recorded {
+        let name = config
+            .key_template
+            .render(&made.profile, &record.source_key, &made.extension);
+        if name != variant.name {
+            return orphan(format!(
+                "its original's {} variant is {name}, not this object",
+                made.profile
+            ));
+        }
     }
     Verdict::in_sync()
 }
@@ -376,5 +488,124 @@ pub(crate) mod tests {
             &config,
         );
         assert_eq!(verdict.kind, Kind::InSync);
+    }
+
+    fn variant_config() -> VariantConfig {
+        VariantConfig::from_json(
+            r#"{"profiles": [{"name": "thumb", "width": 100, "format": "webp",
+                "content_types": ["image/jpeg"]}]}"#,
+        )
+        .unwrap()
+    }
+
+    /// The `thumb` variant of `k`, made from the content whose sha256 is `sha256`.
+    fn variant_object(profile: &str, sha256: &str) -> ObjectInfo {
+        let record = VariantRecord {
+            source_bucket: "src".into(),
+            source_key: "k".into(),
+            source_etag: "e1".into(),
+            source_sha256: sha256.into(),
+            profile: profile.into(),
+            width: 100,
+            height: 75,
+        };
+        ObjectInfo {
+            name: format!("_variants/{profile}/k.webp"),
+            metadata: record
+                .to_metadata()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            ..stored(&self::record("k", "e1", 5, 9), 3, 3)
+        }
+    }
+
+    fn original(image_format: Option<&str>) -> ObjectInfo {
+        let mut original = record("k", "e1", 5, 9);
+        original.image_format = image_format.map(Into::into);
+        original.variants = vec![yuba_model::MadeVariant::new("thumb", "webp")];
+        stored(&original, 5, 9)
+    }
+
+    /// The verdict on `variant` with `original` as its original's replica.
+    fn variant_verdict(
+        variant: &ObjectInfo,
+        original: Option<&ObjectInfo>,
+        config: &VariantConfig,
+    ) -> Verdict {
+        match classify_variant(variant, "src", config) {
+            VariantCheck::Settled(verdict) => verdict,
+            VariantCheck::Original {
+                original: name,
+                record,
+            } => {
+                assert_eq!(name, "k");
+                judge_variant(variant, &record, original, config)
+            }
+        }
+    }
+
+    #[test]
+    fn a_variant_is_in_sync_only_beside_the_content_it_was_made_from() {
+        let config = variant_config();
+        let sha = "ab".repeat(32);
+        let jpeg = original(Some("image/jpeg"));
+        let verdict = |variant: &ObjectInfo, original: Option<&ObjectInfo>| {
+            let verdict = variant_verdict(variant, original, &config);
+            (verdict.kind, verdict.detail.unwrap_or_default())
+        };
+        assert_eq!(
+            verdict(&variant_object("thumb", &sha), Some(&jpeg)).0,
+            Kind::InSync
+        );
+        let cases = [
+            // Original missing.
+            (variant_object("thumb", &sha), None, "is gone"),
+            // Made from other content.
+            (
+                variant_object("thumb", &"cd".repeat(32)),
+                Some(&jpeg),
+                "content other than",
+            ),
+            // A profile no longer configured, with no need to look at the original.
+            (variant_object("large", &sha), None, "no longer configured"),
+        ];
+        for (variant, original, expected) in cases {
+            let (kind, detail) = verdict(&variant, original);
+            assert_eq!(kind, Kind::OrphanVariant, "{detail}");
+            assert!(detail.contains(expected), "{detail:?} lacks {expected:?}");
+            assert!(!kind.needs_copy());
+        }
+        // The profile still configured, but no longer for this original's format.
+        let png = original(Some("image/png"));
+        let (kind, detail) = verdict(&variant_object("thumb", &sha), Some(&png));
+        assert_eq!(kind, Kind::OrphanVariant);
+        assert!(detail.contains("no longer applies"), "{detail}");
+        // Its original's record names another object for the profile (a format or template
+        // since changed).
+        let mut moved = variant_object("thumb", &sha);
+        moved.name = "_variants/thumb/k.avif".into();
+        let (kind, detail) = verdict(&moved, Some(&jpeg));
+        assert_eq!(kind, Kind::OrphanVariant);
+        assert!(detail.contains("_variants/thumb/k.webp"), "{detail}");
+        // A damaged record, or another bucket's variant.
+        let mut damaged = variant_object("thumb", &sha);
+        damaged.metadata.remove(keys::SOURCE_SHA256);
+        assert_eq!(verdict(&damaged, Some(&jpeg)).0, Kind::OrphanVariant);
+        let mut foreign = variant_object("thumb", &sha);
+        foreign
+            .metadata
+            .insert(keys::SOURCE_BUCKET.into(), "other".into());
+        assert!(verdict(&foreign, Some(&jpeg)).1.contains("s3://other/k"));
+    }
+
+    #[test]
+    fn the_canarys_variants_are_companions_left_alone() {
+        let mut variant = variant_object("thumb", "ab");
+        assert_eq!(Companion::of(&variant), Some(Companion::Variant));
+        variant
+            .metadata
+            .insert(keys::SOURCE_KEY.into(), format!("{CANARY_PREFIX}probe.jpg"));
+        assert_eq!(Companion::of(&variant), Some(Companion::Canary));
     }
 }

@@ -91,8 +91,18 @@ pub enum Task {
     Backfill {
         verify: Option<Depth>,
         repair: Repair,
-        delete_orphans: bool,
+        orphans: Orphans,
     },
+}
+
+/// What `backfill` does about orphans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Orphans {
+    /// Delete them (`--delete-orphans`); otherwise they are kept and reported.
+    pub delete: bool,
+    /// An orphan variant younger than this is kept: its original may still be being written
+    /// (the worker writes variants first).
+    pub variant_min_age: std::time::Duration,
 }
 
 impl Task {
@@ -125,7 +135,7 @@ impl Task {
             Task::Backfill {
                 verify,
                 repair,
-                delete_orphans,
+                orphans,
             } => {
                 let mut text = "backfill".to_owned();
                 if matches!(repair, Repair::Inline(_)) {
@@ -135,7 +145,7 @@ impl Task {
                     text.push_str(" --verify");
                     text.push_str(deep(*depth));
                 }
-                if *delete_orphans {
+                if orphans.delete {
                     text.push_str(" --delete-orphans");
                 }
                 text

@@ -26,6 +26,6 @@ pub use checkpoint::{Checkpoint, CheckpointError, CheckpointFile, Position};
 pub use classify::{Kind, Pair, Verdict};
 pub use engine::{
     Buckets, Command, Depth, EXIT_INTERRUPTED, ListingFailure, Live, MAX_RECHECKED_KEYS, Manifest,
-    Observer, Recheck, ReconcileError, Reconciler, Repair, RunOptions, Selection, Task,
+    Observer, Orphans, Recheck, ReconcileError, Reconciler, Repair, RunOptions, Selection, Task,
 };
 pub use report::{Action, Basis, Counts, Finding, Summary};

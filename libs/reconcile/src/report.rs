@@ -126,6 +126,9 @@ pub struct Counts {
     pub mismatch: u64,
     pub variants_missing: u64,
     pub orphan: u64,
+    /// Variants whose original is gone, was made from other content, or whose profile is no
+    /// longer configured.
+    pub orphan_variants: u64,
     pub unverified: u64,
     /// Source keys that cannot be replicated under their own name.
     pub refused: u64,
@@ -155,6 +158,7 @@ impl Counts {
             Kind::Mismatch => &mut self.mismatch,
             Kind::VariantsMissing => &mut self.variants_missing,
             Kind::Orphan => &mut self.orphan,
+            Kind::OrphanVariant => &mut self.orphan_variants,
             Kind::Unverified => &mut self.unverified,
             Kind::Refused => &mut self.refused,
         } += 1;
@@ -178,6 +182,7 @@ impl Counts {
             + self.mismatch
             + self.variants_missing
             + self.orphan
+            + self.orphan_variants
             + self.unverified
             + self.refused
     }
@@ -199,6 +204,7 @@ impl Counts {
             mismatch,
             variants_missing,
             orphan,
+            orphan_variants,
             unverified,
             refused,
             repaired,
@@ -224,6 +230,7 @@ impl Counts {
         self.mismatch += mismatch;
         self.variants_missing += variants_missing;
         self.orphan += orphan;
+        self.orphan_variants += orphan_variants;
         self.unverified += unverified;
         self.refused += refused;
         self.repaired += repaired;

@@ -5,11 +5,14 @@
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
+use yuba_gcs::ObjectInfo;
 use yuba_model::{ErrorChain, ReplicaRecord, keys};
 
 use super::run::RunContext;
 use super::{Depth, Reconciler};
-use crate::classify::{Kind, Pair, Verdict, classify};
+use crate::classify::{
+    Companion, Kind, Pair, VariantCheck, Verdict, classify, classify_variant, judge_variant,
+};
 use crate::content::{ContentCheck, compare_deep, judge};
 use crate::report::{Action, Finding};
 
@@ -52,7 +55,10 @@ impl Reconciler {
             pacer.wait().await;
         }
         context.live.examined.fetch_add(1, Ordering::Relaxed);
-        let verdict = classify(&pair, &self.buckets.source, &self.variants);
+        let verdict = match listed_variant(&pair) {
+            Some(variant) => self.judge_variant(context, variant).await,
+            None => classify(&pair, &self.buckets.source, &self.variants),
+        };
         let mut judged = Judged {
             pair,
             verdict,
@@ -121,6 +127,32 @@ impl Reconciler {
         })
     }
 
+    /// A listed variant judged by its record and, unless that settles it, by its original's
+    /// replica (one metadata read).
+    async fn judge_variant(&self, context: &RunContext<'_>, variant: &ObjectInfo) -> Verdict {
+        let (original, record) =
+            match classify_variant(variant, &self.buckets.source, &self.variants) {
+                VariantCheck::Settled(verdict) => return verdict,
+                VariantCheck::Original { original, record } => (original, record),
+            };
+        let _permit = context.io.acquire().await.ok();
+        match self
+            .gcs
+            .objects()
+            .get(&self.buckets.replica, &original)
+            .await
+        {
+            Ok(found) => judge_variant(variant, &record, found.as_ref(), &self.variants),
+            Err(error) => Verdict::drift(
+                Kind::Unverified,
+                format!(
+                    "could not read its original {original}: {}",
+                    ErrorChain(&error)
+                ),
+            ),
+        }
+    }
+
     /// Whether every variant the record lists is there, made from this content.
     async fn check_variants(&self, key: &str, record: &ReplicaRecord) -> Option<Verdict> {
         for variant in &record.variants {
@@ -156,9 +188,22 @@ impl Reconciler {
     }
 }
 
-/// The time `--since` and `--until` select a pair by: its source's, or for an orphan the one
-/// its record kept.
+/// A variant listed with no source of its name: judged as a variant, not as a replica.
+fn listed_variant(pair: &Pair) -> Option<&ObjectInfo> {
+    match (&pair.source, &pair.replica) {
+        (None, Some(replica)) if Companion::of(replica) == Some(Companion::Variant) => {
+            Some(replica)
+        }
+        _ => None,
+    }
+}
+
+/// The time `--since` and `--until` select a pair by: its source's, for a variant the time it
+/// was made, or for an orphan the one its record kept.
 fn last_modified(pair: &Pair) -> Option<DateTime<Utc>> {
+    if let Some(variant) = listed_variant(pair) {
+        return variant.created;
+    }
     match (&pair.source, &pair.replica) {
         (Some(source), _) => source.last_modified,
         (None, Some(replica)) => ReplicaRecord::from_metadata(&replica.metadata)

@@ -143,12 +143,12 @@ impl Reconciler {
         for pair in looked_up {
             match pair? {
                 // A manifest made from a replica listing names variants and upload parts too:
-                // they live beside the replicas, as in a listing run.
+                // they are told apart as in a listing run.
                 pair if pair.source.is_none()
                     && pair
                         .replica
                         .as_ref()
-                        .is_some_and(|replica| page.count_companion(replica)) => {}
+                        .is_some_and(|replica| page.leaves_out(replica)) => {}
                 pair => page.push(pair),
             }
         }

@@ -39,16 +39,26 @@ impl PairPage {
             self.listed.listed_source += 1;
             self.listed.listed_source_bytes += source.size;
         }
-        if pair.replica.is_some() {
+        // A variant was counted as one when listed (`leaves_out`).
+        if pair
+            .replica
+            .as_ref()
+            .is_some_and(|replica| Companion::of(replica).is_none())
+        {
             self.listed.listed_replica += 1;
         }
         self.pairs.push(pair);
     }
 
-    /// Whether `object` is a companion of the replicas rather than one, counting it if so.
-    pub(super) fn count_companion(&mut self, object: &ObjectInfo) -> bool {
+    /// Counts a listed object that is a companion of the replicas rather than one, and says
+    /// whether it stays out of the join. Variants stay in: one with no source of its name is
+    /// judged as a variant (an orphan if nothing will serve or replace it).
+    pub(super) fn leaves_out(&mut self, object: &ObjectInfo) -> bool {
         let counter = match Companion::of(object) {
-            Some(Companion::Variant) => &mut self.listed.listed_variants,
+            Some(Companion::Variant) => {
+                self.listed.listed_variants += 1;
+                return false;
+            }
             Some(Companion::UploadPart) => &mut self.listed.listed_upload_parts,
             Some(Companion::Canary) => &mut self.listed.listed_canary,
             None => return false,
@@ -273,7 +283,7 @@ impl Reconciler {
                                 let (objects, last) = listed?;
                                 let replicas: Vec<ObjectInfo> = objects
                                     .into_iter()
-                                    .filter(|object| !page.count_companion(object))
+                                    .filter(|object| !page.leaves_out(object))
                                     .collect();
                                 join.feed_replicas(replicas, last)?;
                             }

@@ -3,14 +3,16 @@
 
 use std::sync::atomic::Ordering;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use futures::{StreamExt, stream};
 use yuba_aws::Dispatcher;
+use yuba_gcs::ObjectInfo;
 use yuba_model::{DeleteJob, ErrorChain, Job, ReplicaRecord, ReplicateJob};
 use yuba_replicate::{Outcome, Replicator};
 
 use super::judge::Judged;
 use super::run::RunContext;
-use super::{Reconciler, Repair};
+use super::{Orphans, Reconciler, Repair};
 use crate::classify::Kind;
 use crate::report::{Action, Counts, Finding};
 
@@ -20,7 +22,7 @@ impl Reconciler {
         &self,
         context: &RunContext<'_>,
         repair: &Repair,
-        delete_orphans: bool,
+        orphans: Orphans,
         drift: Vec<Judged>,
         counts: &mut Counts,
     ) -> Vec<Finding> {
@@ -35,7 +37,7 @@ impl Reconciler {
         }
         let jobs: Vec<Option<Job>> = drift
             .iter()
-            .map(|judged| self.job_for(judged, delete_orphans))
+            .map(|judged| self.job_for(judged, orphans.delete))
             .collect();
         let outcomes: Vec<(Action, Option<String>)> = if context.dry_run {
             drift
@@ -57,6 +59,9 @@ impl Reconciler {
                 Repair::Enqueue(dispatcher) => enqueue(dispatcher, &drift, &jobs).await,
             }
         };
+        let outcomes = self
+            .delete_orphan_variants(context, orphans, &drift, outcomes)
+            .await;
         drift
             .into_iter()
             .zip(outcomes)
@@ -96,6 +101,89 @@ impl Reconciler {
                 }))
             }
             _ => None,
+        }
+    }
+
+    /// Deletes the orphan variants among `drift` with `--delete-orphans` (or says it would), in
+    /// this process whatever the repair mode: no worker job deletes a variant alone. Each goes
+    /// only if still the generation that was judged.
+    async fn delete_orphan_variants(
+        &self,
+        context: &RunContext<'_>,
+        orphans: Orphans,
+        drift: &[Judged],
+        mut outcomes: Vec<(Action, Option<String>)>,
+    ) -> Vec<(Action, Option<String>)> {
+        if !orphans.delete {
+            return outcomes;
+        }
+        // Variants made after this are too young to delete.
+        let settled =
+            Utc::now() - TimeDelta::from_std(orphans.variant_min_age).unwrap_or(TimeDelta::MAX);
+        let deletions: Vec<(usize, (Action, Option<String>))> =
+            stream::iter(drift.iter().enumerate())
+                .filter(|(_, judged)| {
+                    std::future::ready(judged.verdict.kind == Kind::OrphanVariant)
+                })
+                .map(|(index, judged)| async move {
+                    let outcome = match judged.pair.replica.as_ref() {
+                        Some(variant) => {
+                            self.delete_orphan_variant(context, variant, settled).await
+                        }
+                        None => (Action::None, None),
+                    };
+                    (index, outcome)
+                })
+                .buffer_unordered(context.concurrency)
+                .collect()
+                .await;
+        for (index, outcome) in deletions {
+            outcomes[index] = outcome;
+        }
+        outcomes
+    }
+
+    async fn delete_orphan_variant(
+        &self,
+        context: &RunContext<'_>,
+        variant: &ObjectInfo,
+        settled: DateTime<Utc>,
+    ) -> (Action, Option<String>) {
+        if let Some(created) = variant.created
+            && created > settled
+        {
+            return (
+                Action::Kept,
+                Some(format!(
+                    "made at {created}, after {settled}: the job that made it may still be writing its original (--orphan-variant-min-age)"
+                )),
+            );
+        }
+        if context.dry_run {
+            return (Action::WouldDelete, None);
+        }
+        let _permit = context.io.acquire().await.ok();
+        match self
+            .gcs
+            .objects()
+            .delete(
+                &self.buckets.replica,
+                &variant.name,
+                Some(variant.generation),
+            )
+            .await
+        {
+            Ok(true) => (Action::Deleted, None),
+            Ok(false) => (Action::AlreadyDone, None),
+            // Rewritten since it was listed: whatever wrote it judged it anew.
+            Err(error) if error.status == Some(412) => (Action::AlreadyDone, None),
+            Err(error) => (
+                Action::Failed,
+                Some(format!(
+                    "{} (deleting a variant needs the reconciler to write to the replica bucket: terraform's reconciler_can_write)",
+                    ErrorChain(&error)
+                )),
+            ),
         }
     }
 
@@ -152,7 +240,7 @@ fn planned(judged: &Judged, job: Option<&Job>) -> Action {
     match (job, judged.verdict.kind) {
         (Some(Job::Replicate(_)), _) => Action::WouldCopy,
         (Some(Job::Delete(_)), _) => Action::WouldDelete,
-        (None, Kind::Orphan) => Action::Kept,
+        (None, Kind::Orphan | Kind::OrphanVariant) => Action::Kept,
         (None, _) => Action::None,
     }
 }

@@ -173,11 +173,9 @@ impl Reconciler {
         }
         let findings = match context.task {
             Task::Backfill {
-                repair,
-                delete_orphans,
-                ..
+                repair, orphans, ..
             } => {
-                self.repair(context, repair, *delete_orphans, drift, &mut counts)
+                self.repair(context, repair, *orphans, drift, &mut counts)
                     .await
             }
             _ => drift
