@@ -250,9 +250,12 @@ pub fn classify_variant(
     }
 }
 
-/// A variant judged against its original's replica (`None`: there is none): in sync only if it
-/// was made from the original's current content, for a profile that still applies to it, under
-/// the name the key template gives it.
+/// A variant judged against its original's replica (`None`: there is none). The variant its
+/// original's record lists under this name is its original's concern, not an orphan: `verify`
+/// proves it was made from the original's content, and a forced copy remakes it. Any other is
+/// in sync only if made from the original's current content, for a profile that applies to it
+/// and that its record does not list under another name (listed nowhere yet, it is the
+/// original's `variants-missing`, whose repair writes it again).
 pub fn judge_variant(
     variant: &ObjectInfo,
     record: &VariantRecord,
@@ -269,6 +272,18 @@ pub fn judge_variant(
             original.name
         ));
     };
+    let listed = current
+        .variants
+        .iter()
+        .find(|made| made.profile == record.profile)
+        .map(|made| {
+            config
+                .key_template
+                .render(&made.profile, &record.source_key, &made.extension)
+        });
+    if listed.as_deref() == Some(variant.name.as_str()) {
+        return Verdict::in_sync();
+    }
     if current.sha256.as_deref() != Some(record.source_sha256.as_str()) {
         return orphan(format!(
             "made from content other than its original's (sha256 {}, the original's is {})",
@@ -287,20 +302,11 @@ pub fn judge_variant(
             record.profile, record.source_key
         ));
     }
-    let recorded = current
-        .variants
-        .iter()
-        .find(|v| v.profile == record.profile);
-    if let Some(made) = recorded {
-        let name = config
-            .key_template
-            .render(&made.profile, &record.source_key, &made.extension);
-        if name != variant.name {
-            return orphan(format!(
-                "its original's {} variant is {name}, not this object",
-                made.profile
-            ));
-        }
+    if let Some(name) = listed {
+        return orphan(format!(
+            "its original's {} variant is {name}, not this object",
+            record.profile
+        ));
     }
     Verdict::in_sync()
 }
@@ -520,9 +526,10 @@ pub(crate) mod tests {
         }
     }
 
-    fn original(image_format: Option<&str>) -> ObjectInfo {
+    /// A JPEG original whose record lists its `thumb` variant.
+    fn jpeg_original() -> ObjectInfo {
         let mut original = record("k", "e1", 5, 9);
-        original.image_format = image_format.map(Into::into);
+        original.image_format = Some("image/jpeg".into());
         original.variants = vec![yuba_model::MadeVariant::new("thumb", "webp")];
         stored(&original, 5, 9)
     }
@@ -549,7 +556,9 @@ pub(crate) mod tests {
     fn a_variant_is_in_sync_only_beside_the_content_it_was_made_from() {
         let config = variant_config();
         let sha = "ab".repeat(32);
-        let jpeg = original(Some("image/jpeg"));
+        let jpeg = jpeg_original();
+        // Content that got no variants: its record lists none.
+        let text = stored(&record("k", "e1", 5, 9), 5, 9);
         let verdict = |variant: &ObjectInfo, original: Option<&ObjectInfo>| {
             let verdict = variant_verdict(variant, original, &config);
             (verdict.kind, verdict.detail.unwrap_or_default())
@@ -561,10 +570,10 @@ pub(crate) mod tests {
         let cases = [
             // Original missing.
             (variant_object("thumb", &sha), None, "is gone"),
-            // Made from other content.
+            // Made from other content, which got no variants (no longer an image).
             (
                 variant_object("thumb", &"cd".repeat(32)),
-                Some(&jpeg),
+                Some(&text),
                 "content other than",
             ),
             // A profile no longer configured, with no need to look at the original.
@@ -576,8 +585,16 @@ pub(crate) mod tests {
             assert!(detail.contains(expected), "{detail:?} lacks {expected:?}");
             assert!(!kind.needs_copy());
         }
+        // The variant its original lists is its original's concern (verify proves it), even
+        // if made from other content.
+        assert_eq!(
+            verdict(&variant_object("thumb", &"cd".repeat(32)), Some(&jpeg)).0,
+            Kind::InSync
+        );
         // The profile still configured, but no longer for this original's format.
-        let png = original(Some("image/png"));
+        let mut png = record("k", "e1", 5, 9);
+        png.image_format = Some("image/png".into());
+        let png = stored(&png, 5, 9);
         let (kind, detail) = verdict(&variant_object("thumb", &sha), Some(&png));
         assert_eq!(kind, Kind::OrphanVariant);
         assert!(detail.contains("no longer applies"), "{detail}");

@@ -257,7 +257,14 @@ async fn every_kind_of_drift_is_found_and_repaired() -> anyhow::Result<()> {
     // An image replicated while no profile was configured: its record lists no variant.
     let no_variants = ("no-variants.jpg", gradient_jpeg(160, 120, 4));
     stack.put(no_variants.0, &no_variants.1).await?;
-    let plain = reconcile(&stack, &["backfill", "--inline"], &[], &checkpoint).await?;
+    // Only that key: with no profile configured, the other images' variants are orphans.
+    let plain = reconcile(
+        &stack,
+        &["backfill", "--inline", "--prefix", no_variants.0],
+        &[],
+        &checkpoint,
+    )
+    .await?;
     assert_eq!(
         kinds_and_keys(&parse(&plain).0),
         expected(&[("missing", "no-variants.jpg")]),
@@ -1199,6 +1206,180 @@ async fn a_manifest_that_names_a_variant_does_not_make_it_an_orphan() -> anyhow:
         "--delete-orphans --manifest deleted the variant {thumb}"
     );
     assert_eq!(backfill.code, Some(0), "{}", backfill.stderr);
+    Ok(())
+}
+
+/// Orphan variants of each kind (original gone, made from content the original no longer
+/// holds, of a profile no longer configured) are reported as `orphan-variant`, kept while
+/// younger than `--orphan-variant-min-age`, and deleted by `--delete-orphans`; the variants of
+/// current originals, the ones their records list included, are in sync and left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_variants_of_each_kind_are_found_and_deleted() -> anyhow::Result<()> {
+    let stack = Stack::start("reconcile-orphan-variants", 3)?;
+    let gcs = stack.gcs().await?;
+    let bucket = stack.replica_bucket();
+    let checkpoint = stack.dir.join("orphan-variants.checkpoint.json");
+    let thumb_only = [("YUBA_VARIANTS", VARIANTS)];
+    let with_square = [(
+        "YUBA_VARIANTS",
+        r#"{"profiles": [{"name": "thumb", "width": 64, "format": "webp"},
+                         {"name": "square", "width": 32, "height": 32, "fit": "cover",
+                          "format": "webp"}]}"#,
+    )];
+    let thumb = |key: &str| format!("_variants/thumb/{key}.webp");
+    for (key, seed) in [("keep", 1), ("gone", 2), ("text", 3)] {
+        stack
+            .put(&format!("photos/{key}.jpg"), &gradient_jpeg(160, 120, seed))
+            .await?;
+    }
+    let seeded = reconcile(&stack, &["backfill", "--inline"], &thumb_only, &checkpoint).await?;
+    assert_eq!(seeded.code, Some(0), "{}", seeded.stdout);
+    stack
+        .put("photos/old.jpg", &gradient_jpeg(160, 120, 4))
+        .await?;
+    let seeded = reconcile(
+        &stack,
+        &["backfill", "--inline", "--prefix", "photos/old.jpg"],
+        &with_square,
+        &checkpoint,
+    )
+    .await?;
+    assert_eq!(seeded.code, Some(0), "{}", seeded.stdout);
+    let square = "_variants/square/photos/old.jpg.webp";
+    assert!(gcs.objects().get(bucket, square).await?.is_some());
+
+    // Original gone: the source and its replica deleted, the variant left (a delete that
+    // raced a write of the variants).
+    stack
+        .s3()
+        .await
+        .delete_object()
+        .bucket(stack.source_bucket())
+        .key("photos/gone.jpg")
+        .send()
+        .await?;
+    gcs.objects()
+        .delete(bucket, "photos/gone.jpg", None)
+        .await?;
+    // Other content: the photo overwritten by text, which gets no variants. The worker removes
+    // the photo's variant in the same job; a removal that failed leaves it, put back here.
+    let text_thumb = thumb("photos/text.jpg");
+    let photos_thumb = gcs
+        .objects()
+        .get(bucket, &text_thumb)
+        .await?
+        .expect("the photo's variant");
+    stack.put("photos/text.jpg", b"no longer a photo").await?;
+    let overwritten = reconcile(
+        &stack,
+        &["backfill", "--inline", "--prefix", "photos/text.jpg"],
+        &thumb_only,
+        &checkpoint,
+    )
+    .await?;
+    assert_eq!(overwritten.code, Some(0), "{}", overwritten.stdout);
+    assert!(
+        gcs.objects().get(bucket, &text_thumb).await?.is_none(),
+        "the worker left the overwritten photo's variant"
+    );
+    gcs.upload(
+        UploadSpec {
+            bucket: bucket.to_owned(),
+            name: text_thumb.clone(),
+            content_type: photos_thumb.content_type.clone(),
+            metadata: photos_thumb.metadata.clone().into_iter().collect(),
+            ..UploadSpec::default()
+        },
+        "the previous photo's thumbnail".to_owned(),
+    )
+    .await?;
+    let orphans = [thumb("photos/gone.jpg"), text_thumb, square.to_owned()];
+    let in_sync = [thumb("photos/keep.jpg"), thumb("photos/old.jpg")];
+
+    // The square profile is no longer configured.
+    let diff = reconcile(&stack, &["diff"], &thumb_only, &checkpoint).await?;
+    let (findings, summary) = parse(&diff);
+    let orphan_findings: Findings = orphans
+        .iter()
+        .map(|name| ("orphan-variant".to_owned(), name.clone()))
+        .collect();
+    assert_eq!(
+        kinds_and_keys(&findings),
+        orphan_findings,
+        "{}",
+        diff.stdout
+    );
+    let details: Vec<&str> = findings
+        .iter()
+        .filter_map(|f| f["detail"].as_str())
+        .collect();
+    for expected in ["is gone", "content other than", "no longer configured"] {
+        assert!(
+            details.iter().any(|detail| detail.contains(expected)),
+            "no finding says {expected:?}: {details:?}"
+        );
+    }
+    assert_eq!(count(&summary, "orphan_variants"), 3, "{}", diff.stdout);
+    assert_eq!(count(&summary, "listed_variants"), 5, "{}", diff.stdout);
+    assert_eq!(diff.code, Some(1), "{}", diff.stderr);
+
+    // Just made: kept, as a variant whose original is still being written would be.
+    let young = reconcile(
+        &stack,
+        &["backfill", "--inline", "--delete-orphans"],
+        &thumb_only,
+        &checkpoint,
+    )
+    .await?;
+    let (findings, _) = parse(&young);
+    for finding in &findings {
+        assert_eq!(finding["action"], "kept", "{}", young.stdout);
+        let error = finding["error"].as_str().unwrap_or_default();
+        assert!(error.contains("--orphan-variant-min-age"), "{error}");
+    }
+    assert_eq!(findings.len(), 3, "{}", young.stdout);
+    assert_eq!(young.code, Some(1), "{}", young.stderr);
+
+    let old_enough = ["--orphan-variant-min-age", "0"];
+    let mut dry_run = vec!["backfill", "--inline", "--delete-orphans", "--dry-run"];
+    dry_run.extend(old_enough);
+    let dry_run = reconcile(&stack, &dry_run, &thumb_only, &checkpoint).await?;
+    let planned = actions(&parse(&dry_run).0);
+    let would_delete: HashMap<String, String> = orphans
+        .iter()
+        .map(|name| (name.clone(), "would-delete".to_owned()))
+        .collect();
+    assert_eq!(planned, would_delete, "{}", dry_run.stdout);
+    for name in &orphans {
+        assert!(
+            gcs.objects().get(bucket, name).await?.is_some(),
+            "--dry-run deleted {name}"
+        );
+    }
+
+    let mut delete = vec!["backfill", "--inline", "--delete-orphans"];
+    delete.extend(old_enough);
+    let delete = reconcile(&stack, &delete, &thumb_only, &checkpoint).await?;
+    let deleted: HashMap<String, String> = orphans
+        .iter()
+        .map(|name| (name.clone(), "deleted".to_owned()))
+        .collect();
+    assert_eq!(actions(&parse(&delete).0), deleted, "{}", delete.stdout);
+    assert_eq!(delete.code, Some(0), "{}", delete.stderr);
+    for name in &orphans {
+        assert!(
+            gcs.objects().get(bucket, name).await?.is_none(),
+            "{name} is still there"
+        );
+    }
+    for name in &in_sync {
+        assert!(
+            gcs.objects().get(bucket, name).await?.is_some(),
+            "{name} was deleted"
+        );
+    }
+    let after = reconcile(&stack, &["diff"], &thumb_only, &checkpoint).await?;
+    assert_eq!(after.code, Some(0), "{}", after.stdout);
     Ok(())
 }
 

@@ -26,6 +26,11 @@ pub(super) struct Judged {
 }
 
 impl Judged {
+    /// Whether a variant was judged, not a replica.
+    pub(super) fn is_variant(&self) -> bool {
+        listed_variant(&self.pair).is_some()
+    }
+
     /// The finding a drifted pair is, with what was done about it.
     pub(super) fn into_finding(self, action: Option<Action>, error: Option<String>) -> Finding {
         let size = match (&self.pair.source, &self.pair.replica) {

@@ -163,7 +163,10 @@ impl Reconciler {
                 counts.not_found += 1;
                 continue;
             }
-            counts.count(judged.verdict.kind);
+            // A variant in sync is counted as listed (`listed_variants`), not as a replica.
+            if judged.verdict.kind != Kind::InSync || !judged.is_variant() {
+                counts.count(judged.verdict.kind);
+            }
             if judged.verified {
                 counts.verified += 1;
             }
