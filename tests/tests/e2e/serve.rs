@@ -146,6 +146,7 @@ async fn the_origin_serves_originals_and_variants_as_a_cdn_expects() -> anyhow::
     variants_are_stored_or_made_on_demand(&stack, address).await?;
     refusals_say_why(address).await;
     a_variant_of_older_content_is_never_served(&stack, &replicator, address).await?;
+    a_variant_whose_original_is_gone_is_not_served(&stack, address).await?;
     // The metrics count renders, not the requests that waited for one: `small` of sea.jpg,
     // one for the eight concurrent misses of other.jpg, two of the overwritten sea.jpg.
     let lines = serve.log_lines();
@@ -158,7 +159,7 @@ async fn the_origin_serves_originals_and_variants_as_a_cdn_expects() -> anyhow::
     };
     assert_eq!(total("OriginRenders", None), 4.0);
     assert_eq!(total("OriginRequests", Some("rendered")), 11.0);
-    assert_eq!(total("OriginRequests", Some("not_found")), 4.0);
+    assert_eq!(total("OriginRequests", Some("not_found")), 5.0);
     Ok(())
 }
 
@@ -326,6 +327,41 @@ async fn a_variant_of_older_content_is_never_served(
     assert_eq!(
         (large.header("x-yuba-served"), jpeg_size(&large.body)),
         (Some("hit"), Some((600, 800)))
+    );
+    Ok(())
+}
+
+/// other.jpg's original replica is deleted and its `large` variant left behind (a delete that
+/// raced the variant's write, or failed part-way): the variant object is never served alone.
+async fn a_variant_whose_original_is_gone_is_not_served(
+    stack: &Stack,
+    address: SocketAddr,
+) -> anyhow::Result<()> {
+    let gcs = stack.gcs().await?;
+    let bucket = stack.replica_bucket();
+    let path = variant_path("large", "photos/other.jpg");
+    assert_eq!(
+        get(address, &path, &[]).await.header("x-yuba-served"),
+        Some("hit")
+    );
+    gcs.objects()
+        .delete(bucket, "photos/other.jpg", None)
+        .await?;
+    // The origin may answer from metadata it read for this long.
+    tokio::time::sleep(Duration::from_secs_f64(
+        METADATA_SECONDS.parse::<f64>()? + 0.1,
+    ))
+    .await;
+    let answer = get(address, &path, &[]).await;
+    let body = String::from_utf8_lossy(&answer.body);
+    assert_eq!(answer.status, 404, "{body}");
+    assert!(body.contains("not in the replica bucket"), "{body}");
+    assert!(
+        gcs.objects()
+            .get(bucket, "_variants/large/photos/other.jpg")
+            .await?
+            .is_some(),
+        "the variant object is still there"
     );
     Ok(())
 }
