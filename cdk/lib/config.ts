@@ -149,6 +149,14 @@ export interface DeliveryConfig {
   readonly domainNames?: string[];
   readonly certificateArn?: string;
   readonly priceClass: 'PriceClass_100' | 'PriceClass_200' | 'PriceClass_All';
+  /**
+   * The longest CloudFront serves what it cached before asking the origin again (the cache
+   * policy's MaxTTL, which caps the origin's max-age): the bound on how long a deleted or
+   * replaced image is still served from the edge. Past it CloudFront revalidates by ETag, and an
+   * unchanged object costs a 304 (lib/delivery.ts, docs/DEPLOY.md "How long CloudFront serves a
+   * deleted image").
+   */
+  readonly edgeCacheSeconds: number;
   /** Optional AWS WAF web ACL (ARN, in us-east-1) for the distribution. */
   readonly webAclArn?: string;
   /** Optional ISO country codes the distribution serves (allow list); empty: everywhere. */
@@ -339,6 +347,10 @@ export const DEFAULT_BURN_RATES: BurnRateAlarm[] = [
  * miss) and 30 s, CloudFront's default read timeout for an origin.
  */
 export const DEFAULT_SERVE: ServeConfig = { memoryMiB: 1024, timeoutSeconds: 30 };
+/** Five minutes: a deleted image leaves the edge within them, for a revalidation per hot object and edge cache per five minutes. */
+export const DEFAULT_EDGE_CACHE_SECONDS = 300;
+/** A cache policy's MaxTTL is at most a year (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-cloudfront-cachepolicy-cachepolicyconfig.html). */
+const MAX_EDGE_CACHE_SECONDS = 31_536_000;
 
 export const DEFAULTS: Record<StageName, StageConfig> = {
   dev: {
@@ -366,7 +378,7 @@ export const DEFAULTS: Record<StageName, StageConfig> = {
     },
     reconciler: { schedule: 'cron(0 3 * * ? *)', timezone: 'UTC', cpu: 512, memoryMiB: 1024, verifyEnqueuedSeconds: 1800, environment: {} },
     alarms: { lagObjectiveSeconds: 900, errorBudget: 0.05, budgetDays: 30, burnRates: DEFAULT_BURN_RATES, emails: [] },
-    delivery: { enabled: false, serve: DEFAULT_SERVE, priceClass: 'PriceClass_100' },
+    delivery: { enabled: false, serve: DEFAULT_SERVE, priceClass: 'PriceClass_100', edgeCacheSeconds: DEFAULT_EDGE_CACHE_SECONDS },
     logRetentionDays: 14,
     dlqRetentionDays: 7,
     natGateways: 0,
@@ -403,7 +415,7 @@ export const DEFAULTS: Record<StageName, StageConfig> = {
     },
     reconciler: { schedule: 'cron(0 3 * * ? *)', timezone: 'UTC', cpu: 1024, memoryMiB: 2048, verifyEnqueuedSeconds: 1800, environment: {} },
     alarms: { lagObjectiveSeconds: 120, errorBudget: 0.01, budgetDays: 30, burnRates: DEFAULT_BURN_RATES, emails: [] },
-    delivery: { enabled: true, serve: DEFAULT_SERVE, priceClass: 'PriceClass_All' },
+    delivery: { enabled: true, serve: DEFAULT_SERVE, priceClass: 'PriceClass_All', edgeCacheSeconds: DEFAULT_EDGE_CACHE_SECONDS },
     logRetentionDays: 90,
     natGateways: 2,
     retainData: true,
@@ -528,6 +540,8 @@ function validateServe(c: StageConfig): void {
   const needed = workerMemoryMiB(1, variants);
   if (s.memoryMiB < needed) fail(c, 'delivery.serve.memoryMiB', `${s.memoryMiB} MiB is too little to render a variant on a miss: at least ${needed} MiB (README "Memory": ${memoryNeeds(1, variants)})`);
   if (s.reservedConcurrency !== undefined && (!Number.isInteger(s.reservedConcurrency) || s.reservedConcurrency < 1)) fail(c, 'delivery.serve.reservedConcurrency', 'must be a whole number, at least 1');
+  const edge = c.delivery.edgeCacheSeconds;
+  if (!Number.isInteger(edge) || edge < 0 || edge > MAX_EDGE_CACHE_SECONDS) fail(c, 'delivery.edgeCacheSeconds', `must be a whole number of seconds, 0..${MAX_EDGE_CACHE_SECONDS} (a cache policy's MaxTTL)`);
 }
 
 /** What a worker of `concurrency` jobs needs memory for, in words, for synth's messages. */

@@ -6,6 +6,8 @@
  *   to yuba-serve when S3 answers 403/404 (a key S3 lost, or never had: without s3:ListBucket S3
  *   answers 403 for a missing key) or 5xx (S3 unavailable).
  * - Variants (`VARIANTS_PATH_PATTERN`): straight to yuba-serve; only the replica has them.
+ * - Both are cached at the edge for at most `delivery.edgeCacheSeconds`, then revalidated by ETag
+ *   (see cachePolicy): the bound on how long a deleted image is still served.
  *
  * Both origins are reached through origin access control, which signs only for AWS origins (S3,
  * Lambda function URLs, MediaStore, MediaPackage): the replica bucket is private (terraform
@@ -53,6 +55,8 @@ export class Delivery extends Construct {
   readonly distribution: cloudfront.Distribution;
   /** What reaches yuba-serve from a viewer's request: nothing (see originRequestPolicy). */
   readonly originRequestPolicy: cloudfront.OriginRequestPolicy;
+  /** How long the edge serves what it cached: at most `delivery.edgeCacheSeconds` (see cachePolicy). */
+  readonly cachePolicy: cloudfront.CachePolicy;
 
   constructor(scope: Construct, id: string, props: DeliveryProps) {
     super(scope, id);
@@ -69,14 +73,15 @@ export class Delivery extends Construct {
       readTimeout: Duration.seconds(Math.min(d.serve.timeoutSeconds, MAX_READ_TIMEOUT_SECONDS)),
     });
     this.originRequestPolicy = originRequestPolicy(this, c);
+    this.cachePolicy = cachePolicy(this, c);
     const behaviour = {
       viewerProtocolPolicy: cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
       // Origin groups fail over only for GET, HEAD and OPTIONS, and yuba-serve answers GET and
       // HEAD only; a signed PUT or POST to a function URL would need the body's hash besides.
       allowedMethods: cloudfront.AllowedMethods.ALLOW_GET_HEAD,
-      // Conditional requests and ranges are CloudFront's own, from its cache; variants come with a
-      // long Cache-Control from yuba-serve.
-      cachePolicy: cloudfront.CachePolicy.CACHING_OPTIMIZED,
+      // Conditional requests and ranges are CloudFront's own, from its cache, for at most
+      // edgeCacheSeconds whatever the origin's Cache-Control says (see cachePolicy).
+      cachePolicy: this.cachePolicy,
       originRequestPolicy: this.originRequestPolicy,
       compress: false, // images are compressed already
     };
@@ -135,5 +140,44 @@ function originRequestPolicy(scope: Construct, c: StageConfig): cloudfront.Origi
     headerBehavior: cloudfront.OriginRequestHeaderBehavior.none(),
     cookieBehavior: cloudfront.OriginRequestCookieBehavior.none(),
     queryStringBehavior: cloudfront.OriginRequestQueryStringBehavior.none(),
+  });
+}
+
+/**
+ * The cache policy of both behaviours: what CloudFront cached is served for at most
+ * `delivery.edgeCacheSeconds`, then revalidated. MaxTTL caps the origin's `Cache-Control: max-age`
+ * ("The Maximum TTL is set to 5 minutes (300 seconds) and the Cache-Control max-age header is set
+ * to 1 hour (3600 seconds). In this case, CloudFront caches the object for 5 minutes",
+ * https://repost.aws/knowledge-center/cloudfront-cache-files-time), and DefaultTTL is the lifetime
+ * of an answer without one. Once expired, CloudFront asks the origin again and "if the CloudFront
+ * cache already has the latest version, the origin returns a 304 status code"
+ * (https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/Expiration.html): S3 and
+ * yuba-serve both answer If-None-Match with the source's ETag, so an unchanged image costs a
+ * request and no bytes, and a deleted one becomes a 404 within the bound.
+ *
+ * The other way, invalidating on every delete and overwrite, was rejected on cost and limits:
+ * past 1,000 paths a month each path costs $0.005
+ * (https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/PayingForInvalidation.html),
+ * an image with three variants is four paths, and at most 3,000 paths may be in progress per
+ * distribution (https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/InvalidationLimits.html),
+ * so a bulk delete would queue for hours. The managed CachingOptimized policy keeps objects up to a
+ * year (its MaxTTL), which is what this policy replaces.
+ *
+ * Nothing is in the key but the path: no header (never Host, which would then reach the origin),
+ * cookie, query string or encoding (images are not compressed).
+ */
+function cachePolicy(scope: Construct, c: StageConfig): cloudfront.CachePolicy {
+  const edge = Duration.seconds(c.delivery.edgeCacheSeconds);
+  return new cloudfront.CachePolicy(scope, 'Cache', {
+    cachePolicyName: `${c.prefix}-delivery`,
+    comment: `yuba: cached at the edge for at most ${c.delivery.edgeCacheSeconds} s, then revalidated by ETag`,
+    minTtl: Duration.seconds(0),
+    defaultTtl: edge,
+    maxTtl: edge,
+    headerBehavior: cloudfront.CacheHeaderBehavior.none(),
+    cookieBehavior: cloudfront.CacheCookieBehavior.none(),
+    queryStringBehavior: cloudfront.CacheQueryStringBehavior.none(),
+    enableAcceptEncodingGzip: false,
+    enableAcceptEncodingBrotli: false,
   });
 }

@@ -14,6 +14,8 @@
  * - Originals: S3 first, yuba-serve on failover. Variants: `VARIANTS_PATH_PATTERN`, straight to
  *   yuba-serve. GET and HEAD only.
  * - No viewer header, cookie or query string reaches yuba-serve, and never the viewer's Host.
+ * - What the edge cached is served for at most `delivery.edgeCacheSeconds`, then revalidated: the
+ *   bound on how long a deleted image is still served.
  * - yuba-serve's role is named as the permissions contract says.
  */
 import * as fs from 'fs';
@@ -247,6 +249,39 @@ function forwardingProblems(t: Json): string[] {
   return out;
 }
 
+/**
+ * Every behaviour's cache policy keeps what it cached for at most the stage's
+ * `delivery.edgeCacheSeconds`: MaxTTL caps the origin's max-age and DefaultTTL is the lifetime of
+ * an answer without one (https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/Expiration.html;
+ * "The Maximum TTL is set to 5 minutes (300 seconds) and the Cache-Control max-age header is set
+ * to 1 hour (3600 seconds). In this case, CloudFront caches the object for 5 minutes",
+ * https://repost.aws/knowledge-center/cloudfront-cache-files-time). A managed policy is refused:
+ * CachingOptimized keeps objects up to a year, and the bound must be the stage's.
+ */
+function cacheLifetimeProblems(t: Json, bound: number): string[] {
+  const distId = distributionId(t);
+  if (!distId) return ['no single distribution'];
+  const config = t.Resources[distId].Properties.DistributionConfig;
+  const out: string[] = [];
+  for (const b of [config.DefaultCacheBehavior, ...(config.CacheBehaviors ?? [])]) {
+    const where = `behaviour ${b.PathPattern ?? '(default)'}`;
+    if (typeof b.CachePolicyId === 'string') {
+      out.push(`${where}: the managed cache policy ${b.CachePolicyId} sets its own lifetimes, not the stage's ${bound} s`);
+      continue;
+    }
+    const policy = t.Resources[refId(b.CachePolicyId) ?? '']?.Properties?.CachePolicyConfig;
+    if (!policy) {
+      out.push(`${where}: cache policy ${JSON.stringify(b.CachePolicyId)} is not in the template`);
+      continue;
+    }
+    for (const field of ['MaxTTL', 'DefaultTTL']) {
+      // Unset, CloudFormation's defaults are a year (MaxTTL) and a day (DefaultTTL).
+      if (!(policy[field] <= bound)) out.push(`${where}: ${field} ${policy[field] ?? '(unset)'} s exceeds the stage's edgeCacheSeconds ${bound}`);
+    }
+  }
+  return out;
+}
+
 /** yuba-serve's role is PREFIX-ROLE, ROLE from the permissions contract (terraform trusts it by name). */
 function roleProblems(t: Json, prefix: string): string[] {
   const fnId = serveFunction(t);
@@ -256,8 +291,10 @@ function roleProblems(t: Json, prefix: string): string[] {
   return roleName === want ? [] : [`yuba-serve's role is named ${roleName ?? '(generated)'}, the contract says ${want}`];
 }
 
-function allProblems(t: Json, prefix: string): string[] {
+function allProblems(t: Json, config: StageConfig): string[] {
+  const prefix = config.prefix;
   return [
+    ...cacheLifetimeProblems(t, config.delivery.edgeCacheSeconds),
     ...functionUrlProblems(t),
     ...permissionProblems(t),
     ...originProblems(t),
@@ -290,7 +327,7 @@ describe('the delivery path', () => {
     expect(serveFunction(t)).toBeDefined();
     expect(byType(t, 'AWS::Lambda::Permission').filter(([, p]) => p.Properties.Principal === PRINCIPAL)).toHaveLength(2);
     expect(distributionConfig(t).Origins).toHaveLength(2);
-    expect(allProblems(t, config.prefix)).toEqual([]);
+    expect(allProblems(t, config)).toEqual([]);
   });
 
   test("the dashboard shows the origin's requests, latency and renders", () => {
@@ -303,6 +340,13 @@ describe('the delivery path', () => {
     const t = synth('dev').template.toJSON();
     expect(serveFunction(t)).toBeUndefined();
     expect(byType(t, 'AWS::CloudFront::Distribution')).toEqual([]);
+  });
+
+  test("the edge's cache lifetime is the stage's edgeCacheSeconds", () => {
+    const policies = (seconds: number) => byType(synth('prod', { delivery: { edgeCacheSeconds: seconds } }).template.toJSON(), 'AWS::CloudFront::CachePolicy').map(([, p]) => p.Properties.CachePolicyConfig);
+    expect(policies(60)).toEqual([expect.objectContaining({ MinTTL: 0, DefaultTTL: 60, MaxTTL: 60 })]);
+    expect(() => synth('prod', { delivery: { edgeCacheSeconds: 31_536_001 } })).toThrow(/delivery.edgeCacheSeconds: must be a whole number of seconds/);
+    expect(() => synth('prod', { delivery: { edgeCacheSeconds: -1 } })).toThrow(/delivery.edgeCacheSeconds/);
   });
 
   test("the function URL's timeout reaches CloudFront, up to 60 s without a quota increase", () => {
@@ -425,6 +469,17 @@ describe('the checks fail on broken copies', () => {
     };
     distributionConfig(t).CacheBehaviors[0].CachePolicyId = { Ref: 'HostKeyed' };
     expect(forwardingProblems(t)).toEqual(['behaviour /_yuba-variants/*: cache policy HostKeyed keys on Host, which then reaches the origin']);
+  });
+
+  test('the managed CachingOptimized policy (a year at the edge), or a MaxTTL past the bound', () => {
+    const t = prodCopy();
+    const bound = stage('prod').config.delivery.edgeCacheSeconds;
+    distributionConfig(t).DefaultCacheBehavior.CachePolicyId = cloudfront.CachePolicy.CACHING_OPTIMIZED.cachePolicyId;
+    resource(t, 'AWS::CloudFront::CachePolicy').Properties.CachePolicyConfig.MaxTTL = 31_536_000;
+    expect(cacheLifetimeProblems(t, bound)).toEqual([
+      `behaviour (default): the managed cache policy ${cloudfront.CachePolicy.CACHING_OPTIMIZED.cachePolicyId} sets its own lifetimes, not the stage's ${bound} s`,
+      `behaviour ${VARIANTS_PATH_PATTERN}: MaxTTL 31536000 s exceeds the stage's edgeCacheSeconds ${bound}`,
+    ]);
   });
 
   test("yuba-serve's role named otherwise than the contract says", () => {
