@@ -99,7 +99,8 @@ impl Replicator {
         if let (Some(previous), Outcome::Replicated { checksums, .. }) = (&found.record, &outcome) {
             // The replica is written: a failure here does not fail the job (its redelivery
             // would find the replica current and not look again). What is left is never served
-            // (the origin checks a variant against its original), but nothing reports it yet.
+            // (the origin checks a variant against its original), and the reconciler reports it
+            // as an orphan variant (`backfill --delete-orphans` removes it).
             match self
                 .remove_outdated_variants(previous, &checksums.sha256_hex())
                 .await
