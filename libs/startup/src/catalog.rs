@@ -305,6 +305,7 @@ pub const SETTINGS: &[Setting] = &[
             "YUBA_RECONCILE_JSON",
             "YUBA_RECONCILE_INLINE",
             "YUBA_RECONCILE_DELETE_ORPHANS",
+            "YUBA_RECONCILE_ORPHAN_VARIANT_MIN_AGE",
             "YUBA_RECONCILE_VERIFY_ENQUEUED",
         ],
         used_by: &[Program::Reconciler],
