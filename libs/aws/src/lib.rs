@@ -21,7 +21,10 @@ pub use backlog::{BacklogError, queue_backlog};
 pub use batch::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, pack_batches};
 pub use classify::{classify_sdk_error, describe_sdk_error};
 pub use dispatch::{Dispatched, Dispatcher};
-pub use s3::{ListQuery, ListedObject, ListedPage, S3Error, S3Source, SourceHead, SourceObject};
+pub use s3::{
+    ListQuery, ListedObject, ListedPage, S3Error, S3Source, SourceAttributes, SourceHead,
+    SourceObject,
+};
 pub use sqs::{JobSender, Message, SendError};
 
 /// Loads region, credentials and endpoint overrides from the environment.

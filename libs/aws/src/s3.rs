@@ -33,6 +33,34 @@ pub struct S3Source {
     client: aws_sdk_s3::Client,
 }
 
+/// What an object says besides its content: the HTTP headers it is served with and its user
+/// metadata. GetObject and HeadObject both answer them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceAttributes {
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_language: Option<String>,
+    /// `x-amz-meta-*`, names lowercased by S3.
+    pub user_metadata: HashMap<String, String>,
+}
+
+/// The [`SourceAttributes`] of a GetObject or HeadObject answer (their accessors share names,
+/// not a type).
+macro_rules! attributes_of {
+    ($output:expr) => {
+        SourceAttributes {
+            content_type: $output.content_type().map(str::to_owned),
+            cache_control: $output.cache_control().map(str::to_owned),
+            content_disposition: $output.content_disposition().map(str::to_owned),
+            content_encoding: $output.content_encoding().map(str::to_owned),
+            content_language: $output.content_language().map(str::to_owned),
+            user_metadata: $output.metadata().cloned().unwrap_or_default(),
+        }
+    };
+}
+
 /// An S3 object being read: what S3 says about it, and its body as a stream.
 #[derive(Debug)]
 pub struct SourceObject {
@@ -43,13 +71,7 @@ pub struct SourceObject {
     pub size: u64,
     pub version_id: Option<String>,
     pub last_modified: Option<DateTime<Utc>>,
-    pub content_type: Option<String>,
-    pub cache_control: Option<String>,
-    pub content_disposition: Option<String>,
-    pub content_encoding: Option<String>,
-    pub content_language: Option<String>,
-    /// `x-amz-meta-*`, names lowercased by S3.
-    pub user_metadata: HashMap<String, String>,
+    pub attributes: SourceAttributes,
     /// S3's CRC32C of the whole object, when it stores one (uploads made with that checksum).
     pub full_object_crc32c: Option<String>,
     /// The MD5 of the content, when the ETag is one: single-part uploads without SSE-KMS/SSE-C.
@@ -257,12 +279,7 @@ impl S3Source {
             size,
             version_id: version_id(output.version_id()),
             last_modified: timestamp(output.last_modified()),
-            content_type: output.content_type().map(str::to_owned),
-            cache_control: output.cache_control().map(str::to_owned),
-            content_disposition: output.content_disposition().map(str::to_owned),
-            content_encoding: output.content_encoding().map(str::to_owned),
-            content_language: output.content_language().map(str::to_owned),
-            user_metadata: output.metadata().cloned().unwrap_or_default(),
+            attributes: attributes_of!(output),
             full_object_crc32c,
             content_md5,
             body: output.body,
@@ -319,6 +336,7 @@ pub struct SourceHead {
     /// Base64, as S3 reports it.
     pub full_object_crc32c: Option<String>,
     pub content_md5: Option<[u8; 16]>,
+    pub attributes: SourceAttributes,
 }
 
 impl S3Source {
@@ -408,6 +426,7 @@ impl S3Source {
                 .unwrap_or_default(),
             version_id: version_id(output.version_id()),
             last_modified: timestamp(output.last_modified()),
+            attributes: attributes_of!(output),
             etag,
         }))
     }

@@ -32,6 +32,7 @@ pub use name::replica_name;
 pub use outcome::Outcome;
 pub use render::{Admitted, HEADER_BYTES, Renderer};
 pub use replicator::Replicator;
+pub use replicator::attributes::attributes_digest;
 pub use settings::{ReplicatorSettings, image_limits_from_env};
 pub use variant_object::{variant_name, variant_upload};
 pub use variants_error::{TOO_LARGE_FOR_MEMORY, VARIANT_NAME_ERROR, variants_error_kinds};

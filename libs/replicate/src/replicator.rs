@@ -5,7 +5,7 @@
 //! deletes (`delete`).
 
 mod admission;
-mod attributes;
+pub(crate) mod attributes;
 mod decide;
 mod delete;
 mod write;

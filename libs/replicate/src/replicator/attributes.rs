@@ -6,12 +6,12 @@
 use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
-use yuba_aws::SourceObject;
+use yuba_aws::SourceAttributes;
 use yuba_gcs::{ObjectHeaders, ObjectInfo, ObjectUpdate};
 use yuba_model::{RESERVED_METADATA_PREFIX, ReplicaRecord};
 
 /// The source's HTTP headers, as the replica is served with them.
-pub(super) fn headers(source: &SourceObject) -> ObjectHeaders {
+pub(super) fn headers(source: &SourceAttributes) -> ObjectHeaders {
     ObjectHeaders {
         content_type: source.content_type.clone(),
         cache_control: source.cache_control.clone(),
@@ -45,8 +45,9 @@ fn is_reserved(key: &str) -> bool {
 }
 
 /// What the record keeps of the attributes (`yuba-source-attributes`): a sha256 over the headers
-/// and the user metadata, each length-prefixed so that no two sets of attributes share one.
-pub(super) fn digest(source: &SourceObject) -> String {
+/// and the user metadata, each length-prefixed so that no two sets of attributes share one. The
+/// reconciler's `verify --metadata` compares a source HEAD's digest with the record's.
+pub fn attributes_digest(source: &SourceAttributes) -> String {
     digest_of(&headers(source), &user_metadata(&source.user_metadata))
 }
 
@@ -69,7 +70,7 @@ fn digest_of(headers: &ObjectHeaders, user_metadata: &[(String, String)]) -> Str
 /// them), and removes the user metadata the source no longer has.
 pub(super) fn update(
     replica: &ObjectInfo,
-    source: &SourceObject,
+    source: &SourceAttributes,
     record: &ReplicaRecord,
 ) -> ObjectUpdate {
     let kept = user_metadata(&source.user_metadata);

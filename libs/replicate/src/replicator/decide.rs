@@ -139,7 +139,7 @@ impl Replicator {
             sequencer: facts.sequencer.clone().or(record.source.sequencer.clone()),
             ..facts
         };
-        let update = attributes::update(replica, source, &updated);
+        let update = attributes::update(replica, &source.attributes, &updated);
         let stored = self
             .gcs
             .objects()
@@ -202,7 +202,7 @@ fn source_facts(job: &ReplicateJob, source: &SourceObject) -> SourceFacts {
         size: source.size,
         last_modified: source.last_modified,
         sequencer: job.sequencer.clone().filter(|_| event_describes_source),
-        attributes: Some(attributes::digest(source)),
+        attributes: Some(attributes::attributes_digest(&source.attributes)),
     }
 }
 

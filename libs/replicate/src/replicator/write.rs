@@ -114,14 +114,15 @@ fn upload_spec(
     source: &SourceObject,
     record: &ReplicaRecord,
 ) -> UploadSpec {
-    let mut metadata: Vec<(String, String)> = attributes::user_metadata(&source.user_metadata);
+    let mut metadata: Vec<(String, String)> =
+        attributes::user_metadata(&source.attributes.user_metadata);
     metadata.extend(
         record
             .to_metadata()
             .into_iter()
             .map(|(key, value)| (key.to_owned(), value)),
     );
-    let headers = attributes::headers(source);
+    let headers = attributes::headers(&source.attributes);
     UploadSpec {
         bucket: bucket.to_owned(),
         name: target.name.to_owned(),

@@ -105,7 +105,7 @@ impl Replicator {
             name,
             facts,
             checksums.sha256_hex(),
-            source.cache_control.clone(),
+            source.attributes.cache_control.clone(),
             &variant,
         );
         self.gcs
