@@ -34,6 +34,10 @@ pub enum Command {
         /// Stream both objects and compare sha256, instead of checksums.
         #[arg(long)]
         deep: bool,
+        /// Also compare the source's headers and user metadata (a HEAD per object: $0.40 per
+        /// million) with the ones the replica was written with; report drift as `attributes`.
+        #[arg(long)]
+        metadata: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -49,6 +53,10 @@ pub enum Command {
         /// With --verify: compare sha256 of both streams.
         #[arg(long, requires = "verify")]
         deep: bool,
+        /// With --verify: also compare headers and user metadata, and bring the replica's up
+        /// to date where they differ (a metadata update; the content is not sent again).
+        #[arg(long, requires = "verify")]
+        metadata: bool,
         /// Delete replicas whose source is gone (and their variants), and orphan variants.
         #[arg(long, env = "YUBA_RECONCILE_DELETE_ORPHANS")]
         delete_orphans: bool,
@@ -221,6 +229,8 @@ mod tests {
         assert!(*inline && *verify && *deep);
         assert_eq!(common.prefix, "photos/");
         assert!(Cli::try_parse_from(["yuba-reconciler", "backfill", "--deep"]).is_err());
+        assert!(Cli::try_parse_from(["yuba-reconciler", "backfill", "--metadata"]).is_err());
+        assert!(Cli::try_parse_from(["yuba-reconciler", "verify", "--metadata"]).is_ok());
         assert!(
             Cli::try_parse_from(["yuba-reconciler", "diff", "--no-checkpoint", "--resume"])
                 .is_err()

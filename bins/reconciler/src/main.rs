@@ -18,7 +18,7 @@ use yuba_gcs::{Gcs, GcsSettings};
 use yuba_model::ErrorChain;
 use yuba_reconcile::{
     Action, Buckets, Counts, Depth, Finding, Live, MAX_RECHECKED_KEYS, Manifest, Observer, Orphans,
-    Recheck, ReconcileError, Reconciler, Repair, RunOptions, Selection, Summary, Task,
+    Proof, Recheck, ReconcileError, Reconciler, Repair, RunOptions, Selection, Summary, Task,
 };
 use yuba_replicate::{Footprint, Replicator, ReplicatorSettings};
 use yuba_startup::Env;
@@ -130,19 +130,23 @@ fn task(
     command: &Command,
     repair: impl FnOnce(bool) -> anyhow::Result<Repair>,
 ) -> anyhow::Result<Task> {
-    let depth = |deep: bool| if deep { Depth::Deep } else { Depth::Checksums };
+    let proof = |deep: bool, metadata: bool| Proof {
+        depth: if deep { Depth::Deep } else { Depth::Checksums },
+        metadata,
+    };
     Ok(match command {
         Command::Diff { .. } => Task::Diff,
-        Command::Verify { deep, .. } => Task::Verify(depth(*deep)),
+        Command::Verify { deep, metadata, .. } => Task::Verify(proof(*deep, *metadata)),
         Command::Backfill {
             inline,
             verify,
             deep,
+            metadata,
             delete_orphans,
             orphan_variant_min_age,
             ..
         } => Task::Backfill {
-            verify: verify.then_some(depth(*deep)),
+            verify: verify.then_some(proof(*deep, *metadata)),
             repair: repair(*inline)?,
             orphans: Orphans {
                 delete: *delete_orphans,
@@ -206,7 +210,7 @@ async fn reconcile(
             "looking at the enqueued keys again once the workers took their jobs"
         );
         reconciler
-            .recheck(recheck, keys, &options, report.as_ref(), &mut summary)
+            .recheck(task, recheck, keys, &options, report.as_ref(), &mut summary)
             .await?;
     }
     report.summary(&summary);

@@ -118,6 +118,7 @@ impl Report {
             ("variants-missing", c.variants_missing),
             ("orphan", c.orphan),
             ("orphan-variant", c.orphan_variants),
+            ("attributes", c.attributes),
             ("unverified", c.unverified),
             ("refused (key must change)", c.refused),
             ("repaired", c.repaired),

@@ -33,6 +33,9 @@ pub enum Kind {
     /// A variant that nothing will serve or replace: its original is gone, holds other
     /// content, or no longer calls for its profile.
     OrphanVariant,
+    /// The replica's content is its source's, not its headers or user metadata: the source's
+    /// changed in place (`verify --metadata`). A metadata update repairs it, not a copy.
+    Attributes,
     /// Content that `verify` could not prove either way.
     Unverified,
     /// A source key that cannot be replicated under its own name (GCS cannot hold the name, or
@@ -41,13 +44,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const DRIFT: [Kind; 8] = [
+    pub const DRIFT: [Kind; 9] = [
         Kind::Missing,
         Kind::Stale,
         Kind::Mismatch,
         Kind::VariantsMissing,
         Kind::Orphan,
         Kind::OrphanVariant,
+        Kind::Attributes,
         Kind::Unverified,
         Kind::Refused,
     ];
@@ -61,6 +65,7 @@ impl Kind {
             Kind::VariantsMissing => "variants-missing",
             Kind::Orphan => "orphan",
             Kind::OrphanVariant => "orphan-variant",
+            Kind::Attributes => "attributes",
             Kind::Unverified => "unverified",
             Kind::Refused => "refused",
         }
@@ -72,6 +77,13 @@ impl Kind {
             self,
             Kind::Missing | Kind::Stale | Kind::Mismatch | Kind::VariantsMissing
         )
+    }
+
+    /// Whether a replicate job repairs it: by a copy, or for [`Kind::Attributes`] by the
+    /// metadata update the worker makes when it finds the content current and the attributes
+    /// not (so that job must not be forced: a forced job copies the content again).
+    pub fn needs_replicate_job(self) -> bool {
+        self.needs_copy() || self == Kind::Attributes
     }
 }
 

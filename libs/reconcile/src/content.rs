@@ -5,6 +5,7 @@ use sha2::{Digest, Sha256};
 use yuba_aws::{ListedObject, S3Error, S3Source, SourceHead};
 use yuba_gcs::{Gcs, GcsError, ObjectInfo};
 use yuba_model::{ErrorChain, ReplicaRecord, crc32c_from_base64, crc32c_to_base64};
+use yuba_replicate::attributes_digest;
 
 use crate::classify::{Kind, Verdict};
 use crate::report::Basis;
@@ -25,18 +26,10 @@ pub fn judge(
     replica: &ObjectInfo,
     record: &ReplicaRecord,
 ) -> ContentCheck {
-    let Some(head) = head else {
-        return ContentCheck::Drift(Verdict::drift(
-            Kind::Orphan,
-            "the source object was deleted during the run",
-        ));
+    let head = match still_listed(listed, head) {
+        Ok(head) => head,
+        Err(verdict) => return ContentCheck::Drift(verdict),
     };
-    if head.etag != listed.etag {
-        return ContentCheck::Drift(Verdict::drift(
-            Kind::Stale,
-            "the source object was overwritten during the run",
-        ));
-    }
     let Some(stored_crc32c) = replica.crc32c else {
         return ContentCheck::Drift(Verdict::drift(
             Kind::Unverified,
@@ -82,6 +75,61 @@ pub fn judge(
         "no checksum to compare: S3 has no CRC32C or MD5 ETag for the source and the replica \
          records no crc32c; use --deep",
     ))
+}
+
+/// Compares the attributes the replica was written with (the digest its record keeps) with the
+/// source's now (`verify --metadata`), by the worker's own rule: what differs, a replicate job
+/// brings up to date with a metadata update. `None`: they agree.
+pub fn judge_attributes(
+    listed: &ListedObject,
+    head: Option<&SourceHead>,
+    record: &ReplicaRecord,
+) -> Option<Verdict> {
+    let head = match still_listed(listed, head) {
+        Ok(head) => head,
+        Err(verdict) => return Some(verdict),
+    };
+    let Some(recorded) = record.source.attributes.as_deref() else {
+        return Some(Verdict::drift(
+            Kind::Attributes,
+            "the record keeps no digest of the source's headers and user metadata (written by \
+             a yuba that did not keep them)",
+        ));
+    };
+    if recorded == attributes_digest(&head.attributes) {
+        return None;
+    }
+    let header =
+        |value: Option<&str>| value.map_or_else(|| "none".to_owned(), |v| format!("{v:?}"));
+    Some(Verdict::drift(
+        Kind::Attributes,
+        format!(
+            "the source's headers or user metadata changed since the replica was written (now \
+             Content-Type {}, Cache-Control {}, {} user metadata entries)",
+            header(head.attributes.content_type.as_deref()),
+            header(head.attributes.cache_control.as_deref()),
+            head.attributes.user_metadata.len(),
+        ),
+    ))
+}
+
+/// The source as it is now, if it is still the object listed; otherwise the drift that says
+/// what became of it during the run.
+fn still_listed<'a>(
+    listed: &ListedObject,
+    head: Option<&'a SourceHead>,
+) -> Result<&'a SourceHead, Verdict> {
+    match head {
+        None => Err(Verdict::drift(
+            Kind::Orphan,
+            "the source object was deleted during the run",
+        )),
+        Some(head) if head.etag != listed.etag => Err(Verdict::drift(
+            Kind::Stale,
+            "the source object was overwritten during the run",
+        )),
+        Some(head) => Ok(head),
+    }
 }
 
 /// Streams the source and the replica (the generation listed) and compares their sha256 with
@@ -169,6 +217,8 @@ async fn replica_sha256(gcs: &Gcs, bucket: &str, replica: &ObjectInfo) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use yuba_aws::SourceAttributes;
+
     use crate::classify::tests::{listed, record, stored};
 
     fn head(etag: &str, crc32c: Option<u32>, md5: Option<[u8; 16]>) -> SourceHead {
@@ -179,6 +229,7 @@ mod tests {
             last_modified: None,
             full_object_crc32c: crc32c.map(crc32c_to_base64),
             content_md5: md5,
+            attributes: SourceAttributes::default(),
         }
     }
 
@@ -226,5 +277,43 @@ mod tests {
         replica.crc32c = None;
         let check = judge(&source, Some(&head("e1", None, None)), &replica, &rec);
         assert_eq!(kind(check), Err(Kind::Unverified));
+    }
+
+    #[test]
+    fn attributes_drift_when_the_source_changed_them_or_the_record_never_kept_them() {
+        let written = SourceAttributes {
+            content_type: Some("text/plain".into()),
+            cache_control: Some("max-age=60".into()),
+            ..SourceAttributes::default()
+        };
+        let changed = SourceAttributes {
+            content_type: Some("image/png".into()),
+            ..written.clone()
+        };
+        let with = |etag: &str, attributes: &SourceAttributes| SourceHead {
+            attributes: attributes.clone(),
+            ..head(etag, None, None)
+        };
+        let source = listed("k", "e1", 5);
+        let mut rec = record("k", "e1", 5, 9);
+        rec.source.attributes = Some(attributes_digest(&written));
+        let mut undigested = rec.clone();
+        undigested.source.attributes = None;
+        let judged = |head: Option<SourceHead>, rec: &ReplicaRecord| {
+            judge_attributes(&source, head.as_ref(), rec)
+        };
+        let kind = |head, rec: &ReplicaRecord| judged(head, rec).map(|verdict| verdict.kind);
+        assert_eq!(kind(Some(with("e1", &written)), &rec), None);
+        let drift = judged(Some(with("e1", &changed)), &rec);
+        assert_eq!(drift.as_ref().map(|v| v.kind), Some(Kind::Attributes));
+        let detail = drift.and_then(|v| v.detail).unwrap_or_default();
+        assert!(detail.contains("\"image/png\""), "{detail}");
+        assert_eq!(kind(Some(with("e2", &written)), &rec), Some(Kind::Stale));
+        assert_eq!(kind(None, &rec), Some(Kind::Orphan));
+        assert_eq!(
+            kind(Some(with("e1", &written)), &undigested),
+            Some(Kind::Attributes),
+            "a record without the digest cannot show the attributes current"
+        );
     }
 }

@@ -53,6 +53,15 @@ pub enum Depth {
     Deep,
 }
 
+/// What `verify` (and `backfill --verify`) proves of a replica the listing found in sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proof {
+    pub depth: Depth,
+    /// Also compare the source's headers and user metadata with the ones the replica was
+    /// written with (`--metadata`): a HEAD per object, which `Depth::Checksums` makes anyway.
+    pub metadata: bool,
+}
+
 /// How `backfill` repairs.
 #[derive(Debug, Clone)]
 pub enum Repair {
@@ -87,9 +96,9 @@ impl Command {
 #[derive(Debug, Clone)]
 pub enum Task {
     Diff,
-    Verify(Depth),
+    Verify(Proof),
     Backfill {
-        verify: Option<Depth>,
+        verify: Option<Proof>,
         repair: Repair,
         orphans: Orphans,
     },
@@ -118,20 +127,28 @@ impl Task {
         self.command().as_str()
     }
 
-    fn depth(&self) -> Option<Depth> {
+    fn proof(&self) -> Option<Proof> {
         match self {
             Task::Diff => None,
-            Task::Verify(depth) => Some(*depth),
+            Task::Verify(proof) => Some(*proof),
             Task::Backfill { verify, .. } => *verify,
         }
     }
 
     /// What the task does, for the checkpoint's run identity.
     fn describe(&self) -> String {
-        let deep = |depth: Depth| if depth == Depth::Deep { " --deep" } else { "" };
+        let flags = |proof: &Proof| {
+            let deep = if proof.depth == Depth::Deep {
+                " --deep"
+            } else {
+                ""
+            };
+            let metadata = if proof.metadata { " --metadata" } else { "" };
+            format!("{deep}{metadata}")
+        };
         match self {
             Task::Diff => "diff".to_owned(),
-            Task::Verify(depth) => format!("verify{}", deep(*depth)),
+            Task::Verify(proof) => format!("verify{}", flags(proof)),
             Task::Backfill {
                 verify,
                 repair,
@@ -141,9 +158,9 @@ impl Task {
                 if matches!(repair, Repair::Inline(_)) {
                     text.push_str(" --inline");
                 }
-                if let Some(depth) = verify {
+                if let Some(proof) = verify {
                     text.push_str(" --verify");
-                    text.push_str(deep(*depth));
+                    text.push_str(&flags(proof));
                 }
                 if orphans.delete {
                     text.push_str(" --delete-orphans");

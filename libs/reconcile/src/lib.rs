@@ -26,6 +26,7 @@ pub use checkpoint::{Checkpoint, CheckpointError, CheckpointFile, Position};
 pub use classify::{Kind, Pair, Verdict};
 pub use engine::{
     Buckets, Command, Depth, EXIT_INTERRUPTED, ListingFailure, Live, MAX_RECHECKED_KEYS, Manifest,
-    Observer, Orphans, Recheck, ReconcileError, Reconciler, Repair, RunOptions, Selection, Task,
+    Observer, Orphans, Proof, Recheck, ReconcileError, Reconciler, Repair, RunOptions, Selection,
+    Task,
 };
 pub use report::{Action, Basis, Counts, Finding, Summary};

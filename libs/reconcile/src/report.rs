@@ -27,6 +27,9 @@ pub enum Action {
     Enqueued(Route),
     /// Copied in-process (`--inline`).
     Replicated,
+    /// The replica's headers and user metadata brought up to date in-process (`--inline`),
+    /// its content not sent again.
+    AttributesUpdated,
     /// The orphan was deleted (`--delete-orphans`).
     Deleted,
     /// The worker's code found nothing to do after all (someone repaired it meanwhile).
@@ -34,6 +37,8 @@ pub enum Action {
     /// The repair failed (the finding's `error` says why).
     Failed,
     WouldCopy,
+    /// A replicate job would bring the attributes up to date (a metadata update, no copy).
+    WouldUpdate,
     WouldDelete,
     /// An orphan left in place: deleting needs `--delete-orphans`.
     Kept,
@@ -47,10 +52,12 @@ impl Action {
             Action::Enqueued(Route::Lambda) => "enqueued:lambda",
             Action::Enqueued(Route::Fargate) => "enqueued:fargate",
             Action::Replicated => "replicated",
+            Action::AttributesUpdated => "attributes-updated",
             Action::Deleted => "deleted",
             Action::AlreadyDone => "already-done",
             Action::Failed => "failed",
             Action::WouldCopy => "would-copy",
+            Action::WouldUpdate => "would-update",
             Action::WouldDelete => "would-delete",
             Action::Kept => "kept",
             Action::None => "none",
@@ -63,7 +70,7 @@ impl Action {
     pub fn is_repair(self) -> bool {
         matches!(
             self,
-            Action::Replicated | Action::Deleted | Action::AlreadyDone
+            Action::Replicated | Action::AttributesUpdated | Action::Deleted | Action::AlreadyDone
         )
     }
 }
@@ -129,6 +136,8 @@ pub struct Counts {
     /// Variants whose original is gone, was made from other content, or whose profile is no
     /// longer configured.
     pub orphan_variants: u64,
+    /// Replicas whose headers or user metadata are not their source's (`verify --metadata`).
+    pub attributes: u64,
     pub unverified: u64,
     /// Source keys that cannot be replicated under their own name.
     pub refused: u64,
@@ -159,6 +168,7 @@ impl Counts {
             Kind::VariantsMissing => &mut self.variants_missing,
             Kind::Orphan => &mut self.orphan,
             Kind::OrphanVariant => &mut self.orphan_variants,
+            Kind::Attributes => &mut self.attributes,
             Kind::Unverified => &mut self.unverified,
             Kind::Refused => &mut self.refused,
         } += 1;
@@ -183,6 +193,7 @@ impl Counts {
             + self.variants_missing
             + self.orphan
             + self.orphan_variants
+            + self.attributes
             + self.unverified
             + self.refused
     }
@@ -205,6 +216,7 @@ impl Counts {
             variants_missing,
             orphan,
             orphan_variants,
+            attributes,
             unverified,
             refused,
             repaired,
@@ -231,6 +243,7 @@ impl Counts {
         self.variants_missing += variants_missing;
         self.orphan += orphan;
         self.orphan_variants += orphan_variants;
+        self.attributes += attributes;
         self.unverified += unverified;
         self.refused += refused;
         self.repaired += repaired;

@@ -1532,3 +1532,176 @@ async fn a_backfill_that_verifies_what_it_enqueued_tells_failed_jobs_from_repair
     );
     Ok(())
 }
+
+/// Metadata follows the source (issue 19, promise 4), for the reconciler: an in-place change of
+/// a source's headers and user metadata that no event brought (no worker runs here) is what
+/// `verify --metadata` reports as `attributes`, where `verify` alone sees nothing; a record
+/// written without the attributes' digest cannot show them current and is drift too. `backfill
+/// --verify --metadata --inline` brings the replicas' attributes up to date in a metadata
+/// update: the same generation, no byte sent again. Then the run is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_metadata_finds_attribute_drift_and_backfill_repairs_it_without_a_copy()
+-> anyhow::Result<()> {
+    let stack = Stack::start("reconcile-attributes", 3)?;
+    let s3 = stack.s3().await;
+    let gcs = stack.gcs().await?;
+    let (source, bucket) = (stack.source_bucket(), stack.replica_bucket());
+    let checkpoint = stack.dir.join("attributes.checkpoint.json");
+    let (changed, undigested, untouched) = (
+        "notes/changed.txt",
+        "notes/undigested.txt",
+        "notes/untouched.txt",
+    );
+    for key in [changed, undigested, untouched] {
+        s3.put_object()
+            .bucket(source)
+            .key(key)
+            .body(ByteStream::from(key.as_bytes().to_vec()))
+            .content_type("text/plain")
+            .cache_control("max-age=60")
+            .metadata("owner", "ann")
+            .send()
+            .await?;
+    }
+    let seeded = reconcile(&stack, &["backfill", "--inline"], &[], &checkpoint).await?;
+    assert_eq!(seeded.code, Some(0), "{}", seeded.stdout);
+
+    // S3's way to change an object's metadata; its event waits on a queue no worker reads.
+    s3.copy_object()
+        .bucket(source)
+        .key(changed)
+        .copy_source(format!("{source}/{changed}"))
+        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+        .content_type("text/markdown")
+        .cache_control("public, max-age=3600")
+        .metadata("owner", "bob")
+        .send()
+        .await?;
+    // A replica written before yuba kept the attributes' digest: the same content and record,
+    // less that key (fake-gcs-server keeps a key a PATCH removes, as an empty string).
+    let written = gcs
+        .objects()
+        .get(bucket, undigested)
+        .await?
+        .expect("replica");
+    let mut metadata: Vec<(String, String)> = written.metadata.into_iter().collect();
+    metadata.retain(|(key, _)| key != yuba_model::keys::SOURCE_ATTRIBUTES);
+    gcs.upload(
+        UploadSpec {
+            bucket: bucket.to_owned(),
+            name: undigested.to_owned(),
+            content_type: written.content_type,
+            cache_control: written.cache_control,
+            metadata,
+            ..UploadSpec::default()
+        },
+        undigested.to_owned(),
+    )
+    .await?;
+    let before = HashMap::from([
+        (
+            changed,
+            gcs.objects().get(bucket, changed).await?.expect("replica"),
+        ),
+        (
+            undigested,
+            gcs.objects()
+                .get(bucket, undigested)
+                .await?
+                .expect("replica"),
+        ),
+    ]);
+
+    let content_only = reconcile(&stack, &["verify"], &[], &checkpoint).await?;
+    assert_eq!(content_only.code, Some(0), "{}", content_only.stdout);
+    let verify = reconcile(&stack, &["verify", "--metadata"], &[], &checkpoint).await?;
+    let (findings, summary) = parse(&verify);
+    let drift = expected(&[("attributes", changed), ("attributes", undigested)]);
+    assert_eq!(kinds_and_keys(&findings), drift, "{}", verify.stdout);
+    assert_eq!(verify.code, Some(1), "{}", verify.stderr);
+    assert_eq!(count(&summary, "attributes"), 2, "{summary}");
+    assert_eq!(count(&summary, "verified"), 1, "{summary}");
+    let detail = |key: &str| {
+        findings
+            .iter()
+            .find(|f| f["key"] == key)
+            .map(|f| f["detail"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    assert!(
+        detail(changed).contains("\"text/markdown\""),
+        "{}",
+        verify.stdout
+    );
+    assert!(
+        detail(undigested).contains("no digest"),
+        "{}",
+        verify.stdout
+    );
+
+    let repair = ["backfill", "--inline", "--verify", "--metadata"];
+    let dry_run = reconcile(
+        &stack,
+        &[&repair[..], &["--dry-run"]].concat(),
+        &[],
+        &checkpoint,
+    )
+    .await?;
+    let would: HashMap<String, String> = [changed, undigested]
+        .map(|key| (key.to_owned(), "would-update".to_owned()))
+        .into();
+    assert_eq!(actions(&parse(&dry_run).0), would, "{}", dry_run.stdout);
+
+    let uploads = |requests: &[String]| {
+        requests
+            .iter()
+            .filter(|r| r.starts_with("POST /upload/"))
+            .count()
+    };
+    let uploads_before = uploads(&stack.gcs_requests()?);
+    let backfill = reconcile(&stack, &repair, &[], &checkpoint).await?;
+    let (findings, summary) = parse(&backfill);
+    let updated: HashMap<String, String> = [changed, undigested]
+        .map(|key| (key.to_owned(), "attributes-updated".to_owned()))
+        .into();
+    assert_eq!(actions(&findings), updated, "{}", backfill.stdout);
+    assert_eq!(backfill.code, Some(0), "{}", backfill.stderr);
+    assert_eq!(count(&summary, "repaired"), 2, "{summary}");
+    assert_eq!(count(&summary, "bytes_copied"), 0, "{summary}");
+    assert_eq!(
+        uploads(&stack.gcs_requests()?),
+        uploads_before,
+        "no content sent"
+    );
+    for (key, was) in &before {
+        let now = gcs.objects().get(bucket, key).await?.expect("replica");
+        assert_eq!(now.generation, was.generation, "{key}: the same content");
+        let requests = stack.gcs_requests()?;
+        let name = key.rsplit('/').next().unwrap_or(key);
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.starts_with("PATCH ") && r.contains(name)),
+            "{key}: {requests:#?}"
+        );
+        let record = yuba_model::ReplicaRecord::from_metadata(&now.metadata)?.expect("record");
+        assert!(record.source.attributes.is_some(), "{key}: {record:?}");
+    }
+    let followed = gcs.objects().get(bucket, changed).await?.expect("replica");
+    assert_eq!(followed.content_type.as_deref(), Some("text/markdown"));
+    assert_eq!(
+        followed.cache_control.as_deref(),
+        Some("public, max-age=3600")
+    );
+    assert_eq!(
+        followed.metadata.get("owner").map(String::as_str),
+        Some("bob")
+    );
+
+    let clean = reconcile(&stack, &["verify", "--metadata"], &[], &checkpoint).await?;
+    let (findings, summary) = parse(&clean);
+    assert!(findings.is_empty(), "{}", clean.stdout);
+    assert_eq!(clean.code, Some(0), "{}", clean.stderr);
+    assert_eq!(count(&summary, "verified"), 3, "{summary}");
+    Ok(())
+}

@@ -9,11 +9,11 @@ use yuba_gcs::ObjectInfo;
 use yuba_model::{ErrorChain, ReplicaRecord, keys};
 
 use super::run::RunContext;
-use super::{Depth, Reconciler};
+use super::{Depth, Proof, Reconciler};
 use crate::classify::{
     Companion, Kind, Pair, VariantCheck, Verdict, classify, classify_variant, judge_variant,
 };
-use crate::content::{ContentCheck, compare_deep, judge};
+use crate::content::{ContentCheck, compare_deep, judge, judge_attributes};
 use crate::report::{Action, Finding};
 
 /// A classified pair; `forced` when a content check, not the listing, found the drift (the
@@ -70,10 +70,10 @@ impl Reconciler {
             forced: false,
             verified: false,
         };
-        let (Some(depth), Kind::InSync) = (context.task.depth(), judged.verdict.kind) else {
+        let (Some(proof), Kind::InSync) = (context.task.proof(), judged.verdict.kind) else {
             return Some(judged);
         };
-        match self.prove(context, depth, &judged.pair).await {
+        match self.prove(context, proof, &judged.pair).await {
             Some(ContentCheck::Verified(_)) => judged.verified = true,
             Some(ContentCheck::Drift(verdict)) => {
                 judged.forced = verdict.kind.needs_copy();
@@ -84,12 +84,12 @@ impl Reconciler {
         Some(judged)
     }
 
-    /// Proves the content of a pair the listing found in sync, variants included; `None` for
-    /// a replica without a record to prove it against.
+    /// Proves the content of a pair the listing found in sync, variants included, and with
+    /// `--metadata` its attributes; `None` for a replica without a record to prove it against.
     async fn prove(
         &self,
         context: &RunContext<'_>,
-        depth: Depth,
+        proof: Proof,
         pair: &Pair,
     ) -> Option<ContentCheck> {
         let (Some(source), Some(replica)) = (&pair.source, &pair.replica) else {
@@ -99,16 +99,16 @@ impl Reconciler {
             return None;
         };
         let _permit = context.io.acquire().await.ok();
-        let check = match depth {
+        // The checksums come with a HEAD, which `--metadata` then reads its attributes from.
+        let mut head = None;
+        let check = match proof.depth {
             Depth::Checksums => match self.s3.head(&self.buckets.source, &source.key).await {
-                Ok(head) => judge(source, head.as_ref(), replica, &record),
-                Err(error) => ContentCheck::Drift(Verdict::drift(
-                    Kind::Unverified,
-                    format!(
-                        "could not read the source's checksums: {}",
-                        ErrorChain(&error)
-                    ),
-                )),
+                Ok(found) => {
+                    let check = judge(source, found.as_ref(), replica, &record);
+                    head = Some(found);
+                    check
+                }
+                Err(error) => return Some(unreadable_source(&error)),
             },
             Depth::Deep => {
                 compare_deep(
@@ -123,12 +123,25 @@ impl Reconciler {
                 .await
             }
         };
-        Some(match check {
-            ContentCheck::Verified(basis) => match self.check_variants(&pair.key, &record).await {
-                Some(verdict) => ContentCheck::Drift(verdict),
-                None => ContentCheck::Verified(basis),
+        let ContentCheck::Verified(basis) = check else {
+            return Some(check);
+        };
+        if let Some(verdict) = self.check_variants(&pair.key, &record).await {
+            return Some(ContentCheck::Drift(verdict));
+        }
+        if !proof.metadata {
+            return Some(ContentCheck::Verified(basis));
+        }
+        let head = match head {
+            Some(head) => head,
+            None => match self.s3.head(&self.buckets.source, &source.key).await {
+                Ok(head) => head,
+                Err(error) => return Some(unreadable_source(&error)),
             },
-            drift => drift,
+        };
+        Some(match judge_attributes(source, head.as_ref(), &record) {
+            Some(verdict) => ContentCheck::Drift(verdict),
+            None => ContentCheck::Verified(basis),
         })
     }
 
@@ -191,6 +204,14 @@ impl Reconciler {
         }
         None
     }
+}
+
+/// A source whose HEAD failed: neither its checksums nor its attributes can be proved.
+fn unreadable_source(error: &yuba_aws::S3Error) -> ContentCheck {
+    ContentCheck::Drift(Verdict::drift(
+        Kind::Unverified,
+        format!("could not read the source's HEAD: {}", ErrorChain(error)),
+    ))
 }
 
 /// A variant listed with no source of its name: judged as a variant, not as a replica.

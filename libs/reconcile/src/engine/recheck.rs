@@ -1,7 +1,8 @@
 //! What a backfill enqueued, looked at again once the workers took it: a job on a queue is not
 //! a repair until the key is found in sync. The backfill waits (boundedly) for the work queues
-//! to hold no more messages, then runs a diff over the keys it enqueued: those in sync are
-//! repaired, the rest failed, with what they still are.
+//! to hold no more messages, then looks at the keys it enqueued as it found them (a diff, or with
+//! `--verify` the same proof): those in sync are repaired, the rest failed, with what they still
+//! are.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,10 +47,12 @@ impl Observer for Kept {
 
 impl Reconciler {
     /// Waits for the work queues to be done with `keys`' jobs (or `recheck.wait` to pass), looks
-    /// at the keys again, and settles them in `summary`: in sync is repaired; a key still
-    /// drifting is failed, told to `observer` as a finding with its reason.
+    /// at the keys again as `backfill` looked at them, and settles them in `summary`: in sync
+    /// is repaired; a key still drifting is failed, told to `observer` as a finding with its
+    /// reason.
     pub async fn recheck(
         &self,
+        backfill: &Task,
         recheck: &Recheck,
         keys: Vec<String>,
         options: &RunOptions,
@@ -72,8 +75,10 @@ impl Reconciler {
             ..options.clone()
         };
         let live = Live::default();
+        // A repair only a content or attribute check can see is proven by that check again.
+        let look = backfill.proof().map_or(Task::Diff, Task::Verify);
         self.run(
-            &Task::Diff,
+            &look,
             &selection,
             &options,
             &kept,

@@ -80,16 +80,18 @@ impl Reconciler {
     fn job_for(&self, judged: &Judged, delete_orphans: bool) -> Option<Job> {
         let key = judged.pair.key.clone();
         match (judged.verdict.kind, &judged.pair.source) {
-            (kind, Some(source)) if kind.needs_copy() => Some(Job::Replicate(ReplicateJob {
-                bucket: self.buckets.source.clone(),
-                key,
-                version_id: None,
-                etag: Some(source.etag.clone()),
-                size: Some(source.size),
-                sequencer: None,
-                event_time: None,
-                force: judged.forced,
-            })),
+            (kind, Some(source)) if kind.needs_replicate_job() => {
+                Some(Job::Replicate(ReplicateJob {
+                    bucket: self.buckets.source.clone(),
+                    key,
+                    version_id: None,
+                    etag: Some(source.etag.clone()),
+                    size: Some(source.size),
+                    sequencer: None,
+                    event_time: None,
+                    force: judged.forced,
+                }))
+            }
             // Only what yuba wrote is deleted: other objects in the replica bucket are someone's.
             (Kind::Orphan, _) if delete_orphans && written_by_yuba(judged) => {
                 Some(Job::Delete(DeleteJob {
@@ -209,8 +211,7 @@ impl Reconciler {
                     .fetch_add(bytes, Ordering::Relaxed);
                 (Action::Replicated, None)
             }
-            // Repaired, with no content sent.
-            Ok(Outcome::AttributesUpdated { .. }) => (Action::Replicated, None),
+            Ok(Outcome::AttributesUpdated { .. }) => (Action::AttributesUpdated, None),
             Ok(Outcome::Deleted) => (Action::Deleted, None),
             Ok(Outcome::DeleteNotMirrored) => (
                 Action::Kept,
@@ -238,6 +239,7 @@ fn written_by_yuba(judged: &Judged) -> bool {
 /// What a dry run would do, or what is done about a finding no job repairs.
 fn planned(judged: &Judged, job: Option<&Job>) -> Action {
     match (job, judged.verdict.kind) {
+        (Some(Job::Replicate(_)), Kind::Attributes) => Action::WouldUpdate,
         (Some(Job::Replicate(_)), _) => Action::WouldCopy,
         (Some(Job::Delete(_)), _) => Action::WouldDelete,
         (None, Kind::Orphan | Kind::OrphanVariant) => Action::Kept,
