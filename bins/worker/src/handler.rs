@@ -98,6 +98,11 @@ fn report_done(outcome: &Outcome, timing: &Timing) {
             Some(*variants),
             variants_error.as_ref(),
         ),
+        Outcome::VariantsAdded {
+            variants,
+            variants_error,
+            ..
+        } => (None, None, None, Some(*variants), variants_error.as_ref()),
         _ => (None, None, None, None, None),
     };
     tracing::info!(

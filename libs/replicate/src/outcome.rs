@@ -27,6 +27,17 @@ pub enum Outcome {
     AttributesUpdated {
         generation: i64,
     },
+    /// The replica held the source's content but lacked variants the configuration calls for
+    /// (a profile was added since it was written): they were made from the source and written,
+    /// and the replica's record updated to name them in a metadata update; the original's
+    /// content was not copied again.
+    VariantsAdded {
+        generation: i64,
+        /// Variants written.
+        variants: usize,
+        /// Why none could be made after all.
+        variants_error: Option<VariantsError>,
+    },
     /// The replica was made from a later change of the key than the job's event (by S3's
     /// sequencer): the event is stale, nothing was read or written.
     Superseded {
@@ -48,10 +59,11 @@ impl Outcome {
     /// Every name [`Outcome::as_str`] gives, in declaration order, for what iterates over them
     /// (the metric catalog's `Outcome` values); `names_are_exactly_what_as_str_gives` holds the
     /// two together.
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "replicated",
         "already-replicated",
         "attributes-updated",
+        "variants-added",
         "superseded",
         "source-gone",
         "deleted",
@@ -66,6 +78,7 @@ impl Outcome {
             Outcome::Replicated { .. } => "replicated",
             Outcome::AlreadyReplicated { .. } => "already-replicated",
             Outcome::AttributesUpdated { .. } => "attributes-updated",
+            Outcome::VariantsAdded { .. } => "variants-added",
             Outcome::Superseded { .. } => "superseded",
             Outcome::SourceGone => "source-gone",
             Outcome::Deleted => "deleted",
@@ -107,6 +120,7 @@ mod tests {
             Outcome::Replicated { .. }
             | Outcome::AlreadyReplicated { .. }
             | Outcome::AttributesUpdated { .. }
+            | Outcome::VariantsAdded { .. }
             | Outcome::Superseded { .. }
             | Outcome::SourceGone
             | Outcome::Deleted
@@ -129,6 +143,11 @@ mod tests {
             },
             Outcome::AlreadyReplicated { generation: 1 },
             Outcome::AttributesUpdated { generation: 1 },
+            Outcome::VariantsAdded {
+                generation: 1,
+                variants: 2,
+                variants_error: None,
+            },
             Outcome::Superseded { generation: 1 },
             Outcome::SourceGone,
             Outcome::Deleted,

@@ -344,3 +344,85 @@ async fn an_overwrite_removes_the_variants_the_new_content_does_not_replace() ->
     assert!(said, "{}", dump_logs(&pipeline));
     Ok(())
 }
+
+/// Adding a profile costs its variants, not the originals' egress again (issue 20): a job that
+/// finds the original current but a configured profile missing from its record makes the
+/// variants from the source and names them in the record with a metadata update. The original
+/// keeps its generation; the only uploads are the variants'. Then the replica is up to date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_added_later_costs_its_variants_not_a_second_copy_of_the_original()
+-> anyhow::Result<()> {
+    const KEY: &str = "photos/beach.jpg";
+    const LARGE_ONLY: &str = r#"{
+        "key_template": "_variants/{variant}/{key}",
+        "profiles": [{"name": "large", "width": 800, "height": 800, "format": "jpeg", "quality": 80}]
+    }"#;
+    let stack = Stack::start("variants-added", 3)?;
+    let gcs = stack.gcs().await?;
+    let bucket = stack.replica_bucket();
+    let body = photo();
+    stack.put(KEY, &body).await?;
+    let job = yuba_model::Job::Replicate(yuba_model::ReplicateJob {
+        bucket: stack.source_bucket().to_owned(),
+        key: KEY.to_owned(),
+        version_id: None,
+        etag: None,
+        size: None,
+        sequencer: None,
+        event_time: None,
+        force: false,
+    });
+    let s3_endpoint = stack.var("AWS_ENDPOINT_URL");
+    let before = stack
+        .replicator(s3_endpoint, &[("YUBA_VARIANTS", LARGE_ONLY)])
+        .await?;
+    assert_eq!(before.run(&job).await?.as_str(), "replicated");
+    let first = gcs.objects().get(bucket, KEY).await?.expect("replicated");
+    assert!(
+        gcs.objects()
+            .get(bucket, "_variants/thumb/photos/beach.jpg.webp")
+            .await?
+            .is_none()
+    );
+
+    let after = stack
+        .replicator(s3_endpoint, &[("YUBA_VARIANTS", VARIANTS)])
+        .await?;
+    let requests_before = stack.gcs_requests()?.len();
+    let outcome = after.run(&job).await?;
+    assert!(
+        matches!(
+            outcome,
+            yuba_replicate::Outcome::VariantsAdded {
+                variants: 2,
+                variants_error: None,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    let uploads = stack.gcs_requests()?[requests_before..]
+        .iter()
+        .filter(|r| r.starts_with("POST /upload/"))
+        .count();
+    assert_eq!(uploads, 2, "one upload per variant, none of the original");
+    let now = gcs.objects().get(bucket, KEY).await?.expect("replica");
+    assert_eq!(
+        now.generation, first.generation,
+        "the original is not copied again"
+    );
+    assert_eq!(now.metadata["yuba-sha256"], sha256_hex(&body));
+    let listed = now.metadata["yuba-variants"].split(',').count();
+    assert_eq!(listed, 2, "{:?}", now.metadata);
+    let thumb = gcs
+        .objects()
+        .get(bucket, "_variants/thumb/photos/beach.jpg.webp")
+        .await?
+        .expect("the added profile's variant");
+    assert_eq!(
+        thumb.metadata.get("yuba-source-sha256"),
+        Some(&sha256_hex(&body))
+    );
+    assert_eq!(after.run(&job).await?.as_str(), "already-replicated");
+    Ok(())
+}

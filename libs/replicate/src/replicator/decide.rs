@@ -9,7 +9,7 @@ use yuba_gcs::ObjectInfo;
 use yuba_model::{ErrorChain, ReplicaRecord, ReplicateJob, SourceFacts, crc32c_from_base64};
 
 use super::attributes;
-use super::write::Target;
+use super::write::{Held, Target};
 use super::{MAX_LOST_RACES, Replicator};
 use crate::error::ReplicateError;
 use crate::name::replica_name;
@@ -26,6 +26,14 @@ impl Found {
     fn new(replica: Option<ObjectInfo>) -> Self {
         let record = replica.as_ref().and_then(read_record);
         Found { replica, record }
+    }
+
+    /// The replica, if its record `describes` what is asked for and it still holds the bytes
+    /// that record says were written (its variants aside).
+    fn holding(&self, describes: impl Fn(&ReplicaRecord) -> bool) -> Option<Held<'_>> {
+        let (replica, record) = (self.replica.as_ref()?, self.record.as_ref()?);
+        let held = describes(record) && record.check_stored(replica.size, replica.crc32c).is_ok();
+        held.then_some(Held { replica, record })
     }
 }
 
@@ -84,10 +92,12 @@ impl Replicator {
         let Some(source) = self.s3.get(&job.bucket, &job.key).await? else {
             return Ok(Outcome::SourceGone);
         };
-        if let Some(generation) = self.holds(&found, |record| describes(job, record, &source)) {
-            return self
-                .keep_attributes(job, name, &found, &source, generation)
-                .await;
+        if let Some(held) = found.holding(|record| describes(job, record, &source)) {
+            if self.settings.variants.missing_for(held.record).is_empty() {
+                return self.keep_attributes(job, name, held, &source).await;
+            }
+            let (facts, expected) = (source_facts(job, &source), expected_content(&source));
+            return self.add_variants(name, held, source, facts, expected).await;
         }
         let target = Target {
             name,
@@ -123,14 +133,11 @@ impl Replicator {
         &self,
         job: &ReplicateJob,
         name: &str,
-        found: &Found,
+        Held { replica, record }: Held<'_>,
         source: &SourceObject,
-        generation: i64,
     ) -> Result<Outcome, ReplicateError> {
         let facts = source_facts(job, source);
-        let (Some(replica), Some(record)) = (found.replica.as_ref(), found.record.as_ref()) else {
-            return Ok(Outcome::AlreadyReplicated { generation });
-        };
+        let generation = replica.generation;
         if record.source.attributes == facts.attributes {
             return Ok(Outcome::AlreadyReplicated { generation });
         }
@@ -171,11 +178,12 @@ impl Replicator {
     /// describes it, the bytes that record says were written, and every variant the
     /// configuration calls for. Otherwise the job has work to do.
     fn holds(&self, found: &Found, describes: impl Fn(&ReplicaRecord) -> bool) -> Option<i64> {
-        let (replica, record) = (found.replica.as_ref()?, found.record.as_ref()?);
-        let whole = describes(record)
-            && record.check_stored(replica.size, replica.crc32c).is_ok()
-            && self.settings.variants.missing_for(record).is_empty();
-        whole.then_some(replica.generation)
+        let held = found.holding(describes)?;
+        self.settings
+            .variants
+            .missing_for(held.record)
+            .is_empty()
+            .then_some(held.replica.generation)
     }
 }
 

@@ -9,7 +9,7 @@ mod whole;
 
 use chrono::Utc;
 use yuba_aws::SourceObject;
-use yuba_gcs::UploadSpec;
+use yuba_gcs::{ObjectInfo, UploadSpec};
 use yuba_model::{Checksums, MadeVariant, ReplicaRecord, SourceFacts, VariantsError};
 use yuba_transform::{Identified, identify};
 
@@ -29,6 +29,14 @@ const SNIFF_BYTES: usize = 64;
 pub(super) struct Target<'a> {
     pub(super) name: &'a str,
     pub(super) if_generation_match: i64,
+}
+
+/// A replica that holds its source's content (its record describes the source, and the bytes
+/// stored are the ones it records), as a job found it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Held<'a> {
+    pub(super) replica: &'a ObjectInfo,
+    pub(super) record: &'a ReplicaRecord,
 }
 
 /// What a replica records of its content as an image: its format, and the variants written

@@ -5,15 +5,91 @@ use bytes::Bytes;
 use yuba_aws::SourceObject;
 use yuba_gcs::GcsError;
 use yuba_model::{Checksums, MadeVariant, ReplicaRecord, SourceFacts, VariantsError, keys};
-use yuba_transform::Variant;
+use yuba_transform::{Variant, identify};
 use yuba_variants::VariantConfig;
 
+use super::whole::read_whole;
+use super::{Held, SNIFF_BYTES, Target, image_format};
 use crate::error::ReplicateError;
+use crate::outcome::Outcome;
 use crate::replicator::Replicator;
 use crate::replicator::admission::Admission;
+use crate::replicator::attributes;
 use crate::variant_object::{variant_name, variant_upload};
+use crate::verify::ExpectedContent;
 
 impl Replicator {
+    /// The replica `name` holds the source's content but lacks variants the configuration
+    /// calls for now (a profile was added since it was written): they are made from the source,
+    /// read and proven as for a copy, and a metadata update of the replica's generation names
+    /// them in its record, with the source's attributes. The original's content is not sent
+    /// again, unless the bytes read are not the ones the record describes: then the replica is
+    /// written anew from them, as a copy is.
+    pub(in crate::replicator) async fn add_variants(
+        &self,
+        name: &str,
+        held: Held<'_>,
+        mut source: SourceObject,
+        facts: SourceFacts,
+        expected: ExpectedContent,
+    ) -> Result<Outcome, ReplicateError> {
+        let target = Target {
+            name,
+            if_generation_match: held.replica.generation,
+        };
+        let identified = identify(&source.peek(SNIFF_BYTES).await?);
+        let format = image_format(identified);
+        if format != held.record.image_format {
+            return self.write(target, source, facts, expected).await;
+        }
+        let admission = self.admit(&facts.key, &mut source, identified).await?;
+        let (variants, variants_error) = match admission {
+            Admission::NoVariants(error) => (Vec::new(), error),
+            admission => {
+                let whole = read_whole(&mut source, &facts, expected).await?;
+                if held.record.sha256.as_deref() != Some(whole.checksums.sha256_hex().as_str()) {
+                    return self
+                        .upload_whole(target, &source, facts, whole, format, admission)
+                        .await;
+                }
+                self.write_variants(&facts, &source, &whole.content, &whole.checksums, admission)
+                    .await?
+            }
+        };
+        let record = ReplicaRecord {
+            source: SourceFacts {
+                sequencer: facts
+                    .sequencer
+                    .clone()
+                    .or_else(|| held.record.source.sequencer.clone()),
+                ..facts
+            },
+            variants,
+            variants_error,
+            image_format: format,
+            ..held.record.clone()
+        };
+        let update = attributes::update(held.replica, &source.attributes, &record);
+        let stored = self
+            .gcs
+            .objects()
+            .update(
+                &self.settings.replica_bucket,
+                name,
+                held.replica.generation,
+                update,
+            )
+            .await
+            .map_err(|error| {
+                ReplicateError::conditional_write(error, !record.variants.is_empty())
+            })?;
+        Ok(Outcome::VariantsAdded {
+            generation: stored.generation,
+            variants: record.variants.len(),
+            variants_error: record.variants_error,
+        })
+    }
+
     /// Makes and writes the variants `admission` calls for. Returns each one written, or why
     /// none could be made: a bad image is a fact to record, not a failure of the job. A failed
     /// upload is a failure (transient).

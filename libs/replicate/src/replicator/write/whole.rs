@@ -27,9 +27,23 @@ impl Replicator {
         format: Option<String>,
         admission: Admission,
     ) -> Result<Outcome, ReplicateError> {
-        let (content, checksums) = read_whole(&mut source, &facts, expected).await?;
+        let read = read_whole(&mut source, &facts, expected).await?;
+        self.upload_whole(target, &source, facts, read, format, admission)
+            .await
+    }
+
+    /// Writes the variants and the replica of a source read whole (see [`Self::write_whole`]).
+    pub(super) async fn upload_whole(
+        &self,
+        target: Target<'_>,
+        source: &SourceObject,
+        facts: SourceFacts,
+        Whole { content, checksums }: Whole,
+        format: Option<String>,
+        admission: Admission,
+    ) -> Result<Outcome, ReplicateError> {
         let (variants, variants_error) = self
-            .write_variants(&facts, &source, &content, &checksums, admission)
+            .write_variants(&facts, source, &content, &checksums, admission)
             .await?;
         let imaging = Imaging {
             format,
@@ -37,7 +51,7 @@ impl Replicator {
             variants_error,
         };
         let record = replica_record(facts, Some(&checksums), imaging);
-        let mut spec = upload_spec(&self.settings.replica_bucket, target, &source, &record);
+        let mut spec = upload_spec(&self.settings.replica_bucket, target, source, &record);
         spec.known_crc32c = Some(checksums.crc32c);
         spec.known_md5 = Some(checksums.md5);
         let stored = self
@@ -51,12 +65,18 @@ impl Replicator {
     }
 }
 
+/// A source's content held whole, proven to be what S3 announced, and its digests.
+pub(super) struct Whole {
+    pub(super) content: Bytes,
+    pub(super) checksums: Checksums,
+}
+
 /// The source's content, read to its end and proven to be what S3 announced.
-async fn read_whole(
+pub(super) async fn read_whole(
     source: &mut SourceObject,
     facts: &SourceFacts,
     expected: ExpectedContent,
-) -> Result<(Bytes, Checksums), ReplicateError> {
+) -> Result<Whole, ReplicateError> {
     let integrity = |reason| ReplicateError::integrity(facts, reason);
     let mut verifier = ContentVerifier::new(expected);
     let mut content = Vec::with_capacity(usize::try_from(source.size).unwrap_or_default());
@@ -66,5 +86,8 @@ async fn read_whole(
         content.extend_from_slice(&chunk);
     }
     let checksums = verifier.finish().map_err(integrity)?;
-    Ok((Bytes::from(content), checksums))
+    Ok(Whole {
+        content: Bytes::from(content),
+        checksums,
+    })
 }
