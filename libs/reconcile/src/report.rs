@@ -30,6 +30,9 @@ pub enum Action {
     /// The replica's headers and user metadata brought up to date in-process (`--inline`),
     /// its content not sent again.
     AttributesUpdated,
+    /// The variants a replica lacked written in-process (`--inline`), and its record updated to
+    /// name them; the original's content not sent again.
+    VariantsAdded,
     /// The orphan was deleted (`--delete-orphans`).
     Deleted,
     /// The worker's code found nothing to do after all (someone repaired it meanwhile).
@@ -39,6 +42,8 @@ pub enum Action {
     WouldCopy,
     /// A replicate job would bring the attributes up to date (a metadata update, no copy).
     WouldUpdate,
+    /// A replicate job would write the missing variants (the original is not copied again).
+    WouldAddVariants,
     WouldDelete,
     /// An orphan left in place: deleting needs `--delete-orphans`.
     Kept,
@@ -53,11 +58,13 @@ impl Action {
             Action::Enqueued(Route::Fargate) => "enqueued:fargate",
             Action::Replicated => "replicated",
             Action::AttributesUpdated => "attributes-updated",
+            Action::VariantsAdded => "variants-added",
             Action::Deleted => "deleted",
             Action::AlreadyDone => "already-done",
             Action::Failed => "failed",
             Action::WouldCopy => "would-copy",
             Action::WouldUpdate => "would-update",
+            Action::WouldAddVariants => "would-add-variants",
             Action::WouldDelete => "would-delete",
             Action::Kept => "kept",
             Action::None => "none",
@@ -70,7 +77,11 @@ impl Action {
     pub fn is_repair(self) -> bool {
         matches!(
             self,
-            Action::Replicated | Action::AttributesUpdated | Action::Deleted | Action::AlreadyDone
+            Action::Replicated
+                | Action::AttributesUpdated
+                | Action::VariantsAdded
+                | Action::Deleted
+                | Action::AlreadyDone
         )
     }
 }

@@ -26,6 +26,14 @@ pub(super) struct Judged {
 }
 
 impl Judged {
+    /// Whether its repair sends the original's content: not for variants the record lacks
+    /// (the worker writes them and updates the record), nor for attributes alone; yes for
+    /// variants a content check found absent or outdated (the job is forced, a copy).
+    pub(super) fn copies_content(&self) -> bool {
+        self.verdict.kind.needs_copy()
+            && (self.forced || self.verdict.kind != Kind::VariantsMissing)
+    }
+
     /// Whether a variant was judged, not a replica.
     pub(super) fn is_variant(&self) -> bool {
         listed_variant(&self.pair).is_some()

@@ -27,7 +27,7 @@ impl Reconciler {
         counts: &mut Counts,
     ) -> Vec<Finding> {
         for judged in &drift {
-            if judged.verdict.kind.needs_copy() {
+            if judged.copies_content() {
                 let size = judged.pair.source.as_ref().map_or(0, |s| s.size);
                 context
                     .live
@@ -212,6 +212,7 @@ impl Reconciler {
                 (Action::Replicated, None)
             }
             Ok(Outcome::AttributesUpdated { .. }) => (Action::AttributesUpdated, None),
+            Ok(Outcome::VariantsAdded { .. }) => (Action::VariantsAdded, None),
             Ok(Outcome::Deleted) => (Action::Deleted, None),
             Ok(Outcome::DeleteNotMirrored) => (
                 Action::Kept,
@@ -240,6 +241,7 @@ fn written_by_yuba(judged: &Judged) -> bool {
 fn planned(judged: &Judged, job: Option<&Job>) -> Action {
     match (job, judged.verdict.kind) {
         (Some(Job::Replicate(_)), Kind::Attributes) => Action::WouldUpdate,
+        (Some(Job::Replicate(_)), _) if !judged.copies_content() => Action::WouldAddVariants,
         (Some(Job::Replicate(_)), _) => Action::WouldCopy,
         (Some(Job::Delete(_)), _) => Action::WouldDelete,
         (None, Kind::Orphan | Kind::OrphanVariant) => Action::Kept,
