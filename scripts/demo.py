@@ -11,8 +11,9 @@ What it does, all on loopback (moto for S3 + SQS, fake-gcs-server for GCS; no cl
 3. generates a handful of sample images with Pillow, deterministically (same bytes every run);
 4. uploads them through the S3 API, then polls GCS every 50 ms until each replica is complete
    (its custom metadata carries `yuba-sha256`), downloads each replica and hashes it, and has
-   `yuba-reconciler verify` check the replicas (content by checksums; every variant the
-   profiles call for recorded, present and made from that content);
+   `yuba-reconciler verify --metadata` check the replicas (content by checksums; headers and
+   user metadata against the source's; every variant the profiles call for recorded, present
+   and made from that content);
 5. prints a table (route, integrity, verify, latency from upload to complete replica), then a
    table of the variants each replica's record lists (each read back from GCS and checked with
    Pillow: it decodes, its content type is what it decoded, its size is the recorded one and
@@ -553,14 +554,15 @@ def replicate_samples(
 
 
 def verify_replicas(env: dict[str, str], replicas: list[Replica], state_dir: Path, timeout: float) -> str:
-    """`yuba-reconciler verify` of the samples' keys (a manifest): the project's own proof of each
-    replica's content (by checksums) and of its variants (every one the profiles call for is
+    """`yuba-reconciler verify --metadata` of the samples' keys (a manifest): the project's own
+    proof of each replica's content (by checksums), of its headers and user metadata (against a
+    HEAD of the source), and of its variants (every one the profiles call for is
     recorded, exists, and was made from this content). Each key's findings go to its replica.
     Returns a report line; raises if verify found something about a key it was not given."""
     manifest = state_dir / "samples.manifest"
     manifest.write_text("".join(f"{r.sample.key}\n" for r in replicas))
     t = time.monotonic()
-    code, lines = reconciler(env, "verify", "--json", "--manifest", str(manifest), timeout=timeout)
+    code, lines = reconciler(env, "verify", "--metadata", "--json", "--manifest", str(manifest), timeout=timeout)
     seconds = time.monotonic() - t
     by_key = {r.sample.key: r for r in replicas}
     summary: dict = {}
@@ -577,8 +579,8 @@ def verify_replicas(env: dict[str, str], replicas: list[Replica], state_dir: Pat
             if r.verified:  # no finding, yet not counted verified: say so rather than mark it ✓
                 r.findings.append({"kind": "not verified", "detail": f"exit {code}, summary {summary}"})
     return (
-        f"$ yuba-reconciler verify --manifest <the {len(replicas)} keys>  (exit {code}, {seconds:.1f} s): "
-        f"{in_sync} in sync, {verified} proved by checksums with all their variants"
+        f"$ yuba-reconciler verify --metadata --manifest <the {len(replicas)} keys>  (exit {code}, {seconds:.1f} s): "
+        f"{in_sync} in sync, {verified} proved by checksums, with their attributes and all their variants"
     )
 
 
