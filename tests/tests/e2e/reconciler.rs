@@ -1640,6 +1640,15 @@ async fn verify_metadata_finds_attribute_drift_and_backfill_repairs_it_without_a
         "{}",
         verify.stdout
     );
+    // --deep streams the content and reads the attributes with a HEAD of their own.
+    let deep = reconcile(
+        &stack,
+        &["verify", "--deep", "--metadata"],
+        &[],
+        &checkpoint,
+    )
+    .await?;
+    assert_eq!(kinds_and_keys(&parse(&deep).0), drift, "{}", deep.stdout);
 
     let repair = ["backfill", "--inline", "--verify", "--metadata"];
     let dry_run = reconcile(
