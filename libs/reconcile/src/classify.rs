@@ -288,11 +288,7 @@ pub fn judge_variant(
         .variants
         .iter()
         .find(|made| made.profile == record.profile)
-        .map(|made| {
-            config
-                .key_template
-                .render(&made.profile, &record.source_key, &made.extension)
-        });
+        .map(|made| config.name_of(&record.source_key, made));
     if listed.as_deref() == Some(variant.name.as_str()) {
         return Verdict::in_sync();
     }

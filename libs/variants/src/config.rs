@@ -2,7 +2,7 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 use thiserror::Error;
-use yuba_model::ReplicaRecord;
+use yuba_model::{MadeVariant, ReplicaRecord};
 use yuba_startup::{ConfigError, Env};
 
 use crate::naming::KeyTemplate;
@@ -326,6 +326,13 @@ impl VariantConfig {
             .iter()
             .map(|profile| self.key_template.names_prefix(&profile.name))
             .find(|prefix| key.starts_with(prefix.as_str()))
+    }
+
+    /// The name of `key`'s variant that a record lists as `made`: where the worker wrote it,
+    /// and where a delete, a reconciler check or a clean-up looks for it.
+    pub fn name_of(&self, key: &str, made: &MadeVariant) -> String {
+        self.key_template
+            .render(&made.profile, key, &made.extension)
     }
 
     /// The profiles this configuration calls for that `record`'s replica lacks: what a

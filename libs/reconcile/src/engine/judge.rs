@@ -182,10 +182,7 @@ impl Reconciler {
     /// Whether every variant the record lists is there, made from this content.
     async fn check_variants(&self, key: &str, record: &ReplicaRecord) -> Option<Verdict> {
         for variant in &record.variants {
-            let name = self
-                .variants
-                .key_template
-                .render(&variant.profile, key, &variant.extension);
+            let name = self.variants.name_of(key, variant);
             match self.gcs.objects().get(&self.buckets.replica, &name).await {
                 Ok(None) => {
                     return Some(Verdict::drift(

@@ -84,11 +84,7 @@ impl Replicator {
         // The record lists the variants; they go first, so that a failure part-way leaves the
         // record that names what is still to delete.
         for variant in record.iter().flat_map(|record| &record.variants) {
-            let variant_name = self.settings.variants.key_template.render(
-                &variant.profile,
-                &job.key,
-                &variant.extension,
-            );
+            let variant_name = self.settings.variants.name_of(&job.key, variant);
             *variants_deleted |= self
                 .gcs
                 .objects()

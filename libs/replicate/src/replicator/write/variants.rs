@@ -142,11 +142,10 @@ impl Replicator {
         let bucket = &self.settings.replica_bucket;
         let mut removed = 0;
         for variant in &previous.variants {
-            let name = self.settings.variants.key_template.render(
-                &variant.profile,
-                &previous.source.key,
-                &variant.extension,
-            );
+            let name = self
+                .settings
+                .variants
+                .name_of(&previous.source.key, variant);
             let Some(found) = self.gcs.objects().get(bucket, &name).await? else {
                 continue;
             };
