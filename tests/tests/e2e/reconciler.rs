@@ -1471,7 +1471,7 @@ async fn the_canarys_replicas_are_neither_orphans_nor_deleted() -> anyhow::Resul
 /// The scheduled run (`backfill --verify-enqueued`): a job on a queue is not a repair until the
 /// key is found in sync once the workers took it. With workers that fail every job, the run
 /// exits 1 and counts each key failed with what it still is; with workers that work, the same
-/// run counts them repaired.
+/// run counts them repaired, and does not wait for queues that other work keeps busy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_that_verifies_what_it_enqueued_tells_failed_jobs_from_repairs()
 -> anyhow::Result<()> {
@@ -1517,10 +1517,31 @@ async fn a_backfill_that_verifies_what_it_enqueued_tells_failed_jobs_from_repair
     }
     drop(failing);
 
+    // Working workers, and a message on the other work queue that no worker takes: the queues
+    // never empty, yet the run ends once the keys are found in sync, long before its wait of
+    // ten minutes would (the run's own timeout is a minute).
+    let sqs = stack.sqs().await;
+    let busy = stack.var("YUBA_FARGATE_QUEUE_URL");
+    sqs.send_message()
+        .queue_url(busy)
+        .message_body("other work, for a pool that is not running")
+        .send()
+        .await?;
     let _worker = stack.spawn("yuba-worker", "worker", &[("YUBA_QUEUE_URL", &queue)])?;
-    let run = reconcile(&stack, &args, &[], &checkpoint).await?;
+    let run = reconcile(
+        &stack,
+        &["backfill", "--verify-enqueued", "600"],
+        &[],
+        &checkpoint,
+    )
+    .await?;
     let (findings, summary) = parse(&run);
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        queue_depth(&sqs, busy).await?,
+        1,
+        "the other work is still there"
+    );
     assert_eq!(
         (count(&summary, "enqueued"), count(&summary, "repaired")),
         (2, 2),
