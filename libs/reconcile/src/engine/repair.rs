@@ -273,3 +273,56 @@ async fn enqueue(
     }
     outcomes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::tests::{listed, record, stored};
+    use crate::classify::{Pair, Verdict};
+
+    /// What a dry run says each finding's repair would do, which is what the job would do: a
+    /// metadata update for attributes, variants alone for a profile the record lacks, a copy
+    /// where a content check found the variants wrong (its job is forced).
+    #[test]
+    fn a_dry_run_says_what_each_job_would_send() {
+        let judged = |kind: Kind, forced: bool| {
+            let rec = record("k", "e1", 5, 9);
+            Judged {
+                pair: Pair {
+                    key: "k".into(),
+                    source: Some(listed("k", "e1", 5)),
+                    replica: Some(stored(&rec, 5, 9)),
+                },
+                verdict: Verdict::drift(kind, "seeded"),
+                forced,
+                verified: false,
+            }
+        };
+        let job = Job::Replicate(ReplicateJob {
+            bucket: "src".into(),
+            key: "k".into(),
+            version_id: None,
+            etag: None,
+            size: None,
+            sequencer: None,
+            event_time: None,
+            force: false,
+        });
+        let planned_for = |kind, forced| planned(&judged(kind, forced), Some(&job)).as_str();
+        assert_eq!(planned_for(Kind::Attributes, false), "would-update");
+        assert_eq!(
+            planned_for(Kind::VariantsMissing, false),
+            "would-add-variants"
+        );
+        assert_eq!(planned_for(Kind::VariantsMissing, true), "would-copy");
+        assert_eq!(planned_for(Kind::Missing, false), "would-copy");
+        assert_eq!(planned_for(Kind::Mismatch, true), "would-copy");
+        assert_eq!(
+            planned(&judged(Kind::OrphanVariant, false), None).as_str(),
+            "kept"
+        );
+        assert!(!judged(Kind::VariantsMissing, false).copies_content());
+        assert!(judged(Kind::VariantsMissing, true).copies_content());
+        assert!(!judged(Kind::Attributes, false).copies_content());
+    }
+}
