@@ -362,16 +362,7 @@ async fn a_profile_added_later_costs_its_variants_not_a_second_copy_of_the_origi
     let bucket = stack.replica_bucket();
     let body = photo();
     stack.put(KEY, &body).await?;
-    let job = yuba_model::Job::Replicate(yuba_model::ReplicateJob {
-        bucket: stack.source_bucket().to_owned(),
-        key: KEY.to_owned(),
-        version_id: None,
-        etag: None,
-        size: None,
-        sequencer: None,
-        event_time: None,
-        force: false,
-    });
+    let job = yuba_e2e::replicate(stack.source_bucket(), KEY);
     let s3_endpoint = stack.var("AWS_ENDPOINT_URL");
     let before = stack
         .replicator(s3_endpoint, &[("YUBA_VARIANTS", LARGE_ONLY)])
