@@ -21,8 +21,14 @@ const OVERWRITTEN: usize = 100;
 const DELETED: usize = 50;
 /// Fixed, so a failing run can be replayed (as far as thread timing allows).
 const SEED: u64 = 0x5eed_2026;
-/// The soak gives up (and fails) if the pipeline has not converged by then.
-const CONVERGENCE_LIMIT: Duration = Duration::from_secs(600);
+/// The soak gives up (and fails) if the pipeline has not converged by then. The pace is moto's
+/// (one Python process, near a whole core here): some 400 s on an idle 2-core machine, and
+/// more on a loaded one, so the bound is generous and a stall is caught sooner by
+/// [`STALL_LIMIT`].
+const CONVERGENCE_LIMIT: Duration = Duration::from_secs(1_200);
+/// Once every upload is made, the backlog must shrink at least once in this long: a pipeline
+/// that stops making progress fails here rather than at [`CONVERGENCE_LIMIT`].
+const STALL_LIMIT: Duration = Duration::from_secs(120);
 const MAX_KILLS: usize = 8;
 
 /// The size of object `i`: mostly small, some of a few hundred KiB to 2 MiB, and a few over
@@ -185,6 +191,8 @@ async fn two_thousand_objects_survive_faults_kills_and_restarts() -> anyhow::Res
     };
     tokio::pin!(uploads);
     let mut uploaded_at: Option<Instant> = None;
+    // The smallest backlog seen since the uploads ended, and when it was first seen.
+    let mut progress: Option<(u64, Instant)> = None;
     let mut kills = 0;
     let mut next_kill = started + Duration::from_millis(rng.random_range(2_000..5_000));
     let (mut blackholed, mut restarted, mut outage, mut healed) = (false, false, false, false);
@@ -236,8 +244,19 @@ async fn two_thousand_objects_survive_faults_kills_and_restarts() -> anyhow::Res
             proxies.gcs.heal();
             healed = true;
         }
-        if healed && backlog(&stack).await? == 0 {
-            break;
+        if uploaded_at.is_some() {
+            let left = backlog(&stack).await?;
+            if healed && left == 0 {
+                break;
+            }
+            match progress {
+                Some((least, since)) if left >= least => anyhow::ensure!(
+                    now - since < STALL_LIMIT,
+                    "no progress for {STALL_LIMIT:?}: backlog {left}, {}",
+                    proxies.report()
+                ),
+                _ => progress = Some((left, now)),
+            }
         }
     }
     let converged = started.elapsed();
