@@ -1,9 +1,12 @@
 //! The command line: three commands sharing one set of options.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand};
+use yuba_inventory::SortSettings;
+use yuba_reconcile::SourceInventory;
 
 /// Finds and repairs every way the GCS replica differs from the S3 bucket.
 ///
@@ -92,6 +95,28 @@ pub struct Common {
     /// Only the keys in this file, one per line, instead of listing the buckets.
     #[arg(long, conflicts_with = "prefix")]
     pub manifest: Option<PathBuf>,
+    /// Read the source's objects from an S3 Inventory report (CSV) instead of listing the
+    /// source bucket: s3://bucket/.../manifest.json, or the folder a configuration's reports are
+    /// written to (s3://bucket/prefix/source-bucket/config-ID/), whose newest report is read.
+    /// What the report makes look drifting is looked up in the source bucket before it is
+    /// reported or repaired.
+    #[arg(long, value_name = "S3_URL", value_parser = parse_inventory,
+          env = "YUBA_RECONCILE_SOURCE_INVENTORY", conflicts_with = "manifest")]
+    pub source_inventory: Option<yuba_inventory::Location>,
+    /// Refuse an inventory report made longer ago than this (a daily report, one missed).
+    #[arg(long, value_name = "HOURS", default_value_t = 48,
+          value_parser = clap::value_parser!(u64).range(1..=2000),
+          env = "YUBA_RECONCILE_INVENTORY_MAX_AGE_HOURS")]
+    pub inventory_max_age: u64,
+    /// Where the inventory report is sorted: it needs room for the report's objects,
+    /// uncompressed (about 100 bytes each) [default: the system's temporary folder].
+    #[arg(long, value_name = "DIR", env = "YUBA_RECONCILE_INVENTORY_SPILL_DIR")]
+    pub inventory_spill_dir: Option<PathBuf>,
+    /// Memory for sorting the inventory report; past it, sorted runs go to the spill folder.
+    #[arg(long, value_name = "MIB", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..=65_536),
+          env = "YUBA_RECONCILE_INVENTORY_MEMORY_MIB")]
+    pub inventory_memory: u64,
     /// Only sources last modified at or after this time (RFC 3339, or a date: 2026-11-01).
     #[arg(long, value_parser = parse_time)]
     pub since: Option<DateTime<Utc>>,
@@ -143,6 +168,23 @@ impl Command {
 }
 
 impl Common {
+    /// The inventory report to read instead of listing the source bucket, if one is named.
+    pub fn source_inventory(&self) -> Option<SourceInventory> {
+        let location = self.source_inventory.clone()?;
+        let spill_dir = self
+            .inventory_spill_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        Some(SourceInventory {
+            location,
+            max_age: Duration::from_secs(self.inventory_max_age * 3600),
+            sort: SortSettings {
+                spill_dir,
+                memory_budget: usize::try_from(self.inventory_memory << 20).unwrap_or(usize::MAX),
+            },
+        })
+    }
+
     pub fn checkpoint_path(&self, command: &str) -> Option<PathBuf> {
         if self.no_checkpoint {
             return None;
@@ -166,6 +208,10 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
         .ok_or_else(|| {
             format!("{text:?} is not a time: use RFC 3339 (2026-11-01T12:00:00Z) or a date (2026-11-01, midnight UTC)")
         })
+}
+
+fn parse_inventory(text: &str) -> Result<yuba_inventory::Location, String> {
+    yuba_inventory::Location::parse(text).map_err(|error| error.to_string())
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {

@@ -170,6 +170,7 @@ async fn reconcile(
     let selection = Selection {
         prefix: common.prefix.clone(),
         manifest: common.manifest.clone().map(Manifest::File),
+        source_inventory: common.source_inventory(),
         since: common.since,
         until: common.until,
     };

@@ -129,6 +129,7 @@ impl Report {
             ("outside --since/--until", c.skipped),
             ("upload parts (temporary)", c.listed_upload_parts),
             ("not in either bucket", c.not_found),
+            ("looked up (inventory)", c.looked_up),
         ];
         for (name, count) in rows {
             if count > 0 || name == "in sync" {

@@ -339,6 +339,18 @@ pub struct SourceHead {
     pub attributes: SourceAttributes,
 }
 
+impl SourceHead {
+    /// What a listing would have said of the object.
+    pub fn into_listed(self, key: String) -> ListedObject {
+        ListedObject {
+            key,
+            size: self.size,
+            etag: self.etag,
+            last_modified: self.last_modified,
+        }
+    }
+}
+
 impl S3Source {
     /// One page of the keys under `query.prefix`.
     pub async fn list(&self, bucket: &str, query: &ListQuery<'_>) -> Result<ListedPage, S3Error> {

@@ -8,9 +8,12 @@
 //!   merge-joined;
 //! - [`listing`] one bucket's listing, a page at a time, each request retried;
 //! - [`manifest`] the pages of a manifest run: its keys looked up in both buckets;
+//! - [`inventory`] the pages of an inventory run: an S3 Inventory report, sorted, merge-joined
+//!   with the replica's listing;
 //! - [`judge`] a pair classified, and its content proven where asked;
 //! - [`repair`] what `backfill` does about drift: jobs enqueued, or replicated inline.
 
+mod inventory;
 mod judge;
 mod listing;
 mod manifest;
@@ -31,6 +34,7 @@ use yuba_gcs::Gcs;
 use yuba_replicate::Replicator;
 use yuba_variants::VariantConfig;
 
+pub use inventory::{InventoryError, SourceInventory};
 pub use listing::ListingFailure;
 pub use recheck::{MAX_RECHECKED_KEYS, Recheck};
 pub use run::EXIT_INTERRUPTED;
@@ -196,6 +200,8 @@ pub struct Selection {
     pub prefix: String,
     /// Keys to look up instead of listing.
     pub manifest: Option<Manifest>,
+    /// The source's objects from an inventory report instead of a listing.
+    pub source_inventory: Option<SourceInventory>,
     /// Only sources last modified at or after this.
     pub since: Option<DateTime<Utc>>,
     /// Only sources last modified before this.
@@ -266,6 +272,8 @@ pub enum ReconcileError {
     #[error(transparent)]
     Lookup(ListingFailure),
     #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     /// The work queues' backlog could not be read while waiting for the workers.
     #[error(transparent)]
@@ -308,6 +316,9 @@ impl Reconciler {
         );
         if let Some(manifest) = &selection.manifest {
             let _ = write!(identity, " --manifest {manifest}");
+        }
+        if let Some(inventory) = &selection.source_inventory {
+            let _ = write!(identity, " --source-inventory {}", inventory.location);
         }
         if let Some(since) = selection.since {
             let _ = write!(identity, " --since {}", since.to_rfc3339());

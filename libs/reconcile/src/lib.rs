@@ -25,8 +25,8 @@ pub mod report;
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointFile, Position};
 pub use classify::{Kind, Pair, Verdict};
 pub use engine::{
-    Buckets, Command, Depth, EXIT_INTERRUPTED, ListingFailure, Live, MAX_RECHECKED_KEYS, Manifest,
-    Observer, Orphans, Proof, Recheck, ReconcileError, Reconciler, Repair, RunOptions, Selection,
-    Task,
+    Buckets, Command, Depth, EXIT_INTERRUPTED, InventoryError, ListingFailure, Live,
+    MAX_RECHECKED_KEYS, Manifest, Observer, Orphans, Proof, Recheck, ReconcileError, Reconciler,
+    Repair, RunOptions, Selection, SourceInventory, Task,
 };
 pub use report::{Action, Basis, Counts, Finding, Summary};

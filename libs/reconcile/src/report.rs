@@ -136,6 +136,9 @@ pub struct Counts {
     pub skipped: u64,
     /// Manifest keys in neither bucket.
     pub not_found: u64,
+    /// Keys an inventory report made look drifting, looked up in the source bucket before they
+    /// were judged (`--source-inventory`).
+    pub looked_up: u64,
     pub in_sync: u64,
     /// In sync and their content proved by `verify`.
     pub verified: u64,
@@ -219,6 +222,7 @@ impl Counts {
             listed_canary,
             skipped,
             not_found,
+            looked_up,
             in_sync,
             verified,
             missing,
@@ -246,6 +250,7 @@ impl Counts {
         self.listed_canary += listed_canary;
         self.skipped += skipped;
         self.not_found += not_found;
+        self.looked_up += looked_up;
         self.in_sync += in_sync;
         self.verified += verified;
         self.missing += missing;

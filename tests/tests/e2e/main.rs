@@ -12,6 +12,7 @@ mod gallery;
 mod gcs;
 mod hostile;
 mod iam;
+mod inventory;
 mod lambda;
 mod loadtest;
 mod memory;

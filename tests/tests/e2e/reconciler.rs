@@ -30,7 +30,7 @@ const REPLICA_TIMEOUT: Duration = Duration::from_secs(60);
 const VARIANTS: &str = r#"{"profiles": [{"name": "thumb", "width": 64, "format": "webp"}]}"#;
 
 /// Runs the reconciler with `args`, JSON output and its checkpoint at `checkpoint`.
-async fn reconcile(
+pub(crate) async fn reconcile(
     stack: &Stack,
     args: &[&str],
     overrides: &[(&str, &str)],
@@ -48,7 +48,7 @@ async fn reconcile(
 /// (kind, key) of each finding, the way the assertions compare them.
 type Findings = BTreeSet<(String, String)>;
 
-fn expected(pairs: &[(&str, &str)]) -> Findings {
+pub(crate) fn expected(pairs: &[(&str, &str)]) -> Findings {
     pairs
         .iter()
         .map(|(kind, key)| ((*kind).to_owned(), (*key).to_owned()))
@@ -57,7 +57,7 @@ fn expected(pairs: &[(&str, &str)]) -> Findings {
 
 /// The run's findings and its summary, checked for shape: every JSON line is a finding or
 /// the one summary, which comes last and repeats the exit code.
-fn parse(run: &Finished) -> (Vec<Value>, Value) {
+pub(crate) fn parse(run: &Finished) -> (Vec<Value>, Value) {
     let lines = run.json_lines();
     let (summary, findings) = lines
         .split_last()
@@ -75,7 +75,7 @@ fn parse(run: &Finished) -> (Vec<Value>, Value) {
     (findings.to_vec(), summary.clone())
 }
 
-fn kinds_and_keys(findings: &[Value]) -> Findings {
+pub(crate) fn kinds_and_keys(findings: &[Value]) -> Findings {
     findings
         .iter()
         .map(|f| {
@@ -100,7 +100,7 @@ fn actions(findings: &[Value]) -> HashMap<String, String> {
         .collect()
 }
 
-fn count(summary: &Value, field: &str) -> u64 {
+pub(crate) fn count(summary: &Value, field: &str) -> u64 {
     summary[field]
         .as_u64()
         .unwrap_or_else(|| panic!("no {field} in {summary}"))

@@ -23,9 +23,21 @@ pub(super) struct Judged {
     pub(super) verdict: Verdict,
     pub(super) forced: bool,
     pub(super) verified: bool,
+    /// The inventory report made it look drifting, and its source was looked up.
+    pub(super) looked_up: bool,
 }
 
 impl Judged {
+    pub(super) fn new(verdict: Verdict, pair: Pair) -> Judged {
+        Judged {
+            pair,
+            verdict,
+            forced: false,
+            verified: false,
+            looked_up: false,
+        }
+    }
+
     /// Whether its repair sends the original's content: not for variants the record lacks
     /// (the worker writes them and updates the record), nor for attributes alone; yes for
     /// variants a content check found absent or outdated (the job is forced, a copy).
@@ -68,15 +80,16 @@ impl Reconciler {
             pacer.wait().await;
         }
         context.live.examined.fetch_add(1, Ordering::Relaxed);
-        let verdict = match listed_variant(&pair) {
-            Some(variant) => self.judge_variant(context, variant).await,
-            None => classify(&pair, &self.buckets.source, &self.variants),
-        };
-        let mut judged = Judged {
-            pair,
-            verdict,
-            forced: false,
-            verified: false,
+        let mut judged = match listed_variant(&pair) {
+            Some(variant) => Judged::new(self.judge_variant(context, variant).await, pair),
+            None => {
+                let verdict = classify(&pair, &self.buckets.source, &self.variants);
+                if verdict.kind != Kind::InSync && context.selection.source_inventory.is_some() {
+                    self.look_up_source(context, pair).await
+                } else {
+                    Judged::new(verdict, pair)
+                }
+            }
         };
         let (Some(proof), Kind::InSync) = (context.task.proof(), judged.verdict.kind) else {
             return Some(judged);
@@ -90,6 +103,32 @@ impl Reconciler {
             None => {}
         }
         Some(judged)
+    }
+
+    /// A pair an inventory report makes look drifting, judged again with its source as it is
+    /// now: the report is a snapshot, and the source may have appeared, changed or gone since.
+    async fn look_up_source(&self, context: &RunContext<'_>, mut pair: Pair) -> Judged {
+        let head = {
+            let _permit = context.io.acquire().await.ok();
+            self.s3.head(&self.buckets.source, &pair.key).await
+        };
+        let verdict = match head {
+            Ok(head) => {
+                pair.source = head.map(|head| head.into_listed(pair.key.clone()));
+                classify(&pair, &self.buckets.source, &self.variants)
+            }
+            Err(error) => Verdict::drift(
+                Kind::Unverified,
+                format!(
+                    "the inventory report makes it look drifting, and the source's HEAD failed: {}",
+                    ErrorChain(&error)
+                ),
+            ),
+        };
+        Judged {
+            looked_up: true,
+            ..Judged::new(verdict, pair)
+        }
     }
 
     /// Proves the content of a pair the listing found in sync, variants included, and with

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use futures::{StreamExt, stream};
 use tokio::sync::mpsc;
-use yuba_aws::ListedObject;
 
 use super::listing::ListingFailure;
 use super::pages::PairPage;
@@ -170,12 +169,7 @@ impl Reconciler {
             ReconcileError::Lookup(ListingFailure::gcs(&what, error))
         })?;
         Ok(Pair {
-            source: head.map(|head| ListedObject {
-                key: key.clone(),
-                size: head.size,
-                etag: head.etag,
-                last_modified: head.last_modified,
-            }),
+            source: head.map(|head| head.into_listed(key.clone())),
             replica,
             key,
         })

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 
 use futures::{StreamExt, TryStreamExt, stream};
 use tokio::sync::mpsc;
+use yuba_aws::ListedObject;
 use yuba_gcs::{ListQuery, ObjectInfo};
 use yuba_model::CANARY_PREFIX;
 
@@ -239,68 +240,77 @@ impl Reconciler {
         after: Option<String>,
         page_size: u32,
     ) -> mpsc::Receiver<Result<PairPage, ReconcileError>> {
-        let (mut sources, mut replicas) = match range {
+        let (sources, replicas) = match range {
             Range::Prefix(prefix) => (
                 self.list_sources(prefix.clone(), after.clone(), page_size),
                 self.list_replicas(prefix, after, page_size),
             ),
             Range::Listed { sources, replicas } => (listed(sources), listed(replicas)),
         };
-        let page_size = usize::try_from(page_size).unwrap_or(1000);
-        let (pages, receiver) = mpsc::channel(1);
-        tokio::spawn(async move {
-            let mut join = Join::new();
-            let mut page = PairPage::default();
-            let result: Result<(), ReconcileError> = async {
-                loop {
-                    match join.next_step() {
-                        Step::Pair(pair) => {
-                            page.position = Some(Position::AfterKey(pair.key.clone()));
-                            page.push(*pair);
-                            if page.pairs.len() >= page_size
-                                && pages.send(Ok(std::mem::take(&mut page))).await.is_err()
-                            {
-                                return Ok(());
-                            }
-                        }
-                        Step::NeedSources => match sources.recv().await {
-                            Some(listed) => {
-                                let (mut objects, last) = listed?;
-                                // The canary's prefix is its own in the source bucket too
-                                // (its replicas are left out of the other side): such a key
-                                // would otherwise be reported missing on every run.
-                                objects.retain(|object| {
-                                    let canary = object.key.starts_with(CANARY_PREFIX);
-                                    page.listed.listed_canary += u64::from(canary);
-                                    !canary
-                                });
-                                join.feed_sources(objects, last)?;
-                            }
-                            None => return Ok(()),
-                        },
-                        Step::NeedReplicas => match replicas.recv().await {
-                            Some(listed) => {
-                                let (objects, last) = listed?;
-                                let replicas: Vec<ObjectInfo> = objects
-                                    .into_iter()
-                                    .filter(|object| !page.leaves_out(object))
-                                    .collect();
-                                join.feed_replicas(replicas, last)?;
-                            }
-                            None => return Ok(()),
-                        },
-                        Step::Done => {
-                            let _ = pages.send(Ok(page)).await;
+        join_pages(sources, replicas, page_size)
+    }
+}
+
+/// The pages of two listings merge-joined: pairs in key order, `page_size` to a page.
+pub(super) fn join_pages(
+    mut sources: mpsc::Receiver<Result<(Vec<ListedObject>, bool), ReconcileError>>,
+    mut replicas: mpsc::Receiver<Result<(Vec<ObjectInfo>, bool), ReconcileError>>,
+    page_size: u32,
+) -> mpsc::Receiver<Result<PairPage, ReconcileError>> {
+    let page_size = usize::try_from(page_size).unwrap_or(1000);
+    let (pages, receiver) = mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut join = Join::new();
+        let mut page = PairPage::default();
+        let result: Result<(), ReconcileError> = async {
+            loop {
+                match join.next_step() {
+                    Step::Pair(pair) => {
+                        page.position = Some(Position::AfterKey(pair.key.clone()));
+                        page.push(*pair);
+                        if page.pairs.len() >= page_size
+                            && pages.send(Ok(std::mem::take(&mut page))).await.is_err()
+                        {
                             return Ok(());
                         }
                     }
+                    Step::NeedSources => match sources.recv().await {
+                        Some(listed) => {
+                            let (mut objects, last) = listed?;
+                            // The canary's prefix is its own in the source bucket too
+                            // (its replicas are left out of the other side): such a key
+                            // would otherwise be reported missing on every run.
+                            objects.retain(|object| {
+                                let canary = object.key.starts_with(CANARY_PREFIX);
+                                page.listed.listed_canary += u64::from(canary);
+                                !canary
+                            });
+                            join.feed_sources(objects, last)?;
+                        }
+                        None => return Ok(()),
+                    },
+                    Step::NeedReplicas => match replicas.recv().await {
+                        Some(listed) => {
+                            let (objects, last) = listed?;
+                            let replicas: Vec<ObjectInfo> = objects
+                                .into_iter()
+                                .filter(|object| !page.leaves_out(object))
+                                .collect();
+                            join.feed_replicas(replicas, last)?;
+                        }
+                        None => return Ok(()),
+                    },
+                    Step::Done => {
+                        let _ = pages.send(Ok(page)).await;
+                        return Ok(());
+                    }
                 }
             }
-            .await;
-            if let Err(error) = result {
-                let _ = pages.send(Err(error)).await;
-            }
-        });
-        receiver
-    }
+        }
+        .await;
+        if let Err(error) = result {
+            let _ = pages.send(Err(error)).await;
+        }
+    });
+    receiver
 }

@@ -287,15 +287,14 @@ mod tests {
     fn a_dry_run_says_what_each_job_would_send() {
         let judged = |kind: Kind, forced: bool| {
             let rec = record("k", "e1", 5, 9);
+            let pair = Pair {
+                key: "k".into(),
+                source: Some(listed("k", "e1", 5)),
+                replica: Some(stored(&rec, 5, 9)),
+            };
             Judged {
-                pair: Pair {
-                    key: "k".into(),
-                    source: Some(listed("k", "e1", 5)),
-                    replica: Some(stored(&rec, 5, 9)),
-                },
-                verdict: Verdict::drift(kind, "seeded"),
                 forced,
-                verified: false,
+                ..Judged::new(Verdict::drift(kind, "seeded"), pair)
             }
         };
         let job = Job::Replicate(ReplicateJob {

@@ -121,16 +121,23 @@ impl Reconciler {
         Ok(summary_of(progress.totals))
     }
 
-    /// The run's pages, in key order: of the manifest's keys, or of both listings.
+    /// The run's pages, in key order: of the manifest's keys, of the inventory report and the
+    /// replica's listing, or of both listings.
     fn pages(
         &self,
         selection: &Selection,
         position: Option<Position>,
         options: &RunOptions,
     ) -> Result<mpsc::Receiver<Result<PairPage, ReconcileError>>, ReconcileError> {
-        Ok(match &selection.manifest {
-            Some(manifest) => self.manifest_pages(manifest.clone(), position, options)?,
-            None => self.listing_pages(
+        Ok(match (&selection.manifest, &selection.source_inventory) {
+            (Some(manifest), _) => self.manifest_pages(manifest.clone(), position, options)?,
+            (None, Some(inventory)) => self.inventory_pages(
+                inventory.clone(),
+                selection.prefix.clone(),
+                position,
+                options.page_size,
+            ),
+            (None, None) => self.listing_pages(
                 selection.prefix.clone(),
                 position,
                 options.page_size,
@@ -169,6 +176,9 @@ impl Reconciler {
             }
             if judged.verified {
                 counts.verified += 1;
+            }
+            if judged.looked_up {
+                counts.looked_up += 1;
             }
             if judged.verdict.kind != Kind::InSync {
                 drift.push(judged);

@@ -1,0 +1,368 @@
+//! The pages of an inventory run: the source's objects from an S3 Inventory report, sorted on
+//! this machine, merge-joined with the replica's listing. No ListObjectsV2 request is made of
+//! the source bucket.
+//!
+//! The report is a snapshot of when it began, so it only nominates drift: every pair it makes
+//! look drifting is looked up in the source bucket before it is judged (see
+//! [`Reconciler::judge`]), and a replica whose source appeared or changed after the report is
+//! never called an orphan, stale, or deleted on the report's word.
+
+use std::fs::File;
+use std::io::{BufReader, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::Utc;
+use md5::{Digest, Md5};
+use thiserror::Error;
+use tokio::sync::mpsc;
+use yuba_aws::ListedObject;
+use yuba_inventory::{
+    DataError, DataFile, ExternalSort, Location, MANIFEST_NAME, Manifest, ManifestError,
+    SortSettings, Sorted, newest_manifest, read_csv_gz,
+};
+
+use super::listing::{ListingFailure, with_retries};
+use super::pages::{PairPage, join_pages};
+use super::{ReconcileError, Reconciler};
+use crate::checkpoint::Position;
+
+/// The largest manifest read: a manifest names each data file in about 200 bytes, and S3
+/// writes data files of up to gigabytes, so even a billion-object report's manifest is far
+/// smaller.
+const MAX_MANIFEST_BYTES: usize = 16 << 20;
+
+/// The source's objects from an S3 Inventory report instead of a listing
+/// (`--source-inventory`).
+#[derive(Debug, Clone)]
+pub struct SourceInventory {
+    pub location: Location,
+    /// A report made longer ago than this is refused.
+    pub max_age: Duration,
+    pub sort: SortSettings,
+}
+
+#[derive(Debug, Error)]
+pub enum InventoryError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(
+        "{location} holds no inventory report (no YYYY-MM-DDTHH-MMZ/ folder); name a manifest.json, or the folder S3 writes a configuration's reports to"
+    )]
+    NoReport { location: Location },
+    #[error("{0} is not there: name an existing manifest.json")]
+    NotFound(String),
+    #[error(
+        "the inventory manifest {location} is over {MAX_MANIFEST_BYTES} bytes: it is not an S3 Inventory manifest"
+    )]
+    TooLarge { location: String },
+    #[error(transparent)]
+    Fetch(ListingFailure),
+    #[error(
+        "the inventory data file {location} is not the one its manifest describes (MD5 {found}, \
+         the manifest's {expected}); it may still be being written: retry once the report is complete"
+    )]
+    Checksum {
+        location: String,
+        found: String,
+        expected: String,
+    },
+    #[error("the inventory data file {location}")]
+    Data {
+        location: String,
+        #[source]
+        source: DataError,
+    },
+    #[error(
+        "cannot sort the inventory report in {dir}: give --inventory-spill-dir a folder with room for the report, uncompressed"
+    )]
+    Spill {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Reconciler {
+    /// The report's objects under `prefix` (past `position`), merge-joined with the replica
+    /// bucket's listing.
+    pub(super) fn inventory_pages(
+        &self,
+        inventory: SourceInventory,
+        prefix: String,
+        position: Option<Position>,
+        page_size: u32,
+    ) -> mpsc::Receiver<Result<PairPage, ReconcileError>> {
+        let after = match position {
+            Some(Position::AfterKey(key)) => Some(key),
+            _ => None,
+        };
+        let sources = self.inventory_sources(inventory, prefix.clone(), after.clone(), page_size);
+        let replicas = self.list_replicas(prefix, after, page_size);
+        join_pages(sources, replicas, page_size)
+    }
+
+    /// The report's objects under `prefix` and after `after`, in key order, `page_size` at a
+    /// time, as a listing's pages.
+    fn inventory_sources(
+        &self,
+        inventory: SourceInventory,
+        prefix: String,
+        after: Option<String>,
+        page_size: u32,
+    ) -> mpsc::Receiver<Result<(Vec<ListedObject>, bool), ReconcileError>> {
+        let (pages, receiver) = mpsc::channel(1);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let sorted = match this.sorted_inventory(&inventory).await {
+                Ok(sorted) => sorted,
+                Err(error) => {
+                    let _ = pages.send(Err(error.into())).await;
+                    return;
+                }
+            };
+            let page_size = usize::try_from(page_size).unwrap_or(1000);
+            let spill_dir = inventory.sort.spill_dir;
+            // Reading the runs is file I/O: off the async threads.
+            let _ = tokio::task::spawn_blocking(move || {
+                let selected = sorted.filter(|entry| {
+                    entry.as_ref().map_or(true, |entry| {
+                        entry.key.starts_with(&prefix)
+                            && after
+                                .as_deref()
+                                .is_none_or(|after| entry.key.as_str() > after)
+                    })
+                });
+                let mut page = Vec::with_capacity(page_size);
+                for entry in selected {
+                    let entry = match entry {
+                        Ok(entry) => entry,
+                        Err(source) => {
+                            let error = InventoryError::Spill {
+                                dir: spill_dir,
+                                source,
+                            };
+                            let _ = pages.blocking_send(Err(error.into()));
+                            return;
+                        }
+                    };
+                    page.push(ListedObject {
+                        key: entry.key,
+                        size: entry.size,
+                        etag: entry.etag,
+                        last_modified: entry.last_modified,
+                    });
+                    if page.len() == page_size
+                        && pages
+                            .blocking_send(Ok((std::mem::take(&mut page), false)))
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+                let _ = pages.blocking_send(Ok((page, true)));
+            })
+            .await;
+        });
+        receiver
+    }
+
+    /// Reads the report's manifest, checks it, and sorts its data files' objects.
+    async fn sorted_inventory(
+        &self,
+        inventory: &SourceInventory,
+    ) -> Result<Sorted, InventoryError> {
+        let location = &inventory.location;
+        let key = self.manifest_key(location).await?;
+        let manifest_location = format!("s3://{}/{key}", location.bucket);
+        let bytes = self
+            .fetch_small(&location.bucket, &key, MAX_MANIFEST_BYTES)
+            .await?
+            .ok_or_else(|| InventoryError::NotFound(manifest_location.clone()))?;
+        let manifest = Manifest::parse(&bytes)?;
+        manifest.check(&self.buckets.source, Utc::now(), inventory.max_age)?;
+        tracing::info!(
+            manifest = %manifest_location,
+            created = %manifest.created,
+            files = manifest.files.len(),
+            "reading the inventory report"
+        );
+        let spill = |source| InventoryError::Spill {
+            dir: inventory.sort.spill_dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&inventory.sort.spill_dir).map_err(spill)?;
+        let mut sort = ExternalSort::new(inventory.sort.clone());
+        let (mut objects, mut noncurrent) = (0, 0);
+        for file in &manifest.files {
+            let path = self
+                .download(&location.bucket, file, &inventory.sort.spill_dir)
+                .await?;
+            let schema = manifest.schema.clone();
+            let data_location = format!("s3://{}/{}", location.bucket, file.key);
+            let dir = inventory.sort.spill_dir.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let rows = match File::open(&path) {
+                    Ok(opened) => {
+                        read_csv_gz(BufReader::new(opened), &schema, |entry| sort.push(entry))
+                            .map_err(|error| match error {
+                                DataError::Keep(source) => InventoryError::Spill { dir, source },
+                                source => InventoryError::Data {
+                                    location: data_location,
+                                    source,
+                                },
+                            })
+                    }
+                    Err(source) => Err(InventoryError::Spill { dir, source }),
+                };
+                let _ = std::fs::remove_file(&path);
+                rows.map(|rows| (rows, sort))
+            })
+            .await
+            .map_err(|error| spill(std::io::Error::other(error)))?;
+            let (rows, sorted_so_far) = read?;
+            sort = sorted_so_far;
+            objects += rows.objects;
+            noncurrent += rows.noncurrent;
+        }
+        let runs = sort.runs();
+        let sorted = tokio::task::spawn_blocking(move || sort.finish())
+            .await
+            .map_err(|error| spill(std::io::Error::other(error)))?
+            .map_err(spill)?;
+        tracing::info!(
+            objects,
+            noncurrent,
+            runs,
+            "the inventory report is read; merging it with the replica's listing"
+        );
+        Ok(sorted)
+    }
+
+    /// The manifest's key: the one named, or the newest report's in the folder named.
+    async fn manifest_key(&self, location: &Location) -> Result<String, InventoryError> {
+        if !location.is_folder() {
+            return Ok(location.key.clone());
+        }
+        let what = format!("listing {location}");
+        let mut newest: Option<String> = None;
+        let mut continuation: Option<String> = None;
+        loop {
+            let query = yuba_aws::ListQuery {
+                prefix: &location.key,
+                delimiter: Some("/"),
+                continuation: continuation.as_deref(),
+                page_size: 1000,
+                ..yuba_aws::ListQuery::default()
+            };
+            let page = with_retries(&what, || async {
+                self.s3
+                    .list(&location.bucket, &query)
+                    .await
+                    .map_err(|error| ListingFailure::s3(&what, error))
+            })
+            .await
+            .map_err(InventoryError::Fetch)?;
+            let candidates = newest.iter().chain(&page.prefixes).map(String::as_str);
+            newest = newest_manifest(candidates)
+                .map(|manifest| manifest.trim_end_matches(MANIFEST_NAME).to_owned());
+            continuation = page.continuation;
+            if continuation.is_none() {
+                break;
+            }
+        }
+        newest
+            .map(|folder| format!("{folder}{MANIFEST_NAME}"))
+            .ok_or_else(|| InventoryError::NoReport {
+                location: location.clone(),
+            })
+    }
+
+    /// A small object's bytes (`None` if there is none), refused past `max` bytes.
+    async fn fetch_small(
+        &self,
+        bucket: &str,
+        key: &str,
+        max: usize,
+    ) -> Result<Option<Vec<u8>>, InventoryError> {
+        let what = format!("reading s3://{bucket}/{key}");
+        with_retries(&what, || async {
+            let failure = |error| ListingFailure::s3(&what, error);
+            let Some(mut object) = self.s3.get(bucket, key).await.map_err(failure)? else {
+                return Ok(None);
+            };
+            let mut bytes = Vec::new();
+            while let Some(chunk) = object.next_chunk().await {
+                bytes.extend_from_slice(&chunk.map_err(failure)?);
+                if bytes.len() > max {
+                    return Ok(Some(bytes));
+                }
+            }
+            Ok(Some(bytes))
+        })
+        .await
+        .map_err(InventoryError::Fetch)?
+        .map(|bytes| {
+            if bytes.len() > max {
+                return Err(InventoryError::TooLarge {
+                    location: format!("s3://{bucket}/{key}"),
+                });
+            }
+            Ok(bytes)
+        })
+        .transpose()
+    }
+
+    /// Streams a data file to a file in `dir`, checking it against the manifest's MD5.
+    async fn download(
+        &self,
+        bucket: &str,
+        file: &DataFile,
+        dir: &std::path::Path,
+    ) -> Result<PathBuf, InventoryError> {
+        let location = format!("s3://{bucket}/{}", file.key);
+        let path = dir.join(format!(
+            "yuba-inventory-{}-{}.csv.gz",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let what = format!("reading {location}");
+        // S3's failures are retried; the disk's are the run's (`Err` inside `Ok`).
+        let found = with_retries(&what, || async {
+            let failure = |error| ListingFailure::s3(&what, error);
+            let Some(mut object) = self.s3.get(bucket, &file.key).await.map_err(failure)? else {
+                return Ok(Ok(None));
+            };
+            let mut out = match File::create(&path) {
+                Ok(out) => std::io::BufWriter::new(out),
+                Err(error) => return Ok(Err(error)),
+            };
+            let mut md5 = Md5::new();
+            while let Some(chunk) = object.next_chunk().await {
+                let chunk = chunk.map_err(failure)?;
+                md5.update(&chunk);
+                if let Err(error) = out.write_all(&chunk) {
+                    return Ok(Err(error));
+                }
+            }
+            Ok(out.flush().map(|()| Some(hex::encode(md5.finalize()))))
+        })
+        .await;
+        let error = match found {
+            Ok(Ok(Some(found))) if found.eq_ignore_ascii_case(&file.md5) => return Ok(path),
+            Ok(Ok(Some(found))) => InventoryError::Checksum {
+                location,
+                found,
+                expected: file.md5.clone(),
+            },
+            Ok(Ok(None)) => InventoryError::NotFound(location),
+            Ok(Err(source)) => InventoryError::Spill {
+                dir: dir.to_owned(),
+                source,
+            },
+            Err(error) => InventoryError::Fetch(error),
+        };
+        let _ = std::fs::remove_file(&path);
+        Err(error)
+    }
+}
