@@ -18,7 +18,8 @@ pub enum KeyDecodeError {
     NotUtf8 { valid_up_to: usize },
 }
 
-/// Decodes an object key as S3 writes it into event notifications (`s3.object.key`).
+/// Decodes an object key as S3 writes it into event notifications (`s3.object.key`), and into
+/// the `Key` column of CSV inventory reports (`yuba-inventory`).
 ///
 /// S3 form-URL-encodes keys there (`application/x-www-form-urlencoded`): a space becomes `+`,
 /// a literal `+` becomes `%2B`, and non-ASCII UTF-8 is percent-encoded byte by byte. A plain
