@@ -93,6 +93,24 @@ export interface ReconcilerConfig {
   readonly verifyEnqueuedSeconds: number;
   /** Extra YUBA_RECONCILE_* settings (e.g. YUBA_RECONCILE_PREFIX); the task runs `backfill --json --no-checkpoint`. */
   readonly environment: Record<string, string>;
+  /**
+   * Where S3 Inventory writes the source bucket's reports: the scheduled run reads the newest
+   * report instead of listing the bucket (README "Reconcile"), and its role may read that folder
+   * and nothing else of the bucket. Undefined: the run lists the source bucket.
+   */
+  readonly sourceInventory?: SourceInventoryConfig;
+}
+
+export interface SourceInventoryConfig {
+  /** The inventory configuration's destination bucket. */
+  readonly bucket: string;
+  /** The configuration's folder in it, `destination-prefix/source-bucket/config-ID/` (ending in /). */
+  readonly folder: string;
+  /**
+   * The task's ephemeral storage (21-200 GiB on Fargate), where the report is sorted: about
+   * 100 bytes per object, so 200 GiB holds a report of some 2 billion objects.
+   */
+  readonly storageGiB: number;
 }
 
 /**
@@ -470,6 +488,51 @@ function refuseRemovedFields(c: StageConfig): void {
   }
 }
 
+/**
+ * S3's rules for general purpose bucket names: 3-63 characters of lowercase letters, digits, dots
+ * and hyphens, starting and ending with a letter or digit, no two adjacent dots, not an IP
+ * address, and none of the reserved prefixes (xn--, sthree-, amzn-s3-demo-) or suffixes
+ * (-s3alias, --ol-s3, .mrap, --x-s3, --table-s3).
+ * https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+ */
+export function bucketNameProblem(name: string): string | undefined {
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(name)) {
+    return `${JSON.stringify(name)} is not an S3 bucket name: 3-63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit`;
+  }
+  if (name.includes('..')) return `${JSON.stringify(name)} has two adjacent dots, which S3 bucket names may not`;
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(name)) return `${JSON.stringify(name)} is formatted as an IP address, which S3 bucket names may not be`;
+  const prefix = ['xn--', 'sthree-', 'amzn-s3-demo-'].find((p) => name.startsWith(p));
+  if (prefix) return `${JSON.stringify(name)} starts with ${prefix}, which S3 reserves`;
+  const suffix = ['-s3alias', '--ol-s3', '.mrap', '--x-s3', '--table-s3'].find((p) => name.endsWith(p));
+  if (suffix) return `${JSON.stringify(name)} ends with ${suffix}, which S3 reserves`;
+  return undefined;
+}
+
+/** The ephemeral storage a Fargate task may have (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_EphemeralStorage.html). */
+export const FARGATE_EPHEMERAL_STORAGE_GIB = { min: 21, max: 200 } as const;
+
+/** The setting a source inventory reaches the reconciler as (bins/reconciler/src/cli.rs). */
+export const SOURCE_INVENTORY_SETTING = 'YUBA_RECONCILE_SOURCE_INVENTORY';
+
+function validateSourceInventory(c: StageConfig): void {
+  const sourceProblem = bucketNameProblem(c.source.name);
+  if (sourceProblem) fail(c, 'source.name', sourceProblem);
+  if (SOURCE_INVENTORY_SETTING in c.reconciler.environment) {
+    fail(c, `reconciler.environment.${SOURCE_INVENTORY_SETTING}`, 'is set from reconciler.sourceInventory, which also grants the task reading it: set that instead');
+  }
+  const inv = c.reconciler.sourceInventory;
+  if (inv === undefined) return;
+  const problem = bucketNameProblem(inv.bucket);
+  if (problem) fail(c, 'reconciler.sourceInventory.bucket', problem);
+  if (!inv.folder.endsWith('/') || inv.folder.startsWith('/')) {
+    fail(c, 'reconciler.sourceInventory.folder', `${JSON.stringify(inv.folder)}: name the configuration's folder, destination-prefix/${c.source.name}/config-ID/, ending in / and not starting with it`);
+  }
+  const { min, max } = FARGATE_EPHEMERAL_STORAGE_GIB;
+  if (!(Number.isInteger(inv.storageGiB) && inv.storageGiB >= min && inv.storageGiB <= max)) {
+    fail(c, 'reconciler.sourceInventory.storageGiB', `must be a whole number of GiB, ${min}..${max} (Fargate's ephemeral storage)`);
+  }
+}
+
 function fail(config: StageConfig, field: string, why: string): never {
   throw new Error(`yuba:${config.stage}: ${field}: ${why}`);
 }
@@ -519,6 +582,7 @@ export function validate(c: StageConfig): void {
     }
   }
   validateReconcilerMemory(c);
+  validateSourceInventory(c);
   if (c.delivery.domainNames && !c.delivery.certificateArn) fail(c, 'delivery.certificateArn', 'required with domainNames');
   validateServe(c);
   // A misspelt mode must not fall through to another one (anything not 'queue' used to mean direct).

@@ -78,12 +78,13 @@ export function yubaImage(scope: Construct, c: StageConfig): ecs.ContainerImage 
 /** A Fargate task definition on ARM64 Linux, what the image is built for. */
 export function arm64TaskDefinition(
   scope: Construct,
-  o: { family: string; cpu: number; memoryMiB: number; taskRole: iam.IRole },
+  o: { family: string; cpu: number; memoryMiB: number; taskRole: iam.IRole; ephemeralStorageGiB?: number },
 ): ecs.FargateTaskDefinition {
   return new ecs.FargateTaskDefinition(scope, 'Task', {
     family: o.family,
     cpu: o.cpu,
     memoryLimitMiB: o.memoryMiB,
+    ephemeralStorageGiB: o.ephemeralStorageGiB,
     runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
     taskRole: o.taskRole,
   });

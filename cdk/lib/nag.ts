@@ -15,6 +15,8 @@ export interface NagOptions {
   readonly hasCertificate: boolean;
   readonly hasWebAcl: boolean;
   readonly hasGeoRestriction: boolean;
+  /** The reconciler's source inventory (bucket, configuration folder), when it reads one. */
+  readonly sourceInventory?: { readonly bucket: string; readonly folder: string };
 }
 
 export interface Acknowledgement {
@@ -86,6 +88,15 @@ export function acknowledgements(stack: Stack, opts: NagOptions): Acknowledgemen
       reason: 'This is the access-log bucket itself; logging its own access into itself would log the log writes, without end.',
     },
   ];
+  if (opts.sourceInventory) {
+    const { bucket: inventoryBucket, folder } = opts.sourceInventory;
+    list.push({
+      path: /^Reconciler\/TaskRole\/DefaultPolicy\/Resource$/,
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::${inventoryBucket}/${folder}*]`,
+      reason:
+        'S3 Inventory names each report\'s folder by the time it began and its data files by random ids, so reading the newest report needs the configuration\'s folder with a wildcard; the statement allows only s3:GetObject under that one folder, and listing is held to it by the s3:prefix condition.',
+    });
+  }
   if (!opts.hasCertificate) {
     list.push({
       path: /^Delivery\/Distribution\/Resource$/,

@@ -5,7 +5,9 @@
  * never starts is an alarm.
  *
  * Its role lists and reads the source bucket and sends jobs to the two work queues: backfill
- * routes by size exactly as ingest does. It cannot consume or delete from any queue.
+ * routes by size exactly as ingest does. It cannot consume or delete from any queue. With a
+ * source inventory it also lists and reads the inventory configuration's folder (no more of
+ * its bucket), and sorts the report on the task's ephemeral storage.
  */
 import { Duration, Stack, TimeZone } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -16,7 +18,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import { Construct } from 'constructs';
-import { MEMORY, StageConfig, metricsNamespace } from './config';
+import { MEMORY, SOURCE_INVENTORY_SETTING, SourceInventoryConfig, StageConfig, metricsNamespace } from './config';
 import { CONTAINER_USER, arm64TaskDefinition, yubaImage } from './fargate-worker';
 import { roleNames } from './gcp';
 import { Network } from './network';
@@ -27,6 +29,8 @@ import { stageLogGroup } from './log-group';
 export const RECONCILER_GROUP = 'yuba-reconciler';
 /** What the schedule runs (the smoke test of the image runs the same arguments). */
 export const RECONCILER_COMMAND = ['yuba-reconciler', 'backfill', '--json', '--no-checkpoint'] as const;
+/** Where a source inventory is sorted: the task's ephemeral storage, the one writable path. */
+export const INVENTORY_SPILL_PATH = '/var/spill';
 
 export interface ReconcilerProps {
   readonly config: StageConfig;
@@ -74,17 +78,22 @@ export class Reconciler extends Construct {
       }),
     );
 
+    const inventory = c.reconciler.sourceInventory;
+    if (inventory) grantInventoryRead(this.taskRole, inventory);
+
     this.logGroup = stageLogGroup(this, 'Logs', c, `/yuba/${c.stage}/reconciler`);
     const taskDefinition = arm64TaskDefinition(this, {
       family: `${c.prefix}-reconciler`,
       cpu: c.reconciler.cpu,
       memoryMiB: c.reconciler.memoryMiB,
       taskRole: this.taskRole,
+      ephemeralStorageGiB: inventory?.storageGiB,
     });
     // No checkpoint: task storage does not outlive the task, and nothing resumes a scheduled
-    // run; a run that dies is redone whole by the next one. So the task writes no file, and its
-    // root file system stays read-only.
-    taskDefinition.addContainer('reconciler', {
+    // run; a run that dies is redone whole by the next one. So the task writes no file but an
+    // inventory's sorted runs (on a volume of the task's ephemeral storage), and its root file
+    // system stays read-only.
+    const container = taskDefinition.addContainer('reconciler', {
       image: yubaImage(this, c),
       command: [...RECONCILER_COMMAND],
       user: CONTAINER_USER,
@@ -104,12 +113,20 @@ export class Reconciler extends Construct {
         YUBA_RECONCILE_VERIFY_ENQUEUED: String(c.reconciler.verifyEnqueuedSeconds),
         ...(c.variants ? { YUBA_VARIANTS: c.variants } : {}),
         ...(c.source.prefixes.length === 1 ? { YUBA_RECONCILE_PREFIX: c.source.prefixes[0] } : {}),
+        ...(inventory
+          ? { [SOURCE_INVENTORY_SETTING]: `s3://${inventory.bucket}/${inventory.folder}`, YUBA_RECONCILE_INVENTORY_SPILL_DIR: INVENTORY_SPILL_PATH }
+          : {}),
         ...c.reconciler.environment,
         // The task's memory, which its images budget is taken from (README "Memory"); validate()
         // refuses it in `environment`.
         [MEMORY.memorySetting]: String(c.reconciler.memoryMiB),
       },
     });
+
+    if (inventory) {
+      taskDefinition.addVolume({ name: 'inventory-spill' });
+      container.addMountPoints({ sourceVolume: 'inventory-spill', containerPath: INVENTORY_SPILL_PATH, readOnly: false });
+    }
 
     const group = new scheduler.ScheduleGroup(this, 'Group', { scheduleGroupName: `${c.prefix}-reconciler` });
     this.schedule = new scheduler.Schedule(this, 'Schedule', {
@@ -182,4 +199,29 @@ export class Reconciler extends Construct {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
   }
+}
+
+/**
+ * Reading a source inventory: the configuration's folder only (its manifests and data files), and
+ * listing only under it (to find the newest report), not the rest of the destination bucket.
+ * ListBucket's `s3:prefix` condition key is the listing's prefix
+ * (https://docs.aws.amazon.com/AmazonS3/latest/userguide/amazon-s3-policy-keys.html).
+ */
+function grantInventoryRead(role: iam.Role, inventory: SourceInventoryConfig): void {
+  const bucketArn = Stack.of(role).formatArn({ service: 's3', region: '', account: '', resource: inventory.bucket });
+  role.addToPolicy(
+    new iam.PolicyStatement({
+      sid: 'ListInventoryReports',
+      actions: ['s3:ListBucket'],
+      resources: [bucketArn],
+      conditions: { StringLike: { 's3:prefix': [`${inventory.folder}*`] } },
+    }),
+  );
+  role.addToPolicy(
+    new iam.PolicyStatement({
+      sid: 'ReadInventoryReports',
+      actions: ['s3:GetObject'],
+      resources: [`${bucketArn}/${inventory.folder}*`],
+    }),
+  );
 }

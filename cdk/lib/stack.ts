@@ -134,6 +134,7 @@ export class YubaStack extends Stack {
       hasCertificate: Boolean(c.delivery.certificateArn),
       hasWebAcl: Boolean(c.delivery.webAclArn),
       hasGeoRestriction: Boolean(c.delivery.allowCountries?.length),
+      sourceInventory: c.reconciler.sourceInventory,
     });
   }
 }

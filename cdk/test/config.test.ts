@@ -150,6 +150,47 @@ test('a setting an earlier version took is refused with what replaces it, not dr
   expect(() => stageConfig('dev', JSON.parse('{"fargateWorker":{"spotWeight":3}}'))).toThrow(/fargateWorker.spotWeight: removed/);
 });
 
+describe('a source inventory', () => {
+  const inventory = { bucket: 'yuba-dev-inventories', folder: 'reports/yuba-dev-images/daily/', storageGiB: 50 };
+
+  test('a usable one is accepted', () => {
+    expect(stageConfig('dev', { reconciler: { sourceInventory: inventory } }).reconciler.sourceInventory).toEqual(inventory);
+  });
+
+  test("bucket names S3 refuses are refused at synth, each with S3's rule (bucketnamingrules.html)", () => {
+    const refused: Array<[string, RegExp]> = [
+      ['Inventories', /3-63 lowercase letters/],
+      ['ab', /3-63 lowercase letters/],
+      ['a'.repeat(64), /3-63 lowercase letters/],
+      ['-inventories', /starting and ending with a letter or digit/],
+      ['inv..entories', /two adjacent dots/],
+      ['192.168.5.4', /IP address/],
+      ['xn--inventories', /starts with xn--/],
+      ['inventories-s3alias', /ends with -s3alias/],
+    ];
+    for (const [bucket, why] of refused) {
+      expect(() => stageConfig('dev', { reconciler: { sourceInventory: { ...inventory, bucket } } })).toThrow(why);
+    }
+    // The source bucket is held to the same rules.
+    expect(() => stageConfig('dev', { source: { name: 'Yuba_Images' } })).toThrow(/source.name: "Yuba_Images" is not an S3 bucket name/);
+  });
+
+  test('a folder that is not one, or storage Fargate cannot give, is refused', () => {
+    for (const folder of ['reports/yuba-dev-images/daily', '/reports/yuba-dev-images/daily/']) {
+      expect(() => stageConfig('dev', { reconciler: { sourceInventory: { ...inventory, folder } } })).toThrow(/reconciler.sourceInventory.folder/);
+    }
+    for (const storageGiB of [20, 201, 50.5]) {
+      expect(() => stageConfig('dev', { reconciler: { sourceInventory: { ...inventory, storageGiB } } })).toThrow(/storageGiB: must be a whole number of GiB, 21..200/);
+    }
+  });
+
+  test('the setting is not taken from the environment, which would skip the grant', () => {
+    expect(() => stageConfig('dev', { reconciler: { environment: { YUBA_RECONCILE_SOURCE_INVENTORY: 's3://x/y/' } } })).toThrow(
+      /reconciler.environment.YUBA_RECONCILE_SOURCE_INVENTORY: is set from reconciler.sourceInventory/,
+    );
+  });
+});
+
 test('overrides come as JSON strings too (-c yuba:dev=...)', () => {
   expect(stageConfig('dev', JSON.stringify({ source: { name: 'other' } })).source.name).toBe('other');
 });

@@ -11,6 +11,7 @@ const cases: Array<[string, StageName, Overrides<StageConfig>]> = [
   ['dev', 'dev', {}],
   ['prod', 'prod', {}],
   ['dev, created bucket, delivery, direct notifications', 'dev', { source: { mode: 'create' }, delivery: { enabled: true }, notifications: 'direct' }],
+  ['prod, source inventory', 'prod', { reconciler: { sourceInventory: { bucket: 'yuba-prod-inventories', folder: 'reports/yuba-prod-images/daily/', storageGiB: 100 } } }],
   [
     'prod, SSE-KMS bucket, custom domain, WAF, geo restriction',
     'prod',

@@ -442,6 +442,34 @@ describe('reconciler', () => {
     expect(env.YUBA_RECONCILE_VERIFY_ENQUEUED).toBe(String(prod.config.reconciler.verifyEnqueuedSeconds));
   });
 
+  test('with a source inventory it reads the newest report, sorting it on a volume of ephemeral storage', () => {
+    const inventory = { bucket: 'yuba-prod-inventories', folder: 'reports/yuba-prod-images/daily/', storageGiB: 100 };
+    const withInventory = synth('prod', { reconciler: { sourceInventory: inventory } }).template;
+    const tdId = logicalIdOf(withInventory, 'AWS::ECS::TaskDefinition', (r) => r.Properties.Family === 'yuba-prod-reconciler');
+    const td = withInventory.toJSON().Resources[tdId];
+    expect(td.Properties.EphemeralStorage).toEqual({ SizeInGiB: 100 });
+    const [c] = td.Properties.ContainerDefinitions;
+    const env = Object.fromEntries(c.Environment.map((e: any) => [e.Name, e.Value]));
+    expect(env.YUBA_RECONCILE_SOURCE_INVENTORY).toBe('s3://yuba-prod-inventories/reports/yuba-prod-images/daily/');
+    // The spill folder is the one writable path; the root stays read-only.
+    expect(c.ReadonlyRootFilesystem).toBe(true);
+    expect(c.MountPoints).toEqual([{ SourceVolume: 'inventory-spill', ContainerPath: env.YUBA_RECONCILE_INVENTORY_SPILL_DIR, ReadOnly: false }]);
+    expect(td.Properties.Volumes).toEqual([{ Name: 'inventory-spill' }]);
+    // The role reads the configuration's folder and lists only under it: nothing else of the bucket.
+    const s = statementsOf(withInventory, roleId(withInventory, 'yuba-prod-reconciler-task'));
+    const bucket = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':s3:::yuba-prod-inventories']] };
+    expect(s.find((x) => x.Sid === 'ListInventoryReports')).toEqual(
+      expect.objectContaining({ Action: 's3:ListBucket', Resource: bucket, Condition: { StringLike: { 's3:prefix': ['reports/yuba-prod-images/daily/*'] } } }),
+    );
+    expect(s.find((x) => x.Sid === 'ReadInventoryReports')).toEqual(
+      expect.objectContaining({
+        Action: 's3:GetObject',
+        Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':s3:::yuba-prod-inventories/reports/yuba-prod-images/daily/*']] },
+      }),
+    );
+    expect(s).toHaveLength(6);
+  });
+
   test('a non-zero exit raises an alarm on the topic', () => {
     const [ruleId, rule] = one(t, 'AWS::Events::Rule');
     expect(rule.Properties.EventPattern.detail.lastStatus).toEqual(['STOPPED']);
