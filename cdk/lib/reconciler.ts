@@ -208,7 +208,7 @@ export class Reconciler extends Construct {
  * (https://docs.aws.amazon.com/AmazonS3/latest/userguide/amazon-s3-policy-keys.html).
  */
 function grantInventoryRead(role: iam.Role, inventory: SourceInventoryConfig): void {
-  const bucketArn = Stack.of(role).formatArn({ service: 's3', region: '', account: '', resource: inventory.bucket });
+  const { bucketArn, reportsArn } = inventoryArns(Stack.of(role), inventory);
   role.addToPolicy(
     new iam.PolicyStatement({
       sid: 'ListInventoryReports',
@@ -221,7 +221,13 @@ function grantInventoryRead(role: iam.Role, inventory: SourceInventoryConfig): v
     new iam.PolicyStatement({
       sid: 'ReadInventoryReports',
       actions: ['s3:GetObject'],
-      resources: [`${bucketArn}/${inventory.folder}*`],
+      resources: [reportsArn],
     }),
   );
+}
+
+/** The ARNs of a source inventory's bucket and of its reports' folder (every object under it). */
+export function inventoryArns(stack: Stack, inventory: SourceInventoryConfig): { bucketArn: string; reportsArn: string } {
+  const bucketArn = stack.formatArn({ service: 's3', region: '', account: '', resource: inventory.bucket });
+  return { bucketArn, reportsArn: `${bucketArn}/${inventory.folder}*` };
 }

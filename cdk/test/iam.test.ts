@@ -19,6 +19,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Overrides, StageConfig, StageName } from '../lib/config';
 import { clusterTasksArn } from '../lib/fargate-worker';
+import { inventoryArns } from '../lib/reconciler';
 import { usesEventsQueue } from '../lib/queues';
 import { YubaStack } from '../lib/stack';
 import { synth } from './helpers';
@@ -49,13 +50,21 @@ const CONDITIONS: Record<string, (c: StageConfig) => boolean> = {
   'versioned-source': (c) => c.source.mode === 'create' || c.source.versioned,
   'kms-encrypted-source': (c) => Boolean(c.source.kmsKeyArn),
   'events-queue': (c) => usesEventsQueue(c.notifications),
+  'source-inventory': (c) => c.reconciler.sourceInventory !== undefined,
 };
 
-/** IAM conditions a statement may carry and still count as allowing what the contract needs. */
+/**
+ * IAM conditions a statement may carry and still count as allowing what the contract needs, by
+ * action, or by action and resource where only that resource's grant may be narrowed.
+ */
 const ACCEPTED_CONDITIONS: Record<string, (condition: Json) => boolean> = {
   // kms:Decrypt only when S3 asks on the reader's behalf: exactly how a reader uses the key.
   'kms:Decrypt': (condition) => Object.keys(condition).length === 1 && Object.keys(condition.StringEquals ?? {}).join() === 'kms:ViaService',
+  // The inventory's bucket is listed under the reports' folder only, which is all the reconciler lists.
+  's3:ListBucket inventory-bucket': (condition) => Object.keys(condition).join() === 'StringLike' && Object.keys(condition.StringLike).join() === 's3:prefix',
 };
+const acceptsCondition = (action: string, resource: string, condition: Json) =>
+  (ACCEPTED_CONDITIONS[`${action} ${resource}`] ?? ACCEPTED_CONDITIONS[action])?.(condition) ?? false;
 
 /** A JSON value with its object keys sorted: equal values, equal strings. */
 function canonical(value: unknown): string {
@@ -103,7 +112,7 @@ const actionAllows = (pattern: string, action: string) =>
   new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.?+^$()[\]{}|\\]/g, '\\$&')).join('.*')}$`, 'i').test(action);
 
 /** The template's values for the contract's resource names. */
-function resourceTokens(stack: YubaStack): Record<string, unknown> {
+function resourceTokens(stack: YubaStack, c: StageConfig): Record<string, unknown> {
   const out: Record<string, unknown> = {
     'source-objects': stack.resolve(stack.source.bucket.arnForObjects('*')),
     'source-bucket': stack.resolve(stack.source.bucket.bucketArn),
@@ -113,6 +122,12 @@ function resourceTokens(stack: YubaStack): Record<string, unknown> {
     'cluster-tasks': stack.resolve(clusterTasksArn(stack.fargateWorker.service.cluster)),
   };
   if (stack.source.key) out['source-key'] = stack.resolve(stack.source.key.keyArn);
+  const inventory = c.reconciler.sourceInventory;
+  if (inventory) {
+    const { bucketArn, reportsArn } = inventoryArns(stack, inventory);
+    out['inventory-bucket'] = stack.resolve(bucketArn);
+    out['inventory-reports'] = stack.resolve(reportsArn);
+  }
   if (stack.queues.events) {
     out['queue:events'] = stack.resolve(stack.queues.events.queue.queueArn);
     out['queue:events-dlq'] = stack.resolve(stack.queues.events.dlq.queueArn);
@@ -279,7 +294,7 @@ function check(t: Json, stack: YubaStack, c: StageConfig, contract: Contract = C
   for (const name of Object.keys(contract.conditions)) {
     if (!CONDITIONS[name]) problems.push(`the contract's condition ${name} has no meaning here: add it to CONDITIONS`);
   }
-  const tokens = resourceTokens(stack);
+  const tokens = resourceTokens(stack, c);
   const label = (resource: string) => Object.entries(tokens).find(([, v]) => canonical(v) === resource)?.[0] ?? resource;
   const roles = programRoles(t, contract, c, problems);
   for (const [name, program] of Object.entries(contract.programs)) {
@@ -303,7 +318,7 @@ function check(t: Json, stack: YubaStack, c: StageConfig, contract: Contract = C
         (a) =>
           actionAllows(a.action, g.action) &&
           (a.resource === resource || a.resource === '"*"') &&
-          (a.condition === undefined || ACCEPTED_CONDITIONS[g.action]?.(a.condition)),
+          (a.condition === undefined || acceptsCondition(g.action, g.resource, a.condition)),
       );
       const when = g.when.length ? ` (${g.when.join(', ')})` : '';
       if (!ok) problems.push(`${name}: needs ${g.action} on ${g.resource}${when}, which its role ${roleId} does not allow`);
@@ -342,6 +357,7 @@ const VARIANTS: Array<[string, StageName, Overrides<StageConfig>]> = [
   ["dev, notifications 'eventbridge'", 'dev', { notifications: 'eventbridge' }],
   ['dev, a bucket the app creates (versioned)', 'dev', { source: { mode: 'create' } }],
   ["prod, SSE-KMS source, notifications 'direct'", 'prod', { source: { kmsKeyArn: KEY }, notifications: 'direct' }],
+  ['prod, a source inventory', 'prod', { reconciler: { sourceInventory: { bucket: 'yuba-prod-inventories', folder: 'reports/yuba-prod-images/daily/', storageGiB: 100 } } }],
 ];
 
 const synthesized = new Map<string, ReturnType<typeof synth>>();
@@ -367,17 +383,21 @@ describe('every role against the contract', () => {
   });
 
   test("resource names resolve to the template's ARNs", () => {
-    const { template, stack } = variant('prod (versioned, events queue)');
+    const { template, stack, config } = variant('prod (versioned, events queue)');
     const t = template.toJSON();
-    const tokens = resourceTokens(stack);
-    expect(Object.keys(tokens).sort()).toEqual(Object.keys(CONTRACT.resources).filter((r) => r !== 'source-key').sort());
+    const tokens = resourceTokens(stack, config);
+    const configured = ['source-key', 'inventory-bucket', 'inventory-reports'];
+    expect(Object.keys(tokens).sort()).toEqual(Object.keys(CONTRACT.resources).filter((r) => !configured.includes(r)).sort());
     expect(tokens['source-bucket']).toEqual({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':s3:::yuba-prod-images']] });
     expect(tokens['source-objects']).toEqual({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':s3:::yuba-prod-images/*']] });
     for (const [name, queue] of [['queue:events', 'yuba-prod-events'], ['queue:events-dlq', 'yuba-prod-events-dlq'], ['queue:lambda-work', 'yuba-prod-work-lambda'], ['queue:fargate-work', 'yuba-prod-work-fargate']]) {
       const id = roleIdOf(tokens[name]);
       expect(t.Resources[id!].Properties.QueueName).toBe(queue);
     }
-    expect(resourceTokens(variant('dev, SSE-KMS source').stack)['source-key']).toBe(KEY);
+    expect(resourceTokens(variant('dev, SSE-KMS source').stack, variant('dev, SSE-KMS source').config)['source-key']).toBe(KEY);
+    expect(resourceTokens(variant('prod, a source inventory').stack, variant('prod, a source inventory').config)['inventory-reports']).toEqual({
+      'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':s3:::yuba-prod-inventories/reports/yuba-prod-images/daily/*']],
+    });
     const cluster = byType(t, 'AWS::ECS::Cluster').find(([, r]) => r.Properties.ClusterName === 'yuba-prod')![0];
     expect(tokens['cluster-tasks']).toEqual({
       'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:ecs:${stack.region}:${stack.account}:task/`, { Ref: cluster }, '/*']],
@@ -408,6 +428,21 @@ describe('the check fails on broken copies', () => {
     const read = policyOf(t, 'yuba-prod-worker-lambda').Statement.find((s: Json) => s.Sid === 'ReadSourceObjects');
     read.Action = 's3:GetObject';
     expect(check(t, stack, config)).toEqual([expect.stringMatching(/^worker-lambda: needs s3:GetObjectVersion on source-objects \(versioned-source\)/)]);
+  });
+
+  test("a source inventory's grants: missing, or a listing narrowed where the contract needs it whole", () => {
+    const { template, stack, config } = variant('prod, a source inventory');
+    const t = copy(template.toJSON());
+    const document = policyOf(t, 'yuba-prod-reconciler-task');
+    document.Statement = document.Statement.filter((s: Json) => s.Sid !== 'ReadInventoryReports');
+    expect(check(t, stack, config)).toEqual([
+      expect.stringMatching(/^reconciler-task: needs s3:GetObject on inventory-reports \(source-inventory\), which its role \w+ does not allow$/),
+    ]);
+    // The prefix condition is accepted on the inventory's bucket only, not on the source's.
+    const narrowed = copy(template.toJSON());
+    const list = policyOf(narrowed, 'yuba-prod-reconciler-task').Statement.find((s: Json) => s.Action === 's3:ListBucket' && !s.Condition);
+    list.Condition = { StringLike: { 's3:prefix': ['photos/*'] } };
+    expect(check(narrowed, stack, config)).toEqual([expect.stringMatching(/^reconciler-task: needs s3:ListBucket on source-bucket, which its role \w+ does not allow$/)]);
   });
 
   test('a grant the contract does not list', () => {
@@ -452,7 +487,7 @@ describe('the check fails on broken copies', () => {
   test('a grant on a resource the contract does not name for it', () => {
     const { template, stack, config } = prod();
     const t = copy(template.toJSON());
-    const lambdaQueue = resourceTokens(stack)['queue:lambda-work'];
+    const lambdaQueue = resourceTokens(stack, config)['queue:lambda-work'];
     policyOf(t, 'yuba-prod-worker-task').Statement.push({ Effect: 'Allow', Action: 'sqs:ReceiveMessage', Resource: lambdaQueue });
     expect(check(t, stack, config)).toEqual([expect.stringMatching(/grants sqs:ReceiveMessage on queue:lambda-work, which the contract does not list$/)]);
   });
@@ -500,7 +535,7 @@ describe('the check fails on broken copies', () => {
     t.Resources.Stray = { Type: 'AWS::IAM::Role', Properties: { AssumeRolePolicyDocument: {} } };
     const [schedulerRole] = byType(t, 'AWS::IAM::Role').find(([, r]) => r.Properties.AssumeRolePolicyDocument.Statement?.[0]?.Principal?.Service === 'scheduler.amazonaws.com')!;
     const [, schedulerPolicy] = byType(t, 'AWS::IAM::Policy').find(([, p]) => list<Json>(p.Properties.Roles).some((r) => r.Ref === schedulerRole))!;
-    schedulerPolicy.Properties.PolicyDocument.Statement.push({ Effect: 'Allow', Action: 's3:GetObject', Resource: resourceTokens(stack)['source-objects'] });
+    schedulerPolicy.Properties.PolicyDocument.Statement.push({ Effect: 'Allow', Action: 's3:GetObject', Resource: resourceTokens(stack, config)['source-objects'] });
     expect(check(t, stack, config).sort()).toEqual([
       expect.stringMatching(/^platform role \w+ grants s3:GetObject on source-objects, beyond what it is listed for$/),
       'role Stray runs no program of the contract and is no known platform role',

@@ -62,6 +62,11 @@ pub enum Resource {
     /// (a task's ARN names its cluster but not its service, so the cluster is as narrow as IAM
     /// can scope it).
     ClusterTasks,
+    /// The folder S3 Inventory writes the source bucket's reports to (the reconciler's
+    /// `--source-inventory`): `arn:aws:s3:::BUCKET/FOLDER*`.
+    InventoryReports,
+    /// The bucket of that folder: `arn:aws:s3:::BUCKET`, listed only under the folder.
+    InventoryBucket,
     /// Nothing: the request needs no permission.
     Nothing,
 }
@@ -75,6 +80,8 @@ impl Resource {
             Resource::SourceKey => "source-key",
             Resource::Queue => "queue",
             Resource::ClusterTasks => "cluster-tasks",
+            Resource::InventoryReports => "inventory-reports",
+            Resource::InventoryBucket => "inventory-bucket",
             Resource::Nothing => "nothing",
         }
     }
@@ -89,6 +96,12 @@ impl Resource {
             Resource::ClusterTasks => {
                 "the tasks of the program's ECS cluster: arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/*"
             }
+            Resource::InventoryReports => {
+                "the folder of the source bucket's inventory reports: arn:aws:s3:::BUCKET/FOLDER*"
+            }
+            Resource::InventoryBucket => {
+                "the bucket of the inventory reports: arn:aws:s3:::BUCKET, listed under FOLDER only"
+            }
             Resource::Nothing => "no resource: the request needs no permission",
         }
     }
@@ -101,6 +114,8 @@ pub enum Condition {
     VersionedSource,
     /// The source bucket's objects are encrypted with a KMS key (SSE-KMS).
     KmsEncryptedSource,
+    /// The reconciler reads the source from an S3 Inventory report.
+    SourceInventory,
 }
 
 impl Condition {
@@ -109,6 +124,7 @@ impl Condition {
         match self {
             Condition::VersionedSource => "versioned-source",
             Condition::KmsEncryptedSource => "kms-encrypted-source",
+            Condition::SourceInventory => "source-inventory",
         }
     }
 
@@ -118,6 +134,9 @@ impl Condition {
             Condition::VersionedSource => "the source bucket is versioned",
             Condition::KmsEncryptedSource => {
                 "the source bucket's objects are encrypted with a KMS key (SSE-KMS)"
+            }
+            Condition::SourceInventory => {
+                "the reconciler reads the source from an S3 Inventory report"
             }
         }
     }
@@ -151,6 +170,10 @@ impl Permission {
             Resource::ClusterTasks => {
                 format!("arn:{partition}:ecs:REGION:ACCOUNT:task/CLUSTER/* (the task's cluster)")
             }
+            Resource::InventoryReports => {
+                format!("arn:{partition}:s3:::{bucket}/FOLDER* (the reports' folder)")
+            }
+            Resource::InventoryBucket => format!("arn:{partition}:s3:::{bucket}"),
             Resource::Nothing => "nothing".to_owned(),
         };
         format!("{} on {on}", self.actions.join(" and "))
@@ -277,6 +300,28 @@ pub const STS_GET_CALLER_IDENTITY: Permission = Permission {
     declared_in: CRATE,
 };
 
+/// `S3Source::get` of an inventory report's manifest and data files.
+pub const GET_INVENTORY_REPORT: Permission = Permission {
+    need: Need::Call(Sdk::S3, "GetObject"),
+    actions: &["s3:GetObject"],
+    resource: Resource::InventoryReports,
+    condition: Some(Condition::SourceInventory),
+    why: "reads the inventory report's manifest and data files",
+    doc: GET_OBJECT_DOC,
+    declared_in: CRATE,
+};
+
+/// `S3Source::list` of an inventory configuration's folder, for its newest report.
+pub const LIST_INVENTORY_REPORTS: Permission = Permission {
+    need: Need::Call(Sdk::S3, "ListObjectsV2"),
+    actions: &["s3:ListBucket"],
+    resource: Resource::InventoryBucket,
+    condition: Some(Condition::SourceInventory),
+    why: "finds the newest report in the configuration's folder (listed under it only)",
+    doc: "https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html",
+    declared_in: CRATE,
+};
+
 /// Reading source objects: [`S3Source::get`](crate::S3Source::get), `head` and `exists`.
 pub const S3_READS: &[&Permission] = &[
     &GET_OBJECT,
@@ -289,6 +334,10 @@ pub const S3_READS: &[&Permission] = &[
 
 /// Listing the source bucket: [`S3Source::list`](crate::S3Source::list).
 pub const S3_LISTING: &[&Permission] = &[&LIST_OBJECTS_V2];
+
+/// Reading an S3 Inventory report of the source bucket (the reconciler's `--source-inventory`):
+/// [`S3Source::list`](crate::S3Source::list) and `get` on the reports' folder.
+pub const INVENTORY_READS: &[&Permission] = &[&LIST_INVENTORY_REPORTS, &GET_INVENTORY_REPORT];
 
 /// Sending jobs: [`JobSender`](crate::JobSender).
 pub const JOB_SENDING: &[&Permission] = &[&SEND_MESSAGE_BATCH];
@@ -308,6 +357,8 @@ pub const DECLARED: &[&Permission] = &[
     &HEAD_OBJECT_DECRYPT,
     &MISSING_KEY_IS_404,
     &LIST_OBJECTS_V2,
+    &GET_INVENTORY_REPORT,
+    &LIST_INVENTORY_REPORTS,
     &SEND_MESSAGE_BATCH,
     &GET_QUEUE_ATTRIBUTES,
     &STS_GET_CALLER_IDENTITY,

@@ -214,6 +214,8 @@ const PROGRAMS: &[Program] = &[
             // run is `backfill --json --no-checkpoint`: no checkpoint, so nothing stored.
             uses(aws::S3_LISTING),
             uses(aws::S3_READS),
+            // --source-inventory: the newest report of the configuration's folder, read whole.
+            uses(aws::INVENTORY_READS),
             // backfill enqueues repairs, routed by size as ingest does.
             on(aws::JOB_SENDING, &[Queue::LambdaWork, Queue::FargateWork]),
             // backfill --verify-enqueued waits for the work queues to hold none of its jobs.
@@ -346,16 +348,21 @@ fn render(programs: &[Program]) -> String {
         Resource::SourceBucket,
         Resource::SourceKey,
         Resource::ClusterTasks,
+        Resource::InventoryReports,
+        Resource::InventoryBucket,
     ]
     .into_iter()
     .map(|resource| (resource.name(), resource.meaning()))
     .collect();
     resources.extend(Queue::ALL.map(|queue| (queue.name(), queue.meaning())));
-    let mut conditions: BTreeMap<&str, &str> =
-        [Condition::VersionedSource, Condition::KmsEncryptedSource]
-            .into_iter()
-            .map(|condition| (condition.name(), condition.meaning()))
-            .collect();
+    let mut conditions: BTreeMap<&str, &str> = [
+        Condition::VersionedSource,
+        Condition::KmsEncryptedSource,
+        Condition::SourceInventory,
+    ]
+    .into_iter()
+    .map(|condition| (condition.name(), condition.meaning()))
+    .collect();
     conditions.insert(When::EventsQueue.name(), When::EventsQueue.meaning());
     let contract = Contract {
         about: ABOUT,
