@@ -173,6 +173,9 @@ pub struct ListQuery<'a> {
     pub delimiter: Option<&'a str>,
     /// List names from this one on (inclusive), to resume a listing without its token.
     pub start_offset: Option<&'a str>,
+    /// List names before this one (exclusive): with `start_offset`, one key range of a bucket
+    /// (`endOffset`, https://cloud.google.com/storage/docs/json_api/v1/objects/list).
+    pub end_offset: Option<&'a str>,
     /// The previous page's `next_page_token`.
     pub page_token: Option<&'a str>,
     /// At most 1,000 (GCS's own cap).

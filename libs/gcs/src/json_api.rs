@@ -150,6 +150,7 @@ impl JsonApi {
             prefix: "",
             delimiter: None,
             start_offset: None,
+            end_offset: None,
             page_token: None,
             page_size: 1,
         };
@@ -245,6 +246,9 @@ impl JsonApi {
         }
         if let Some(start) = query.start_offset {
             parameters.push(("startOffset", start.to_owned()));
+        }
+        if let Some(end) = query.end_offset {
+            parameters.push(("endOffset", end.to_owned()));
         }
         if let Some(token) = query.page_token {
             parameters.push(("pageToken", token.to_owned()));

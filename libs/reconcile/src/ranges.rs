@@ -14,6 +14,27 @@ use yuba_gcs::ObjectInfo;
 /// The delimiter of the hierarchy that ranges follow.
 pub const DELIMITER: &str = "/";
 
+/// The keys from `start` (inclusive) to `end` (exclusive), in UTF-8 byte order; `None` is
+/// unbounded. Contiguous ranges, each starting where the one before ends, hold every key once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyRange {
+    pub start: Option<String>,
+    pub end: Option<String>,
+}
+
+impl KeyRange {
+    /// Every key.
+    pub const ALL: KeyRange = KeyRange {
+        start: None,
+        end: None,
+    };
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.start.as_deref().is_none_or(|start| key >= start)
+            && self.end.as_deref().is_none_or(|end| key < end)
+    }
+}
+
 /// A run of keys, in key order with the ranges before and after it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Range {

@@ -140,6 +140,12 @@ async fn a_diff_from_an_inventory_report_finds_what_a_listing_finds_and_trusts_o
             .put(key, &pseudo_random_bytes(1000 + n, n as u64))
             .await?;
     }
+    // Enough more for several key ranges at --page-size 1 (ranges of ten pages).
+    for n in 0..20 {
+        stack
+            .put(&format!("many/{n:02}.bin"), &pseudo_random_bytes(100, n))
+            .await?;
+    }
     let seeded = reconcile(&stack, &["backfill", "--inline"], &[], &checkpoint).await?;
     assert_eq!(seeded.code, Some(0), "{}", seeded.stderr);
 
@@ -210,11 +216,35 @@ async fn a_diff_from_an_inventory_report_finds_what_a_listing_finds_and_trusts_o
     );
     // The four drifting keys and the two changed after the report: each looked up once.
     assert_eq!(count(&report_summary, "looked_up"), 6, "{report_summary}");
-    // The report lists the seven sources of its time: not late.bin, and not gone.bin.
+    // The report lists the 27 sources of its time: not late.bin, and not gone.bin.
     assert_eq!(
         count(&report_summary, "listed_source"),
-        7,
+        27,
         "{report_summary}"
+    );
+
+    // In key ranges of ten sources, two listed at once: the same findings, the same counts.
+    let ranged = reconcile(
+        &stack,
+        &[
+            "diff",
+            "--source-inventory",
+            &report,
+            "--page-size",
+            "1",
+            "--concurrency",
+            "2",
+        ],
+        &[],
+        &checkpoint,
+    )
+    .await?;
+    let (ranged_findings, ranged_summary) = parse(&ranged);
+    assert_eq!(kinds_and_keys(&ranged_findings), drift, "{}", ranged.stdout);
+    assert_eq!(
+        summary_without_timing(ranged_summary),
+        summary_without_timing(report_summary.clone()),
+        "ranges change nothing but the pace"
     );
 
     let backfill = reconcile(

@@ -7,6 +7,7 @@
 //! [`Reconciler::judge`]), and a replica whose source appeared or changed after the report is
 //! never called an orphan, stale, or deleted on the report's word.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufReader, Write};
 use std::path::PathBuf;
@@ -22,10 +23,16 @@ use yuba_inventory::{
     SortSettings, Sorted, newest_manifest, read_csv_gz,
 };
 
-use super::listing::{ListingFailure, with_retries};
+use super::listing::{ListingFailure, listed, with_retries};
 use super::pages::{PairPage, join_pages};
 use super::{ReconcileError, Reconciler};
 use crate::checkpoint::Position;
+use crate::ranges::KeyRange;
+
+/// Pages of sources per key range of an inventory run: a range's sources are held while its
+/// replicas are listed (about 1 MiB per thousand objects, times the ranges in flight), and a
+/// range's last replica page is a partial one (a tenth more listing requests at most).
+const RANGE_PAGES: usize = 10;
 
 /// The largest manifest read: a manifest names each data file in about 200 bytes, and S3
 /// writes data files of up to gigabytes, so even a billion-object report's manifest is far
@@ -85,43 +92,85 @@ pub enum InventoryError {
 
 impl Reconciler {
     /// The report's objects under `prefix` (past `position`), merge-joined with the replica
-    /// bucket's listing.
+    /// bucket's listing. The sorted report is cut into key ranges of [`RANGE_PAGES`] pages of
+    /// sources; up to `ranges_in_flight` ranges have their replicas listed (GCS `startOffset` and
+    /// `endOffset`) and joined at once, and their pages are passed on one range after another,
+    /// so they stay in key order.
     pub(super) fn inventory_pages(
         &self,
         inventory: SourceInventory,
         prefix: String,
         position: Option<Position>,
         page_size: u32,
+        ranges_in_flight: usize,
     ) -> mpsc::Receiver<Result<PairPage, ReconcileError>> {
         let after = match position {
             Some(Position::AfterKey(key)) => Some(key),
             _ => None,
         };
-        let sources = self.inventory_sources(inventory, prefix.clone(), after.clone(), page_size);
-        let replicas = self.list_replicas(prefix, after, page_size);
-        join_pages(sources, replicas, page_size)
+        let range_objects = RANGE_PAGES * usize::try_from(page_size).unwrap_or(1000);
+        let mut ranges =
+            self.inventory_ranges(inventory, prefix.clone(), after.clone(), range_objects);
+        let (pages, receiver) = mpsc::channel(1);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut joining = VecDeque::with_capacity(ranges_in_flight);
+            let mut ranges_left = true;
+            loop {
+                while ranges_left && joining.len() < ranges_in_flight {
+                    match ranges.recv().await {
+                        Some(Ok((range, sources))) => {
+                            let replicas =
+                                this.list_replicas(prefix.clone(), range, after.clone(), page_size);
+                            joining.push_back(join_pages(listed(sources), replicas, page_size));
+                        }
+                        Some(Err(error)) => {
+                            let _ = pages.send(Err(error)).await;
+                            return;
+                        }
+                        None => ranges_left = false,
+                    }
+                }
+                let Some(head) = joining.front_mut() else {
+                    return;
+                };
+                match head.recv().await {
+                    Some(page) => {
+                        let failed = page.is_err();
+                        if pages.send(page).await.is_err() || failed {
+                            return;
+                        }
+                    }
+                    None => {
+                        joining.pop_front();
+                    }
+                }
+            }
+        });
+        receiver
     }
 
-    /// The report's objects under `prefix` and after `after`, in key order, `page_size` at a
-    /// time, as a listing's pages.
-    fn inventory_sources(
+    /// The report's objects under `prefix` and after `after`, in key order, cut into contiguous
+    /// key ranges of `range_objects` each: the first from the start of the key space, the last
+    /// to its end, each ending where the next begins, so the ranges' replica listings hold every
+    /// replica once. An empty report is one range of no source.
+    fn inventory_ranges(
         &self,
         inventory: SourceInventory,
         prefix: String,
         after: Option<String>,
-        page_size: u32,
-    ) -> mpsc::Receiver<Result<(Vec<ListedObject>, bool), ReconcileError>> {
-        let (pages, receiver) = mpsc::channel(1);
+        range_objects: usize,
+    ) -> mpsc::Receiver<Result<(KeyRange, Vec<ListedObject>), ReconcileError>> {
+        let (ranges, receiver) = mpsc::channel(1);
         let this = self.clone();
         tokio::spawn(async move {
             let sorted = match this.sorted_inventory(&inventory).await {
                 Ok(sorted) => sorted,
                 Err(error) => {
-                    let _ = pages.send(Err(error.into())).await;
+                    let _ = ranges.send(Err(error.into())).await;
                     return;
                 }
             };
-            let page_size = usize::try_from(page_size).unwrap_or(1000);
             let spill_dir = inventory.sort.spill_dir;
             // Reading the runs is file I/O: off the async threads.
             let _ = tokio::task::spawn_blocking(move || {
@@ -133,7 +182,8 @@ impl Reconciler {
                                 .is_none_or(|after| entry.key.as_str() > after)
                     })
                 });
-                let mut page = Vec::with_capacity(page_size);
+                let mut start: Option<String> = None;
+                let mut sources = Vec::with_capacity(range_objects);
                 for entry in selected {
                     let entry = match entry {
                         Ok(entry) => entry,
@@ -142,25 +192,30 @@ impl Reconciler {
                                 dir: spill_dir,
                                 source,
                             };
-                            let _ = pages.blocking_send(Err(error.into()));
+                            let _ = ranges.blocking_send(Err(error.into()));
                             return;
                         }
                     };
-                    page.push(ListedObject {
+                    if sources.len() == range_objects {
+                        let range = KeyRange {
+                            start: start.replace(entry.key.clone()),
+                            end: Some(entry.key.clone()),
+                        };
+                        let full =
+                            std::mem::replace(&mut sources, Vec::with_capacity(range_objects));
+                        if ranges.blocking_send(Ok((range, full))).is_err() {
+                            return;
+                        }
+                    }
+                    sources.push(ListedObject {
                         key: entry.key,
                         size: entry.size,
                         etag: entry.etag,
                         last_modified: entry.last_modified,
                     });
-                    if page.len() == page_size
-                        && pages
-                            .blocking_send(Ok((std::mem::take(&mut page), false)))
-                            .is_err()
-                    {
-                        return;
-                    }
                 }
-                let _ = pages.blocking_send(Ok((page, true)));
+                let last = KeyRange { start, end: None };
+                let _ = ranges.blocking_send(Ok((last, sources)));
             })
             .await;
         });

@@ -11,6 +11,7 @@ use yuba_gcs::{GcsError, ListQuery, ObjectInfo};
 use yuba_model::{Cause, ErrorChain, FailureKind};
 
 use super::{ReconcileError, Reconciler};
+use crate::ranges::KeyRange;
 
 /// Attempts at one listing page before the run fails (the SDKs retry inside each attempt too).
 const LISTING_ATTEMPTS: u32 = 5;
@@ -95,28 +96,39 @@ impl Reconciler {
         })
     }
 
+    /// The replicas under `prefix` within `range`, past `after` (where a run resumes).
     pub(super) fn list_replicas(
         &self,
         prefix: String,
+        range: KeyRange,
         after: Option<String>,
         page_size: u32,
     ) -> mpsc::Receiver<Result<(Vec<ObjectInfo>, bool), ReconcileError>> {
         let gcs = self.gcs.clone();
         let bucket = self.buckets.replica.clone();
         let what = format!("listing gs://{bucket}/{prefix}");
+        // The listing starts at the later of the two; `after` itself is done, which the filter
+        // below sees to.
+        let start = match (range.start.clone(), after.clone()) {
+            (Some(start), Some(after)) => Some(start.max(after)),
+            (start, after) => start.or(after),
+        };
         spawn_listing(what.clone(), move |token| {
-            let (gcs, bucket, prefix, after, what) = (
+            let (gcs, bucket, prefix, after, range, start, what) = (
                 gcs.clone(),
                 bucket.clone(),
                 prefix.clone(),
                 after.clone(),
+                range.clone(),
+                start.clone(),
                 what.clone(),
             );
             async move {
                 let query = ListQuery {
                     prefix: &prefix,
                     delimiter: None,
-                    start_offset: after.as_deref().filter(|_| token.is_none()),
+                    start_offset: start.as_deref().filter(|_| token.is_none()),
+                    end_offset: range.end.as_deref(),
                     page_token: token.as_deref(),
                     page_size,
                 };
@@ -125,11 +137,15 @@ impl Reconciler {
                     .list(&bucket, &query)
                     .await
                     .map_err(|error| ListingFailure::gcs(&what, error))?;
-                // GCS's startOffset is inclusive: the key it names is already done.
+                // GCS's startOffset is inclusive: the key `after` names is already done. The
+                // range is held here too, whatever the server makes of the offsets.
                 let objects = page
                     .objects
                     .into_iter()
-                    .filter(|o| after.as_deref().is_none_or(|after| o.name.as_str() > after))
+                    .filter(|o| {
+                        after.as_deref().is_none_or(|after| o.name.as_str() > after)
+                            && range.contains(&o.name)
+                    })
                     .collect();
                 Ok((objects, page.next_page_token))
             }

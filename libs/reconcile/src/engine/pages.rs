@@ -15,7 +15,7 @@ use super::{ReconcileError, Reconciler};
 use crate::checkpoint::Position;
 use crate::classify::{Companion, Pair};
 use crate::join::{Join, Step};
-use crate::ranges::{self, Level, Range};
+use crate::ranges::{self, KeyRange, Level, Range};
 use crate::report::Counts;
 
 /// A level with fewer directories than this is split further, to have ranges enough to list
@@ -243,7 +243,7 @@ impl Reconciler {
         let (sources, replicas) = match range {
             Range::Prefix(prefix) => (
                 self.list_sources(prefix.clone(), after.clone(), page_size),
-                self.list_replicas(prefix, after, page_size),
+                self.list_replicas(prefix, KeyRange::ALL, after, page_size),
             ),
             Range::Listed { sources, replicas } => (listed(sources), listed(replicas)),
         };

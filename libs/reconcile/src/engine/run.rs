@@ -136,6 +136,7 @@ impl Reconciler {
                 selection.prefix.clone(),
                 position,
                 options.page_size,
+                options.concurrency.clamp(1, MAX_RANGES_IN_FLIGHT),
             ),
             (None, None) => self.listing_pages(
                 selection.prefix.clone(),
