@@ -165,6 +165,21 @@ prices! {
     /// <https://unanswered.io/guide/aws-sqs-pricing-and-cost-optimization>; read 2026-11-23.
     egress_per_gb: "$ per GB out of AWS to the internet" = 0.09;
 
+    // --- The scheduled reconciler (Fargate on demand, Linux/ARM) ---
+    /// Fargate Linux/ARM vCPU, on demand: the reconciler's schedule runs on FARGATE, not Spot.
+    /// Source: <https://aws.amazon.com/fargate/pricing/>, as quoted by
+    /// <https://www.vantage.sh/blog/fargate-pricing>; read 2026-11-23.
+    fargate_per_vcpu_hour: "$ per vCPU-hour, Fargate Linux/ARM on demand" = 0.032_38;
+    /// Fargate Linux/ARM memory, on demand. Source as above.
+    fargate_per_gb_hour: "$ per GB-hour, Fargate Linux/ARM on demand" = 0.003_56;
+    /// Reconciler task vCPUs (`reconciler.cpu` = 1024 in the prod stage).
+    reconciler_task_vcpu: "vCPU per reconciler task" = 1.0;
+    /// Reconciler task memory (`reconciler.memoryMiB` = 2048 in the prod stage).
+    reconciler_task_memory_gb: "GB per reconciler task" = 2.0;
+    /// S3 Inventory, per million objects listed in a report.
+    /// Source: <https://aws.amazon.com/s3/pricing/> (Management & insights); read 2026-12-05.
+    s3_inventory_per_million: "$ per million objects listed by S3 Inventory" = 0.0025;
+
     // --- Storage Transfer Service ---
     /// STS's own fee for agentless transfers (from Amazon S3 to Cloud Storage): "No charges";
     /// only the operations and network it causes are billed. Agent-based transfers are $0.0125

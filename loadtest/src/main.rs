@@ -10,6 +10,8 @@
 mod bodies;
 mod burst;
 mod observe;
+mod replica;
+mod scale;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -47,6 +49,10 @@ enum Command {
     /// Sends images at once through one worker (or several builds of it, side by side) and
     /// reports each one's peak RSS and throughput.
     Burst(burst::BurstArgs),
+    /// The reconciler's diff of a synthetic S3 Inventory report (10 million keys by default)
+    /// against a synthetic replica with seeded drift: keys/s, CPU, peak RSS, exact findings,
+    /// and the projected daily run over a billion keys.
+    Inventory(scale::InventoryArgs),
     /// Writes the report of an earlier run again (with other prices, say) from its run.json.
     Report {
         /// The run.json a run wrote.
@@ -154,6 +160,13 @@ async fn main() -> anyhow::Result<()> {
             signal = interrupted() => {
                 signal?;
                 bail!("interrupted: the worker and the local stack were stopped")
+            }
+        },
+        Command::Inventory(args) => tokio::select! {
+            result = scale::inventory(args) => result,
+            signal = interrupted() => {
+                signal?;
+                bail!("interrupted: the reconciler and the local stack were stopped")
             }
         },
         Command::Report { from, out, prices } => {

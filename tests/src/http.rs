@@ -6,7 +6,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 /// One request as a client sent it.
 #[derive(Debug)]
-pub(crate) struct Request {
+pub struct Request {
     pub method: String,
     pub path: String,
     pub body: Vec<u8>,
@@ -19,7 +19,7 @@ pub(crate) struct Request {
 
 /// The next request on the connection, `None` once the client has closed it. The body is read by
 /// `content-length` or as `transfer-encoding: chunked`.
-pub(crate) async fn read_request<R: AsyncBufReadExt + Unpin>(
+pub async fn read_request<R: AsyncBufReadExt + Unpin>(
     reader: &mut R,
 ) -> anyhow::Result<Option<Request>> {
     let mut request_line = String::new();

@@ -7,7 +7,7 @@
 
 pub mod ecs_agent;
 pub mod fault_proxy;
-mod http;
+pub mod http;
 mod images;
 pub mod lambda_api;
 pub mod package;

@@ -21,9 +21,18 @@ use crate::csv::Entry;
 pub const MAX_FAN_IN: usize = 64;
 /// Each run's read buffer while merging.
 const RUN_BUFFER: usize = 64 * 1024;
-/// What an object costs in the buffer besides its key and ETag bytes (the `Entry` and the
-/// strings' headers), so a budget holds what it says even for short keys.
-const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>();
+/// What an object costs in the buffer's own allocation (its key and ETag are allocations apart).
+const ENTRY_SIZE: usize = std::mem::size_of::<Entry>();
+
+/// What a string's allocation costs the process: glibc's malloc rounds a request plus its 8-byte
+/// header up to 16 bytes, 32 at least. Counting only the bytes would let a budget of short keys
+/// hold twice what it says.
+fn heap_bytes(text: &str) -> usize {
+    if text.is_empty() {
+        return 0;
+    }
+    (text.len() + 8).div_ceil(16).max(2) * 16
+}
 
 /// Where runs are written and how much is buffered before one is.
 #[derive(Debug, Clone)]
@@ -87,9 +96,10 @@ impl ExternalSort {
     }
 
     pub fn push(&mut self, entry: Entry) -> io::Result<()> {
-        self.buffered += entry.key.len() + entry.etag.len() + ENTRY_OVERHEAD;
+        self.buffered += heap_bytes(&entry.key) + heap_bytes(&entry.etag);
         self.buffer.push(entry);
-        if self.buffered >= self.settings.memory_budget {
+        // The buffer's capacity, not its length: it grows by doubling.
+        if self.buffered + self.buffer.capacity() * ENTRY_SIZE >= self.settings.memory_budget {
             self.spill()?;
         }
         Ok(())
@@ -376,7 +386,7 @@ mod tests {
         let mut entries: Vec<Entry> = keys.iter().map(|key| entry(key, 1)).collect();
         entries.shuffle(&mut rand::rng());
         // About 40 objects per run: ~80 runs, more than one merge reads at once.
-        let (out, runs, duplicates) = sort(entries, 40 * (ENTRY_OVERHEAD + 30), &dir);
+        let (out, runs, duplicates) = sort(entries, 40 * (ENTRY_SIZE + 64), &dir);
         assert!(runs > MAX_FAN_IN, "{runs} runs");
         keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         let sorted: Vec<&str> = out.iter().map(|e| e.key.as_str()).collect();

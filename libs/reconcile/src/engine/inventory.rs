@@ -174,7 +174,8 @@ impl Reconciler {
             let spill_dir = inventory.sort.spill_dir;
             // Reading the runs is file I/O: off the async threads.
             let _ = tokio::task::spawn_blocking(move || {
-                let selected = sorted.filter(|entry| {
+                let mut sorted = sorted;
+                let selected = sorted.by_ref().filter(|entry| {
                     entry.as_ref().map_or(true, |entry| {
                         entry.key.starts_with(&prefix)
                             && after
@@ -216,6 +217,12 @@ impl Reconciler {
                 }
                 let last = KeyRange { start, end: None };
                 let _ = ranges.blocking_send(Ok((last, sources)));
+                if sorted.duplicates() > 0 {
+                    tracing::warn!(
+                        duplicates = sorted.duplicates(),
+                        "keys listed more than once in the inventory report: each was kept once, as last modified"
+                    );
+                }
             })
             .await;
         });
