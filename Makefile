@@ -4,7 +4,7 @@
 CARGO ?= cargo
 PYTHON := .venv/bin/python
 
-.PHONY: demo test bootstrap browser build fmt-check clippy python-check terraform-check cdk-check package package-smoke bench-lambda-init bench-stream bench-reconcile bench-variants bench-serve bench-memory loadtest loadtest-corpus clean-stack
+.PHONY: demo test bootstrap browser build fmt-check clippy python-check terraform-check cdk-check package package-smoke bench-lambda-init bench-stream bench-reconcile bench-variants bench-serve bench-memory bench-inventory loadtest loadtest-corpus clean-stack
 
 ## demo: bring up the local stack, run ingest and workers, replicate sample images, show the result
 demo: bootstrap build
@@ -122,6 +122,13 @@ bench-memory: bootstrap loadtest-corpus
 	target/release/yuba-loadtest burst --images photo --repeat 3 \
 		--worker before=target/bench-memory/yuba-worker-$(BEFORE_MEMORY) \
 		--worker after=target/release/yuba-worker
+
+## bench-inventory: yuba-reconciler diff of a synthetic S3 Inventory report of 10 million keys
+## against a synthetic replica with seeded drift: keys/s, CPU, peak RSS, exact findings, and the
+## projected daily run over a billion keys (docs/BENCHMARKS.md)
+bench-inventory: bootstrap
+	$(CARGO) build --release -p yuba-reconciler -p yuba-loadtest
+	target/release/yuba-loadtest inventory
 
 ## loadtest-corpus: fetch the photos the load test uploads (Debian's lomiri-wallpapers-20.04, apt-get download)
 loadtest-corpus: bootstrap
