@@ -1,4 +1,5 @@
-//! The server side of HTTP/1.1 that the loopback test doubles (lambda_api, ecs_agent) need:
+//! The server side of HTTP/1.1 that the loopback doubles (lambda_api, ecs_agent, the load test's
+//! synthetic GCS replica) need:
 //! reading one request off a keep-alive connection. The doubles write their answers themselves.
 
 use anyhow::Context;
