@@ -1,6 +1,6 @@
 //! The server side of HTTP/1.1 that the loopback doubles (lambda_api, ecs_agent, the load test's
-//! synthetic GCS replica) need:
-//! reading one request off a keep-alive connection. The doubles write their answers themselves.
+//! synthetic GCS replica) need: reading one request off a keep-alive connection. The doubles
+//! write their answers themselves.
 
 use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
