@@ -76,10 +76,7 @@ pub async fn inventory(args: InventoryArgs) -> anyhow::Result<()> {
             "--stride must be at least 3 and at most --keys (one missing, stale and orphan key each)"
         );
     }
-    let mut prices = Prices::default();
-    for assignment in &args.prices {
-        prices.set(assignment).map_err(anyhow::Error::msg)?;
-    }
+    let prices = crate::prices_from(&args.prices)?;
     let stack = Stack::start("bench-inventory", 3)?;
     let s3 = stack.s3().await;
     s3.create_bucket().bucket(INVENTORIES).send().await?;
