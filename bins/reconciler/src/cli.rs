@@ -249,6 +249,52 @@ mod tests {
     }
 
     #[test]
+    fn an_inventory_is_a_manifest_or_a_folder_and_replaces_a_key_list() {
+        let cli = Cli::try_parse_from([
+            "yuba-reconciler",
+            "diff",
+            "--source-inventory",
+            "s3://inventories/reports/photos/daily/",
+            "--inventory-max-age",
+            "200",
+            "--inventory-memory",
+            "64",
+        ])
+        .unwrap();
+        let inventory = cli.command.common().source_inventory().unwrap();
+        assert_eq!(inventory.location.bucket, "inventories");
+        assert_eq!(inventory.max_age, Duration::from_secs(200 * 3600));
+        assert_eq!(inventory.sort.memory_budget, 64 << 20);
+        let refused = |args: &[&str]| {
+            let mut all = vec!["yuba-reconciler", "diff"];
+            all.extend(args);
+            Cli::try_parse_from(all).unwrap_err().to_string()
+        };
+        assert!(
+            refused(&["--source-inventory", "s3://inventories/reports/data.csv.gz"])
+                .contains("name a report's manifest.json, or the folder")
+        );
+        assert!(
+            refused(&[
+                "--source-inventory",
+                "s3://i/manifest.json",
+                "--manifest",
+                "keys.txt"
+            ])
+            .contains("cannot be used with")
+        );
+        assert!(
+            refused(&[
+                "--source-inventory",
+                "s3://i/manifest.json",
+                "--inventory-max-age",
+                "0"
+            ])
+            .contains("--inventory-max-age")
+        );
+    }
+
+    #[test]
     fn backfill_options_parse() {
         let cli = Cli::try_parse_from([
             "yuba-reconciler",
