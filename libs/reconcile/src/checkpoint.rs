@@ -19,6 +19,16 @@ pub enum Position {
     Lines(u64),
 }
 
+impl Position {
+    /// The key a listing run resumes after, if this is a listing run's position.
+    pub fn after_key(position: Option<Self>) -> Option<String> {
+        match position {
+            Some(Self::AfterKey(key)) => Some(key),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub version: u32,

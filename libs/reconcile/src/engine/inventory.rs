@@ -7,13 +7,13 @@
 //! [`Reconciler::judge`]), and a replica whose source appeared or changed after the report is
 //! never called an orphan, stale, or deleted on the report's word.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufReader, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::Utc;
+use futures::{TryStreamExt, stream};
 use md5::{Digest, Md5};
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -24,7 +24,7 @@ use yuba_inventory::{
 };
 
 use super::listing::{ListingFailure, listed, with_retries};
-use super::pages::{PairPage, join_pages};
+use super::pages::{PageReceiver, in_key_order, join_pages};
 use super::{ReconcileError, Reconciler};
 use crate::checkpoint::Position;
 use crate::ranges::KeyRange;
@@ -103,51 +103,19 @@ impl Reconciler {
         position: Option<Position>,
         page_size: u32,
         ranges_in_flight: usize,
-    ) -> mpsc::Receiver<Result<PairPage, ReconcileError>> {
-        let after = match position {
-            Some(Position::AfterKey(key)) => Some(key),
-            _ => None,
-        };
+    ) -> PageReceiver {
+        let after = Position::after_key(position);
         let range_objects = RANGE_PAGES * usize::try_from(page_size).unwrap_or(1000);
-        let mut ranges =
-            self.inventory_ranges(inventory, prefix.clone(), after.clone(), range_objects);
-        let (pages, receiver) = mpsc::channel(1);
+        let ranges = self.inventory_ranges(inventory, prefix.clone(), after.clone(), range_objects);
         let this = self.clone();
-        tokio::spawn(async move {
-            let mut joining = VecDeque::with_capacity(ranges_in_flight);
-            let mut ranges_left = true;
-            loop {
-                while ranges_left && joining.len() < ranges_in_flight {
-                    match ranges.recv().await {
-                        Some(Ok((range, sources))) => {
-                            let replicas =
-                                this.list_replicas(prefix.clone(), range, after.clone(), page_size);
-                            joining.push_back(join_pages(listed(sources), replicas, page_size));
-                        }
-                        Some(Err(error)) => {
-                            let _ = pages.send(Err(error)).await;
-                            return;
-                        }
-                        None => ranges_left = false,
-                    }
-                }
-                let Some(head) = joining.front_mut() else {
-                    return;
-                };
-                match head.recv().await {
-                    Some(page) => {
-                        let failed = page.is_err();
-                        if pages.send(page).await.is_err() || failed {
-                            return;
-                        }
-                    }
-                    None => {
-                        joining.pop_front();
-                    }
-                }
-            }
+        let started = stream::unfold(ranges, |mut ranges| async move {
+            ranges.recv().await.map(|range| (range, ranges))
+        })
+        .map_ok(move |(range, sources)| {
+            let replicas = this.list_replicas(prefix.clone(), range, after.clone(), page_size);
+            join_pages(listed(sources), replicas, page_size)
         });
-        receiver
+        in_key_order(started, ranges_in_flight, page_size)
     }
 
     /// The report's objects under `prefix` and after `after`, in key order, cut into contiguous

@@ -10,7 +10,7 @@ use futures::{StreamExt, stream};
 use tokio::sync::mpsc;
 
 use super::listing::ListingFailure;
-use super::pages::PairPage;
+use super::pages::{PageReceiver, PairPage};
 use super::{Manifest, ReconcileError, Reconciler, RunOptions};
 use crate::checkpoint::Position;
 use crate::classify::Pair;
@@ -92,7 +92,7 @@ impl Reconciler {
         manifest: Manifest,
         position: Option<Position>,
         options: &RunOptions,
-    ) -> Result<mpsc::Receiver<Result<PairPage, ReconcileError>>, ReconcileError> {
+    ) -> Result<PageReceiver, ReconcileError> {
         let mut manifest = ManifestKeys::open(manifest, position)?;
         let (pages, receiver) = mpsc::channel(1);
         let page_size = usize::try_from(options.page_size).unwrap_or(1000);

@@ -3,8 +3,9 @@
 //! order.
 
 use std::collections::VecDeque;
+use std::pin::pin;
 
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::{Stream, StreamExt, TryStreamExt, stream};
 use tokio::sync::mpsc;
 use yuba_aws::ListedObject;
 use yuba_gcs::{ListQuery, ObjectInfo};
@@ -89,64 +90,26 @@ impl Reconciler {
         position: Option<Position>,
         page_size: u32,
         ranges_in_flight: usize,
-    ) -> mpsc::Receiver<Result<PairPage, ReconcileError>> {
-        let after = match position {
-            Some(Position::AfterKey(key)) => Some(key),
-            _ => None,
-        };
-        let (pages, receiver) = mpsc::channel(1);
+    ) -> PageReceiver {
+        let after = Position::after_key(position);
         let this = self.clone();
-        tokio::spawn(async move {
-            let result: Result<(), ReconcileError> = async {
-                let mut ranges = this.explore(prefix, 0, page_size, ranges_in_flight).await?;
-                if let Some(after) = &after {
-                    ranges = ranges::after(ranges, after);
-                }
-                tracing::info!(
-                    ranges = ranges.len(),
-                    at_once = ranges_in_flight,
-                    "listing the key space in ranges"
-                );
-                let pairs_per_page = usize::try_from(page_size).unwrap_or(1000);
-                let mut ranges = ranges.into_iter();
-                let mut listing = VecDeque::with_capacity(ranges_in_flight);
-                let mut pending = PairPage::default();
-                loop {
-                    while listing.len() < ranges_in_flight
-                        && let Some(range) = ranges.next()
-                    {
-                        listing.push_back(this.range_pages(range, after.clone(), page_size));
-                    }
-                    let Some(head) = listing.front_mut() else {
-                        break;
-                    };
-                    let Some(page) = head.recv().await else {
-                        listing.pop_front();
-                        continue;
-                    };
-                    let page = page?;
-                    if !pending.pairs.is_empty()
-                        && pending.pairs.len() + page.pairs.len() > pairs_per_page
-                        && pages.send(Ok(std::mem::take(&mut pending))).await.is_err()
-                    {
-                        return Ok(());
-                    }
-                    pending.absorb(page);
-                    if pending.pairs.len() >= pairs_per_page
-                        && pages.send(Ok(std::mem::take(&mut pending))).await.is_err()
-                    {
-                        return Ok(());
-                    }
-                }
-                let _ = pages.send(Ok(pending)).await;
-                Ok(())
+        let ranges = stream::once(async move {
+            let mut ranges = this.explore(prefix, 0, page_size, ranges_in_flight).await?;
+            if let Some(after) = &after {
+                ranges = ranges::after(ranges, after);
             }
-            .await;
-            if let Err(error) = result {
-                let _ = pages.send(Err(error)).await;
-            }
-        });
-        receiver
+            tracing::info!(
+                ranges = ranges.len(),
+                at_once = ranges_in_flight,
+                "listing the key space in ranges"
+            );
+            let started = ranges
+                .into_iter()
+                .map(move |range| Ok(this.range_pages(range, after.clone(), page_size)));
+            Ok::<_, ReconcileError>(stream::iter(started))
+        })
+        .try_flatten();
+        in_key_order(ranges, ranges_in_flight, page_size)
     }
 
     /// The ranges under `prefix`: its directories and the keys between them, descending into
@@ -234,12 +197,7 @@ impl Reconciler {
 
     /// The pages of one range: listed (past `after`, the position a run resumes from) and
     /// merge-joined.
-    fn range_pages(
-        &self,
-        range: Range,
-        after: Option<String>,
-        page_size: u32,
-    ) -> mpsc::Receiver<Result<PairPage, ReconcileError>> {
+    fn range_pages(&self, range: Range, after: Option<String>, page_size: u32) -> PageReceiver {
         let (sources, replicas) = match range {
             Range::Prefix(prefix) => (
                 self.list_sources(prefix.clone(), after.clone(), page_size),
@@ -251,12 +209,71 @@ impl Reconciler {
     }
 }
 
+/// Pages of pairs as they are made, in key order.
+pub(super) type PageReceiver = mpsc::Receiver<Result<PairPage, ReconcileError>>;
+
+/// The pages of contiguous key ranges, given in key order, passed on in key order: up to
+/// `in_flight` ranges make their pages at once (a range starts when `ranges` yields it), and
+/// their pages are passed on one range after another, small ones merged up to `page_size`
+/// pairs.
+pub(super) fn in_key_order(
+    ranges: impl Stream<Item = Result<PageReceiver, ReconcileError>> + Send + 'static,
+    in_flight: usize,
+    page_size: u32,
+) -> PageReceiver {
+    let pairs_per_page = usize::try_from(page_size).unwrap_or(1000);
+    let (pages, receiver) = mpsc::channel(1);
+    tokio::spawn(async move {
+        let result: Result<(), ReconcileError> = async {
+            let mut ranges = pin!(ranges);
+            let mut ranges_left = true;
+            let mut started = VecDeque::with_capacity(in_flight);
+            let mut pending = PairPage::default();
+            loop {
+                while ranges_left && started.len() < in_flight {
+                    match ranges.next().await {
+                        Some(range) => started.push_back(range?),
+                        None => ranges_left = false,
+                    }
+                }
+                let Some(head) = started.front_mut() else {
+                    break;
+                };
+                let Some(page) = head.recv().await else {
+                    started.pop_front();
+                    continue;
+                };
+                let page = page?;
+                if !pending.pairs.is_empty()
+                    && pending.pairs.len() + page.pairs.len() > pairs_per_page
+                    && pages.send(Ok(std::mem::take(&mut pending))).await.is_err()
+                {
+                    return Ok(());
+                }
+                pending.absorb(page);
+                if pending.pairs.len() >= pairs_per_page
+                    && pages.send(Ok(std::mem::take(&mut pending))).await.is_err()
+                {
+                    return Ok(());
+                }
+            }
+            let _ = pages.send(Ok(pending)).await;
+            Ok(())
+        }
+        .await;
+        if let Err(error) = result {
+            let _ = pages.send(Err(error)).await;
+        }
+    });
+    receiver
+}
+
 /// The pages of two listings merge-joined: pairs in key order, `page_size` to a page.
 pub(super) fn join_pages(
     mut sources: mpsc::Receiver<Result<(Vec<ListedObject>, bool), ReconcileError>>,
     mut replicas: mpsc::Receiver<Result<(Vec<ObjectInfo>, bool), ReconcileError>>,
     page_size: u32,
-) -> mpsc::Receiver<Result<PairPage, ReconcileError>> {
+) -> PageReceiver {
     let page_size = usize::try_from(page_size).unwrap_or(1000);
     let (pages, receiver) = mpsc::channel(1);
     tokio::spawn(async move {

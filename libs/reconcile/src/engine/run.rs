@@ -4,12 +4,12 @@
 use std::time::Instant;
 
 use futures::{StreamExt, stream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use yuba_model::ErrorChain;
 
 use super::judge::Judged;
-use super::pages::PairPage;
+use super::pages::{PageReceiver, PairPage};
 use super::{Live, Observer, ReconcileError, Reconciler, RunOptions, Selection, Task};
 use crate::checkpoint::{Checkpoint, CheckpointFile, Position};
 use crate::classify::Kind;
@@ -128,7 +128,7 @@ impl Reconciler {
         selection: &Selection,
         position: Option<Position>,
         options: &RunOptions,
-    ) -> Result<mpsc::Receiver<Result<PairPage, ReconcileError>>, ReconcileError> {
+    ) -> Result<PageReceiver, ReconcileError> {
         Ok(match (&selection.manifest, &selection.source_inventory) {
             (Some(manifest), _) => self.manifest_pages(manifest.clone(), position, options)?,
             (None, Some(inventory)) => self.inventory_pages(
