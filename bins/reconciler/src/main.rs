@@ -270,7 +270,7 @@ fn emit_metrics(summary: &Summary) {
     let c = &summary.counts;
     let count = |value: u64| value as f64;
     metrics::emit(
-        &[(Dimension::Command, summary.command)],
+        &[(Dimension::Command, &summary.command)],
         &[
             (Metric::ReconcileExamined, count(c.listed_source)),
             (Metric::ReconcileDrift, count(c.drift())),

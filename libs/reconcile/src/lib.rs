@@ -7,6 +7,7 @@
 //! - [`classify`] tells each key's state from listing metadata alone (missing, stale, mismatch,
 //!   variants-missing, orphan, in-sync), with the same rules the worker uses to skip a job;
 //! - [`content`] proves content for `verify` (checksums, or sha256 of both streams);
+//! - [`shard`] splits a run into key ranges that run apart (a plan, its shards, their merge);
 //! - [`engine`] runs it all with bounded concurrency and memory, repairs through the work
 //!   queues or the worker's own [`Replicator`](yuba_replicate::Replicator), and checkpoints
 //!   each finished page so an interrupted run resumes where it stopped.
@@ -21,6 +22,7 @@ pub mod join;
 mod pace;
 pub mod ranges;
 pub mod report;
+pub mod shard;
 
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointFile, Position};
 pub use classify::{Kind, Pair, Verdict};
@@ -29,4 +31,5 @@ pub use engine::{
     MAX_RECHECKED_KEYS, Manifest, Observer, Orphans, Proof, Recheck, ReconcileError, Reconciler,
     Repair, RunOptions, Selection, SourceInventory, Task,
 };
-pub use report::{Action, Basis, Counts, Finding, Summary};
+pub use report::{Action, Basis, Counts, Finding, ShardRange, Summary};
+pub use shard::{Cutter, Plan, PlannedShard, Shard, ShardError};

@@ -29,6 +29,17 @@ impl KeyRange {
         end: None,
     };
 
+    /// No key: `["", "")`, the range a shard gets when there are more shards than keys.
+    pub const EMPTY: KeyRange = KeyRange {
+        start: Some(String::new()),
+        end: Some(String::new()),
+    };
+
+    /// Whether it holds no key (it ends where it starts, or before).
+    pub fn is_empty(&self) -> bool {
+        matches!((&self.start, &self.end), (Some(start), Some(end)) if start >= end)
+    }
+
     pub fn contains(&self, key: &str) -> bool {
         self.start.as_deref().is_none_or(|start| key >= start)
             && self.end.as_deref().is_none_or(|end| key < end)

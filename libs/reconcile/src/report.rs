@@ -273,9 +273,9 @@ impl Counts {
 }
 
 /// The outcome of a run, and the exit code scripts see.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
-    pub command: &'static str,
+    pub command: String,
     #[serde(flatten)]
     pub counts: Counts,
     /// Continued from a checkpoint; the counts include the earlier run's.
@@ -283,6 +283,29 @@ pub struct Summary {
     pub dry_run: bool,
     pub elapsed_ms: u64,
     pub exit_code: i32,
+    /// The shard of a plan this run was (`--shard`), with its key range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRange>,
+    /// How many shards' summaries this one adds up (`merge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
+}
+
+impl Summary {
+    /// The command as a person reads it: `backfill (dry run)`.
+    pub fn describe(&self) -> String {
+        let dry = if self.dry_run { " (dry run)" } else { "" };
+        format!("{}{dry}", self.command)
+    }
+}
+
+/// A shard and the key range it covered: `[start, end)`, `None` unbounded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRange {
+    pub index: u32,
+    pub of: u32,
+    pub start: Option<String>,
+    pub end: Option<String>,
 }
 
 /// 0: in sync (or everything repaired or enqueued: a backfill's jobs are the workers' to do, and

@@ -262,11 +262,13 @@ fn summary(
 ) -> Summary {
     let repairs = matches!(task, Task::Backfill { .. }) && !options.dry_run;
     Summary {
-        command: task.name(),
+        command: task.name().to_owned(),
         exit_code: exit_code(&counts, repairs),
         counts,
         resumed,
         dry_run: options.dry_run,
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        shard: None,
+        shards: None,
     }
 }
