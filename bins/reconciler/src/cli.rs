@@ -1,4 +1,5 @@
-//! The command line: three commands sharing one set of options.
+//! The command line: three runs sharing one set of options (`diff`, `verify`, `backfill`), and
+//! the two steps around a sharded run (`plan`, `merge`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -6,7 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand};
 use yuba_inventory::SortSettings;
-use yuba_reconcile::SourceInventory;
+use yuba_reconcile::ranges::KeyRange;
+use yuba_reconcile::shard::MAX_SHARDS;
+use yuba_reconcile::{PlanLocation, Shard, ShardError, SourceInventory};
 
 /// Finds and repairs every way the GCS replica differs from the S3 bucket.
 ///
@@ -43,6 +46,35 @@ pub enum Command {
         metadata: bool,
         #[command(flatten)]
         common: Common,
+    },
+    /// Split a run into N key-range shards that run apart: read and sort the inventory report
+    /// once, cut it into N parts of as many objects each, and write each part and the plan to
+    /// a folder in S3. Then run each shard (`diff|verify|backfill --shard K/N --plan ...`), and
+    /// `merge` their summaries.
+    Plan {
+        /// How many shards.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SHARDS)))]
+        shards: u32,
+        /// The folder to write the plan to: s3://bucket/folder/.
+        #[arg(long, value_name = "S3_FOLDER", value_parser = parse_plan,
+              env = "YUBA_RECONCILE_PLAN")]
+        plan: PlanLocation,
+        #[command(flatten)]
+        inventory: InventoryArgs,
+        /// The plan as JSON on stdout.
+        #[arg(long, env = "YUBA_RECONCILE_JSON")]
+        json: bool,
+    },
+    /// Add up the summaries of a plan's shards into the run's verdict: the summary, the
+    /// metrics, and the exit code (the worst shard's). Fails naming the shards without one.
+    Merge {
+        /// The folder the plan is in: s3://bucket/folder/.
+        #[arg(long, value_name = "S3_FOLDER", value_parser = parse_plan,
+              env = "YUBA_RECONCILE_PLAN")]
+        plan: PlanLocation,
+        /// The summary as JSON on stdout.
+        #[arg(long, env = "YUBA_RECONCILE_JSON")]
+        json: bool,
     },
     /// Repair what diff (or verify) finds: enqueue jobs for the workers (default) or copy
     /// in-process with --inline.
@@ -87,21 +119,16 @@ pub enum Command {
     },
 }
 
+/// The inventory report a run (or a plan) reads the source's objects from.
 #[derive(Debug, Args)]
-pub struct Common {
-    /// Only keys under this prefix.
-    #[arg(long, default_value = "", env = "YUBA_RECONCILE_PREFIX")]
-    pub prefix: String,
-    /// Only the keys in this file, one per line, instead of listing the buckets.
-    #[arg(long, conflicts_with = "prefix")]
-    pub manifest: Option<PathBuf>,
+pub struct InventoryArgs {
     /// Read the source's objects from an S3 Inventory report (CSV) instead of listing the
     /// source bucket: s3://bucket/.../manifest.json, or the folder a configuration's reports are
     /// written to (s3://bucket/prefix/source-bucket/config-ID/), whose newest report is read.
     /// What the report makes look drifting is looked up in the source bucket before it is
     /// reported or repaired.
     #[arg(long, value_name = "S3_URL", value_parser = parse_inventory,
-          env = "YUBA_RECONCILE_SOURCE_INVENTORY", conflicts_with = "manifest")]
+          env = "YUBA_RECONCILE_SOURCE_INVENTORY")]
     pub source_inventory: Option<yuba_inventory::Location>,
     /// Refuse an inventory report made longer ago than this (a daily report, one missed).
     #[arg(long, value_name = "HOURS", default_value_t = 48,
@@ -117,6 +144,28 @@ pub struct Common {
           value_parser = clap::value_parser!(u64).range(1..=65_536),
           env = "YUBA_RECONCILE_INVENTORY_MEMORY_MIB")]
     pub inventory_memory: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Only keys under this prefix.
+    #[arg(long, default_value = "", env = "YUBA_RECONCILE_PREFIX")]
+    pub prefix: String,
+    /// Only the keys in this file, one per line, instead of listing the buckets.
+    #[arg(long, conflicts_with_all = ["prefix", "source_inventory"])]
+    pub manifest: Option<PathBuf>,
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    /// Run shard K of N of a plan (see `plan`): its part of the inventory report, and the
+    /// replicas in its key range. The summary is kept beside the plan, for `merge`.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard, requires = "plan",
+          env = "YUBA_RECONCILE_SHARD",
+          conflicts_with_all = ["manifest", "source_inventory", "prefix"])]
+    pub shard: Option<Shard>,
+    /// The plan a shard belongs to: the folder `plan` wrote it to.
+    #[arg(long, value_name = "S3_FOLDER", value_parser = parse_plan, requires = "shard",
+          env = "YUBA_RECONCILE_PLAN")]
+    pub plan: Option<PlanLocation>,
     /// Only sources last modified at or after this time (RFC 3339, or a date: 2026-11-01).
     #[arg(long, value_parser = parse_time)]
     pub since: Option<DateTime<Utc>>,
@@ -150,11 +199,13 @@ pub struct Common {
 }
 
 impl Command {
-    pub fn common(&self) -> &Common {
+    /// The options of a run (`diff`, `verify`, `backfill`); `None` for `plan` and `merge`.
+    pub fn common(&self) -> Option<&Common> {
         match self {
             Command::Diff { common }
             | Command::Verify { common, .. }
-            | Command::Backfill { common, .. } => common,
+            | Command::Backfill { common, .. } => Some(common),
+            Command::Plan { .. } | Command::Merge { .. } => None,
         }
     }
 
@@ -163,37 +214,49 @@ impl Command {
             Command::Diff { .. } => "diff",
             Command::Verify { .. } => "verify",
             Command::Backfill { .. } => "backfill",
+            Command::Plan { .. } => "plan",
+            Command::Merge { .. } => "merge",
         }
     }
 }
 
-impl Common {
+impl InventoryArgs {
     /// The inventory report to read instead of listing the source bucket, if one is named.
     pub fn source_inventory(&self) -> Option<SourceInventory> {
-        let location = self.source_inventory.clone()?;
+        Some(self.read(self.source_inventory.clone()?))
+    }
+
+    /// The report at `location`, read with these settings.
+    pub fn read(&self, location: yuba_inventory::Location) -> SourceInventory {
         let spill_dir = self
             .inventory_spill_dir
             .clone()
             .unwrap_or_else(std::env::temp_dir);
-        Some(SourceInventory {
+        SourceInventory {
             location,
             max_age: Duration::from_secs(self.inventory_max_age * 3600),
             sort: SortSettings {
                 spill_dir,
                 memory_budget: usize::try_from(self.inventory_memory << 20).unwrap_or(usize::MAX),
             },
-        })
+            bounds: KeyRange::ALL,
+        }
     }
+}
 
+impl Common {
     pub fn checkpoint_path(&self, command: &str) -> Option<PathBuf> {
         if self.no_checkpoint {
             return None;
         }
-        Some(
-            self.checkpoint
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(format!(".yuba-reconciler-{command}.json"))),
-        )
+        Some(self.checkpoint.clone().unwrap_or_else(|| match self.shard {
+            // Shards may run side by side on one machine: one checkpoint each.
+            Some(shard) => PathBuf::from(format!(
+                ".yuba-reconciler-{command}-shard-{}-of-{}.json",
+                shard.index, shard.of
+            )),
+            None => PathBuf::from(format!(".yuba-reconciler-{command}.json")),
+        }))
     }
 }
 
@@ -212,6 +275,14 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
 
 fn parse_inventory(text: &str) -> Result<yuba_inventory::Location, String> {
     yuba_inventory::Location::parse(text).map_err(|error| error.to_string())
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    text.parse().map_err(|error: ShardError| error.to_string())
+}
+
+fn parse_plan(text: &str) -> Result<PlanLocation, String> {
+    PlanLocation::parse(text).map_err(|error| error.to_string())
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -261,7 +332,13 @@ mod tests {
             "64",
         ])
         .unwrap();
-        let inventory = cli.command.common().source_inventory().unwrap();
+        let inventory = cli
+            .command
+            .common()
+            .unwrap()
+            .inventory
+            .source_inventory()
+            .unwrap();
         assert_eq!(inventory.location.bucket, "inventories");
         assert_eq!(inventory.max_age, Duration::from_secs(200 * 3600));
         assert_eq!(inventory.sort.memory_budget, 64 << 20);

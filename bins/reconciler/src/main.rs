@@ -18,14 +18,15 @@ use yuba_gcs::{Gcs, GcsSettings};
 use yuba_model::ErrorChain;
 use yuba_reconcile::{
     Action, Buckets, Counts, Depth, Finding, Live, MAX_RECHECKED_KEYS, Manifest, Observer, Orphans,
-    Proof, Recheck, ReconcileError, Reconciler, Repair, RunOptions, Selection, Summary, Task,
+    Proof, Recheck, ReconcileError, Reconciler, Repair, RunOptions, Selection, ShardRange,
+    SourceInventory, Summary, Task,
 };
 use yuba_replicate::{Footprint, Replicator, ReplicatorSettings};
 use yuba_startup::Env;
 use yuba_startup::cancel_on_termination;
 use yuba_startup::metrics::{self, Dimension, Metric};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, Common};
 use crate::output::Report;
 
 /// Exit codes besides the run's own 0 (in sync) and 1 (drift).
@@ -41,7 +42,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(summary) => ExitCode::from(u8::try_from(summary.exit_code).unwrap_or(EXIT_ERROR)),
+        Ok(exit_code) => ExitCode::from(u8::try_from(exit_code).unwrap_or(EXIT_ERROR)),
         Err(error) => {
             let interrupted = matches!(
                 error.downcast_ref::<ReconcileError>(),
@@ -59,15 +60,16 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<Summary> {
+/// Runs the command; its exit code.
+async fn run(cli: Cli) -> anyhow::Result<i32> {
     let env = Env::from_process();
     yuba_startup::telemetry::init(&env).map_err(anyhow::Error::msg)?;
     let command = &cli.command;
-    let common = command.common();
     let gcs_settings = GcsSettings::from_env(&env)?;
+    let concurrency = command.common().map_or(1, |common| common.concurrency);
     let replicator_settings = ReplicatorSettings::from_env(
         &env,
-        &Footprint::new(&gcs_settings, usize::from(common.concurrency)),
+        &Footprint::new(&gcs_settings, usize::from(concurrency)),
     )?;
     // The bucket listed is the one the replicator admits (YUBA_SOURCE_BUCKET, checked there).
     let buckets = Buckets {
@@ -84,6 +86,36 @@ async fn run(cli: Cli) -> anyhow::Result<Summary> {
     let s3 = S3Source::new(&sdk, force_path_style);
     let gcs = Gcs::connect(&gcs_settings).await?;
     tracing::info!(gcs_credentials = %gcs_settings.credentials, "GCS client ready");
+    let reconciler = Reconciler::new(
+        s3.clone(),
+        gcs.clone(),
+        buckets,
+        replicator_settings.variants.clone(),
+    );
+    let common = match command {
+        Command::Plan {
+            shards,
+            plan,
+            inventory,
+            json,
+        } => {
+            let inventory = inventory
+                .source_inventory()
+                .context("plan cuts an inventory report: give --source-inventory")?;
+            let made = reconciler.plan(&inventory, *shards, plan).await?;
+            Report::new(*json).plan(plan, &made);
+            return Ok(0);
+        }
+        Command::Merge { plan, json } => {
+            let summary = reconciler.merge(plan).await?;
+            Report::new(*json).summary(&summary);
+            emit_metrics(&summary);
+            return Ok(summary.exit_code);
+        }
+        Command::Diff { common }
+        | Command::Verify { common, .. }
+        | Command::Backfill { common, .. } => common,
+    };
 
     let task = task(command, |inline| {
         Ok(if inline {
@@ -114,15 +146,16 @@ async fn run(cli: Cli) -> anyhow::Result<Summary> {
         }
         _ => None,
     };
-    let reconciler = Reconciler::new(s3, gcs, buckets, replicator_settings.variants);
-    reconcile(
+    let summary = reconcile(
         &reconciler,
         &task,
-        command,
+        command.name(),
+        common,
         progress_every,
         recheck.as_ref(),
     )
-    .await
+    .await?;
+    Ok(summary.exit_code)
 }
 
 /// What the command asks for; `repair` makes a backfill's means of repair (`true`: inline).
@@ -135,6 +168,9 @@ fn task(
         metadata,
     };
     Ok(match command {
+        Command::Plan { .. } | Command::Merge { .. } => {
+            unreachable!("plan and merge run no task")
+        }
         Command::Diff { .. } => Task::Diff,
         Command::Verify { deep, metadata, .. } => Task::Verify(proof(*deep, *metadata)),
         Command::Backfill {
@@ -162,15 +198,30 @@ fn task(
 async fn reconcile(
     reconciler: &Reconciler,
     task: &Task,
-    command: &Command,
+    command: &'static str,
+    common: &Common,
     progress_every: Duration,
     recheck: Option<&Recheck>,
 ) -> anyhow::Result<Summary> {
-    let common = command.common();
+    let mut source_inventory = common.inventory.source_inventory();
+    let shard = match (common.shard, &common.plan) {
+        (Some(shard), Some(at)) => {
+            let plan = reconciler.read_plan(at).await?;
+            let (part, bounds) = plan.part(shard, at)?;
+            let inventory = SourceInventory {
+                bounds,
+                ..common.inventory.read(part)
+            };
+            tracing::info!(%shard, plan = %at, start = ?inventory.bounds.start, end = ?inventory.bounds.end, "running one shard of a plan");
+            source_inventory = Some(inventory);
+            Some((shard, at))
+        }
+        _ => None,
+    };
     let selection = Selection {
         prefix: common.prefix.clone(),
         manifest: common.manifest.clone().map(Manifest::File),
-        source_inventory: common.source_inventory(),
+        source_inventory,
         since: common.since,
         until: common.until,
     };
@@ -179,7 +230,7 @@ async fn reconcile(
         max_rate: common.max_rate,
         page_size: common.page_size,
         dry_run: common.dry_run,
-        checkpoint: common.checkpoint_path(command.name()),
+        checkpoint: common.checkpoint_path(command),
         resume: common.resume,
     };
     tracing::info!(run = %reconciler.run_identity(task, &selection), "starting");
@@ -214,8 +265,29 @@ async fn reconcile(
             .recheck(task, recheck, keys, &options, report.as_ref(), &mut summary)
             .await?;
     }
-    report.summary(&summary);
-    emit_metrics(&summary);
+    match shard {
+        // A shard's figures are the merge's to emit: emitted here too, the alarm would count
+        // them twice.
+        Some((shard, at)) => {
+            let range = &selection
+                .source_inventory
+                .as_ref()
+                .map(|inventory| inventory.bounds.clone())
+                .unwrap_or_default();
+            summary.shard = Some(ShardRange {
+                index: shard.index,
+                of: shard.of,
+                start: range.start.clone(),
+                end: range.end.clone(),
+            });
+            report.summary(&summary);
+            reconciler.keep_summary(at, shard, &summary).await?;
+        }
+        None => {
+            report.summary(&summary);
+            emit_metrics(&summary);
+        }
+    }
     Ok(summary)
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, HumanCount, ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
-use yuba_reconcile::{Counts, Finding, Live, Observer, Summary};
+use yuba_reconcile::{Counts, Finding, Live, Observer, Plan, PlanLocation, Summary};
 
 /// Prints findings as they come and keeps the totals for the progress display.
 pub struct Report {
@@ -143,6 +143,17 @@ impl Report {
                 HumanBytes(c.bytes_copied).to_string()
             ));
         }
+        if let Some(shard) = &summary.shard {
+            text.push_str(&format!(
+                "\n  {:<24} {:>10} {}",
+                "shard",
+                format!("{}/{}", shard.index, shard.of),
+                key_range(shard.start.as_deref(), shard.end.as_deref()),
+            ));
+        }
+        if let Some(shards) = summary.shards {
+            text.push_str(&format!("\n  {:<24} {shards:>10}", "shards merged"));
+        }
         text.push_str(&format!(
             "\n  {:<24} {:>10.1}s{}",
             "elapsed",
@@ -153,6 +164,32 @@ impl Report {
                 ""
             }
         ));
+        self.print(&text);
+    }
+}
+
+impl Report {
+    /// The plan `plan` made: where it is, and each shard's range and size.
+    pub fn plan(&self, at: &PlanLocation, plan: &Plan) {
+        if self.json {
+            self.print(&json_line("plan", plan));
+            return;
+        }
+        let mut text = format!(
+            "plan of {} shards in {at}, from {} (made {}):",
+            plan.shards.len(),
+            plan.inventory,
+            plan.inventory_created.to_rfc3339(),
+        );
+        for (index, shard) in plan.shards.iter().enumerate() {
+            text.push_str(&format!(
+                "\n  {:>4}  {:>12} objects {:>10}  {}",
+                index + 1,
+                HumanCount(shard.objects).to_string(),
+                HumanBytes(shard.bytes).to_string(),
+                key_range(shard.start.as_deref(), shard.end.as_deref()),
+            ));
+        }
         self.print(&text);
     }
 }
@@ -242,6 +279,13 @@ impl Status {
         }
         line
     }
+}
+
+/// A shard's keys, for people: `keys from "a" to "m" (excluded)`.
+fn key_range(start: Option<&str>, end: Option<&str>) -> String {
+    let start = start.map_or("the start".to_owned(), |key| format!("{key:?}"));
+    let end = end.map_or("the end".to_owned(), |key| format!("{key:?} (excluded)"));
+    format!("keys from {start} to {end}")
 }
 
 /// A JSON object with `"type"` first, then the fields of `value` (an object).

@@ -67,6 +67,11 @@ pub enum Resource {
     InventoryReports,
     /// The bucket of that folder: `arn:aws:s3:::BUCKET`, listed only under the folder.
     InventoryBucket,
+    /// The folder a sharded reconcile keeps its plans in (each run's plan, its shards' parts of
+    /// the report and their summaries): `arn:aws:s3:::BUCKET/FOLDER*`.
+    ReconcilePlans,
+    /// The bucket of that folder: `arn:aws:s3:::BUCKET`.
+    ReconcilePlansBucket,
     /// Nothing: the request needs no permission.
     Nothing,
 }
@@ -82,6 +87,8 @@ impl Resource {
             Resource::ClusterTasks => "cluster-tasks",
             Resource::InventoryReports => "inventory-reports",
             Resource::InventoryBucket => "inventory-bucket",
+            Resource::ReconcilePlans => "reconcile-plans",
+            Resource::ReconcilePlansBucket => "reconcile-plans-bucket",
             Resource::Nothing => "nothing",
         }
     }
@@ -102,6 +109,10 @@ impl Resource {
             Resource::InventoryBucket => {
                 "the bucket of the inventory reports: arn:aws:s3:::BUCKET, listed under FOLDER only"
             }
+            Resource::ReconcilePlans => {
+                "the folder of a sharded reconcile's plans, parts and summaries: arn:aws:s3:::BUCKET/FOLDER*"
+            }
+            Resource::ReconcilePlansBucket => "the bucket of the plans: arn:aws:s3:::BUCKET",
             Resource::Nothing => "no resource: the request needs no permission",
         }
     }
@@ -116,6 +127,8 @@ pub enum Condition {
     KmsEncryptedSource,
     /// The reconciler reads the source from an S3 Inventory report.
     SourceInventory,
+    /// The scheduled reconcile runs in key-range shards.
+    ShardedReconcile,
 }
 
 impl Condition {
@@ -125,6 +138,7 @@ impl Condition {
             Condition::VersionedSource => "versioned-source",
             Condition::KmsEncryptedSource => "kms-encrypted-source",
             Condition::SourceInventory => "source-inventory",
+            Condition::ShardedReconcile => "sharded-reconcile",
         }
     }
 
@@ -138,6 +152,7 @@ impl Condition {
             Condition::SourceInventory => {
                 "the reconciler reads the source from an S3 Inventory report"
             }
+            Condition::ShardedReconcile => "the scheduled reconcile runs in key-range shards",
         }
     }
 }
@@ -174,6 +189,10 @@ impl Permission {
                 format!("arn:{partition}:s3:::{bucket}/FOLDER* (the reports' folder)")
             }
             Resource::InventoryBucket => format!("arn:{partition}:s3:::{bucket}"),
+            Resource::ReconcilePlans => {
+                format!("arn:{partition}:s3:::{bucket}/FOLDER* (the plans' folder)")
+            }
+            Resource::ReconcilePlansBucket => format!("arn:{partition}:s3:::{bucket}"),
             Resource::Nothing => "nothing".to_owned(),
         };
         format!("{} on {on}", self.actions.join(" and "))
@@ -322,6 +341,39 @@ pub const LIST_INVENTORY_REPORTS: Permission = Permission {
     declared_in: CRATE,
 };
 
+/// `S3Source::put` of a sharded reconcile's plan, its shards' parts and their summaries.
+pub const PUT_RECONCILE_PLAN: Permission = Permission {
+    need: Need::Call(Sdk::S3, "PutObject"),
+    actions: &["s3:PutObject"],
+    resource: Resource::ReconcilePlans,
+    condition: Some(Condition::ShardedReconcile),
+    why: "writes a sharded reconcile's plan, its shards' parts of the report and their summaries",
+    doc: "https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html",
+    declared_in: CRATE,
+};
+
+/// `S3Source::get` of a plan, a shard's part of the report and the shards' summaries.
+pub const GET_RECONCILE_PLAN: Permission = Permission {
+    need: Need::Call(Sdk::S3, "GetObject"),
+    actions: &["s3:GetObject"],
+    resource: Resource::ReconcilePlans,
+    condition: Some(Condition::ShardedReconcile),
+    why: "reads a sharded reconcile's plan, a shard's part of the report and the summaries",
+    doc: GET_OBJECT_DOC,
+    declared_in: CRATE,
+};
+
+/// A shard's summary not written yet is a fact `merge` reports, not a refusal.
+pub const MISSING_PLAN_OBJECT_IS_404: Permission = Permission {
+    need: Need::Other("a 404, not a 403, for a plan's object not written yet (GetObject)"),
+    actions: &["s3:ListBucket"],
+    resource: Resource::ReconcilePlansBucket,
+    condition: Some(Condition::ShardedReconcile),
+    why: "without s3:ListBucket S3 answers 403 instead of 404 for a missing key",
+    doc: GET_OBJECT_DOC,
+    declared_in: CRATE,
+};
+
 /// Reading source objects: [`S3Source::get`](crate::S3Source::get), `head` and `exists`.
 pub const S3_READS: &[&Permission] = &[
     &GET_OBJECT,
@@ -338,6 +390,14 @@ pub const S3_LISTING: &[&Permission] = &[&LIST_OBJECTS_V2];
 /// Reading an S3 Inventory report of the source bucket (the reconciler's `--source-inventory`):
 /// [`S3Source::list`](crate::S3Source::list) and `get` on the reports' folder.
 pub const INVENTORY_READS: &[&Permission] = &[&LIST_INVENTORY_REPORTS, &GET_INVENTORY_REPORT];
+
+/// Keeping a sharded reconcile's plans (the reconciler's `plan`, `--shard` and `merge`):
+/// [`S3Source::put`](crate::S3Source::put) and `get` in the plans' folder.
+pub const RECONCILE_PLANS: &[&Permission] = &[
+    &PUT_RECONCILE_PLAN,
+    &GET_RECONCILE_PLAN,
+    &MISSING_PLAN_OBJECT_IS_404,
+];
 
 /// Sending jobs: [`JobSender`](crate::JobSender).
 pub const JOB_SENDING: &[&Permission] = &[&SEND_MESSAGE_BATCH];
@@ -359,6 +419,9 @@ pub const DECLARED: &[&Permission] = &[
     &LIST_OBJECTS_V2,
     &GET_INVENTORY_REPORT,
     &LIST_INVENTORY_REPORTS,
+    &PUT_RECONCILE_PLAN,
+    &GET_RECONCILE_PLAN,
+    &MISSING_PLAN_OBJECT_IS_404,
     &SEND_MESSAGE_BATCH,
     &GET_QUEUE_ATTRIBUTES,
     &STS_GET_CALLER_IDENTITY,

@@ -13,7 +13,7 @@ use yuba_model::{Cause, FailureKind, normalize_etag};
 use crate::classify::{classify_sdk_error, describe_sdk_error};
 use crate::permissions::{
     GET_OBJECT, GET_OBJECT_DECRYPT, GET_OBJECT_VERSION, HEAD_OBJECT, HEAD_OBJECT_DECRYPT,
-    LIST_OBJECTS_V2, MISSING_KEY_IS_404, Need, Permission,
+    LIST_OBJECTS_V2, MISSING_KEY_IS_404, Need, PUT_RECONCILE_PLAN, Permission,
 };
 
 /// How often one read of an object picks up where a cut connection left it, before the cut
@@ -26,8 +26,9 @@ const HEAD_NEEDS: &[&Permission] = &[&HEAD_OBJECT, &MISSING_KEY_IS_404, &HEAD_OB
 const GET_NEEDS: &[&Permission] = &[&GET_OBJECT, &MISSING_KEY_IS_404, &GET_OBJECT_DECRYPT];
 const RESUME_NEEDS: &[&Permission] = &[&GET_OBJECT, &GET_OBJECT_VERSION, &GET_OBJECT_DECRYPT];
 const LIST_NEEDS: &[&Permission] = &[&LIST_OBJECTS_V2];
+const PUT_NEEDS: &[&Permission] = &[&PUT_RECONCILE_PLAN];
 
-/// Reads source objects from S3.
+/// Reads source objects from S3 (and writes the reconciler's plans: [`put`](S3Source::put)).
 #[derive(Debug, Clone)]
 pub struct S3Source {
     client: aws_sdk_s3::Client,
@@ -441,6 +442,31 @@ impl S3Source {
             attributes: attributes_of!(output),
             etag,
         }))
+    }
+
+    /// Stores `body` under `key` whole, in one PutObject (the SDK sends the body's CRC32 with
+    /// it by default, and S3 refuses a body that arrived other than sent). For the reconciler's
+    /// plans and summaries, never a source: a body is at most tens of megabytes.
+    pub async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<(), S3Error> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|error| {
+                let request = format!("PUT s3://{bucket}/{key}");
+                failed(&self.client, &request, bucket, PUT_NEEDS, error)
+            })?;
+        Ok(())
     }
 
     /// Whether the key exists now (HeadObject). Used before mirroring a delete, so that a delete

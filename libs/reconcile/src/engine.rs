@@ -10,6 +10,8 @@
 //! - [`manifest`] the pages of a manifest run: its keys looked up in both buckets;
 //! - [`inventory`] the pages of an inventory run: an S3 Inventory report, sorted, merge-joined
 //!   with the replica's listing;
+//! - [`plan`] a sharded run's plan in S3: made from the report, read by the shards, and the
+//!   shards' summaries merged;
 //! - [`judge`] a pair classified, and its content proven where asked;
 //! - [`repair`] what `backfill` does about drift: jobs enqueued, or replicated inline.
 
@@ -18,6 +20,7 @@ mod judge;
 mod listing;
 mod manifest;
 mod pages;
+mod plan;
 mod recheck;
 mod repair;
 mod run;
@@ -36,6 +39,7 @@ use yuba_variants::VariantConfig;
 
 pub use inventory::{InventoryError, SourceInventory};
 pub use listing::ListingFailure;
+pub use plan::{PlanError, ROWS_PER_DATA_FILE};
 pub use recheck::{MAX_RECHECKED_KEYS, Recheck};
 pub use run::EXIT_INTERRUPTED;
 
@@ -273,6 +277,8 @@ pub enum ReconcileError {
     Lookup(ListingFailure),
     #[error(transparent)]
     Inventory(#[from] InventoryError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     /// The work queues' backlog could not be read while waiting for the workers.

@@ -15,6 +15,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use yuba_inventory::Location;
 
 use crate::ranges::KeyRange;
 use crate::report::{Counts, Summary};
@@ -70,6 +71,54 @@ impl FromStr for Shard {
     }
 }
 
+/// Where a plan is kept: a folder in S3 (`s3://bucket/folder/`) that holds `plan.json`, each
+/// shard's part of the report and each shard's summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanLocation {
+    pub bucket: String,
+    /// Empty, or ending in `/`.
+    pub folder: String,
+}
+
+impl PlanLocation {
+    pub fn parse(text: &str) -> Result<PlanLocation, ShardError> {
+        let invalid = |why: &str| ShardError::Location {
+            location: text.to_owned(),
+            why: why.to_owned(),
+        };
+        let rest = text
+            .strip_prefix("s3://")
+            .ok_or_else(|| invalid("it does not start with s3://"))?;
+        let (bucket, folder) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(invalid("it names no bucket"));
+        }
+        if !(folder.is_empty() || folder.ends_with('/')) {
+            return Err(invalid("name a folder: end it with /"));
+        }
+        Ok(PlanLocation {
+            bucket: bucket.to_owned(),
+            folder: folder.to_owned(),
+        })
+    }
+
+    /// The plan's key.
+    pub fn plan_key(&self) -> String {
+        format!("{}{PLAN_NAME}", self.folder)
+    }
+
+    /// The key of `name` in `shard`'s folder.
+    pub fn shard_key(&self, shard: Shard, name: &str) -> String {
+        format!("{}{}{name}", self.folder, shard.folder())
+    }
+}
+
+impl fmt::Display for PlanLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.folder)
+    }
+}
+
 /// A plan's shard: its key range, what its part of the report holds, and where that part is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedShard {
@@ -122,6 +171,21 @@ impl Plan {
             return Err(ShardError::Coverage(why));
         }
         Ok(plan)
+    }
+
+    /// Shard `shard`'s part of the report (its manifest, in the plan's folder `at`) and its key
+    /// range.
+    pub fn part(
+        &self,
+        shard: Shard,
+        at: &PlanLocation,
+    ) -> Result<(Location, KeyRange), ShardError> {
+        let planned = self.shard(shard)?;
+        let manifest = Location {
+            bucket: at.bucket.clone(),
+            key: planned.manifest.clone(),
+        };
+        Ok((manifest, planned.range()))
     }
 
     /// Shard `shard` of the plan, if the plan has that many shards.
@@ -262,6 +326,8 @@ pub fn merge(plan: &Plan, summaries: &[Summary]) -> Result<Summary, ShardError> 
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ShardError {
+    #[error("the plan location {location:?} is not usable: {why} (s3://bucket/folder/)")]
+    Location { location: String, why: String },
     #[error(
         "{0:?} is not a shard: give --shard K/N, the K-th of N shards (1 <= K <= N <= {MAX_SHARDS})"
     )]
@@ -303,6 +369,23 @@ mod tests {
             assert!(error.to_string().contains("--shard K/N"), "{bad}: {error}");
         }
         assert_eq!(Shard { index: 3, of: 16 }.folder(), "shard-0003-of-0016/");
+    }
+
+    #[test]
+    fn a_plan_location_is_a_folder_in_s3() {
+        let at = PlanLocation::parse("s3://plans/runs/2026-12-05/").unwrap();
+        assert_eq!(at.plan_key(), "runs/2026-12-05/plan.json");
+        assert_eq!(
+            at.shard_key(Shard { index: 2, of: 4 }, "summary.json"),
+            "runs/2026-12-05/shard-0002-of-0004/summary.json"
+        );
+        assert_eq!(
+            PlanLocation::parse("s3://plans").unwrap().plan_key(),
+            "plan.json"
+        );
+        for bad in ["plans/runs/", "s3:///runs/", "s3://plans/runs/plan.json"] {
+            assert!(PlanLocation::parse(bad).is_err(), "{bad}");
+        }
     }
 
     /// Splits `keys` (sorted) as the plan step does: each shard's range and keys.

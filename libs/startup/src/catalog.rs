@@ -311,6 +311,8 @@ pub const SETTINGS: &[Setting] = &[
             "YUBA_RECONCILE_INVENTORY_MAX_AGE_HOURS",
             "YUBA_RECONCILE_INVENTORY_SPILL_DIR",
             "YUBA_RECONCILE_INVENTORY_MEMORY_MIB",
+            "YUBA_RECONCILE_SHARD",
+            "YUBA_RECONCILE_PLAN",
         ],
         used_by: &[Program::Reconciler],
         home: Home::Anywhere,

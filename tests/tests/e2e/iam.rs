@@ -216,6 +216,9 @@ const PROGRAMS: &[Program] = &[
             uses(aws::S3_READS),
             // --source-inventory: the newest report of the configuration's folder, read whole.
             uses(aws::INVENTORY_READS),
+            // A sharded run: `plan` writes the plan and the parts, each `--shard` reads its
+            // part and writes its summary, `merge` reads the summaries.
+            uses(aws::RECONCILE_PLANS),
             // backfill enqueues repairs, routed by size as ingest does.
             on(aws::JOB_SENDING, &[Queue::LambdaWork, Queue::FargateWork]),
             // backfill --verify-enqueued waits for the work queues to hold none of its jobs.
@@ -350,6 +353,8 @@ fn render(programs: &[Program]) -> String {
         Resource::ClusterTasks,
         Resource::InventoryReports,
         Resource::InventoryBucket,
+        Resource::ReconcilePlans,
+        Resource::ReconcilePlansBucket,
     ]
     .into_iter()
     .map(|resource| (resource.name(), resource.meaning()))
@@ -359,6 +364,7 @@ fn render(programs: &[Program]) -> String {
         Condition::VersionedSource,
         Condition::KmsEncryptedSource,
         Condition::SourceInventory,
+        Condition::ShardedReconcile,
     ]
     .into_iter()
     .map(|condition| (condition.name(), condition.meaning()))

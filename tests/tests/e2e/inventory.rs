@@ -21,7 +21,7 @@ use yuba_inventory::{DataFile, Entry};
 use crate::reconciler::{count, expected, kinds_and_keys, parse, reconcile};
 
 /// The bucket the reports are written to (S3 writes them to a bucket of the user's choice).
-const INVENTORIES: &str = "inventories";
+pub(crate) const INVENTORIES: &str = "inventories";
 
 /// The folder S3 writes a configuration's reports to: `prefix/source-bucket/config-ID/`.
 fn configuration_folder(stack: &Stack) -> String {
@@ -30,7 +30,7 @@ fn configuration_folder(stack: &Stack) -> String {
 
 /// Writes a report of the source bucket as it is now, made at `created`, into two data files
 /// whose rows are shuffled (a report has no documented order); returns the manifest's URL.
-async fn write_report(stack: &Stack, created: DateTime<Utc>) -> anyhow::Result<String> {
+pub(crate) async fn write_report(stack: &Stack, created: DateTime<Utc>) -> anyhow::Result<String> {
     let s3 = stack.s3().await;
     let listed = s3
         .list_objects_v2()
@@ -89,7 +89,7 @@ async fn put(stack: &Stack, key: &str, body: Vec<u8>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn create_inventory_bucket(stack: &Stack) -> anyhow::Result<()> {
+pub(crate) async fn create_inventory_bucket(stack: &Stack) -> anyhow::Result<()> {
     stack
         .s3()
         .await
@@ -100,7 +100,7 @@ async fn create_inventory_bucket(stack: &Stack) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn summary_without_timing(mut summary: Value) -> Value {
+pub(crate) fn summary_without_timing(mut summary: Value) -> Value {
     for volatile in [
         "elapsed_ms",
         "looked_up",

@@ -26,6 +26,7 @@ mod replication;
 mod resume;
 mod sender;
 mod serve;
+mod shards;
 mod soak;
 mod sources;
 mod startup;

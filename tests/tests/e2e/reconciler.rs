@@ -45,6 +45,13 @@ pub(crate) async fn reconcile(
     stack.run(RECONCILER, &all, overrides, RUN_TIMEOUT).await
 }
 
+/// Runs a step of a sharded run (`plan`, `merge`: no checkpoint) with `args` and JSON output.
+pub(crate) async fn reconciler_step(stack: &Stack, args: &[&str]) -> anyhow::Result<Finished> {
+    let mut all = args.to_vec();
+    all.push("--json");
+    stack.run(RECONCILER, &all, &[], RUN_TIMEOUT).await
+}
+
 /// (kind, key) of each finding, the way the assertions compare them.
 type Findings = BTreeSet<(String, String)>;
 

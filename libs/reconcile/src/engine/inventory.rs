@@ -47,6 +47,19 @@ pub struct SourceInventory {
     /// A report made longer ago than this is refused.
     pub max_age: Duration,
     pub sort: SortSettings,
+    /// The keys the run covers, sources and replicas: all of them, or a shard's range
+    /// (`--shard`, whose part of the report holds the sources in it).
+    pub bounds: KeyRange,
+}
+
+/// What a report is, besides its objects.
+#[derive(Debug, Clone)]
+pub(super) struct Report {
+    /// Its manifest.
+    pub(super) manifest: String,
+    pub(super) created: chrono::DateTime<Utc>,
+    /// Current objects in its data files (a key listed twice counted twice).
+    pub(super) objects: u64,
 }
 
 #[derive(Debug, Error)]
@@ -119,9 +132,10 @@ impl Reconciler {
     }
 
     /// The report's objects under `prefix` and after `after`, in key order, cut into contiguous
-    /// key ranges of `range_objects` each: the first from the start of the key space, the last
-    /// to its end, each ending where the next begins, so the ranges' replica listings hold every
-    /// replica once. An empty report is one range of no source.
+    /// key ranges of `range_objects` each: the first from the start of the run's bounds (the
+    /// key space, or a shard's range), the last to their end, each ending where the next
+    /// begins, so the ranges' replica listings hold every replica in the bounds once. An empty
+    /// report is one range of no source.
     fn inventory_ranges(
         &self,
         inventory: SourceInventory,
@@ -133,25 +147,27 @@ impl Reconciler {
         let this = self.clone();
         tokio::spawn(async move {
             let sorted = match this.sorted_inventory(&inventory).await {
-                Ok(sorted) => sorted,
+                Ok((sorted, _)) => sorted,
                 Err(error) => {
                     let _ = ranges.send(Err(error.into())).await;
                     return;
                 }
             };
-            let spill_dir = inventory.sort.spill_dir;
+            let spill_dir = inventory.sort.spill_dir.clone();
             // Reading the runs is file I/O: off the async threads.
             let _ = tokio::task::spawn_blocking(move || {
                 let mut sorted = sorted;
+                let bounds = inventory.bounds;
                 let selected = sorted.by_ref().filter(|entry| {
                     entry.as_ref().map_or(true, |entry| {
                         entry.key.starts_with(&prefix)
+                            && bounds.contains(&entry.key)
                             && after
                                 .as_deref()
                                 .is_none_or(|after| entry.key.as_str() > after)
                     })
                 });
-                let mut start: Option<String> = None;
+                let mut start = bounds.start.clone();
                 let mut sources = Vec::with_capacity(range_objects);
                 for entry in selected {
                     let entry = match entry {
@@ -183,7 +199,10 @@ impl Reconciler {
                         last_modified: entry.last_modified,
                     });
                 }
-                let last = KeyRange { start, end: None };
+                let last = KeyRange {
+                    start,
+                    end: bounds.end.clone(),
+                };
                 let _ = ranges.blocking_send(Ok((last, sources)));
                 if sorted.duplicates() > 0 {
                     tracing::warn!(
@@ -198,19 +217,12 @@ impl Reconciler {
     }
 
     /// Reads the report's manifest, checks it, and sorts its data files' objects.
-    async fn sorted_inventory(
+    pub(super) async fn sorted_inventory(
         &self,
         inventory: &SourceInventory,
-    ) -> Result<Sorted, InventoryError> {
+    ) -> Result<(Sorted, Report), InventoryError> {
         let location = &inventory.location;
-        let key = self.manifest_key(location).await?;
-        let manifest_location = format!("s3://{}/{key}", location.bucket);
-        let bytes = self
-            .fetch_small(&location.bucket, &key, MAX_MANIFEST_BYTES)
-            .await?
-            .ok_or_else(|| InventoryError::NotFound(manifest_location.clone()))?;
-        let manifest = Manifest::parse(&bytes)?;
-        manifest.check(&self.buckets.source, Utc::now(), inventory.max_age)?;
+        let (manifest_location, manifest) = self.manifest(inventory).await?;
         tracing::info!(
             manifest = %manifest_location,
             created = %manifest.created,
@@ -264,9 +276,37 @@ impl Reconciler {
             objects,
             noncurrent,
             runs,
-            "the inventory report is read; merging it with the replica's listing"
+            "the inventory report is read and sorted"
         );
-        Ok(sorted)
+        let report = Report {
+            manifest: manifest_location,
+            created: manifest.created,
+            objects,
+        };
+        Ok((sorted, report))
+    }
+
+    /// The report's manifest (and where it is), checked: of the source bucket, and recent.
+    async fn manifest(
+        &self,
+        inventory: &SourceInventory,
+    ) -> Result<(String, Manifest), InventoryError> {
+        let location = &inventory.location;
+        let key = self.manifest_key(location).await?;
+        let manifest_location = format!("s3://{}/{key}", location.bucket);
+        let bytes = self
+            .fetch_small(&location.bucket, &key, MAX_MANIFEST_BYTES)
+            .await
+            .map_err(InventoryError::Fetch)?
+            .ok_or_else(|| InventoryError::NotFound(manifest_location.clone()))?;
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(InventoryError::TooLarge {
+                location: manifest_location,
+            });
+        }
+        let manifest = Manifest::parse(&bytes)?;
+        manifest.check(&self.buckets.source, Utc::now(), inventory.max_age)?;
+        Ok((manifest_location, manifest))
     }
 
     /// The manifest's key: the one named, or the newest report's in the folder named.
@@ -308,13 +348,14 @@ impl Reconciler {
             })
     }
 
-    /// A small object's bytes (`None` if there is none), refused past `max` bytes.
-    async fn fetch_small(
+    /// A small object's bytes (`None` if there is none); the read stops past `max` bytes, so
+    /// more than `max` bytes is an object too large, not all of it.
+    pub(super) async fn fetch_small(
         &self,
         bucket: &str,
         key: &str,
         max: usize,
-    ) -> Result<Option<Vec<u8>>, InventoryError> {
+    ) -> Result<Option<Vec<u8>>, ListingFailure> {
         let what = format!("reading s3://{bucket}/{key}");
         with_retries(&what, || async {
             let failure = |error| ListingFailure::s3(&what, error);
@@ -325,22 +366,12 @@ impl Reconciler {
             while let Some(chunk) = object.next_chunk().await {
                 bytes.extend_from_slice(&chunk.map_err(failure)?);
                 if bytes.len() > max {
-                    return Ok(Some(bytes));
+                    break;
                 }
             }
             Ok(Some(bytes))
         })
         .await
-        .map_err(InventoryError::Fetch)?
-        .map(|bytes| {
-            if bytes.len() > max {
-                return Err(InventoryError::TooLarge {
-                    location: format!("s3://{bucket}/{key}"),
-                });
-            }
-            Ok(bytes)
-        })
-        .transpose()
     }
 
     /// Streams a data file to a file in `dir`, checking it against the manifest's MD5.

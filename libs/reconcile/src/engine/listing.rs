@@ -104,6 +104,10 @@ impl Reconciler {
         after: Option<String>,
         page_size: u32,
     ) -> mpsc::Receiver<Result<(Vec<ObjectInfo>, bool), ReconcileError>> {
+        if range.is_empty() {
+            // A shard of a plan with more shards than keys.
+            return listed(Vec::new());
+        }
         let gcs = self.gcs.clone();
         let bucket = self.buckets.replica.clone();
         let what = format!("listing gs://{bucket}/{prefix}");
