@@ -17,7 +17,8 @@ use yuba_reconcile::{PlanLocation, Shard, ShardError, SourceInventory};
 /// YUBA_SOURCE_BUCKET, YUBA_GCS_BUCKET, AWS_* and YUBA_GCS_ENDPOINT (see README.md).
 ///
 /// Exit codes: 0 in sync (or everything repaired), 1 drift found (diff, verify, a dry run) or
-/// left unrepaired (backfill), 2 error, 130 interrupted (resume with --resume).
+/// left unrepaired (backfill), 2 error, 130 interrupted (resume with --resume). A shard
+/// (--shard) exits 0 once it finished: its verdict is merge's.
 #[derive(Debug, Parser)]
 #[command(name = "yuba-reconciler", version)]
 pub struct Cli {
@@ -157,7 +158,8 @@ pub struct Common {
     #[command(flatten)]
     pub inventory: InventoryArgs,
     /// Run shard K of N of a plan (see `plan`): its part of the inventory report, and the
-    /// replicas in its key range. The summary is kept beside the plan, for `merge`.
+    /// replicas in its key range. The summary is kept beside the plan, for `merge`, whose exit
+    /// code is the run's verdict: a shard that finished exits 0, drift or not.
     #[arg(long, value_name = "K/N", value_parser = parse_shard, requires = "plan",
           env = "YUBA_RECONCILE_SHARD",
           conflicts_with_all = ["manifest", "source_inventory", "prefix"])]

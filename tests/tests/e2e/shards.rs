@@ -52,11 +52,12 @@ fn without_merge_fields(summary: &Value) -> Value {
     summary
 }
 
-/// Each shard's findings lie in its own range, and together they are the unsharded run's, each
-/// once.
+/// Each shard finished (exit 0: its verdict is the merge's), its findings lie in its own range,
+/// and together they are the unsharded run's, each once.
 fn assert_shards_partition(shards: &[Finished], unsharded: &[Value]) {
     let mut all = Vec::new();
     for run in shards {
+        assert_eq!(run.code, Some(0), "a shard that finished: {}", run.stderr);
         let (findings, summary) = parse(run);
         let shard = &summary["shard"];
         let (start, end) = (shard["start"].as_str(), shard["end"].as_str());
