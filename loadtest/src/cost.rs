@@ -147,6 +147,9 @@ prices! {
     s3_get_per_1000: "$ per 1,000 S3 GET requests" = 0.0004;
     /// S3 Standard LIST: STS lists the source, 1,000 keys a request. Source as for GET.
     s3_list_per_1000: "$ per 1,000 S3 LIST requests" = 0.005;
+    /// S3 Standard PUT (the price of LIST): a sharded reconcile writes its plan's parts.
+    /// Source as for GET.
+    s3_put_per_1000: "$ per 1,000 S3 PUT requests" = 0.005;
     /// GCS Class A operations (an object insert, resumable or not, is one), regional Standard
     /// bucket; a multi-region bucket is $0.01.
     /// Source: <https://cloud.google.com/storage/pricing-examples> ("$0.005 per 1,000

@@ -27,6 +27,8 @@ use crate::replica::{Synthetic, serve};
 
 /// The bucket the report is written to.
 const INVENTORIES: &str = "inventories";
+/// The bucket the sharded run's plan is kept in.
+const PLANS: &str = "plans";
 /// The synthetic replica's bucket name (any: the double serves one).
 const REPLICA: &str = "replica-synthetic";
 /// A prime that permutes the row order (coprime with any count below it).
@@ -48,6 +50,9 @@ pub struct InventoryArgs {
     /// The reconciler's --inventory-memory, MiB.
     #[arg(long, default_value_t = 256)]
     memory_mib: u64,
+    /// Shards of the sharded run measured after the unsharded one (`plan`, then each shard).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(2..=1000))]
+    shards: u32,
     /// The reconciler's --concurrency (ranges listed at once: up to 8).
     #[arg(long, default_value_t = 16)]
     concurrency: u16,
@@ -59,15 +64,34 @@ pub struct InventoryArgs {
     prices: Vec<String>,
 }
 
-/// What the reconciler's run measured.
-#[derive(Debug)]
-struct Measured {
+/// One process's wall time, CPU and peak RSS, as GNU time measured them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Timing {
     wall_s: f64,
     cpu_s: f64,
     peak_rss_mib: f64,
+}
+
+/// What the reconciler's runs measured.
+#[derive(Debug)]
+struct Measured {
+    /// The unsharded diff.
+    diff: Timing,
     generate_s: f64,
     findings_exact: bool,
     summary: serde_json::Value,
+    sharded: Sharded,
+}
+
+/// The sharded run: the plan, the shards one after another (wall: the slowest; CPU: all of
+/// them; RSS: the largest), and whether their findings together are exactly the seeded drift.
+#[derive(Debug, Default)]
+struct Sharded {
+    plan: Timing,
+    slowest_shard: Timing,
+    shards_cpu_s: f64,
+    merged_exit_code: i64,
+    findings_exact: bool,
 }
 
 pub async fn inventory(args: InventoryArgs) -> anyhow::Result<()> {
@@ -109,45 +133,15 @@ pub async fn inventory(args: InventoryArgs) -> anyhow::Result<()> {
     let endpoint = serve(synthetic.clone()).await?;
     let spill = stack.dir.join("spill");
     std::fs::create_dir_all(&spill)?;
-    let mut command = stack.configure(
-        Command::new("/usr/bin/time"),
-        &[
-            ("YUBA_GCS_ENDPOINT", endpoint.as_str()),
-            ("YUBA_GCS_BUCKET", REPLICA),
-            ("RUST_LOG", "warn"),
-        ],
-    );
-    command.args(["-f", "yuba-bench %e %M %U %S"]);
-    command.arg(binary("yuba-reconciler")?);
-    command.args([
-        "diff",
-        "--json",
-        "--no-checkpoint",
-        "--source-inventory",
-        &manifest,
-    ]);
-    command.args(["--inventory-memory", &args.memory_mib.to_string()]);
-    command.args(["--concurrency", &args.concurrency.to_string()]);
-    command.arg("--inventory-spill-dir").arg(&spill);
-    let run = run_to_end(command, Duration::from_secs(4 * 3600)).await?;
-    let timing = run
-        .stderr
-        .lines()
-        .rev()
-        .find_map(|line| line.strip_prefix("yuba-bench "))
-        .with_context(|| {
-            format!(
-                "no GNU time line in the reconciler's stderr:\n{}",
-                run.stderr
-            )
-        })?;
-    let numbers: Vec<f64> = timing
-        .split_whitespace()
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    let [wall_s, rss_kib, user_s, sys_s] = numbers[..] else {
-        bail!("unexpected GNU time line {timing:?}");
+    let reconciler = Reconciler {
+        stack: &stack,
+        endpoint: &endpoint,
+        spill: &spill,
+        args: &args,
     };
+    let (diff, run) = reconciler
+        .timed(&["diff", "--source-inventory", &manifest])
+        .await?;
     let lines = run.json_lines();
     let summary = lines
         .iter()
@@ -155,7 +149,141 @@ pub async fn inventory(args: InventoryArgs) -> anyhow::Result<()> {
         .find(|line| line["type"] == "summary")
         .cloned()
         .with_context(|| format!("no summary from the reconciler:\n{}", run.stderr))?;
-    let found: BTreeSet<(String, String)> = lines
+    let expected = synthetic.expected_findings();
+    let findings_exact = exact(&findings_of(&lines), &expected);
+    s3.create_bucket().bucket(PLANS).send().await?;
+    let sharded = reconciler.sharded(&manifest, &expected).await?;
+    let measured = Measured {
+        diff,
+        generate_s,
+        findings_exact,
+        summary,
+        sharded,
+    };
+    let report = render(&args, &measured, &prices);
+    std::fs::create_dir_all(&args.out)?;
+    std::fs::write(args.out.join("report.md"), &report)?;
+    println!("{report}");
+    if !(measured.findings_exact && measured.sharded.findings_exact) {
+        bail!("the reconciler's findings are not the seeded drift (see above)");
+    }
+    Ok(())
+}
+
+/// The release reconciler against the benchmark's stack and replica double.
+struct Reconciler<'a> {
+    stack: &'a Stack,
+    endpoint: &'a str,
+    spill: &'a std::path::Path,
+    args: &'a InventoryArgs,
+}
+
+impl Reconciler<'_> {
+    /// Runs `yuba-reconciler ARGS --json --no-checkpoint` (with the benchmark's inventory
+    /// settings) under GNU time.
+    async fn timed(&self, args: &[&str]) -> anyhow::Result<(Timing, yuba_e2e::Finished)> {
+        let mut command = self.stack.configure(
+            Command::new("/usr/bin/time"),
+            &[
+                ("YUBA_GCS_ENDPOINT", self.endpoint),
+                ("YUBA_GCS_BUCKET", REPLICA),
+                ("RUST_LOG", "warn"),
+            ],
+        );
+        command.args(["-f", "yuba-bench %e %M %U %S"]);
+        command.arg(binary("yuba-reconciler")?);
+        command.args(args);
+        command.arg("--json");
+        if !matches!(args.first(), Some(&"plan" | &"merge")) {
+            command.arg("--no-checkpoint");
+            command.args(["--concurrency", &self.args.concurrency.to_string()]);
+        }
+        if args.first() != Some(&"merge") {
+            command.args(["--inventory-memory", &self.args.memory_mib.to_string()]);
+            command.arg("--inventory-spill-dir").arg(self.spill);
+        }
+        let run = run_to_end(command, Duration::from_secs(4 * 3600)).await?;
+        let timing = run
+            .stderr
+            .lines()
+            .rev()
+            .find_map(|line| line.strip_prefix("yuba-bench "))
+            .with_context(|| {
+                format!(
+                    "no GNU time line in the reconciler's stderr:\n{}",
+                    run.stderr
+                )
+            })?;
+        let numbers: Vec<f64> = timing
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let [wall_s, rss_kib, user_s, sys_s] = numbers[..] else {
+            bail!("unexpected GNU time line {timing:?}");
+        };
+        let timing = Timing {
+            wall_s,
+            cpu_s: user_s + sys_s,
+            peak_rss_mib: rss_kib / 1024.0,
+        };
+        Ok((timing, run))
+    }
+
+    /// `plan`, every shard one after another, and `merge`: each measured, the shards' findings
+    /// held to the seeded drift.
+    async fn sharded(
+        &self,
+        manifest: &str,
+        expected: &BTreeSet<(String, String)>,
+    ) -> anyhow::Result<Sharded> {
+        let of = self.args.shards.to_string();
+        let plan = format!("s3://{PLANS}/bench/");
+        let (planned, run) = self
+            .timed(&[
+                "plan",
+                "--shards",
+                &of,
+                "--plan",
+                &plan,
+                "--source-inventory",
+                manifest,
+            ])
+            .await?;
+        if run.code != Some(0) {
+            bail!("the plan failed:\n{}", run.stderr);
+        }
+        let mut sharded = Sharded {
+            plan: planned,
+            ..Sharded::default()
+        };
+        let mut found = BTreeSet::new();
+        for index in 1..=self.args.shards {
+            let shard = format!("{index}/{of}");
+            let (timing, run) = self
+                .timed(&["diff", "--shard", &shard, "--plan", &plan])
+                .await?;
+            if run.code != Some(0) {
+                bail!("shard {shard} failed:\n{}", run.stderr);
+            }
+            found.extend(findings_of(&run.json_lines()));
+            sharded.shards_cpu_s += timing.cpu_s;
+            if timing.wall_s > sharded.slowest_shard.wall_s {
+                sharded.slowest_shard.wall_s = timing.wall_s;
+            }
+            sharded.slowest_shard.peak_rss_mib =
+                sharded.slowest_shard.peak_rss_mib.max(timing.peak_rss_mib);
+        }
+        let (_, merged) = self.timed(&["merge", "--plan", &plan]).await?;
+        let summary = merged.json_lines().pop().unwrap_or_default();
+        sharded.merged_exit_code = summary["exit_code"].as_i64().unwrap_or(-1);
+        sharded.findings_exact = exact(&found, expected) && merged.code == Some(1);
+        Ok(sharded)
+    }
+}
+
+/// The (kind, key) of each finding among a run's JSON lines.
+fn findings_of(lines: &[serde_json::Value]) -> BTreeSet<(String, String)> {
+    lines
         .iter()
         .filter(|line| line["type"] == "finding")
         .map(|f| {
@@ -164,30 +292,18 @@ pub async fn inventory(args: InventoryArgs) -> anyhow::Result<()> {
                 f["key"].as_str().unwrap_or_default().to_owned(),
             )
         })
-        .collect();
-    let expected = synthetic.expected_findings();
-    let findings_exact = found == expected;
-    if !findings_exact {
-        let extra: Vec<_> = found.difference(&expected).take(5).collect();
-        let lost: Vec<_> = expected.difference(&found).take(5).collect();
-        eprintln!("findings differ from the seeded drift: extra {extra:?}, not found {lost:?}");
+        .collect()
+}
+
+/// Whether `found` is exactly the seeded drift; what differs is printed.
+fn exact(found: &BTreeSet<(String, String)>, expected: &BTreeSet<(String, String)>) -> bool {
+    if found == expected {
+        return true;
     }
-    let measured = Measured {
-        wall_s,
-        cpu_s: user_s + sys_s,
-        peak_rss_mib: rss_kib / 1024.0,
-        generate_s,
-        findings_exact,
-        summary,
-    };
-    let report = render(&args, &measured, &prices);
-    std::fs::create_dir_all(&args.out)?;
-    std::fs::write(args.out.join("report.md"), &report)?;
-    println!("{report}");
-    if !findings_exact {
-        bail!("the reconciler's findings are not the seeded drift (see above)");
-    }
-    Ok(())
+    let extra: Vec<_> = found.difference(expected).take(5).collect();
+    let lost: Vec<_> = expected.difference(found).take(5).collect();
+    eprintln!("findings differ from the seeded drift: extra {extra:?}, not found {lost:?}");
+    false
 }
 
 /// Writes the report's data files (rows in a permuted order) and manifest; returns its URL.
@@ -242,9 +358,16 @@ async fn write_report(
 
 /// The report: what was measured, and the projection of a daily run over a billion keys.
 fn render(args: &InventoryArgs, m: &Measured, p: &Prices) -> String {
+    let mut out = render_measured(args, m);
+    out.push_str(&render_projection(args, m, p));
+    out
+}
+
+/// The tables of what the runs measured.
+fn render_measured(args: &InventoryArgs, m: &Measured) -> String {
     let keys = args.keys as f64;
-    let cpu_per_key = m.cpu_s / keys;
     let count = |field: &str| m.summary[field].as_u64().unwrap_or_default();
+    let yes = |exact: bool| if exact { "yes" } else { "NO" };
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -262,21 +385,25 @@ fn render(args: &InventoryArgs, m: &Measured, p: &Prices) -> String {
                 count("missing"),
                 count("stale"),
                 count("orphan"),
-                if m.findings_exact { "yes" } else { "NO" }
+                yes(m.findings_exact)
             ),
         ),
         ("looked up in S3 (HEAD)", format!("{}", count("looked_up"))),
-        ("wall time", format!("{:.1} s", m.wall_s)),
-        ("keys per second", format!("{:.0}", keys / m.wall_s)),
+        ("wall time", format!("{:.1} s", m.diff.wall_s)),
+        ("keys per second", format!("{:.0}", keys / m.diff.wall_s)),
         (
             "CPU (user + system)",
-            format!("{:.1} s, {:.2} µs per key", m.cpu_s, cpu_per_key * 1e6),
+            format!(
+                "{:.1} s, {:.2} µs per key",
+                m.diff.cpu_s,
+                m.diff.cpu_s / keys * 1e6
+            ),
         ),
         (
             "peak RSS",
             format!(
                 "{:.0} MiB (--inventory-memory {} MiB)",
-                m.peak_rss_mib, args.memory_mib
+                m.diff.peak_rss_mib, args.memory_mib
             ),
         ),
         (
@@ -287,13 +414,57 @@ fn render(args: &InventoryArgs, m: &Measured, p: &Prices) -> String {
     for (name, value) in rows {
         let _ = writeln!(out, "| {name} | {value} |");
     }
+    let s = &m.sharded;
+    let _ = writeln!(
+        out,
+        "\n## The same report in {} shards: plan, each shard (one after another), merge\n",
+        args.shards
+    );
+    let _ = writeln!(
+        out,
+        "| step | wall s | CPU s | CPU µs per key | peak RSS MiB |\n| --- | --- | --- | --- | --- |"
+    );
+    let _ = writeln!(
+        out,
+        "| plan (sort once, write {} parts) | {:.1} | {:.1} | {:.2} | {:.0} |",
+        args.shards,
+        s.plan.wall_s,
+        s.plan.cpu_s,
+        s.plan.cpu_s / keys * 1e6,
+        s.plan.peak_rss_mib
+    );
+    let _ = writeln!(
+        out,
+        "| shards (all {}; wall: the slowest; RSS: the largest) | {:.1} | {:.1} | {:.2} | {:.0} |",
+        args.shards,
+        s.slowest_shard.wall_s,
+        s.shards_cpu_s,
+        s.shards_cpu_s / keys * 1e6,
+        s.slowest_shard.peak_rss_mib
+    );
+    let _ = writeln!(
+        out,
+        "\nThe shards' findings together are exactly the seeded drift: {}; the merge's exit code: \
+         {}.",
+        yes(s.findings_exact),
+        s.merged_exit_code
+    );
+    out
+}
 
-    // The projection: CPU-bound on each task's vCPUs; the replica's listing pages and the
-    // report's files come at the rates measured here (loopback), which a cloud run may not reach.
+/// A daily run over a billion keys, from the CPU per key measured: one task, or a plan task and
+/// N shard tasks. CPU-bound on each task's vCPUs; the replica's listing pages and the report's
+/// files come at the rates measured here (loopback), which a cloud run may not reach.
+fn render_projection(args: &InventoryArgs, m: &Measured, p: &Prices) -> String {
+    let keys = args.keys as f64;
     let task_hour = p.reconciler_task_vcpu * p.fargate_per_vcpu_hour
         + p.reconciler_task_memory_gb * p.fargate_per_gb_hour;
-    let task_hours = PROJECTED_KEYS * cpu_per_key / p.reconciler_task_vcpu / 3600.0;
-    let compute = task_hours * task_hour;
+    let hours = |cpu_s: f64| PROJECTED_KEYS * cpu_s / keys / p.reconciler_task_vcpu / 3600.0;
+    let (unsharded, plan, shards) = (
+        hours(m.diff.cpu_s),
+        hours(m.sharded.plan.cpu_s),
+        hours(m.sharded.shards_cpu_s),
+    );
     // A listing page holds 1,000 keys; the replica's is cut into ranges of ten pages, whose
     // last pages are partial: a tenth more requests.
     let pages = PROJECTED_KEYS / 1000.0;
@@ -301,25 +472,41 @@ fn render(args: &InventoryArgs, m: &Measured, p: &Prices) -> String {
     let inventory = PROJECTED_KEYS / 1e6 * p.s3_inventory_per_million;
     let source_listing = pages * p.s3_list_per_1000 / 1000.0;
     let sts_replica_listing = pages * p.gcs_class_a_per_1000 / 1000.0;
+    // The plan writes the parts' data files once and each shard reads its own: a PUT and a GET
+    // each (manifests, the plan and the summaries: a few per shard more).
+    let data_files = (PROJECTED_KEYS / yuba_reconcile::ROWS_PER_DATA_FILE as f64).ceil();
+    let plan_requests =
+        |tasks: f64| (data_files + 3.0 * tasks) * (p.s3_put_per_1000 + p.s3_get_per_1000) / 1000.0;
+    let mut out = String::new();
     let _ = writeln!(
         out,
         "\n### A daily run over 1,000,000,000 keys, projected\n\n\
          From the CPU per key measured above, on tasks of {} vCPU and {} GB (Fargate Linux/ARM on \
-         demand, ${:.5} a task-hour). More than one task needs the key-range shards of issue 20 \
-         (a plan step cutting the report, then one task per range), which are not built yet: the \
-         rows for 16 and 64 tasks are what they are for.\n",
+         demand, ${:.5} a task-hour). One task runs the diff alone; N tasks are a plan task (its \
+         CPU per key as measured), then N shard tasks at once (the shards' CPU per key, shared \
+         among them), then the merge (seconds).\n",
         p.reconciler_task_vcpu, p.reconciler_task_memory_gb, task_hour
     );
     let _ = writeln!(
         out,
-        "| tasks | wall time | Fargate | S3 Inventory | GCS listing | total per run |\n| --- | --- | --- | --- | --- | --- |"
+        "| tasks | wall time | Fargate | S3 Inventory | GCS listing | plan requests | total per run |\n\
+         | --- | --- | --- | --- | --- | --- | --- |"
     );
-    for tasks in [1.0, 16.0, 64.0] {
+    let listings = inventory + replica_listing;
+    let _ = writeln!(
+        out,
+        "| 1 | {unsharded:.1} h | ${:.2} | ${inventory:.2} | ${replica_listing:.2} | - | ${:.2} |",
+        unsharded * task_hour,
+        unsharded * task_hour + listings
+    );
+    for tasks in [16.0, 64.0] {
+        let compute = (plan + shards) * task_hour;
+        let requests = plan_requests(tasks);
         let _ = writeln!(
             out,
-            "| {tasks} | {:.1} h | ${compute:.2} | ${inventory:.2} | ${replica_listing:.2} | ${:.2} |",
-            task_hours / tasks,
-            compute + inventory + replica_listing
+            "| 1 + {tasks} | {:.1} h | ${compute:.2} | ${inventory:.2} | ${replica_listing:.2} | ${requests:.2} | ${:.2} |",
+            plan + shards / tasks,
+            compute + listings + requests
         );
     }
     let _ = writeln!(

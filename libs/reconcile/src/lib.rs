@@ -28,8 +28,8 @@ pub use checkpoint::{Checkpoint, CheckpointError, CheckpointFile, Position};
 pub use classify::{Kind, Pair, Verdict};
 pub use engine::{
     Buckets, Command, Depth, EXIT_INTERRUPTED, InventoryError, ListingFailure, Live,
-    MAX_RECHECKED_KEYS, Manifest, Observer, Orphans, PlanError, Proof, Recheck, ReconcileError,
-    Reconciler, Repair, RunOptions, Selection, SourceInventory, Task,
+    MAX_RECHECKED_KEYS, Manifest, Observer, Orphans, PlanError, Proof, ROWS_PER_DATA_FILE, Recheck,
+    ReconcileError, Reconciler, Repair, RunOptions, Selection, SourceInventory, Task,
 };
 pub use report::{Action, Basis, Counts, Finding, ShardRange, Summary};
 pub use shard::{Cutter, Plan, PlanLocation, PlannedShard, Shard, ShardError};
