@@ -106,13 +106,13 @@ impl Reconciler {
             planned_at: Utc::now(),
             shards: planned,
         };
-        let json = serde_json::to_vec_pretty(&plan).map_err(std::io::Error::other);
-        let json = json.map_err(|source| InventoryError::Spill {
-            dir: inventory.sort.spill_dir.clone(),
-            source,
-        })?;
-        self.store(&at.bucket, &at.plan_key(), json, "application/json")
-            .await?;
+        self.store(
+            &at.bucket,
+            &at.plan_key(),
+            to_json(&plan),
+            "application/json",
+        )
+        .await?;
         Ok(plan)
     }
 
@@ -127,13 +127,14 @@ impl Reconciler {
     ) -> Result<Vec<PlannedShard>, ReconcileError> {
         let mut planned = Vec::with_capacity(usize::try_from(shards).unwrap_or(0));
         let mut files: Vec<DataFile> = Vec::new();
+        let counted_from_one = |shard: u32| Shard {
+            index: shard + 1,
+            of: shards,
+        };
         while let Some(part) = parts.recv().await {
             match part {
                 Part::File { shard, bytes } => {
-                    let shard = Shard {
-                        index: shard + 1,
-                        of: shards,
-                    };
+                    let shard = counted_from_one(shard);
                     let name = format!("data/part-{:05}.csv.gz", files.len());
                     let key = at.shard_key(shard, &name);
                     files.push(data_file(&key, &bytes));
@@ -146,10 +147,7 @@ impl Reconciler {
                     objects,
                     bytes,
                 } => {
-                    let shard = Shard {
-                        index: shard + 1,
-                        of: shards,
-                    };
+                    let shard = counted_from_one(shard);
                     let manifest = at.shard_key(shard, yuba_inventory::MANIFEST_NAME);
                     let json = manifest_json(
                         &self.buckets.source,
@@ -189,11 +187,10 @@ impl Reconciler {
         shard: Shard,
         summary: &Summary,
     ) -> Result<(), ReconcileError> {
-        let json = serde_json::to_vec_pretty(summary).unwrap_or_default();
         self.store(
             &at.bucket,
             &at.shard_key(shard, SUMMARY_NAME),
-            json,
+            to_json(summary),
             "application/json",
         )
         .await
@@ -269,6 +266,12 @@ impl Reconciler {
             bytes => Ok(bytes),
         }
     }
+}
+
+/// A plan or a summary as the JSON kept in S3: plain data, which always serializes.
+fn to_json(value: &impl serde::Serialize) -> Vec<u8> {
+    serde_json::to_vec_pretty(value)
+        .unwrap_or_else(|error| unreachable!("plans and summaries serialize: {error}"))
 }
 
 /// Cuts the sorted report into the shards' parts (on a thread of its own: the runs are files),
