@@ -62,14 +62,18 @@ python-check: bootstrap
 
 ## cdk-check: the AWS side offline: npm ci (again only when the lockfile changes), tsc, jest
 ## (template assertions and cdk-nag), cdk synth of both stages with placeholder Lambda code, and
-## cfn-lint on every template the synth wrote (0 errors; scripts/check_cfn.py self-checks first)
+## cfn-lint on every template the synth wrote (0 errors; scripts/check_cfn.py self-checks first);
+## then the same for prod with a sharded reconcile (its state machine), which no stage turns on
+SHARDED_PROD = {"reconciler":{"sourceInventory":{"bucket":"yuba-prod-inventories","folder":"reports/yuba-prod-images/daily/","storageGiB":100},"shards":4}}
 cdk-check: bootstrap
 	cd cdk && stamp=$$(sha256sum package-lock.json | cut -d' ' -f1) && \
 		if [ "$$(cat node_modules/.yuba-stamp 2>/dev/null)" != "$$stamp" ]; then \
 			npm ci --no-audit --no-fund && echo "$$stamp" > node_modules/.yuba-stamp; \
 		fi && \
-		npm test && npm run synth
+		npm test && npm run synth && \
+		npm run synth -- -c yuba:stages=prod -c 'yuba:prod=$(SHARDED_PROD)' -o cdk.out.sharded
 	$(PYTHON) scripts/check_cfn.py
+	$(PYTHON) scripts/check_cfn.py --assembly cdk/cdk.out.sharded
 
 ## terraform-check: the GCP side offline: HCL assertions (and their self-test), checkov, terraform fmt
 terraform-check: bootstrap

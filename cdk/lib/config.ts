@@ -99,6 +99,13 @@ export interface ReconcilerConfig {
    * and nothing else of the bucket. Undefined: the run lists the source bucket.
    */
   readonly sourceInventory?: SourceInventoryConfig;
+  /**
+   * Key-range shards of the scheduled run (2..40; undefined: one task). The schedule then starts
+   * a Step Functions execution: a plan task cuts the source inventory (required) into this many
+   * parts, the shards run at once (each retried alone if it fails), and a merge task's exit
+   * code is the run's verdict (lib/reconcile-fanout.ts).
+   */
+  readonly shards?: number;
 }
 
 export interface SourceInventoryConfig {
@@ -514,6 +521,31 @@ export const FARGATE_EPHEMERAL_STORAGE_GIB = { min: 21, max: 200 } as const;
 /** The setting a source inventory reaches the reconciler as (bins/reconciler/src/cli.rs). */
 export const SOURCE_INVENTORY_SETTING = 'YUBA_RECONCILE_SOURCE_INVENTORY';
 
+/** The settings a shard's plan and index reach the reconciler as (bins/reconciler/src/cli.rs). */
+export const PLAN_SETTING = 'YUBA_RECONCILE_PLAN';
+export const SHARD_SETTING = 'YUBA_RECONCILE_SHARD';
+
+/**
+ * The most shards a stage runs: the shards are the iterations of an inline Map state, which runs
+ * at most 40 at once ("In this mode, the Map state supports up to 40 concurrent iterations",
+ * https://docs.aws.amazon.com/step-functions/latest/dg/state-map-inline.html); more would wait
+ * for one another, and a billion keys is 25 million a shard at 40.
+ */
+export const MAX_STAGE_SHARDS = 40;
+
+function validateShards(c: StageConfig): void {
+  for (const name of [PLAN_SETTING, SHARD_SETTING]) {
+    if (name in c.reconciler.environment) fail(c, `reconciler.environment.${name}`, 'is set by the sharded run\'s state machine (reconciler.shards), per task');
+  }
+  const shards = c.reconciler.shards;
+  if (shards === undefined) return;
+  if (!(Number.isInteger(shards) && shards >= 2 && shards <= MAX_STAGE_SHARDS)) {
+    fail(c, 'reconciler.shards', `must be a whole number, 2..${MAX_STAGE_SHARDS} (the shards run as an inline Map's iterations, at most 40 at once); leave it out for one task`);
+  }
+  if (!c.reconciler.sourceInventory) fail(c, 'reconciler.shards', 'needs reconciler.sourceInventory: the plan cuts the inventory report into the shards\' parts');
+  if (c.source.prefixes.length > 0) fail(c, 'reconciler.shards', 'covers the whole bucket (a plan has no prefix): leave source.prefixes empty, or run one task');
+}
+
 function validateSourceInventory(c: StageConfig): void {
   const sourceProblem = bucketNameProblem(c.source.name);
   if (sourceProblem) fail(c, 'source.name', sourceProblem);
@@ -583,6 +615,7 @@ export function validate(c: StageConfig): void {
   }
   validateReconcilerMemory(c);
   validateSourceInventory(c);
+  validateShards(c);
   if (c.delivery.domainNames && !c.delivery.certificateArn) fail(c, 'delivery.certificateArn', 'required with domainNames');
   validateServe(c);
   // A misspelt mode must not fall through to another one (anything not 'queue' used to mean direct).

@@ -17,6 +17,8 @@ export interface NagOptions {
   readonly hasGeoRestriction: boolean;
   /** The reconciler's source inventory (bucket, configuration folder), when it reads one. */
   readonly sourceInventory?: { readonly bucket: string; readonly folder: string };
+  /** The scheduled reconcile runs in key-range shards (lib/reconcile-fanout.ts). */
+  readonly sharded?: boolean;
 }
 
 export interface Acknowledgement {
@@ -96,6 +98,33 @@ export function acknowledgements(stack: Stack, opts: NagOptions): Acknowledgemen
       reason:
         'S3 Inventory names each report\'s folder by the time it began and its data files by random ids, so reading the newest report needs the configuration\'s folder with a wildcard; the statement allows only s3:GetObject under that one folder, and listing is held to it by the s3:prefix condition.',
     });
+  }
+  if (opts.sharded) {
+    const plans = `<${logicalIdAt(stack, 'Reconciler/FanOut/Plans/Resource')}.Arn>/*`;
+    const task = logicalIdAt(stack, 'Reconciler/Task/Resource');
+    const part = (n: number) => `{"Fn::Select":[${n},{"Fn::Split":[":",{"Ref":"${task}"}]}]}`;
+    const family = (n: number) => `{"Fn::Select":[${n},{"Fn::Split":["/",${part(5)}]}]}`;
+    const anyRevision = `arn:${part(1)}:${part(2)}:${part(3)}:${part(4)}:${family(0)}/${family(1)}:*`;
+    list.push(
+      {
+        path: /^Reconciler\/TaskRole\/DefaultPolicy\/Resource$/,
+        id: `AwsSolutions-IAM5[Resource::${plans}]`,
+        reason:
+          'A sharded run keeps each run\'s plan, its shards\' parts of the report and their summaries under a folder named after the execution, in a bucket the stack makes for nothing else; the statement allows only s3:PutObject and s3:GetObject in it.',
+      },
+      {
+        path: /^Reconciler\/FanOut\/StateMachine\/Role\/DefaultPolicy\/Resource$/,
+        id: `AwsSolutions-IAM5[Resource::${anyRevision}]`,
+        reason:
+          'The state machine runs the reconciler\'s task definition by family (its latest revision), and CDK grants ecs:RunTask on that one family\'s revisions; nothing else may be run.',
+      },
+      {
+        path: /^Reconciler\/FanOut\/StateMachine\/Role\/DefaultPolicy\/Resource$/,
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason:
+          'Waiting for an ECS task (.sync) needs ecs:DescribeTasks and ecs:StopTask, and delivering the execution\'s logs and X-Ray traces needs the CloudWatch Logs delivery and X-Ray APIs, none of which takes a resource but "*" (CDK\'s own grants for these integrations).',
+      },
+    );
   }
   if (!opts.hasCertificate) {
     list.push({

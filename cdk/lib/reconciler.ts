@@ -7,7 +7,10 @@
  * Its role lists and reads the source bucket and sends jobs to the two work queues: backfill
  * routes by size exactly as ingest does. It cannot consume or delete from any queue. With a
  * source inventory it also lists and reads the inventory configuration's folder (no more of
- * its bucket), and sorts the report on the task's ephemeral storage.
+ * its bucket), and sorts the report on the task's ephemeral storage. With `reconciler.shards`
+ * the schedule starts a Step Functions execution instead (lib/reconcile-fanout.ts: a plan task,
+ * the shards at once, a merge task whose exit code is the run's verdict), whose failure is the
+ * alarm, and the role also keeps the run's plan in the plans bucket.
  */
 import { Duration, Stack, TimeZone } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -17,11 +20,13 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { MEMORY, SOURCE_INVENTORY_SETTING, SourceInventoryConfig, StageConfig, metricsNamespace } from './config';
 import { CONTAINER_USER, arm64TaskDefinition, yubaImage } from './fargate-worker';
 import { roleNames } from './gcp';
 import { Network } from './network';
+import { ReconcileFanOut } from './reconcile-fanout';
 import { Queues } from './queues';
 import { SourceBucket } from './source';
 import { stageLogGroup } from './log-group';
@@ -38,11 +43,15 @@ export interface ReconcilerProps {
   readonly queues: Queues;
   readonly source: SourceBucket;
   readonly reconcilerCredentials: string;
+  /** The stage's access-log bucket: a sharded run's plans bucket logs to it. */
+  readonly accessLogs?: s3.IBucket;
 }
 
 export class Reconciler extends Construct {
   readonly taskRole: iam.Role;
   readonly schedule: scheduler.Schedule;
+  /** The sharded run's state machine, when `reconciler.shards` is set. */
+  readonly fanOut?: ReconcileFanOut;
   /** ECS's event for a run that ended badly; the alarm topic is its target (see Observability). */
   readonly failedRun: events.Rule;
   readonly failedRunAlarm: cloudwatch.Alarm;
@@ -80,6 +89,8 @@ export class Reconciler extends Construct {
 
     const inventory = c.reconciler.sourceInventory;
     if (inventory) grantInventoryRead(this.taskRole, inventory);
+    const inventoryUrl = inventory ? `s3://${inventory.bucket}/${inventory.folder}` : '';
+    const sharded = (c.reconciler.shards ?? 1) > 1;
 
     this.logGroup = stageLogGroup(this, 'Logs', c, `/yuba/${c.stage}/reconciler`);
     const taskDefinition = arm64TaskDefinition(this, {
@@ -113,9 +124,10 @@ export class Reconciler extends Construct {
         YUBA_RECONCILE_VERIFY_ENQUEUED: String(c.reconciler.verifyEnqueuedSeconds),
         ...(c.variants ? { YUBA_VARIANTS: c.variants } : {}),
         ...(c.source.prefixes.length === 1 ? { YUBA_RECONCILE_PREFIX: c.source.prefixes[0] } : {}),
-        ...(inventory
-          ? { [SOURCE_INVENTORY_SETTING]: `s3://${inventory.bucket}/${inventory.folder}`, YUBA_RECONCILE_INVENTORY_SPILL_DIR: INVENTORY_SPILL_PATH }
-          : {}),
+        // A shard refuses --source-inventory (its part of the plan is its source): in a sharded
+        // run only the plan step is given the report (lib/reconcile-fanout.ts).
+        ...(inventory && !sharded ? { [SOURCE_INVENTORY_SETTING]: inventoryUrl } : {}),
+        ...(inventory ? { YUBA_RECONCILE_INVENTORY_SPILL_DIR: INVENTORY_SPILL_PATH } : {}),
         ...c.reconciler.environment,
         // The task's memory, which its images budget is taken from (README "Memory"); validate()
         // refuses it in `environment`.
@@ -128,47 +140,75 @@ export class Reconciler extends Construct {
       container.addMountPoints({ sourceVolume: 'inventory-spill', containerPath: INVENTORY_SPILL_PATH, readOnly: false });
     }
 
+    if (sharded) {
+      if (!props.accessLogs) throw new Error('a sharded reconcile needs the stage\'s access-log bucket (lib/stack.ts)');
+      this.fanOut = new ReconcileFanOut(this, 'FanOut', {
+        config: c,
+        network: props.network,
+        taskDefinition,
+        container,
+        taskRole: this.taskRole,
+        accessLogs: props.accessLogs,
+        inventory: inventoryUrl,
+      });
+    }
+
     const group = new scheduler.ScheduleGroup(this, 'Group', { scheduleGroupName: `${c.prefix}-reconciler` });
     this.schedule = new scheduler.Schedule(this, 'Schedule', {
       scheduleName: `${c.prefix}-reconciler`,
       scheduleGroup: group,
       description: `yuba reconciler: ${RECONCILER_COMMAND.slice(1).join(' ')}`,
       schedule: scheduler.ScheduleExpression.expression(c.reconciler.schedule, TimeZone.of(c.reconciler.timezone)),
-      target: new targets.EcsRunFargateTask(props.network.cluster, {
-        taskDefinition,
-        vpcSubnets: props.network.subnets,
-        securityGroups: [props.network.taskSecurityGroup],
-        assignPublicIp: props.network.assignPublicIp,
-        group: RECONCILER_GROUP,
-        retryAttempts: 3,
-        maxEventAge: Duration.hours(1),
-        // Runs of the reconciler on Fargate on demand: a Spot reclaim would only delay the repair,
-        // but a scheduled run that keeps losing its capacity is noise in the alarm.
-        capacityProviderStrategies: [{ capacityProvider: 'FARGATE', weight: 1 }],
-      }),
+      target: this.fanOut
+        ? new targets.StepFunctionsStartExecution(this.fanOut.stateMachine, { retryAttempts: 3, maxEventAge: Duration.hours(1) })
+        : new targets.EcsRunFargateTask(props.network.cluster, {
+            taskDefinition,
+            vpcSubnets: props.network.subnets,
+            securityGroups: [props.network.taskSecurityGroup],
+            assignPublicIp: props.network.assignPublicIp,
+            group: RECONCILER_GROUP,
+            retryAttempts: 3,
+            maxEventAge: Duration.hours(1),
+            // Runs of the reconciler on Fargate on demand: a Spot reclaim would only delay the repair,
+            // but a scheduled run that keeps losing its capacity is noise in the alarm.
+            capacityProviderStrategies: [{ capacityProvider: 'FARGATE', weight: 1 }],
+          }),
     });
 
     // A run that ended badly: ECS's own task-state event, matched for this cluster's reconciler
     // group. The rule sends the event itself to the alarm topic (wired in Observability, which
     // owns the topic), and its TriggeredRules metric, emitted for a rule with a target, drives
     // the alarm that shows on the dashboard.
-    const stoppedBadly = new events.Rule(this, 'FailedRun', {
-      description: 'yuba reconciler task stopped with a non-zero exit code or failed to start',
-      eventPattern: {
-        source: ['aws.ecs'],
-        detailType: ['ECS Task State Change'],
-        detail: {
-          clusterArn: [props.network.cluster.clusterArn],
-          group: [RECONCILER_GROUP],
-          lastStatus: ['STOPPED'],
-          $or: [{ containers: { exitCode: [{ 'anything-but': 0 }] } }, { stopCode: ['TaskFailedToStart'] }],
-        },
-      },
-    });
+    // In a sharded run the execution's end is the run's: the merge's verdict, or a step that
+    // failed after its retries (a shard's own exit is the state machine's to judge).
+    const stoppedBadly = this.fanOut
+      ? new events.Rule(this, 'FailedRun', {
+          description: 'yuba sharded reconcile run failed (drift left, or a step failed), timed out or was aborted',
+          eventPattern: {
+            source: ['aws.states'],
+            detailType: ['Step Functions Execution Status Change'],
+            detail: { stateMachineArn: [this.fanOut.stateMachine.stateMachineArn], status: ['FAILED', 'TIMED_OUT', 'ABORTED'] },
+          },
+        })
+      : new events.Rule(this, 'FailedRun', {
+          description: 'yuba reconciler task stopped with a non-zero exit code or failed to start',
+          eventPattern: {
+            source: ['aws.ecs'],
+            detailType: ['ECS Task State Change'],
+            detail: {
+              clusterArn: [props.network.cluster.clusterArn],
+              group: [RECONCILER_GROUP],
+              lastStatus: ['STOPPED'],
+              $or: [{ containers: { exitCode: [{ 'anything-but': 0 }] } }, { stopCode: ['TaskFailedToStart'] }],
+            },
+          },
+        });
     this.failedRun = stoppedBadly;
     this.failedRunAlarm = new cloudwatch.Alarm(this, 'FailedRunAlarm', {
       alarmName: `${c.prefix}-reconciler-failed`,
-      alarmDescription: 'The scheduled reconciler exited non-zero or did not start. Its log group has the JSON summary (see README "Roll back and operate").',
+      alarmDescription: this.fanOut
+        ? 'The sharded reconcile run failed: drift left after the merge, a step that failed after its retries, a timeout or an abort. The execution shows which step; the merge task\'s log has the JSON summary (see README "Roll back and operate").'
+        : 'The scheduled reconciler exited non-zero or did not start. Its log group has the JSON summary (see README "Roll back and operate").',
       metric: new cloudwatch.Metric({
         namespace: 'AWS/Events',
         metricName: 'TriggeredRules',

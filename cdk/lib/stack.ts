@@ -52,7 +52,7 @@ export class YubaStack extends Stack {
     const workerCredentials = loadCredentials(this, c.gcp.workerCredentialsFile, 'worker');
     const reconcilerCredentials = loadCredentials(this, c.gcp.reconcilerCredentialsFile, 'reconciler');
 
-    const needLogs = c.source.mode === 'create' || c.delivery.enabled;
+    const needLogs = c.source.mode === 'create' || c.delivery.enabled || (c.reconciler.shards ?? 1) > 1;
     const logs = needLogs ? logsBucket(this, c) : undefined;
 
     this.source = new SourceBucket(this, 'Source', { config: c, accessLogs: logs });
@@ -95,6 +95,7 @@ export class YubaStack extends Stack {
       queues: this.queues,
       source: this.source,
       reconcilerCredentials,
+      accessLogs: logs,
     });
     if (c.delivery.enabled && logs) {
       // Its credentials are read only here: a stage without the delivery path needs no serve identity.
@@ -135,6 +136,7 @@ export class YubaStack extends Stack {
       hasWebAcl: Boolean(c.delivery.webAclArn),
       hasGeoRestriction: Boolean(c.delivery.allowCountries?.length),
       sourceInventory: c.reconciler.sourceInventory,
+      sharded: this.reconciler.fanOut !== undefined,
     });
   }
 }

@@ -189,6 +189,20 @@ describe('a source inventory', () => {
       /reconciler.environment.YUBA_RECONCILE_SOURCE_INVENTORY: is set from reconciler.sourceInventory/,
     );
   });
+
+  test('shards need an inventory and the whole bucket, and run as an inline Map (at most 40 at once)', () => {
+    expect(stageConfig('dev', { reconciler: { sourceInventory: inventory, shards: 40 } }).reconciler.shards).toBe(40);
+    expect(() => stageConfig('dev', { reconciler: { shards: 4 } })).toThrow(/reconciler.shards: needs reconciler.sourceInventory/);
+    for (const shards of [1, 41, 2.5, 0]) {
+      expect(() => stageConfig('dev', { reconciler: { sourceInventory: inventory, shards } })).toThrow(/reconciler.shards: must be a whole number, 2..40/);
+    }
+    expect(() => stageConfig('dev', { source: { prefixes: ['photos/'] }, reconciler: { sourceInventory: inventory, shards: 4 } })).toThrow(
+      /reconciler.shards: covers the whole bucket/,
+    );
+    for (const name of ['YUBA_RECONCILE_SHARD', 'YUBA_RECONCILE_PLAN']) {
+      expect(() => stageConfig('dev', { reconciler: { environment: { [name]: 'x' } } })).toThrow(new RegExp(`reconciler.environment.${name}: is set by the sharded run`));
+    }
+  });
 });
 
 test('overrides come as JSON strings too (-c yuba:dev=...)', () => {

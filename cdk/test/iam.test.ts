@@ -51,6 +51,7 @@ const CONDITIONS: Record<string, (c: StageConfig) => boolean> = {
   'kms-encrypted-source': (c) => Boolean(c.source.kmsKeyArn),
   'events-queue': (c) => usesEventsQueue(c.notifications),
   'source-inventory': (c) => c.reconciler.sourceInventory !== undefined,
+  'sharded-reconcile': (c) => (c.reconciler.shards ?? 1) > 1,
 };
 
 /**
@@ -127,6 +128,11 @@ function resourceTokens(stack: YubaStack, c: StageConfig): Record<string, unknow
     const { bucketArn, reportsArn } = inventoryArns(stack, inventory);
     out['inventory-bucket'] = stack.resolve(bucketArn);
     out['inventory-reports'] = stack.resolve(reportsArn);
+  }
+  const plans = stack.reconciler.fanOut?.plans;
+  if (plans) {
+    out['reconcile-plans'] = stack.resolve(plans.arnForObjects('*'));
+    out['reconcile-plans-bucket'] = stack.resolve(plans.bucketArn);
   }
   if (stack.queues.events) {
     out['queue:events'] = stack.resolve(stack.queues.events.queue.queueArn);
@@ -277,13 +283,32 @@ function platformNeeds(t: Json, roleId: string, home?: 'lambda' | 'fargate'): { 
     known = true;
     extras.push({ actions: ['logs:CreateLogStream', 'logs:DescribeLogStreams', 'logs:PutLogEvents'], on: onlyOn(arnOf(f.Properties.LogGroupName)) });
   }
-  for (const [, s] of byType(t, 'AWS::Scheduler::Schedule').filter(([, s]) => refersTo(s.Properties.Target.RoleArn))) {
-    // EventBridge Scheduler starts the reconciler's task, handing ECS the task's two roles.
-    known = true;
-    const taskDefinition = s.Properties.Target.EcsParameters.TaskDefinitionArn;
+  const runsTask = (taskDefinition: Json, on: Extra['on']) => {
+    // Starting the reconciler's task hands ECS the task's two roles.
     const d = t.Resources[taskDefinition.Ref].Properties;
-    extras.push({ actions: ['ecs:RunTask'], on: onlyOn(taskDefinition) });
+    extras.push({ actions: ['ecs:RunTask'], on });
     extras.push({ actions: ['iam:PassRole'], on: onlyOn(d.TaskRoleArn, d.ExecutionRoleArn) });
+  };
+  for (const [, s] of byType(t, 'AWS::Scheduler::Schedule').filter(([, s]) => refersTo(s.Properties.Target.RoleArn))) {
+    // EventBridge Scheduler starts the reconciler's task, or a sharded run's execution.
+    known = true;
+    const ecsTarget = s.Properties.Target.EcsParameters;
+    if (ecsTarget) runsTask(ecsTarget.TaskDefinitionArn, onlyOn(ecsTarget.TaskDefinitionArn));
+    else extras.push({ actions: ['states:StartExecution'], on: onlyOn(s.Properties.Target.Arn) });
+  }
+  if (byType(t, 'AWS::StepFunctions::StateMachine').some(([, m]) => refersTo(m.Properties.RoleArn))) {
+    // A sharded run's state machine (lib/reconcile-fanout.ts) runs the reconciler's task and
+    // waits for it (.sync: ECS's task events through Step Functions' own rule, DescribeTasks,
+    // StopTask on a timeout), and delivers its logs and traces, APIs that take no resource.
+    known = true;
+    const [definition] = byType(t, 'AWS::ECS::TaskDefinition').filter(([, d]) => d.Properties.Family.endsWith('-reconciler'));
+    const taskDefinition = { Ref: definition[0] };
+    runsTask(taskDefinition, (resource) => resource.includes(canonical(taskDefinition)) && resource.endsWith(':*"]]}'));
+    extras.push({
+      actions: ['ecs:DescribeTasks', 'ecs:StopTask', 'logs:CreateLogDelivery', 'logs:DeleteLogDelivery', 'logs:DescribeLogGroups', 'logs:DescribeResourcePolicies', 'logs:GetLogDelivery', 'logs:ListLogDeliveries', 'logs:PutResourcePolicy', 'logs:UpdateLogDelivery', 'xray:GetSamplingRules', 'xray:GetSamplingTargets', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
+      on: onlyOn('*'),
+    });
+    extras.push({ actions: ['events:DescribeRule', 'events:PutRule', 'events:PutTargets'], on: (resource) => resource.endsWith(':rule/StepFunctionsGetEventsForECSTaskRule"]]}') });
   }
   return known ? { extras, managed } : undefined;
 }
@@ -349,6 +374,7 @@ function check(t: Json, stack: YubaStack, c: StageConfig, contract: Contract = C
 }
 
 const KEY = 'arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555';
+const INVENTORY = { bucket: 'yuba-prod-inventories', folder: 'reports/yuba-prod-images/daily/', storageGiB: 100 };
 const VARIANTS: Array<[string, StageName, Overrides<StageConfig>]> = [
   ['prod (versioned, events queue)', 'prod', {}],
   ['dev (unversioned, events queue)', 'dev', {}],
@@ -357,7 +383,8 @@ const VARIANTS: Array<[string, StageName, Overrides<StageConfig>]> = [
   ["dev, notifications 'eventbridge'", 'dev', { notifications: 'eventbridge' }],
   ['dev, a bucket the app creates (versioned)', 'dev', { source: { mode: 'create' } }],
   ["prod, SSE-KMS source, notifications 'direct'", 'prod', { source: { kmsKeyArn: KEY }, notifications: 'direct' }],
-  ['prod, a source inventory', 'prod', { reconciler: { sourceInventory: { bucket: 'yuba-prod-inventories', folder: 'reports/yuba-prod-images/daily/', storageGiB: 100 } } }],
+  ['prod, a source inventory', 'prod', { reconciler: { sourceInventory: INVENTORY } }],
+  ['prod, sharded over a source inventory', 'prod', { reconciler: { sourceInventory: INVENTORY, shards: 16 } }],
 ];
 
 const synthesized = new Map<string, ReturnType<typeof synth>>();
@@ -386,7 +413,7 @@ describe('every role against the contract', () => {
     const { template, stack, config } = variant('prod (versioned, events queue)');
     const t = template.toJSON();
     const tokens = resourceTokens(stack, config);
-    const configured = ['source-key', 'inventory-bucket', 'inventory-reports'];
+    const configured = ['source-key', 'inventory-bucket', 'inventory-reports', 'reconcile-plans', 'reconcile-plans-bucket'];
     expect(Object.keys(tokens).sort()).toEqual(Object.keys(CONTRACT.resources).filter((r) => !configured.includes(r)).sort());
     expect(tokens['source-bucket']).toEqual({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':s3:::yuba-prod-images']] });
     expect(tokens['source-objects']).toEqual({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':s3:::yuba-prod-images/*']] });
@@ -443,6 +470,17 @@ describe('the check fails on broken copies', () => {
     const list = policyOf(narrowed, 'yuba-prod-reconciler-task').Statement.find((s: Json) => s.Action === 's3:ListBucket' && !s.Condition);
     list.Condition = { StringLike: { 's3:prefix': ['photos/*'] } };
     expect(check(narrowed, stack, config)).toEqual([expect.stringMatching(/^reconciler-task: needs s3:ListBucket on source-bucket, which its role \w+ does not allow$/)]);
+  });
+
+  test("a sharded run's plans: a role that cannot write them", () => {
+    const { template, stack, config } = variant('prod, sharded over a source inventory');
+    const t = copy(template.toJSON());
+    const document = policyOf(t, 'yuba-prod-reconciler-task');
+    document.Statement = document.Statement.filter((s: Json) => s.Sid !== 'KeepReconcilePlans');
+    expect(check(t, stack, config)).toEqual([
+      expect.stringMatching(/^reconciler-task: needs s3:GetObject on reconcile-plans \(sharded-reconcile\), which its role \w+ does not allow$/),
+      expect.stringMatching(/^reconciler-task: needs s3:PutObject on reconcile-plans \(sharded-reconcile\), which its role \w+ does not allow$/),
+    ]);
   });
 
   test('a grant the contract does not list', () => {

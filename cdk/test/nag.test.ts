@@ -12,6 +12,7 @@ const cases: Array<[string, StageName, Overrides<StageConfig>]> = [
   ['prod', 'prod', {}],
   ['dev, created bucket, delivery, direct notifications', 'dev', { source: { mode: 'create' }, delivery: { enabled: true }, notifications: 'direct' }],
   ['prod, source inventory', 'prod', { reconciler: { sourceInventory: { bucket: 'yuba-prod-inventories', folder: 'reports/yuba-prod-images/daily/', storageGiB: 100 } } }],
+  ['prod, sharded over a source inventory', 'prod', { reconciler: { sourceInventory: { bucket: 'yuba-prod-inventories', folder: 'reports/yuba-prod-images/daily/', storageGiB: 100 }, shards: 16 } }],
   [
     'prod, SSE-KMS bucket, custom domain, WAF, geo restriction',
     'prod',

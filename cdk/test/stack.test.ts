@@ -470,6 +470,56 @@ describe('reconciler', () => {
     expect(s).toHaveLength(6);
   });
 
+  test('in shards, the schedule starts a state machine: plan, the shards at once (each retried alone), merge', () => {
+    const inventory = { bucket: 'yuba-prod-inventories', folder: 'reports/yuba-prod-images/daily/', storageGiB: 100 };
+    const sharded = synth('prod', { reconciler: { sourceInventory: inventory, shards: 3 } }).template;
+    const [machineId, machine] = one(sharded, 'AWS::StepFunctions::StateMachine');
+    const [, schedule] = one(sharded, 'AWS::Scheduler::Schedule');
+    expect(schedule.Properties.Target.Arn).toEqual({ Ref: machineId });
+    expect(schedule.Properties.Target.EcsParameters).toBeUndefined();
+    // The definition, with its tokens as placeholders.
+    const definition = JSON.parse(
+      machine.Properties.DefinitionString['Fn::Join'][1].map((part: unknown) => (typeof part === 'string' ? part : 'TOKEN')).join(''),
+    );
+    expect(Object.keys(definition.States)).toEqual(['Prepare', 'Plan', 'Shards', 'Merge']);
+    expect(definition.TimeoutSeconds).toBe(23 * 3600);
+    expect(definition.States.Prepare.Parameters.shards).toEqual(['1/3', '2/3', '3/3']);
+    expect(definition.States.Prepare.Parameters['plan.$']).toBe("States.Format('s3://TOKEN/runs/{}/', $$.Execution.Name)");
+    const override = (step: any, task: string) => step.Branches[0].States[task].Parameters.Overrides.ContainerOverrides[0];
+    const envOf = (o: any) => Object.fromEntries(o.Environment.map((e: any) => [e.Name, e.Value ?? e['Value.$']]));
+    const plan = override(definition.States.Plan, 'PlanTask');
+    expect(plan.Command).toEqual(['yuba-reconciler', 'plan', '--json', '--shards', '3']);
+    expect(envOf(plan)).toEqual({ YUBA_RECONCILE_PLAN: '$.plan', YUBA_RECONCILE_SOURCE_INVENTORY: 's3://yuba-prod-inventories/reports/yuba-prod-images/daily/' });
+    const shards = definition.States.Shards;
+    expect(shards.MaxConcurrency).toBe(3);
+    expect(shards.ItemSelector).toEqual({ 'shard.$': '$$.Map.Item.Value', 'plan.$': '$.plan' });
+    const shard = override(shards.ItemProcessor.States.Shard, 'ShardTask');
+    expect(shard.Command).toEqual(['yuba-reconciler', 'backfill', '--json', '--no-checkpoint']);
+    expect(envOf(shard)).toEqual({ YUBA_RECONCILE_PLAN: '$.plan', YUBA_RECONCILE_SHARD: '$.shard' });
+    expect(override(definition.States.Merge, 'MergeTask').Command).toEqual(['yuba-reconciler', 'merge', '--json']);
+    // Each step judges its exit code and is retried alone; the merge's 1 is the verdict, not retried.
+    for (const step of [definition.States.Plan, shards.ItemProcessor.States.Shard, definition.States.Merge]) {
+      expect(step.Type).toBe('Parallel');
+      expect(step.Retry).toEqual([expect.objectContaining({ ErrorEquals: ['ReconcileStepFailed', 'States.TaskFailed'], MaxAttempts: 2 })]);
+    }
+    const merged = definition.States.Merge.Branches[0].States;
+    expect(merged.DriftLeft).toEqual(expect.objectContaining({ Type: 'Fail', Error: 'ReconcileDriftLeft' }));
+    // A shard refuses --source-inventory: the container's own environment does not carry it.
+    const tdId = logicalIdOf(sharded, 'AWS::ECS::TaskDefinition', (r) => r.Properties.Family === 'yuba-prod-reconciler');
+    const [c] = sharded.toJSON().Resources[tdId].Properties.ContainerDefinitions;
+    expect(c.Environment.map((e: any) => e.Name)).not.toContain('YUBA_RECONCILE_SOURCE_INVENTORY');
+    // Plans are kept a few days, privately, over TLS only, with access logs.
+    const [plansId, plans] = one(sharded, 'AWS::S3::Bucket', (b) => b.Properties.LoggingConfiguration?.LogFilePrefix === 'reconcile-plans/');
+    expect(plans.Properties.LifecycleConfiguration.Rules).toEqual([expect.objectContaining({ ExpirationInDays: 3, Status: 'Enabled' })]);
+    expect(plans.Properties.PublicAccessBlockConfiguration).toEqual({ BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true });
+    const [, policy] = one(sharded, 'AWS::S3::BucketPolicy', (p) => JSON.stringify(p.Properties.Bucket) === JSON.stringify({ Ref: plansId }));
+    expect(JSON.stringify(policy.Properties.PolicyDocument)).toContain('"aws:SecureTransport":"false"');
+    // The alarm follows the execution: failed (drift left, a step out of retries), timed out, aborted.
+    const [, rule] = one(sharded, 'AWS::Events::Rule', (r) => r.Properties.EventPattern?.source?.[0] === 'aws.states');
+    expect(rule.Properties.EventPattern.detail).toEqual({ stateMachineArn: [{ Ref: machineId }], status: ['FAILED', 'TIMED_OUT', 'ABORTED'] });
+    expect(machine.Properties.LoggingConfiguration.Level).toBe('ALL');
+  });
+
   test('a non-zero exit raises an alarm on the topic', () => {
     const [ruleId, rule] = one(t, 'AWS::Events::Rule');
     expect(rule.Properties.EventPattern.detail.lastStatus).toEqual(['STOPPED']);
