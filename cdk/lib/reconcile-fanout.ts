@@ -80,8 +80,8 @@ export class ReconcileFanOut extends Construct {
     });
     grantPlans(props.taskRole, this.plans);
 
-    const step = (name: string, command: string[], environment: tasks.TaskEnvironmentVariable[]) =>
-      exitChecked(this, name, new tasks.EcsRunTask(this, `${name}Task`, {
+    const step = (name: string, command: string[], environment: tasks.TaskEnvironmentVariable[], verdict = false) =>
+      exitChecked(this, name, verdict, new tasks.EcsRunTask(this, `${name}Task`, {
         integrationPattern: sfn.IntegrationPattern.RUN_JOB,
         cluster: props.network.cluster,
         taskDefinition: props.taskDefinition,
@@ -107,7 +107,7 @@ export class ReconcileFanOut extends Construct {
       resultPath: sfn.JsonPath.DISCARD,
     });
     shardRuns.itemProcessor(step('Shard', ['backfill', '--json', '--no-checkpoint'], [plan, { name: SHARD_SETTING, value: sfn.JsonPath.stringAt('$.shard') }]));
-    const merge = step('Merge', ['merge', '--json'], [plan]);
+    const merge = step('Merge', ['merge', '--json'], [plan], true);
 
     const logGroup = stageLogGroup(this, 'Logs', c, `/yuba/${c.stage}/reconciler-runs`);
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
@@ -121,17 +121,18 @@ export class ReconcileFanOut extends Construct {
 }
 
 /**
- * A step that runs `task` and then judges its container's exit code: 0 succeeds; the merge's 1 is
- * the run's verdict (drift left, `DRIFT_LEFT`, not retried); anything else, or no exit code (the
- * task never ran its container), fails with `STEP_FAILED`, which the step retries alone.
+ * A step that runs `task` and then judges its container's exit code: 0 succeeds; a `verdict`
+ * step's 1 is the run's verdict (the merge's: drift left, `DRIFT_LEFT`, not retried); anything
+ * else, or no exit code (the task never ran its container), fails with `STEP_FAILED`, which the
+ * step retries alone.
  */
-function exitChecked(scope: Construct, name: string, task: tasks.EcsRunTask): sfn.Parallel {
+function exitChecked(scope: Construct, name: string, verdict: boolean, task: tasks.EcsRunTask): sfn.Parallel {
   const exitCode = '$.Containers[0].ExitCode';
   const exited = (code: number) => sfn.Condition.and(sfn.Condition.isPresent(exitCode), sfn.Condition.numberEquals(exitCode, code));
   const judged = new sfn.Choice(scope, `${name}Exited`)
     .when(exited(0), new sfn.Succeed(scope, `${name}Done`))
     .otherwise(new sfn.Fail(scope, `${name}Failed`, { error: STEP_FAILED, cause: `yuba-reconciler's ${name.toLowerCase()} step exited non-zero or did not run: see its task's log` }));
-  if (name === 'Merge') {
+  if (verdict) {
     judged.when(exited(1), new sfn.Fail(scope, 'DriftLeft', { error: DRIFT_LEFT, cause: 'the merged summary counts drift found and left unrepaired: see the merge task\'s log' }));
   }
   const parallel = new sfn.Parallel(scope, name, { resultPath: sfn.JsonPath.DISCARD });

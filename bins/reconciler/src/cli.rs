@@ -28,26 +28,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List both buckets and report each key that is missing, stale, mismatched, lacks
-    /// variants, or is an orphan. Reads listings only, no object.
-    Diff {
-        #[command(flatten)]
-        common: Common,
-    },
-    /// Like diff, and also prove the content of what looks in sync: by checksums (S3's CRC32C
-    /// or MD5 ETag against GCS's, else the digests the worker recorded), or with --deep by
-    /// streaming both sides and comparing sha256.
-    Verify {
-        /// Stream both objects and compare sha256, instead of checksums.
-        #[arg(long)]
-        deep: bool,
-        /// Also compare the source's headers and user metadata (a HEAD per object: $0.40 per
-        /// million) with the ones the replica was written with; report drift as `attributes`.
-        #[arg(long)]
-        metadata: bool,
-        #[command(flatten)]
-        common: Common,
-    },
+    #[command(flatten)]
+    Run(Run),
     /// Split a run into N key-range shards that run apart: read and sort the inventory report
     /// once, cut it into N parts of as many objects each, and write each part and the plan to
     /// a folder in S3. Then run each shard (`diff|verify|backfill --shard K/N --plan ...`), and
@@ -76,6 +58,31 @@ pub enum Command {
         /// The summary as JSON on stdout.
         #[arg(long, env = "YUBA_RECONCILE_JSON")]
         json: bool,
+    },
+}
+
+/// A run over the keys: three commands sharing one set of options.
+#[derive(Debug, Subcommand)]
+pub enum Run {
+    /// List both buckets and report each key that is missing, stale, mismatched, lacks
+    /// variants, or is an orphan. Reads listings only, no object.
+    Diff {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Like diff, and also prove the content of what looks in sync: by checksums (S3's CRC32C
+    /// or MD5 ETag against GCS's, else the digests the worker recorded), or with --deep by
+    /// streaming both sides and comparing sha256.
+    Verify {
+        /// Stream both objects and compare sha256, instead of checksums.
+        #[arg(long)]
+        deep: bool,
+        /// Also compare the source's headers and user metadata (a HEAD per object: $0.40 per
+        /// million) with the ones the replica was written with; report drift as `attributes`.
+        #[arg(long)]
+        metadata: bool,
+        #[command(flatten)]
+        common: Common,
     },
     /// Repair what diff (or verify) finds: enqueue jobs for the workers (default) or copy
     /// in-process with --inline.
@@ -200,24 +207,20 @@ pub struct Common {
     pub resume: bool,
 }
 
-impl Command {
-    /// The options of a run (`diff`, `verify`, `backfill`); `None` for `plan` and `merge`.
-    pub fn common(&self) -> Option<&Common> {
+impl Run {
+    pub fn common(&self) -> &Common {
         match self {
-            Command::Diff { common }
-            | Command::Verify { common, .. }
-            | Command::Backfill { common, .. } => Some(common),
-            Command::Plan { .. } | Command::Merge { .. } => None,
+            Run::Diff { common } | Run::Verify { common, .. } | Run::Backfill { common, .. } => {
+                common
+            }
         }
     }
 
     pub fn name(&self) -> &'static str {
         match self {
-            Command::Diff { .. } => "diff",
-            Command::Verify { .. } => "verify",
-            Command::Backfill { .. } => "backfill",
-            Command::Plan { .. } => "plan",
-            Command::Merge { .. } => "merge",
+            Run::Diff { .. } => "diff",
+            Run::Verify { .. } => "verify",
+            Run::Backfill { .. } => "backfill",
         }
     }
 }
@@ -334,13 +337,10 @@ mod tests {
             "64",
         ])
         .unwrap();
-        let inventory = cli
-            .command
-            .common()
-            .unwrap()
-            .inventory
-            .source_inventory()
-            .unwrap();
+        let Command::Run(run) = &cli.command else {
+            panic!("{cli:?}");
+        };
+        let inventory = run.common().inventory.source_inventory().unwrap();
         assert_eq!(inventory.location.bucket, "inventories");
         assert_eq!(inventory.max_age, Duration::from_secs(200 * 3600));
         assert_eq!(inventory.sort.memory_budget, 64 << 20);
@@ -387,13 +387,13 @@ mod tests {
             "2026-11-01",
         ])
         .unwrap();
-        let Command::Backfill {
+        let Command::Run(Run::Backfill {
             inline,
             verify,
             deep,
             common,
             ..
-        } = &cli.command
+        }) = &cli.command
         else {
             panic!("{cli:?}");
         };

@@ -26,7 +26,7 @@ use yuba_startup::Env;
 use yuba_startup::cancel_on_termination;
 use yuba_startup::metrics::{self, Dimension, Metric};
 
-use crate::cli::{Cli, Command, Common};
+use crate::cli::{Cli, Command, Common, Run};
 use crate::output::Report;
 
 /// Exit codes besides the run's own 0 (in sync) and 1 (drift).
@@ -64,9 +64,11 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     let env = Env::from_process();
     yuba_startup::telemetry::init(&env).map_err(anyhow::Error::msg)?;
-    let command = &cli.command;
     let gcs_settings = GcsSettings::from_env(&env)?;
-    let concurrency = command.common().map_or(1, |common| common.concurrency);
+    let concurrency = match &cli.command {
+        Command::Run(run) => run.common().concurrency,
+        Command::Plan { .. } | Command::Merge { .. } => 1,
+    };
     let replicator_settings = ReplicatorSettings::from_env(
         &env,
         &Footprint::new(&gcs_settings, usize::from(concurrency)),
@@ -92,7 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         buckets,
         replicator_settings.variants.clone(),
     );
-    let common = match command {
+    let run = match &cli.command {
         Command::Plan {
             shards,
             plan,
@@ -112,12 +114,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             emit_metrics(&summary);
             return Ok(summary.exit_code);
         }
-        Command::Diff { common }
-        | Command::Verify { common, .. }
-        | Command::Backfill { common, .. } => common,
+        Command::Run(run) => run,
     };
+    let common = run.common();
 
-    let task = task(command, |inline| {
+    let task = task(run, |inline| {
         Ok(if inline {
             Repair::Inline(Box::new(Replicator::new(
                 s3.clone(),
@@ -132,8 +133,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             ))
         })
     })?;
-    let recheck = match command {
-        Command::Backfill {
+    let recheck = match run {
+        Run::Backfill {
             verify_enqueued: Some(seconds),
             ..
         } if !common.dry_run => {
@@ -149,7 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     let summary = reconcile(
         &reconciler,
         &task,
-        command.name(),
+        run.name(),
         common,
         progress_every,
         recheck.as_ref(),
@@ -166,21 +167,15 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 /// What the command asks for; `repair` makes a backfill's means of repair (`true`: inline).
-fn task(
-    command: &Command,
-    repair: impl FnOnce(bool) -> anyhow::Result<Repair>,
-) -> anyhow::Result<Task> {
+fn task(run: &Run, repair: impl FnOnce(bool) -> anyhow::Result<Repair>) -> anyhow::Result<Task> {
     let proof = |deep: bool, metadata: bool| Proof {
         depth: if deep { Depth::Deep } else { Depth::Checksums },
         metadata,
     };
-    Ok(match command {
-        Command::Plan { .. } | Command::Merge { .. } => {
-            unreachable!("plan and merge run no task")
-        }
-        Command::Diff { .. } => Task::Diff,
-        Command::Verify { deep, metadata, .. } => Task::Verify(proof(*deep, *metadata)),
-        Command::Backfill {
+    Ok(match run {
+        Run::Diff { .. } => Task::Diff,
+        Run::Verify { deep, metadata, .. } => Task::Verify(proof(*deep, *metadata)),
+        Run::Backfill {
             inline,
             verify,
             deep,
