@@ -524,6 +524,8 @@ export const SOURCE_INVENTORY_SETTING = 'YUBA_RECONCILE_SOURCE_INVENTORY';
 /** The settings a shard's plan and index reach the reconciler as (bins/reconciler/src/cli.rs). */
 export const PLAN_SETTING = 'YUBA_RECONCILE_PLAN';
 export const SHARD_SETTING = 'YUBA_RECONCILE_SHARD';
+/** The setting a run's key prefix reaches the reconciler as (bins/reconciler/src/cli.rs); a shard refuses it. */
+export const RECONCILE_PREFIX_SETTING = 'YUBA_RECONCILE_PREFIX';
 
 /**
  * The most shards a stage runs: the shards are the iterations of an inline Map state, which runs
@@ -544,6 +546,11 @@ function validateShards(c: StageConfig): void {
   }
   if (!c.reconciler.sourceInventory) fail(c, 'reconciler.shards', 'needs reconciler.sourceInventory: the plan cuts the inventory report into the shards\' parts');
   if (c.source.prefixes.length > 0) fail(c, 'reconciler.shards', 'covers the whole bucket (a plan has no prefix): leave source.prefixes empty, or run one task');
+  // A shard's range is its part of the plan: the reconciler refuses --shard with --prefix, from
+  // its flag or its variable alike (bins/reconciler/src/cli.rs, `conflicts_with_all` on `shard`).
+  if (RECONCILE_PREFIX_SETTING in c.reconciler.environment) {
+    fail(c, `reconciler.environment.${RECONCILE_PREFIX_SETTING}`, 'is refused by every shard (reconciler.shards covers the whole bucket): leave it out, or run one task');
+  }
 }
 
 function validateSourceInventory(c: StageConfig): void {

@@ -100,7 +100,8 @@ export class Observability extends Construct {
       }),
     );
     for (const email of c.alarms.emails) this.topic.addSubscription(new subs.EmailSubscription(email));
-    // The stopped task's event (exit codes, stop reason) reaches on-call as it is.
+    // The stopped task's event (exit codes, stop reason), or in shards the execution's (its ARN
+    // and status; its history names the step), reaches on-call as it is.
     reconciler.failedRun.addTarget(new eventsTargets.SnsTopic(this.topic));
     const notify = new actions.SnsAction(this.topic);
     const notifies = (a: cloudwatch.AlarmBase) => {

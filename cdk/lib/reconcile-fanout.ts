@@ -20,11 +20,17 @@
  * Map suffices for the stage's range of N (2..40: its concurrency limit, lib/config.ts); a
  * Distributed Map's child executions are for thousands of items.
  *
- * Exit codes, not task states: whether a `.sync` ECS task fails on a non-zero container exit
- * code is not what its documentation promises, so every step reads `Containers[0].ExitCode`
- * from RunTask's output with a Choice, inside a one-branch Parallel whose Retry re-runs that
- * step alone (https://docs.aws.amazon.com/step-functions/latest/dg/connect-ecs.html: `.sync`
- * fails the task only for RunTask's own Failures).
+ * Exit codes, not task states. AWS documents only that `.sync` fails the Task when RunTask
+ * answers with Failures (`AmazonECS.Unknown`,
+ * https://docs.aws.amazon.com/step-functions/latest/dg/connect-ecs.html); it promises nothing
+ * about a container's exit code, and executions have been seen to fail the Task with
+ * `States.TaskFailed` whose Cause is the stopped task's description, as JSON. So each step
+ * judges the exit code whichever way the Task ends: from RunTask's output (the DescribeTasks
+ * task, `Containers[0].ExitCode`) when it succeeds, or from that output parsed out of the Cause
+ * when it fails; an error without a task description, or a task without an exit code, is a step
+ * that did not run. The step sits in a one-branch Parallel whose Retry re-runs it alone, except
+ * for the merge's verdict (drift left), which is not retried: a merge run again would emit the
+ * run's metrics again.
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -85,7 +91,12 @@ export class ReconcileFanOut extends Construct {
         integrationPattern: sfn.IntegrationPattern.RUN_JOB,
         cluster: props.network.cluster,
         taskDefinition: props.taskDefinition,
-        launchTarget: new tasks.EcsFargateLaunchTarget({ platformVersion: ecs.FargatePlatformVersion.LATEST }),
+        // On-demand FARGATE by capacity provider, as the single task's schedule runs it
+        // (lib/reconciler.ts): ARM64 tasks cannot run on Fargate Spot.
+        launchTarget: new tasks.EcsFargateLaunchTarget({
+          platformVersion: ecs.FargatePlatformVersion.LATEST,
+          capacityProviderOptions: tasks.CapacityProviderOptions.custom([{ capacityProvider: 'FARGATE', weight: 1 }]),
+        }),
         subnets: props.network.subnets,
         securityGroups: [props.network.taskSecurityGroup],
         assignPublicIp: props.network.assignPublicIp,
@@ -120,23 +131,57 @@ export class ReconcileFanOut extends Construct {
   }
 }
 
+/** Where a step's Task puts the error it caught (`{ Error, Cause }`) in the step's input. */
+const CAUGHT = '$.failure';
+
 /**
  * A step that runs `task` and then judges its container's exit code: 0 succeeds; a `verdict`
  * step's 1 is the run's verdict (the merge's: drift left, `DRIFT_LEFT`, not retried); anything
  * else, or no exit code (the task never ran its container), fails with `STEP_FAILED`, which the
  * step retries alone.
+ *
+ * The exit code is read whichever way the Task ends (see the top of this file): a Task that
+ * succeeded outputs the stopped task's description; a Task that failed is caught, and a Cause
+ * that is a JSON object (the same description) is parsed back into that output, then judged by
+ * the same Choice. Any other error (RunTask's Failures, a throttled call) is a step that did not
+ * run. Each Choice lists its rules guard first, as Step Functions takes the first rule that
+ * matches (https://docs.aws.amazon.com/step-functions/latest/dg/state-choice.html), so no
+ * comparison ever sees a missing or non-numeric field.
  */
 function exitChecked(scope: Construct, name: string, verdict: boolean, task: tasks.EcsRunTask): sfn.Parallel {
   const exitCode = '$.Containers[0].ExitCode';
-  const exited = (code: number) => sfn.Condition.and(sfn.Condition.isPresent(exitCode), sfn.Condition.numberEquals(exitCode, code));
+  const failed = new sfn.Fail(scope, `${name}Failed`, {
+    error: STEP_FAILED,
+    cause: `yuba-reconciler's ${name.toLowerCase()} step exited non-zero or did not run: see its task's log and the execution's history`,
+  });
   const judged = new sfn.Choice(scope, `${name}Exited`)
-    .when(exited(0), new sfn.Succeed(scope, `${name}Done`))
-    .otherwise(new sfn.Fail(scope, `${name}Failed`, { error: STEP_FAILED, cause: `yuba-reconciler's ${name.toLowerCase()} step exited non-zero or did not run: see its task's log` }));
+    .when(sfn.Condition.not(sfn.Condition.isPresent(exitCode)), failed)
+    .when(sfn.Condition.not(sfn.Condition.isNumeric(exitCode)), failed)
+    .when(sfn.Condition.numberEquals(exitCode, 0), new sfn.Succeed(scope, `${name}Done`));
   if (verdict) {
-    judged.when(exited(1), new sfn.Fail(scope, 'DriftLeft', { error: DRIFT_LEFT, cause: 'the merged summary counts drift found and left unrepaired: see the merge task\'s log' }));
+    judged.when(
+      sfn.Condition.numberEquals(exitCode, 1),
+      new sfn.Fail(scope, 'DriftLeft', { error: DRIFT_LEFT, cause: 'the merged summary counts drift found and left unrepaired: see the merge task\'s log' }),
+    );
   }
+  judged.otherwise(failed);
+
+  const cause = `${CAUGHT}.Cause`;
+  const stoppedTask = new sfn.Pass(scope, `${name}StoppedTask`, {
+    parameters: { task: sfn.JsonPath.stringToJson(sfn.JsonPath.stringAt(cause)) },
+    outputPath: '$.task',
+  });
+  const caught = new sfn.Choice(scope, `${name}Caught`)
+    .when(sfn.Condition.not(sfn.Condition.isPresent(cause)), failed)
+    .when(sfn.Condition.not(sfn.Condition.isString(cause)), failed)
+    .when(sfn.Condition.stringMatches(cause, '{*}'), stoppedTask.next(judged))
+    .otherwise(failed);
+  task.addCatch(caught, { errors: [sfn.Errors.ALL], resultPath: CAUGHT });
+
   const parallel = new sfn.Parallel(scope, name, { resultPath: sfn.JsonPath.DISCARD });
   parallel.branch(task.next(judged));
+  // The merge's non-zero exits other than the verdict are retried too: it emits the run's metrics
+  // only once it has added the summaries up, so a merge that failed emitted nothing.
   parallel.addRetry({ errors: [STEP_FAILED, sfn.Errors.TASKS_FAILED], maxAttempts: STEP_ATTEMPTS - 1, interval: Duration.minutes(1), backoffRate: 2 });
   return parallel;
 }

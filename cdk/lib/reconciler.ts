@@ -22,7 +22,7 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { MEMORY, SOURCE_INVENTORY_SETTING, SourceInventoryConfig, StageConfig, metricsNamespace } from './config';
+import { MEMORY, RECONCILE_PREFIX_SETTING, SOURCE_INVENTORY_SETTING, SourceInventoryConfig, StageConfig, metricsNamespace } from './config';
 import { CONTAINER_USER, arm64TaskDefinition, yubaImage } from './fargate-worker';
 import { roleNames } from './gcp';
 import { Network } from './network';
@@ -52,7 +52,7 @@ export class Reconciler extends Construct {
   readonly schedule: scheduler.Schedule;
   /** The sharded run's state machine, when `reconciler.shards` is set. */
   readonly fanOut?: ReconcileFanOut;
-  /** ECS's event for a run that ended badly; the alarm topic is its target (see Observability). */
+  /** The event of a run that ended badly (ECS's stopped task, or in shards the execution's end); the alarm topic is its target (see Observability). */
   readonly failedRun: events.Rule;
   readonly failedRunAlarm: cloudwatch.Alarm;
   readonly scheduleFailureAlarm: cloudwatch.Alarm;
@@ -123,7 +123,7 @@ export class Reconciler extends Construct {
         // A job on a queue is not a repair: the run waits for the workers, then looks again.
         YUBA_RECONCILE_VERIFY_ENQUEUED: String(c.reconciler.verifyEnqueuedSeconds),
         ...(c.variants ? { YUBA_VARIANTS: c.variants } : {}),
-        ...(c.source.prefixes.length === 1 ? { YUBA_RECONCILE_PREFIX: c.source.prefixes[0] } : {}),
+        ...(c.source.prefixes.length === 1 ? { [RECONCILE_PREFIX_SETTING]: c.source.prefixes[0] } : {}),
         // A shard refuses --source-inventory (its part of the plan is its source): in a sharded
         // run only the plan step is given the report (lib/reconcile-fanout.ts).
         ...(inventory && !sharded ? { [SOURCE_INVENTORY_SETTING]: inventoryUrl } : {}),

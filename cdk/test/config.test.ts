@@ -202,6 +202,10 @@ describe('a source inventory', () => {
     for (const name of ['YUBA_RECONCILE_SHARD', 'YUBA_RECONCILE_PLAN']) {
       expect(() => stageConfig('dev', { reconciler: { environment: { [name]: 'x' } } })).toThrow(new RegExp(`reconciler.environment.${name}: is set by the sharded run`));
     }
+    // A shard refuses a prefix from its variable as from its flag; one task takes it.
+    const prefixed = { environment: { YUBA_RECONCILE_PREFIX: 'photos/' }, sourceInventory: inventory };
+    expect(stageConfig('dev', { reconciler: prefixed }).reconciler.environment).toEqual({ YUBA_RECONCILE_PREFIX: 'photos/' });
+    expect(() => stageConfig('dev', { reconciler: { ...prefixed, shards: 4 } })).toThrow(/reconciler.environment.YUBA_RECONCILE_PREFIX: is refused by every shard/);
   });
 });
 

@@ -18,7 +18,9 @@ interface Environment {
 
 /**
  * The yuba programs' environments: Lambda functions running a yuba binary (their description
- * names it: `yuba yuba-worker (dev)`) and ECS containers whose command starts with one.
+ * names it: `yuba yuba-worker (dev)`), ECS containers whose command starts with one, and the
+ * container overrides a state machine's ECS tasks run one with (a sharded reconcile's steps,
+ * lib/reconcile-fanout.ts), which add to the container's own environment.
  */
 function environments(template: any): Environment[] {
   const out: Environment[] = [];
@@ -37,8 +39,29 @@ function environments(template: any): Environment[] {
         out.push({ where: `${id}/${container.Name}`, program, onLambda: false, names });
       }
     }
+    if (r.Type === 'AWS::StepFunctions::StateMachine') {
+      // The definition with its tokens as placeholders: the names are literals.
+      const definition = JSON.parse(p.DefinitionString['Fn::Join'][1].map((part: unknown) => (typeof part === 'string' ? part : 'TOKEN')).join(''));
+      for (const [state, task] of statesOf(definition)) {
+        for (const override of task.Parameters?.Overrides?.ContainerOverrides ?? []) {
+          const program = override.Command?.[0];
+          if (typeof program !== 'string' || !program.startsWith('yuba-')) continue;
+          const names = (override.Environment ?? []).map((e: any) => e.Name);
+          out.push({ where: `${id}/${state}/${override.Name}`, program, onLambda: false, names });
+        }
+      }
+    }
   }
   return out;
+}
+
+/** Every state of a definition, those in Parallel branches and Map iterations included. */
+function statesOf(definition: any): Array<[string, any]> {
+  return Object.entries<any>(definition.States).flatMap(([name, state]) => [
+    [name, state] as [string, any],
+    ...(state.Branches ?? []).flatMap(statesOf),
+    ...[state.ItemProcessor, state.Iterator].filter(Boolean).flatMap(statesOf),
+  ]);
 }
 
 function problems(template: any, contract: SettingsContract = SETTINGS): string[] {
@@ -61,6 +84,23 @@ describe('the environments the app sets', () => {
     expect(new Set(found.map((e) => e.program))).toEqual(new Set(programs));
     expect(found.every((e) => e.names.length > 0)).toBe(true);
     expect(problems(template)).toEqual([]);
+  });
+
+  test("prod in shards: the state machine's steps give the reconciler only settings it reads", () => {
+    const inventory = { bucket: 'yuba-prod-inventories', folder: 'reports/yuba-prod-images/daily/', storageGiB: 100 };
+    const template = synth('prod', { reconciler: { sourceInventory: inventory, shards: 4 } }).template.toJSON();
+    const [machineId] = Object.entries<any>(template.Resources).find(([, r]) => r.Type === 'AWS::StepFunctions::StateMachine')!;
+    const steps = environments(template).filter((e) => e.where.startsWith(`${machineId}/`));
+    // The plan, a shard and the merge, each found (the check below cannot pass by finding nothing).
+    expect(steps.map((e) => e.where.split('/')[1]).sort()).toEqual(['MergeTask', 'PlanTask', 'ShardTask']);
+    expect(steps.every((e) => e.program === 'yuba-reconciler' && e.names.length > 0)).toBe(true);
+    expect(problems(template)).toEqual([]);
+    // A misspelt name in an override is caught like one in a container.
+    const broken = JSON.parse(JSON.stringify(template));
+    const machine = Object.values<any>(broken.Resources).find((r) => r.Type === 'AWS::StepFunctions::StateMachine');
+    const parts: unknown[] = machine.Properties.DefinitionString['Fn::Join'][1];
+    machine.Properties.DefinitionString['Fn::Join'][1] = parts.map((part) => (typeof part === 'string' ? part.replace('"YUBA_RECONCILE_SHARD"', '"YUBA_RECONCILE_SHARDS"') : part));
+    expect(problems(broken)).toEqual([expect.stringMatching(/\/ShardTask\/reconciler \(yuba-reconciler\): YUBA_RECONCILE_SHARDS is no setting/)]);
   });
 
   test('a copy that breaks the contract fails', () => {
