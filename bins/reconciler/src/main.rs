@@ -210,13 +210,18 @@ async fn reconcile(
         (Some(shard), Some(at)) => {
             let plan = reconciler.read_plan(at).await?;
             let (part, bounds) = plan.part(shard, at)?;
-            let inventory = SourceInventory {
+            tracing::info!(%shard, plan = %at, start = ?bounds.start, end = ?bounds.end, "running one shard of a plan");
+            let range = ShardRange {
+                index: shard.index,
+                of: shard.of,
+                start: bounds.start.clone(),
+                end: bounds.end.clone(),
+            };
+            source_inventory = Some(SourceInventory {
                 bounds,
                 ..common.inventory.read(part)
-            };
-            tracing::info!(%shard, plan = %at, start = ?inventory.bounds.start, end = ?inventory.bounds.end, "running one shard of a plan");
-            source_inventory = Some(inventory);
-            Some((shard, at))
+            });
+            Some((shard, at, range))
         }
         _ => None,
     };
@@ -270,18 +275,8 @@ async fn reconcile(
     match shard {
         // A shard's figures are the merge's to emit: emitted here too, the alarm would count
         // them twice.
-        Some((shard, at)) => {
-            let range = &selection
-                .source_inventory
-                .as_ref()
-                .map(|inventory| inventory.bounds.clone())
-                .unwrap_or_default();
-            summary.shard = Some(ShardRange {
-                index: shard.index,
-                of: shard.of,
-                start: range.start.clone(),
-                end: range.end.clone(),
-            });
+        Some((shard, at, range)) => {
+            summary.shard = Some(range);
             report.summary(&summary);
             reconciler.keep_summary(at, shard, &summary).await?;
         }

@@ -101,9 +101,8 @@ impl Report {
         }
         let c = &summary.counts;
         let mut text = format!(
-            "\n{}{}: {} source objects ({}), {} replicas, {} variants",
-            summary.command,
-            if summary.dry_run { " (dry run)" } else { "" },
+            "\n{}: {} source objects ({}), {} replicas, {} variants",
+            summary.describe(),
             HumanCount(c.listed_source),
             HumanBytes(c.listed_source_bytes),
             HumanCount(c.listed_replica),

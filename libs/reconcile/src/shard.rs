@@ -286,14 +286,28 @@ impl Cutter {
     }
 }
 
-/// The verdict of a sharded run: the shards' summaries added up. Every shard of the plan must
-/// have finished the same command; the exit code is the worst shard's (drift or an unrepaired
-/// finding in any shard is the run's), which is what the added counts give.
-pub fn merge(plan: &Plan, summaries: &[Summary]) -> Result<Summary, ShardError> {
+/// The verdict of a sharded run: the summaries of a plan's shards (shard K's at K - 1, `None`
+/// where it kept none) added up. Every shard must have finished the same command; the exit code
+/// is the worst shard's (drift or an unrepaired finding in any shard is the run's), which is what
+/// the added counts give.
+pub fn merge(summaries: &[Option<Summary>]) -> Result<Summary, ShardError> {
+    let planned = u32::try_from(summaries.len()).unwrap_or(u32::MAX);
+    let missing: Vec<String> = (1..=planned)
+        .zip(summaries)
+        .filter(|(_, summary)| summary.is_none())
+        .map(|(index, _)| index.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(ShardError::Incomplete {
+            missing: missing.join(", "),
+            planned,
+        });
+    }
+    let summaries: Vec<&Summary> = summaries.iter().flatten().collect();
+    let first = *summaries.first().ok_or(ShardError::NoShards)?;
     let mut counts = Counts::default();
     let (mut elapsed_ms, mut resumed, mut worst) = (0, false, 0);
-    let first = summaries.first().ok_or(ShardError::NoSummary)?;
-    for summary in summaries {
+    for summary in &summaries {
         if summary.command != first.command || summary.dry_run != first.dry_run {
             return Err(ShardError::Mixed {
                 first: first.describe(),
@@ -305,13 +319,6 @@ pub fn merge(plan: &Plan, summaries: &[Summary]) -> Result<Summary, ShardError> 
         resumed |= summary.resumed;
         worst = worst.max(summary.exit_code);
     }
-    let shards = u32::try_from(plan.shards.len()).unwrap_or(u32::MAX);
-    if summaries.len() != plan.shards.len() {
-        return Err(ShardError::Incomplete {
-            finished: summaries.len(),
-            planned: shards,
-        });
-    }
     Ok(Summary {
         command: first.command.clone(),
         exit_code: worst,
@@ -320,7 +327,7 @@ pub fn merge(plan: &Plan, summaries: &[Summary]) -> Result<Summary, ShardError> 
         dry_run: first.dry_run,
         elapsed_ms,
         shard: None,
-        shards: Some(shards),
+        shards: Some(planned),
     })
 }
 
@@ -345,12 +352,12 @@ pub enum ShardError {
     Version(u32),
     #[error("the plan's shards do not cover every key once ({0}): make the plan again")]
     Coverage(String),
-    #[error("no shard of the plan has a summary: run the shards before merging them")]
-    NoSummary,
+    #[error("the plan has no shard")]
+    NoShards,
     #[error(
-        "only {finished} of the plan's {planned} shards have a summary: run the others (each alone, with --shard K/{planned}) before merging"
+        "shards {missing} of the plan's {planned} have no summary: run them (each alone, with --shard K/{planned}) before merging"
     )]
-    Incomplete { finished: usize, planned: u32 },
+    Incomplete { missing: String, planned: u32 },
     #[error(
         "the shards ran different commands ({first}, {other}): run every shard with the same command, then merge"
     )]
@@ -499,10 +506,11 @@ mod tests {
         }
     }
 
-    fn summary(command: &str, counts: Counts, elapsed_ms: u64) -> Summary {
+    /// A finished shard's summary.
+    fn summary(command: &str, counts: Counts, elapsed_ms: u64) -> Option<Summary> {
         use crate::report::exit_code;
         let exit_code = exit_code(&counts, command == "backfill");
-        Summary {
+        Some(Summary {
             command: command.to_owned(),
             counts,
             resumed: false,
@@ -511,27 +519,7 @@ mod tests {
             exit_code,
             shard: None,
             shards: None,
-        }
-    }
-
-    fn plan_of(shards: usize) -> Plan {
-        Plan {
-            version: PLAN_VERSION,
-            source_bucket: "photos".to_owned(),
-            inventory: "s3://inv/manifest.json".to_owned(),
-            inventory_created: DateTime::UNIX_EPOCH,
-            planned_at: DateTime::UNIX_EPOCH,
-            shards: vec![
-                PlannedShard {
-                    start: None,
-                    end: None,
-                    objects: 0,
-                    bytes: 0,
-                    manifest: String::new(),
-                };
-                shards
-            ],
-        }
+        })
     }
 
     #[test]
@@ -547,41 +535,34 @@ mod tests {
             missing: 1,
             ..Counts::default()
         };
-        let merged = merge(
-            &plan_of(2),
-            &[
-                summary("diff", clean.clone(), 30),
-                summary("diff", drifting, 50),
-            ],
-        )
+        let merged = merge(&[
+            summary("diff", clean.clone(), 30),
+            summary("diff", drifting, 50),
+        ])
         .unwrap();
         assert_eq!(merged.counts.listed_source, 15);
         assert_eq!(merged.counts.missing, 1);
         assert_eq!(merged.exit_code, 1);
         assert_eq!(merged.elapsed_ms, 50, "the shards ran at once");
         assert_eq!(merged.shards, Some(2));
-        let clean_run = merge(
-            &plan_of(2),
-            &[
-                summary("diff", clean.clone(), 1),
-                summary("diff", clean.clone(), 1),
-            ],
-        )
+        let clean_run = merge(&[
+            summary("diff", clean.clone(), 1),
+            summary("diff", clean.clone(), 1),
+        ])
         .unwrap();
         assert_eq!(clean_run.exit_code, 0);
 
-        let error = merge(&plan_of(3), &[summary("diff", clean.clone(), 1)]).unwrap_err();
+        let error = merge(&[None, summary("diff", clean.clone(), 1), None]).unwrap_err();
         assert!(
-            error.to_string().contains("only 1 of the plan's 3"),
+            error
+                .to_string()
+                .contains("shards 1, 3 of the plan's 3 have no summary"),
             "{error}"
         );
-        let error = merge(
-            &plan_of(2),
-            &[
-                summary("diff", clean.clone(), 1),
-                summary("backfill", clean, 1),
-            ],
-        )
+        let error = merge(&[
+            summary("diff", clean.clone(), 1),
+            summary("backfill", clean, 1),
+        ])
         .unwrap_err();
         assert!(matches!(error, ShardError::Mixed { .. }), "{error}");
     }

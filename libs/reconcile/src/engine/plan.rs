@@ -40,13 +40,6 @@ pub enum PlanError {
     TooLarge { location: String, max: usize },
     #[error("the summary {location} is not a yuba summary: {why}")]
     Summary { location: String, why: String },
-    #[error(
-        "shards {missing} of {location} have no summary: run them (--shard K/N --plan {location}) before merging"
-    )]
-    Unfinished {
-        location: PlanLocation,
-        missing: String,
-    },
     #[error(transparent)]
     Store(ListingFailure),
     #[error(transparent)]
@@ -202,29 +195,20 @@ impl Reconciler {
         let plan = self.read_plan(at).await?;
         let of = u32::try_from(plan.shards.len()).unwrap_or(u32::MAX);
         let mut summaries = Vec::with_capacity(plan.shards.len());
-        let mut missing = Vec::new();
         for shard in Shard::all(of) {
             let key = at.shard_key(shard, SUMMARY_NAME);
-            match self.fetch(&at.bucket, &key, MAX_SUMMARY_BYTES).await? {
-                Some(bytes) => {
-                    summaries.push(serde_json::from_slice::<Summary>(&bytes).map_err(|error| {
-                        PlanError::Summary {
-                            location: format!("s3://{}/{key}", at.bucket),
-                            why: error.to_string(),
-                        }
-                    })?)
-                }
-                None => missing.push(shard.index.to_string()),
-            }
+            let Some(bytes) = self.fetch(&at.bucket, &key, MAX_SUMMARY_BYTES).await? else {
+                summaries.push(None);
+                continue;
+            };
+            let summary =
+                serde_json::from_slice::<Summary>(&bytes).map_err(|error| PlanError::Summary {
+                    location: format!("s3://{}/{key}", at.bucket),
+                    why: error.to_string(),
+                })?;
+            summaries.push(Some(summary));
         }
-        if !missing.is_empty() {
-            return Err(PlanError::Unfinished {
-                location: at.clone(),
-                missing: missing.join(", "),
-            }
-            .into());
-        }
-        Ok(merge(&plan, &summaries).map_err(PlanError::from)?)
+        Ok(merge(&summaries).map_err(PlanError::from)?)
     }
 
     /// Writes a small object, retried as listing requests are.
