@@ -1,12 +1,14 @@
 //! `inventory`: the reconciler's diff at the scale of an image bucket, on this machine.
 //!
-//! A synthetic source inventory report of `--keys` objects (gzip CSV, URL-encoded keys, rows in
-//! no order, as S3 writes them) goes into the stack's moto S3; the replica of the same keys, with
-//! drift seeded every `--stride` keys, is served by a loopback double of GCS's listing
-//! ([`crate::replica`]). The release `yuba-reconciler diff --source-inventory` runs under GNU
-//! time: keys per second, CPU per key and peak RSS are measured, and its findings must be exactly
-//! the seeded ones (exit 1 otherwise). From the measured CPU per key and the cost model's prices,
-//! the report projects a daily run over a billion keys at 1, 16 and 64 tasks, beside listing the
+//! A synthetic source inventory report of `--keys` objects in each of `--formats` (gzip CSV with
+//! URL-encoded keys, Snappy Parquet with keys as they are; rows in no order, as S3 writes them)
+//! goes into the stack's moto S3; the replica of the same keys, with drift seeded every
+//! `--stride` keys, is served by a loopback double of GCS's listing ([`crate::replica`]). The
+//! release `yuba-reconciler diff --source-inventory` runs under GNU time on each report: keys per
+//! second, CPU per key and peak RSS are measured, and its findings must be exactly the seeded
+//! ones (exit 1 otherwise); then the sharded run (plan, shards, merge) on the report of the
+//! format that cost less CPU. From the measured CPU per key and the cost model's prices, the
+//! report projects a daily run over a billion keys at 1, 16 and 64 tasks, beside listing the
 //! source instead and beside Storage Transfer Service. Timing never fails the run.
 
 use std::collections::{BTreeSet, HashMap};
@@ -20,7 +22,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use chrono::Utc;
 use yuba_e2e::{Stack, binary, run_to_end};
 use yuba_inventory::Entry;
-use yuba_inventory::write::{CsvWriter, data_file, manifest_json};
+use yuba_inventory::write::{ReportFormat, data_file, manifest_json};
 use yuba_loadtest::cost::Prices;
 
 use crate::replica::{Synthetic, serve};
@@ -47,6 +49,9 @@ pub struct InventoryArgs {
     /// Objects per data file of the report.
     #[arg(long, default_value_t = 1_000_000)]
     file_objects: u64,
+    /// The report's formats, each written and diffed (csv, parquet).
+    #[arg(long, value_delimiter = ',', default_value = "csv,parquet")]
+    formats: Vec<ReportFormat>,
     /// The reconciler's --inventory-memory, MiB.
     #[arg(long, default_value_t = 256)]
     memory_mib: u64,
@@ -75,12 +80,23 @@ struct Timing {
 /// What the reconciler's runs measured.
 #[derive(Debug)]
 struct Measured {
-    /// The unsharded diff.
-    diff: Timing,
+    /// The unsharded diff of each format's report, in `--formats` order.
+    diffs: Vec<Diffed>,
+    /// The format of the report the sharded run read: the cheapest diff's.
+    cheapest: usize,
+    sharded: Sharded,
+}
+
+/// The unsharded diff of one format's report.
+#[derive(Debug)]
+struct Diffed {
+    format: ReportFormat,
+    /// The report's data files, bytes.
+    report_bytes: u64,
     generate_s: f64,
+    timing: Timing,
     findings_exact: bool,
     summary: serde_json::Value,
-    sharded: Sharded,
 }
 
 /// The sharded run: the plan, the shards one after another (wall: the slowest; CPU: all of
@@ -104,7 +120,6 @@ pub async fn inventory(args: InventoryArgs) -> anyhow::Result<()> {
     let stack = Stack::start("bench-inventory", 3)?;
     let s3 = stack.s3().await;
     s3.create_bucket().bucket(INVENTORIES).send().await?;
-    let started = Instant::now();
     let mut synthetic = Synthetic {
         count: args.keys,
         stride: args.stride,
@@ -123,13 +138,6 @@ pub async fn inventory(args: InventoryArgs) -> anyhow::Result<()> {
         let etag = put.e_tag().unwrap_or_default().trim_matches('"').to_owned();
         synthetic.etags.insert(i, etag);
     }
-    let manifest = write_report(&s3, &synthetic, args.file_objects).await?;
-    let generate_s = started.elapsed().as_secs_f64();
-    eprintln!(
-        "report of {} objects written in {generate_s:.0} s: {manifest}",
-        args.keys
-    );
-
     let endpoint = serve(synthetic.clone()).await?;
     let spill = stack.dir.join("spill");
     std::fs::create_dir_all(&spill)?;
@@ -139,32 +147,55 @@ pub async fn inventory(args: InventoryArgs) -> anyhow::Result<()> {
         spill: &spill,
         args: &args,
     };
-    let (diff, run) = reconciler
-        .timed(&["diff", "--source-inventory", &manifest])
-        .await?;
-    let lines = run.json_lines();
-    let summary = lines
-        .iter()
-        .rev()
-        .find(|line| line["type"] == "summary")
-        .cloned()
-        .with_context(|| format!("no summary from the reconciler:\n{}", run.stderr))?;
     let expected = synthetic.expected_findings();
-    let findings_exact = exact(&findings_of(&lines), &expected);
+    let mut diffs = Vec::new();
+    let mut manifests = Vec::new();
+    for format in args.formats.iter().copied() {
+        let written = Instant::now();
+        let (manifest, report_bytes) =
+            write_report(&s3, &synthetic, format, args.file_objects).await?;
+        let generate_s = written.elapsed().as_secs_f64();
+        eprintln!(
+            "{} report of {} objects written in {generate_s:.0} s: {manifest}",
+            format.name(),
+            args.keys
+        );
+        let (timing, run) = reconciler
+            .timed(&["diff", "--source-inventory", &manifest])
+            .await?;
+        let lines = run.json_lines();
+        let summary = lines
+            .iter()
+            .rev()
+            .find(|line| line["type"] == "summary")
+            .cloned()
+            .with_context(|| format!("no summary from the reconciler:\n{}", run.stderr))?;
+        diffs.push(Diffed {
+            format,
+            report_bytes,
+            generate_s,
+            timing,
+            findings_exact: exact(&findings_of(&lines), &expected),
+            summary,
+        });
+        manifests.push(manifest);
+    }
+    let cheapest = (0..diffs.len())
+        .min_by(|a, b| diffs[*a].timing.cpu_s.total_cmp(&diffs[*b].timing.cpu_s))
+        .context("--formats names no format")?;
     s3.create_bucket().bucket(PLANS).send().await?;
-    let sharded = reconciler.sharded(&manifest, &expected).await?;
+    let sharded = reconciler.sharded(&manifests[cheapest], &expected).await?;
     let measured = Measured {
-        diff,
-        generate_s,
-        findings_exact,
-        summary,
+        diffs,
+        cheapest,
         sharded,
     };
     let report = render(&args, &measured, &prices);
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(args.out.join("report.md"), &report)?;
     println!("{report}");
-    if !(measured.findings_exact && measured.sharded.findings_exact) {
+    let exact_everywhere = measured.diffs.iter().all(|diff| diff.findings_exact);
+    if !(exact_everywhere && measured.sharded.findings_exact) {
         bail!("the reconciler's findings are not the seeded drift (see above)");
     }
     Ok(())
@@ -306,18 +337,24 @@ fn exact(found: &BTreeSet<(String, String)>, expected: &BTreeSet<(String, String
     false
 }
 
-/// Writes the report's data files (rows in a permuted order) and manifest; returns its URL.
+/// Writes the report's data files (rows in a permuted order) and manifest; returns its URL and
+/// its data files' size.
 async fn write_report(
     s3: &aws_sdk_s3::Client,
     synthetic: &Synthetic,
+    format: ReportFormat,
     file_objects: u64,
-) -> anyhow::Result<String> {
-    let folder = format!("reports/{}/daily/", synthetic.source_bucket);
+) -> anyhow::Result<(String, u64)> {
+    let folder = format!(
+        "reports/{}/{}/",
+        synthetic.source_bucket,
+        format.name().to_lowercase()
+    );
     let count = synthetic.count;
     let mut files = Vec::new();
     let mut row = 0;
     while row < count {
-        let mut writer = CsvWriter::new(&synthetic.source_bucket);
+        let mut writer = format.writer(&synthetic.source_bucket);
         for j in row..(row + file_objects).min(count) {
             let i = u64::try_from(u128::from(j) * SHUFFLE % u128::from(count))?;
             if !synthetic.in_report(i) {
@@ -331,7 +368,7 @@ async fn write_report(
             })?;
         }
         let bytes = writer.finish()?;
-        let key = format!("{folder}data/{:05}.csv.gz", files.len());
+        let key = format!("{folder}data/{:05}.{}", files.len(), format.extension());
         files.push(data_file(&key, &bytes));
         s3.put_object()
             .bucket(INVENTORIES)
@@ -346,14 +383,21 @@ async fn write_report(
         "{folder}{}/manifest.json",
         created.format("%Y-%m-%dT%H-%MZ")
     );
-    let json = manifest_json(&synthetic.source_bucket, INVENTORIES, created, &files);
+    let json = manifest_json(
+        format,
+        &synthetic.source_bucket,
+        INVENTORIES,
+        created,
+        &files,
+    );
     s3.put_object()
         .bucket(INVENTORIES)
         .key(&manifest)
         .body(ByteStream::from(json.into_bytes()))
         .send()
         .await?;
-    Ok(format!("s3://{INVENTORIES}/{manifest}"))
+    let report_bytes = files.iter().map(|file| file.size).sum();
+    Ok((format!("s3://{INVENTORIES}/{manifest}"), report_bytes))
 }
 
 /// The report: what was measured, and the projection of a daily run over a billion keys.
@@ -366,7 +410,6 @@ fn render(args: &InventoryArgs, m: &Measured, p: &Prices) -> String {
 /// The tables of what the runs measured.
 fn render_measured(args: &InventoryArgs, m: &Measured) -> String {
     let keys = args.keys as f64;
-    let count = |field: &str| m.summary[field].as_u64().unwrap_or_default();
     let yes = |exact: bool| if exact { "yes" } else { "NO" };
     let mut out = String::new();
     let _ = writeln!(
@@ -374,50 +417,74 @@ fn render_measured(args: &InventoryArgs, m: &Measured) -> String {
         "## yuba-reconciler diff --source-inventory, {} keys\n",
         args.keys
     );
-    let _ = writeln!(out, "| measured | value |\n| --- | --- |");
-    let rows = [
-        ("keys in the report", format!("{}", count("listed_source"))),
-        ("replicas listed", format!("{}", count("listed_replica"))),
-        (
-            "findings",
-            format!(
-                "{} missing, {} stale, {} orphan; exactly the seeded drift: {}",
-                count("missing"),
-                count("stale"),
-                count("orphan"),
-                yes(m.findings_exact)
-            ),
-        ),
-        ("looked up in S3 (HEAD)", format!("{}", count("looked_up"))),
-        ("wall time", format!("{:.1} s", m.diff.wall_s)),
-        ("keys per second", format!("{:.0}", keys / m.diff.wall_s)),
-        (
-            "CPU (user + system)",
-            format!(
-                "{:.1} s, {:.2} µs per key",
-                m.diff.cpu_s,
-                m.diff.cpu_s / keys * 1e6
-            ),
-        ),
-        (
-            "peak RSS",
-            format!(
-                "{:.0} MiB (--inventory-memory {} MiB)",
-                m.diff.peak_rss_mib, args.memory_mib
-            ),
-        ),
-        (
-            "report generation (not timed above)",
-            format!("{:.0} s", m.generate_s),
-        ),
-    ];
-    for (name, value) in rows {
-        let _ = writeln!(out, "| {name} | {value} |");
-    }
+    let header: Vec<String> = m
+        .diffs
+        .iter()
+        .map(|diff| format!("{} report", diff.format.name()))
+        .collect();
+    let _ = writeln!(
+        out,
+        "| measured | {} |\n| --- |{}",
+        header.join(" | "),
+        " --- |".repeat(header.len())
+    );
+    let row = |out: &mut String, name: &str, value: &dyn Fn(&Diffed) -> String| {
+        let values: Vec<String> = m.diffs.iter().map(value).collect();
+        let _ = writeln!(out, "| {name} | {} |", values.join(" | "));
+    };
+    let count = |diff: &Diffed, field: &str| diff.summary[field].as_u64().unwrap_or_default();
+    row(&mut out, "keys in the report", &|d| {
+        count(d, "listed_source").to_string()
+    });
+    row(&mut out, "replicas listed", &|d| {
+        count(d, "listed_replica").to_string()
+    });
+    row(&mut out, "findings", &|d| {
+        format!(
+            "{} missing, {} stale, {} orphan; exactly the seeded drift: {}",
+            count(d, "missing"),
+            count(d, "stale"),
+            count(d, "orphan"),
+            yes(d.findings_exact)
+        )
+    });
+    row(&mut out, "looked up in S3 (HEAD)", &|d| {
+        count(d, "looked_up").to_string()
+    });
+    row(&mut out, "wall time", &|d| {
+        format!("{:.1} s", d.timing.wall_s)
+    });
+    row(&mut out, "keys per second", &|d| {
+        format!("{:.0}", keys / d.timing.wall_s)
+    });
+    row(&mut out, "CPU (user + system)", &|d| {
+        format!(
+            "{:.1} s, {:.2} µs per key",
+            d.timing.cpu_s,
+            d.timing.cpu_s / keys * 1e6
+        )
+    });
+    row(&mut out, "peak RSS", &|d| {
+        format!(
+            "{:.0} MiB (--inventory-memory {} MiB)",
+            d.timing.peak_rss_mib, args.memory_mib
+        )
+    });
+    row(&mut out, "the report's data files", &|d| {
+        format!(
+            "{:.0} MiB, {:.1} bytes per key",
+            d.report_bytes as f64 / (1 << 20) as f64,
+            d.report_bytes as f64 / keys
+        )
+    });
+    row(&mut out, "report generation (not timed above)", &|d| {
+        format!("{:.0} s", d.generate_s)
+    });
     let s = &m.sharded;
     let _ = writeln!(
         out,
-        "\n## The same report in {} shards: plan, each shard (one after another), merge\n",
+        "\n## The {} report in {} shards: plan, each shard (one after another), merge\n",
+        m.diffs[m.cheapest].format.name(),
         args.shards
     );
     let _ = writeln!(
@@ -460,8 +527,9 @@ fn render_projection(args: &InventoryArgs, m: &Measured, p: &Prices) -> String {
     let task_hour = p.reconciler_task_vcpu * p.fargate_per_vcpu_hour
         + p.reconciler_task_memory_gb * p.fargate_per_gb_hour;
     let hours = |cpu_s: f64| PROJECTED_KEYS * cpu_s / keys / p.reconciler_task_vcpu / 3600.0;
+    let cheapest = &m.diffs[m.cheapest];
     let (unsharded, plan, shards) = (
-        hours(m.diff.cpu_s),
+        hours(cheapest.timing.cpu_s),
         hours(m.sharded.plan.cpu_s),
         hours(m.sharded.shards_cpu_s),
     );
@@ -481,11 +549,14 @@ fn render_projection(args: &InventoryArgs, m: &Measured, p: &Prices) -> String {
     let _ = writeln!(
         out,
         "\n### A daily run over 1,000,000,000 keys, projected\n\n\
-         From the CPU per key measured above, on tasks of {} vCPU and {} GB (Fargate Linux/ARM on \
-         demand, ${:.5} a task-hour). One task runs the diff alone; N tasks are a plan task (its \
+         From the CPU per key measured above (the {} report's), on tasks of {} vCPU and {} GB \
+         (Fargate Linux/ARM on demand, ${:.5} a task-hour). One task runs the diff alone; N tasks are a plan task (its \
          CPU per key as measured), then N shard tasks at once (the shards' CPU per key, shared \
          among them), then the merge (seconds).\n",
-        p.reconciler_task_vcpu, p.reconciler_task_memory_gb, task_hour
+        cheapest.format.name(),
+        p.reconciler_task_vcpu,
+        p.reconciler_task_memory_gb,
+        task_hour
     );
     let _ = writeln!(
         out,

@@ -130,7 +130,7 @@ pub enum Run {
 /// The inventory report a run (or a plan) reads the source's objects from.
 #[derive(Debug, Args)]
 pub struct InventoryArgs {
-    /// Read the source's objects from an S3 Inventory report (CSV) instead of listing the
+    /// Read the source's objects from an S3 Inventory report (CSV or Parquet) instead of listing the
     /// source bucket: s3://bucket/.../manifest.json, or the folder a configuration's reports are
     /// written to (s3://bucket/prefix/source-bucket/config-ID/), whose newest report is read.
     /// What the report makes look drifting is looked up in the source bucket before it is

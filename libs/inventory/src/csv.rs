@@ -10,44 +10,15 @@ use std::io::Read;
 
 use chrono::{DateTime, Utc};
 use flate2::read::MultiGzDecoder;
-use thiserror::Error;
 use yuba_events::decode_event_key;
 
-use crate::manifest::Schema;
-
-/// One current object of the report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub key: String,
-    pub size: u64,
-    /// Bare, without quotes.
-    pub etag: String,
-    pub last_modified: Option<DateTime<Utc>>,
-}
-
-/// What a data file held.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Rows {
-    /// Current objects, passed on.
-    pub objects: u64,
-    /// Rows of noncurrent versions and delete markers (a report of all versions), left out.
-    pub noncurrent: u64,
-}
-
-#[derive(Debug, Error)]
-pub enum DataError {
-    #[error("cannot read the data file (is it the gzip CSV the manifest says?)")]
-    Read(#[source] csv::Error),
-    #[error("row {row}: {why}")]
-    Row { row: u64, why: String },
-    #[error("cannot keep what was read")]
-    Keep(#[source] std::io::Error),
-}
+use crate::data::{DataError, Entry, Rows};
+use crate::manifest::CsvColumns;
 
 /// Reads a gzip CSV data file, passing each current object to `keep`.
 pub fn read_csv_gz(
     file: impl Read,
-    schema: &Schema,
+    schema: &CsvColumns,
     mut keep: impl FnMut(Entry) -> std::io::Result<()>,
 ) -> Result<Rows, DataError> {
     let mut reader = csv::ReaderBuilder::new()
@@ -57,7 +28,7 @@ pub fn read_csv_gz(
     let mut rows = Rows::default();
     let mut record = csv::StringRecord::new();
     let mut row = 0;
-    while reader.read_record(&mut record).map_err(DataError::Read)? {
+    while reader.read_record(&mut record).map_err(DataError::Csv)? {
         row += 1;
         match entry(&record, schema).map_err(|why| DataError::Row { row, why })? {
             Some(entry) => {
@@ -71,7 +42,7 @@ pub fn read_csv_gz(
 }
 
 /// A row's object; `None` for a noncurrent version or a delete marker.
-fn entry(record: &csv::StringRecord, schema: &Schema) -> Result<Option<Entry>, String> {
+fn entry(record: &csv::StringRecord, schema: &CsvColumns) -> Result<Option<Entry>, String> {
     if record.len() != schema.columns {
         return Err(format!(
             "{} columns, where the manifest's schema has {}",
@@ -86,9 +57,10 @@ fn entry(record: &csv::StringRecord, schema: &Schema) -> Result<Option<Entry>, S
         Some("false") => Ok(Some(false)),
         Some(other) => Err(format!("{name} is {other:?}, not true or false")),
     };
-    if flag(schema.is_latest, "IsLatest")? == Some(false)
-        || flag(schema.is_delete_marker, "IsDeleteMarker")? == Some(true)
-    {
+    if !Entry::is_current(
+        flag(schema.is_latest, "IsLatest")?,
+        flag(schema.is_delete_marker, "IsDeleteMarker")?,
+    ) {
         return Ok(None);
     }
     let key = decode_event_key(field(schema.key))
@@ -104,12 +76,12 @@ fn entry(record: &csv::StringRecord, schema: &Schema) -> Result<Option<Entry>, S
                 .with_timezone(&Utc),
         ),
     };
-    Ok(Some(Entry {
-        etag: field(schema.etag).trim_matches('"').to_owned(),
+    Ok(Some(Entry::new(
         key,
         size,
+        field(schema.etag),
         last_modified,
-    }))
+    )))
 }
 
 #[cfg(test)]
@@ -127,8 +99,8 @@ pub(crate) mod tests {
         encoder.finish().unwrap()
     }
 
-    fn schema() -> Schema {
-        Schema::parse(
+    fn schema() -> CsvColumns {
+        CsvColumns::parse(
             "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag",
         )
         .unwrap()
@@ -199,7 +171,7 @@ pub(crate) mod tests {
         }
         assert!(matches!(
             read_csv_gz(&b"not gzip"[..], &schema(), |_| Ok(())),
-            Err(DataError::Read(_))
+            Err(DataError::Csv(_))
         ));
     }
 }

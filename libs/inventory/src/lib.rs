@@ -5,8 +5,9 @@
 //!
 //! - [`manifest`] the report's `manifest.json`: its bucket, time, columns and data files, and
 //!   the checks that refuse a report of another bucket or too old;
-//! - [`csv`] a gzip CSV data file's rows as objects (keys URL-decoded, noncurrent versions and
-//!   delete markers left out);
+//! - [`data`] a data file's rows as objects, whatever its format (noncurrent versions and
+//!   delete markers left out): [`csv`] gzip CSV (keys URL-decoded), [`parquet`] Parquet (keys
+//!   as they are);
 //! - [`sort`] the objects in key order with bounded memory, spilling sorted runs to disk;
 //! - [`write`] a report written as S3 writes one, for the local stack (tests, benchmark).
 //!
@@ -15,12 +16,15 @@
 //! report's size.
 
 pub mod csv;
+pub mod data;
 pub mod manifest;
+pub mod parquet;
 pub mod sort;
 pub mod write;
 
-pub use csv::{DataError, Entry, Rows, read_csv_gz};
+pub use data::{DataError, Entry, Rows, read_data_file};
 pub use manifest::{
-    DataFile, Location, MANIFEST_NAME, Manifest, ManifestError, Schema, newest_manifest,
+    CsvColumns, DataFile, FileSchema, Location, MANIFEST_NAME, Manifest, ManifestError,
+    newest_manifest,
 };
 pub use sort::{ExternalSort, MAX_FAN_IN, SortSettings, Sorted};

@@ -4,14 +4,20 @@
 //! S3 writes each report's `manifest.json` to
 //! `destination-prefix/source-bucket/config-ID/YYYY-MM-DDTHH-MMZ/manifest.json`, the timestamp
 //! being when the report began scanning the bucket; its `files` are the data files, each with
-//! its MD5, and `fileSchema` names the CSV columns in order.
+//! its MD5, `fileFormat` says whether they are CSV or Parquet, and `fileSchema` names their
+//! columns (in order for CSV, a Parquet message type for Parquet).
 //! <https://docs.aws.amazon.com/AmazonS3/latest/userguide/storage-inventory-location.html>
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use parquet::schema::parser::parse_message_type;
+use parquet::schema::types::SchemaDescriptor;
 use serde::Deserialize;
 use thiserror::Error;
+
+pub use crate::parquet::ParquetColumns;
 
 /// The name S3 gives every report's manifest.
 pub const MANIFEST_NAME: &str = "manifest.json";
@@ -93,48 +99,111 @@ pub struct DataFile {
     pub md5: String,
 }
 
+/// A column a diff reads, as each format names it: a CSV report's manifest lists S3's names in
+/// `fileSchema`, a Parquet report names the same columns in snake case.
+/// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/storage-inventory-location.html>
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnName {
+    pub csv: &'static str,
+    pub parquet: &'static str,
+}
+
+pub const KEY: ColumnName = ColumnName {
+    csv: "Key",
+    parquet: "key",
+};
+pub const SIZE: ColumnName = ColumnName {
+    csv: "Size",
+    parquet: "size",
+};
+pub const LAST_MODIFIED: ColumnName = ColumnName {
+    csv: "LastModifiedDate",
+    parquet: "last_modified_date",
+};
+pub const ETAG: ColumnName = ColumnName {
+    csv: "ETag",
+    parquet: "e_tag",
+};
+/// Present when the report lists all versions: only the current version is the object.
+pub const IS_LATEST: ColumnName = ColumnName {
+    csv: "IsLatest",
+    parquet: "is_latest",
+};
+pub const IS_DELETE_MARKER: ColumnName = ColumnName {
+    csv: "IsDeleteMarker",
+    parquet: "is_delete_marker",
+};
+
+/// The columns a diff cannot do without (the configuration's optional fields `Size`,
+/// `LastModifiedDate` and `ETag`):
+/// <https://docs.aws.amazon.com/AmazonS3/latest/API/API_InventoryConfiguration.html>
+pub const REQUIRED: [ColumnName; 4] = [KEY, SIZE, LAST_MODIFIED, ETAG];
+
 /// Where each column the diff needs is, in a CSV data file's rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Schema {
+pub struct CsvColumns {
     pub key: usize,
     pub size: usize,
     pub etag: usize,
     pub last_modified: usize,
-    /// Present when the report lists all versions: only the current version is the object.
     pub is_latest: Option<usize>,
     pub is_delete_marker: Option<usize>,
     pub columns: usize,
 }
 
-/// The columns a diff cannot do without, and the inventory configuration's name for each
-/// optional one (`OptionalFields`):
-/// <https://docs.aws.amazon.com/AmazonS3/latest/API/API_InventoryConfiguration.html>
-const REQUIRED: [&str; 4] = ["Key", "Size", "LastModifiedDate", "ETag"];
-
-impl Schema {
+impl CsvColumns {
     /// The columns of `fileSchema` (`Bucket, Key, Size, ...`).
-    pub fn parse(file_schema: &str) -> Result<Schema, ManifestError> {
+    pub fn parse(file_schema: &str) -> Result<CsvColumns, ManifestError> {
         let columns: Vec<&str> = file_schema.split(',').map(str::trim).collect();
-        let at = |name: &str| columns.iter().position(|column| *column == name);
-        let [Some(key), Some(size), Some(last_modified), Some(etag)] = REQUIRED.map(at) else {
+        let at = |name: &ColumnName| columns.iter().position(|column| *column == name.csv);
+        let [Some(key), Some(size), Some(last_modified), Some(etag)] = REQUIRED.map(|c| at(&c))
+        else {
             let missing: Vec<&str> = REQUIRED
-                .into_iter()
+                .iter()
                 .filter(|name| at(name).is_none())
+                .map(|name| name.csv)
                 .collect();
             return Err(ManifestError::Columns {
                 missing: missing.join(", "),
                 schema: file_schema.to_owned(),
             });
         };
-        Ok(Schema {
+        Ok(CsvColumns {
             key,
             size,
             etag,
             last_modified,
-            is_latest: at("IsLatest"),
-            is_delete_marker: at("IsDeleteMarker"),
+            is_latest: at(&IS_LATEST),
+            is_delete_marker: at(&IS_DELETE_MARKER),
             columns: columns.len(),
         })
+    }
+}
+
+/// How the report's data files are read: S3 writes CSV (gzip), Parquet (Snappy) or ORC; yuba
+/// reads the first two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileSchema {
+    /// The columns' places, from `fileSchema`: a CSV row has no names.
+    Csv(CsvColumns),
+    /// Checked from `fileSchema` before any file is fetched; each file is read by its own
+    /// schema, which names its columns.
+    Parquet(ParquetColumns),
+}
+
+impl FileSchema {
+    fn parse(file_format: &str, file_schema: &str) -> Result<FileSchema, ManifestError> {
+        if file_format.eq_ignore_ascii_case("CSV") {
+            return CsvColumns::parse(file_schema).map(FileSchema::Csv);
+        }
+        if !file_format.eq_ignore_ascii_case("Parquet") {
+            return Err(ManifestError::Format(file_format.to_owned()));
+        }
+        let message = parse_message_type(file_schema).map_err(|error| ManifestError::Schema {
+            schema: file_schema.to_owned(),
+            why: error.to_string(),
+        })?;
+        ParquetColumns::find(&SchemaDescriptor::new(Arc::new(message))).map(FileSchema::Parquet)
     }
 }
 
@@ -144,7 +213,7 @@ pub struct Manifest {
     pub source_bucket: String,
     /// When the report began scanning the bucket: what it says holds at this time, at best.
     pub created: DateTime<Utc>,
-    pub schema: Schema,
+    pub schema: FileSchema,
     pub files: Vec<DataFile>,
 }
 
@@ -172,9 +241,6 @@ impl Manifest {
         let raw: RawManifest =
             serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
                 .map_err(|error| ManifestError::Json(error.to_string()))?;
-        if !raw.file_format.eq_ignore_ascii_case("CSV") {
-            return Err(ManifestError::Format(raw.file_format));
-        }
         let created = raw
             .creation_timestamp
             .parse::<i64>()
@@ -184,7 +250,7 @@ impl Manifest {
         Ok(Manifest {
             source_bucket: raw.source_bucket,
             created,
-            schema: Schema::parse(&raw.file_schema)?,
+            schema: FileSchema::parse(&raw.file_format, &raw.file_schema)?,
             files: raw
                 .files
                 .into_iter()
@@ -230,10 +296,21 @@ pub enum ManifestError {
     #[error("the inventory manifest is not an S3 Inventory manifest.json: {0}")]
     Json(String),
     #[error(
-        "the inventory report is in {0} format; yuba reads CSV reports: set the inventory \
-         configuration's format to CSV"
+        "the inventory report is in {0} format; yuba reads CSV and Parquet reports: set the \
+         inventory configuration's format to CSV or Parquet"
     )]
     Format(String),
+    #[error("the inventory manifest's Parquet fileSchema {schema:?} does not parse: {why}")]
+    Schema { schema: String, why: String },
+    #[error(
+        "the inventory report's column {column} is {found}, where S3 writes {expected}: is it an \
+         S3 Inventory report?"
+    )]
+    ColumnType {
+        column: &'static str,
+        found: String,
+        expected: String,
+    },
     #[error("the inventory manifest's creationTimestamp {0:?} is not milliseconds since 1970")]
     Created(String),
     #[error(
@@ -258,7 +335,7 @@ pub enum ManifestError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The shape of the example in S3's documentation (storage-inventory-location.html).
@@ -281,7 +358,7 @@ mod tests {
         assert_eq!(manifest.created.to_rfc3339(), "2025-12-05T00:00:00+00:00");
         assert_eq!(
             manifest.schema,
-            Schema {
+            FileSchema::Csv(CsvColumns {
                 key: 1,
                 size: 5,
                 etag: 7,
@@ -289,14 +366,14 @@ mod tests {
                 is_latest: Some(3),
                 is_delete_marker: Some(4),
                 columns: 10,
-            }
+            })
         );
         assert_eq!(manifest.files[0].md5, "f11166069f1990abeb9c97ace9cdfabc");
     }
 
     #[test]
     fn a_report_without_the_columns_a_diff_needs_is_refused_naming_them() {
-        let error = Schema::parse("Bucket, Key, Size").unwrap_err();
+        let error = CsvColumns::parse("Bucket, Key, Size").unwrap_err();
         assert!(
             error
                 .to_string()
@@ -305,13 +382,58 @@ mod tests {
         );
     }
 
+    /// The Parquet example of S3's documentation (storage-inventory-location.html), all
+    /// optional fields chosen.
+    pub(crate) const PARQUET_SCHEMA: &str = "message s3.inventory { required binary bucket (UTF8); required binary key (UTF8); optional binary version_id (UTF8); optional boolean is_latest; optional boolean is_delete_marker; optional int64 size; optional int64 last_modified_date (TIMESTAMP_MILLIS); optional binary e_tag (UTF8); optional binary storage_class (UTF8); optional boolean is_multipart_uploaded; optional binary replication_status (UTF8); optional binary encryption_status (UTF8); optional int64 object_lock_retain_until_date (TIMESTAMP_MILLIS); optional binary object_lock_mode (UTF8); optional binary object_lock_legal_hold_status (UTF8); optional binary intelligent_tiering_access_tier (UTF8); optional binary bucket_key_status (UTF8); optional binary checksum_algorithm (UTF8); }";
+
+    fn parquet_manifest(schema: &str) -> String {
+        MANIFEST
+            .replace(r#""CSV""#, r#""Parquet""#)
+            .replace(
+                "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass, ChecksumAlgorithm",
+                schema,
+            )
+    }
+
     #[test]
-    fn parquet_orc_and_malformed_manifests_are_refused_with_what_to_do() {
-        let parquet = MANIFEST.replace(r#""CSV""#, r#""Parquet""#);
-        assert!(matches!(
-            Manifest::parse(parquet.as_bytes()),
-            Err(ManifestError::Format(format)) if format == "Parquet"
-        ));
+    fn a_parquet_manifest_is_checked_by_its_message_type() {
+        let manifest = Manifest::parse(parquet_manifest(PARQUET_SCHEMA).as_bytes()).unwrap();
+        assert!(matches!(manifest.schema, FileSchema::Parquet(_)));
+        // The newer spelling of the same types, as other tools show S3's manifests.
+        let newer = PARQUET_SCHEMA
+            .replace("(UTF8)", "(STRING)")
+            .replace("(TIMESTAMP_MILLIS)", "(TIMESTAMP(MILLIS,true))");
+        assert_eq!(
+            Manifest::parse(parquet_manifest(&newer).as_bytes())
+                .unwrap()
+                .schema,
+            manifest.schema
+        );
+        let without_etag = PARQUET_SCHEMA.replace(" optional binary e_tag (UTF8);", "");
+        let error = Manifest::parse(parquet_manifest(&without_etag).as_bytes()).unwrap_err();
+        assert!(
+            error.to_string().contains("lacks the columns e_tag"),
+            "{error}"
+        );
+        let text_size = PARQUET_SCHEMA.replace("optional int64 size;", "optional binary size;");
+        let error = Manifest::parse(parquet_manifest(&text_size).as_bytes()).unwrap_err();
+        assert!(
+            error.to_string().contains("column size is BYTE_ARRAY"),
+            "{error}"
+        );
+        let error = Manifest::parse(parquet_manifest("message {").as_bytes()).unwrap_err();
+        assert!(matches!(error, ManifestError::Schema { .. }), "{error}");
+    }
+
+    #[test]
+    fn orc_and_malformed_manifests_are_refused_with_what_to_do() {
+        let orc = MANIFEST.replace(r#""CSV""#, r#""ORC""#);
+        let error = Manifest::parse(orc.as_bytes()).unwrap_err();
+        assert!(
+            matches!(&error, ManifestError::Format(format) if format == "ORC")
+                && error.to_string().contains("format to CSV or Parquet"),
+            "{error}"
+        );
         let error = Manifest::parse(br#"{"sourceBucket": "photos"}"#).unwrap_err();
         assert!(error.to_string().contains("creationTimestamp"), "{error}");
         let when = MANIFEST.replace("1764892800000", "yesterday");

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::DateTime;
 
-use crate::csv::Entry;
+use crate::data::Entry;
 
 /// Runs merged at once: one read buffer each.
 pub const MAX_FAN_IN: usize = 64;

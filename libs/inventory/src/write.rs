@@ -1,21 +1,121 @@
-//! Writing a report as S3 does: gzip CSV data files with URL-encoded keys, and the manifest
-//! that lists them with their MD5s. For the local stack, where no S3 makes reports: the tests
-//! and the benchmark write them into moto's S3 and read them back through the same path as a
-//! real one.
+//! Writing a report as S3 does: gzip CSV data files with URL-encoded keys or Snappy Parquet
+//! files with keys as they are, and the manifest that lists them with their MD5s. For the local
+//! stack, where no S3 makes reports: the tests and the benchmark write them into moto's S3 and
+//! read them back through the same path as a real one.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use md5::{Digest, Md5};
+use parquet::basic::Compression as ParquetCompression;
+use parquet::data_type::{ByteArray, ByteArrayType, DataType, Int64Type};
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
+use parquet::schema::parser::parse_message_type;
 use serde::Serialize;
 
-use crate::csv::Entry;
+use crate::data::Entry;
 use crate::manifest::DataFile;
 
 /// The columns written: S3's names and order for the fields a diff reads.
 pub const CSV_SCHEMA: &str = "Bucket, Key, Size, LastModifiedDate, ETag";
+
+/// The same columns in a Parquet report, typed as S3 types them (storage-inventory-location.html).
+pub const PARQUET_SCHEMA: &str = "message s3.inventory { required binary bucket (UTF8); \
+    required binary key (UTF8); optional int64 size; \
+    optional int64 last_modified_date (TIMESTAMP_MILLIS); optional binary e_tag (UTF8); }";
+
+/// Rows per Parquet row group written.
+const ROW_GROUP_ROWS: usize = 100_000;
+
+/// The formats S3 writes that yuba reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    Csv,
+    Parquet,
+}
+
+impl ReportFormat {
+    /// The manifest's `fileFormat`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReportFormat::Csv => "CSV",
+            ReportFormat::Parquet => "Parquet",
+        }
+    }
+
+    /// The manifest's `fileSchema` for what [`DataWriter`] writes.
+    pub fn file_schema(self) -> &'static str {
+        match self {
+            ReportFormat::Csv => CSV_SCHEMA,
+            ReportFormat::Parquet => PARQUET_SCHEMA,
+        }
+    }
+
+    /// How S3 ends a data file's name.
+    pub fn extension(self) -> &'static str {
+        match self {
+            ReportFormat::Csv => "csv.gz",
+            ReportFormat::Parquet => "parquet",
+        }
+    }
+
+    /// The media type of a data file.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ReportFormat::Csv => "application/gzip",
+            ReportFormat::Parquet => "application/vnd.apache.parquet",
+        }
+    }
+
+    /// A writer of one data file of `bucket`'s objects.
+    pub fn writer(self, bucket: &str) -> DataWriter {
+        match self {
+            ReportFormat::Csv => DataWriter::Csv(Box::new(CsvWriter::new(bucket))),
+            ReportFormat::Parquet => DataWriter::Parquet(Box::new(ParquetWriter::new(bucket))),
+        }
+    }
+}
+
+impl std::str::FromStr for ReportFormat {
+    type Err = String;
+
+    /// `csv` or `parquet`, as the manifest's `fileFormat` names them in any case.
+    fn from_str(name: &str) -> Result<ReportFormat, String> {
+        [ReportFormat::Csv, ReportFormat::Parquet]
+            .into_iter()
+            .find(|format| format.name().eq_ignore_ascii_case(name))
+            .ok_or_else(|| format!("{name:?} is not a report format: csv or parquet"))
+    }
+}
+
+/// Writes objects as one data file of either format, in the order given.
+#[derive(Debug)]
+pub enum DataWriter {
+    Csv(Box<CsvWriter>),
+    Parquet(Box<ParquetWriter>),
+}
+
+impl DataWriter {
+    pub fn write(&mut self, entry: &Entry) -> std::io::Result<()> {
+        match self {
+            DataWriter::Csv(writer) => writer.write(entry),
+            DataWriter::Parquet(writer) => writer.write(entry),
+        }
+    }
+
+    /// The data file's bytes.
+    pub fn finish(self) -> std::io::Result<Vec<u8>> {
+        match self {
+            DataWriter::Csv(writer) => writer.finish(),
+            DataWriter::Parquet(writer) => writer.finish(),
+        }
+    }
+}
 
 /// A key as a CSV report writes it: form-URL-encoded, a space as `+` and a `+` as `%2B`.
 pub fn encode_key(key: &str) -> String {
@@ -67,6 +167,100 @@ impl CsvWriter {
     }
 }
 
+/// Writes objects as one Snappy Parquet data file, a row group per [`ROW_GROUP_ROWS`] objects.
+#[derive(Debug)]
+pub struct ParquetWriter {
+    bucket: ByteArray,
+    rows: Vec<Entry>,
+    out: Result<SerializedFileWriter<Vec<u8>>, ParquetError>,
+}
+
+impl ParquetWriter {
+    pub fn new(bucket: &str) -> ParquetWriter {
+        let out = parse_message_type(PARQUET_SCHEMA).and_then(|schema| {
+            let properties = WriterProperties::builder()
+                .set_compression(ParquetCompression::SNAPPY)
+                .build();
+            SerializedFileWriter::new(Vec::new(), Arc::new(schema), Arc::new(properties))
+        });
+        ParquetWriter {
+            bucket: ByteArray::from(bucket),
+            rows: Vec::with_capacity(ROW_GROUP_ROWS),
+            out,
+        }
+    }
+
+    pub fn write(&mut self, entry: &Entry) -> std::io::Result<()> {
+        self.rows.push(entry.clone());
+        if self.rows.len() == ROW_GROUP_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the rows held as a row group, its columns in the schema's order.
+    fn flush(&mut self) -> std::io::Result<()> {
+        let rows = std::mem::take(&mut self.rows);
+        let out = self
+            .out
+            .as_mut()
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
+        write_row_group(out, &self.bucket, &rows)
+            .map_err(|error| std::io::Error::other(error.to_string()))
+    }
+
+    /// The data file's bytes.
+    pub fn finish(mut self) -> std::io::Result<Vec<u8>> {
+        if !self.rows.is_empty() {
+            self.flush()?;
+        }
+        self.out
+            .and_then(SerializedFileWriter::into_inner)
+            .map_err(|error| std::io::Error::other(error.to_string()))
+    }
+}
+
+fn write_row_group(
+    out: &mut SerializedFileWriter<Vec<u8>>,
+    bucket: &ByteArray,
+    rows: &[Entry],
+) -> Result<(), ParquetError> {
+    let text = |value: &str| ByteArray::from(value);
+    let size = |entry: &Entry| i64::try_from(entry.size).unwrap_or(i64::MAX);
+    let time = |entry: &Entry| entry.last_modified.map(|time| time.timestamp_millis());
+    let every = vec![1; rows.len()];
+    let mut group = out.next_row_group()?;
+    let buckets = vec![bucket.clone(); rows.len()];
+    write_column::<ByteArrayType>(&mut group, &buckets, None)?;
+    let keys: Vec<ByteArray> = rows.iter().map(|entry| text(&entry.key)).collect();
+    write_column::<ByteArrayType>(&mut group, &keys, None)?;
+    let sizes: Vec<i64> = rows.iter().map(size).collect();
+    write_column::<Int64Type>(&mut group, &sizes, Some(&every))?;
+    let times: Vec<i64> = rows.iter().filter_map(time).collect();
+    let time_levels: Vec<i16> = rows
+        .iter()
+        .map(|entry| i16::from(time(entry).is_some()))
+        .collect();
+    write_column::<Int64Type>(&mut group, &times, Some(&time_levels))?;
+    let etags: Vec<ByteArray> = rows.iter().map(|entry| text(&entry.etag)).collect();
+    write_column::<ByteArrayType>(&mut group, &etags, Some(&every))?;
+    group.close().map(drop)
+}
+
+/// Writes the row group's next column: its non-null values, and with an optional column each
+/// row's definition level (1 for a value, 0 for a null).
+fn write_column<T: DataType>(
+    group: &mut SerializedRowGroupWriter<'_, Vec<u8>>,
+    values: &[T::T],
+    levels: Option<&[i16]>,
+) -> Result<(), ParquetError> {
+    let mut column = group
+        .next_column()?
+        .ok_or_else(|| ParquetError::General("the schema has fewer columns".to_owned()))?;
+    column.typed::<T>().write_batch(values, levels, None)?;
+    column.close()
+}
+
 /// The entry of a data file stored under `key` in the destination bucket.
 pub fn data_file(key: &str, bytes: &[u8]) -> DataFile {
     DataFile {
@@ -76,9 +270,10 @@ pub fn data_file(key: &str, bytes: &[u8]) -> DataFile {
     }
 }
 
-/// The manifest of a CSV report of `source_bucket` made at `created` (its files written with
-/// [`CsvWriter`]), as S3 writes it.
+/// The manifest of a report of `source_bucket` made at `created` (its files written by
+/// `format`'s [`DataWriter`]), as S3 writes it.
 pub fn manifest_json(
+    format: ReportFormat,
     source_bucket: &str,
     destination_bucket: &str,
     created: DateTime<Utc>,
@@ -107,8 +302,8 @@ pub fn manifest_json(
         destination_bucket: format!("arn:aws:s3:::{destination_bucket}"),
         version: "2016-11-30",
         creation_timestamp: created.timestamp_millis().to_string(),
-        file_format: "CSV",
-        file_schema: CSV_SCHEMA,
+        file_format: format.name(),
+        file_schema: format.file_schema(),
         files: files
             .iter()
             .map(|file| RawFile {
@@ -122,16 +317,16 @@ pub fn manifest_json(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::manifest::Manifest;
-    use crate::read_csv_gz;
+    use crate::read_data_file;
 
     #[test]
-    fn what_is_written_reads_back_the_same() {
+    fn what_is_written_reads_back_the_same_in_both_formats() {
         let entries = [
             Entry {
-                key: "a b+c/é%.jpg".into(),
+                key: "a b+c/é%2B.jpg".into(),
                 size: 7,
                 etag: "0cc175b9c0f1b6a831c399e269772661-2".into(),
                 last_modified: Some("2026-12-04T10:00:00.123Z".parse().unwrap()),
@@ -143,32 +338,70 @@ mod tests {
                 last_modified: None,
             },
         ];
-        let mut writer = CsvWriter::new("photos");
-        for entry in &entries {
-            writer.write(entry).unwrap();
-        }
-        let bytes = writer.finish().unwrap();
-        let created = "2026-12-05T00:00:00Z".parse().unwrap();
-        let file = data_file("inv/data/1.csv.gz", &bytes);
-        let manifest = Manifest::parse(
-            manifest_json(
+        let created: DateTime<Utc> = "2026-12-05T00:00:00Z".parse().unwrap();
+        for format in [ReportFormat::Csv, ReportFormat::Parquet] {
+            let mut writer = format.writer("photos");
+            for entry in &entries {
+                writer.write(entry).unwrap();
+            }
+            let bytes = writer.finish().unwrap();
+            let key = format!("inv/data/1.{}", format.extension());
+            let file = data_file(&key, &bytes);
+            let json = manifest_json(
+                format,
                 "photos",
                 "inventories",
                 created,
                 std::slice::from_ref(&file),
-            )
-            .as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(manifest.created, created);
-        assert_eq!(manifest.files, [file]);
+            );
+            let manifest = Manifest::parse(json.as_bytes()).unwrap();
+            assert_eq!(manifest.created, created);
+            assert_eq!(manifest.files, [file]);
+            let mut read = Vec::new();
+            read_data_file(on_disk(&bytes), &manifest.schema, |entry| {
+                read.push(entry);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(read, entries, "{format:?}");
+        }
+        assert_eq!(encode_key("a b+c"), "a+b%2Bc");
+    }
+
+    #[test]
+    fn a_parquet_file_of_many_row_groups_reads_back_in_its_order() {
+        let entries: Vec<Entry> = (0..ROW_GROUP_ROWS * 2 + 5)
+            .map(|at| Entry {
+                key: format!("k/{at:07}"),
+                size: at as u64,
+                etag: format!("{at:x}"),
+                last_modified: (at % 3 != 0).then(|| "2026-12-04T10:00:00Z".parse().unwrap()),
+            })
+            .collect();
+        let mut writer = ParquetWriter::new("photos");
+        for entry in &entries {
+            writer.write(entry).unwrap();
+        }
+        let bytes = writer.finish().unwrap();
         let mut read = Vec::new();
-        read_csv_gz(bytes.as_slice(), &manifest.schema, |entry| {
+        crate::parquet::read_parquet(on_disk(&bytes), |entry| {
             read.push(entry);
             Ok(())
         })
         .unwrap();
-        assert_eq!(read, entries);
-        assert_eq!(encode_key("a b+c"), "a+b%2Bc");
+        assert!(read == entries, "{} rows read back differently", read.len());
+    }
+
+    /// `bytes` as a file, as the reconciler reads a downloaded data file.
+    pub(crate) fn on_disk(bytes: &[u8]) -> std::fs::File {
+        let path = std::env::temp_dir().join(format!(
+            "yuba-inventory-write-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::write(&path, bytes).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        file
     }
 }

@@ -1,6 +1,7 @@
 //! The reconciler reading the source from an S3 Inventory report (`--source-inventory`), end to
-//! end: reports written into moto's S3 as S3 writes them (gzip CSV, URL-encoded keys, a
-//! manifest with each file's MD5), read back through the same path as a real one.
+//! end: reports written into moto's S3 as S3 writes them (gzip CSV with URL-encoded keys, or
+//! Snappy Parquet with keys as they are; a manifest with each file's MD5), read back through the
+//! same path as a real one.
 //!
 //! A report is a snapshot: what it makes look drifting is looked up in the source bucket, so a
 //! key written or changed after the report is neither reported nor repaired, and above all a
@@ -15,7 +16,7 @@ use chrono::{DateTime, Utc};
 use rand::seq::SliceRandom;
 use serde_json::Value;
 use yuba_e2e::{Stack, pseudo_random_bytes};
-use yuba_inventory::write::{CsvWriter, data_file, manifest_json};
+use yuba_inventory::write::{ReportFormat, data_file, manifest_json};
 use yuba_inventory::{DataFile, Entry};
 
 use crate::reconciler::{count, expected, kinds_and_keys, parse, reconcile};
@@ -23,14 +24,23 @@ use crate::reconciler::{count, expected, kinds_and_keys, parse, reconcile};
 /// The bucket the reports are written to (S3 writes them to a bucket of the user's choice).
 pub(crate) const INVENTORIES: &str = "inventories";
 
-/// The folder S3 writes a configuration's reports to: `prefix/source-bucket/config-ID/`.
-fn configuration_folder(stack: &Stack) -> String {
-    format!("reports/{}/daily/", stack.source_bucket())
+/// The folder S3 writes a configuration's reports to: `prefix/source-bucket/config-ID/` (a
+/// configuration per format).
+fn configuration_folder(stack: &Stack, format: ReportFormat) -> String {
+    let config = match format {
+        ReportFormat::Csv => "daily",
+        ReportFormat::Parquet => "daily-parquet",
+    };
+    format!("reports/{}/{config}/", stack.source_bucket())
 }
 
 /// Writes a report of the source bucket as it is now, made at `created`, into two data files
 /// whose rows are shuffled (a report has no documented order); returns the manifest's URL.
-pub(crate) async fn write_report(stack: &Stack, created: DateTime<Utc>) -> anyhow::Result<String> {
+pub(crate) async fn write_report(
+    stack: &Stack,
+    created: DateTime<Utc>,
+    format: ReportFormat,
+) -> anyhow::Result<String> {
     let s3 = stack.s3().await;
     let listed = s3
         .list_objects_v2()
@@ -54,24 +64,21 @@ pub(crate) async fn write_report(stack: &Stack, created: DateTime<Utc>) -> anyho
         })
         .collect();
     entries.shuffle(&mut rand::rng());
-    let folder = format!(
-        "{}{}/",
-        configuration_folder(stack),
-        created.format("%Y-%m-%dT%H-%MZ")
-    );
+    let configuration = configuration_folder(stack, format);
+    let folder = format!("{configuration}{}/", created.format("%Y-%m-%dT%H-%MZ"));
     let mut files: Vec<DataFile> = Vec::new();
     for (n, half) in entries.chunks(entries.len().div_ceil(2)).enumerate() {
-        let mut writer = CsvWriter::new(stack.source_bucket());
+        let mut writer = format.writer(stack.source_bucket());
         for entry in half {
             writer.write(entry)?;
         }
         let bytes = writer.finish()?;
-        let key = format!("{}data/{n}.csv.gz", configuration_folder(stack));
+        let key = format!("{configuration}data/{n}.{}", format.extension());
         put(stack, &key, bytes.clone()).await?;
         files.push(data_file(&key, &bytes));
     }
     let manifest = format!("{folder}manifest.json");
-    let json = manifest_json(stack.source_bucket(), INVENTORIES, created, &files);
+    let json = manifest_json(format, stack.source_bucket(), INVENTORIES, created, &files);
     put(stack, &manifest, json.into_bytes()).await?;
     Ok(format!("s3://{INVENTORIES}/{manifest}"))
 }
@@ -158,7 +165,8 @@ async fn a_diff_from_an_inventory_report_finds_what_a_listing_finds_and_trusts_o
         .key("gone.bin")
         .send()
         .await?;
-    let report = write_report(&stack, Utc::now()).await?;
+    let report = write_report(&stack, Utc::now(), ReportFormat::Csv).await?;
+    let parquet = write_report(&stack, Utc::now(), ReportFormat::Parquet).await?;
 
     // After the report: a source written and replicated, another rewritten and replicated.
     stack.put("late.bin", b"written after the report").await?;
@@ -192,7 +200,10 @@ async fn a_diff_from_an_inventory_report_finds_what_a_listing_finds_and_trusts_o
     );
 
     // The configuration's folder: the newest report in it is read.
-    let folder = format!("s3://{INVENTORIES}/{}", configuration_folder(&stack));
+    let folder = format!(
+        "s3://{INVENTORIES}/{}",
+        configuration_folder(&stack, ReportFormat::Csv)
+    );
     let from_report = reconcile(
         &stack,
         &["diff", "--source-inventory", &folder],
@@ -221,6 +232,33 @@ async fn a_diff_from_an_inventory_report_finds_what_a_listing_finds_and_trusts_o
         count(&report_summary, "listed_source"),
         27,
         "{report_summary}"
+    );
+
+    // The same report in Parquet, whose keys are not URL-encoded ("sp ace+plus%.bin" as it is):
+    // the same findings, the same counts.
+    let from_parquet = reconcile(
+        &stack,
+        &["diff", "--source-inventory", &parquet],
+        &[],
+        &checkpoint,
+    )
+    .await?;
+    let (parquet_findings, parquet_summary) = parse(&from_parquet);
+    assert_eq!(
+        kinds_and_keys(&parquet_findings),
+        drift,
+        "{}\n{}",
+        from_parquet.stdout,
+        from_parquet.stderr
+    );
+    let elapsed = |mut summary: Value| {
+        summary.as_object_mut().map(|s| s.remove("elapsed_ms"));
+        summary
+    };
+    assert_eq!(
+        elapsed(parquet_summary),
+        elapsed(report_summary.clone()),
+        "the same counts, what was looked up included"
     );
 
     // In key ranges of ten sources, two listed at once: the same findings, the same counts.
@@ -309,10 +347,16 @@ async fn an_inventory_report_that_cannot_be_trusted_is_refused() -> anyhow::Resu
         ]
     };
 
-    let folder = format!("s3://{INVENTORIES}/{}", configuration_folder(&stack));
+    let configuration = configuration_folder(&stack, ReportFormat::Csv);
+    let folder = format!("s3://{INVENTORIES}/{configuration}");
     refused(diff(&folder), "holds no inventory report").await?;
 
-    let old = write_report(&stack, Utc::now() - chrono::Duration::hours(72)).await?;
+    let old = write_report(
+        &stack,
+        Utc::now() - chrono::Duration::hours(72),
+        ReportFormat::Csv,
+    )
+    .await?;
     refused(diff(&old), "older than the 48 h allowed").await?;
     let mut allowed = diff(&old);
     allowed.extend(["--inventory-max-age".into(), "96".into()]);
@@ -331,15 +375,21 @@ async fn an_inventory_report_that_cannot_be_trusted_is_refused() -> anyhow::Resu
     );
 
     // The data files replaced after the manifest was written.
-    let report = write_report(&stack, Utc::now()).await?;
-    let data = format!("{}data/0.csv.gz", configuration_folder(&stack));
+    let report = write_report(&stack, Utc::now(), ReportFormat::Csv).await?;
+    let data = format!("{configuration}data/0.csv.gz");
     put(&stack, &data, b"not the report's file".to_vec()).await?;
     refused(diff(&report), "is not the one its manifest describes").await?;
 
     // A report of another bucket, even one in the same folder layout.
     let created = Utc::now();
-    let other = format!("{}other/manifest.json", configuration_folder(&stack));
-    let json = manifest_json("someone-elses-bucket", INVENTORIES, created, &[]);
+    let other = format!("{configuration}other/manifest.json");
+    let json = manifest_json(
+        ReportFormat::Csv,
+        "someone-elses-bucket",
+        INVENTORIES,
+        created,
+        &[],
+    );
     put(&stack, &other, json.into_bytes()).await?;
     refused(
         diff(&format!("s3://{INVENTORIES}/{other}")),

@@ -11,6 +11,7 @@ use yuba_e2e::{Finished, Stack, pseudo_random_bytes};
 
 use crate::inventory::{create_inventory_bucket, summary_without_timing, write_report};
 use crate::reconciler::{count, kinds_and_keys, parse, reconcile, reconciler_step};
+use yuba_inventory::write::ReportFormat;
 
 /// The bucket the plans are kept in.
 const PLANS: &str = "plans";
@@ -119,7 +120,8 @@ async fn a_sharded_run_merges_into_the_unsharded_runs_verdict() -> anyhow::Resul
             .await?
     );
     stack.put("same/c", b"c, version two").await?;
-    let report = write_report(&stack, Utc::now()).await?;
+    // A Parquet report: the plan reads it, the shards read their parts.
+    let report = write_report(&stack, Utc::now(), ReportFormat::Parquet).await?;
 
     let unsharded = reconcile(
         &stack,

@@ -8,7 +8,7 @@
 //! never called an orphan, stale, or deleted on the report's word.
 
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use yuba_aws::ListedObject;
 use yuba_inventory::{
     DataError, DataFile, ExternalSort, Location, MANIFEST_NAME, Manifest, ManifestError,
-    SortSettings, Sorted, newest_manifest, read_csv_gz,
+    SortSettings, Sorted, newest_manifest, read_data_file,
 };
 
 use super::listing::{ListingFailure, listed, with_retries};
@@ -245,16 +245,14 @@ impl Reconciler {
             let dir = inventory.sort.spill_dir.clone();
             let read = tokio::task::spawn_blocking(move || {
                 let rows = match File::open(&path) {
-                    Ok(opened) => {
-                        read_csv_gz(BufReader::new(opened), &schema, |entry| sort.push(entry))
-                            .map_err(|error| match error {
-                                DataError::Keep(source) => InventoryError::Spill { dir, source },
-                                source => InventoryError::Data {
-                                    location: data_location,
-                                    source,
-                                },
-                            })
-                    }
+                    Ok(opened) => read_data_file(opened, &schema, |entry| sort.push(entry))
+                        .map_err(|error| match error {
+                            DataError::Keep(source) => InventoryError::Spill { dir, source },
+                            source => InventoryError::Data {
+                                location: data_location,
+                                source,
+                            },
+                        }),
                     Err(source) => Err(InventoryError::Spill { dir, source }),
                 };
                 let _ = std::fs::remove_file(&path);
@@ -383,7 +381,7 @@ impl Reconciler {
     ) -> Result<PathBuf, InventoryError> {
         let location = format!("s3://{bucket}/{}", file.key);
         let path = dir.join(format!(
-            "yuba-inventory-{}-{}.csv.gz",
+            "yuba-inventory-{}-{}.data",
             std::process::id(),
             rand::random::<u64>()
         ));

@@ -2,7 +2,7 @@
 //! report, read by each shard, and the shards' summaries kept beside it for the merge.
 //!
 //! The plan step sorts the report once and writes each shard's part as a report of its own
-//! (gzip CSV data files of [`ROWS_PER_DATA_FILE`] rows and a manifest with their MD5s, the
+//! ([`PART_FORMAT`] data files of [`ROWS_PER_DATA_FILE`] rows and a manifest with their MD5s, the
 //! original's creation time and source bucket), so a shard reads and checks its part exactly as
 //! it would a report S3 wrote. `plan.json` is written last: a plan that is there is whole.
 
@@ -11,7 +11,7 @@ use chrono::Utc;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use yuba_inventory::DataFile;
-use yuba_inventory::write::{CsvWriter, data_file, manifest_json};
+use yuba_inventory::write::{DataWriter, ReportFormat, data_file, manifest_json};
 
 use super::inventory::{InventoryError, SourceInventory};
 use super::listing::{ListingFailure, with_retries};
@@ -20,6 +20,8 @@ use crate::ranges::KeyRange;
 use crate::report::Summary;
 use crate::shard::{Cutter, Plan, PlanLocation, PlannedShard, Shard, ShardError, merge};
 
+/// The format of a shard's part.
+pub const PART_FORMAT: ReportFormat = ReportFormat::Csv;
 /// Rows per data file of a shard's part: a file is held whole while it is written and sent
 /// (about 15 MiB gzip at 60 bytes a row), and a shard reads its files one after another.
 pub const ROWS_PER_DATA_FILE: usize = 250_000;
@@ -128,10 +130,10 @@ impl Reconciler {
             match part {
                 Part::File { shard, bytes } => {
                     let shard = counted_from_one(shard);
-                    let name = format!("data/part-{:05}.csv.gz", files.len());
+                    let name = format!("data/part-{:05}.{}", files.len(), PART_FORMAT.extension());
                     let key = at.shard_key(shard, &name);
                     files.push(data_file(&key, &bytes));
-                    self.store(&at.bucket, &key, bytes, "application/gzip")
+                    self.store(&at.bucket, &key, bytes, PART_FORMAT.content_type())
                         .await?;
                 }
                 Part::Closed {
@@ -143,6 +145,7 @@ impl Reconciler {
                     let shard = counted_from_one(shard);
                     let manifest = at.shard_key(shard, yuba_inventory::MANIFEST_NAME);
                     let json = manifest_json(
+                        PART_FORMAT,
                         &self.buckets.source,
                         &at.bucket,
                         created,
@@ -266,18 +269,18 @@ fn cut(
     mut cutter: Cutter,
     parts: &mpsc::Sender<Part>,
 ) -> std::io::Result<()> {
-    let mut file = (CsvWriter::new(source_bucket), 0usize);
+    let mut file = (PART_FORMAT.writer(source_bucket), 0usize);
     let (mut objects, mut bytes) = (0u64, 0u64);
     let send = |part: Part| {
         parts
             .blocking_send(part)
             .map_err(|_| std::io::Error::other("the plan's uploads stopped"))
     };
-    let flush = |file: &mut (CsvWriter, usize), shard: u32| -> std::io::Result<()> {
+    let flush = |file: &mut (DataWriter, usize), shard: u32| -> std::io::Result<()> {
         if file.1 == 0 {
             return Ok(());
         }
-        let full = std::mem::replace(file, (CsvWriter::new(source_bucket), 0));
+        let full = std::mem::replace(file, (PART_FORMAT.writer(source_bucket), 0));
         send(Part::File {
             shard,
             bytes: full.0.finish()?,
