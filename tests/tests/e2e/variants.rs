@@ -346,9 +346,10 @@ async fn an_overwrite_removes_the_variants_the_new_content_does_not_replace() ->
 }
 
 /// Adding a profile costs its variants, not the originals' egress again (issue 20): a job that
-/// finds the original current but a configured profile missing from its record makes the
-/// variants from the source and names them in the record with a metadata update. The original
-/// keeps its generation; the only uploads are the variants'. Then the replica is up to date.
+/// finds the original current but a configured profile missing from its record makes that
+/// profile's variant from the source and adds it to the record with a metadata update. The
+/// original keeps its generation, and so does the variant it had; the only upload is the new
+/// variant's. Then the replica is up to date.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_profile_added_later_costs_its_variants_not_a_second_copy_of_the_original()
 -> anyhow::Result<()> {
@@ -369,6 +370,12 @@ async fn a_profile_added_later_costs_its_variants_not_a_second_copy_of_the_origi
         .await?;
     assert_eq!(before.run(&job).await?.as_str(), "replicated");
     let first = gcs.objects().get(bucket, KEY).await?.expect("replicated");
+    const LARGE: &str = "_variants/large/photos/beach.jpg";
+    let large = gcs
+        .objects()
+        .get(bucket, LARGE)
+        .await?
+        .expect("its variant");
     assert!(
         gcs.objects()
             .get(bucket, "_variants/thumb/photos/beach.jpg.webp")
@@ -396,7 +403,12 @@ async fn a_profile_added_later_costs_its_variants_not_a_second_copy_of_the_origi
         .iter()
         .filter(|r| r.starts_with("POST /upload/"))
         .count();
-    assert_eq!(uploads, 2, "one upload per variant, none of the original");
+    assert_eq!(uploads, 1, "the added profile's variant only");
+    let large_now = gcs.objects().get(bucket, LARGE).await?.expect("kept");
+    assert_eq!(
+        large_now.generation, large.generation,
+        "the variant it had is not written again"
+    );
     let now = gcs.objects().get(bucket, KEY).await?.expect("replica");
     assert_eq!(
         now.generation, first.generation,

@@ -25,12 +25,14 @@ impl Replicator {
     /// configuration makes variants of reserves its render's estimated memory (and its source's
     /// size) in the images' budget, waiting while it is taken. One that needs more than the
     /// whole budget gets none ([`TOO_LARGE_FOR_MEMORY`](crate::TOO_LARGE_FOR_MEMORY)); its
-    /// original is replicated as always.
+    /// original is replicated as always. `only`: the profiles to make, by name, when the
+    /// replica has the others already (all of those that apply otherwise).
     pub(super) async fn admit(
         &self,
         key: &str,
         source: &mut SourceObject,
         identified: Identified,
+        only: Option<&[&str]>,
     ) -> Result<Admission, ReplicateError> {
         let config = &self.settings.variants;
         let format = match identified {
@@ -46,6 +48,7 @@ impl Replicator {
         };
         let profiles: Vec<Profile> = config
             .profiles_for(key, format.content_type())
+            .filter(|profile| only.is_none_or(|names| names.contains(&profile.name.as_str())))
             .cloned()
             .collect();
         if profiles.is_empty() {

@@ -61,7 +61,9 @@ impl Replicator {
     ) -> Result<Outcome, ReplicateError> {
         let identified = identify(&source.peek(SNIFF_BYTES).await?);
         let format = image_format(identified);
-        let admission = self.admit(&facts.key, &mut source, identified).await?;
+        let admission = self
+            .admit(&facts.key, &mut source, identified, None)
+            .await?;
         // Images that get variants are held whole (bounded by the image byte limit, and
         // reserved in the images' budget); anything else larger than a chunk streams.
         let variants_error = match admission {

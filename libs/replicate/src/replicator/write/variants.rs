@@ -20,11 +20,11 @@ use crate::verify::ExpectedContent;
 
 impl Replicator {
     /// The replica `name` holds the source's content but lacks variants the configuration
-    /// calls for now (a profile was added since it was written): they are made from the source,
-    /// read and proven as for a copy, and a metadata update of the replica's generation names
-    /// them in its record, with the source's attributes. The original's content is not sent
-    /// again, unless the bytes read are not the ones the record describes: then the replica is
-    /// written anew from them, as a copy is.
+    /// calls for now (a profile was added since it was written): those are made from the
+    /// source, read and proven as for a copy, and a metadata update of the replica's generation
+    /// adds them to its record, with the source's attributes. Neither the original's content
+    /// nor the variants it has are sent again, unless the bytes read are not the ones the record
+    /// describes: then the replica is written anew from them, as a copy is.
     pub(in crate::replicator) async fn add_variants(
         &self,
         name: &str,
@@ -42,8 +42,11 @@ impl Replicator {
         if format != held.record.image_format {
             return self.write(target, source, facts, expected).await;
         }
-        let admission = self.admit(&facts.key, &mut source, identified).await?;
-        let (variants, variants_error) = match admission {
+        let missing = self.settings.variants.missing_for(held.record);
+        let admission = self
+            .admit(&facts.key, &mut source, identified, Some(&missing))
+            .await?;
+        let (added, variants_error) = match admission {
             Admission::NoVariants(error) => (Vec::new(), error),
             admission => {
                 let whole = read_whole(&mut source, &facts, expected).await?;
@@ -56,6 +59,8 @@ impl Replicator {
                     .await?
             }
         };
+        // The variants it has stay: made from the same content, under the same profile names.
+        let variants = held.record.variants.iter().cloned().chain(added).collect();
         let record = ReplicaRecord {
             source: SourceFacts {
                 sequencer: facts
