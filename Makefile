@@ -128,11 +128,13 @@ bench-memory: bootstrap loadtest-corpus
 		--worker after=target/release/yuba-worker
 
 ## bench-inventory: yuba-reconciler diff of a synthetic S3 Inventory report of 10 million keys
-## against a synthetic replica with seeded drift: keys/s, CPU, peak RSS, exact findings, and the
-## projected daily run over a billion keys (docs/BENCHMARKS.md)
-bench-inventory: bootstrap
+## (CSV and Parquet) against a synthetic replica with seeded drift: keys/s, CPU, peak RSS, exact
+## findings, the projected daily run over a billion keys; then a variant profile added to
+## replicated photos: bytes sent per repaired image, and its cost over a billion (docs/BENCHMARKS.md)
+bench-inventory: bootstrap loadtest-corpus
 	$(CARGO) build --release -p yuba-reconciler -p yuba-loadtest
 	target/release/yuba-loadtest inventory
+	target/release/yuba-loadtest profile-change
 
 ## loadtest-corpus: fetch the photos the load test uploads (Debian's lomiri-wallpapers-20.04, apt-get download)
 loadtest-corpus: bootstrap

@@ -62,6 +62,11 @@ impl Mix {
         })
     }
 
+    /// Every body, each once.
+    pub fn bodies(&self) -> impl Iterator<Item = &Body> + Clone {
+        self.parts.iter().flat_map(|(_, bodies)| bodies.iter())
+    }
+
     /// One body, chosen by weight.
     pub fn pick(&self, rng: &mut impl Rng) -> &Body {
         let total: u32 = self.parts.iter().map(|(w, _)| w).sum();

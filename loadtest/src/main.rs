@@ -10,8 +10,10 @@
 mod bodies;
 mod burst;
 mod observe;
+mod profile;
 mod replica;
 mod scale;
+mod timed;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -53,6 +55,10 @@ enum Command {
     /// against a synthetic replica with seeded drift: keys/s, CPU, peak RSS, exact findings,
     /// and the projected daily run over a billion keys.
     Inventory(scale::InventoryArgs),
+    /// Photos replicated by the reconciler's backfill, then a variant profile added and the
+    /// same backfill run again: bytes sent to GCS, requests and CPU per repaired image, and the
+    /// projected cost of adding a profile to a billion images.
+    ProfileChange(profile::ProfileArgs),
     /// Writes the report of an earlier run again (with other prices, say) from its run.json.
     Report {
         /// The run.json a run wrote.
@@ -164,6 +170,13 @@ async fn main() -> anyhow::Result<()> {
         },
         Command::Inventory(args) => tokio::select! {
             result = scale::inventory(args) => result,
+            signal = interrupted() => {
+                signal?;
+                bail!("interrupted: the reconciler and the local stack were stopped")
+            }
+        },
+        Command::ProfileChange(args) => tokio::select! {
+            result = profile::profile_change(args, DEFAULT_VARIANTS) => result,
             signal = interrupted() => {
                 signal?;
                 bail!("interrupted: the reconciler and the local stack were stopped")

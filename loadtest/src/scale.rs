@@ -14,18 +14,18 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use aws_sdk_s3::primitives::ByteStream;
 use chrono::Utc;
-use yuba_e2e::{Stack, binary, run_to_end};
+use yuba_e2e::{Stack, binary};
 use yuba_inventory::Entry;
 use yuba_inventory::write::{ReportFormat, data_file, manifest_json};
 use yuba_loadtest::cost::Prices;
 
 use crate::replica::{Synthetic, serve};
+use crate::timed::{self, Timing};
 
 /// The bucket the report is written to.
 const INVENTORIES: &str = "inventories";
@@ -67,14 +67,6 @@ pub struct InventoryArgs {
     /// A price of the cost model, NAME=VALUE (repeatable).
     #[arg(long = "price", value_name = "NAME=VALUE")]
     prices: Vec<String>,
-}
-
-/// One process's wall time, CPU and peak RSS, as GNU time measured them.
-#[derive(Debug, Clone, Copy, Default)]
-struct Timing {
-    wall_s: f64,
-    cpu_s: f64,
-    peak_rss_mib: f64,
 }
 
 /// What the reconciler's runs measured.
@@ -214,14 +206,13 @@ impl Reconciler<'_> {
     /// settings) under GNU time.
     async fn timed(&self, args: &[&str]) -> anyhow::Result<(Timing, yuba_e2e::Finished)> {
         let mut command = self.stack.configure(
-            Command::new("/usr/bin/time"),
+            timed::command(),
             &[
                 ("YUBA_GCS_ENDPOINT", self.endpoint),
                 ("YUBA_GCS_BUCKET", REPLICA),
                 ("RUST_LOG", "warn"),
             ],
         );
-        command.args(["-f", "yuba-bench %e %M %U %S"]);
         command.arg(binary("yuba-reconciler")?);
         command.args(args);
         command.arg("--json");
@@ -233,31 +224,7 @@ impl Reconciler<'_> {
             command.args(["--inventory-memory", &self.args.memory_mib.to_string()]);
             command.arg("--inventory-spill-dir").arg(self.spill);
         }
-        let run = run_to_end(command, Duration::from_secs(4 * 3600)).await?;
-        let timing = run
-            .stderr
-            .lines()
-            .rev()
-            .find_map(|line| line.strip_prefix("yuba-bench "))
-            .with_context(|| {
-                format!(
-                    "no GNU time line in the reconciler's stderr:\n{}",
-                    run.stderr
-                )
-            })?;
-        let numbers: Vec<f64> = timing
-            .split_whitespace()
-            .filter_map(|n| n.parse().ok())
-            .collect();
-        let [wall_s, rss_kib, user_s, sys_s] = numbers[..] else {
-            bail!("unexpected GNU time line {timing:?}");
-        };
-        let timing = Timing {
-            wall_s,
-            cpu_s: user_s + sys_s,
-            peak_rss_mib: rss_kib / 1024.0,
-        };
-        Ok((timing, run))
+        timed::run(command, Duration::from_secs(4 * 3600)).await
     }
 
     /// `plan`, every shard one after another, and `merge`: each measured, the shards' findings
