@@ -21,7 +21,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use chrono::Utc;
 use yuba_e2e::{Stack, binary};
 use yuba_inventory::Entry;
-use yuba_inventory::write::{ReportFormat, data_file, manifest_json};
+use yuba_inventory::ReportFormat;
+use yuba_inventory::write::{data_file, manifest_json};
 use yuba_loadtest::cost::Prices;
 
 use crate::replica::{Synthetic, serve};

@@ -25,6 +25,6 @@ pub mod write;
 pub use data::{DataError, Entry, Rows, read_data_file};
 pub use manifest::{
     CsvColumns, DataFile, FileSchema, Location, MANIFEST_NAME, Manifest, ManifestError,
-    newest_manifest,
+    ReportFormat, newest_manifest,
 };
 pub use sort::{ExternalSort, MAX_FAN_IN, SortSettings, Sorted};

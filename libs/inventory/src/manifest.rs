@@ -180,6 +180,51 @@ impl CsvColumns {
     }
 }
 
+/// The formats S3 writes that yuba reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    Csv,
+    Parquet,
+}
+
+impl ReportFormat {
+    /// The manifest's `fileFormat`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReportFormat::Csv => "CSV",
+            ReportFormat::Parquet => "Parquet",
+        }
+    }
+
+    /// How S3 ends a data file's name.
+    pub fn extension(self) -> &'static str {
+        match self {
+            ReportFormat::Csv => "csv.gz",
+            ReportFormat::Parquet => "parquet",
+        }
+    }
+
+    /// The media type of a data file.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ReportFormat::Csv => "application/gzip",
+            ReportFormat::Parquet => "application/vnd.apache.parquet",
+        }
+    }
+}
+
+impl std::str::FromStr for ReportFormat {
+    type Err = String;
+
+    /// `csv` or `parquet`, as the manifest's `fileFormat` names them in any case.
+    fn from_str(name: &str) -> Result<ReportFormat, String> {
+        [ReportFormat::Csv, ReportFormat::Parquet]
+            .into_iter()
+            .find(|format| format.name().eq_ignore_ascii_case(name))
+            .ok_or_else(|| format!("{name:?} is not a report format: csv or parquet"))
+    }
+}
+
 /// How the report's data files are read: S3 writes CSV (gzip), Parquet (Snappy) or ORC; yuba
 /// reads the first two.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,11 +238,11 @@ pub enum FileSchema {
 
 impl FileSchema {
     fn parse(file_format: &str, file_schema: &str) -> Result<FileSchema, ManifestError> {
-        if file_format.eq_ignore_ascii_case("CSV") {
+        let format: ReportFormat = file_format
+            .parse()
+            .map_err(|_| ManifestError::Format(file_format.to_owned()))?;
+        if format == ReportFormat::Csv {
             return CsvColumns::parse(file_schema).map(FileSchema::Csv);
-        }
-        if !file_format.eq_ignore_ascii_case("Parquet") {
-            return Err(ManifestError::Format(file_format.to_owned()));
         }
         let message = parse_message_type(file_schema).map_err(|error| ManifestError::Schema {
             schema: file_schema.to_owned(),

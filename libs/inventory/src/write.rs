@@ -19,7 +19,7 @@ use parquet::schema::parser::parse_message_type;
 use serde::Serialize;
 
 use crate::data::Entry;
-use crate::manifest::DataFile;
+use crate::manifest::{DataFile, ReportFormat};
 
 /// The columns written: S3's names and order for the fields a diff reads.
 pub const CSV_SCHEMA: &str = "Bucket, Key, Size, LastModifiedDate, ETag";
@@ -32,43 +32,13 @@ pub const PARQUET_SCHEMA: &str = "message s3.inventory { required binary bucket 
 /// Rows per Parquet row group written.
 const ROW_GROUP_ROWS: usize = 100_000;
 
-/// The formats S3 writes that yuba reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReportFormat {
-    Csv,
-    Parquet,
-}
-
+/// What this crate writes in each format.
 impl ReportFormat {
-    /// The manifest's `fileFormat`.
-    pub fn name(self) -> &'static str {
-        match self {
-            ReportFormat::Csv => "CSV",
-            ReportFormat::Parquet => "Parquet",
-        }
-    }
-
     /// The manifest's `fileSchema` for what [`DataWriter`] writes.
     pub fn file_schema(self) -> &'static str {
         match self {
             ReportFormat::Csv => CSV_SCHEMA,
             ReportFormat::Parquet => PARQUET_SCHEMA,
-        }
-    }
-
-    /// How S3 ends a data file's name.
-    pub fn extension(self) -> &'static str {
-        match self {
-            ReportFormat::Csv => "csv.gz",
-            ReportFormat::Parquet => "parquet",
-        }
-    }
-
-    /// The media type of a data file.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            ReportFormat::Csv => "application/gzip",
-            ReportFormat::Parquet => "application/vnd.apache.parquet",
         }
     }
 
@@ -78,18 +48,6 @@ impl ReportFormat {
             ReportFormat::Csv => DataWriter::Csv(Box::new(CsvWriter::new(bucket))),
             ReportFormat::Parquet => DataWriter::Parquet(Box::new(ParquetWriter::new(bucket))),
         }
-    }
-}
-
-impl std::str::FromStr for ReportFormat {
-    type Err = String;
-
-    /// `csv` or `parquet`, as the manifest's `fileFormat` names them in any case.
-    fn from_str(name: &str) -> Result<ReportFormat, String> {
-        [ReportFormat::Csv, ReportFormat::Parquet]
-            .into_iter()
-            .find(|format| format.name().eq_ignore_ascii_case(name))
-            .ok_or_else(|| format!("{name:?} is not a report format: csv or parquet"))
     }
 }
 

@@ -16,7 +16,8 @@ use chrono::{DateTime, Utc};
 use rand::seq::SliceRandom;
 use serde_json::Value;
 use yuba_e2e::{Stack, pseudo_random_bytes};
-use yuba_inventory::write::{ReportFormat, data_file, manifest_json};
+use yuba_inventory::ReportFormat;
+use yuba_inventory::write::{data_file, manifest_json};
 use yuba_inventory::{DataFile, Entry};
 
 use crate::reconciler::{count, expected, kinds_and_keys, parse, reconcile};

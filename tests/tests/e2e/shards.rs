@@ -11,7 +11,7 @@ use yuba_e2e::{Finished, Stack, pseudo_random_bytes};
 
 use crate::inventory::{create_inventory_bucket, summary_without_timing, write_report};
 use crate::reconciler::{count, kinds_and_keys, parse, reconcile, reconciler_step};
-use yuba_inventory::write::ReportFormat;
+use yuba_inventory::ReportFormat;
 
 /// The bucket the plans are kept in.
 const PLANS: &str = "plans";

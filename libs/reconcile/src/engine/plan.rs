@@ -11,7 +11,8 @@ use chrono::Utc;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use yuba_inventory::DataFile;
-use yuba_inventory::write::{DataWriter, ReportFormat, data_file, manifest_json};
+use yuba_inventory::ReportFormat;
+use yuba_inventory::write::{DataWriter, data_file, manifest_json};
 
 use super::inventory::{InventoryError, SourceInventory};
 use super::listing::{ListingFailure, with_retries};
