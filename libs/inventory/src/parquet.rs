@@ -188,8 +188,11 @@ impl<T: DataType> Column<T> {
             return Ok(self.values.drain(..).map(Some).collect());
         }
         let mut values = self.values.drain(..);
-        let read = self.levels[..records]
+        // A file whose levels run short gives fewer values than rows: the batch refuses it.
+        let read = self
+            .levels
             .iter()
+            .take(records)
             .map(|level| {
                 if *level == self.defined {
                     values.next()
