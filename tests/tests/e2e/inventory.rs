@@ -381,6 +381,15 @@ async fn an_inventory_report_that_cannot_be_trusted_is_refused() -> anyhow::Resu
     put(&stack, &data, b"not the report's file".to_vec()).await?;
     refused(diff(&report), "is not the one its manifest describes").await?;
 
+    // A "manifest" far larger than any S3 writes: refused once the read passes the limit.
+    let huge = format!("{configuration}huge/manifest.json");
+    put(&stack, &huge, vec![b' '; (16 << 20) + 1]).await?;
+    refused(
+        diff(&format!("s3://{INVENTORIES}/{huge}")),
+        "is over 16777216 bytes: it is not an S3 Inventory manifest",
+    )
+    .await?;
+
     // A report of another bucket, even one in the same folder layout.
     let created = Utc::now();
     let other = format!("{configuration}other/manifest.json");

@@ -103,6 +103,15 @@ pub enum InventoryError {
     },
 }
 
+/// Why a small object (a manifest, a plan, a summary) could not be read.
+#[derive(Debug)]
+pub(super) enum SmallObjectError {
+    /// Reading it failed, retries spent.
+    Failed(ListingFailure),
+    /// It is larger than what was asked for: not the object it should be.
+    TooLarge,
+}
+
 impl Reconciler {
     /// The report's objects under `prefix` (past `position`), merge-joined with the replica
     /// bucket's listing. The sorted report is cut into key ranges of [`RANGE_PAGES`] pages of
@@ -292,16 +301,19 @@ impl Reconciler {
         let location = &inventory.location;
         let key = self.manifest_key(location).await?;
         let manifest_location = format!("s3://{}/{key}", location.bucket);
-        let bytes = self
+        let bytes = match self
             .fetch_small(&location.bucket, &key, MAX_MANIFEST_BYTES)
             .await
-            .map_err(InventoryError::Fetch)?
-            .ok_or_else(|| InventoryError::NotFound(manifest_location.clone()))?;
-        if bytes.len() > MAX_MANIFEST_BYTES {
-            return Err(InventoryError::TooLarge {
-                location: manifest_location,
-            });
-        }
+        {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Err(InventoryError::NotFound(manifest_location)),
+            Err(SmallObjectError::TooLarge) => {
+                return Err(InventoryError::TooLarge {
+                    location: manifest_location,
+                });
+            }
+            Err(SmallObjectError::Failed(failure)) => return Err(InventoryError::Fetch(failure)),
+        };
         let manifest = Manifest::parse(&bytes)?;
         manifest.check(&self.buckets.source, Utc::now(), inventory.max_age)?;
         Ok((manifest_location, manifest))
@@ -346,16 +358,16 @@ impl Reconciler {
             })
     }
 
-    /// A small object's bytes (`None` if there is none); the read stops past `max` bytes, so
-    /// more than `max` bytes is an object too large, not all of it.
+    /// A small object's bytes (`None` if there is none), refused past `max` bytes: the read
+    /// stops there.
     pub(super) async fn fetch_small(
         &self,
         bucket: &str,
         key: &str,
         max: usize,
-    ) -> Result<Option<Vec<u8>>, ListingFailure> {
+    ) -> Result<Option<Vec<u8>>, SmallObjectError> {
         let what = format!("reading s3://{bucket}/{key}");
-        with_retries(&what, || async {
+        let bytes = with_retries(&what, || async {
             let failure = |error| ListingFailure::s3(&what, error);
             let Some(mut object) = self.s3.get(bucket, key).await.map_err(failure)? else {
                 return Ok(None);
@@ -370,6 +382,11 @@ impl Reconciler {
             Ok(Some(bytes))
         })
         .await
+        .map_err(SmallObjectError::Failed)?;
+        match bytes {
+            Some(bytes) if bytes.len() > max => Err(SmallObjectError::TooLarge),
+            bytes => Ok(bytes),
+        }
     }
 
     /// Streams a data file to a file in `dir`, checking it against the manifest's MD5.

@@ -14,7 +14,7 @@ use yuba_inventory::DataFile;
 use yuba_inventory::ReportFormat;
 use yuba_inventory::write::{DataWriter, data_file, manifest_json};
 
-use super::inventory::{InventoryError, SourceInventory};
+use super::inventory::{InventoryError, SmallObjectError, SourceInventory};
 use super::listing::{ListingFailure, with_retries};
 use super::{ReconcileError, Reconciler};
 use crate::ranges::KeyRange;
@@ -242,17 +242,15 @@ impl Reconciler {
         key: &str,
         max: usize,
     ) -> Result<Option<Vec<u8>>, PlanError> {
-        let bytes = self
-            .fetch_small(bucket, key, max)
+        self.fetch_small(bucket, key, max)
             .await
-            .map_err(PlanError::Store)?;
-        match bytes {
-            Some(bytes) if bytes.len() > max => Err(PlanError::TooLarge {
-                location: format!("s3://{bucket}/{key}"),
-                max,
-            }),
-            bytes => Ok(bytes),
-        }
+            .map_err(|error| match error {
+                SmallObjectError::Failed(failure) => PlanError::Store(failure),
+                SmallObjectError::TooLarge => PlanError::TooLarge {
+                    location: format!("s3://{bucket}/{key}"),
+                    max,
+                },
+            })
     }
 }
 
