@@ -354,6 +354,20 @@ impl VariantConfig {
             .collect()
     }
 
+    /// The variants `record` lists whose profile this configuration still makes for its key and
+    /// format: what a repair that adds the missing ones keeps. A removed profile's variant
+    /// drops out of the record (its object is then an orphan variant), as it would in a copy.
+    pub fn kept_for(&self, record: &ReplicaRecord) -> Vec<MadeVariant> {
+        let Some(format) = record.image_format.as_deref() else {
+            return Vec::new();
+        };
+        let applies = |made: &&MadeVariant| {
+            self.profiles_for(&record.source.key, format)
+                .any(|profile| profile.name == made.profile)
+        };
+        record.variants.iter().filter(applies).cloned().collect()
+    }
+
     /// The profiles that apply to a source, largest first.
     pub fn profiles_for<'s, 'k>(
         &'s self,
@@ -590,5 +604,17 @@ mod tests {
                 .is_empty(),
             "an image that cannot be transformed expects no variants"
         );
+        let removed = [("large", "jpg"), ("gone", "jpg"), ("thumb", "webp")];
+        let kept = config.kept_for(&record("photos/a.png", Some("image/png"), &removed, None));
+        assert_eq!(
+            kept,
+            [
+                yuba_model::MadeVariant::new("large", "jpg"),
+                yuba_model::MadeVariant::new("thumb", "webp")
+            ],
+            "a profile no longer configured is not kept"
+        );
+        let elsewhere = config.kept_for(&record("other/a.png", Some("image/png"), &all, None));
+        assert_eq!(elsewhere.len(), 2, "thumb applies to photos/ only");
     }
 }

@@ -59,8 +59,10 @@ impl Replicator {
                     .await?
             }
         };
-        // The variants it has stay: made from the same content, under the same profile names.
-        let variants = held.record.variants.iter().cloned().chain(added).collect();
+        // The variants it has stay (made from the same content, under profiles of the same
+        // names) while their profile is still configured.
+        let kept = self.settings.variants.kept_for(held.record);
+        let variants = kept.into_iter().chain(added).collect();
         let record = ReplicaRecord {
             source: SourceFacts {
                 sequencer: facts
